@@ -1,0 +1,58 @@
+"""Closed Circuit Messaging: the application factory."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from . import config as settings
+from .extensions import csrf, db, htmx, limiter, login_manager, migrate
+
+MIGRATIONS = str(Path(__file__).parent / "migrations")
+
+
+def default_instance_path() -> str:
+    """``CCM_INSTANCE_PATH``, else ``instance/`` in the working directory."""
+    return os.path.abspath(os.environ.get("CCM_INSTANCE_PATH") or "instance")
+
+
+def create_app(overrides: dict | None = None, instance_path: str | None = None) -> Flask:
+    """Build the portal application: defaults, then the environment, then ``overrides``."""
+    instance_path = instance_path or default_instance_path()
+    app = Flask(__name__, instance_path=instance_path, instance_relative_config=True)
+    os.makedirs(instance_path, exist_ok=True)
+    app.config.from_mapping(settings.load(instance_path))
+    app.config["PASSWORD_HASH"] = settings.PASSWORD_HASH
+    if overrides:
+        app.config.update(overrides)
+        app.config["SQLALCHEMY_DATABASE_URI"] = app.config["DATABASE_URL"]
+
+    if app.config["PROXY_HOPS"]:
+        hops = app.config["PROXY_HOPS"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
+
+    from . import database
+
+    database.configure_sqlite()
+    db.init_app(app)
+    migrate.init_app(app, db, directory=MIGRATIONS, render_as_batch=True)
+    csrf.init_app(app)
+    htmx.init_app(app)
+    limiter.init_app(app)
+    login_manager.init_app(app)
+
+    from . import auth, errors, inbox, security
+
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(inbox.bp)
+    errors.register(app)
+    app.context_processor(lambda: {"site_name": app.config["SITE_NAME"]})
+    security.register(app)
+
+    from . import cli
+
+    cli.register(app)
+    return app

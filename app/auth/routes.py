@@ -1,0 +1,225 @@
+"""Views of the auth blueprint: thin callers of app/accounts.py and app/auth_sessions.py."""
+
+from __future__ import annotations
+
+import time
+
+from flask import abort, flash, request, session, url_for
+from flask_login import current_user, login_required, login_user, logout_user
+from sqlalchemy import select
+
+from .. import accounts, auth_sessions, notifications, outbound
+from ..config import RESET_LINK_LIFETIME
+from ..extensions import db, limiter, login_manager
+from ..models import Tenant, User
+from ..rendering import page, redirect_to, safe_next
+from . import bp
+from .forms import ChangePasswordForm, ChooseAccountForm, ForgotForm, NewPasswordForm, SignInForm
+
+#: One message for every refusal, so answers never tell whether an account exists.
+SIGN_IN_REFUSED = (
+    "That email address and password do not match an account, or the account is "
+    "locked for a few minutes after too many attempts. Try again, or reset your password."
+)
+#: How long the "which organisation?" choice stays open after the password was proven.
+CHOICE_SECONDS = 300
+
+# Endpoints a user who must change their password may still reach.
+_OPEN_WHILE_CHANGE_PENDING = {"auth.change_password", "auth.sign_out", "static"}
+
+login_manager.session_protection = None  # sessions are checked server-side instead
+login_manager.login_view = "auth.sign_in"
+login_manager.login_message = None
+
+
+@login_manager.user_loader
+def load_user(token: str) -> User | None:
+    return auth_sessions.resume(token)
+
+
+@login_manager.unauthorized_handler
+def unauthorized():
+    """Send the browser to sign in, and back here afterwards; htmx gets HX-Redirect."""
+    target = request.full_path if request.method == "GET" else None
+    return redirect_to(url_for("auth.sign_in", next=safe_next(target)))
+
+
+@bp.before_app_request
+def require_password_change():
+    """Until a forced password change is done, nothing else is reachable."""
+    if (
+        current_user.is_authenticated
+        and current_user.must_change_password
+        and request.endpoint not in _OPEN_WHILE_CHANGE_PENDING
+    ):
+        return redirect_to(url_for("auth.change_password"))
+    return None
+
+
+def _tenant(slug: str | None) -> Tenant | None:
+    if slug is None:
+        return None
+    tenant = db.session.scalar(select(Tenant).where(Tenant.slug == slug))
+    if tenant is None:
+        abort(404)
+    return tenant
+
+
+def _client() -> dict:
+    return {"client_address": request.remote_addr, "user_agent": request.user_agent.string}
+
+
+def _sign_in_as(user: User, next_url: str | None = None):
+    """Replace whatever session this browser had with a new one for ``user``."""
+    session.clear()
+    auth_sessions.start(user, **_client())
+    accounts.signed_in(user)
+    db.session.commit()
+    login_user(user)
+    session.permanent = True
+    if user.must_change_password:
+        return redirect_to(url_for("auth.change_password"))
+    return redirect_to(safe_next(next_url) or url_for("inbox.index"))
+
+
+@bp.route("/")
+def home():
+    """The portal's front door."""
+    if current_user.is_authenticated:
+        return redirect_to(url_for("inbox.index"))
+    return redirect_to(url_for("auth.sign_in"))
+
+
+@bp.route("/sign-in", methods=["GET", "POST"])
+@bp.route("/t/<slug>/sign-in", methods=["GET", "POST"])
+@limiter.limit("10/minute;60/hour", methods=["POST"])
+def sign_in(slug: str | None = None):
+    """Sign in with an email address and password, at one tenant or at whichever matches."""
+    tenant = _tenant(slug)
+    form = SignInForm()
+    if form.validate_on_submit():
+        matched = accounts.check_credentials(form.email.data, form.password.data, tenant)
+        db.session.commit()  # failures count even though we refuse
+        if len(matched) == 1:
+            return _sign_in_as(matched[0], request.args.get("next"))
+        if matched:
+            # The password is proven for several organisations: only now may we ask which.
+            session["choose"] = {
+                "accounts": [u.id for u in matched],
+                "until": time.time() + CHOICE_SECONDS,
+                "next": safe_next(request.args.get("next")),
+            }
+            return redirect_to(url_for("auth.choose_account"))
+        form.form_errors.append(SIGN_IN_REFUSED)
+    return page("auth/sign_in.html", "auth/_sign_in_form.html", form=form, tenant=tenant)
+
+
+@bp.route("/sign-in/organisation", methods=["GET", "POST"])
+@limiter.limit("10/minute", methods=["POST"])
+def choose_account():
+    """After a password that opens several tenants' accounts: pick one."""
+    pending = session.get("choose")
+    if not pending or pending["until"] < time.time():
+        session.pop("choose", None)
+        return redirect_to(url_for("auth.sign_in"))
+    users = [db.session.get(User, user_id) for user_id in pending["accounts"]]
+    users = [u for u in users if u is not None and not u.disabled]
+    form = ChooseAccountForm()
+    form.account.choices = [(u.id, u.tenant.name) for u in users]
+    if form.validate_on_submit():
+        session.pop("choose", None)
+        chosen = next(u for u in users if u.id == form.account.data)
+        return _sign_in_as(chosen, pending.get("next"))
+    return page("auth/choose.html", "auth/_choose_form.html", form=form)
+
+
+@bp.route("/sign-out", methods=["POST"])
+def sign_out():
+    """End this browser's session."""
+    slug = None
+    if current_user.is_authenticated:
+        slug = current_user.tenant.slug
+        auth_sessions.end(current_user.session_token)
+        db.session.commit()
+        logout_user()
+    session.clear()
+    flash("You have signed out.", "info")
+    return redirect_to(url_for("auth.sign_in", slug=slug))
+
+
+@bp.route("/password/change", methods=["GET", "POST"])
+@login_required
+@limiter.limit("10/minute", methods=["POST"])
+def change_password():
+    """Change the password; forced after a generated password or an administrator reset."""
+    form = ChangePasswordForm()
+    forced = current_user.must_change_password
+    if form.validate_on_submit():
+        user = current_user._get_current_object()
+        try:
+            accounts.change_password(user, form.current.data, form.new.data)
+        except accounts.PasswordRejected as rejected:
+            db.session.rollback()
+            form.new.errors = [*form.new.errors, *rejected.problems]
+        else:
+            # Every session of this user ended with the change; this browser gets a new one.
+            flash("Your password has been changed. Other devices have been signed out.", "success")
+            return _sign_in_as(user)
+    return page("auth/change_password.html", "auth/_change_password_form.html",
+                form=form, forced=forced)
+
+
+def _form_address() -> str:
+    """Throttle key for reset requests: the address asked for, so no inbox gets flooded."""
+    return accounts.normalise_email(request.form.get("email", ""))
+
+
+@bp.route("/password/forgot", methods=["GET", "POST"])
+@bp.route("/t/<slug>/password/forgot", methods=["GET", "POST"])
+@limiter.limit("5/minute;30/hour", methods=["POST"])
+@limiter.limit("3/hour", key_func=_form_address, methods=["POST"])
+def forgot_password(slug: str | None = None):
+    """Ask for a reset link. The answer is the same whether or not the account exists."""
+    tenant = _tenant(slug)
+    form = ForgotForm()
+    if form.validate_on_submit():
+        for user in accounts.accounts_for(form.email.data, tenant):
+            token = accounts.start_reset(user)
+            outbound.queue(
+                notifications.build(
+                    "password_reset",
+                    to=user.email,
+                    email=user.email,
+                    tenant_name=user.tenant.name,
+                    portal_name=user.tenant.name,
+                    portal_url=url_for("auth.sign_in", slug=user.tenant.slug, _external=True),
+                    reset_url=url_for("auth.reset_password", token=token, _external=True),
+                    lifetime_minutes=int(RESET_LINK_LIFETIME.total_seconds() // 60),
+                )
+            )
+        db.session.commit()
+        return page("auth/forgot_sent.html", "auth/_forgot_sent.html",
+                    email=form.email.data, tenant=tenant)
+    return page("auth/forgot.html", "auth/_forgot_form.html", form=form, tenant=tenant)
+
+
+@bp.route("/password/reset/<token>", methods=["GET", "POST"])
+@limiter.limit("10/minute", methods=["POST"])
+def reset_password(token: str):
+    """Choose a new password from a reset link. Opening the link (GET) uses nothing up."""
+    reset = accounts.find_reset(token)
+    if reset is None:
+        return page("auth/reset_invalid.html", "auth/_reset_invalid.html"), 404
+    form = NewPasswordForm()
+    if form.validate_on_submit():
+        try:
+            accounts.complete_reset(reset, form.new.data)
+        except accounts.PasswordRejected as rejected:
+            db.session.rollback()
+            form.new.errors = [*form.new.errors, *rejected.problems]
+        else:
+            slug = reset.user.tenant.slug
+            db.session.commit()
+            flash("Your new password is set. Sign in with it.", "success")
+            return redirect_to(url_for("auth.sign_in", slug=slug))
+    return page("auth/reset.html", "auth/_reset_form.html", form=form, user=reset.user)

@@ -1,0 +1,75 @@
+"""Server-side sessions: the cookie carries a random token, the database says if it lives.
+
+Flask's signed cookie cannot be taken back once issued, so every signed-in request is
+checked against an :class:`AuthSession` row that sign-out, a password change or an
+administrator can end. Idle and absolute time-outs are enforced here too.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select, update
+
+from . import tokens
+from .clock import utcnow
+from .config import SESSION_ABSOLUTE_TIMEOUT, SESSION_IDLE_TIMEOUT
+from .extensions import db
+from .models import AuthSession, User
+
+#: last_seen_at is written at most this often, so reading pages costs no write each time
+_TOUCH_INTERVAL = timedelta(minutes=1)
+
+
+def start(user: User, *, client_address: str | None, user_agent: str | None) -> str:
+    """Open a session for ``user`` and return its token (the caller commits)."""
+    token, token_digest = tokens.new_token()
+    db.session.add(
+        AuthSession(
+            user=user,
+            token_digest=token_digest,
+            client_address=client_address,
+            user_agent=(user_agent or "")[:300],
+        )
+    )
+    user.session_token = token
+    return token
+
+
+def resume(token: str) -> User | None:
+    """The user whose live session ``token`` names, or None (expired, ended, disabled)."""
+    now = utcnow()
+    record = db.session.scalar(
+        select(AuthSession).where(AuthSession.token_digest == tokens.digest(token))
+    )
+    if record is None or record.ended_at is not None or record.user.disabled:
+        return None
+    if now - record.created_at > SESSION_ABSOLUTE_TIMEOUT or (
+        now - record.last_seen_at > SESSION_IDLE_TIMEOUT
+    ):
+        record.ended_at = now
+        db.session.commit()
+        return None
+    if now - record.last_seen_at > _TOUCH_INTERVAL:
+        record.last_seen_at = now
+        db.session.commit()
+    record.user.session_token = token
+    return record.user
+
+
+def end(token: str) -> None:
+    """End one session (sign-out)."""
+    db.session.execute(
+        update(AuthSession)
+        .where(AuthSession.token_digest == tokens.digest(token), AuthSession.ended_at.is_(None))
+        .values(ended_at=utcnow())
+    )
+
+
+def end_all(user: User) -> None:
+    """End every session of ``user``: after a password change or reset, or by an admin."""
+    db.session.execute(
+        update(AuthSession)
+        .where(AuthSession.user_id == user.id, AuthSession.ended_at.is_(None))
+        .values(ended_at=utcnow())
+    )

@@ -1,0 +1,118 @@
+"""Configuration: every setting, its default and its environment variable, in one place.
+
+Order of precedence (Flask's tutorial pattern): these defaults, then the ``CCM_*``
+environment, then the overrides a caller (the test suite) passes to ``create_app``.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tempfile
+from datetime import timedelta
+from pathlib import Path
+
+#: (setting, environment variable, default, meaning).  Defaults that depend on the
+#: instance folder are filled in by :func:`load` and shown here as ``None``.
+ENVIRONMENT = [
+    ("DATABASE_URL", "CCM_DATABASE_URL", None,
+     "SQLAlchemy URL; default a SQLite file in instance/"),
+    ("SECRET_KEY", "CCM_SECRET_KEY", None,
+     "session and token signing; default generated once and kept in instance/secret_key"),
+    ("BASE_URL", "CCM_BASE_URL", "http://127.0.0.1:8000",
+     "the portal's public URL, used in links in generated mail"),
+    ("HTTP_LISTEN", "CCM_HTTP_LISTEN", "127.0.0.1:8000", "portal address"),
+    ("SMTP_LISTEN", "CCM_SMTP_LISTEN", "127.0.0.1:2525", "SMTP ingress address"),
+    ("RELAY_NETWORKS", "CCM_RELAY_NETWORKS", "127.0.0.0/8,::1/128",
+     "client networks allowed to relay without AUTH"),
+    ("OUTBOUND", "CCM_OUTBOUND", None,
+     "how mail leaves: mx, smtp://host:port or maildir:PATH; default maildir:instance/outbox"),
+    ("INTERNAL_RELAY", "CCM_INTERNAL_RELAY", None,
+     "where mail for internal recipients goes; default the same as CCM_OUTBOUND"),
+    ("DNS_SERVERS", "CCM_DNS_SERVERS", "", "host[:port],... for MX look-ups; empty: system"),
+    ("SMTP_DELIVERY_PORT", "CCM_SMTP_DELIVERY_PORT", "25", "port for MX delivery"),
+    ("MAX_MESSAGE_BYTES", "CCM_MAX_MESSAGE_BYTES", "52428800", "largest message accepted"),
+    ("RATELIMIT_STORAGE_URI", "CCM_RATELIMIT_STORAGE", "memory://",
+     "Flask-Limiter storage; use redis://... when several web processes run"),
+    ("PROXY_HOPS", "CCM_PROXY_HOPS", "0",
+     "reverse proxies in front of the portal whose X-Forwarded-* headers are trusted"),
+    ("SITE_NAME", "CCM_SITE_NAME", "Secure Mail", "the portal's name where no tenant is known"),
+    ("MAIL_FROM", "CCM_MAIL_FROM", "",
+     "From address of generated mail; default postmaster@ the portal's host name"),
+]
+
+INTEGER_SETTINGS = {"SMTP_DELIVERY_PORT", "MAX_MESSAGE_BYTES", "PROXY_HOPS"}
+
+
+def load(instance_path: str, environ: os._Environ | dict | None = None) -> dict:
+    """Return the configuration mapping for an application using ``instance_path``."""
+    environ = os.environ if environ is None else environ
+    instance = Path(instance_path)
+    config: dict = {}
+    for name, variable, default, _meaning in ENVIRONMENT:
+        value = environ.get(variable) or default
+        if value is not None and name in INTEGER_SETTINGS:
+            value = int(value)
+        config[name] = value
+
+    config["DATABASE_URL"] = config["DATABASE_URL"] or f"sqlite:///{instance / 'ccm.sqlite3'}"
+    config["OUTBOUND"] = config["OUTBOUND"] or f"maildir:{instance / 'outbox'}"
+    config["INTERNAL_RELAY"] = config["INTERNAL_RELAY"] or config["OUTBOUND"]
+    config["SECRET_KEY"] = config["SECRET_KEY"] or _instance_secret(instance)
+    config.update(_derived(config))
+    return config
+
+
+def _derived(config: dict) -> dict:
+    """Settings that follow from others rather than from the environment."""
+    https = config["BASE_URL"].startswith("https://")
+    return {
+        "SQLALCHEMY_DATABASE_URI": config["DATABASE_URL"],
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        "MAX_CONTENT_LENGTH": config["MAX_MESSAGE_BYTES"],
+        # The __Host- prefix pins the cookie to this exact origin; browsers accept it
+        # only over HTTPS, so a plain-HTTP default install uses an ordinary name.
+        "SESSION_COOKIE_NAME": "__Host-ccm_session" if https else "ccm_session",
+        "SESSION_COOKIE_SECURE": https,
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "PERMANENT_SESSION_LIFETIME": SESSION_ABSOLUTE_TIMEOUT,
+        "PREFERRED_URL_SCHEME": "https" if https else "http",
+        "WTF_CSRF_TIME_LIMIT": None,  # the token lives as long as the session does
+        "WTF_CSRF_SSL_STRICT": https,
+        "RATELIMIT_HEADERS_ENABLED": False,
+        "HTTPS": https,
+    }
+
+
+#: A session ends after this long without a request...
+SESSION_IDLE_TIMEOUT = timedelta(minutes=30)
+#: ...and after this long whatever happens (ASVS 3.3.2).
+SESSION_ABSOLUTE_TIMEOUT = timedelta(hours=12)
+#: How long a password-reset link stays usable.
+RESET_LINK_LIFETIME = timedelta(hours=1)
+#: argon2id parameters: RFC 9106's second recommendation, well above ASVS's floor
+#: (19 MiB, 2 iterations, 1 lane).
+PASSWORD_HASH = {"time_cost": 3, "memory_cost": 64 * 1024, "parallelism": 4}
+
+
+def _instance_secret(instance: Path) -> str:
+    """The key kept in ``instance/secret_key``, created on first use.
+
+    The key is written to a private temporary file and hard-linked into place, which
+    either succeeds whole or fails because another process got there first: processes
+    starting together agree on one key and never read a half-written file.
+    """
+    instance.mkdir(parents=True, exist_ok=True)
+    path = instance / "secret_key"
+    if not path.exists():
+        fd, temporary = tempfile.mkstemp(dir=instance, prefix=".secret_key.")
+        try:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_urlsafe(48))
+            os.link(temporary, path)
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(temporary)
+    return path.read_text().strip()

@@ -1,0 +1,66 @@
+"""Tenants, their internal domains and their application settings profiles."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from ..clock import utcnow
+from ..extensions import db
+
+
+class Tenant(db.Model):
+    """A customer organisation."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(63), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    visibility_days: Mapped[int] = mapped_column(default=30)
+    internal_relay: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    domains: Mapped[list[Domain]] = relationship(
+        back_populates="tenant", cascade="all, delete-orphan", order_by="Domain.name"
+    )
+    application_settings: Mapped[list[ApplicationSettings]] = relationship(
+        back_populates="tenant", cascade="all, delete-orphan", order_by="ApplicationSettings.name"
+    )
+
+    @property
+    def default_settings(self) -> ApplicationSettings | None:
+        return next((s for s in self.application_settings if s.is_default), None)
+
+    def is_internal(self, address: str) -> bool:
+        """True when ``address`` is at one of this tenant's domains."""
+        domain = address.rpartition("@")[2].lower()
+        return any(d.name == domain for d in self.domains)
+
+
+class Domain(db.Model):
+    """An internal domain; a domain belongs to one tenant only."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenant.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(253), unique=True)
+
+    tenant: Mapped[Tenant] = relationship(back_populates="domains")
+
+
+class ApplicationSettings(db.Model):
+    """A named permission profile assigned to users."""
+
+    __tablename__ = "application_settings"
+    __table_args__ = (UniqueConstraint("tenant_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenant.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(100))
+    is_default: Mapped[bool] = mapped_column(default=False)
+    #: may choose a CCM mode when composing in the portal
+    portal_ccm: Mapped[bool] = mapped_column(default=False)
+    #: may ask for CCM from a mail client with X-CCM-Mode ("Send Secure")
+    send_secure: Mapped[bool] = mapped_column(default=False)
+
+    tenant: Mapped[Tenant] = relationship(back_populates="application_settings")

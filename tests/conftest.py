@@ -1,0 +1,185 @@
+"""Fixtures: an application on a real database, factories, and a signed-in helper.
+
+The suite runs on SQLite; with ``CCM_TEST_DATABASE_URL`` set it runs on that database
+(PostgreSQL) instead. Either way the schema comes from the real migrations.
+"""
+
+from __future__ import annotations
+
+import mailbox
+import os
+import re
+import shutil
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, inspect, text
+
+from app import create_app, database
+from app.extensions import db, limiter
+from app.models import ApplicationSettings, Domain, Tenant, User
+from app.passwords import hash_password
+
+#: argon2id at its cheapest: tests check behaviour, tests/test_passwords.py checks strength
+CHEAP_HASH = {"time_cost": 1, "memory_cost": 8, "parallelism": 1}
+PASSWORD = "correct horse battery staple"
+DATABASE_URL = os.environ.get("CCM_TEST_DATABASE_URL")
+
+
+def settings(instance: Path, **extra) -> dict:
+    return {
+        "TESTING": True,
+        "DATABASE_URL": DATABASE_URL or f"sqlite:///{instance / 'ccm.sqlite3'}",
+        "SECRET_KEY": "test-secret-key",
+        "BASE_URL": "http://localhost",
+        "OUTBOUND": f"maildir:{instance / 'outbox'}",
+        "PASSWORD_HASH": CHEAP_HASH,
+        "RATELIMIT_ENABLED": False,
+        **extra,
+    }
+
+
+@pytest.fixture(scope="session")
+def migrated_database(tmp_path_factory) -> Path:
+    """Run the migrations once: into a template SQLite file, or into the test PostgreSQL."""
+    instance = tmp_path_factory.mktemp("template")
+    if DATABASE_URL:
+        engine = create_engine(DATABASE_URL)
+        with engine.begin() as connection:
+            # Start from an empty schema whatever an earlier run left behind.
+            connection.execute(text("DROP SCHEMA public CASCADE"))
+            connection.execute(text("CREATE SCHEMA public"))
+        engine.dispose()
+    app = create_app(settings(instance), instance_path=str(instance))
+    with app.app_context():
+        database.upgrade()
+        db.engine.dispose()
+    return instance / "ccm.sqlite3"
+
+
+@pytest.fixture
+def app(tmp_path, migrated_database, request):
+    """A fresh application with an empty, migrated database of its own."""
+    extra = getattr(request, "param", None) or {}
+    if not DATABASE_URL:
+        shutil.copy(migrated_database, tmp_path / "ccm.sqlite3")
+    application = create_app(settings(tmp_path, **extra), instance_path=str(tmp_path))
+    with application.app_context():
+        if application.config["RATELIMIT_ENABLED"]:
+            limiter.reset()
+        try:
+            yield application
+        finally:
+            db.session.remove()
+            if DATABASE_URL:
+                _empty_tables()
+            db.engine.dispose()
+
+
+def _empty_tables() -> None:
+    names = [t for t in inspect(db.engine).get_table_names() if t != "alembic_version"]
+    if names:
+        with db.engine.begin() as connection:
+            quoted = ", ".join(f'"{name}"' for name in names)
+            connection.execute(text(f"TRUNCATE {quoted} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+# --- factories ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def make_tenant(app):
+    def make(slug="acme", name=None, domains=("acme.test",), **values) -> Tenant:
+        tenant = Tenant(slug=slug, name=name or slug.title() + " Corp", **values)
+        tenant.domains = [Domain(name=d) for d in domains]
+        tenant.application_settings = [ApplicationSettings(name="Default", is_default=True)]
+        db.session.add(tenant)
+        db.session.commit()
+        return tenant
+
+    return make
+
+
+@pytest.fixture
+def make_user(app):
+    def make(tenant: Tenant, email: str, *, role="external", password=PASSWORD,
+             must_change=False, **values) -> User:
+        user = User(
+            tenant=tenant,
+            email=email,
+            role=role,
+            kind="external" if role == "external" else "internal",
+            password_hash=hash_password(password) if password else None,
+            must_change_password=must_change,
+            failed_signins=0,
+            disabled=False,
+            **values,
+        )
+        db.session.add(user)
+        db.session.commit()
+        return user
+
+    return make
+
+
+# --- helpers -----------------------------------------------------------------------
+
+_CSRF = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"|'
+                   r'name="csrf_token" value="([^"]+)"')
+
+
+def csrf_token(client, path: str) -> str:
+    """The CSRF token of the form on ``path``, as a browser would have it."""
+    page = client.get(path).get_data(as_text=True)
+    match = _CSRF.search(page)
+    assert match, f"no CSRF token on {path}"
+    return match.group(1) or match.group(2)
+
+
+def post_form(client, path: str, data: dict, *, form_path: str | None = None, **kwargs):
+    """POST ``data`` to ``path`` with the CSRF token of the page at ``form_path``."""
+    token = csrf_token(client, form_path or path)
+    return client.post(path, data={"csrf_token": token, **data}, **kwargs)
+
+
+class Auth:
+    def __init__(self, client):
+        self.client = client
+
+    def sign_in(self, email: str, password: str = PASSWORD, slug: str | None = None, **kw):
+        path = f"/t/{slug}/sign-in" if slug else "/sign-in"
+        return post_form(self.client, path, {"email": email, "password": password}, **kw)
+
+    def sign_out(self):
+        return post_form(self.client, "/sign-out", {}, form_path="/inbox/")
+
+
+@pytest.fixture
+def auth(client):
+    return Auth(client)
+
+
+def read_outbox(app) -> list[EmailMessage]:
+    """Every message written to the maildir outbox, oldest first."""
+    path = app.config["OUTBOUND"].removeprefix("maildir:")
+    if not os.path.isdir(path):
+        return []
+    box = mailbox.Maildir(path, factory=None, create=False)
+    messages = []
+    for key in sorted(box.keys()):  # keys begin with the delivery time
+        with box.get_file(key) as handle:
+            messages.append(BytesParser(policy=policy.default).parse(handle))
+    return messages
