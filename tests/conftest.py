@@ -6,17 +6,15 @@ The suite runs on SQLite; with ``CCM_TEST_DATABASE_URL`` set it runs on that dat
 
 from __future__ import annotations
 
-import mailbox
+import contextvars
 import os
-import re
 import shutil
-from email import policy
-from email.message import EmailMessage
-from email.parser import BytesParser
 from pathlib import Path
 
 import pytest
+from flask.testing import FlaskClient
 from sqlalchemy import create_engine, inspect, text
+from support import PASSWORD, post_form
 
 from app import create_app, database
 from app.extensions import db, limiter
@@ -25,7 +23,6 @@ from app.passwords import hash_password
 
 #: argon2id at its cheapest: tests check behaviour, tests/test_passwords.py checks strength
 CHEAP_HASH = {"time_cost": 1, "memory_cost": 8, "parallelism": 1}
-PASSWORD = "correct horse battery staple"
 DATABASE_URL = os.environ.get("CCM_TEST_DATABASE_URL")
 
 
@@ -87,8 +84,23 @@ def _empty_tables() -> None:
             connection.execute(text(f"TRUNCATE {quoted} RESTART IDENTITY CASCADE"))
 
 
+class IsolatedClient(FlaskClient):
+    """Runs each request as production does: in contexts of its own.
+
+    Without this, requests would share the test's application context, and with it
+    ``g`` (Flask-Login's cached user) and the database session, hiding real bugs.
+    Afterwards the test's own session forgets what it had loaded, so reads are fresh.
+    """
+
+    def open(self, *args, **kwargs):
+        response = contextvars.Context().run(super().open, *args, **kwargs)
+        db.session.expire_all()
+        return response
+
+
 @pytest.fixture
 def client(app):
+    app.test_client_class = IsolatedClient
     return app.test_client()
 
 
@@ -135,24 +147,7 @@ def make_user(app):
     return make
 
 
-# --- helpers -----------------------------------------------------------------------
-
-_CSRF = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"|'
-                   r'name="csrf_token" value="([^"]+)"')
-
-
-def csrf_token(client, path: str) -> str:
-    """The CSRF token of the form on ``path``, as a browser would have it."""
-    page = client.get(path).get_data(as_text=True)
-    match = _CSRF.search(page)
-    assert match, f"no CSRF token on {path}"
-    return match.group(1) or match.group(2)
-
-
-def post_form(client, path: str, data: dict, *, form_path: str | None = None, **kwargs):
-    """POST ``data`` to ``path`` with the CSRF token of the page at ``form_path``."""
-    token = csrf_token(client, form_path or path)
-    return client.post(path, data={"csrf_token": token, **data}, **kwargs)
+# --- signed-in helper ----------------------------------------------------------------
 
 
 class Auth:
@@ -170,16 +165,3 @@ class Auth:
 @pytest.fixture
 def auth(client):
     return Auth(client)
-
-
-def read_outbox(app) -> list[EmailMessage]:
-    """Every message written to the maildir outbox, oldest first."""
-    path = app.config["OUTBOUND"].removeprefix("maildir:")
-    if not os.path.isdir(path):
-        return []
-    box = mailbox.Maildir(path, factory=None, create=False)
-    messages = []
-    for key in sorted(box.keys()):  # keys begin with the delivery time
-        with box.get_file(key) as handle:
-            messages.append(BytesParser(policy=policy.default).parse(handle))
-    return messages

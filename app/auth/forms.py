@@ -7,8 +7,14 @@ from wtforms.validators import DataRequired, EqualTo, Length, Regexp
 ADDRESS = Regexp(r"^[^@\s]+@[^@\s]+$", message="Enter an email address.")
 
 
+def _strip(value: str | None) -> str | None:
+    return value.strip() if value else value
+
+
 class SignInForm(FlaskForm):
-    email = StringField("Email address", validators=[DataRequired(), Length(max=320), ADDRESS])
+    email = StringField(
+        "Email address", filters=[_strip], validators=[DataRequired(), Length(max=320), ADDRESS]
+    )
     password = PasswordField("Password", validators=[DataRequired(), Length(max=1024)])
 
 
@@ -29,4 +35,6 @@ class ChangePasswordForm(NewPasswordForm):
 
 
 class ForgotForm(FlaskForm):
-    email = StringField("Email address", validators=[DataRequired(), Length(max=320), ADDRESS])
+    email = StringField(
+        "Email address", filters=[_strip], validators=[DataRequired(), Length(max=320), ADDRESS]
+    )

@@ -1,0 +1,43 @@
+"""Helpers for tests: forms with their CSRF token, and the maildir outbox."""
+
+from __future__ import annotations
+
+import mailbox
+import os
+import re
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+
+#: the password the user factory gives unless told otherwise
+PASSWORD = "correct horse battery staple"
+
+_CSRF = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"|'
+                   r'name="csrf_token" value="([^"]+)"')
+
+
+def csrf_token(client, path: str) -> str:
+    """The CSRF token of the form on ``path``, as a browser would have it."""
+    page = client.get(path).get_data(as_text=True)
+    match = _CSRF.search(page)
+    assert match, f"no CSRF token on {path}"
+    return match.group(1) or match.group(2)
+
+
+def post_form(client, path: str, data: dict, *, form_path: str | None = None, **kwargs):
+    """POST ``data`` to ``path`` with the CSRF token of the page at ``form_path``."""
+    token = csrf_token(client, form_path or path)
+    return client.post(path, data={"csrf_token": token, **data}, **kwargs)
+
+
+def read_outbox(app) -> list[EmailMessage]:
+    """Every message written to the maildir outbox, oldest first."""
+    path = app.config["OUTBOUND"].removeprefix("maildir:")
+    if not os.path.isdir(path):
+        return []
+    box = mailbox.Maildir(path, factory=None, create=False)
+    messages = []
+    for key in sorted(box.keys()):  # keys begin with the delivery time
+        with box.get_file(key) as handle:
+            messages.append(BytesParser(policy=policy.default).parse(handle))
+    return messages
