@@ -66,11 +66,34 @@ def problems(password: str, *, email: str = "") -> list[str]:
     if len(password) > MAX_LENGTH:
         found.append(f"Use at most {MAX_LENGTH} characters.")
     normalised = password.strip().lower()
-    if normalised in common_passwords():
-        found.append("This password is too common; choose a less predictable one.")
     if email and normalised in {email.lower(), email.partition("@")[0].lower()}:
         found.append("Do not use your email address as your password.")
+    elif _predictable(normalised):
+        found.append("This password is too common; choose a less predictable one.")
     return found
+
+
+_DECORATION = "0123456789!@#$%^&*()-_=+.,;:?~ "
+
+
+def _predictable(password: str) -> bool:
+    """Common, a common word dressed up with digits or symbols, repetitive or sequential.
+
+    NIST SP 800-63B 3.1.1.2 asks for exactly these checks beside the breached-list one.
+    """
+    common = common_passwords()
+    stripped = password.strip(_DECORATION)
+    if password in common or (stripped and stripped in common):
+        return True
+    if len(set(password)) < 5:
+        return True  # "aaaaaaaaaaaa", "abababababab"
+    size = len(password)
+    if any(password == password[:n] * (size // n) for n in range(1, size // 2 + 1)
+           if size % n == 0):
+        return True  # "passwordpassword"
+    steps = {ord(b) - ord(a) for a, b in zip(password, password[1:], strict=False)}
+    # "abcdefghijklm", and digit runs that wrap round: "987654321098", "567890123456"
+    return steps <= {1, -9} or steps <= {-1, 9}
 
 
 @cache

@@ -1,0 +1,210 @@
+"""Browser tests: the real application behind waitress, driven by Debian's Chromium.
+
+Fixtures:
+
+``live_server``
+    the test ``app`` served by waitress on 127.0.0.1 and a free port; yields its base URL.
+``browser``
+    one headless Chromium for the whole session (skipped when Chromium is missing,
+    except under ``CI``, where that is a failure).
+``page``
+    a fresh context and page per test. Console errors and uncaught page errors (a
+    Content-Security-Policy violation is reported as a console error) fail the test
+    at teardown, unless the test announced them with ``console_errors.allow(...)``.
+``screenshot``
+    ``screenshot(page, "label")`` saves ``tests/artifacts/<test name>-<label>.png``.
+``outbox``
+    ``outbox()`` lists the messages in the app's maildir outbox, oldest first.
+
+Every test below this directory is marked ``browser``, so ``-m "not browser"`` skips them.
+"""
+
+from __future__ import annotations
+
+import mailbox
+import os
+import re
+import threading
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+from pathlib import Path
+
+import pytest
+import waitress
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+HERE = Path(__file__).resolve().parent
+ARTIFACTS = HERE.parent / "artifacts"
+
+
+def pytest_collection_modifyitems(items):
+    """Mark every test collected from this directory (and below) as a browser test."""
+    for item in items:
+        if HERE in Path(item.path).resolve().parents:
+            item.add_marker(pytest.mark.browser)
+
+
+# --- the application, served ----------------------------------------------------------
+
+
+@pytest.fixture
+def live_server(app):
+    """Serve ``app`` with waitress in a background thread; yields ``http://127.0.0.1:PORT``.
+
+    Each request runs in one of waitress's worker threads with an application context
+    of its own, so it has its own database session: objects the test holds go stale
+    once the browser changed them (call ``db.session.expire_all()`` to re-read).
+    """
+    socket_map: dict = {}
+    server = waitress.create_server(app, host="127.0.0.1", port=0, map=socket_map)
+    base_url = f"http://127.0.0.1:{server.effective_port}"
+    app.config["BASE_URL"] = base_url
+    thread = threading.Thread(target=server.run, name="live-server", daemon=True)
+    thread.start()
+    try:
+        yield base_url
+    finally:
+        _stop(server, socket_map, thread)
+
+
+def _stop(server, socket_map: dict, thread: threading.Thread) -> None:
+    """Let running requests finish, then close every socket from the server's own loop.
+
+    Closing sockets from this thread while the loop thread is inside select() races
+    with it (EBADF), and keep-alive connections left open by the browser would keep
+    the loop running for ever; so the closing is handed to the loop thread through
+    waitress's trigger, and the loop ends once its socket map is empty.
+    """
+    server.task_dispatcher.shutdown()
+
+    def close_all() -> None:
+        for dispatcher in list(socket_map.values()):
+            if dispatcher is not server and dispatcher is not server.trigger:
+                dispatcher.handle_close()  # connections the browser kept alive
+        server.close()  # the trigger and the listening socket
+
+    if thread.is_alive():
+        server.trigger.pull_trigger(close_all)
+        thread.join(timeout=10)
+    if thread.is_alive() or socket_map:
+        server.close()
+        thread.join(timeout=10)
+    assert not thread.is_alive(), "the live server did not stop"
+
+
+# --- the browser ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not CHROMIUM.exists():
+        message = f"{CHROMIUM} is missing: apt-get install chromium"
+        if os.environ.get("CI"):
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+
+    playwright = sync_playwright().start()
+    try:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+    finally:
+        playwright.stop()
+
+
+class ConsoleErrors:
+    """Console errors and page errors seen during one test, minus the expected ones."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+        self.allowed: list[re.Pattern] = []
+
+    def allow(self, pattern: str) -> None:
+        """Expect errors matching the regular expression ``pattern`` (e.g. a 404 page)."""
+        self.allowed.append(re.compile(pattern))
+
+    def record(self, text: str) -> None:
+        self.seen.append(text)
+
+    def unexpected(self) -> list[str]:
+        return [e for e in self.seen if not any(p.search(e) for p in self.allowed)]
+
+
+@pytest.fixture
+def console_errors() -> ConsoleErrors:
+    return ConsoleErrors()
+
+
+@pytest.fixture
+def page(browser, console_errors):
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    context.set_default_timeout(10_000)
+    tab = context.new_page()
+
+    def on_console(message) -> None:
+        if message.type == "error":
+            location = message.location or {}
+            where = location.get("url", "")
+            console_errors.record(f"console: {message.text} ({where})")
+
+    tab.on("console", on_console)
+    tab.on("pageerror", lambda error: console_errors.record(f"page error: {error}"))
+    try:
+        yield tab
+    finally:
+        context.close()
+    unexpected = console_errors.unexpected()
+    if unexpected:
+        pytest.fail("the browser reported errors:\n  " + "\n  ".join(unexpected), pytrace=False)
+
+
+# --- helpers --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def screenshot(request):
+    """``screenshot(page, label)``: save a full-page PNG to look at; returns its path."""
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name).strip("_")
+
+    def take(page, label: str) -> Path:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        path = ARTIFACTS / f"{name}-{re.sub(r'[^A-Za-z0-9_.-]+', '_', label)}.png"
+        page.screenshot(path=str(path), full_page=True)
+        return path
+
+    return take
+
+
+@pytest.fixture
+def outbox(app):
+    """``outbox()``: every message in the app's maildir outbox, oldest first.
+
+    The same as ``read_outbox`` in tests/conftest.py, which this directory cannot
+    import (tests/ is not a package).
+    """
+
+    def read() -> list[EmailMessage]:
+        path = app.config["OUTBOUND"].removeprefix("maildir:")
+        if not os.path.isdir(path):
+            return []
+        box = mailbox.Maildir(path, factory=None, create=False)
+        messages = []
+        for key in sorted(box.keys()):  # keys begin with the delivery time
+            with box.get_file(key) as handle:
+                messages.append(BytesParser(policy=policy.default).parse(handle))
+        return messages
+
+    return read
