@@ -10,6 +10,7 @@ import gzip
 import secrets
 from functools import cache
 from importlib import resources
+from itertools import pairwise
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -91,7 +92,7 @@ def _predictable(password: str) -> bool:
     if any(password == password[:n] * (size // n) for n in range(1, size // 2 + 1)
            if size % n == 0):
         return True  # "passwordpassword"
-    steps = {ord(b) - ord(a) for a, b in zip(password, password[1:], strict=False)}
+    steps = {ord(b) - ord(a) for a, b in pairwise(password)}
     # "abcdefghijklm", and digit runs that wrap round: "987654321098", "567890123456"
     return steps <= {1, -9} or steps <= {-1, 9}
 

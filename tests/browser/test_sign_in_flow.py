@@ -12,8 +12,6 @@ from app.accounts import set_generated_password
 from app.auth.routes import SIGN_IN_REFUSED
 from app.extensions import db
 
-pytestmark = pytest.mark.browser
-
 EMAIL = "ann@example.org"
 OLD_PASSWORD = "correct horse battery staple"  # make_user's default
 NEW_PASSWORD = "plum orbit lantern meadow"
@@ -88,10 +86,26 @@ def test_first_sign_in_forces_a_password_change(
     page.get_by_role("button", name="Sign out").click()
     expect(page).to_have_url(f"{live_server}/t/acme/sign-in")
     expect(page.get_by_role("status")).to_have_text("You have signed out.")
+
+    # The session is over: the inbox asks to sign in, and afterwards leads back to it.
     page.goto(f"{live_server}/inbox/")
     expect(page).to_have_url(re.compile(r"/sign-in\?next="))
-
     sign_in(page, EMAIL, NEW_PASSWORD)
+    expect(page.get_by_role("heading", name="Secure messages")).to_be_visible()
+    # "/inbox/?": see test_sign_in_returns_to_the_page_asked_for
+    expect(page).to_have_url(re.compile(rf"^{re.escape(live_server)}/inbox/\??$"))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="unauthorized() builds next from request.full_path, which ends in '?' when "
+    "there is no query string, so the user lands on /inbox/? (app/auth/routes.py)",
+)
+def test_sign_in_returns_to_the_page_asked_for(live_server, page, make_tenant, make_user):
+    make_user(make_tenant(), EMAIL)
+    page.goto(f"{live_server}/inbox/")
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    sign_in(page, EMAIL, OLD_PASSWORD)
     expect_inbox(page, live_server)
 
 

@@ -1,0 +1,203 @@
+"""``ccm config import`` / ``export``: round trips, idempotence, and clear refusals."""
+
+import textwrap
+
+import pytest
+from sqlalchemy import select, text
+
+from app import config_file, passwords
+from app.extensions import db
+from app.models import ApplicationSettings, Domain, Tenant, User
+
+GOOD = textwrap.dedent(
+    """\
+    tenants:
+      - slug: acme
+        name: Acme Corp
+        domains: [acme.test, Acme-Mail.test]
+        visibility_days: 30
+        internal_relay: smtp://127.0.0.1:2626
+        application_settings:
+          - {name: Default, default: true, portal_ccm: false, send_secure: false}
+          - {name: Legal, portal_ccm: true, send_secure: true}
+        users:
+          - {email: admin@acme.test, role: admin, password: "plum orbit lantern meadow"}
+          - {email: alice@acme.test, role: internal, application_settings: Legal,
+             password: "correct horse battery staple"}
+          - {email: bob@acme.test, role: internal, send_secure: true}
+      - slug: globex
+        name: Globex
+        domains: [globex.test]
+    """
+)
+
+
+def snapshot() -> list:
+    """Every row of every table this import touches, password hashes included."""
+    rows = []
+    for table in ("tenant", "domain", "application_settings", "users"):
+        rows.append(db.session.execute(text(f"SELECT * FROM {table} ORDER BY id")).all())
+    return rows
+
+
+def import_(text_: str) -> config_file.ImportResult:
+    result = config_file.import_text(text_)
+    db.session.commit()
+    return result
+
+
+def test_import_creates_everything(app):
+    result = import_(GOOD)
+    acme = db.session.scalar(select(Tenant).where(Tenant.slug == "acme"))
+    assert acme.name == "Acme Corp"
+    assert [d.name for d in acme.domains] == ["acme-mail.test", "acme.test"]
+    assert acme.internal_relay == "smtp://127.0.0.1:2626"
+    assert acme.default_settings.name == "Default"
+    alice = db.session.scalar(select(User).where(User.email == "alice@acme.test"))
+    assert alice.role == "internal" and alice.kind == "internal"
+    assert alice.may_use_portal_ccm and alice.may_send_secure
+    assert passwords.verify_password(alice.password_hash, "correct horse battery staple")
+    assert alice.must_change_password is False
+    bob = db.session.scalar(select(User).where(User.email == "bob@acme.test"))
+    # No profile of his own: the tenant default says no, his own override says yes.
+    assert bob.may_send_secure and not bob.may_use_portal_ccm
+    # No password given: one is generated, reported once, and must be changed.
+    assert [(slug, email) for slug, email, _ in result.generated] == [("acme", "bob@acme.test")]
+    assert passwords.verify_password(bob.password_hash, result.generated[0][2])
+    assert bob.must_change_password
+
+
+def test_importing_twice_changes_nothing(app):
+    import_(GOOD)
+    before = snapshot()
+    result = import_(GOOD)
+    assert (result.created, result.updated, result.generated) == (0, 0, [])
+    assert snapshot() == before
+
+
+def test_round_trip_import_export_import_changes_nothing(app):
+    import_(GOOD)
+    exported = config_file.export_text()
+    before = snapshot()
+    result = import_(exported)
+    assert (result.created, result.updated, result.generated) == (0, 0, [])
+    assert snapshot() == before
+    assert config_file.export_text() == exported
+
+
+def test_export_never_contains_passwords_or_hashes(app):
+    import_(GOOD)
+    exported = config_file.export_text()
+    assert "password" not in exported
+    assert "argon2" not in exported
+    assert "plum orbit" not in exported
+
+
+def test_an_export_imports_into_an_empty_database(app):
+    import_(GOOD)
+    exported = config_file.export_text()
+    for table in ("users", "application_settings", "domain", "tenant"):
+        db.session.execute(text(f"DELETE FROM {table}"))
+    db.session.commit()
+    result = import_(exported)
+    assert config_file.export_text() == exported
+    # Passwords are never exported, so every account gets a generated one.
+    assert len(result.generated) == 3
+
+
+def test_an_update_changes_just_what_differs(app):
+    import_(GOOD)
+    result = import_(GOOD.replace("name: Acme Corp", "name: Acme Corporation"))
+    assert (result.created, result.updated) == (0, 1)
+    assert db.session.scalar(select(Tenant.name).where(Tenant.slug == "acme")) == \
+        "Acme Corporation"
+
+
+def test_a_changed_password_in_the_file_is_applied(app):
+    import_(GOOD)
+    import_(GOOD.replace("plum orbit lantern meadow", "a brand new long password"))
+    admin = db.session.scalar(select(User).where(User.email == "admin@acme.test"))
+    assert passwords.verify_password(admin.password_hash, "a brand new long password")
+
+
+def test_the_default_profile_moves(app):
+    import_(GOOD)
+    import_(GOOD.replace("{name: Default, default: true,", "{name: Default,")
+            .replace("{name: Legal,", "{name: Legal, default: true,"))
+    acme = db.session.scalar(select(Tenant).where(Tenant.slug == "acme"))
+    assert acme.default_settings.name == "Legal"
+
+
+BAD = [
+    ("not: [valid", "line 1", "not valid YAML"),
+    ("- just a list", "line 1", "expected a mapping with a list under 'tenants'"),
+    ("tenants:\n  - slug: acme\n", "line 2, tenants[0]", "'name' is required"),
+    ("tenants:\n  - {slug: Acme Corp, name: A}\n", "line 2, tenants[0].slug",
+     "lower-case letters"),
+    ("tenants:\n  - slug: acme\n    name: A\n    colour: red\n", "line 4, tenants[0].colour",
+     "unknown key"),
+    ("tenants:\n  - slug: acme\n    name: A\n    users:\n"
+     "      - {email: a@acme.test, role: boss}\n",
+     "line 5, tenants[0].users[0].role", "expected one of admin, internal, external"),
+    ("tenants:\n  - slug: acme\n    name: A\n    users:\n"
+     "      - {email: a@acme.test, role: admin, password: short}\n",
+     "line 5, tenants[0].users[0].password", "at least 12 characters"),
+    ("tenants:\n  - slug: acme\n    name: A\n    users:\n"
+     "      - {email: a@acme.test, role: admin, application_settings: Nope}\n",
+     "line 5, tenants[0].users[0].application_settings", "no profile named 'Nope'"),
+    ("tenants:\n  - slug: acme\n    name: A\n    visibility_days: forever\n",
+     "line 4, tenants[0].visibility_days", "whole number of days"),
+    ("tenants:\n  - {slug: acme, name: A, domains: [x.test]}\n"
+     "  - {slug: globex, name: G, domains: [x.test]}\n",
+     "line 3, tenants[1].domains[0]", "already belongs to tenant 'acme'"),
+    ("tenants:\n  - slug: acme\n    name: A\n    application_settings:\n"
+     "      - {name: A, default: true}\n      - {name: B, default: true}\n",
+     "line 4, tenants[0].application_settings", "only one profile may be the default"),
+    ("tenants:\n  - slug: acme\n    name: A\n    policies: []\n", "line 4, tenants[0].policies",
+     "cannot be imported yet"),
+]
+
+
+@pytest.mark.parametrize(("document", "where", "message"), BAD)
+def test_bad_files_are_refused_naming_line_and_key(app, document, where, message):
+    with pytest.raises(config_file.ConfigFileError) as refused:
+        config_file.import_text(document)
+    assert any(p.startswith(where) and message in p for p in refused.value.problems), \
+        refused.value.problems
+
+
+def test_a_bad_file_imports_nothing_at_all(app, runner, tmp_path):
+    import_(GOOD)
+    before = snapshot()
+    # The first tenant is fine and would change; the second has an error.
+    broken = GOOD.replace("name: Acme Corp", "name: Acme Renamed").replace(
+        "name: Globex", "name: Globex\n    visibility_days: -1")
+    path = tmp_path / "broken.yaml"
+    path.write_text(broken)
+    result = runner.invoke(args=["config", "import", str(path)])
+    assert result.exit_code == 1
+    assert "nothing was changed" in result.output
+    assert "tenants[1].visibility_days" in result.output
+    db.session.expire_all()
+    assert snapshot() == before
+
+
+def test_a_domain_of_another_tenant_in_the_database_is_refused(app):
+    import_(GOOD)
+    with pytest.raises(config_file.ConfigFileError, match="already belongs to tenant 'acme'"):
+        config_file.import_text("tenants:\n  - {slug: initech, name: I, domains: [acme.test]}\n")
+
+
+def test_command_line_import_and_export(app, runner, tmp_path):
+    path = tmp_path / "ccm.yaml"
+    path.write_text(GOOD)
+    result = runner.invoke(args=["config", "import", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "new password for bob@acme.test at acme" in result.output
+    exported = runner.invoke(args=["config", "export"])
+    assert exported.exit_code == 0
+    assert "slug: acme" in exported.output
+    again = runner.invoke(args=["config", "import", str(path)])
+    assert "0 created, 0 updated" in again.output
+    assert db.session.scalar(select(db.func.count()).select_from(Domain)) == 3
+    assert db.session.scalar(select(db.func.count()).select_from(ApplicationSettings)) == 2
