@@ -32,10 +32,12 @@ def register(app: Flask) -> None:
 
 def _start_portal(*, threads: int) -> None:
     listen = current_app.config["HTTP_LISTEN"]
+    server = waitress.create_server(current_app._get_current_object(), listen=listen,
+                                    threads=threads, ident="ccm",
+                                    clear_untrusted_proxy_headers=True)
     public = current_app.config["BASE_URL"]
     click.echo(f"CCM portal listening on http://{listen} (public address {public})")
-    waitress.serve(current_app._get_current_object(), listen=listen, threads=threads,
-                   ident="ccm", clear_untrusted_proxy_headers=True)
+    server.run()
 
 
 @click.command()

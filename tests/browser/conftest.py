@@ -156,9 +156,8 @@ def page(browser, console_errors):
 
     def on_console(message) -> None:
         if message.type == "error":
-            location = message.location or {}
-            where = location.get("url", "")
-            console_errors.record(f"console: {message.text} ({where})")
+            where = (message.location or {}).get("url")
+            console_errors.record(f"console: {message.text}" + (f" ({where})" if where else ""))
 
     tab.on("console", on_console)
     tab.on("pageerror", lambda error: console_errors.record(f"page error: {error}"))

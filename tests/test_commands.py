@@ -1,0 +1,64 @@
+"""The ``ccm`` command as an operator runs it: a real process, a real port."""
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from sqlalchemy import select
+
+from app import accounts
+from app.extensions import db
+from app.models import User
+
+CCM = Path(sys.executable).with_name("ccm")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_serve_migrates_creates_an_administrator_and_answers(tmp_path):
+    port = free_port()
+    env = {**os.environ, "CCM_INSTANCE_PATH": str(tmp_path),
+           "CCM_HTTP_LISTEN": f"127.0.0.1:{port}"}
+    env.pop("CCM_DATABASE_URL", None)
+    process = subprocess.Popen([str(CCM), "serve"], env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    try:
+        output = ""
+        deadline = time.monotonic() + 30
+        while "listening on" not in output and time.monotonic() < deadline:
+            output += process.stdout.readline()
+        assert f"http://127.0.0.1:{port}" in output
+        assert re.search(r"password: \S{20}", output)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/sign-in", timeout=10) as answer:
+            assert answer.status == 200
+            assert answer.headers["Server"] == "ccm"  # waitress, not the development server
+            assert "Sign in" in answer.read().decode()
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        process.stdout.close()
+    assert (tmp_path / "ccm.sqlite3").exists()
+    assert (tmp_path / "secret_key").exists()
+
+
+def test_first_administrator_is_created_once(app):
+    user, password = accounts.create_first_administrator()
+    db.session.commit()
+    assert user.role == "admin" and user.must_change_password
+    assert accounts.passwords.verify_password(user.password_hash, password)
+    assert accounts.create_first_administrator() is None
+    assert db.session.scalar(select(db.func.count()).select_from(User)) == 1
+
+
+def test_db_upgrade_command(runner):
+    result = runner.invoke(args=["db", "upgrade"])
+    assert result.exit_code == 0, result.output
