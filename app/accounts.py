@@ -114,12 +114,13 @@ def set_generated_password(user: User) -> str:
     return password
 
 
-def start_reset(user: User) -> str:
-    """Create a reset link for ``user`` and return its token."""
+def start_reset(user: User, *, purpose: str = "reset",
+                lifetime: timedelta = RESET_LINK_LIFETIME) -> str:
+    """Create a link to set ``user``'s password (a reset, or a first activation)."""
     token, token_digest = tokens.new_token()
     db.session.add(
-        PasswordReset(user=user, token_digest=token_digest,
-                      expires_at=utcnow() + RESET_LINK_LIFETIME)
+        PasswordReset(user=user, token_digest=token_digest, purpose=purpose,
+                      expires_at=utcnow() + lifetime)
     )
     return token
 

@@ -36,12 +36,27 @@ ENVIRONMENT = [
      "Flask-Limiter storage; use redis://... when several web processes run"),
     ("PROXY_HOPS", "CCM_PROXY_HOPS", "0",
      "reverse proxies in front of the portal whose X-Forwarded-* headers are trusted"),
+    ("RETRY_FIRST_SECONDS", "CCM_RETRY_FIRST_SECONDS", "300",
+     "first retry of a temporary delivery failure; each further one waits twice as long"),
+    ("RETRY_MAX_SECONDS", "CCM_RETRY_MAX_SECONDS", "3600", "longest wait between tries"),
+    ("RETRY_GIVE_UP_SECONDS", "CCM_RETRY_GIVE_UP_SECONDS", "432000",
+     "age at which a message still not delivered bounces (5 days, as RFC 5321 suggests)"),
+    ("SMTP_TIMEOUT", "CCM_SMTP_TIMEOUT", "60", "seconds to wait for a remote SMTP server"),
+    ("HELO_NAME", "CCM_HELO_NAME", "", "name given in EHLO when delivering; default the FQDN"),
+    ("TLS_CA_FILE", "CCM_TLS_CA_FILE", "",
+     "CA bundle for verifying MX certificates; default the system's"),
+    ("SMTP_TLS_CERT", "CCM_SMTP_TLS_CERT", "",
+     "certificate (PEM) the ingress offers with STARTTLS; SMTP AUTH needs it"),
+    ("SMTP_TLS_KEY", "CCM_SMTP_TLS_KEY", "", "its private key (PEM)"),
+    ("WORKER_INTERVAL", "CCM_WORKER_INTERVAL", "5", "seconds between outbound queue runs"),
     ("SITE_NAME", "CCM_SITE_NAME", "Secure Mail", "the portal's name where no tenant is known"),
     ("MAIL_FROM", "CCM_MAIL_FROM", "",
      "From address of generated mail; default postmaster@ the portal's host name"),
 ]
 
-INTEGER_SETTINGS = {"SMTP_DELIVERY_PORT", "MAX_MESSAGE_BYTES", "PROXY_HOPS"}
+INTEGER_SETTINGS = {"SMTP_DELIVERY_PORT", "MAX_MESSAGE_BYTES", "PROXY_HOPS",
+                    "RETRY_FIRST_SECONDS", "RETRY_MAX_SECONDS", "RETRY_GIVE_UP_SECONDS",
+                    "SMTP_TIMEOUT", "WORKER_INTERVAL"}
 
 
 def load(instance_path: str, environ: os._Environ | dict | None = None) -> dict:

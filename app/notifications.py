@@ -1,55 +1,94 @@
 """Generated mail: rendered from templates in Jinja's sandbox and built as MIME.
 
-Every template is rendered sandboxed, whether built in or (later) edited by an
-administrator, so the same renderer serves both. Each kind of notification has three
-templates under ``app/templates/email``: ``KIND.subject.txt``, ``KIND.txt`` and
-``KIND.html``.
+Each kind has a subject, a text and an HTML template. A tenant's own version (edited by
+its administrator, or imported) is used when there is one, else the built-in one from
+``app/templates/email/KIND.{subject.txt,txt,html}``. Both are rendered the same way, in
+an immutable sandbox, because an administrator's template is untrusted input.
 """
 
 from __future__ import annotations
 
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
+from functools import cache
+from importlib import resources
 from urllib.parse import urlsplit
 
 from flask import current_app
-from jinja2 import PackageLoader, select_autoescape
+from jinja2 import StrictUndefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+from sqlalchemy import select
 
-_environment = ImmutableSandboxedEnvironment(
-    loader=PackageLoader("app", "templates/email"),
-    autoescape=select_autoescape(["html"]),
-    keep_trailing_newline=True,
-)
+from .extensions import db
+from .models import NotificationTemplate, Tenant
+
+#: every kind, and the variables its templates may use (shown beside the editor)
+KINDS = {
+    "secure_message": ("tenant_name", "recipient", "portal_url", "visible_until",
+                       "new_account"),
+    "password": ("tenant_name", "login", "password", "portal_url"),
+    "activation": ("tenant_name", "login", "activation_url", "lifetime_hours", "portal_url"),
+    "password_reset": ("tenant_name", "email", "reset_url", "lifetime_minutes", "portal_url"),
+}
+PARTS = ("subject", "text", "html")
+_SUFFIX = {"subject": "subject.txt", "text": "txt", "html": "html"}
+
+_text = ImmutableSandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True)
+_html = ImmutableSandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True,
+                                      autoescape=True)
 
 
-def render(kind: str, **context) -> tuple[str, str, str]:
-    """(subject, text, html) of notification ``kind`` with ``context``."""
-    subject = _environment.get_template(f"{kind}.subject.txt").render(context)
-    text = _environment.get_template(f"{kind}.txt").render(context)
-    html = _environment.get_template(f"{kind}.html").render(context)
-    return " ".join(subject.split()), text, html
+@cache
+def builtin(kind: str) -> dict[str, str]:
+    """The shipped subject, text and HTML of ``kind``."""
+    folder = resources.files("app").joinpath("templates/email")
+    return {part: folder.joinpath(f"{kind}.{_SUFFIX[part]}").read_text(encoding="utf-8")
+            for part in PARTS}
 
 
-def build(kind: str, to: str, **context) -> EmailMessage:
+def sources(kind: str, tenant: Tenant | None) -> dict[str, str]:
+    """The templates in force for ``kind`` at ``tenant``: its own, else the built-in ones."""
+    if tenant is not None and tenant.id is not None:
+        own = db.session.scalar(
+            select(NotificationTemplate).where(
+                NotificationTemplate.tenant_id == tenant.id, NotificationTemplate.kind == kind
+            )
+        )
+        if own is not None:
+            return {"subject": own.subject, "text": own.text, "html": own.html}
+    return builtin(kind)
+
+
+def render_sources(templates: dict[str, str], context: dict) -> dict[str, str]:
+    """Render subject, text and HTML; raises Jinja's errors (syntax, sandbox, undefined)."""
+    rendered = {
+        "subject": _text.from_string(templates["subject"]).render(context),
+        "text": _text.from_string(templates["text"]).render(context),
+        "html": _html.from_string(templates["html"]).render(context),
+    }
+    rendered["subject"] = " ".join(rendered["subject"].split())
+    return rendered
+
+
+def build(kind: str, to: str, tenant: Tenant | None = None, **context) -> EmailMessage:
     """A ready-to-send message of notification ``kind`` for ``to``."""
-    subject, text, html = render(kind, **context)
+    rendered = render_sources(sources(kind, tenant), context)
     message = EmailMessage()
     message["From"] = sender_address()
     message["To"] = to
-    message["Subject"] = subject
+    message["Subject"] = rendered["subject"]
     message["Date"] = formatdate(localtime=False)
-    message["Message-ID"] = make_msgid(domain=_portal_host())
+    message["Message-ID"] = make_msgid(domain=portal_host())
     # RFC 3834: tells auto-responders and vacation replies not to answer.
     message["Auto-Submitted"] = "auto-generated"
-    message.set_content(text)
-    message.add_alternative(html, subtype="html")
+    message.set_content(rendered["text"])
+    message.add_alternative(rendered["html"], subtype="html")
     return message
 
 
 def sender_address() -> str:
-    return current_app.config["MAIL_FROM"] or f"postmaster@{_portal_host()}"
+    return current_app.config["MAIL_FROM"] or f"postmaster@{portal_host()}"
 
 
-def _portal_host() -> str:
+def portal_host() -> str:
     return urlsplit(current_app.config["BASE_URL"]).hostname or "localhost"

@@ -1,56 +1,191 @@
-"""Mail leaving the gateway: generated mail is queued in the unit of work and sent after commit.
+"""The durable outbound queue: every delivery and every generated mail goes through it.
 
-A message queued while a transaction rolls back is never sent. Targets (CCM_OUTBOUND):
-``maildir:PATH`` writes each message into a Maildir; ``smtp://host:port`` hands it to
-a smart host.
+Items are written in the same transaction as whatever caused them, so nothing is sent
+for work that rolled back, and nothing committed is lost. ``run_due`` (the worker's job)
+takes due items under a lease, hands each to the transport in a transaction of its own,
+and records what happened: delivered, deferred with growing back-off, bounced with a
+delivery status notification to the sender, or sent by CCM after a TLS failure.
+
+Several workers on PostgreSQL take disjoint items (``FOR UPDATE SKIP LOCKED``); on
+SQLite, one worker is the supported setup. A worker that dies mid-delivery leaves its
+lease to run out, and the item is tried again: the one window in which a recipient can
+get a message twice is between the remote server's 250 and our commit of it.
 """
 
 from __future__ import annotations
 
 import logging
-import mailbox
-import smtplib
-from email.message import EmailMessage
-from urllib.parse import urlsplit
+from datetime import timedelta
+from email.message import Message as MimeMessage
+from email.policy import SMTP
 
 from flask import current_app
-from sqlalchemy import event
-from sqlalchemy.orm import Session
+from sqlalchemy import or_, select
 
+from .clock import utcnow
 from .extensions import db
+from .gateway import transport
+from .gateway.tracking import record
+from .models import OutboundItem, Recipient, Tenant
 
 log = logging.getLogger(__name__)
 
-_PENDING = "ccm_outgoing_mail"
+#: how long a worker may hold an item before another may take it
+LEASE = timedelta(minutes=10)
 
 
-def queue(message: EmailMessage) -> None:
-    """Send ``message`` once the current transaction commits."""
-    db.session.info.setdefault(_PENDING, []).append(message)
+def queue(message: MimeMessage, *, tenant: Tenant | None = None,
+          recipient: Recipient | None = None, kind: str = "notification",
+          route: str = "external") -> OutboundItem:
+    """Queue generated mail (notifications, reset links, DSNs), sent from the null sender.
+
+    The null envelope sender means no bounce of generated mail is ever answered, so no
+    mail loop can start (RFC 3464, RFC 3834).
+    """
+    item = OutboundItem(kind=kind, route=route, tenant=tenant, recipient=recipient,
+                        raw=message.as_bytes(policy=SMTP), mail_from="",
+                        rcpt_to=str(message["To"]))
+    db.session.add(item)
+    return item
 
 
-@event.listens_for(Session, "after_commit")
-def _send_pending(session: Session) -> None:
-    for message in session.info.pop(_PENDING, []):
+def queue_delivery(recipient: Recipient) -> OutboundItem:
+    """Queue a received message for one of its recipients, by their route."""
+    message = recipient.message
+    item = OutboundItem(kind="delivery", route=recipient.route, tenant=message.tenant,
+                        recipient=recipient, mail_from=message.mail_from,
+                        rcpt_to=recipient.address)
+    db.session.add(item)
+    return item
+
+
+def target_of(item: OutboundItem) -> str:
+    """Where an item goes: the tenant's internal relay, or CCM_OUTBOUND."""
+    config = current_app.config
+    if item.route == "internal":
+        return (item.tenant and item.tenant.internal_relay) or config["INTERNAL_RELAY"]
+    return config["OUTBOUND"]
+
+
+# --- the worker ----------------------------------------------------------------------
+
+
+def run_due(limit: int = 100) -> int:
+    """Deliver what is due now; the number of items handled."""
+    taken = _take(limit)
+    for item_id in taken:
         try:
-            deliver(message, current_app.config["OUTBOUND"])
-        except (OSError, smtplib.SMTPException):
-            log.exception("could not send %s to %s", message["Subject"], message["To"])
+            _attempt(item_id)
+        except Exception:
+            # One item's bug must not stop the queue; its lease lets it be tried again.
+            db.session.rollback()
+            log.exception("outbound item %s failed unexpectedly", item_id)
+    return len(taken)
 
 
-@event.listens_for(Session, "after_rollback")
-def _drop_pending(session: Session) -> None:
-    session.info.pop(_PENDING, None)
+def _take(limit: int) -> list[int]:
+    now = utcnow()
+    due = (
+        select(OutboundItem)
+        .where(
+            or_(
+                (OutboundItem.state == "pending") & (OutboundItem.next_attempt_at <= now),
+                (OutboundItem.state == "sending") & (OutboundItem.lease_until < now),
+            )
+        )
+        .order_by(OutboundItem.next_attempt_at, OutboundItem.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    items = list(db.session.scalars(due))
+    for item in items:
+        item.state = "sending"
+        item.lease_until = now + LEASE
+    ids = [item.id for item in items]
+    db.session.commit()
+    return ids
 
 
-def deliver(message: EmailMessage, target: str) -> None:
-    """Hand ``message`` to ``target`` now."""
-    kind, _, rest = target.partition(":")
-    if kind == "maildir":
-        mailbox.Maildir(rest, create=True).add(message)
-    elif kind == "smtp":
-        address = urlsplit(target)
-        with smtplib.SMTP(address.hostname, address.port or 25, timeout=30) as client:
-            client.send_message(message)
+def _attempt(item_id: int) -> None:
+    item = db.session.get(OutboundItem, item_id)
+    recipient = item.recipient
+    raw = item.raw if item.kind != "delivery" else recipient.message.raw
+    if raw is None:
+        _finish(item, "done", "Not sent: the message was withdrawn or has expired")
+        db.session.commit()
+        return
+    tls = recipient.tls if item.kind == "delivery" and recipient is not None else None
+    item.attempts += 1
+    try:
+        event = transport.send(target_of(item), raw, item.mail_from, item.rcpt_to, tls=tls,
+                               options=transport.Options.from_config(current_app.config))
+    except transport.TlsUnavailable as problem:
+        _tls_failed(item, str(problem))
+    except transport.DeliveryFailed as failure:
+        if failure.permanent:
+            _bounce(item, failure.reply)
+        else:
+            _defer(item, failure.reply)
     else:
-        raise ValueError(f"unsupported outbound target {target!r}")
+        _finish(item, "done", event if item.kind == "delivery" else _generated_event(item))
+        if item.kind == "delivery":
+            recipient.state = "delivered"
+    db.session.commit()
+
+
+def _generated_event(item: OutboundItem) -> str:
+    return f"{'Notification' if item.kind == 'notification' else 'Report'} delivered to " \
+           f"{item.rcpt_to}"
+
+
+def _finish(item: OutboundItem, state: str, event: str | None) -> None:
+    item.state = state
+    item.lease_until = None
+    item.finished_at = utcnow()
+    if item.recipient is not None and event:
+        record(item.recipient, "delivered" if state == "done" else "bounced", event)
+
+
+def _defer(item: OutboundItem, reply: str) -> None:
+    config = current_app.config
+    now = utcnow()
+    if now - item.created_at >= timedelta(seconds=config["RETRY_GIVE_UP_SECONDS"]):
+        _bounce(item, f"4.4.7 Gave up after {item.attempts} tries; last reply: {reply}")
+        return
+    wait = min(config["RETRY_FIRST_SECONDS"] * 2 ** (item.attempts - 1),
+               config["RETRY_MAX_SECONDS"])
+    item.state = "pending"
+    item.lease_until = None
+    item.last_error = reply
+    item.next_attempt_at = now + timedelta(seconds=wait)
+    if item.recipient is not None:
+        if item.kind == "delivery":
+            item.recipient.state = "deferred"
+        record(item.recipient, "deferred",
+               f"Deferred: {reply}; next try at {item.next_attempt_at:%Y-%m-%d %H:%M} UTC")
+
+
+def _bounce(item: OutboundItem, reply: str) -> None:
+    from .gateway import dsn  # dsn queues through this module
+
+    item.last_error = reply
+    what = "Bounced" if item.kind == "delivery" else "Notification could not be delivered"
+    _finish(item, "failed", f"{what}: {reply}")
+    if item.kind == "delivery":
+        item.recipient.state = "bounced"
+        dsn.queue_failure_report(item.recipient, reply)
+
+
+def _tls_failed(item: OutboundItem, problem: str) -> None:
+    from .gateway import isolation  # isolation queues notifications through this module
+
+    recipient = item.recipient
+    if recipient.fallback == "ccm":
+        _finish(item, "done", None)
+        record(recipient, "tls_fallback",
+               f"TLS could not be negotiated ({problem}); fell back to CCM")
+        recipient.route = "ccm"
+        isolation.hold(recipient)
+    else:
+        _bounce(item, f"5.7.10 TLS is required for this recipient and could not be "
+                      f"negotiated: {problem}")

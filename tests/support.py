@@ -31,7 +31,11 @@ def post_form(client, path: str, data: dict, *, form_path: str | None = None, **
 
 
 def read_outbox(app) -> list[EmailMessage]:
-    """Every message written to the maildir outbox, oldest first."""
+    """Run the outbound queue as the worker would, then every message in the maildir outbox."""
+    from app import outbound
+
+    while outbound.run_due():
+        pass
     path = app.config["OUTBOUND"].removeprefix("maildir:")
     if not os.path.isdir(path):
         return []

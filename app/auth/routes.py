@@ -8,7 +8,7 @@ from flask import abort, flash, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 from sqlalchemy import select
 
-from .. import accounts, auth_sessions, notifications, outbound
+from .. import accounts, auth_sessions, links, notifications, outbound
 from ..config import RESET_LINK_LIFETIME
 from ..extensions import db, limiter, login_manager
 from ..models import Tenant, User
@@ -185,18 +185,13 @@ def forgot_password(slug: str | None = None):
     if form.validate_on_submit():
         for user in accounts.accounts_for(form.email.data, tenant):
             token = accounts.start_reset(user)
-            outbound.queue(
-                notifications.build(
-                    "password_reset",
-                    to=user.email,
-                    email=user.email,
-                    tenant_name=user.tenant.name,
-                    portal_name=user.tenant.name,
-                    portal_url=url_for("auth.sign_in", slug=user.tenant.slug, _external=True),
-                    reset_url=url_for("auth.reset_password", token=token, _external=True),
-                    lifetime_minutes=int(RESET_LINK_LIFETIME.total_seconds() // 60),
-                )
+            mail = notifications.build(
+                "password_reset", to=user.email, tenant=user.tenant, email=user.email,
+                tenant_name=user.tenant.name, portal_url=links.sign_in(user.tenant),
+                reset_url=links.set_password(token),
+                lifetime_minutes=int(RESET_LINK_LIFETIME.total_seconds() // 60),
             )
+            outbound.queue(mail, tenant=user.tenant)
         db.session.commit()
         return page("auth/forgot_sent.html", "auth/_forgot_sent.html",
                     email=form.email.data, tenant=tenant)

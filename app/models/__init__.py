@@ -1,15 +1,30 @@
 """The data model. Names follow DESIGN.md section 2."""
 
 from .auth import AuthSession, PasswordReset
+from .message import ROUTES, DeliveryEvent, Message, Recipient
+from .policy import FALLBACKS, POLICY_KINDS, TLS_LEVELS, WHERE, Policy
+from .queue import OutboundItem
+from .template import NotificationTemplate
 from .tenant import ApplicationSettings, Domain, Tenant
 from .user import ROLES, User
 
 __all__ = [
+    "FALLBACKS",
+    "POLICY_KINDS",
     "ROLES",
+    "ROUTES",
+    "TLS_LEVELS",
+    "WHERE",
     "ApplicationSettings",
     "AuthSession",
+    "DeliveryEvent",
     "Domain",
+    "Message",
+    "NotificationTemplate",
+    "OutboundItem",
     "PasswordReset",
+    "Policy",
+    "Recipient",
     "Tenant",
     "User",
 ]

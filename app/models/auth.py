@@ -34,7 +34,7 @@ class AuthSession(db.Model):
 
 
 class PasswordReset(db.Model):
-    """A single-use, time-limited link to set a new password."""
+    """A single-use, time-limited link to set a password: a reset, or a first activation."""
 
     __tablename__ = "password_reset"
 
@@ -44,5 +44,7 @@ class PasswordReset(db.Model):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime]
     used_at: Mapped[datetime | None]
+    #: "reset" (forgotten password) or "activation" (first contact, by link)
+    purpose: Mapped[str] = mapped_column(String(12), default="reset")
 
     user: Mapped[User] = relationship()

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..clock import utcnow
 from ..extensions import db
+
+if TYPE_CHECKING:
+    from .policy import Policy
 
 
 class Tenant(db.Model):
@@ -19,6 +23,10 @@ class Tenant(db.Model):
     name: Mapped[str] = mapped_column(String(200))
     visibility_days: Mapped[int] = mapped_column(default=30)
     internal_relay: Mapped[str | None] = mapped_column(String(255))
+    #: how a recipient first gets in: "password" (emailed) or "activation_link"
+    first_contact: Mapped[str] = mapped_column(String(20), default="password")
+    #: how long an activation link stays usable
+    activation_hours: Mapped[int] = mapped_column(default=72)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     domains: Mapped[list[Domain]] = relationship(
@@ -26,6 +34,9 @@ class Tenant(db.Model):
     )
     application_settings: Mapped[list[ApplicationSettings]] = relationship(
         back_populates="tenant", cascade="all, delete-orphan", order_by="ApplicationSettings.name"
+    )
+    policies: Mapped[list[Policy]] = relationship(
+        back_populates="tenant", cascade="all, delete-orphan", order_by="Policy.position"
     )
 
     @property

@@ -1,0 +1,1 @@
+"""The gateway: mail in, a route per recipient, mail out. No HTTP here."""

@@ -1,0 +1,105 @@
+"""Receiving a message: the one path for SMTP, ``ccm send`` and the portal's composer.
+
+``receive`` parses, decides a route per recipient, stores the message once with a row
+per recipient, and queues every delivery and notification, all in the caller's
+transaction. The SMTP ingress commits and only then answers 250.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from sqlalchemy import select
+
+from .. import outbound
+from ..extensions import db
+from ..models import Domain, Message, Policy, Recipient, Tenant, User
+from . import isolation, mime
+from .policies import MODES, Content, decide
+from .tracking import record
+
+
+class Refused(Exception):
+    """The message cannot be taken; ``reply`` is the SMTP answer that says why."""
+
+    def __init__(self, reply: str):
+        super().__init__(reply)
+        self.reply = reply
+
+
+FOREIGN_SENDER = "550 5.7.1 Sender address is not in a domain this gateway serves"
+NO_RECIPIENTS = "554 5.5.1 No valid recipients"
+
+
+def tenant_of(address: str) -> Tenant | None:
+    """The tenant whose internal domain ``address`` is at."""
+    domain = address.rpartition("@")[2].strip().lower()
+    if not domain:
+        return None
+    return db.session.scalar(select(Tenant).join(Domain).where(Domain.name == domain))
+
+
+def receive(raw: bytes, mail_from: str, rcpt_tos: list[str], *, client_address: str = "",
+            tls: bool = False, mode: str | None = None) -> Message:
+    """Store ``raw`` and route it to each of ``rcpt_tos``; the caller commits.
+
+    ``mode`` is the CCM mode chosen in the portal composer; mail from a mail client
+    asks with the X-CCM-Mode header instead, honoured only when the sender may "Send
+    Secure". The header is removed either way.
+    """
+    tenant = tenant_of(mail_from)
+    if tenant is None:
+        raise Refused(FOREIGN_SENDER)
+    recipients = list(dict.fromkeys(r.strip().lower() for r in rcpt_tos if r.strip()))
+    if not recipients:
+        raise Refused(NO_RECIPIENTS)
+    parsed = mime.parse(raw)
+    if parsed.ccm_mode is not None:
+        raw = mime.remove_header(raw, "X-CCM-Mode")
+    sender = db.session.scalar(
+        select(User).where(User.tenant_id == tenant.id, User.email == mail_from.lower())
+    )
+    header_note = None
+    if mode is None and parsed.ccm_mode is not None:
+        if parsed.ccm_mode not in MODES:
+            header_note = f"X-CCM-Mode '{parsed.ccm_mode}' ignored: not a CCM mode"
+        elif sender is None or not sender.may_send_secure:
+            header_note = "X-CCM-Mode ignored: the sender may not Send Secure"
+        else:
+            mode = parsed.ccm_mode
+
+    message = Message(
+        public_id=secrets.token_urlsafe(16), tenant=tenant, mail_from=mail_from,
+        header_from=parsed.header_from, subject=parsed.subject,
+        message_id_header=parsed.message_id, client_address=client_address,
+        received_over_tls=tls, size=len(raw), raw=raw,
+    )
+    db.session.add(message)
+    db.session.flush()  # received_at is needed for the visibility window
+
+    policies = list(db.session.scalars(
+        select(Policy).where(Policy.tenant_id == tenant.id, Policy.enabled.is_(True))
+        .order_by(Policy.position, Policy.id)
+    ))
+    content = Content(parsed.subject, parsed.body_text)
+    how = "over TLS" if tls else "without TLS"
+    for address in recipients:
+        decision = decide(tenant, policies, mail_from, address, content, mode or "off")
+        recipient = Recipient(
+            address=address, kind="internal" if tenant.is_internal(address) else "external",
+            route=decision.route, reason=decision.reason, policy=decision.policy,
+            tls=decision.tls, fallback=decision.fallback,
+        )
+        message.recipients.append(recipient)
+        record(recipient, "received", f"Received from {client_address or 'unknown'} {how}")
+        if parsed.defects:
+            record(recipient, "received", "Malformed MIME kept as received: "
+                   + ", ".join(sorted(set(parsed.defects))))
+        if header_note:
+            record(recipient, "policy", header_note)
+        record(recipient, "policy", decision.reason)
+        if decision.route == "ccm":
+            isolation.hold(recipient)
+        else:
+            outbound.queue_delivery(recipient)
+    return message

@@ -1,0 +1,71 @@
+"""CCM delivery: keep a message in the isolation area for a recipient and notify them."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from flask import current_app
+from sqlalchemy import select
+
+from .. import accounts, links, notifications, outbound
+from ..extensions import db
+from ..models import Recipient, User
+from .tracking import DELIVERED_TO_CCM, record
+
+
+def hold(recipient: Recipient) -> None:
+    """Make ``recipient``'s copy visible in the portal and queue their notifications.
+
+    A recipient new to this tenant gets an account, and with it the password
+    notification (or, if the tenant prefers, an activation link) besides the secure
+    message notification; a later message sends only the latter.
+    """
+    message = recipient.message
+    tenant = message.tenant
+    user, first_contact = _account(tenant, recipient.address)
+    days = (recipient.policy and recipient.policy.visibility_days) or tenant.visibility_days
+    recipient.user = user
+    recipient.state = "held"
+    recipient.visible_until = message.received_at + timedelta(days=days)
+    record(recipient, "ccm", DELIVERED_TO_CCM)
+
+    common = {"tenant_name": tenant.name, "portal_url": links.sign_in(tenant)}
+    outbound.queue(
+        notifications.build(
+            "secure_message", to=recipient.address, tenant=tenant, recipient=recipient.address,
+            visible_until=f"{recipient.visible_until:%d %B %Y}", new_account=first_contact,
+            **common,
+        ),
+        tenant=tenant, recipient=recipient,
+    )
+    if not first_contact:
+        return
+    if tenant.first_contact == "activation_link":
+        token = accounts.start_reset(user, purpose="activation",
+                                     lifetime=timedelta(hours=tenant.activation_hours))
+        mail = notifications.build(
+            "activation", to=recipient.address, tenant=tenant, login=user.email,
+            activation_url=links.set_password(token), lifetime_hours=tenant.activation_hours,
+            **common,
+        )
+    else:
+        password = accounts.set_generated_password(user)
+        mail = notifications.build("password", to=recipient.address, tenant=tenant,
+                                   login=user.email, password=password, **common)
+    outbound.queue(mail, tenant=tenant, recipient=recipient)
+
+
+def _account(tenant, address: str) -> tuple[User, bool]:
+    """The recipient's account at ``tenant``, created on first use; and whether it is new."""
+    email = accounts.normalise_email(address)
+    user = db.session.scalar(select(User).where(User.tenant_id == tenant.id,
+                                                User.email == email))
+    if user is not None:
+        return user, False
+    internal = tenant.is_internal(email)
+    user = User(tenant=tenant, email=email, kind="internal" if internal else "external",
+                role="internal" if internal else "external", failed_signins=0,
+                disabled=False, must_change_password=True)
+    db.session.add(user)
+    current_app.logger.info("created a portal account for %s at %s", email, tenant.slug)
+    return user, True

@@ -1,0 +1,237 @@
+"""Handing one message for one recipient to the next hop: a maildir, a relay, or the MX.
+
+``send`` returns the text of the delivery event, or raises :class:`DeliveryFailed`
+(temporary or permanent, with the reply that said so) or :class:`TlsUnavailable`
+(a TLS requirement that no server could meet).
+"""
+
+from __future__ import annotations
+
+import mailbox
+import smtplib
+import socket
+import ssl
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import dns.exception
+import dns.resolver
+
+from .tracking import DELIVERED_VIA_MX
+
+
+class DeliveryFailed(Exception):
+    def __init__(self, reply: str, *, permanent: bool):
+        super().__init__(reply)
+        self.reply = reply
+        self.permanent = permanent
+
+
+class TlsUnavailable(Exception):
+    """TLS was required and could not be negotiated with any server."""
+
+
+@dataclass(frozen=True)
+class Options:
+    """What the transport needs from the configuration."""
+
+    dns_servers: str = ""
+    delivery_port: int = 25
+    helo_name: str = ""
+    timeout: float = 60
+    ca_file: str = ""
+
+    @classmethod
+    def from_config(cls, config) -> Options:
+        return cls(config["DNS_SERVERS"], config["SMTP_DELIVERY_PORT"], config["HELO_NAME"],
+                   config["SMTP_TIMEOUT"], config["TLS_CA_FILE"])
+
+
+def send(target: str, raw: bytes, mail_from: str, rcpt: str, *, tls: str | None = None,
+         options: Options = Options()) -> str:
+    """Deliver ``raw`` to ``rcpt`` through ``target`` (mx, smtp://host:port, maildir:PATH)."""
+    if target.startswith("maildir:"):
+        mailbox.Maildir(target.removeprefix("maildir:"), create=True).add(raw)
+        return f"Delivered to the maildir {target.removeprefix('maildir:')}"
+    if target.startswith("smtp://"):
+        address = urlsplit(target)
+        host, port = address.hostname, address.port or 25
+        hosts = [(host, _addresses_by_system(host, port))]
+        used = _first_that_takes_it(hosts, port, raw, mail_from, rcpt, tls, options)
+        return f"Relayed to {host}:{port} ({used.tls_version or 'no TLS'})"
+    if target == "mx":
+        domain = rcpt.rpartition("@")[2]
+        hosts = mx_hosts(domain, options)
+        used = _first_that_takes_it(hosts, options.delivery_port, raw, mail_from, rcpt, tls,
+                                    options)
+        return f"{DELIVERED_VIA_MX}: {used.host} ({used.tls_version or 'no TLS'})"
+    raise ValueError(f"unknown delivery target {target!r}")
+
+
+# --- DNS -------------------------------------------------------------------------------
+
+
+def resolver(options: Options) -> dns.resolver.Resolver:
+    if not options.dns_servers:
+        return dns.resolver.Resolver()
+    result = dns.resolver.Resolver(configure=False)
+    result.nameservers, result.nameserver_ports = [], {}
+    for server in options.dns_servers.split(","):
+        host, port = _host_port(server.strip())
+        result.nameservers.append(host)
+        if port:
+            result.nameserver_ports[host] = port
+    result.lifetime = 10
+    return result
+
+
+def _host_port(server: str) -> tuple[str, int | None]:
+    """``host``, ``host:port``, ``[v6]:port`` or a bare IPv6 address."""
+    if server.startswith("["):
+        host, _, port = server[1:].partition("]:")
+        return host.rstrip("]"), int(port) if port else None
+    if server.count(":") == 1:
+        host, _, port = server.partition(":")
+        return host, int(port)
+    return server, None
+
+
+def mx_hosts(domain: str, options: Options) -> list[tuple[str, list[str]]]:
+    """The mail servers of ``domain`` by MX preference, each with its addresses.
+
+    No MX record means the domain itself (RFC 5321 section 5.1); a null MX (RFC 7505)
+    or a domain that does not exist is a permanent failure; a DNS time-out a temporary one.
+    """
+    look_up = resolver(options)
+    try:
+        answer = look_up.resolve(domain, "MX")
+        records = sorted(answer, key=lambda record: record.preference)
+        names = [r.exchange.to_text(omit_final_dot=True) for r in records]
+    except dns.resolver.NXDOMAIN:
+        raise DeliveryFailed(f"5.1.2 Domain {domain} does not exist", permanent=True) from None
+    except dns.resolver.NoAnswer:
+        names = [domain]
+    except (dns.exception.Timeout, dns.resolver.NoNameservers) as error:
+        raise DeliveryFailed(f"4.4.3 DNS look-up of {domain} failed: {error}",
+                             permanent=False) from None
+    if names in ([""], ["."]):
+        raise DeliveryFailed(f"5.1.10 Domain {domain} accepts no mail (null MX)",
+                             permanent=True)
+    return [(name, _addresses(look_up, name)) for name in names]
+
+
+def _addresses(look_up: dns.resolver.Resolver, name: str) -> list[str]:
+    found = []
+    for record_type in ("A", "AAAA"):
+        try:
+            found += [r.address for r in look_up.resolve(name, record_type)]
+        except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+            continue
+        except (dns.exception.Timeout, dns.resolver.NoNameservers):
+            continue
+    return found
+
+
+def _addresses_by_system(host: str, port: int) -> list[str]:
+    try:
+        return list(dict.fromkeys(info[4][0] for info in socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM)))
+    except OSError:
+        return []
+
+
+# --- SMTP ------------------------------------------------------------------------------
+
+
+@dataclass
+class _Used:
+    host: str
+    tls_version: str | None
+
+
+class _SMTP(smtplib.SMTP):
+    """smtplib connecting to an address we resolved, while naming the host for TLS."""
+
+    def __init__(self, address: str, **kwargs):
+        self._address = address
+        super().__init__(**kwargs)
+
+    def _get_socket(self, host, port, timeout):
+        return socket.create_connection((self._address, port), timeout, self.source_address)
+
+
+def _tls_context(level: str | None, ca_file: str) -> ssl.SSLContext:
+    if level == "verify":
+        # Checks the chain and that the certificate names the MX host.
+        return ssl.create_default_context(cafile=ca_file or None)
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # "encrypt" and opportunistic TLS: no check
+    return context
+
+
+def _first_that_takes_it(hosts, port, raw, mail_from, rcpt, tls, options) -> _Used:
+    """Try each host and address in order until one takes the message or refuses it."""
+    last_temporary = "4.4.1 No mail server could be reached"
+    tls_problems = []
+    for host, addresses in hosts:
+        if not addresses:
+            last_temporary = f"4.4.4 {host} has no address"
+            continue
+        for address in addresses:
+            try:
+                return _deliver(host, address, port, raw, mail_from, rcpt, tls, options)
+            except TlsUnavailable as problem:
+                tls_problems.append(str(problem))
+            except DeliveryFailed as failure:
+                if failure.permanent:
+                    raise
+                last_temporary = failure.reply
+    if tls_problems and len(tls_problems) == sum(len(a) for _, a in hosts):
+        raise TlsUnavailable("; ".join(tls_problems))
+    raise DeliveryFailed(last_temporary, permanent=False)
+
+
+def _deliver(host, address, port, raw, mail_from, rcpt, tls, options) -> _Used:
+    client = _SMTP(address, local_hostname=options.helo_name or None, timeout=options.timeout)
+    try:
+        client.connect(host, port)
+        client.ehlo()
+        tls_version = None
+        if client.has_extn("starttls"):
+            try:
+                client.starttls(context=_tls_context(tls, options.ca_file))
+            except (ssl.SSLError, ssl.CertificateError) as error:
+                if tls:
+                    raise TlsUnavailable(f"{host}: {error}") from None
+                raise DeliveryFailed(f"4.7.0 TLS with {host} failed: {error}",
+                                     permanent=False) from None
+            client.ehlo()
+            tls_version = client.sock.version()
+        elif tls:
+            raise TlsUnavailable(f"{host} does not offer STARTTLS")
+        client.sendmail(mail_from, [rcpt], raw)
+        return _Used(host, tls_version)
+    except smtplib.SMTPRecipientsRefused as refused:
+        code, text = next(iter(refused.recipients.values()))
+        raise _failure(host, code, text) from None
+    except smtplib.SMTPResponseException as error:
+        raise _failure(host, error.smtp_code, error.smtp_error) from None
+    except (OSError, smtplib.SMTPException) as error:
+        raise DeliveryFailed(f"4.4.2 {host}: {error or type(error).__name__}",
+                             permanent=False) from None
+    finally:
+        _close(client)
+
+
+def _failure(host: str, code: int, text: bytes | str) -> DeliveryFailed:
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", errors="replace")
+    return DeliveryFailed(f"{host} said: {code} {text}", permanent=500 <= code < 600)
+
+
+def _close(client: smtplib.SMTP) -> None:
+    try:
+        client.quit()
+    except (OSError, smtplib.SMTPException):
+        client.close()

@@ -1,0 +1,95 @@
+"""Messages, their recipients and each recipient's delivery events.
+
+A message's raw MIME is stored once, in the database (every process on every machine
+reaches it); recipients are rows that point at it. Expiry purges the content and keeps
+the tracking: the rows, the headers that were shown, and the events.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, LargeBinary, String, Text
+from sqlalchemy.orm import Mapped, deferred, mapped_column, relationship
+
+from ..clock import utcnow
+from ..extensions import db
+from .policy import Policy
+from .tenant import Tenant
+from .user import User
+
+#: how a recipient is reached
+ROUTES = ("ccm", "internal", "external")
+
+
+class Message(db.Model):
+    """One message as received, stored once whatever its number of recipients."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    #: what URLs carry: unguessable, unlike the row id
+    public_id: Mapped[str] = mapped_column(String(32), unique=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenant.id", ondelete="CASCADE"),
+                                           index=True)
+    mail_from: Mapped[str] = mapped_column(String(320))
+    header_from: Mapped[str] = mapped_column(String(998), default="")
+    subject: Mapped[str] = mapped_column(String(998), default="")
+    message_id_header: Mapped[str] = mapped_column(String(998), default="")
+    received_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    client_address: Mapped[str] = mapped_column(String(64), default="")
+    received_over_tls: Mapped[bool] = mapped_column(default=False)
+    size: Mapped[int] = mapped_column(default=0)
+    #: the message as received, less X-CCM-Mode; None once purged
+    raw: Mapped[bytes | None] = deferred(mapped_column(LargeBinary))
+    purged_at: Mapped[datetime | None]
+
+    tenant: Mapped[Tenant] = relationship()
+    recipients: Mapped[list[Recipient]] = relationship(
+        back_populates="message", cascade="all, delete-orphan", order_by="Recipient.id"
+    )
+
+
+class Recipient(db.Model):
+    """One recipient of a message: the route chosen for them and where it stands."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("message.id", ondelete="CASCADE"),
+                                            index=True)
+    address: Mapped[str] = mapped_column(String(320))
+    #: "internal" or "external" to the tenant
+    kind: Mapped[str] = mapped_column(String(16))
+    route: Mapped[str] = mapped_column(String(16))
+    #: why the route was chosen, in words an administrator reads
+    reason: Mapped[str] = mapped_column(Text, default="")
+    policy_id: Mapped[int | None] = mapped_column(ForeignKey("policy.id", ondelete="SET NULL"))
+    #: the secure-delivery requirement for this recipient, if any
+    tls: Mapped[str | None] = mapped_column(String(10))
+    fallback: Mapped[str | None] = mapped_column(String(10))
+    #: queued, held (in the isolation area), delivered, deferred, bounced
+    state: Mapped[str] = mapped_column(String(16), default="queued")
+    #: the recipient's portal account, for CCM delivery
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"),
+                                                index=True)
+    visible_until: Mapped[datetime | None]
+    first_opened_at: Mapped[datetime | None]
+
+    message: Mapped[Message] = relationship(back_populates="recipients")
+    policy: Mapped[Policy | None] = relationship()
+    user: Mapped[User | None] = relationship()
+    events: Mapped[list[DeliveryEvent]] = relationship(
+        back_populates="recipient", cascade="all, delete-orphan", order_by="DeliveryEvent.id"
+    )
+
+
+class DeliveryEvent(db.Model):
+    """One line of a recipient's delivery history, shown to administrators and senders."""
+
+    __tablename__ = "delivery_event"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    recipient_id: Mapped[int] = mapped_column(ForeignKey("recipient.id", ondelete="CASCADE"),
+                                              index=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    kind: Mapped[str] = mapped_column(String(20))
+    text: Mapped[str] = mapped_column(Text)
+
+    recipient: Mapped[Recipient] = relationship(back_populates="events")

@@ -1,0 +1,46 @@
+"""The durable outbound queue: every delivery and every generated mail passes through it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, Index, LargeBinary, String, Text
+from sqlalchemy.orm import Mapped, deferred, mapped_column, relationship
+
+from ..clock import utcnow
+from ..extensions import db
+from .message import Recipient
+from .tenant import Tenant
+
+
+class OutboundItem(db.Model):
+    """One envelope to one recipient, tried until delivered or bounced."""
+
+    __tablename__ = "outbound_item"
+    __table_args__ = (Index("ix_outbound_item_due", "state", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    #: "delivery" of a received message, "notification" or "dsn" (generated mail)
+    kind: Mapped[str] = mapped_column(String(16))
+    #: "internal" (the internal relay) or "external" (CCM_OUTBOUND)
+    route: Mapped[str] = mapped_column(String(16))
+    tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenant.id", ondelete="CASCADE"))
+    recipient_id: Mapped[int | None] = mapped_column(
+        ForeignKey("recipient.id", ondelete="CASCADE"), index=True
+    )
+    #: generated mail carries its own bytes; a delivery reads its message's
+    raw: Mapped[bytes | None] = deferred(mapped_column(LargeBinary))
+    mail_from: Mapped[str] = mapped_column(String(320))
+    rcpt_to: Mapped[str] = mapped_column(String(320))
+    #: pending, sending, done, failed
+    state: Mapped[str] = mapped_column(String(10), default="pending")
+    attempts: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: a worker that took the item holds it until then; after a crash it is retried
+    lease_until: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    finished_at: Mapped[datetime | None]
+
+    tenant: Mapped[Tenant | None] = relationship()
+    recipient: Mapped[Recipient | None] = relationship()
