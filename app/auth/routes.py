@@ -40,7 +40,9 @@ def load_user(token: str) -> User | None:
 @login_manager.unauthorized_handler
 def unauthorized():
     """Send the browser to sign in, and back here afterwards; htmx gets HX-Redirect."""
-    target = request.full_path if request.method == "GET" else None
+    target = None
+    if request.method == "GET":
+        target = request.full_path if request.query_string else request.path
     return redirect_to(url_for("auth.sign_in", next=safe_next(target)))
 
 
@@ -162,9 +164,11 @@ def change_password():
             db.session.rollback()
             form.new.errors = [*form.new.errors, *rejected.problems]
         else:
-            # Every session of this user ended with the change; this browser gets a new one.
+            # Every session of this user ended with the change; this browser gets a new one
+            # (which clears the old session, so the notice comes after).
+            response = _sign_in_as(user)
             flash("Your password has been changed. Other devices have been signed out.", "success")
-            return _sign_in_as(user)
+            return response
     return page("auth/change_password.html", "auth/_change_password_form.html",
                 form=form, forced=forced)
 

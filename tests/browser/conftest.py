@@ -21,17 +21,14 @@ Every test below this directory is marked ``browser``, so ``-m "not browser"`` s
 
 from __future__ import annotations
 
-import mailbox
 import os
 import re
 import threading
-from email import policy
-from email.message import EmailMessage
-from email.parser import BytesParser
 from pathlib import Path
 
 import pytest
 import waitress
+from support import read_outbox
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -189,21 +186,5 @@ def screenshot(request):
 
 @pytest.fixture
 def outbox(app):
-    """``outbox()``: every message in the app's maildir outbox, oldest first.
-
-    The same as ``read_outbox`` in tests/conftest.py, which this directory cannot
-    import (tests/ is not a package).
-    """
-
-    def read() -> list[EmailMessage]:
-        path = app.config["OUTBOUND"].removeprefix("maildir:")
-        if not os.path.isdir(path):
-            return []
-        box = mailbox.Maildir(path, factory=None, create=False)
-        messages = []
-        for key in sorted(box.keys()):  # keys begin with the delivery time
-            with box.get_file(key) as handle:
-                messages.append(BytesParser(policy=policy.default).parse(handle))
-        return messages
-
-    return read
+    """``outbox()``: run the outbound queue, then every message in the maildir outbox."""
+    return lambda: read_outbox(app)

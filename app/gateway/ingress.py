@@ -1,0 +1,139 @@
+"""The SMTP ingress on aiosmtpd: who may relay, and 250 only after the commit.
+
+Relaying is allowed to clients in CCM_RELAY_NETWORKS, or after SMTP AUTH, which is
+offered only over STARTTLS; anyone else is refused at RCPT, so this is never an open
+relay. The envelope sender must be at a tenant's domain: this is an outbound gateway.
+Database work runs in a thread, off the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import ssl
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+from flask import Flask
+
+from .. import accounts
+from ..extensions import db
+from . import ingest
+
+log = logging.getLogger(__name__)
+
+OK_SENDER = "250 2.1.0 Sender OK"
+OK_RECIPIENT = "250 2.1.5 Recipient OK"
+ACCEPTED = "250 2.0.0 Message accepted for delivery"
+RELAY_DENIED = "550 5.7.1 Relaying denied: authenticate first"
+TRY_AGAIN = "451 4.3.0 Temporary failure, please try again later"
+
+
+class IngressHandler:
+    """aiosmtpd handler: checks each envelope step, stores the message at DATA."""
+
+    def __init__(self, app: Flask):
+        self.app = app
+        self.networks = [ipaddress.ip_network(n.strip(), strict=False)
+                         for n in app.config["RELAY_NETWORKS"].split(",") if n.strip()]
+
+    def trusted(self, peer) -> bool:
+        try:
+            address = ipaddress.ip_address(peer[0] if isinstance(peer, tuple) else peer)
+        except ValueError:
+            return False
+        if address.version == 6 and address.ipv4_mapped:
+            address = address.ipv4_mapped
+        return any(address in network for network in self.networks)
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        try:
+            served = await asyncio.to_thread(self._in_context, ingest.tenant_of, address)
+        except Exception:
+            log.exception("sender check failed")
+            return TRY_AGAIN
+        if served is None:
+            return ingest.FOREIGN_SENDER
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return OK_SENDER
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if not (session.authenticated or self.trusted(session.peer)):
+            return RELAY_DENIED
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return OK_RECIPIENT
+
+    async def handle_DATA(self, server, session, envelope):
+        try:
+            await asyncio.to_thread(
+                self._in_context, self._store, envelope.original_content or envelope.content,
+                envelope.mail_from, list(envelope.rcpt_tos), str(session.peer[0]),
+                bool(session.ssl),
+            )
+        except ingest.Refused as refused:
+            return refused.reply
+        except Exception:
+            # Never aiosmtpd's "500", never a traceback: the client keeps the message and
+            # tries again; we log what went wrong.
+            log.exception("could not store a message from %s", envelope.mail_from)
+            return TRY_AGAIN
+        return ACCEPTED
+
+    def _in_context(self, function, *args):
+        with self.app.app_context():
+            try:
+                return function(*args)
+            finally:
+                db.session.remove()
+
+    @staticmethod
+    def _store(raw, mail_from, rcpt_tos, client_address, tls) -> None:
+        try:
+            ingest.receive(raw, mail_from, rcpt_tos, client_address=client_address, tls=tls)
+            db.session.commit()
+        except BaseException:
+            db.session.rollback()
+            raise
+
+    def authenticate(self, server, session, envelope, mechanism, auth_data) -> AuthResult:
+        """SMTP AUTH with a portal password; only internal users may relay."""
+        if not isinstance(auth_data, LoginPassword):
+            return AuthResult(success=False, handled=False)
+        email = auth_data.login.decode("utf-8", errors="replace")
+        password = auth_data.password.decode("utf-8", errors="replace")
+
+        def check() -> bool:
+            matched = accounts.check_credentials(email, password)
+            db.session.commit()
+            return any(user.kind == "internal" for user in matched)
+
+        return AuthResult(success=bool(self._in_context(check)), handled=False)
+
+
+def tls_context(app: Flask) -> ssl.SSLContext | None:
+    cert, key = app.config["SMTP_TLS_CERT"], app.config["SMTP_TLS_KEY"]
+    if not cert:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key or None)
+    return context
+
+
+def controller(app: Flask, listen: str | None = None) -> Controller:
+    """An aiosmtpd controller for the ingress, not yet started."""
+    host, _, port = (listen or app.config["SMTP_LISTEN"]).rpartition(":")
+    handler = IngressHandler(app)
+    return Controller(
+        handler,
+        hostname=host.strip("[]") or "127.0.0.1",
+        port=int(port),
+        ident="CCM gateway",
+        data_size_limit=app.config["MAX_MESSAGE_BYTES"],
+        enable_SMTPUTF8=True,
+        tls_context=tls_context(app),
+        authenticator=handler.authenticate,
+        auth_require_tls=True,
+    )
