@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
+import threading
 
 import click
 import waitress
 from flask import Flask, current_app
 from flask.cli import FlaskGroup
 
-from . import accounts, config_file, database
+from . import accounts, config_file, database, worker
 from .extensions import db
+from .gateway import ingest, ingress
 
 
 def main() -> None:
@@ -25,9 +29,8 @@ def main() -> None:
 
 def register(app: Flask) -> None:
     """Attach the commands to ``app.cli`` (Flask-Migrate adds ``db`` itself)."""
-    app.cli.add_command(serve)
-    app.cli.add_command(web)
-    app.cli.add_command(config_group)
+    for command in (serve, web, smtp, worker_command, send, config_group):
+        app.cli.add_command(command)
 
 
 def _start_portal(*, threads: int) -> None:
@@ -40,9 +43,15 @@ def _start_portal(*, threads: int) -> None:
     server.run()
 
 
+def _start_smtp() -> None:
+    controller = ingress.controller(current_app._get_current_object())
+    controller.start()
+    click.echo(f"CCM SMTP ingress listening on {current_app.config['SMTP_LISTEN']}")
+
+
 @click.command()
 def serve() -> None:
-    """Run everything in one process: the portal, on CCM_HTTP_LISTEN."""
+    """Run everything in one process: portal, SMTP ingress and background worker."""
     database.upgrade()
     created = accounts.create_first_administrator()
     db.session.commit()
@@ -53,6 +62,8 @@ def serve() -> None:
             f"  address:  {user.email}\n  password: {password}\n"
             "You will be asked to choose a new password. This password is not shown again.\n"
         )
+    _start_smtp()
+    worker.scheduler(current_app._get_current_object(), blocking=False).start()
     _start_portal(threads=8)
 
 
@@ -62,6 +73,44 @@ def web(threads: int) -> None:
     """Run the portal only, for scale-out behind a load balancer."""
     database.upgrade()
     _start_portal(threads=threads)
+
+
+@click.command()
+def smtp() -> None:
+    """Run the SMTP ingress only, for scale-out."""
+    database.upgrade()
+    _start_smtp()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with contextlib.suppress(KeyboardInterrupt):
+        stop.wait()
+
+
+@click.command("worker")
+def worker_command() -> None:
+    """Run the background worker only: outbound queue, expiry, clean-ups."""
+    database.upgrade()
+    click.echo("CCM worker started")
+    with contextlib.suppress(KeyboardInterrupt):
+        worker.scheduler(current_app._get_current_object(), blocking=True).start()
+
+
+@click.command()
+@click.argument("file", type=click.File("rb"))
+@click.option("--mail-from", required=True, help="Envelope sender, at a tenant's domain.")
+@click.option("--rcpt", "rcpts", required=True, multiple=True, help="A recipient; repeat.")
+def send(file, mail_from: str, rcpts: tuple[str, ...]) -> None:
+    """Inject FILE.eml as if it had arrived by SMTP."""
+    try:
+        message = ingest.receive(file.read(), mail_from, list(rcpts),
+                                 client_address="command line")
+        db.session.commit()
+    except ingest.Refused as refused:
+        db.session.rollback()
+        click.echo(f"refused: {refused.reply}", err=True)
+        sys.exit(1)
+    for recipient in message.recipients:
+        click.echo(f"{recipient.address}: {recipient.route} ({recipient.reason})")
 
 
 @click.group("config")
