@@ -1,6 +1,7 @@
-"""``ccm config import`` / ``export``: tenants, domains, application settings and users as YAML.
+"""``ccm config import`` / ``export``: tenants and everything they own, as YAML.
 
-The format is DESIGN.md section 7. Import creates or updates, and never deletes: what a
+Tenants, domains, application settings, users, policies and notification templates, in
+the format of DESIGN.md section 7. Import creates or updates, and never deletes: what a
 file does not mention is left as it is. Importing the same file twice changes nothing.
 A file with any error is refused whole, with every error named by its line and key.
 """
@@ -12,18 +13,37 @@ from dataclasses import dataclass, field
 import yaml
 from sqlalchemy import select
 
-from . import passwords
+from . import notifications, passwords
 from .accounts import normalise_email
 from .extensions import db
-from .models import ROLES, ApplicationSettings, Domain, Tenant, User
+from .models import (
+    FALLBACKS,
+    POLICY_KINDS,
+    ROLES,
+    TLS_LEVELS,
+    WHERE,
+    ApplicationSettings,
+    Domain,
+    NotificationTemplate,
+    Policy,
+    Tenant,
+    User,
+)
 
 TENANT_KEYS = {"slug", "name", "domains", "visibility_days", "internal_relay",
-               "application_settings", "users"}
+               "first_contact", "activation_hours", "application_settings", "users",
+               "policies", "templates"}
+POLICY_KEYS = {"name", "kind", "enabled", "from", "to", "phrases", "where", "tls", "fallback",
+               "visibility_days"}
+#: keys that belong to another kind of policy
+_FOREIGN_KEYS = {
+    "route": {"phrases", "where", "tls", "fallback"},
+    "content": {"tls", "fallback"},
+    "secure_delivery": {"phrases", "where"},
+}
 SETTINGS_KEYS = {"name", "default", "portal_ccm", "send_secure"}
 USER_KEYS = {"email", "role", "password", "application_settings", "portal_ccm", "send_secure",
              "disabled"}
-#: keys of DESIGN.md section 7 that a later part of the gateway reads
-NOT_YET = {"policies", "templates"}
 
 
 class ConfigFileError(ValueError):
@@ -66,6 +86,9 @@ def export_text() -> str:
                        "visibility_days": tenant.visibility_days}
         if tenant.internal_relay:
             entry["internal_relay"] = tenant.internal_relay
+        if tenant.first_contact != "password":
+            entry["first_contact"] = tenant.first_contact
+            entry["activation_hours"] = tenant.activation_hours
         entry["application_settings"] = [
             {"name": s.name, "default": s.is_default, "portal_ccm": s.portal_ccm,
              "send_secure": s.send_secure}
@@ -75,6 +98,13 @@ def export_text() -> str:
             select(User).where(User.tenant_id == tenant.id).order_by(User.email)
         )
         entry["users"] = [_export_user(u) for u in users]
+        entry["policies"] = [_export_policy(p) for p in tenant.policies]
+        templates = db.session.scalars(
+            select(NotificationTemplate).where(NotificationTemplate.tenant_id == tenant.id)
+            .order_by(NotificationTemplate.kind)
+        )
+        entry["templates"] = {t.kind: {"subject": t.subject, "text": t.text, "html": t.html}
+                              for t in templates}
         tenants.append(entry)
     return yaml.safe_dump({"tenants": tenants}, sort_keys=False, allow_unicode=True)
 
@@ -88,6 +118,25 @@ def _export_user(user: User) -> dict:
             entry[name] = override
     if user.disabled:
         entry["disabled"] = True
+    return entry
+
+
+def _export_policy(policy: Policy) -> dict:
+    entry: dict = {"name": policy.name, "kind": policy.kind}
+    if not policy.enabled:
+        entry["enabled"] = False
+    if policy.from_pattern:
+        entry["from"] = policy.from_pattern
+    if policy.to_pattern:
+        entry["to"] = policy.to_pattern
+    if policy.kind == "content":
+        entry["phrases"] = list(policy.phrases)
+        entry["where"] = list(policy.where)
+    if policy.kind == "secure_delivery":
+        entry["tls"] = policy.tls
+        entry["fallback"] = policy.fallback
+    if policy.visibility_days:
+        entry["visibility_days"] = policy.visibility_days
     return entry
 
 
@@ -178,11 +227,8 @@ class _Checker:
             self.fail(path, "expected a mapping")
             return False
         for key in sorted(set(value) - allowed, key=str):
-            if key in NOT_YET:
-                self.fail((*path, key), "policies and templates cannot be imported yet")
-            else:
-                expected = ", ".join(sorted(allowed))
-                self.fail((*path, key), f"unknown key; expected one of {expected}")
+            expected = ", ".join(sorted(allowed))
+            self.fail((*path, key), f"unknown key; expected one of {expected}")
         for key in sorted(required - set(value)):
             self.fail(path, f"'{key}' is required")
         return True
@@ -212,13 +258,85 @@ class _Checker:
             for index, domain in enumerate(domains):
                 if not isinstance(domain, str) or "." not in domain or "@" in domain:
                     self.fail((*path, "domains", index), "expected a domain name")
-        days = tenant.get("visibility_days", 30)
-        if not isinstance(days, int) or isinstance(days, bool) or not 1 <= days <= 3650:
-            self.fail((*path, "visibility_days"), "expected a whole number of days, 1 to 3650")
+        self.days((*path, "visibility_days"), tenant.get("visibility_days", 30))
+        if tenant.get("first_contact", "password") not in ("password", "activation_link"):
+            self.fail((*path, "first_contact"), "expected password or activation_link")
+        hours = tenant.get("activation_hours", 72)
+        if not isinstance(hours, int) or isinstance(hours, bool) or not 1 <= hours <= 720:
+            self.fail((*path, "activation_hours"), "expected a whole number of hours, 1 to 720")
         if "internal_relay" in tenant and not str(tenant["internal_relay"]).startswith("smtp://"):
             self.fail((*path, "internal_relay"), "expected smtp://host:port")
         names = self.settings(path, tenant.get("application_settings", []))
         self.users(path, tenant.get("users", []), names)
+        self.policies(path, tenant.get("policies", []))
+        self.templates(path, tenant.get("templates", {}))
+
+    def days(self, path, value) -> None:
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 3650:
+            self.fail(path, "expected a whole number of days, 1 to 3650")
+
+    def policies(self, path, policies) -> None:
+        path = (*path, "policies")
+        if not isinstance(policies, list):
+            self.fail(path, "expected a list")
+            return
+        names = set()
+        for index, policy in enumerate(policies):
+            here = (*path, index)
+            if not self.mapping(here, policy, POLICY_KEYS, required={"name", "kind"}):
+                continue
+            self.text((*here, "name"), policy.get("name"))
+            if policy.get("name") in names:
+                self.fail((*here, "name"), "this name appears twice")
+            names.add(policy.get("name"))
+            kind = policy.get("kind")
+            if kind not in POLICY_KINDS:
+                self.fail((*here, "kind"), f"expected one of {', '.join(POLICY_KINDS)}")
+            for key in ("from", "to"):
+                if key in policy:
+                    self.pattern((*here, key), policy[key])
+            if "enabled" in policy:
+                self.flag((*here, "enabled"), policy["enabled"])
+            if "visibility_days" in policy:
+                self.days((*here, "visibility_days"), policy["visibility_days"])
+            if kind == "content":
+                phrases = policy.get("phrases")
+                if not isinstance(phrases, list) or not phrases or not all(
+                        isinstance(p, str) and p.strip() for p in phrases):
+                    self.fail((*here, "phrases"), "expected a list of words or phrases")
+                where = policy.get("where", list(WHERE))
+                if not isinstance(where, list) or not where or not set(where) <= set(WHERE):
+                    self.fail((*here, "where"), "expected a list of subject and/or body")
+            if kind == "secure_delivery":
+                if policy.get("tls") not in TLS_LEVELS:
+                    self.fail((*here, "tls"), "expected encrypt or verify")
+                if policy.get("fallback") not in FALLBACKS:
+                    self.fail((*here, "fallback"), "expected ccm or bounce")
+            for key in sorted(_FOREIGN_KEYS.get(kind, set()) & set(policy)):
+                self.fail((*here, key), f"a {kind} policy has no {key}")
+
+    def pattern(self, path, value) -> None:
+        named = value in ("*", "internal", "external")
+        if not isinstance(value, str) or not (named or value.count("@") == 1):
+            self.fail(path, "expected an address, *@domain, internal, external or *")
+
+    def templates(self, path, templates) -> None:
+        path = (*path, "templates")
+        if not isinstance(templates, dict):
+            self.fail(path, "expected a mapping of notification kinds")
+            return
+        for kind, parts in templates.items():
+            here = (*path, kind)
+            if kind not in notifications.KINDS:
+                self.fail(here, f"expected one of {', '.join(notifications.KINDS)}")
+                continue
+            if not self.mapping(here, parts, set(notifications.PARTS),
+                                required=set(notifications.PARTS)):
+                continue
+            if not all(isinstance(parts[p], str) for p in notifications.PARTS):
+                self.fail(here, "subject, text and html must be texts")
+            elif problem := notifications.check(kind, parts):
+                self.fail(here, problem)
 
     def settings(self, path, profiles) -> set:
         path = (*path, "application_settings")
@@ -297,7 +415,9 @@ def _apply_tenant(data: dict, result: ImportResult) -> None:
         db.session.add(tenant)
         result.created += 1
     _set(tenant, result, name=data["name"], visibility_days=data.get("visibility_days", 30),
-         internal_relay=data.get("internal_relay"))
+         internal_relay=data.get("internal_relay"),
+         first_contact=data.get("first_contact", "password"),
+         activation_hours=data.get("activation_hours", 72))
 
     known = {d.name for d in tenant.domains}
     for name in data.get("domains", []):
@@ -321,6 +441,47 @@ def _apply_tenant(data: dict, result: ImportResult) -> None:
 
     for entry in data.get("users", []):
         _apply_user(tenant, entry, profiles, result)
+    _apply_policies(tenant, data.get("policies", []), result)
+    _apply_templates(tenant, data.get("templates", {}), result)
+
+
+def _apply_policies(tenant: Tenant, entries: list, result: ImportResult) -> None:
+    """The file's policies, in the file's order, ahead of any it does not mention."""
+    existing = {p.name: p for p in tenant.policies}
+    listed = [entry["name"] for entry in entries]
+    others = [p for p in tenant.policies if p.name not in listed]
+    for position, entry in enumerate(entries):
+        policy = existing.get(entry["name"])
+        if policy is None:
+            policy = Policy(name=entry["name"])
+            tenant.policies.append(policy)
+            result.created += 1
+        content = entry["kind"] == "content"
+        secure = entry["kind"] == "secure_delivery"
+        _set(policy, result, position=position, kind=entry["kind"],
+             enabled=entry.get("enabled", True), from_pattern=entry.get("from"),
+             to_pattern=entry.get("to"),
+             phrases=list(entry.get("phrases", [])) if content else [],
+             where=list(entry.get("where", WHERE)) if content else list(WHERE),
+             tls=entry.get("tls") if secure else None,
+             fallback=entry.get("fallback") if secure else None,
+             visibility_days=entry.get("visibility_days"))
+    for position, policy in enumerate(others, start=len(entries)):
+        _set(policy, result, position=position)
+
+
+def _apply_templates(tenant: Tenant, entries: dict, result: ImportResult) -> None:
+    for kind, parts in entries.items():
+        template = None
+        if tenant.id is not None:
+            template = db.session.scalar(select(NotificationTemplate).where(
+                NotificationTemplate.tenant_id == tenant.id, NotificationTemplate.kind == kind))
+        if template is None:
+            template = NotificationTemplate(tenant=tenant, kind=kind)
+            db.session.add(template)
+            result.created += 1
+        _set(template, result, subject=parts["subject"], text=parts["text"],
+             html=parts["html"])
 
 
 def _apply_user(tenant: Tenant, data: dict, profiles: dict, result: ImportResult) -> None:

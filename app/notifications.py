@@ -15,8 +15,8 @@ from importlib import resources
 from urllib.parse import urlsplit
 
 from flask import current_app
-from jinja2 import StrictUndefined
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError, UndefinedError
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 from sqlalchemy import select
 
 from .extensions import db
@@ -30,12 +30,30 @@ KINDS = {
     "activation": ("tenant_name", "login", "activation_url", "lifetime_hours", "portal_url"),
     "password_reset": ("tenant_name", "email", "reset_url", "lifetime_minutes", "portal_url"),
 }
+#: sample values for previews and for checking a template before it is saved
+SAMPLES = {
+    "tenant_name": "Acme Corp",
+    "recipient": "pat@example.com",
+    "login": "pat@example.com",
+    "email": "pat@example.com",
+    "password": "kM7pQ2xW9rT4vN8bH3cZ",
+    "portal_url": "https://securemail.example.com/t/acme/sign-in",
+    "activation_url": "https://securemail.example.com/password/reset/sample-token",
+    "reset_url": "https://securemail.example.com/password/reset/sample-token",
+    "visible_until": "30 December 2026",
+    "new_account": True,
+    "lifetime_hours": 72,
+    "lifetime_minutes": 60,
+}
 PARTS = ("subject", "text", "html")
 _SUFFIX = {"subject": "subject.txt", "text": "txt", "html": "html"}
 
 _text = ImmutableSandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True)
 _html = ImmutableSandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True,
                                       autoescape=True)
+for _environment in (_text, _html):
+    # Templates need only their own variables: no range, lipsum, cycler, joiner, namespace.
+    _environment.globals.clear()
 
 
 @cache
@@ -68,6 +86,21 @@ def render_sources(templates: dict[str, str], context: dict) -> dict[str, str]:
     }
     rendered["subject"] = " ".join(rendered["subject"].split())
     return rendered
+
+
+def check(kind: str, templates: dict[str, str]) -> str | None:
+    """Why these templates cannot be used for ``kind`` (syntax, sandbox, unknown variable)."""
+    try:
+        render_sources(templates, {name: SAMPLES[name] for name in KINDS[kind]})
+    except TemplateSyntaxError as error:
+        return f"{error.message} (line {error.lineno})"
+    except SecurityError as error:
+        return f"not allowed in a template: {error}"
+    except UndefinedError as error:
+        return f"{error.message}; the variables are {', '.join(KINDS[kind])}"
+    except TemplateError as error:
+        return str(error)
+    return None
 
 
 def build(kind: str, to: str, tenant: Tenant | None = None, **context) -> EmailMessage:

@@ -1,7 +1,7 @@
 """A tenant's own version of a notification template."""
 
 from sqlalchemy import ForeignKey, String, Text, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..extensions import db
 
@@ -18,3 +18,5 @@ class NotificationTemplate(db.Model):
     subject: Mapped[str] = mapped_column(Text)
     text: Mapped[str] = mapped_column(Text)
     html: Mapped[str] = mapped_column(Text)
+
+    tenant = relationship("Tenant")

@@ -25,6 +25,17 @@ GOOD = textwrap.dedent(
           - {email: alice@acme.test, role: internal, application_settings: Legal,
              password: "correct horse battery staple"}
           - {email: bob@acme.test, role: internal, send_secure: true}
+        policies:
+          - {name: Secure keyword, kind: content, phrases: ["[secure]"], where: [subject, body]}
+          - {name: Law firm, kind: route, from: "*@acme.test", to: "*@lawfirm.test",
+             visibility_days: 7}
+          - {name: Bank TLS, kind: secure_delivery, to: "*@bank.test", tls: verify,
+             fallback: ccm}
+        templates:
+          secure_message:
+            subject: "Secure mail from {{ tenant_name }}"
+            text: "Read it at {{ portal_url }}"
+            html: "<p>Read it at <a href='{{ portal_url }}'>{{ portal_url }}</a></p>"
       - slug: globex
         name: Globex
         domains: [globex.test]
@@ -35,7 +46,8 @@ GOOD = textwrap.dedent(
 def snapshot() -> list:
     """Every row of every table this import touches, password hashes included."""
     rows = []
-    for table in ("tenant", "domain", "application_settings", "users"):
+    for table in ("tenant", "domain", "application_settings", "users", "policy",
+                  "notification_template"):
         rows.append(db.session.execute(text(f"SELECT * FROM {table} ORDER BY id")).all())
     return rows
 
@@ -96,7 +108,8 @@ def test_export_never_contains_passwords_or_hashes(app):
 def test_an_export_imports_into_an_empty_database(app):
     import_(GOOD)
     exported = config_file.export_text()
-    for table in ("users", "application_settings", "domain", "tenant"):
+    for table in ("notification_template", "policy", "users", "application_settings",
+                  "domain", "tenant"):
         db.session.execute(text(f"DELETE FROM {table}"))
     db.session.commit()
     result = import_(exported)
@@ -118,6 +131,28 @@ def test_a_changed_password_in_the_file_is_applied(app):
     import_(GOOD.replace("plum orbit lantern meadow", "a brand new long password"))
     admin = db.session.scalar(select(User).where(User.email == "admin@acme.test"))
     assert passwords.verify_password(admin.password_hash, "a brand new long password")
+
+
+def test_policies_keep_the_files_order_and_templates_apply(app):
+    import_(GOOD)
+    acme = db.session.scalar(select(Tenant).where(Tenant.slug == "acme"))
+    assert [(p.name, p.kind) for p in acme.policies] == [
+        ("Secure keyword", "content"), ("Law firm", "route"), ("Bank TLS", "secure_delivery")]
+    assert acme.policies[0].phrases == ["[secure]"]
+    assert acme.policies[1].visibility_days == 7
+    assert (acme.policies[2].tls, acme.policies[2].fallback) == ("verify", "ccm")
+    from app import notifications
+
+    rendered = notifications.build("secure_message", to="x@y.test", tenant=acme,
+                                   **notifications.SAMPLES)
+    assert rendered["Subject"] == "Secure mail from Acme Corp"
+    reordered = GOOD.replace(
+        '      - {name: Secure keyword, kind: content, phrases: ["[secure]"], '
+        'where: [subject, body]}\n', "")
+    assert reordered != GOOD
+    import_(reordered)
+    db.session.expire_all()
+    assert [p.name for p in acme.policies] == ["Law firm", "Bank TLS", "Secure keyword"]
 
 
 def test_the_default_profile_moves(app):
@@ -153,8 +188,27 @@ BAD = [
     ("tenants:\n  - slug: acme\n    name: A\n    application_settings:\n"
      "      - {name: A, default: true}\n      - {name: B, default: true}\n",
      "line 4, tenants[0].application_settings", "only one profile may be the default"),
-    ("tenants:\n  - slug: acme\n    name: A\n    policies: []\n", "line 4, tenants[0].policies",
-     "cannot be imported yet"),
+    ("tenants:\n  - slug: acme\n    name: A\n    policies:\n      - {name: P, kind: magic}\n",
+     "line 5, tenants[0].policies[0].kind", "expected one of route, content, secure_delivery"),
+    ("tenants:\n  - slug: acme\n    name: A\n    policies:\n      - {name: P, kind: content}\n",
+     "line 5, tenants[0].policies[0].phrases", "expected a list of words or phrases"),
+    ("tenants:\n  - slug: acme\n    name: A\n    policies:\n"
+     "      - {name: P, kind: secure_delivery, tls: maybe, fallback: ccm}\n",
+     "line 5, tenants[0].policies[0].tls", "expected encrypt or verify"),
+    ("tenants:\n  - slug: acme\n    name: A\n    policies:\n"
+     "      - {name: P, kind: route, to: nobody}\n",
+     "line 5, tenants[0].policies[0].to", "expected an address"),
+    ("tenants:\n  - slug: acme\n    name: A\n    policies:\n"
+     "      - {name: P, kind: route, tls: verify}\n",
+     "line 5, tenants[0].policies[0].tls", "a route policy has no tls"),
+    ("tenants:\n  - slug: acme\n    name: A\n    templates:\n      welcome: {}\n",
+     "line 5, tenants[0].templates.welcome", "expected one of secure_message"),
+    ("tenants:\n  - slug: acme\n    name: A\n    templates:\n      password:\n"
+     "        subject: '{{ password.__class__ }}'\n        text: x\n        html: x\n",
+     "line 5, tenants[0].templates.password", "not allowed in a template"),
+    ("tenants:\n  - slug: acme\n    name: A\n    templates:\n      password:\n"
+     "        subject: '{% if %}'\n        text: x\n        html: x\n",
+     "line 5, tenants[0].templates.password", "Expected an expression"),
 ]
 
 
