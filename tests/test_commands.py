@@ -27,17 +27,19 @@ def free_port() -> int:
 def test_serve_migrates_creates_an_administrator_and_answers(tmp_path):
     port = free_port()
     env = {**os.environ, "CCM_INSTANCE_PATH": str(tmp_path),
-           "CCM_HTTP_LISTEN": f"127.0.0.1:{port}"}
+           "CCM_HTTP_LISTEN": f"127.0.0.1:{port}",
+           "CCM_SMTP_LISTEN": f"127.0.0.1:{free_port()}"}
     env.pop("CCM_DATABASE_URL", None)
     process = subprocess.Popen([str(CCM), "serve"], env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)
     try:
         output = ""
         deadline = time.monotonic() + 30
-        while "listening on" not in output and time.monotonic() < deadline:
+        while "portal listening on" not in output and time.monotonic() < deadline:
             output += process.stdout.readline()
         assert f"http://127.0.0.1:{port}" in output
         assert re.search(r"password: \S{20}", output)
+        assert "SMTP ingress listening on" in output
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/sign-in", timeout=10) as answer:
             assert answer.status == 200
             assert answer.headers["Server"] == "ccm"  # waitress, not the development server

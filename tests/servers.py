@@ -1,0 +1,424 @@
+"""Real servers on loopback for tests: an SMTP sink, an authoritative DNS server and a CA.
+
+Nothing here is a mock: the code under test talks real SMTP, DNS and TLS to these servers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import errno
+import socket
+import socketserver
+import ssl
+import struct
+import threading
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from pathlib import Path
+
+import dns.exception
+import dns.flags
+import dns.message
+import dns.name
+import dns.rcode
+import dns.rdata
+import dns.rdataclass
+import dns.rdatatype
+import dns.rdtypes.ANY.TXT
+import dns.rrset
+import trustme
+from aiosmtpd.controller import Controller
+
+LOOPBACK = "127.0.0.1"
+
+# SMTP replies the sink gives when nothing is scripted.
+REPLY_OK = "250 2.0.0 OK"
+REPLY_QUEUED = "250 2.0.0 OK: queued"
+
+STAGES = ("MAIL", "RCPT", "DATA")
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now (another process may take it before we do)."""
+    with socket.socket() as probe:
+        probe.bind((LOOPBACK, 0))
+        return probe.getsockname()[1]
+
+
+# --------------------------------------------------------------------------------------------
+# SMTP
+
+
+@dataclass
+class Delivery:
+    """One message the sink accepted."""
+
+    mail_from: str
+    rcpt_tos: list[str]
+    data: bytes
+    tls_version: str | None = None  # e.g. "TLSv1.3" when the session was encrypted
+
+    @property
+    def message(self) -> EmailMessage:
+        return email.message_from_bytes(self.data, policy=email.policy.default)
+
+
+@dataclass
+class _Script:
+    """What the sink does instead of accepting; shared between the test and the server thread."""
+
+    failures: dict[str, deque[str]] = field(default_factory=lambda: defaultdict(deque))
+    drops: int = 0
+    delay: float = 0.0
+
+
+class _Handler:
+    """aiosmtpd hooks: they run in the server's event loop thread."""
+
+    def __init__(self, sink: SmtpSink):
+        self.sink = sink
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        if reply := self.sink._scripted("MAIL"):
+            return reply
+        # With a hook in place aiosmtpd leaves the envelope to us.
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return REPLY_OK
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if reply := self.sink._scripted("RCPT"):
+            return reply
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return REPLY_OK
+
+    async def handle_DATA(self, server, session, envelope):
+        if self.sink._take_drop():
+            # abort() closes without a reply; closing the connection cancels this task.
+            server.transport.abort()
+            await asyncio.Event().wait()
+        if delay := self.sink._script.delay:
+            # A client that gives up meanwhile cancels this task, so nothing is captured.
+            await asyncio.sleep(delay)
+        if reply := self.sink._scripted("DATA"):
+            return reply
+        ssl_object = server.transport.get_extra_info("ssl_object")
+        self.sink._capture(Delivery(
+            mail_from=envelope.mail_from,
+            rcpt_tos=list(envelope.rcpt_tos),
+            data=envelope.original_content,
+            tls_version=ssl_object.version() if ssl_object else None,
+        ))
+        return REPLY_QUEUED
+
+
+class SmtpSink:
+    """An SMTP server on 127.0.0.1 that keeps every message it accepts in ``messages``.
+
+    Only accepted messages are captured: a scripted failure, a dropped connection or a
+    client that gave up during a delay leaves ``messages`` unchanged.
+    """
+
+    host = LOOPBACK
+
+    def __init__(self, tls_context: ssl.SSLContext | None = None, require_tls: bool = False):
+        if require_tls and tls_context is None:
+            raise ValueError("require_tls needs a tls_context to offer STARTTLS with")
+        self.tls_context = tls_context
+        self.require_tls = require_tls
+        self.port: int | None = None
+        self._controller: Controller | None = None
+        self._messages: list[Delivery] = []
+        self._script = _Script()
+        # One lock for the messages and the script; the condition wakes wait_for().
+        self._changed = threading.Condition()
+
+    # -- life cycle
+
+    def start(self) -> SmtpSink:
+        if self._controller is not None:
+            raise RuntimeError("the SMTP sink is already running")
+        # The port is free when probed but may be taken before aiosmtpd binds it: try again.
+        for attempt in range(5):
+            controller = Controller(
+                _Handler(self),
+                hostname=LOOPBACK,
+                port=free_port(),
+                server_hostname="sink.test",  # else aiosmtpd asks the resolver for our FQDN
+                tls_context=self.tls_context,
+                require_starttls=self.require_tls,
+            )
+            try:
+                controller.start()
+            except OSError as error:
+                _discard(controller)
+                if error.errno != errno.EADDRINUSE or attempt == 4:
+                    raise
+                continue
+            self._controller, self.port = controller, controller.port
+            return self
+        raise AssertionError("unreachable")
+
+    def stop(self) -> None:
+        if self._controller is not None:
+            self._controller.stop()
+            self._controller = None
+
+    def __enter__(self) -> SmtpSink:
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+    # -- what was received
+
+    @property
+    def messages(self) -> list[Delivery]:
+        with self._changed:
+            return list(self._messages)
+
+    def wait_for(self, count: int, timeout: float = 10) -> list[Delivery]:
+        """Block until at least ``count`` messages were captured; return all of them."""
+        with self._changed:
+            if not self._changed.wait_for(lambda: len(self._messages) >= count, timeout):
+                raise AssertionError(
+                    f"SMTP sink on port {self.port}: expected {count} message(s) within "
+                    f"{timeout}s, got {len(self._messages)}"
+                )
+            return list(self._messages)
+
+    def _capture(self, delivery: Delivery) -> None:
+        with self._changed:
+            self._messages.append(delivery)
+            self._changed.notify_all()
+
+    # -- scripted behaviour
+
+    def fail(self, stage: str, code: int, text: str, times: int = 1) -> None:
+        """Answer the next ``times`` commands of ``stage`` with ``code text``."""
+        if stage not in STAGES:
+            raise ValueError(f"stage must be one of {STAGES}, not {stage!r}")
+        if not 400 <= code <= 599:
+            raise ValueError(f"a failure needs a 4xx or 5xx code, not {code}")
+        with self._changed:
+            self._script.failures[stage].extend([f"{code} {text}"] * times)
+
+    def drop_during_data(self, times: int = 1) -> None:
+        """Close the next ``times`` connections after their DATA arrived, without a reply."""
+        with self._changed:
+            self._script.drops += times
+
+    def delay(self, seconds: float) -> None:
+        """Wait ``seconds`` before answering every DATA from now on (0 turns it off)."""
+        with self._changed:
+            self._script.delay = seconds
+
+    def _scripted(self, stage: str) -> str | None:
+        with self._changed:
+            failures = self._script.failures[stage]
+            return failures.popleft() if failures else None
+
+    def _take_drop(self) -> bool:
+        with self._changed:
+            if self._script.drops:
+                self._script.drops -= 1
+                return True
+            return False
+
+
+def _discard(controller: Controller) -> None:
+    """Release a controller whose start() failed, so no event loop is left unclosed."""
+    if controller.loop.is_running():
+        controller.stop()
+    else:  # the thread gave up before running the loop, which aiosmtpd then leaves open
+        controller.loop.close()
+
+
+# --------------------------------------------------------------------------------------------
+# DNS
+
+TTL = 60
+
+
+class _UdpHandler(socketserver.BaseRequestHandler):
+    def handle(self):
+        wire, sock = self.request
+        if reply := self.server.dns.answer(wire, udp=True):
+            sock.sendto(reply, self.client_address)
+
+
+class _TcpHandler(socketserver.BaseRequestHandler):
+    def handle(self):
+        # DNS over TCP: each message is preceded by its length in two bytes (RFC 1035 4.2.2).
+        self.request.settimeout(5)
+        stream = self.request.makefile("rb")
+        with stream:
+            while (prefix := stream.read(2)) and len(prefix) == 2:
+                wire = stream.read(struct.unpack("!H", prefix)[0])
+                if reply := self.server.dns.answer(wire, udp=False):
+                    self.request.sendall(struct.pack("!H", len(reply)) + reply)
+
+
+class _TcpServer(socketserver.ThreadingTCPServer):
+    allow_reuse_address = True
+    daemon_threads = False  # server_close() waits for open connections: nothing is left over
+
+
+class DnsServer:
+    """An authoritative DNS server on 127.0.0.1, over UDP and TCP on the same port.
+
+    Names are compared without regard to case. An unknown name answers NXDOMAIN; a known
+    name without records of the asked type answers NOERROR with an empty answer. A UDP
+    answer too large for the query's buffer comes back truncated, so clients retry over TCP.
+    """
+
+    def __init__(self):
+        self.port: int | None = None
+        self._records: dict[dns.name.Name, dict[int, list[dns.rdata.Rdata]]] = {}
+        self._lock = threading.Lock()
+        self._servers: list[socketserver.BaseServer] = []
+        self._threads: list[threading.Thread] = []
+
+    @property
+    def address(self) -> str:
+        """``host:port``, the form ``CCM_DNS_SERVERS`` takes."""
+        return f"{LOOPBACK}:{self.port}"
+
+    # -- records
+
+    def add_mx(self, domain: str, preference: int, host: str) -> None:
+        self._add(domain, dns.rdatatype.MX, f"{preference} {_absolute(host)}")
+
+    def add_a(self, name: str, address: str) -> None:
+        self._add(name, dns.rdatatype.A, address)
+
+    def add_aaaa(self, name: str, address: str) -> None:
+        self._add(name, dns.rdatatype.AAAA, address)
+
+    def add_txt(self, name: str, text: str | bytes) -> None:
+        """A TXT record; text over 255 bytes becomes several strings, as DKIM keys need."""
+        data = text.encode() if isinstance(text, str) else text
+        chunks = [data[i:i + 255] for i in range(0, len(data), 255)] or [b""]
+        self._add(name, dns.rdatatype.TXT,
+                  dns.rdtypes.ANY.TXT.TXT(dns.rdataclass.IN, dns.rdatatype.TXT, chunks))
+
+    def _add(self, name: str, rdtype: int, rdata: str | dns.rdata.Rdata) -> None:
+        if isinstance(rdata, str):  # parsed here so a typo fails in the test, not the server
+            rdata = dns.rdata.from_text(dns.rdataclass.IN, rdtype, rdata)
+        with self._lock:
+            # dns.name.Name compares and hashes without regard to case.
+            by_type = self._records.setdefault(dns.name.from_text(name), {})
+            by_type.setdefault(rdtype, []).append(rdata)
+
+    # -- answering
+
+    def answer(self, wire: bytes, udp: bool) -> bytes | None:
+        try:
+            query = dns.message.from_wire(wire)
+        except dns.exception.DNSException:
+            return None  # not DNS: say nothing, as a real server would
+        response = dns.message.make_response(query)
+        response.flags |= dns.flags.AA
+        if len(query.question) != 1:
+            response.set_rcode(dns.rcode.FORMERR)
+            return response.to_wire()
+        question = query.question[0]
+        with self._lock:
+            by_type = self._records.get(question.name)
+            rdatas = list(by_type.get(question.rdtype, [])) if by_type is not None else []
+        if by_type is None:
+            response.set_rcode(dns.rcode.NXDOMAIN)
+        elif rdatas:
+            response.answer.append(dns.rrset.from_rdata_list(question.name, TTL, rdatas))
+        limit = 65535
+        if udp:  # RFC 6891: the buffer the client's EDNS announces, else 512 bytes
+            limit = max(512, query.payload) if query.edns >= 0 else 512
+        try:
+            return response.to_wire(max_size=limit)
+        except dns.exception.TooBig:
+            truncated = dns.message.make_response(query)
+            truncated.flags |= dns.flags.AA | dns.flags.TC
+            return truncated.to_wire()
+
+    # -- life cycle
+
+    def start(self) -> DnsServer:
+        if self._servers:
+            raise RuntimeError("the DNS server is already running")
+        # UDP and TCP must share one port: if TCP finds it taken, start over with another.
+        for attempt in range(5):
+            udp = socketserver.UDPServer((LOOPBACK, 0), _UdpHandler)
+            try:
+                tcp = _TcpServer(udp.server_address, _TcpHandler)
+            except OSError as error:
+                udp.server_close()
+                if error.errno != errno.EADDRINUSE or attempt == 4:
+                    raise
+                continue
+            break
+        self.port = udp.server_address[1]
+        for server in (udp, tcp):
+            server.dns = self
+            thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                                      name=f"dns-{self.port}", daemon=True)
+            thread.start()
+            self._servers.append(server)
+            self._threads.append(thread)
+        return self
+
+    def stop(self) -> None:
+        for server in self._servers:
+            server.shutdown()
+            server.server_close()
+        for thread in self._threads:
+            thread.join()
+        self._servers.clear()
+        self._threads.clear()
+
+    def __enter__(self) -> DnsServer:
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+
+def _absolute(name: str) -> str:
+    return name if name.endswith(".") else name + "."
+
+
+# --------------------------------------------------------------------------------------------
+# TLS
+
+
+class ThrowawayCA:
+    """A certificate authority that lives as long as the test: for STARTTLS both ways."""
+
+    def __init__(self):
+        self._ca = trustme.CA()
+
+    def server_context(self, hostname: str) -> ssl.SSLContext:
+        """A server presenting a certificate for ``hostname`` signed by this CA."""
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self._ca.issue_cert(hostname).configure_cert(context)
+        return context
+
+    def client_context(self) -> ssl.SSLContext:
+        """A client that verifies servers against this CA (and only this CA)."""
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # checks names, loads no system CAs
+        self._ca.configure_trust(context)
+        return context
+
+    def ca_file(self, directory: Path | str) -> Path:
+        """Write the CA certificate as PEM into ``directory``; return the file's path."""
+        path = Path(directory) / "ca.pem"
+        self._ca.cert_pem.write_to_path(str(path))
+        return path
+
+
+def self_signed_server_context(hostname: str) -> ssl.SSLContext:
+    """A server whose certificate no client trusts: its CA is thrown away at once."""
+    return ThrowawayCA().server_context(hostname)
