@@ -117,20 +117,25 @@ class _Handler:
 
 
 class SmtpSink:
-    """An SMTP server on 127.0.0.1 that keeps every message it accepts in ``messages``.
+    """An SMTP server on loopback that keeps every message it accepts in ``messages``.
+
+    ``host`` and ``port`` pin the address: several sinks on one port and different
+    loopback addresses (127.0.0.2, 127.0.0.3, ...) stand in for several MX hosts, since
+    the gateway delivers to one port (CCM_SMTP_DELIVERY_PORT) whatever the host.
 
     Only accepted messages are captured: a scripted failure, a dropped connection or a
     client that gave up during a delay leaves ``messages`` unchanged.
     """
 
-    host = LOOPBACK
-
-    def __init__(self, tls_context: ssl.SSLContext | None = None, require_tls: bool = False):
+    def __init__(self, tls_context: ssl.SSLContext | None = None, require_tls: bool = False,
+                 host: str = LOOPBACK, port: int | None = None):
         if require_tls and tls_context is None:
             raise ValueError("require_tls needs a tls_context to offer STARTTLS with")
         self.tls_context = tls_context
         self.require_tls = require_tls
+        self.host = host
         self.port: int | None = None
+        self._wanted_port = port
         self._controller: Controller | None = None
         self._messages: list[Delivery] = []
         self._script = _Script()
@@ -146,8 +151,8 @@ class SmtpSink:
         for attempt in range(5):
             controller = Controller(
                 _Handler(self),
-                hostname=LOOPBACK,
-                port=free_port(),
+                hostname=self.host,
+                port=self._wanted_port or free_port(),
                 server_hostname="sink.test",  # else aiosmtpd asks the resolver for our FQDN
                 tls_context=self.tls_context,
                 require_starttls=self.require_tls,
@@ -156,7 +161,7 @@ class SmtpSink:
                 controller.start()
             except OSError as error:
                 _discard(controller)
-                if error.errno != errno.EADDRINUSE or attempt == 4:
+                if error.errno != errno.EADDRINUSE or attempt == 4 or self._wanted_port:
                     raise
                 continue
             self._controller, self.port = controller, controller.port
@@ -356,7 +361,7 @@ class DnsServer:
                 tcp = _TcpServer(udp.server_address, _TcpHandler)
             except OSError as error:
                 udp.server_close()
-                if error.errno != errno.EADDRINUSE or attempt == 4:
+                if error.errno != errno.EADDRINUSE or attempt == 4 or self._wanted_port:
                     raise
                 continue
             break

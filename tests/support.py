@@ -45,3 +45,10 @@ def read_outbox(app) -> list[EmailMessage]:
         with box.get_file(key) as handle:
             messages.append(BytesParser(policy=policy.default).parse(handle))
     return messages
+
+
+def mail(subject="Quarterly figures", body="Numbers attached.", to="pat@partner.test",
+         sender="alice@acme.test", headers="") -> str:
+    """A small plain-text message; ``headers`` are extra lines ending in a newline."""
+    return (f"From: {sender}\nTo: {to}\nSubject: {subject}\n"
+            f"Message-ID: <{abs(hash(subject + body))}@acme.test>\n{headers}\n{body}\n")

@@ -1,0 +1,136 @@
+"""A little Internet on loopback: a DNS server, MX hosts, an internal relay, a gateway."""
+
+from __future__ import annotations
+
+import smtplib
+from dataclasses import dataclass, field
+
+import pytest
+from servers import DnsServer, SmtpSink, ThrowawayCA, free_port, self_signed_server_context
+
+from app import outbound
+from app.extensions import db
+from app.gateway import ingest, ingress
+from app.models import ApplicationSettings, Policy, User
+
+
+@dataclass
+class Network:
+    """DNS plus SMTP sinks; every MX host listens on the one delivery port."""
+
+    dns: DnsServer
+    ca: ThrowawayCA
+    port: int
+    sinks: list[SmtpSink] = field(default_factory=list)
+    _next_address: int = 2
+
+    def mx(self, domain: str, *, name: str | None = None, tls: str | None = None,
+           preference: int = 10, require_tls: bool = False) -> SmtpSink:
+        """A mail server for ``domain``: tls None (no STARTTLS), "valid" or "self-signed"."""
+        name = name or f"mx{self._next_address}.{domain}"
+        address = f"127.0.0.{self._next_address}"
+        self._next_address += 1
+        context = {None: None, "valid": lambda: self.ca.server_context(name),
+                   "self-signed": lambda: self_signed_server_context(name)}[tls]
+        sink = SmtpSink(tls_context=context() if context else None, require_tls=require_tls,
+                        host=address, port=self.port).start()
+        self.sinks.append(sink)
+        self.dns.add_mx(domain, preference, name)
+        self.dns.add_a(name, address)
+        return sink
+
+
+@pytest.fixture
+def network(tmp_path):
+    dns = DnsServer().start()
+    net = Network(dns=dns, ca=ThrowawayCA(), port=free_port())
+    try:
+        yield net
+    finally:
+        for sink in net.sinks:
+            sink.stop()
+        dns.stop()
+
+
+@pytest.fixture
+def relay():
+    """The tenant's internal mail server."""
+    sink = SmtpSink().start()
+    try:
+        yield sink
+    finally:
+        sink.stop()
+
+
+@pytest.fixture
+def gateway(app, network, relay, make_tenant, make_user, tmp_path):
+    """A configured gateway: tenant acme (acme.test) delivering by MX on the loopback net."""
+    app.config.update(
+        OUTBOUND="mx",
+        INTERNAL_RELAY=f"smtp://127.0.0.1:{relay.port}",
+        DNS_SERVERS=network.dns.address,
+        SMTP_DELIVERY_PORT=network.port,
+        TLS_CA_FILE=str(network.ca.ca_file(tmp_path)),
+        HELO_NAME="gateway.acme.test",
+        SMTP_TIMEOUT=5,
+    )
+    tenant = make_tenant("acme", domains=["acme.test"])
+    legal = ApplicationSettings(name="Legal", portal_ccm=True, send_secure=True)
+    tenant.application_settings.append(legal)
+    db.session.commit()
+    make_user(tenant, "alice@acme.test", role="internal", application_settings=legal)
+    make_user(tenant, "bob@acme.test", role="internal")
+    return Gateway(tenant=tenant, relay=relay, network=network)
+
+
+@dataclass
+class Gateway:
+    tenant: object
+    relay: SmtpSink
+    network: Network
+
+    def policy(self, **values) -> Policy:
+        values.setdefault("position", len(self.tenant.policies))
+        policy = Policy(tenant=self.tenant, **values)
+        db.session.add(policy)
+        db.session.commit()
+        return policy
+
+    def send(self, raw: bytes | str, rcpts: list[str], mail_from: str = "alice@acme.test",
+             **kwargs):
+        """The `ccm send` path: receive and commit, as the ingress does before 250."""
+        if isinstance(raw, str):
+            raw = raw.replace("\n", "\r\n").encode()
+        message = ingest.receive(raw, mail_from, rcpts, **kwargs)
+        db.session.commit()
+        return message
+
+    def run_queue(self) -> None:
+        while outbound.run_due():
+            pass
+
+    def account(self, email: str) -> User | None:
+        return db.session.query(User).filter_by(tenant_id=self.tenant.id, email=email).first()
+
+
+@pytest.fixture
+def ingress_server(app):
+    """The real SMTP ingress on a free loopback port; yields a connected-client factory."""
+    controller = ingress.controller(app, f"127.0.0.1:{free_port()}")
+    controller.start()
+    clients = []
+
+    def connect() -> smtplib.SMTP:
+        client = smtplib.SMTP("127.0.0.1", controller.port, timeout=10)
+        clients.append(client)
+        return client
+
+    try:
+        yield connect
+    finally:
+        for client in clients:
+            try:
+                client.quit()
+            except (smtplib.SMTPException, OSError):
+                client.close()
+        controller.stop()
