@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from email.message import EmailMessage
 from email.mime.multipart import MIMEMultipart
 from email.mime.nonmultipart import MIMENonMultipart
 from email.mime.text import MIMEText
@@ -41,15 +42,13 @@ def failure_report(recipient: Recipient, reply: str) -> MIMEMultipart:
         "plain", "utf-8",
     ))
     fields = MIMENonMultipart("message", "delivery-status")
-    fields.set_payload(
-        f"Reporting-MTA: dns; {host}\n"
-        f"Arrival-Date: {formatdate(message.received_at.timestamp())}\n"
-        "\n"
-        f"Final-Recipient: rfc822; {recipient.address}\n"
-        "Action: failed\n"
-        f"Status: {status}\n"
-        f"Diagnostic-Code: smtp; {' '.join(reply.split())}\n"
-    )
+    # One block about the message, then one per recipient (RFC 3464 section 2.1).
+    fields.set_payload([
+        _block({"Reporting-MTA": f"dns; {host}",
+                "Arrival-Date": formatdate(message.received_at.timestamp())}),
+        _block({"Final-Recipient": f"rfc822; {recipient.address}", "Action": "failed",
+                "Status": status, "Diagnostic-Code": f"smtp; {' '.join(reply.split())}"}),
+    ])
     report.attach(fields)
     if message.raw is not None:
         headers = MIMENonMultipart("text", "rfc822-headers")
@@ -57,6 +56,13 @@ def failure_report(recipient: Recipient, reply: str) -> MIMEMultipart:
         headers.set_payload(head.decode("ascii", errors="replace"))
         report.attach(headers)
     return report
+
+
+def _block(fields: dict[str, str]) -> EmailMessage:
+    block = EmailMessage()
+    for name, value in fields.items():
+        block[name] = value
+    return block
 
 
 def _status_code(reply: str) -> str:

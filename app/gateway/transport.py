@@ -193,9 +193,14 @@ def _first_that_takes_it(hosts, port, raw, mail_from, rcpt, tls, options) -> _Us
 
 
 def _deliver(host, address, port, raw, mail_from, rcpt, tls, options) -> _Used:
-    client = _SMTP(address, local_hostname=options.helo_name or None, timeout=options.timeout)
     try:
-        client.connect(host, port)
+        # Naming the host here makes smtplib check the certificate against it.
+        client = _SMTP(address, host=host, port=port, local_hostname=options.helo_name or None,
+                       timeout=options.timeout)
+    except (OSError, smtplib.SMTPException) as error:
+        raise DeliveryFailed(f"4.4.1 {host} [{address}]: {error or type(error).__name__}",
+                             permanent=False) from None
+    try:
         client.ehlo()
         tls_version = None
         if client.has_extn("starttls"):

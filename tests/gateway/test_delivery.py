@@ -1,0 +1,280 @@
+"""Delivery out: TLS levels and fallbacks, MX look-up rules, retries and bounces."""
+
+from datetime import timedelta
+
+import pytest
+from support import mail
+
+from app.clock import utcnow
+from app.extensions import db
+from app.models import OutboundItem
+from app.outbound import LEASE
+
+
+def events(recipient) -> list[str]:
+    db.session.refresh(recipient)
+    return [e.text for e in recipient.events]
+
+
+def items(kind=None) -> list[OutboundItem]:
+    query = db.session.query(OutboundItem).order_by(OutboundItem.id)
+    return [i for i in query if kind is None or i.kind == kind]
+
+
+def make_due() -> None:
+    """Pretend the back-off has passed."""
+    for item in items():
+        if item.state == "pending":
+            item.next_attempt_at = utcnow() - timedelta(seconds=1)
+    db.session.commit()
+
+
+# --- TLS ------------------------------------------------------------------------------
+
+
+def test_starttls_is_used_whenever_offered(gateway):
+    sink = gateway.network.mx("partner.test", tls="self-signed")
+    message = gateway.send(mail(), ["pat@partner.test"])
+    gateway.run_queue()
+    (delivery,) = sink.wait_for(1)
+    assert delivery.tls_version == "TLSv1.3"
+    assert "(TLSv1.3)" in events(message.recipients[0])[-1]
+
+
+def test_plain_delivery_when_tls_is_not_offered_and_not_required(gateway):
+    sink = gateway.network.mx("partner.test")
+    gateway.send(mail(), ["pat@partner.test"])
+    gateway.run_queue()
+    assert sink.wait_for(1)[0].tls_version is None
+
+
+def secure(gateway, tls, fallback):
+    gateway.policy(name="Bank TLS", kind="secure_delivery", to_pattern="*@bank.test", tls=tls,
+                   fallback=fallback)
+
+
+def test_encrypt_is_met_by_any_certificate(gateway):
+    sink = gateway.network.mx("bank.test", tls="self-signed")
+    secure(gateway, "encrypt", "ccm")
+    message = gateway.send(mail(to="ann@bank.test"), ["ann@bank.test"])
+    gateway.run_queue()
+    assert sink.wait_for(1)[0].tls_version
+    assert message.recipients[0].state == "delivered"
+
+
+def test_encrypt_against_a_server_without_starttls_falls_back_to_ccm(app, gateway):
+    sink = gateway.network.mx("bank.test")
+    secure(gateway, "encrypt", "ccm")
+    message = gateway.send(mail(to="ann@bank.test"), ["ann@bank.test"])
+    gateway.run_queue()
+    assert all(d.message["Subject"] != "Quarterly figures" for d in sink.messages)
+    recipient = message.recipients[0]
+    db.session.refresh(recipient)
+    assert (recipient.route, recipient.state) == ("ccm", "held")
+    texts = events(recipient)
+    assert any("does not offer STARTTLS" in t and "fell back to CCM" in t for t in texts)
+    assert "Delivered to CCM isolation area" in texts
+    # The recipient was told, by notification, through the same loopback MX.
+    notifications = [d.message["Subject"] for d in sink.wait_for(2)]
+    assert "You have a new secure message" in notifications
+
+
+def test_verify_refuses_a_self_signed_certificate_and_falls_back(gateway):
+    sink = gateway.network.mx("bank.test", tls="self-signed")
+    secure(gateway, "verify", "ccm")
+    message = gateway.send(mail(to="ann@bank.test"), ["ann@bank.test"])
+    gateway.run_queue()
+    recipient = message.recipients[0]
+    db.session.refresh(recipient)
+    assert recipient.route == "ccm"
+    assert any("CERTIFICATE_VERIFY_FAILED" in t for t in events(recipient))
+    assert all(d.message["Subject"] != "Quarterly figures" for d in sink.messages)
+
+
+def test_verify_with_a_valid_certificate_for_the_mx_name_delivers(gateway):
+    sink = gateway.network.mx("bank.test", tls="valid")
+    secure(gateway, "verify", "bounce")
+    message = gateway.send(mail(to="ann@bank.test"), ["ann@bank.test"])
+    gateway.run_queue()
+    assert sink.wait_for(1)[0].tls_version == "TLSv1.3"
+    assert message.recipients[0].state == "delivered"
+
+
+def test_verify_with_bounce_fallback_bounces_to_the_sender(gateway):
+    gateway.network.mx("bank.test", tls="self-signed")
+    secure(gateway, "verify", "bounce")
+    message = gateway.send(mail(to="ann@bank.test"), ["ann@bank.test"])
+    gateway.run_queue()
+    recipient = message.recipients[0]
+    db.session.refresh(recipient)
+    assert recipient.state == "bounced"
+    assert any(t.startswith("Bounced: 5.7.10") for t in events(recipient))
+    (report,) = gateway.relay.wait_for(1)
+    assert report.rcpt_tos == ["alice@acme.test"]
+    assert report.mail_from == "<>"
+    assert report.message.get_content_type() == "multipart/report"
+
+
+def test_tls_requirement_tries_every_mx_before_giving_up(gateway):
+    gateway.network.mx("bank.test", preference=10)  # no STARTTLS
+    good = gateway.network.mx("bank.test", tls="valid", preference=20)
+    secure(gateway, "verify", "bounce")
+    gateway.send(mail(to="ann@bank.test"), ["ann@bank.test"])
+    gateway.run_queue()
+    assert len(good.wait_for(1)) == 1
+
+
+# --- MX look-up -----------------------------------------------------------------------
+
+
+def test_mx_preference_is_followed_and_a_dead_host_skipped(gateway, network):
+    network.dns.add_mx("partner.test", 5, "dead.partner.test")
+    network.dns.add_a("dead.partner.test", "127.0.0.250")  # nothing listens there
+    second = network.mx("partner.test", preference=20)
+    first = network.mx("partner.test", preference=10)
+    gateway.send(mail(), ["pat@partner.test"])
+    gateway.run_queue()
+    assert len(first.wait_for(1)) == 1
+    assert second.messages == []
+
+
+def test_a_domain_without_mx_is_delivered_to_its_address_record(gateway, network):
+    from servers import SmtpSink
+
+    sink = SmtpSink(host="127.0.0.9", port=network.port).start()
+    try:
+        network.dns.add_a("noMX.test", "127.0.0.9")
+        gateway.send(mail(to="x@nomx.test"), ["x@nomx.test"])
+        gateway.run_queue()
+        assert len(sink.wait_for(1)) == 1
+    finally:
+        sink.stop()
+
+
+@pytest.mark.parametrize(
+    ("prepare", "status"),
+    [
+        (lambda dns: None, "5.1.2"),  # the domain does not exist
+        (lambda dns: dns.add_mx("null.test", 0, "."), "5.1.10"),  # RFC 7505 null MX
+    ],
+)
+def test_undeliverable_domains_bounce_at_once(gateway, network, prepare, status):
+    prepare(network.dns)
+    message = gateway.send(mail(to="x@null.test"), ["x@null.test"])
+    gateway.run_queue()
+    recipient = message.recipients[0]
+    db.session.refresh(recipient)
+    assert recipient.state == "bounced"
+    assert any(status in t for t in events(recipient))
+    (report,) = gateway.relay.wait_for(1)
+    assert f"Status: {status}" in report.data.decode()
+
+
+# --- retries and bounces ------------------------------------------------------------------
+
+
+def test_a_temporary_failure_is_retried_with_growing_back_off(gateway):
+    sink = gateway.network.mx("partner.test")
+    sink.fail("RCPT", 451, "4.3.0 greylisted, try later", times=2)
+    message = gateway.send(mail(), ["pat@partner.test"])
+    gateway.run_queue()
+    (item,) = items("delivery")
+    first_wait = item.next_attempt_at - utcnow()
+    assert timedelta(minutes=4) < first_wait <= timedelta(minutes=5)
+    assert message.recipients[0].state == "deferred"
+    assert any("Deferred:" in t and "greylisted" in t for t in events(message.recipients[0]))
+    make_due()
+    gateway.run_queue()
+    db.session.refresh(item)
+    assert timedelta(minutes=9) < item.next_attempt_at - utcnow() <= timedelta(minutes=10)
+    make_due()
+    gateway.run_queue()
+    assert len(sink.wait_for(1)) == 1
+    db.session.refresh(item)
+    assert (item.state, item.attempts) == ("done", 3)
+    assert gateway.relay.messages == []  # no bounce
+
+
+def test_back_off_is_capped(app, gateway):
+    sink = gateway.network.mx("partner.test")
+    sink.fail("MAIL", 421, "4.3.2 busy", times=20)
+    gateway.send(mail(), ["pat@partner.test"])
+    for _ in range(9):
+        make_due()
+        gateway.run_queue()
+    (item,) = items("delivery")
+    assert item.next_attempt_at - utcnow() <= timedelta(seconds=app.config["RETRY_MAX_SECONDS"])
+
+
+def test_a_message_deferred_too_long_bounces(gateway):
+    sink = gateway.network.mx("partner.test")
+    sink.fail("RCPT", 451, "4.3.0 try later", times=5)
+    message = gateway.send(mail(), ["pat@partner.test"])
+    gateway.run_queue()
+    (item,) = items("delivery")
+    item.created_at = utcnow() - timedelta(days=5, seconds=1)
+    db.session.commit()
+    make_due()
+    gateway.run_queue()
+    recipient = message.recipients[0]
+    db.session.refresh(recipient)
+    assert recipient.state == "bounced"
+    assert any("4.4.7 Gave up after 2 tries" in t for t in events(recipient))
+    assert len(gateway.relay.wait_for(1)) == 1
+
+
+def test_a_permanent_failure_bounces_at_once_with_a_dsn(gateway):
+    sink = gateway.network.mx("partner.test")
+    sink.fail("RCPT", 550, "5.1.1 no such user")
+    message = gateway.send(mail(), ["pat@partner.test"])
+    gateway.run_queue()
+    (report,) = gateway.relay.wait_for(1)
+    assert report.mail_from == "<>"  # DSNs come from the null sender
+    assert report.rcpt_tos == ["alice@acme.test"]
+    dsn = report.message
+    assert dsn["Auto-Submitted"] == "auto-replied"
+    assert dsn.get_content_type() == "multipart/report"
+    assert dsn.get_param("report-type") == "delivery-status"
+    parts = [p.get_content_type() for p in dsn.iter_parts()]
+    assert parts == ["text/plain", "message/delivery-status", "text/rfc822-headers"]
+    text = report.data.decode()
+    assert "Final-Recipient: rfc822; pat@partner.test" in text
+    assert "Action: failed" in text and "Status: 5.1.1" in text
+    assert "Subject: Quarterly figures" in text
+    recipient = message.recipients[0]
+    db.session.refresh(recipient)
+    assert recipient.state == "bounced"
+
+
+def test_a_dropped_connection_during_data_is_retried(gateway):
+    sink = gateway.network.mx("partner.test")
+    sink.drop_during_data()
+    gateway.send(mail(), ["pat@partner.test"])
+    gateway.run_queue()
+    assert sink.messages == []
+    make_due()
+    gateway.run_queue()
+    assert len(sink.wait_for(1)) == 1
+
+
+def test_an_item_left_by_a_dead_worker_is_taken_again_after_its_lease(gateway):
+    sink = gateway.network.mx("partner.test")
+    gateway.send(mail(), ["pat@partner.test"])
+    (item,) = items("delivery")
+    item.state, item.lease_until = "sending", utcnow() + LEASE  # a worker took it and died
+    db.session.commit()
+    gateway.run_queue()
+    assert sink.messages == []
+    item.lease_until = utcnow() - timedelta(seconds=1)
+    db.session.commit()
+    gateway.run_queue()
+    assert len(sink.wait_for(1)) == 1
+
+
+def test_everything_generated_is_marked_auto_generated(gateway):
+    sink = gateway.network.mx("partner.test")
+    gateway.send(mail(), ["pat@partner.test"], mode="external")
+    gateway.run_queue()
+    generated = sink.wait_for(2)
+    assert {d.message["Auto-Submitted"] for d in generated} == {"auto-generated"}
+    assert {d.mail_from for d in generated} == {"<>"}
