@@ -361,7 +361,7 @@ class DnsServer:
                 tcp = _TcpServer(udp.server_address, _TcpHandler)
             except OSError as error:
                 udp.server_close()
-                if error.errno != errno.EADDRINUSE or attempt == 4 or self._wanted_port:
+                if error.errno != errno.EADDRINUSE or attempt == 4:
                     raise
                 continue
             break
