@@ -101,6 +101,7 @@ def worker_command() -> None:
 @click.option("--rcpt", "rcpts", required=True, multiple=True, help="A recipient; repeat.")
 def send(file, mail_from: str, rcpts: tuple[str, ...]) -> None:
     """Inject FILE.eml as if it had arrived by SMTP."""
+    database.upgrade()
     try:
         message = ingest.receive(file.read(), mail_from, list(rcpts),
                                  client_address="command line")
@@ -122,6 +123,7 @@ def config_group() -> None:
 @click.argument("file", type=click.File("r", encoding="utf-8"))
 def config_import(file) -> None:
     """Create or update what FILE describes; nothing is written if any of it is wrong."""
+    database.upgrade()
     try:
         result = config_file.import_text(file.read())
         db.session.commit()

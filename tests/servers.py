@@ -417,6 +417,12 @@ class ThrowawayCA:
         self._ca.configure_trust(context)
         return context
 
+    def server_files(self, hostname: str, directory: Path | str) -> Path:
+        """Write a certificate for ``hostname`` and its key into one PEM file; its path."""
+        path = Path(directory) / f"{hostname}.pem"
+        self._ca.issue_cert(hostname).private_key_and_cert_chain_pem.write_to_path(str(path))
+        return path
+
     def ca_file(self, directory: Path | str) -> Path:
         """Write the CA certificate as PEM into ``directory``; return the file's path."""
         path = Path(directory) / "ca.pem"

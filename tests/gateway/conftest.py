@@ -115,13 +115,15 @@ class Gateway:
 
 @pytest.fixture
 def ingress_server(app):
-    """The real SMTP ingress on a free loopback port; yields a connected-client factory."""
-    controller = ingress.controller(app, f"127.0.0.1:{free_port()}")
-    controller.start()
-    clients = []
+    """Connect to the real SMTP ingress, started at the first connection with the
+    configuration as the test left it."""
+    controllers, clients = [], []
 
     def connect() -> smtplib.SMTP:
-        client = smtplib.SMTP("127.0.0.1", controller.port, timeout=10)
+        if not controllers:
+            controllers.append(ingress.controller(app, f"127.0.0.1:{free_port()}"))
+            controllers[0].start()
+        client = smtplib.SMTP("127.0.0.1", controllers[0].port, timeout=10)
         clients.append(client)
         return client
 
@@ -133,4 +135,5 @@ def ingress_server(app):
                 client.quit()
             except (smtplib.SMTPException, OSError):
                 client.close()
-        controller.stop()
+        for controller in controllers:
+            controller.stop()

@@ -1,0 +1,155 @@
+"""The SMTP ingress as a mail server sees it: real SMTP on loopback."""
+
+import smtplib
+
+import pytest
+from servers import ThrowawayCA
+from support import mail
+
+from app.extensions import db
+from app.gateway.ingress import RELAY_DENIED
+from app.models import Message, OutboundItem
+
+
+def stored() -> list[Message]:
+    db.session.expire_all()
+    return db.session.query(Message).order_by(Message.id).all()
+
+
+def test_a_message_is_acknowledged_only_once_it_is_committed(gateway, ingress_server):
+    client = ingress_server()
+    code, _ = client.ehlo()
+    assert code == 250
+    refused = client.sendmail("alice@acme.test", ["pat@partner.test"], mail().encode())
+    assert refused == {}
+    # The 250 has been received: the message and its routing are already durable.
+    (message,) = stored()
+    assert message.recipients[0].route == "external"
+    assert db.session.query(OutboundItem).count() == 1
+    assert message.received_over_tls is False
+    assert message.client_address == "127.0.0.1"
+
+
+def test_size_is_advertised_and_oversized_mail_refused_with_552(app, gateway, ingress_server):
+    app.config["MAX_MESSAGE_BYTES"] = 2000
+    client = ingress_server()
+    client.ehlo()
+    assert client.esmtp_features["size"] == "2000"
+    with pytest.raises(smtplib.SMTPResponseException) as refused:
+        client.sendmail("alice@acme.test", ["pat@partner.test"], mail(body="x" * 5000).encode())
+    assert refused.value.smtp_code == 552
+    assert stored() == []
+
+
+def test_a_sender_outside_every_tenant_is_refused(gateway, ingress_server):
+    client = ingress_server()
+    with pytest.raises(smtplib.SMTPSenderRefused) as refused:
+        client.sendmail("eve@elsewhere.test", ["pat@partner.test"], mail().encode())
+    assert refused.value.smtp_code == 550
+    assert b"5.7.1" in refused.value.smtp_error
+    assert stored() == []
+
+
+def test_the_null_sender_is_refused(gateway, ingress_server):
+    client = ingress_server()
+    with pytest.raises(smtplib.SMTPSenderRefused):
+        client.sendmail("", ["pat@partner.test"], mail().encode())
+
+
+def test_no_open_relay_from_an_untrusted_network(app, gateway, ingress_server):
+    app.config["RELAY_NETWORKS"] = "192.0.2.0/24"
+    client = ingress_server()
+    with pytest.raises(smtplib.SMTPRecipientsRefused) as refused:
+        client.sendmail("alice@acme.test", ["pat@partner.test"], mail().encode())
+    code, text = refused.value.recipients["pat@partner.test"]
+    assert (code, text.decode()) == (550, RELAY_DENIED.removeprefix("550 "))
+    assert stored() == []
+
+
+def test_auth_is_offered_only_after_starttls(app, gateway, ingress_server, tmp_path):
+    ca = ThrowawayCA()
+    app.config["SMTP_TLS_CERT"] = str(ca.server_files("gateway.test", tmp_path))
+    app.config["RELAY_NETWORKS"] = "192.0.2.0/24"
+    client = ingress_server()
+    client.ehlo()
+    assert client.has_extn("starttls")
+    assert not client.has_extn("auth")
+    client.starttls(context=_client_context(ca))
+    client.ehlo()
+    assert client.has_extn("auth")
+    with pytest.raises(smtplib.SMTPAuthenticationError):
+        client.login("alice@acme.test", "not her password at all")
+    client.login("alice@acme.test", "correct horse battery staple")
+    assert client.sendmail("alice@acme.test", ["pat@partner.test"], mail().encode()) == {}
+    (message,) = stored()
+    assert message.received_over_tls is True
+
+
+def _client_context(ca):
+    context = ca.client_context()
+    context.check_hostname = False  # smtplib names the host 127.0.0.1; the chain is checked
+    return context
+
+
+def test_external_recipients_cannot_use_auth_to_relay(app, gateway, ingress_server, tmp_path,
+                                                      make_user):
+    ca = ThrowawayCA()
+    app.config["SMTP_TLS_CERT"] = str(ca.server_files("gateway.test", tmp_path))
+    app.config["RELAY_NETWORKS"] = "192.0.2.0/24"
+    make_user(gateway.tenant, "pat@partner.test")  # a CCM recipient's portal account
+    client = ingress_server()
+    client.starttls(context=_client_context(ca))
+    with pytest.raises(smtplib.SMTPAuthenticationError):
+        client.login("pat@partner.test", "correct horse battery staple")
+
+
+def test_malformed_mime_is_stored_raw_and_routed(gateway, ingress_server):
+    raw = (b"From: alice@acme.test\r\nTo: pat@partner.test\r\nSubject: =?bogus?Q?x?=\r\n"
+           b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"never-closed\"\r\n"
+           b"\r\n--never-closed\r\nContent-Type: text/plain; charset=no-such-charset\r\n"
+           b"Content-Transfer-Encoding: base64\r\n\r\n!!! not base64 \xff\xfe\r\n")
+    client = ingress_server()
+    assert client.sendmail("alice@acme.test", ["pat@partner.test"], raw) == {}
+    (message,) = stored()
+    assert message.raw == raw
+    events = [e.text for e in message.recipients[0].events]
+    assert any(e.startswith("Malformed MIME kept as received") for e in events)
+
+
+def test_an_internal_error_answers_451_and_stores_nothing(app, gateway, ingress_server,
+                                                         monkeypatch):
+    from app.gateway import ingest
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("database on fire")
+
+    monkeypatch.setattr(ingest, "receive", broken)
+    client = ingress_server()
+    with pytest.raises(smtplib.SMTPDataError) as failed:
+        client.sendmail("alice@acme.test", ["pat@partner.test"], mail().encode())
+    assert failed.value.smtp_code == 451
+    assert failed.value.smtp_error == b"4.3.0 Temporary failure, please try again later"
+    assert b"fire" not in failed.value.smtp_error
+    assert stored() == []
+
+
+def test_a_failure_midway_leaves_no_half_stored_message(app, gateway, ingress_server,
+                                                        monkeypatch):
+    from app.gateway import isolation
+
+    calls = []
+
+    def fail_on_second(recipient):
+        calls.append(recipient.address)
+        if len(calls) == 2:
+            raise RuntimeError("disk full")
+        return real(recipient)
+
+    real = isolation.hold
+    monkeypatch.setattr(isolation, "hold", fail_on_second)
+    client = ingress_server()
+    with pytest.raises(smtplib.SMTPDataError):
+        client.sendmail("alice@acme.test", ["pat@partner.test", "sam@partner.test"],
+                        mail(headers="X-CCM-Mode: external\n").encode())
+    assert stored() == []
+    assert db.session.query(OutboundItem).count() == 0

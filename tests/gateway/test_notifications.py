@@ -1,0 +1,136 @@
+"""Notifications: what they say, what they never say, and when they are sent."""
+
+import re
+from pathlib import Path
+
+import pytest
+from support import mail, post_form
+
+from app import notifications
+from app.extensions import db
+from app.models import NotificationTemplate, PasswordReset, User
+
+SNAPSHOTS = Path(__file__).parent / "snapshots"
+SECRET_SUBJECT = "Merger terms Falcon"
+SECRET_BODY = "The price is 42 million; keep it quiet."
+
+
+@pytest.fixture
+def outbox(app, gateway):
+    """Notifications go out by CCM_OUTBOUND: here, to a maildir."""
+    app.config["OUTBOUND"] = f"maildir:{Path(app.instance_path) / 'outbox'}"
+
+    def read():
+        from support import read_outbox
+
+        return read_outbox(app)
+
+    return read
+
+
+def secure(gateway, to="pat@partner.test", sender="alice@acme.test"):
+    return gateway.send(mail(subject=SECRET_SUBJECT, body=SECRET_BODY, to=to, sender=sender),
+                        [to], mail_from=sender, mode="external")
+
+
+def texts(message) -> str:
+    parts = [message["Subject"], message["From"]]
+    parts += [p.get_content() for p in message.walk() if p.get_content_maintype() == "text"]
+    return "\n".join(parts)
+
+
+def test_the_secure_message_notification_names_no_sender_subject_or_content(gateway, outbox):
+    secure(gateway)
+    notice = next(m for m in outbox() if m["Subject"] == "You have a new secure message")
+    everything = texts(notice)
+    for secret in (SECRET_SUBJECT, SECRET_BODY, "alice", "Falcon", "42 million"):
+        assert secret not in everything
+    assert "http://localhost/t/acme/sign-in" in notice.get_body(("plain",)).get_content()
+    assert notice["Auto-Submitted"] == "auto-generated"
+    assert notice["To"] == "pat@partner.test"
+
+
+def test_the_first_message_brings_a_password_that_works_once_changed(gateway, outbox, client,
+                                                                     auth):
+    secure(gateway)
+    subjects = sorted(m["Subject"] for m in outbox())
+    assert subjects == ["You have a new secure message",
+                        "Your sign-in details for the Acme Corp secure message portal"]
+    password_mail = next(m for m in outbox() if "sign-in details" in m["Subject"])
+    text = password_mail.get_body(("plain",)).get_content()
+    assert "Login name: pat@partner.test" in text
+    password = re.search(r"Password:\s+(\S+)", text).group(1)
+    assert SECRET_SUBJECT not in texts(password_mail)
+    response = auth.sign_in("pat@partner.test", password, slug="acme")
+    assert response.headers["Location"] == "/password/change"
+    account = gateway.account("pat@partner.test")
+    assert (account.kind, account.role, account.must_change_password) == (
+        "external", "external", True)
+
+
+def test_later_messages_send_only_the_secure_message_notification(gateway, outbox):
+    secure(gateway)
+    first = len(outbox())
+    secure(gateway)
+    later = outbox()[first:]
+    assert [m["Subject"] for m in later] == ["You have a new secure message"]
+
+
+def test_another_tenant_is_a_first_contact_again(gateway, outbox, make_tenant):
+    make_tenant("globex", domains=["globex.test"])
+    secure(gateway)
+    gateway.send(mail(to="pat@partner.test", sender="gina@globex.test"), ["pat@partner.test"],
+                 mail_from="gina@globex.test", mode="all")
+    passwords = [m for m in outbox() if "sign-in details" in m["Subject"]]
+    assert [("Acme" in m["Subject"], "Globex" in m["Subject"]) for m in passwords] == [
+        (True, False), (False, True)]
+    accounts = db.session.query(User).filter_by(email="pat@partner.test").all()
+    assert len(accounts) == 2
+
+
+def test_activation_link_instead_of_a_password(gateway, outbox, client, auth):
+    gateway.tenant.first_contact = "activation_link"
+    db.session.commit()
+    secure(gateway)
+    activation = next(m for m in outbox() if m["Subject"].startswith("Set up your access"))
+    text = activation.get_body(("plain",)).get_content()
+    assert "Password:" not in text
+    link = re.search(r"http://localhost(/password/reset/\S+)", text).group(1)
+    for _ in range(3):  # a scanner following the link uses nothing up
+        assert client.get(link).status_code == 200
+    assert db.session.query(PasswordReset).one().used_at is None
+    post_form(client, link, {"new": "plum orbit lantern meadow",
+                             "confirm": "plum orbit lantern meadow"})
+    auth.sign_in("pat@partner.test", "plum orbit lantern meadow", slug="acme")
+    assert client.get("/inbox/").status_code == 200
+
+
+def test_a_tenants_own_template_is_used(gateway, outbox):
+    db.session.add(NotificationTemplate(
+        tenant=gateway.tenant, kind="secure_message", subject="Post for you, {{ recipient }}",
+        text="See {{ portal_url }}", html="<p>See {{ portal_url }}</p>"))
+    db.session.commit()
+    secure(gateway)
+    assert "Post for you, pat@partner.test" in [m["Subject"] for m in outbox()]
+
+
+@pytest.mark.parametrize("kind", sorted(notifications.KINDS))
+@pytest.mark.parametrize("part", ["subject", "text", "html"])
+def test_built_in_notifications_match_their_snapshots(app, kind, part):
+    rendered = notifications.render_sources(
+        notifications.builtin(kind),
+        {name: notifications.SAMPLES[name] for name in notifications.KINDS[kind]})[part]
+    snapshot = SNAPSHOTS / f"{kind}.{part}"
+    if not snapshot.exists():  # first run: write it, and make the change visible in git
+        snapshot.parent.mkdir(exist_ok=True)
+        snapshot.write_text(rendered)
+    assert rendered == snapshot.read_text()
+
+
+def test_no_notification_asks_for_a_password_and_each_shows_the_portal_address(app):
+    for kind, variables in notifications.KINDS.items():
+        rendered = notifications.render_sources(
+            notifications.builtin(kind), {n: notifications.SAMPLES[n] for n in variables})
+        text = rendered["text"].lower()
+        assert "reply with your password" not in text and "send us your password" not in text
+        assert notifications.SAMPLES["portal_url"] in rendered["text"], kind
