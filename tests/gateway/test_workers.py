@@ -1,0 +1,81 @@
+"""The worker: several at once never send one item twice; the scheduler runs the queue."""
+
+import threading
+
+import pytest
+from servers import SmtpSink
+from support import mail
+
+from app import outbound, worker
+from app.extensions import db
+
+
+@pytest.fixture
+def sink():
+    server = SmtpSink().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_two_workers_on_postgresql_deliver_each_item_exactly_once(app, make_tenant, sink):
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("several workers are supported on PostgreSQL only (one on SQLite)")
+    from app.gateway import ingest
+
+    make_tenant("acme", domains=["acme.test"])
+    app.config["OUTBOUND"] = f"smtp://127.0.0.1:{sink.port}"
+    for n in range(40):
+        ingest.receive(mail(subject=f"number {n}").replace("\n", "\r\n").encode(),
+                       "alice@acme.test", [f"r{n}@partner.test"])
+    db.session.commit()
+
+    def work():
+        with app.app_context():
+            try:
+                while outbound.run_due(limit=5):
+                    pass
+            finally:
+                db.session.remove()
+
+    workers = [threading.Thread(target=work) for _ in range(2)]
+    for thread in workers:
+        thread.start()
+    for thread in workers:
+        thread.join(timeout=60)
+    delivered = sorted(d.message["Subject"] for d in sink.wait_for(40))
+    assert delivered == sorted(f"number {n}" for n in range(40))
+
+
+def test_the_scheduler_runs_the_queue_in_an_app_context(app, make_tenant, sink):
+    from app.gateway import ingest
+
+    make_tenant("acme", domains=["acme.test"])
+    app.config["OUTBOUND"] = f"smtp://127.0.0.1:{sink.port}"
+    ingest.receive(mail().replace("\n", "\r\n").encode(), "alice@acme.test",
+                   ["pat@partner.test"])
+    db.session.commit()
+    scheduler = worker.scheduler(app, blocking=False)
+    scheduler.start()
+    try:
+        assert len(sink.wait_for(1)) == 1
+    finally:
+        scheduler.shutdown(wait=True)
+    assert [job for job in worker.jobs(app)] == ["deliver"]
+
+
+def test_ccm_send_takes_the_same_path_as_smtp(app, runner, make_tenant, tmp_path):
+    make_tenant("acme", domains=["acme.test"])
+    eml = tmp_path / "figures.eml"
+    eml.write_bytes(mail(headers="X-CCM-Mode: all\n").encode())
+    result = runner.invoke(args=["send", str(eml), "--mail-from", "alice@acme.test",
+                                 "--rcpt", "pat@partner.test", "--rcpt", "bob@acme.test"])
+    assert result.exit_code == 0, result.output
+    # alice has no Send Secure permission here, so the header is ignored.
+    assert "pat@partner.test: external" in result.output
+    assert "bob@acme.test: internal" in result.output
+    refused = runner.invoke(args=["send", str(eml), "--mail-from", "eve@evil.test",
+                                  "--rcpt", "pat@partner.test"])
+    assert refused.exit_code == 1
+    assert "5.7.1" in refused.output
