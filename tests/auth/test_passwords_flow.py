@@ -14,16 +14,6 @@ from app.models import PasswordReset, User
 NEW = "plum orbit lantern meadow"
 
 
-@pytest.fixture
-def acme(make_tenant):
-    return make_tenant("acme", domains=["acme.test"])
-
-
-@pytest.fixture
-def alice(acme, make_user):
-    return make_user(acme, "alice@partner.test")
-
-
 def change(client, current, new, confirm=None, **kwargs):
     return post_form(client, "/password/change",
                      {"current": current, "new": new, "confirm": confirm or new}, **kwargs)

@@ -11,16 +11,6 @@ from app.extensions import db
 from app.models import AuthSession, User
 
 
-@pytest.fixture
-def acme(make_tenant):
-    return make_tenant("acme", domains=["acme.test"])
-
-
-@pytest.fixture
-def alice(acme, make_user):
-    return make_user(acme, "alice@partner.test")
-
-
 def refused(response) -> bool:
     return response.status_code == 200 and SIGN_IN_REFUSED in response.get_data(as_text=True)
 

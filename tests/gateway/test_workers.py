@@ -3,23 +3,15 @@
 import threading
 
 import pytest
-from servers import SmtpSink
 from support import mail
 
 from app import outbound, worker
 from app.extensions import db
 
 
-@pytest.fixture
-def sink():
-    server = SmtpSink().start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-def test_two_workers_on_postgresql_deliver_each_item_exactly_once(app, make_tenant, sink):
+def test_two_workers_on_postgresql_deliver_each_item_exactly_once(app, make_tenant,
+                                                                  relay):
+    sink = relay
     if db.engine.dialect.name != "postgresql":
         pytest.skip("several workers are supported on PostgreSQL only (one on SQLite)")
     from app.gateway import ingest
@@ -48,7 +40,8 @@ def test_two_workers_on_postgresql_deliver_each_item_exactly_once(app, make_tena
     assert delivered == sorted(f"number {n}" for n in range(40))
 
 
-def test_the_scheduler_runs_the_queue_in_an_app_context(app, make_tenant, sink):
+def test_the_scheduler_runs_the_queue_in_an_app_context(app, make_tenant, relay):
+    sink = relay
     from app.gateway import ingest
 
     make_tenant("acme", domains=["acme.test"])

@@ -1,0 +1,13 @@
+"""Fixtures of the auth tests: tenant Acme and an external recipient of it, Alice."""
+
+import pytest
+
+
+@pytest.fixture
+def acme(make_tenant):
+    return make_tenant("acme", domains=["acme.test"])
+
+
+@pytest.fixture
+def alice(acme, make_user):
+    return make_user(acme, "alice@partner.test")
