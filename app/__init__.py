@@ -44,11 +44,12 @@ def create_app(overrides: dict | None = None, instance_path: str | None = None) 
     limiter.init_app(app)
     login_manager.init_app(app)
 
-    from . import auth, errors, inbox, security
+    from . import auth, errors, filters, inbox, security
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(inbox.bp)
     errors.register(app)
+    filters.register(app)
     app.context_processor(lambda: {"site_name": app.config["SITE_NAME"]})
     security.register(app)
 

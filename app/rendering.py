@@ -5,15 +5,22 @@ from flask import make_response, redirect, render_template
 from .extensions import htmx
 
 
-def page(template: str, fragment: str, **context):
-    """Render ``fragment`` for htmx swaps and the full ``template`` otherwise.
+def page(template: str, fragment: str | dict[str | None, str], **context):
+    """Render the fragment for htmx swaps and the full ``template`` otherwise.
 
-    A history restore asks for the whole page, so it gets it. ``Vary`` tells caches
-    that the answer depends on the header.
+    ``fragment`` may map htmx targets (element ids) to fragments, with ``None`` for any
+    other target. A history restore asks for the whole page, so it gets it. ``Vary``
+    tells caches that the answer depends on the headers.
     """
-    wants_fragment = bool(htmx) and not htmx.history_restore_request
-    response = make_response(render_template(fragment if wants_fragment else template, **context))
+    chosen = template
+    if htmx and not htmx.history_restore_request:
+        if isinstance(fragment, dict):
+            chosen = fragment.get(htmx.target, fragment[None])
+        else:
+            chosen = fragment
+    response = make_response(render_template(chosen, **context))
     response.vary.add("HX-Request")
+    response.vary.add("HX-Target")
     return response
 
 

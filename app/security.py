@@ -12,6 +12,7 @@ CONTENT_SECURITY_POLICY = "; ".join(
         "img-src 'self' data:",
         "font-src 'self'",
         "connect-src 'self'",
+        "frame-src 'self'",  # the sanitized body of an HTML message, in a sandboxed frame
         "form-action 'self'",
         "frame-ancestors 'none'",
         "base-uri 'none'",

@@ -40,14 +40,16 @@ def tenant_of(address: str) -> Tenant | None:
 
 
 def receive(raw: bytes, mail_from: str, rcpt_tos: list[str], *, client_address: str = "",
-            tls: bool = False, mode: str | None = None) -> Message:
+            tls: bool = False, mode: str | None = None, tenant: Tenant | None = None
+            ) -> Message:
     """Store ``raw`` and route it to each of ``rcpt_tos``; the caller commits.
 
-    ``mode`` is the CCM mode chosen in the portal composer; mail from a mail client
-    asks with the X-CCM-Mode header instead, honoured only when the sender may "Send
-    Secure". The header is removed either way.
+    ``mode`` is the CCM mode chosen in the portal (composer or reply); mail from a mail
+    client asks with the X-CCM-Mode header instead, honoured only when the sender may
+    "Send Secure". The header is removed either way. ``tenant`` is given for mail
+    written in the portal, whose sender may be an external recipient replying.
     """
-    tenant = tenant_of(mail_from)
+    tenant = tenant or tenant_of(mail_from)
     if tenant is None:
         raise Refused(FOREIGN_SENDER)
     recipients = list(dict.fromkeys(r.strip().lower() for r in rcpt_tos if r.strip()))

@@ -15,7 +15,7 @@ from html.parser import HTMLParser
 
 # The parser and the content managers raise many kinds of errors on broken input
 # (unknown charsets, bad base64, malformed headers); each is a reason to fall back.
-_DECODE_ERRORS = (LookupError, UnicodeError, ValueError, TypeError, AttributeError,
+DECODE_ERRORS = (LookupError, UnicodeError, ValueError, TypeError, AttributeError,
                   IndexError, KeyError, AssertionError)
 
 
@@ -56,7 +56,7 @@ def header(message: EmailMessage, name: str) -> str:
     """A header's decoded value, or its raw text when it cannot be decoded; "" if absent."""
     try:
         value = message.get(name)
-    except _DECODE_ERRORS:
+    except DECODE_ERRORS:
         value = next((v for k, v in message.raw_items() if k.lower() == name.lower()), "")
     return " ".join(str(value or "").split())[:998]
 
@@ -76,7 +76,7 @@ def part_text(part: EmailMessage) -> str:
     """A text part decoded by its declared charset, else as UTF-8 with replacements."""
     try:
         return part.get_content()
-    except _DECODE_ERRORS:
+    except DECODE_ERRORS:
         payload = part.get_payload(decode=True) or b""
         return payload.decode("utf-8", errors="replace")
 

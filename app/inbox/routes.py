@@ -1,13 +1,168 @@
-"""Views of the inbox blueprint."""
+"""Views of the inbox blueprint: thin callers of app/portal.py, app/reading.py, app/replies.py."""
 
-from flask_login import login_required
+from __future__ import annotations
 
-from ..rendering import page
+from flask import Response, abort, current_app, flash, render_template, request, url_for
+from flask_login import current_user, login_required
+from werkzeug.datastructures import FileStorage
+from werkzeug.utils import secure_filename
+
+from .. import portal, reading, replies
+from ..extensions import db
+from ..rendering import page, redirect_to
+from ..sanitize import clean_html, text_to_html
 from . import bp
+from .forms import ReplyForm
+
+#: the framed message body may show inline styles, and nothing may run in it
+_BODY_POLICY = ("default-src 'none'; style-src 'unsafe-inline'; img-src 'self'{remote}; "
+                "base-uri 'none'; form-action 'none'; frame-ancestors 'self'")
 
 
 @bp.route("/")
 @login_required
 def index():
-    """The landing page after sign-in: the user's secure messages."""
-    return page("inbox/index.html", "inbox/_messages.html", messages=[])
+    """The signed-in user's secure messages, newest first."""
+    try:
+        number = int(request.args.get("page", 1))
+    except ValueError:
+        number = 1
+    listing = portal.inbox(current_user, query=request.args.get("q", ""), number=number)
+    return page("inbox/index.html",
+                {"messages": "inbox/_messages.html", None: "inbox/_inbox.html"},
+                listing=listing)
+
+
+def _own_copy(public_id: str):
+    copy = portal.copy_for(current_user, public_id)
+    if copy is None:
+        abort(404)
+    return copy
+
+
+def _expired(copy):
+    return page("inbox/expired.html", "inbox/_expired.html", copy=copy), 410
+
+
+@bp.route("/<public_id>")
+@login_required
+def message(public_id: str):
+    """One message, its attachments, and the way to reply."""
+    copy = _own_copy(public_id)
+    if portal.is_expired(copy):
+        return _expired(copy)
+    portal.opened(copy, request.remote_addr)
+    db.session.commit()
+    readable = reading.read(copy.message.raw)
+    has_remote = False
+    if readable.html is not None:
+        _, has_remote = clean_html(readable.html)
+    show_remote = request.args.get("remote") == "1"
+    text = text_to_html(readable.text) if readable.html is None else None
+    return page("inbox/message.html", "inbox/_message.html", copy=copy, readable=readable,
+                text=text, has_remote=has_remote, show_remote=show_remote)
+
+
+@bp.route("/<public_id>/body")
+@login_required
+def body(public_id: str):
+    """The sanitized HTML body, shown in a sandboxed frame with a CSP of its own."""
+    copy = _own_copy(public_id)
+    if portal.is_expired(copy):
+        abort(410)
+    readable = reading.read(copy.message.raw)
+    allow_remote = request.args.get("remote") == "1"
+
+    def cid_url(content_id: str) -> str | None:
+        if content_id in readable.inline:
+            return url_for("inbox.inline", public_id=public_id, content_id=content_id)
+        return None
+
+    html, _ = clean_html(readable.html or "", cid_url=cid_url, allow_remote=allow_remote)
+    response = Response(render_template("inbox/body.html", html=html))
+    response.headers["Content-Security-Policy"] = _BODY_POLICY.format(
+        remote=" https: http:" if allow_remote else "")
+    response.headers["X-Frame-Options"] = "SAMEORIGIN"
+    return response
+
+
+@bp.route("/<public_id>/parts/<int:number>")
+@login_required
+def attachment(public_id: str, number: int):
+    """Download one attachment: always as a file, never shown in the portal's origin."""
+    copy = _own_copy(public_id)
+    if portal.is_expired(copy):
+        abort(410)
+    part = reading.part_bytes(copy.message.raw, number)
+    if part is None:
+        abort(404)
+    data, content_type, filename = part
+    response = Response(data, mimetype=content_type)
+    response.headers.set("Content-Disposition", "attachment", filename=filename)
+    response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    return response
+
+
+#: inline images shown in the body; anything else (SVG included) is only downloadable
+_INLINE_TYPES = {"image/png", "image/jpeg", "image/gif", "image/webp"}
+
+
+@bp.route("/<public_id>/cid/<path:content_id>")
+@login_required
+def inline(public_id: str, content_id: str):
+    """An image the message itself carries, referred to by cid: in its HTML."""
+    copy = _own_copy(public_id)
+    if portal.is_expired(copy):
+        abort(410)
+    described = reading.read(copy.message.raw).inline.get(content_id)
+    if described is None or described.content_type not in _INLINE_TYPES:
+        abort(404)
+    data, content_type, _ = reading.part_bytes(copy.message.raw, described.number)
+    return Response(data, mimetype=content_type)
+
+
+@bp.route("/<public_id>/reply", methods=["GET", "POST"])
+@login_required
+def reply(public_id: str):
+    """Reply, or reply to all, to the people on the message and no one else."""
+    copy = _own_copy(public_id)
+    if portal.is_expired(copy):
+        return _expired(copy)
+    reply_all = request.values.get("all") == "1"
+    form = ReplyForm()
+    parties = replies.parties(copy)
+    form.recipients.choices = [(a, a) for a in parties]
+    internal = current_user.kind == "internal"
+    if not internal:
+        del form.mode
+    if request.method == "GET":
+        to, cc = replies.defaults(copy, reply_all=reply_all)
+        form.recipients.data = [*to, *cc]
+    elif form.validate_on_submit():
+        try:
+            replies.send(
+                copy, current_user, to=form.recipients.data[:1], cc=form.recipients.data[1:],
+                body=form.body.data, uploads=_uploads(form.attachments.data),
+                mode=form.mode.data if internal else "external",
+                client_address=request.remote_addr)
+        except replies.ReplyRefused as refused:
+            db.session.rollback()
+            form.form_errors.append(str(refused))
+        else:
+            db.session.commit()
+            flash("Your reply has been sent.", "success")
+            return redirect_to(url_for("inbox.message", public_id=public_id))
+    return page("inbox/reply.html", "inbox/_reply_form.html", copy=copy, form=form,
+                reply_all=reply_all, internal=internal,
+                max_bytes=current_app.config["MAX_MESSAGE_BYTES"])
+
+
+def _uploads(files: list[FileStorage] | None) -> list[replies.Upload]:
+    uploads = []
+    for file in files or []:
+        if not file or not file.filename:
+            continue
+        uploads.append(replies.Upload(
+            filename=secure_filename(file.filename) or "attachment",
+            content_type=file.mimetype or "application/octet-stream", data=file.read()))
+    return uploads

@@ -71,6 +71,8 @@ class Recipient(db.Model):
                                                 index=True)
     visible_until: Mapped[datetime | None]
     first_opened_at: Mapped[datetime | None]
+    first_opened_from: Mapped[str | None] = mapped_column(String(64))
+    replied_at: Mapped[datetime | None]
 
     message: Mapped[Message] = relationship(back_populates="recipients")
     policy: Mapped[Policy | None] = relationship()

@@ -1,0 +1,21 @@
+"""Forms of the inbox. Who a reply may go to is decided in app/replies.py, not here."""
+
+from flask_wtf import FlaskForm
+from wtforms import MultipleFileField, SelectField, SelectMultipleField, TextAreaField
+from wtforms.validators import DataRequired, Length
+from wtforms.widgets import CheckboxInput, ListWidget
+
+from ..gateway.policies import MODES
+
+MODE_LABELS = {"off": "Off", "external": "External Recipients Only", "all": "All Recipients"}
+
+
+class ReplyForm(FlaskForm):
+    recipients = SelectMultipleField(
+        "Send to", validate_choice=False,  # a forged address gets replies.py's clear refusal
+        widget=ListWidget(prefix_label=False), option_widget=CheckboxInput(),
+    )
+    body = TextAreaField("Your reply", validators=[DataRequired(), Length(max=200_000)])
+    attachments = MultipleFileField("Attach files")
+    mode = SelectField("CCM mode", choices=[(m, MODE_LABELS[m]) for m in MODES],
+                       default="external")

@@ -1,0 +1,124 @@
+"""Making received HTML safe to show: bleach with an allowlist, then our own rewrites.
+
+Only the tags, attributes, CSS properties and URL schemes listed here survive. Links
+open outside the portal without a referrer; ``cid:`` images point at the message's own
+parts; remote images are replaced by a placeholder unless the reader asked for them.
+The framed page that shows the result also carries a CSP that blocks what slips past.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from functools import partial
+from html import escape
+
+from bleach.css_sanitizer import CSSSanitizer
+from bleach.html5lib_shim import Filter
+from bleach.linkifier import Linker
+from bleach.sanitizer import Cleaner
+
+TAGS = frozenset({
+    "a", "abbr", "address", "b", "big", "blockquote", "br", "caption", "center", "cite",
+    "code", "col", "colgroup", "dd", "del", "dfn", "div", "dl", "dt", "em", "font", "h1",
+    "h2", "h3", "h4", "h5", "h6", "hr", "i", "img", "ins", "kbd", "li", "mark", "ol", "p",
+    "pre", "q", "s", "samp", "small", "span", "strike", "strong", "sub", "sup", "table",
+    "tbody", "td", "tfoot", "th", "thead", "tr", "tt", "u", "ul", "var",
+})
+_COMMON = ["style", "title", "dir", "lang", "align", "valign", "class"]
+ATTRIBUTES = {
+    "*": _COMMON,
+    "a": [*_COMMON, "href", "name"],
+    "img": [*_COMMON, "src", "alt", "width", "height", "border"],
+    "font": [*_COMMON, "color", "face", "size"],
+    "table": [*_COMMON, "width", "border", "cellpadding", "cellspacing", "bgcolor"],
+    "td": [*_COMMON, "width", "height", "colspan", "rowspan", "bgcolor", "nowrap"],
+    "th": [*_COMMON, "width", "height", "colspan", "rowspan", "bgcolor", "nowrap"],
+    "col": [*_COMMON, "width", "span"],
+    "ol": [*_COMMON, "start", "type"],
+}
+#: data: is refused everywhere: it can carry HTML, script or SVG into a new context.
+PROTOCOLS = frozenset({"http", "https", "mailto", "cid"})
+CSS_PROPERTIES = frozenset({
+    "background-color", "border", "border-bottom", "border-collapse", "border-color",
+    "border-left", "border-radius", "border-right", "border-spacing", "border-style",
+    "border-top", "border-width", "color", "direction", "display", "font", "font-family",
+    "font-size", "font-style", "font-variant", "font-weight", "height", "letter-spacing",
+    "line-height", "list-style-type", "margin", "margin-bottom", "margin-left",
+    "margin-right", "margin-top", "max-width", "min-width", "padding", "padding-bottom",
+    "padding-left", "padding-right", "padding-top", "text-align", "text-decoration",
+    "text-indent", "text-transform", "vertical-align", "white-space", "width",
+    "word-break", "word-spacing",
+})
+BLOCKED_IMAGE = "/static/img/remote-image-blocked.svg"
+
+
+class _Rewrite(Filter):
+    """Links open outside; cid: images come from the message; remote images are held back."""
+
+    def __init__(self, source, *, cid_url: Callable[[str], str | None], allow_remote: bool,
+                 found_remote: list):
+        super().__init__(source)
+        self.cid_url = cid_url
+        self.allow_remote = allow_remote
+        self.found_remote = found_remote
+
+    def __iter__(self):
+        for token in super().__iter__():
+            if token["type"] in ("StartTag", "EmptyTag"):
+                attributes = token["data"]
+                if token["name"] == "a" and (None, "href") in attributes:
+                    attributes[(None, "target")] = "_blank"
+                    attributes[(None, "rel")] = "noopener noreferrer"
+                if token["name"] == "img":
+                    self._image(attributes)
+            yield token
+
+    def _image(self, attributes: dict) -> None:
+        source = attributes.get((None, "src"), "")
+        if source.lower().startswith("cid:"):
+            local = self.cid_url(source[4:].strip("<>"))
+            if local:
+                attributes[(None, "src")] = local
+            else:
+                attributes.pop((None, "src"), None)
+        elif source:
+            self.found_remote.append(source)
+            if not self.allow_remote:
+                attributes[(None, "src")] = BLOCKED_IMAGE
+                attributes[(None, "title")] = "Remote image blocked"
+
+
+# Elements whose text a browser never shows. Removing them first only spares the reader
+# their leftover text; safety comes from the allowlist, which escapes whatever this misses.
+_INVISIBLE = re.compile(
+    r"<(script|style|title|head|template|textarea|xmp|noembed|noframes|noscript)\b[^>]*>"
+    r".*?</\1\s*>", re.IGNORECASE | re.DOTALL)
+
+
+def clean_html(html: str, *, cid_url: Callable[[str], str | None] = lambda _: None,
+               allow_remote: bool = False) -> tuple[str, bool]:
+    """(safe HTML, whether it referred to remote images)."""
+    found: list = []
+    cleaner = Cleaner(
+        tags=TAGS,
+        attributes=ATTRIBUTES,
+        protocols=PROTOCOLS,
+        css_sanitizer=CSSSanitizer(allowed_css_properties=CSS_PROPERTIES),
+        strip=True,
+        strip_comments=True,
+        filters=[partial(_Rewrite, cid_url=cid_url, allow_remote=allow_remote,
+                         found_remote=found)],
+    )
+    return cleaner.clean(_INVISIBLE.sub("", html)), bool(found)
+
+
+def _external_links(attrs, new=False):
+    attrs[(None, "target")] = "_blank"
+    attrs[(None, "rel")] = "noopener noreferrer"
+    return attrs
+
+
+def text_to_html(text: str) -> str:
+    """Plain text, escaped, with web and mail addresses made links (line breaks kept by CSS)."""
+    return Linker(callbacks=[_external_links], parse_email=True).linkify(escape(text))
