@@ -7,6 +7,7 @@ import time
 from flask import abort, flash, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 from sqlalchemy import select
+from wtforms.fields.choices import SelectChoice
 
 from .. import accounts, auth_sessions, links, notifications, outbound
 from ..config import RESET_LINK_LIFETIME
@@ -127,7 +128,7 @@ def choose_account():
     users = [db.session.get(User, user_id) for user_id in pending["accounts"]]
     users = [u for u in users if u is not None and not u.disabled]
     form = ChooseAccountForm()
-    form.account.choices = [(u.id, u.tenant.name) for u in users]
+    form.account.choices = [SelectChoice(u.id, u.tenant.name) for u in users]
     if form.validate_on_submit():
         session.pop("choose", None)
         chosen = next(u for u in users if u.id == form.account.data)

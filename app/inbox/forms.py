@@ -2,6 +2,7 @@
 
 from flask_wtf import FlaskForm
 from wtforms import MultipleFileField, SelectField, SelectMultipleField, TextAreaField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length
 from wtforms.widgets import CheckboxInput, ListWidget
 
@@ -17,5 +18,5 @@ class ReplyForm(FlaskForm):
     )
     body = TextAreaField("Your reply", validators=[DataRequired(), Length(max=200_000)])
     attachments = MultipleFileField("Attach files")
-    mode = SelectField("CCM mode", choices=[(m, MODE_LABELS[m]) for m in MODES],
+    mode = SelectField("CCM mode", choices=[SelectChoice(m, MODE_LABELS[m]) for m in MODES],
                        default="external")

@@ -131,7 +131,7 @@ def reply(public_id: str):
     reply_all = request.values.get("all") == "1"
     form = ReplyForm()
     parties = replies.parties(copy)
-    form.recipients.choices = [(a, a) for a in parties]
+    form.recipients.choices = parties
     internal = current_user.kind == "internal"
     if not internal:
         del form.mode

@@ -1,0 +1,261 @@
+"""Only a message's own recipients see it, while it is visible; through every URL it has."""
+
+import re
+from datetime import timedelta
+
+import pytest
+from support import PASSWORD, csrf_token, mail, post_form
+
+from app.clock import utcnow
+from app.extensions import db
+from app.gateway import ingest
+from app.models import Message, Tenant, User
+from app.passwords import hash_password
+
+SECRET = "Merger terms Falcon"
+
+
+def deliver(raw: str | bytes, rcpts, sender="alice@acme.test", mode="external") -> Message:
+    if isinstance(raw, str):
+        raw = raw.replace("\n", "\r\n").encode()
+    message = ingest.receive(raw, sender, rcpts, mode=mode)
+    db.session.commit()
+    return message
+
+
+def activate(tenant_slug: str, email: str) -> User:
+    """Give an account created by CCM delivery a known password."""
+    user = db.session.query(User).join(User.tenant).filter(
+        User.email == email, Tenant.slug == tenant_slug).one()
+    user.password_hash = hash_password(PASSWORD)
+    user.must_change_password = False
+    db.session.commit()
+    return user
+
+
+@pytest.fixture
+def acme(make_tenant):
+    return make_tenant("acme", domains=["acme.test"])
+
+
+@pytest.fixture
+def delivered(acme):
+    """A message for pat and sam at partner.test; pat is signed in."""
+    message = deliver(mail(subject=SECRET, to="pat@partner.test, sam@partner.test"),
+                      ["pat@partner.test", "sam@partner.test"])
+    activate("acme", "pat@partner.test")
+    activate("acme", "sam@partner.test")
+    return message
+
+
+def urls(message: Message) -> list[str]:
+    base = f"/inbox/{message.public_id}"
+    return [base, f"{base}/body", f"{base}/parts/0", f"{base}/cid/x", f"{base}/reply"]
+
+
+def test_the_recipient_reads_their_message(client, auth, delivered):
+    auth.sign_in("pat@partner.test", slug="acme")
+    page = client.get(f"/inbox/{delivered.public_id}")
+    assert page.status_code == 200
+    assert SECRET in page.get_data(as_text=True)
+
+
+def test_the_first_opening_is_recorded_once_with_time_and_address(client, auth, delivered):
+    auth.sign_in("pat@partner.test", slug="acme")
+    client.get(f"/inbox/{delivered.public_id}", environ_base={"REMOTE_ADDR": "198.51.100.7"})
+    client.get(f"/inbox/{delivered.public_id}", environ_base={"REMOTE_ADDR": "203.0.113.9"})
+    pat = next(r for r in delivered.recipients if r.address == "pat@partner.test")
+    db.session.refresh(pat)
+    assert pat.first_opened_at is not None
+    assert pat.first_opened_from == "198.51.100.7"
+    opened = [e.text for e in pat.events if e.kind == "opened"]
+    assert opened == ["Opened by the recipient from 198.51.100.7"]
+    sam = next(r for r in delivered.recipients if r.address == "sam@partner.test")
+    assert sam.first_opened_at is None
+
+
+def test_another_recipients_copy_is_not_found_at_any_of_its_urls(client, auth, acme,
+                                                                 delivered):
+    only_for_sam = deliver(mail(subject="For Sam alone", to="sam@partner.test"),
+                           ["sam@partner.test"])
+    auth.sign_in("pat@partner.test", slug="acme")
+    for url in urls(only_for_sam):
+        response = client.get(url)
+        assert response.status_code == 404, url
+        assert "For Sam alone" not in response.get_data(as_text=True)
+
+
+def test_another_tenants_message_is_not_found_even_for_the_same_address(
+        client, auth, make_tenant, delivered):
+    make_tenant("globex", domains=["globex.test"])
+    at_globex = deliver(mail(subject="Globex only", to="pat@partner.test",
+                             sender="gina@globex.test"),
+                        ["pat@partner.test"], sender="gina@globex.test")
+    activate("globex", "pat@partner.test")
+    auth.sign_in("pat@partner.test", slug="acme")
+    for url in urls(at_globex):
+        assert client.get(url).status_code == 404, url
+    assert "Globex only" not in client.get("/inbox/").get_data(as_text=True)
+
+
+def test_a_guessed_identifier_is_not_found(client, auth, delivered):
+    auth.sign_in("pat@partner.test", slug="acme")
+    for guess in ("1", str(delivered.id), delivered.public_id[:-1] + "x", "../etc/passwd"):
+        assert client.get(f"/inbox/{guess}").status_code == 404
+
+
+def test_identifiers_are_unguessable(delivered):
+    assert len(delivered.public_id) >= 21  # 128 random bits, URL-safe
+    assert not delivered.public_id.isdigit()
+
+
+def test_the_sender_or_an_internal_colleague_cannot_read_it_as_a_recipient(
+        client, auth, make_user, acme, delivered):
+    make_user(acme, "alice@acme.test", role="internal")
+    auth.sign_in("alice@acme.test", slug="acme")
+    assert client.get(f"/inbox/{delivered.public_id}").status_code == 404
+
+
+def test_signed_out_visitors_are_sent_to_sign_in(client, delivered):
+    for url in urls(delivered):
+        assert client.get(url).status_code == 302
+
+
+def test_an_expired_message_shows_only_that_it_expired(client, auth, delivered):
+    pat = next(r for r in delivered.recipients if r.address == "pat@partner.test")
+    pat.visible_until = utcnow() - timedelta(seconds=1)
+    db.session.commit()
+    auth.sign_in("pat@partner.test", slug="acme")
+    page = client.get(f"/inbox/{delivered.public_id}")
+    assert page.status_code == 410
+    text = page.get_data(as_text=True)
+    assert "This message has expired" in text
+    assert SECRET not in text and "alice" not in text
+    for url in urls(delivered)[1:4]:
+        assert client.get(url).status_code in (404, 410)
+    assert client.get(f"/inbox/{delivered.public_id}/reply").status_code == 410
+    assert SECRET not in client.get("/inbox/").get_data(as_text=True)
+
+
+def test_a_message_just_inside_its_window_is_shown(client, auth, delivered):
+    pat = next(r for r in delivered.recipients if r.address == "pat@partner.test")
+    pat.visible_until = utcnow() + timedelta(seconds=30)
+    db.session.commit()
+    auth.sign_in("pat@partner.test", slug="acme")
+    assert client.get(f"/inbox/{delivered.public_id}").status_code == 200
+
+
+def test_reply_without_csrf_token_is_refused(client, auth, delivered):
+    auth.sign_in("pat@partner.test", slug="acme")
+    response = client.post(f"/inbox/{delivered.public_id}/reply",
+                           data={"recipients": ["alice@acme.test"], "body": "hi"})
+    assert response.status_code == 400
+    assert db.session.query(Message).count() == 1
+
+
+def test_a_reply_to_someone_not_on_the_message_is_refused_whatever_the_form_says(
+        client, auth, delivered):
+    auth.sign_in("pat@partner.test", slug="acme")
+    path = f"/inbox/{delivered.public_id}/reply"
+    response = post_form(client, path, {
+        "recipients": ["alice@acme.test", "mallory@evil.test"], "body": "forged"})
+    assert response.status_code == 200
+    text = response.get_data(as_text=True)
+    assert "only go to the people on the message" in text
+    assert "mallory@evil.test is not one of them" in text
+    assert db.session.query(Message).count() == 1
+
+
+def test_the_reply_form_offers_only_the_people_on_the_message(client, auth, delivered):
+    auth.sign_in("pat@partner.test", slug="acme")
+    reply = client.get(f"/inbox/{delivered.public_id}/reply").get_data(as_text=True)
+    reply_all = client.get(f"/inbox/{delivered.public_id}/reply?all=1").get_data(as_text=True)
+    assert re.search(r'<input checked [^>]*value="alice@acme.test"', reply)
+    assert not re.search(r'<input checked [^>]*value="sam@partner.test"', reply)
+    assert re.search(r'<input checked [^>]*value="sam@partner.test"', reply_all)
+    assert 'value="pat@partner.test"' not in reply_all  # never to oneself
+    assert 'value="sam@partner.test"' in reply_all
+    assert "CCM mode" not in reply  # external recipients have no choice of mode
+
+
+def test_attachments_download_as_files_with_a_safe_name(client, auth, acme):
+    raw = (b"From: alice@acme.test\r\nTo: pat@partner.test\r\nSubject: files\r\n"
+           b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+           b"--b\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n"
+           b"--b\r\nContent-Type: text/html\r\n"
+           b"Content-Disposition: attachment; filename=\"../../evil<script>.html\"\r\n\r\n"
+           b"<script>alert(1)</script>\r\n--b--\r\n")
+    message = deliver(raw, ["pat@partner.test"])
+    activate("acme", "pat@partner.test")
+    auth.sign_in("pat@partner.test", slug="acme")
+    page = client.get(f"/inbox/{message.public_id}").get_data(as_text=True)
+    assert "evilscript.html" in page
+    response = client.get(f"/inbox/{message.public_id}/parts/1")
+    assert response.status_code == 200
+    disposition = response.headers["Content-Disposition"]
+    assert disposition.startswith("attachment;")
+    assert "/" not in disposition and ".." not in disposition
+    assert response.headers["Content-Type"].startswith("text/html")
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert "sandbox" in response.headers["Content-Security-Policy"]
+    assert client.get(f"/inbox/{message.public_id}/parts/99").status_code == 404
+
+
+def test_inline_parts_are_served_only_when_they_are_images(client, auth, acme):
+    raw = (b"From: alice@acme.test\r\nTo: pat@partner.test\r\nSubject: pic\r\n"
+           b"MIME-Version: 1.0\r\nContent-Type: multipart/related; boundary=b\r\n\r\n"
+           b"--b\r\nContent-Type: text/html\r\n\r\n<img src=\"cid:a@x\"><img src=\"cid:s@x\">\r\n"
+           b"--b\r\nContent-Type: image/png\r\nContent-ID: <a@x>\r\n"
+           b"Content-Transfer-Encoding: base64\r\n\r\niVBORw0KGgo=\r\n"
+           b"--b\r\nContent-Type: image/svg+xml\r\nContent-ID: <s@x>\r\n\r\n"
+           b"<svg xmlns='http://www.w3.org/2000/svg' onload='alert(1)'/>\r\n--b--\r\n")
+    message = deliver(raw, ["pat@partner.test"])
+    activate("acme", "pat@partner.test")
+    auth.sign_in("pat@partner.test", slug="acme")
+    png = client.get(f"/inbox/{message.public_id}/cid/a@x")
+    assert (png.status_code, png.mimetype) == (200, "image/png")
+    assert client.get(f"/inbox/{message.public_id}/cid/s@x").status_code == 404
+    body = client.get(f"/inbox/{message.public_id}/body").get_data(as_text=True)
+    assert f"/inbox/{message.public_id}/cid/a@x" in body
+
+
+def test_plain_text_keeps_its_lines_and_links_and_escapes_markup(client, auth, acme):
+    message = deliver(mail(body="Line one\nLine <b>two</b>\nhttps://example.com/x"),
+                      ["pat@partner.test"])
+    activate("acme", "pat@partner.test")
+    auth.sign_in("pat@partner.test", slug="acme")
+    page = client.get(f"/inbox/{message.public_id}").get_data(as_text=True)
+    assert "Line one\nLine &lt;b&gt;two&lt;/b&gt;" in page.replace("\r\n", "\n")
+    assert ('<a href="https://example.com/x" target="_blank" rel="noopener noreferrer">'
+            in page)
+
+
+def test_inbox_search_and_paging(client, auth, acme):
+    for n in range(23):
+        deliver(mail(subject=f"Report {n:02d}", body=str(n)), ["pat@partner.test"])
+    deliver(mail(subject="Holiday plans"), ["pat@partner.test"])
+    activate("acme", "pat@partner.test")
+    auth.sign_in("pat@partner.test", slug="acme")
+    first = client.get("/inbox/").get_data(as_text=True)
+    assert "Holiday plans" in first and "Page 1 of 2" in first
+    assert first.index("Holiday plans") < first.index("Report 22")
+    second = client.get("/inbox/?page=2").get_data(as_text=True)
+    assert "Report 00" in second and "Holiday plans" not in second
+    found = client.get("/inbox/?q=holiday").get_data(as_text=True)
+    assert "Holiday plans" in found and "Report" not in found
+    assert "Nothing found" in client.get("/inbox/?q=%25_").get_data(as_text=True)
+
+
+def test_htmx_gets_just_the_list_or_just_the_message(client, auth, delivered):
+    auth.sign_in("pat@partner.test", slug="acme")
+    listing = client.get("/inbox/?q=merger", headers={"HX-Request": "true",
+                                                      "HX-Target": "messages"})
+    text = listing.get_data(as_text=True)
+    assert text.lstrip().startswith('<section id="messages"') and "<html" not in text
+    opened = client.get(f"/inbox/{delivered.public_id}",
+                        headers={"HX-Request": "true", "HX-Target": "main"})
+    assert "<html" not in opened.get_data(as_text=True)
+    restore = client.get(f"/inbox/{delivered.public_id}",
+                         headers={"HX-Request": "true", "HX-History-Restore-Request": "true"})
+    assert "<html" in restore.get_data(as_text=True)
+    assert csrf_token(client, "/inbox/")
