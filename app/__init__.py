@@ -44,10 +44,11 @@ def create_app(overrides: dict | None = None, instance_path: str | None = None) 
     limiter.init_app(app)
     login_manager.init_app(app)
 
-    from . import auth, errors, filters, inbox, security
+    from . import auth, compose, errors, filters, inbox, security
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(inbox.bp)
+    app.register_blueprint(compose.bp)
     errors.register(app)
     filters.register(app)
     app.context_processor(lambda: {"site_name": app.config["SITE_NAME"]})

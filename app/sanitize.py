@@ -91,9 +91,43 @@ class _Rewrite(Filter):
 
 # Elements whose text a browser never shows. Removing them first only spares the reader
 # their leftover text; safety comes from the allowlist, which escapes whatever this misses.
-_INVISIBLE = re.compile(
-    r"<(script|style|title|head|template|textarea|xmp|noembed|noframes|noscript)\b[^>]*>"
-    r".*?</\1\s*>", re.IGNORECASE | re.DOTALL)
+_INVISIBLE = ("script", "style", "title", "head", "template", "textarea", "xmp", "noembed",
+              "noframes", "noscript")
+_OPENING = re.compile(r"<(" + "|".join(_INVISIBLE) + r")\b[^<>]{0,2000}>", re.IGNORECASE)
+
+
+def _drop_invisible(html: str) -> str:
+    """Remove invisible elements with their text, in one pass (no backtracking: a
+    message full of unclosed <style> tags must not cost quadratic time)."""
+    lowered = html.lower()
+    kept, position, unclosed = [], 0, set()
+    for opening in _OPENING.finditer(html):
+        name = opening.group(1).lower()
+        if opening.start() < position or name in unclosed:
+            continue
+        closing = lowered.find(f"</{name}", opening.end())
+        if closing == -1:
+            unclosed.add(name)  # no later one of these closes either
+            continue
+        end = lowered.find(">", closing)
+        kept.append(html[position:opening.start()])
+        position = len(html) if end == -1 else end + 1
+    kept.append(html[position:])
+    return "".join(kept)
+
+
+class _CSS(CSSSanitizer):
+    """bleach checks property names only; drop declarations whose value could fetch or run
+    something (url(), image-set(), IE's expression(), behaviours, bindings)."""
+
+    _HAZARDS = ("url(", "image-set(", "expression(", "behavior", "binding", "javascript:")
+
+    def sanitize_css(self, style: str) -> str:
+        cleaned = super().sanitize_css(style)
+        declarations = [d for d in cleaned.split(";") if d.strip()]
+        safe = [d for d in declarations
+                if not any(h in re.sub(r"/\*.*?\*/|\s", "", d.lower()) for h in self._HAZARDS)]
+        return "".join(f"{d.strip()};" for d in safe)
 
 
 def clean_html(html: str, *, cid_url: Callable[[str], str | None] = lambda _: None,
@@ -104,13 +138,13 @@ def clean_html(html: str, *, cid_url: Callable[[str], str | None] = lambda _: No
         tags=TAGS,
         attributes=ATTRIBUTES,
         protocols=PROTOCOLS,
-        css_sanitizer=CSSSanitizer(allowed_css_properties=CSS_PROPERTIES),
+        css_sanitizer=_CSS(allowed_css_properties=CSS_PROPERTIES),
         strip=True,
         strip_comments=True,
         filters=[partial(_Rewrite, cid_url=cid_url, allow_remote=allow_remote,
                          found_remote=found)],
     )
-    return cleaner.clean(_INVISIBLE.sub("", html)), bool(found)
+    return cleaner.clean(_drop_invisible(html)), bool(found)
 
 
 def _external_links(attrs, new=False):

@@ -8,6 +8,7 @@ from flask import current_app
 from sqlalchemy import select
 
 from .. import accounts, links, notifications, outbound
+from ..clock import utcnow
 from ..extensions import db
 from ..models import Recipient, User
 from .tracking import DELIVERED_TO_CCM, record
@@ -30,13 +31,15 @@ def hold(recipient: Recipient) -> None:
     record(recipient, "ccm", DELIVERED_TO_CCM)
 
     common = {"tenant_name": tenant.name, "portal_url": links.sign_in(tenant)}
+    # Colleagues' notifications go through the internal relay, like their other mail.
+    route = "internal" if recipient.kind == "internal" else "external"
     outbound.queue(
         notifications.build(
             "secure_message", to=recipient.address, tenant=tenant, recipient=recipient.address,
             visible_until=f"{recipient.visible_until:%d %B %Y}", new_account=first_contact,
             **common,
         ),
-        tenant=tenant, recipient=recipient,
+        tenant=tenant, recipient=recipient, route=route,
     )
     if not first_contact:
         return
@@ -52,7 +55,7 @@ def hold(recipient: Recipient) -> None:
         password = accounts.set_generated_password(user)
         mail = notifications.build("password", to=recipient.address, tenant=tenant,
                                    login=user.email, password=password, **common)
-    outbound.queue(mail, tenant=tenant, recipient=recipient)
+    outbound.queue(mail, tenant=tenant, recipient=recipient, route=route)
 
 
 def _account(tenant, address: str) -> tuple[User, bool]:
@@ -69,3 +72,13 @@ def _account(tenant, address: str) -> tuple[User, bool]:
     db.session.add(user)
     current_app.logger.info("created a portal account for %s at %s", email, tenant.slug)
     return user, True
+
+
+def revoke(recipient: Recipient, *, by: str) -> bool:
+    """Withdraw a CCM copy before its window ends; False if there was nothing to withdraw."""
+    if recipient.route != "ccm" or recipient.state != "held":
+        return False
+    recipient.state = "revoked"
+    recipient.revoked_at = utcnow()
+    record(recipient, "revoked", f"Revoked by {by}")
+    return True

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from flask import Response, abort, current_app, flash, render_template, request, url_for
 from flask_login import current_user, login_required
-from werkzeug.datastructures import FileStorage
-from werkzeug.utils import secure_filename
 
-from .. import portal, reading, replies
+from .. import composing, portal, reading, replies, uploads
 from ..extensions import db
 from ..rendering import page, redirect_to
 from ..sanitize import clean_html, text_to_html
@@ -40,8 +38,13 @@ def _own_copy(public_id: str):
     return copy
 
 
-def _expired(copy):
-    return page("inbox/expired.html", "inbox/_expired.html", copy=copy), 410
+def _unavailable(copy):
+    """The page for a copy that can no longer be read, or None while it can."""
+    if copy.state == "revoked":
+        return page("inbox/withdrawn.html", "inbox/_withdrawn.html"), 410
+    if portal.is_expired(copy):
+        return page("inbox/expired.html", "inbox/_expired.html", copy=copy), 410
+    return None
 
 
 @bp.route("/<public_id>")
@@ -49,8 +52,8 @@ def _expired(copy):
 def message(public_id: str):
     """One message, its attachments, and the way to reply."""
     copy = _own_copy(public_id)
-    if portal.is_expired(copy):
-        return _expired(copy)
+    if gone := _unavailable(copy):
+        return gone
     portal.opened(copy, request.remote_addr)
     db.session.commit()
     readable = reading.read(copy.message.raw)
@@ -68,7 +71,7 @@ def message(public_id: str):
 def body(public_id: str):
     """The sanitized HTML body, shown in a sandboxed frame with a CSP of its own."""
     copy = _own_copy(public_id)
-    if portal.is_expired(copy):
+    if _unavailable(copy):
         abort(410)
     readable = reading.read(copy.message.raw)
     allow_remote = request.args.get("remote") == "1"
@@ -91,7 +94,7 @@ def body(public_id: str):
 def attachment(public_id: str, number: int):
     """Download one attachment: always as a file, never shown in the portal's origin."""
     copy = _own_copy(public_id)
-    if portal.is_expired(copy):
+    if _unavailable(copy):
         abort(410)
     part = reading.part_bytes(copy.message.raw, number)
     if part is None:
@@ -112,7 +115,7 @@ _INLINE_TYPES = {"image/png", "image/jpeg", "image/gif", "image/webp"}
 def inline(public_id: str, content_id: str):
     """An image the message itself carries, referred to by cid: in its HTML."""
     copy = _own_copy(public_id)
-    if portal.is_expired(copy):
+    if _unavailable(copy):
         abort(410)
     described = reading.read(copy.message.raw).inline.get(content_id)
     if described is None or described.content_type not in _INLINE_TYPES:
@@ -126,8 +129,8 @@ def inline(public_id: str, content_id: str):
 def reply(public_id: str):
     """Reply, or reply to all, to the people on the message and no one else."""
     copy = _own_copy(public_id)
-    if portal.is_expired(copy):
-        return _expired(copy)
+    if gone := _unavailable(copy):
+        return gone
     reply_all = request.values.get("all") == "1"
     form = ReplyForm()
     parties = replies.parties(copy)
@@ -142,10 +145,10 @@ def reply(public_id: str):
         try:
             replies.send(
                 copy, current_user, to=form.recipients.data[:1], cc=form.recipients.data[1:],
-                body=form.body.data, uploads=_uploads(form.attachments.data),
+                body=form.body.data, uploads=uploads.from_files(form.attachments.data),
                 mode=form.mode.data if internal else "external",
                 client_address=request.remote_addr)
-        except replies.ReplyRefused as refused:
+        except composing.ComposeRefused as refused:
             db.session.rollback()
             form.form_errors.append(str(refused))
         else:
@@ -155,14 +158,3 @@ def reply(public_id: str):
     return page("inbox/reply.html", "inbox/_reply_form.html", copy=copy, form=form,
                 reply_all=reply_all, internal=internal,
                 max_bytes=current_app.config["MAX_MESSAGE_BYTES"])
-
-
-def _uploads(files: list[FileStorage] | None) -> list[replies.Upload]:
-    uploads = []
-    for file in files or []:
-        if not file or not file.filename:
-            continue
-        uploads.append(replies.Upload(
-            filename=secure_filename(file.filename) or "attachment",
-            content_type=file.mimetype or "application/octet-stream", data=file.read()))
-    return uploads

@@ -1,6 +1,7 @@
 """The data model. Names follow DESIGN.md section 2."""
 
 from .auth import AuthSession, PasswordReset
+from .draft import Draft
 from .message import ROUTES, DeliveryEvent, Message, Recipient
 from .policy import FALLBACKS, POLICY_KINDS, TLS_LEVELS, WHERE, Policy
 from .queue import OutboundItem
@@ -19,6 +20,7 @@ __all__ = [
     "AuthSession",
     "DeliveryEvent",
     "Domain",
+    "Draft",
     "Message",
     "NotificationTemplate",
     "OutboundItem",

@@ -64,7 +64,7 @@ class Recipient(db.Model):
     #: the secure-delivery requirement for this recipient, if any
     tls: Mapped[str | None] = mapped_column(String(10))
     fallback: Mapped[str | None] = mapped_column(String(10))
-    #: queued, held (in the isolation area), delivered, deferred, bounced
+    #: queued, held (in the isolation area), delivered, deferred, bounced, revoked
     state: Mapped[str] = mapped_column(String(16), default="queued")
     #: the recipient's portal account, for CCM delivery
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"),
@@ -73,6 +73,7 @@ class Recipient(db.Model):
     first_opened_at: Mapped[datetime | None]
     first_opened_from: Mapped[str | None] = mapped_column(String(64))
     replied_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
 
     message: Mapped[Message] = relationship(back_populates="recipients")
     policy: Mapped[Policy | None] = relationship()

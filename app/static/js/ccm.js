@@ -21,6 +21,32 @@
     }
   }, true);
 
+  // Refuse attachments over the portal's limit before they are uploaded, where the
+  // browser can tell their size: the server checks again whatever happens here.
+  function tooLarge(input) {
+    var limit = Number(input.getAttribute("data-max-bytes"));
+    var total = 0;
+    Array.prototype.forEach.call(input.files || [], function (file) { total += file.size; });
+    var error = input.form && input.form.querySelector("[data-size-error]");
+    var over = limit > 0 && total > limit;
+    input.setCustomValidity(over ? "These files are too large." : "");
+    if (error) { error.hidden = !over; }
+    return over;
+  }
+
+  document.addEventListener("change", function (event) {
+    if (event.target.matches && event.target.matches("input[type=file][data-max-bytes]")) {
+      tooLarge(event.target);
+    }
+  });
+
+  document.addEventListener("submit", function (event) {
+    var inputs = event.target.querySelectorAll("input[type=file][data-max-bytes]");
+    Array.prototype.forEach.call(inputs, function (input) {
+      if (tooLarge(input)) { event.preventDefault(); event.stopPropagation(); input.focus(); }
+    });
+  }, true);
+
   window.addEventListener("resize", function () {
     document.querySelectorAll("iframe.message-frame").forEach(fit);
   });

@@ -1,0 +1,53 @@
+"""A sender's view of what they sent: each recipient's route, state and history."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from .clock import utcnow
+from .extensions import db
+from .models import Message, OutboundItem, Recipient, User
+from .portal import PER_PAGE, Page
+
+
+def sent(user: User, *, number: int = 1) -> Page:
+    """Messages this user sent (from the portal or a mail client), newest first."""
+    statement = select(Message).where(Message.tenant_id == user.tenant_id,
+                                      func.lower(Message.mail_from) == user.email)
+    total = db.session.scalar(select(func.count()).select_from(statement.subquery()))
+    number = max(1, min(number, max(1, -(-total // PER_PAGE))))
+    messages = db.session.scalars(statement.order_by(Message.received_at.desc(),
+                                                     Message.id.desc())
+                                  .offset((number - 1) * PER_PAGE).limit(PER_PAGE))
+    return Page(list(messages), total, number, "")
+
+
+def sent_message(user: User, public_id: str) -> Message | None:
+    """One message this user sent; None for anyone else's."""
+    return db.session.scalar(select(Message).where(
+        Message.public_id == public_id, Message.tenant_id == user.tenant_id,
+        func.lower(Message.mail_from) == user.email))
+
+
+def status(recipient: Recipient) -> str:
+    """Where a recipient's copy stands, in a few words."""
+    if recipient.state == "revoked":
+        return "Revoked"
+    if recipient.route == "ccm":
+        if recipient.visible_until and recipient.visible_until <= utcnow():
+            return "Expired"
+        if recipient.replied_at:
+            return "Replied"
+        if recipient.first_opened_at:
+            return f"Opened {recipient.first_opened_at:%d %b %H:%M}"
+        return {"done": "Notified", "failed": "Notification could not be delivered"}.get(
+            _notification_state(recipient), "Held, notification queued")
+    return {"delivered": "Delivered by SMTP", "deferred": "Deferred, will retry",
+            "bounced": "Bounced", "queued": "Queued"}.get(recipient.state, recipient.state)
+
+
+def _notification_state(recipient: Recipient) -> str | None:
+    """The state of the secure message notification (the first one queued)."""
+    return db.session.scalar(select(OutboundItem.state).where(
+        OutboundItem.recipient_id == recipient.id, OutboundItem.kind == "notification")
+        .order_by(OutboundItem.id).limit(1))
