@@ -15,6 +15,7 @@ from flask.cli import FlaskGroup
 from . import accounts, config_file, database, worker
 from .extensions import db
 from .gateway import ingest, ingress
+from .models import Job
 
 
 def main() -> None:
@@ -29,7 +30,7 @@ def main() -> None:
 
 def register(app: Flask) -> None:
     """Attach the commands to ``app.cli`` (Flask-Migrate adds ``db`` itself)."""
-    for command in (serve, web, smtp, worker_command, send, config_group):
+    for command in (serve, web, smtp, worker_command, jobs_group, send, config_group):
         app.cli.add_command(command)
 
 
@@ -93,6 +94,43 @@ def worker_command() -> None:
     click.echo("CCM worker started")
     with contextlib.suppress(KeyboardInterrupt):
         worker.scheduler(current_app._get_current_object(), blocking=True).start()
+
+
+@click.group("jobs", invoke_without_command=True)
+@click.pass_context
+def jobs_group(context) -> None:
+    """Show the background jobs, their last run, duration and result."""
+    if context.invoked_subcommand:
+        return
+    database.upgrade()
+    app = current_app._get_current_object()
+    for name, schedule in worker.jobs(app).items():
+        job = db.session.get(Job, name)
+        last = "never run"
+        if job and job.last_started_at:
+            state = "running" if (job.lease_until and not job.last_finished_at) or (
+                job.last_finished_at and job.last_finished_at < job.last_started_at) else (
+                "ok" if job.last_ok else "FAILED")
+            last = (f"last run {job.last_started_at:%Y-%m-%d %H:%M:%S} UTC, "
+                    f"{job.last_duration_ms or 0} ms, {state}: {job.last_result}")
+        click.echo(f"{name:<8} every {schedule.seconds:>5} s  {schedule.description}\n"
+                   f"         {last}")
+
+
+@jobs_group.command("run")
+@click.argument("name")
+def jobs_run(name: str) -> None:
+    """Run job NAME now."""
+    database.upgrade()
+    app = current_app._get_current_object()
+    if name not in worker.jobs(app):
+        raise click.BadParameter(f"no job {name!r}; the jobs are "
+                                 f"{', '.join(worker.jobs(app))}", param_hint="NAME")
+    result = worker.run_job(app, name)
+    if result is None:
+        click.echo(f"{name} is running in another process right now; try again later.")
+        sys.exit(1)
+    click.echo(f"{name}: {result}")
 
 
 @click.command()

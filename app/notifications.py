@@ -29,6 +29,7 @@ KINDS = {
     "password": ("tenant_name", "login", "password", "portal_url"),
     "activation": ("tenant_name", "login", "activation_url", "lifetime_hours", "portal_url"),
     "password_reset": ("tenant_name", "email", "reset_url", "lifetime_minutes", "portal_url"),
+    "expiry_warning": ("tenant_name", "recipient", "portal_url", "visible_until"),
 }
 #: sample values for previews and for checking a template before it is saved
 SAMPLES = {

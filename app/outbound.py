@@ -142,6 +142,8 @@ def _finish(item: OutboundItem, state: str, event: str | None) -> None:
     item.state = state
     item.lease_until = None
     item.finished_at = utcnow()
+    if item.kind != "delivery":
+        item.raw = None  # a password notification must not outlive its sending
     if item.recipient is not None and event:
         record(item.recipient, "delivered" if state == "done" else "bounced", event)
 

@@ -1,47 +1,104 @@
-"""The scheduler: runs background jobs, each in an application context of its own.
+"""The scheduler: background jobs, each run by one process at a time, in its own context.
 
-Started only by ``ccm worker`` and ``ccm serve``, never by web processes, so each job
-runs once per worker and never once per web thread.
+Started only by ``ccm worker`` and ``ccm serve``, never by web processes. Each run takes
+the job's lease first (a conditional UPDATE, atomic on SQLite and PostgreSQL), so with
+several workers a job runs once per interval, not once per worker; the outbound queue
+is shared out item by item besides (app/outbound.py).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 from flask import Flask
+from sqlalchemy import or_, update
 
-from . import outbound
+from . import expiry, outbound
+from .clock import utcnow
 from .extensions import db
+from .models import Job
 
 log = logging.getLogger(__name__)
 
 
-def jobs(app: Flask) -> dict[str, tuple[Callable[[], object], int]]:
-    """Each job: what it runs, and every how many seconds."""
-    return {"deliver": (outbound.run_due, app.config["WORKER_INTERVAL"])}
+@dataclass(frozen=True)
+class Schedule:
+    run: Callable[[], object]
+    seconds: int
+    #: how long a run may hold the job before another process may take it over
+    lease: timedelta
+    description: str
+
+
+def jobs(app: Flask) -> dict[str, Schedule]:
+    return {
+        "deliver": Schedule(outbound.run_due, app.config["WORKER_INTERVAL"],
+                            timedelta(minutes=15), "send what is due in the outbound queue"),
+        "expire": Schedule(expiry.purge_expired, 300, timedelta(hours=2),
+                           "purge the content of messages past their visibility window"),
+        "warn": Schedule(expiry.warn_unopened, 3600, timedelta(hours=1),
+                         "warn recipients of unopened messages about to expire"),
+        "clean": Schedule(expiry.clean_up, 86400, timedelta(hours=1),
+                          "delete used reset links, ended sessions, old queue items"),
+    }
+
+
+def run_job(app: Flask, name: str) -> str | None:
+    """Run job ``name`` now, if no other process is running it; its result, or None."""
+    schedule = jobs(app)[name]
+    if not _take_lease(name, schedule.lease):
+        return None
+    started = time.monotonic()
+    try:
+        result, ok = repr(schedule.run()), True
+    except Exception as error:
+        db.session.rollback()
+        log.exception("job %s failed", name)
+        result, ok = f"failed: {type(error).__name__}: {error}", False
+    job = db.session.get(Job, name)
+    job.last_finished_at = utcnow()
+    job.last_duration_ms = int((time.monotonic() - started) * 1000)
+    job.last_result, job.last_ok, job.lease_until = result[:2000], ok, None
+    db.session.commit()
+    return result
+
+
+def _take_lease(name: str, lease: timedelta) -> bool:
+    now = utcnow()
+    if db.session.get(Job, name) is None:
+        db.session.add(Job(name=name))
+        try:
+            db.session.commit()
+        except Exception:  # another process created it first: fine
+            db.session.rollback()
+    taken = db.session.execute(
+        update(Job).where(Job.name == name,
+                          or_(Job.lease_until.is_(None), Job.lease_until < now))
+        .values(lease_until=now + lease, last_started_at=now))
+    db.session.commit()
+    return taken.rowcount == 1
 
 
 def scheduler(app: Flask, *, blocking: bool) -> BaseScheduler:
     result = BlockingScheduler() if blocking else BackgroundScheduler(daemon=True)
-    for name, (function, seconds) in jobs(app).items():
-        result.add_job(_in_context(app, name, function), "interval", seconds=seconds, id=name,
+    for name, schedule in jobs(app).items():
+        result.add_job(_in_context(app, name), "interval", seconds=schedule.seconds, id=name,
                        max_instances=1, coalesce=True, next_run_time=datetime.now())
     return result
 
 
-def _in_context(app: Flask, name: str, function):
+def _in_context(app: Flask, name: str):
     def run():
         with app.app_context():
             try:
-                function()
-            except Exception:
-                db.session.rollback()
-                log.exception("job %s failed", name)
+                run_job(app, name)
             finally:
                 db.session.remove()
 

@@ -8,6 +8,7 @@ transaction. The SMTP ingress commits and only then answers 250.
 from __future__ import annotations
 
 import secrets
+from datetime import timedelta
 
 from sqlalchemy import select
 
@@ -78,6 +79,8 @@ def receive(raw: bytes, mail_from: str, rcpt_tos: list[str], *, client_address: 
     )
     db.session.add(message)
     db.session.flush()  # received_at is needed for the visibility window
+    # Content is kept for the tenant's window at least; a longer CCM window extends it.
+    message.expires_at = message.received_at + timedelta(days=tenant.visibility_days)
 
     policies = list(db.session.scalars(
         select(Policy).where(Policy.tenant_id == tenant.id, Policy.enabled.is_(True))

@@ -28,6 +28,8 @@ def hold(recipient: Recipient) -> None:
     recipient.user = user
     recipient.state = "held"
     recipient.visible_until = message.received_at + timedelta(days=days)
+    message.expires_at = max(message.expires_at or recipient.visible_until,
+                             recipient.visible_until)
     record(recipient, "ccm", DELIVERED_TO_CCM)
 
     common = {"tenant_name": tenant.name, "portal_url": links.sign_in(tenant)}

@@ -2,6 +2,7 @@
 
 from .auth import AuthSession, PasswordReset
 from .draft import Draft
+from .job import Job
 from .message import ROUTES, DeliveryEvent, Message, Recipient
 from .policy import FALLBACKS, POLICY_KINDS, TLS_LEVELS, WHERE, Policy
 from .queue import OutboundItem
@@ -21,6 +22,7 @@ __all__ = [
     "DeliveryEvent",
     "Domain",
     "Draft",
+    "Job",
     "Message",
     "NotificationTemplate",
     "OutboundItem",

@@ -38,6 +38,8 @@ class Message(db.Model):
     client_address: Mapped[str] = mapped_column(String(64), default="")
     received_over_tls: Mapped[bool] = mapped_column(default=False)
     size: Mapped[int] = mapped_column(default=0)
+    #: when the content may be purged: the end of the longest visibility window
+    expires_at: Mapped[datetime | None] = mapped_column(index=True)
     #: the message as received, less X-CCM-Mode; None once purged
     raw: Mapped[bytes | None] = deferred(mapped_column(LargeBinary))
     purged_at: Mapped[datetime | None]
@@ -64,7 +66,7 @@ class Recipient(db.Model):
     #: the secure-delivery requirement for this recipient, if any
     tls: Mapped[str | None] = mapped_column(String(10))
     fallback: Mapped[str | None] = mapped_column(String(10))
-    #: queued, held (in the isolation area), delivered, deferred, bounced, revoked
+    #: queued, held (in the isolation area), delivered, deferred, bounced, revoked, expired
     state: Mapped[str] = mapped_column(String(16), default="queued")
     #: the recipient's portal account, for CCM delivery
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"),
@@ -74,6 +76,7 @@ class Recipient(db.Model):
     first_opened_from: Mapped[str | None] = mapped_column(String(64))
     replied_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
+    expiry_warned_at: Mapped[datetime | None]
 
     message: Mapped[Message] = relationship(back_populates="recipients")
     policy: Mapped[Policy | None] = relationship()

@@ -27,6 +27,9 @@ class Tenant(db.Model):
     first_contact: Mapped[str] = mapped_column(String(20), default="password")
     #: how long an activation link stays usable
     activation_hours: Mapped[int] = mapped_column(default=72)
+    #: warn recipients who have not opened a message this many days before it expires;
+    #: 0 turns the warning off
+    expiry_warning_days: Mapped[int] = mapped_column(default=3)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     domains: Mapped[list[Domain]] = relationship(
