@@ -165,6 +165,6 @@ def create_first_administrator() -> tuple[User, str] | None:
         tenant = Tenant(slug="default", name="Default organisation")
         db.session.add(tenant)
     user = User(tenant=tenant, email="admin@localhost", kind="internal", role="admin",
-                failed_signins=0, disabled=False)
+                failed_signins=0, disabled=False, is_platform_admin=True)
     db.session.add(user)
     return user, set_generated_password(user)

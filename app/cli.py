@@ -141,8 +141,8 @@ def send(file, mail_from: str, rcpts: tuple[str, ...]) -> None:
     """Inject FILE.eml as if it had arrived by SMTP."""
     database.upgrade()
     try:
-        message = ingest.receive(file.read(), mail_from, list(rcpts),
-                                 client_address="command line")
+        message = ingest.receive(file.read(), mail_from, list(rcpts), via="command line",
+                                 client_address="ccm send")
         db.session.commit()
     except ingest.Refused as refused:
         db.session.rollback()

@@ -32,6 +32,11 @@ class Upload:
     data: bytes
 
 
+def attachment_limit() -> int:
+    """How many bytes of files fit in one message once base64 has grown them by a third."""
+    return current_app.config["MAX_MESSAGE_BYTES"] * 7 // 10
+
+
 def addresses(text: str) -> list[str]:
     """The addresses in a To or Cc field (comma, semicolon or space separated)."""
     found = [a.strip().strip("<>").lower() for a in re.split(r"[,;\s]+", text or "")]

@@ -84,7 +84,9 @@ def _derived(config: dict) -> dict:
     return {
         "SQLALCHEMY_DATABASE_URI": config["DATABASE_URL"],
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
-        "MAX_CONTENT_LENGTH": config["MAX_MESSAGE_BYTES"],
+        # Uploads arrive raw and leave base64-encoded (a third larger): accept a request
+        # big enough for a full message (app/composing.py checks the message itself).
+        "MAX_CONTENT_LENGTH": config["MAX_MESSAGE_BYTES"] * 4 // 3 + 1024 * 1024,
         # The __Host- prefix pins the cookie to this exact origin; browsers accept it
         # only over HTTPS, so a plain-HTTP default install uses an ordinary name.
         "SESSION_COOKIE_NAME": "__Host-ccm_session" if https else "ccm_session",

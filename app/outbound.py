@@ -24,7 +24,7 @@ from sqlalchemy import or_, select
 
 from .clock import utcnow
 from .extensions import db
-from .gateway import transport
+from .gateway import mime, transport
 from .gateway.tracking import record
 from .models import OutboundItem, Recipient, Tenant
 
@@ -134,8 +134,9 @@ def _attempt(item_id: int) -> None:
 
 
 def _generated_event(item: OutboundItem) -> str:
-    return f"{'Notification' if item.kind == 'notification' else 'Report'} delivered to " \
-           f"{item.rcpt_to}"
+    """Which notification went out, by its subject (which never carries the content)."""
+    subject = mime.header(mime.parse_message(item.raw or b""), "Subject")
+    return f"Notification “{subject}” delivered to {item.rcpt_to}"
 
 
 def _finish(item: OutboundItem, state: str, event: str | None) -> None:

@@ -37,9 +37,9 @@ def status(recipient: Recipient) -> str:
         if recipient.visible_until and recipient.visible_until <= utcnow():
             return "Expired"
         if recipient.replied_at:
-            return "Replied"
+            return f"Replied {recipient.replied_at:%d %b %H:%M} UTC"
         if recipient.first_opened_at:
-            return f"Opened {recipient.first_opened_at:%d %b %H:%M}"
+            return f"Opened {recipient.first_opened_at:%d %b %H:%M} UTC"
         return {"done": "Notified", "failed": "Notification could not be delivered"}.get(
             _notification_state(recipient), "Held, notification queued")
     return {"delivered": "Delivered by SMTP", "deferred": "Deferred, will retry",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import wraps
 
-from flask import abort, current_app, flash, request, url_for
+from flask import abort, flash, request, url_for
 from flask_login import current_user, login_required
 
 from .. import composing, sent_items, uploads
@@ -59,7 +59,7 @@ def compose():
             flash("Your message has been sent.", "success")
             return redirect_to(url_for("compose.sent_message", public_id=message.public_id))
     return page("compose/compose.html", "compose/_compose_form.html", form=form,
-                may_choose=may_choose, max_bytes=current_app.config["MAX_MESSAGE_BYTES"])
+                may_choose=may_choose, max_bytes=composing.attachment_limit())
 
 
 @bp.route("/compose/draft", methods=["POST"])

@@ -8,6 +8,7 @@ transaction. The SMTP ingress commits and only then answers 250.
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from sqlalchemy import select
@@ -16,7 +17,7 @@ from .. import outbound
 from ..extensions import db
 from ..models import Domain, Message, Policy, Recipient, Tenant, User
 from . import isolation, mime
-from .policies import MODES, Content, decide
+from .policies import MODES, Content, Decision, decide
 from .tracking import record
 
 
@@ -40,36 +41,61 @@ def tenant_of(address: str) -> Tenant | None:
     return db.session.scalar(select(Tenant).join(Domain).where(Domain.name == domain))
 
 
+@dataclass
+class Plan:
+    """The route of every recipient of a message, decided but not yet carried out."""
+
+    parsed: mime.Parsed
+    mode: str
+    decisions: list[tuple[str, Decision]]
+    notes: list[str] = field(default_factory=list)
+
+
+def plan(tenant: Tenant, raw: bytes, mail_from: str, rcpt_tos: list[str],
+         mode: str | None = None) -> Plan:
+    """Decide each recipient's route as the gateway would: the admin's policy tester
+    shows exactly this."""
+    parsed = mime.parse(raw)
+    notes = []
+    if mode is None and parsed.ccm_mode is not None:
+        sender = db.session.scalar(
+            select(User).where(User.tenant_id == tenant.id, User.email == mail_from.lower()))
+        if parsed.ccm_mode not in MODES:
+            notes.append(f"X-CCM-Mode '{parsed.ccm_mode}' ignored: not a CCM mode")
+        elif sender is None or not sender.may_send_secure:
+            notes.append("X-CCM-Mode ignored: the sender may not Send Secure")
+        else:
+            mode = parsed.ccm_mode
+    policies = list(db.session.scalars(
+        select(Policy).where(Policy.tenant_id == tenant.id, Policy.enabled.is_(True))
+        .order_by(Policy.position, Policy.id)))
+    content = Content(parsed.subject, parsed.body_text)
+    recipients = list(dict.fromkeys(r.strip().lower() for r in rcpt_tos if r.strip()))
+    decisions = [(address, decide(tenant, policies, mail_from, address, content,
+                                  mode or "off")) for address in recipients]
+    return Plan(parsed, mode or "off", decisions, notes)
+
+
 def receive(raw: bytes, mail_from: str, rcpt_tos: list[str], *, client_address: str = "",
-            tls: bool = False, mode: str | None = None, tenant: Tenant | None = None
-            ) -> Message:
+            tls: bool = False, mode: str | None = None, tenant: Tenant | None = None,
+            via: str = "SMTP") -> Message:
     """Store ``raw`` and route it to each of ``rcpt_tos``; the caller commits.
 
     ``mode`` is the CCM mode chosen in the portal (composer or reply); mail from a mail
     client asks with the X-CCM-Mode header instead, honoured only when the sender may
     "Send Secure". The header is removed either way. ``tenant`` is given for mail
-    written in the portal, whose sender may be an external recipient replying.
+    written in the portal, whose sender may be an external recipient replying; ``via``
+    names the way it came in, for the delivery history.
     """
     tenant = tenant or tenant_of(mail_from)
     if tenant is None:
         raise Refused(FOREIGN_SENDER)
-    recipients = list(dict.fromkeys(r.strip().lower() for r in rcpt_tos if r.strip()))
-    if not recipients:
+    routing = plan(tenant, raw, mail_from, rcpt_tos, mode)
+    if not routing.decisions:
         raise Refused(NO_RECIPIENTS)
-    parsed = mime.parse(raw)
+    parsed = routing.parsed
     if parsed.ccm_mode is not None:
         raw = mime.remove_header(raw, "X-CCM-Mode")
-    sender = db.session.scalar(
-        select(User).where(User.tenant_id == tenant.id, User.email == mail_from.lower())
-    )
-    header_note = None
-    if mode is None and parsed.ccm_mode is not None:
-        if parsed.ccm_mode not in MODES:
-            header_note = f"X-CCM-Mode '{parsed.ccm_mode}' ignored: not a CCM mode"
-        elif sender is None or not sender.may_send_secure:
-            header_note = "X-CCM-Mode ignored: the sender may not Send Secure"
-        else:
-            mode = parsed.ccm_mode
 
     message = Message(
         public_id=secrets.token_urlsafe(16), tenant=tenant, mail_from=mail_from,
@@ -82,26 +108,24 @@ def receive(raw: bytes, mail_from: str, rcpt_tos: list[str], *, client_address: 
     # Content is kept for the tenant's window at least; a longer CCM window extends it.
     message.expires_at = message.received_at + timedelta(days=tenant.visibility_days)
 
-    policies = list(db.session.scalars(
-        select(Policy).where(Policy.tenant_id == tenant.id, Policy.enabled.is_(True))
-        .order_by(Policy.position, Policy.id)
-    ))
-    content = Content(parsed.subject, parsed.body_text)
-    how = "over TLS" if tls else "without TLS"
-    for address in recipients:
-        decision = decide(tenant, policies, mail_from, address, content, mode or "off")
+    if via == "SMTP":
+        how = f"Received by SMTP from {client_address or 'unknown'} " + (
+            "over TLS" if tls else "without TLS")
+    else:
+        how = f"Written in the {via} from {client_address or 'unknown'}"
+    for address, decision in routing.decisions:
         recipient = Recipient(
             address=address, kind="internal" if tenant.is_internal(address) else "external",
             route=decision.route, reason=decision.reason, policy=decision.policy,
             tls=decision.tls, fallback=decision.fallback,
         )
         message.recipients.append(recipient)
-        record(recipient, "received", f"Received from {client_address or 'unknown'} {how}")
+        record(recipient, "received", how)
         if parsed.defects:
             record(recipient, "received", "Malformed MIME kept as received: "
                    + ", ".join(sorted(set(parsed.defects))))
-        if header_note:
-            record(recipient, "policy", header_note)
+        for note in routing.notes:
+            record(recipient, "policy", note)
         record(recipient, "policy", decision.reason)
         if decision.route == "ccm":
             isolation.hold(recipient)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Response, abort, current_app, flash, render_template, request, url_for
+from flask import Response, abort, flash, render_template, request, url_for
 from flask_login import current_user, login_required
 
 from .. import composing, portal, reading, replies, uploads
@@ -157,4 +157,4 @@ def reply(public_id: str):
             return redirect_to(url_for("inbox.message", public_id=public_id))
     return page("inbox/reply.html", "inbox/_reply_form.html", copy=copy, form=form,
                 reply_all=reply_all, internal=internal,
-                max_bytes=current_app.config["MAX_MESSAGE_BYTES"])
+                max_bytes=composing.attachment_limit())

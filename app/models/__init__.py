@@ -1,5 +1,6 @@
 """The data model. Names follow DESIGN.md section 2."""
 
+from .audit import AuditEvent
 from .auth import AuthSession, PasswordReset
 from .draft import Draft
 from .job import Job
@@ -18,6 +19,7 @@ __all__ = [
     "TLS_LEVELS",
     "WHERE",
     "ApplicationSettings",
+    "AuditEvent",
     "AuthSession",
     "DeliveryEvent",
     "Domain",

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import ForeignKey, String, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy import ForeignKey, LargeBinary, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, deferred, mapped_column, relationship
 
 from ..clock import utcnow
 from ..extensions import db
@@ -30,6 +30,10 @@ class Tenant(db.Model):
     #: warn recipients who have not opened a message this many days before it expires;
     #: 0 turns the warning off
     expiry_warning_days: Mapped[int] = mapped_column(default=3)
+    #: shown on the sign-in page and in notifications; the tenant name when empty
+    portal_name: Mapped[str | None] = mapped_column(String(200))
+    logo: Mapped[bytes | None] = deferred(mapped_column(LargeBinary))
+    logo_type: Mapped[str | None] = mapped_column(String(40))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     domains: Mapped[list[Domain]] = relationship(
@@ -41,6 +45,10 @@ class Tenant(db.Model):
     policies: Mapped[list[Policy]] = relationship(
         back_populates="tenant", cascade="all, delete-orphan", order_by="Policy.position"
     )
+
+    @property
+    def display_name(self) -> str:
+        return self.portal_name or self.name
 
     @property
     def default_settings(self) -> ApplicationSettings | None:

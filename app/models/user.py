@@ -31,6 +31,8 @@ class User(db.Model):
     failed_signins: Mapped[int] = mapped_column(default=0)
     locked_until: Mapped[datetime | None]
     disabled: Mapped[bool] = mapped_column(default=False)
+    #: manages every tenant (the operator of this installation), besides its own
+    is_platform_admin: Mapped[bool] = mapped_column(default=False)
     application_settings_id: Mapped[int | None] = mapped_column(
         ForeignKey("application_settings.id", ondelete="SET NULL")
     )

@@ -200,4 +200,4 @@ def test_the_decision_and_its_policy_are_recorded_per_recipient(gateway):
     assert (ccm.policy_id, ccm.kind) == (policy.id, "external")
     assert other.policy_id is None
     assert other.reason == "External recipient: MX resolution"
-    assert events(ccm)[0].startswith("Received from")
+    assert events(ccm)[0].startswith("Received by SMTP from")

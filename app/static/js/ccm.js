@@ -47,6 +47,17 @@
     });
   }, true);
 
+  // htmx does not swap error answers: say what happened instead of doing nothing.
+  document.addEventListener("htmx:responseError", function (event) {
+    var status = event.detail.xhr.status;
+    var text = status === 413 ? "What you sent is larger than this portal accepts."
+      : status === 429 ? "Too many attempts. Wait a minute, then try again."
+      : status === 400 ? "This form has expired. Reload the page and try again."
+      : "Something went wrong. Try again in a moment.";
+    var box = document.getElementById("request-error");
+    if (box) { box.textContent = text; box.hidden = false; }
+  });
+
   window.addEventListener("resize", function () {
     document.querySelectorAll("iframe.message-frame").forEach(fit);
   });
