@@ -13,14 +13,11 @@ from dataclasses import dataclass, field
 import yaml
 from sqlalchemy import select
 
-from . import notifications, passwords
+from . import notifications, passwords, policy_rules
 from .accounts import normalise_email
 from .extensions import db
 from .models import (
-    FALLBACKS,
-    POLICY_KINDS,
     ROLES,
-    TLS_LEVELS,
     WHERE,
     ApplicationSettings,
     Domain,
@@ -35,12 +32,7 @@ TENANT_KEYS = {"slug", "name", "domains", "visibility_days", "internal_relay",
                "policies", "templates"}
 POLICY_KEYS = {"name", "kind", "enabled", "from", "to", "phrases", "where", "tls", "fallback",
                "visibility_days"}
-#: keys that belong to another kind of policy
-_FOREIGN_KEYS = {
-    "route": {"phrases", "where", "tls", "fallback"},
-    "content": {"tls", "fallback"},
-    "secure_delivery": {"phrases", "where"},
-}
+
 SETTINGS_KEYS = {"name", "default", "portal_ccm", "send_secure"}
 USER_KEYS = {"email", "role", "password", "application_settings", "portal_ccm", "send_secure",
              "disabled"}
@@ -289,36 +281,15 @@ class _Checker:
             if policy.get("name") in names:
                 self.fail((*here, "name"), "this name appears twice")
             names.add(policy.get("name"))
-            kind = policy.get("kind")
-            if kind not in POLICY_KINDS:
-                self.fail((*here, "kind"), f"expected one of {', '.join(POLICY_KINDS)}")
-            for key in ("from", "to"):
-                if key in policy:
-                    self.pattern((*here, key), policy[key])
             if "enabled" in policy:
                 self.flag((*here, "enabled"), policy["enabled"])
-            if "visibility_days" in policy:
-                self.days((*here, "visibility_days"), policy["visibility_days"])
-            if kind == "content":
-                phrases = policy.get("phrases")
-                if not isinstance(phrases, list) or not phrases or not all(
-                        isinstance(p, str) and p.strip() for p in phrases):
-                    self.fail((*here, "phrases"), "expected a list of words or phrases")
-                where = policy.get("where", list(WHERE))
-                if not isinstance(where, list) or not where or not set(where) <= set(WHERE):
-                    self.fail((*here, "where"), "expected a list of subject and/or body")
-            if kind == "secure_delivery":
-                if policy.get("tls") not in TLS_LEVELS:
-                    self.fail((*here, "tls"), "expected encrypt or verify")
-                if policy.get("fallback") not in FALLBACKS:
-                    self.fail((*here, "fallback"), "expected ccm or bounce")
-            for key in sorted(_FOREIGN_KEYS.get(kind, set()) & set(policy)):
-                self.fail((*here, key), f"a {kind} policy has no {key}")
-
-    def pattern(self, path, value) -> None:
-        named = value in ("*", "internal", "external")
-        if not isinstance(value, str) or not (named or value.count("@") == 1):
-            self.fail(path, "expected an address, *@domain, internal, external or *")
+            found = policy_rules.problems(
+                policy.get("kind"), from_pattern=policy.get("from"), to_pattern=policy.get("to"),
+                phrases=policy.get("phrases"), where=policy.get("where"),
+                tls=policy.get("tls"), fallback=policy.get("fallback"),
+                visibility_days=policy.get("visibility_days"))
+            for key, problem in found.items():
+                self.fail((*here, key), problem)
 
     def templates(self, path, templates) -> None:
         path = (*path, "templates")

@@ -1,6 +1,6 @@
 """Template filters for showing mail: people by name, dates as people write them."""
 
-from datetime import datetime
+from datetime import UTC, datetime
 from email.utils import parseaddr, parsedate_to_datetime
 
 from flask import Flask
@@ -19,7 +19,10 @@ def address(value: str) -> str:
 def mail_date(value: str, fallback: datetime | None = None) -> str:
     """A Date header as '30 Nov 2026, 14:05', else the time the gateway received it."""
     try:
-        return parsedate_to_datetime(value).strftime("%d %b %Y, %H:%M")
+        moment = parsedate_to_datetime(value)
+        if moment.tzinfo is not None:
+            return moment.astimezone(UTC).strftime("%d %b %Y, %H:%M UTC")
+        return moment.strftime("%d %b %Y, %H:%M")
     except (TypeError, ValueError, IndexError):
         return fallback.strftime("%d %b %Y, %H:%M UTC") if fallback else value
 

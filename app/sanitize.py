@@ -87,6 +87,9 @@ class _Rewrite(Filter):
             if not self.allow_remote:
                 attributes[(None, "src")] = BLOCKED_IMAGE
                 attributes[(None, "title")] = "Remote image blocked"
+                described = attributes.get((None, "alt"), "").strip()
+                attributes[(None, "alt")] = "Remote image blocked" + (
+                    f": {described}" if described else "")
 
 
 # Elements whose text a browser never shows. Removing them first only spares the reader

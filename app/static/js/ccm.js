@@ -47,6 +47,15 @@
     });
   }, true);
 
+  // After a page-sized swap, move focus to the new heading so keyboard and screen
+  // reader users start at the top of what changed (the link they used is gone).
+  document.addEventListener("htmx:afterSwap", function (event) {
+    if (event.detail.target && event.detail.target.id === "main") {
+      var heading = event.detail.target.querySelector("h1");
+      if (heading) { heading.setAttribute("tabindex", "-1"); heading.focus(); }
+    }
+  });
+
   // htmx does not swap error answers: say what happened instead of doing nothing.
   document.addEventListener("htmx:responseError", function (event) {
     var status = event.detail.xhr.status;
