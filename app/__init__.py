@@ -9,6 +9,7 @@ from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import config as settings
+from .clock import utcnow
 from .extensions import csrf, db, htmx, limiter, login_manager, migrate
 
 MIGRATIONS = str(Path(__file__).parent / "migrations")
@@ -44,14 +45,15 @@ def create_app(overrides: dict | None = None, instance_path: str | None = None) 
     limiter.init_app(app)
     login_manager.init_app(app)
 
-    from . import auth, compose, errors, filters, inbox, security
+    from . import admin, auth, compose, errors, filters, inbox, security
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(inbox.bp)
     app.register_blueprint(compose.bp)
+    app.register_blueprint(admin.bp)
     errors.register(app)
     filters.register(app)
-    app.context_processor(lambda: {"site_name": app.config["SITE_NAME"]})
+    app.context_processor(lambda: {"site_name": app.config["SITE_NAME"], "now": utcnow()})
     security.register(app)
 
     from . import cli

@@ -26,7 +26,7 @@ from .models import NotificationTemplate, Tenant
 KINDS = {
     "secure_message": ("tenant_name", "recipient", "portal_url", "visible_until",
                        "new_account"),
-    "password": ("tenant_name", "login", "password", "portal_url"),
+    "password": ("tenant_name", "login", "password", "portal_url", "reset"),
     "activation": ("tenant_name", "login", "activation_url", "lifetime_hours", "portal_url"),
     "password_reset": ("tenant_name", "email", "reset_url", "lifetime_minutes", "portal_url"),
     "expiry_warning": ("tenant_name", "recipient", "portal_url", "visible_until"),
@@ -43,6 +43,7 @@ SAMPLES = {
     "reset_url": "https://securemail.example.com/password/reset/sample-token",
     "visible_until": "30 December 2026",
     "new_account": True,
+    "reset": False,
     "lifetime_hours": 72,
     "lifetime_minutes": 60,
 }

@@ -38,7 +38,7 @@ def register(app: Flask) -> None:
             response.headers.setdefault(name, value)
         if app.config["HTTPS"]:
             response.headers["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
-        if request.endpoint != "static":
+        if request.endpoint != "static" and "Cache-Control" not in response.headers:
             # Pages show private mail: no shared or browser cache may keep them (ASVS 8.2.1).
             response.headers["Cache-Control"] = "no-store"
         return response

@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from flask import has_app_context
 from flask.testing import FlaskClient
 from sqlalchemy import create_engine, inspect, text
 from support import PASSWORD, post_form
@@ -94,7 +95,8 @@ class IsolatedClient(FlaskClient):
 
     def open(self, *args, **kwargs):
         response = contextvars.Context().run(super().open, *args, **kwargs)
-        db.session.expire_all()
+        if has_app_context():  # not so inside a redirect being followed
+            db.session.expire_all()
         return response
 
 

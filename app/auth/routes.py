@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from flask import abort, flash, request, session, url_for
+from flask import Response, abort, flash, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 from sqlalchemy import select
 from wtforms.fields.choices import SelectChoice
@@ -115,6 +115,17 @@ def sign_in(slug: str | None = None):
             return redirect_to(url_for("auth.choose_account"))
         form.form_errors.append(SIGN_IN_REFUSED)
     return page("auth/sign_in.html", "auth/_sign_in_form.html", form=form, tenant=tenant)
+
+
+@bp.route("/t/<slug>/logo")
+def logo(slug: str):
+    """The tenant's logo, shown on its sign-in page: public, like any letterhead."""
+    tenant = _tenant(slug)
+    if not tenant.logo_type:
+        abort(404)
+    response = Response(tenant.logo, mimetype=tenant.logo_type)
+    response.headers["Cache-Control"] = "public, max-age=3600"
+    return response
 
 
 @bp.route("/sign-in/organisation", methods=["GET", "POST"])

@@ -32,7 +32,7 @@ def hold(recipient: Recipient) -> None:
                              recipient.visible_until)
     record(recipient, "ccm", DELIVERED_TO_CCM)
 
-    common = {"tenant_name": tenant.name, "portal_url": links.sign_in(tenant)}
+    common = {"tenant_name": tenant.display_name, "portal_url": links.sign_in(tenant)}
     # Colleagues' notifications go through the internal relay, like their other mail.
     route = "internal" if recipient.kind == "internal" else "external"
     outbound.queue(
@@ -56,7 +56,8 @@ def hold(recipient: Recipient) -> None:
     else:
         password = accounts.set_generated_password(user)
         mail = notifications.build("password", to=recipient.address, tenant=tenant,
-                                   login=user.email, password=password, **common)
+                                   login=user.email, password=password, reset=False,
+                                   **common)
     outbound.queue(mail, tenant=tenant, recipient=recipient, route=route)
 
 

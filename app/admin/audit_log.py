@@ -1,0 +1,18 @@
+"""The audit log of administrator actions, searchable."""
+
+from flask import request
+from flask_login import current_user
+
+from .. import audit
+from ..rendering import page
+from . import bp
+
+
+@bp.route("/audit")
+def audit_log():
+    """Who did what, when and from where, in this tenant (and platform-wide for operators)."""
+    query = request.args.get("q", "")
+    events = audit.search(current_user.tenant, query)
+    platform = audit.search(None, query) if current_user.is_platform_admin else []
+    return page("admin/audit.html", {"audit": "admin/_audit.html", None: "admin/_audit.html"},
+                events=events, platform=platform, query=query)

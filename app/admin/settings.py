@@ -1,0 +1,71 @@
+"""Tenant settings: domains, relay, visibility window, first contact, branding."""
+
+from __future__ import annotations
+
+from flask import flash, url_for
+from flask_login import current_user
+from sqlalchemy import select
+
+from .. import audit
+from ..extensions import db
+from ..models import Domain
+from ..rendering import page, redirect_to
+from . import bp
+from .forms import SettingsForm
+
+LOGO_TYPES = {b"\x89PNG\r\n\x1a\n": "image/png", b"\xff\xd8\xff": "image/jpeg"}
+LOGO_BYTES = 200 * 1024
+
+
+def logo_type(data: bytes) -> str | None:
+    """The image type by its first bytes, never by what the browser claimed."""
+    return next((kind for magic, kind in LOGO_TYPES.items() if data.startswith(magic)), None)
+
+
+def domains_problem(tenant, names: list[str]) -> str | None:
+    if not names:
+        return "Give at least one internal domain."
+    bad = [n for n in names if "." not in n or "@" in n or " " in n]
+    if bad:
+        return f"Not a domain name: {', '.join(bad)}"
+    taken = db.session.scalars(select(Domain.name).where(Domain.name.in_(names),
+                                                         Domain.tenant_id != tenant.id))
+    if taken := list(taken):
+        return f"Already the domain of another organisation: {', '.join(taken)}"
+    return None
+
+
+@bp.route("/settings", methods=["GET", "POST"])
+def settings():
+    """The tenant's own settings."""
+    tenant = current_user.tenant
+    form = SettingsForm(obj=tenant)
+    if not form.is_submitted():
+        form.domains.data = "\n".join(d.name for d in tenant.domains)
+    if form.validate_on_submit():
+        names = list(dict.fromkeys(n.strip().lower() for n in form.domains.data.splitlines()
+                                   if n.strip()))
+        logo = form.logo.data.read() if form.logo.data else b""
+        if problem := domains_problem(tenant, names):
+            form.domains.errors = [*form.domains.errors, problem]
+        elif logo and (len(logo) > LOGO_BYTES or not logo_type(logo)):
+            form.logo.errors = [*form.logo.errors, "Use a PNG or JPEG file of 200 KB or less."]
+        else:
+            tenant.name = form.name.data.strip()
+            tenant.portal_name = (form.portal_name.data or "").strip() or None
+            tenant.internal_relay = (form.internal_relay.data or "").strip() or None
+            tenant.visibility_days = form.visibility_days.data
+            tenant.expiry_warning_days = form.expiry_warning_days.data or 0
+            tenant.first_contact = form.first_contact.data
+            tenant.activation_hours = form.activation_hours.data
+            tenant.domains = [d for d in tenant.domains if d.name in names] + [
+                Domain(name=n) for n in names if n not in {d.name for d in tenant.domains}]
+            if logo:
+                tenant.logo, tenant.logo_type = logo, logo_type(logo)
+            audit.record("settings saved", f"domains {', '.join(names)}; visibility "
+                         f"{tenant.visibility_days} days; first contact {tenant.first_contact}",
+                         tenant=tenant)
+            db.session.commit()
+            flash("Settings saved.", "success")
+            return redirect_to(url_for("admin.settings"))
+    return page("admin/settings.html", "admin/_settings.html", form=form, tenant=tenant)

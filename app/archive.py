@@ -1,0 +1,53 @@
+"""Message tracking: find a tenant's messages by who, what, when and how they went."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+
+from sqlalchemy import exists, select
+
+from .extensions import db
+from .models import Message, Recipient, Tenant
+
+
+@dataclass
+class Criteria:
+    sender: str = ""
+    recipient: str = ""
+    subject: str = ""
+    since: date | None = None
+    until: date | None = None
+    route: str = ""
+
+
+def search(tenant: Tenant, criteria: Criteria, *, limit: int = 100) -> list[Message]:
+    statement = select(Message).where(Message.tenant_id == tenant.id)
+    if criteria.sender.strip():
+        statement = statement.where(
+            Message.mail_from.contains(criteria.sender.strip().lower(), autoescape=True)
+            | Message.header_from.contains(criteria.sender.strip(), autoescape=True))
+    if criteria.subject.strip():
+        statement = statement.where(
+            Message.subject.contains(criteria.subject.strip(), autoescape=True))
+    matching = [Recipient.message_id == Message.id]
+    if criteria.recipient.strip():
+        matching.append(Recipient.address.contains(criteria.recipient.strip().lower(),
+                                                   autoescape=True))
+    if criteria.route:
+        matching.append(Recipient.route == criteria.route)
+    if len(matching) > 1:
+        statement = statement.where(exists().where(*matching))
+    if criteria.since:
+        statement = statement.where(Message.received_at >= datetime.combine(criteria.since,
+                                                                             time.min))
+    if criteria.until:
+        statement = statement.where(
+            Message.received_at < datetime.combine(criteria.until, time.min) + timedelta(days=1))
+    return list(db.session.scalars(statement.order_by(Message.received_at.desc())
+                                   .limit(limit)))
+
+
+def message_of(tenant: Tenant, public_id: str) -> Message | None:
+    return db.session.scalar(select(Message).where(Message.tenant_id == tenant.id,
+                                                   Message.public_id == public_id))
