@@ -58,7 +58,7 @@ def check_credentials(email: str, password: str, tenant: Tenant | None = None) -
         passwords.verify_password(None, password)
     if not matched:
         for user in candidates:
-            _record_failure(user, now)
+            record_failure(user, now)
     for user in matched:
         user.failed_signins = 0
         user.locked_until = None
@@ -71,7 +71,9 @@ def is_locked(user: User) -> bool:
     return user.locked_until is not None and user.locked_until > utcnow()
 
 
-def _record_failure(user: User, now) -> None:
+def record_failure(user: User, now=None) -> None:
+    """Count a failed attempt (password or second factor); lock after too many."""
+    now = now or utcnow()
     user.failed_signins += 1
     excess = user.failed_signins - MAX_FAILURES
     if excess >= 0:

@@ -109,7 +109,7 @@ def build(kind: str, to: str, tenant: Tenant | None = None, **context) -> EmailM
     """A ready-to-send message of notification ``kind`` for ``to``."""
     rendered = render_sources(sources(kind, tenant), context)
     message = EmailMessage()
-    message["From"] = sender_address()
+    message["From"] = sender_address(tenant)
     message["To"] = to
     message["Subject"] = rendered["subject"]
     message["Date"] = formatdate(localtime=False)
@@ -121,7 +121,10 @@ def build(kind: str, to: str, tenant: Tenant | None = None, **context) -> EmailM
     return message
 
 
-def sender_address() -> str:
+def sender_address(tenant: Tenant | None = None) -> str:
+    """The tenant's own From address, else the gateway's."""
+    if tenant is not None and tenant.mail_from:
+        return tenant.mail_from
     return current_app.config["MAIL_FROM"] or f"postmaster@{portal_host()}"
 
 

@@ -22,6 +22,7 @@ from email.policy import SMTP
 from flask import current_app
 from sqlalchemy import or_, select
 
+from . import dkim_signing
 from .clock import utcnow
 from .extensions import db
 from .gateway import mime, transport
@@ -42,9 +43,9 @@ def queue(message: MimeMessage, *, tenant: Tenant | None = None,
     The null envelope sender means no bounce of generated mail is ever answered, so no
     mail loop can start (RFC 3464, RFC 3834).
     """
-    item = OutboundItem(kind=kind, route=route, tenant=tenant, recipient=recipient,
-                        raw=message.as_bytes(policy=SMTP), mail_from="",
-                        rcpt_to=str(message["To"]))
+    raw = dkim_signing.sign(message.as_bytes(policy=SMTP), tenant)
+    item = OutboundItem(kind=kind, route=route, tenant=tenant, recipient=recipient, raw=raw,
+                        mail_from="", rcpt_to=str(message["To"]))
     db.session.add(item)
     return item
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from . import accounts, auth_sessions, links, notifications, outbound
+from . import accounts, auth_sessions, links, notifications, outbound, second_factor
 from .extensions import db
 from .models import Tenant, User
 
@@ -46,6 +46,7 @@ def reset_password(user: User) -> None:
     """
     password = accounts.set_generated_password(user)
     unlock(user)
+    second_factor.reset(user)
     tenant = user.tenant
     outbound.queue(
         notifications.build("password", to=user.email, tenant=tenant,

@@ -24,6 +24,15 @@ def csrf_token(client, path: str) -> str:
     return match.group(1) or match.group(2)
 
 
+_TOKEN = re.compile(r'(name="csrf_token" (?:type="hidden" )?value="|"X-CSRFToken": ")[^"]+"')
+
+
+def without_csrf_tokens(page: str) -> str:
+    """The page with its CSRF tokens blanked: they are signed with the time, so two
+    answers a second apart differ there even when they are otherwise the same."""
+    return _TOKEN.sub(r'\1TOKEN"', page)
+
+
 def post_form(client, path: str, data: dict, *, form_path: str | None = None, **kwargs):
     """POST ``data`` to ``path`` with the CSRF token of the page at ``form_path``."""
     token = csrf_token(client, form_path or path)

@@ -3,7 +3,7 @@
 from flask import request
 from flask_login import current_user
 
-from .. import audit
+from .. import access_log, audit
 from ..rendering import page
 from . import bp
 
@@ -16,3 +16,11 @@ def audit_log():
     platform = audit.search(None, query) if current_user.is_platform_admin else []
     return page("admin/audit.html", {"audit": "admin/_audit.html", None: "admin/_audit.html"},
                 events=events, platform=platform, query=query)
+
+
+@bp.route("/access")
+def access():
+    """Every sign-in, opening, download and reply in the tenant, searchable."""
+    query = request.args.get("q", "")
+    return page("admin/access.html", "admin/access.html",
+                events=access_log.search(current_user.tenant, query), query=query)

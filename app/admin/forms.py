@@ -125,6 +125,14 @@ class SettingsForm(FlaskForm):
     activation_hours = IntegerField("Activation link valid for (hours)",
                                     validators=[DataRequired(), NumberRange(1, 720)])
     logo = FileField("Logo (PNG or JPEG, up to 200 KB)")
+    second_factor_external = SelectField("Second factor for external recipients",
+                                         choices=[SelectChoice(v, v.capitalize()) for v in
+                                                  ("off", "optional", "required")])
+    second_factor_internal = SelectField("Second factor for internal users",
+                                         choices=[SelectChoice(v, v.capitalize()) for v in
+                                                  ("off", "optional", "required")])
+    mail_from = StringField("From address of notifications",
+                            validators=[Optional(), Length(max=320), ADDRESS])
 
 
 class TenantForm(FlaskForm):

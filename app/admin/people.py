@@ -6,7 +6,7 @@ from flask import abort, flash, request, url_for
 from flask_login import current_user
 from sqlalchemy import select
 
-from .. import audit, people
+from .. import audit, people, second_factor
 from ..extensions import db
 from ..models import ApplicationSettings
 from ..rendering import page, redirect_to
@@ -107,6 +107,18 @@ def reset_password(user_id: int):
         audit.record("password reset", person.email, tenant=current_user.tenant)
         db.session.commit()
         flash(f"A new password is on its way to {person.email}.", "success")
+    return redirect_to(url_for("admin.user", user_id=person.id))
+
+
+@bp.route("/people/<int:user_id>/second-factor", methods=["POST"])
+def reset_second_factor(user_id: int):
+    """Remove a lost second factor; the person sets up a new one at next sign-in."""
+    person = _user(user_id)
+    second_factor.reset(person)
+    audit.record("second factor reset", person.email, tenant=current_user.tenant)
+    db.session.commit()
+    flash(f"{person.email} can sign in with the password alone until a new factor is set up.",
+          "success")
     return redirect_to(url_for("admin.user", user_id=person.id))
 
 

@@ -6,12 +6,12 @@ from flask import flash, url_for
 from flask_login import current_user
 from sqlalchemy import select
 
-from .. import audit
+from .. import audit, dkim_signing, notifications
 from ..extensions import db
 from ..models import Domain
 from ..rendering import page, redirect_to
 from . import bp
-from .forms import SettingsForm
+from .forms import ActionForm, SettingsForm
 
 LOGO_TYPES = {b"\x89PNG\r\n\x1a\n": "image/png", b"\xff\xd8\xff": "image/jpeg"}
 LOGO_BYTES = 200 * 1024
@@ -58,6 +58,9 @@ def settings():
             tenant.expiry_warning_days = form.expiry_warning_days.data or 0
             tenant.first_contact = form.first_contact.data
             tenant.activation_hours = form.activation_hours.data
+            tenant.second_factor_external = form.second_factor_external.data
+            tenant.second_factor_internal = form.second_factor_internal.data
+            tenant.mail_from = (form.mail_from.data or "").strip().lower() or None
             tenant.domains = [d for d in tenant.domains if d.name in names] + [
                 Domain(name=n) for n in names if n not in {d.name for d in tenant.domains}]
             if logo:
@@ -68,4 +71,19 @@ def settings():
             db.session.commit()
             flash("Settings saved.", "success")
             return redirect_to(url_for("admin.settings"))
-    return page("admin/settings.html", "admin/_settings.html", form=form, tenant=tenant)
+    sender = notifications.sender_address(tenant)
+    return page("admin/settings.html", "admin/_settings.html", form=form, tenant=tenant,
+                sender=sender, dkim=dkim_signing.dns_record(tenant, sender.rpartition("@")[2]),
+                action=ActionForm())
+
+
+@bp.route("/settings/dkim", methods=["POST"])
+def dkim_key():
+    """Generate a new DKIM key for the tenant's notifications."""
+    tenant = current_user.tenant
+    dkim_signing.generate(tenant)
+    audit.record("DKIM key generated", f"selector {tenant.dkim_selector}", tenant=tenant)
+    db.session.commit()
+    flash("A new DKIM key is ready. Publish the DNS record below: until it is published, "
+          "receivers cannot check the signature.", "success")
+    return redirect_to(url_for("admin.settings"))

@@ -38,3 +38,7 @@ class ForgotForm(FlaskForm):
     email = StringField(
         "Email address", filters=[_strip], validators=[DataRequired(), Length(max=320), ADDRESS]
     )
+
+
+class CodeForm(FlaskForm):
+    code = StringField("Code", filters=[_strip], validators=[DataRequired(), Length(max=20)])

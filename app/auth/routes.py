@@ -9,13 +9,20 @@ from flask_login import current_user, login_required, login_user, logout_user
 from sqlalchemy import select
 from wtforms.fields.choices import SelectChoice
 
-from .. import accounts, auth_sessions, links, notifications, outbound
+from .. import access_log, accounts, auth_sessions, links, notifications, outbound, second_factor
 from ..config import RESET_LINK_LIFETIME
 from ..extensions import db, limiter, login_manager
 from ..models import Tenant, User
 from ..rendering import page, redirect_to, safe_next
 from . import bp
-from .forms import ChangePasswordForm, ChooseAccountForm, ForgotForm, NewPasswordForm, SignInForm
+from .forms import (
+    ChangePasswordForm,
+    ChooseAccountForm,
+    CodeForm,
+    ForgotForm,
+    NewPasswordForm,
+    SignInForm,
+)
 
 #: One message for every refusal, so answers never tell whether an account exists.
 SIGN_IN_REFUSED = (
@@ -27,6 +34,8 @@ CHOICE_SECONDS = 300
 
 # Endpoints a user who must change their password may still reach.
 _OPEN_WHILE_CHANGE_PENDING = {"auth.change_password", "auth.sign_out", "static"}
+# ...and one who must set up a second factor.
+_OPEN_WHILE_ENROLMENT_PENDING = {"auth.enrol", "auth.sign_out", "static"}
 
 login_manager.session_protection = None  # sessions are checked server-side instead
 login_manager.login_view = "auth.sign_in"
@@ -56,6 +65,12 @@ def require_password_change():
         and request.endpoint not in _OPEN_WHILE_CHANGE_PENDING
     ):
         return redirect_to(url_for("auth.change_password"))
+    if (
+        current_user.is_authenticated
+        and second_factor.must_enrol(current_user)
+        and request.endpoint not in _OPEN_WHILE_ENROLMENT_PENDING
+    ):
+        return redirect_to(url_for("auth.enrol"))
     return None
 
 
@@ -72,9 +87,17 @@ def _client() -> dict:
     return {"client_address": request.remote_addr, "user_agent": request.user_agent.string}
 
 
-def _sign_in_as(user: User, next_url: str | None = None):
-    """Replace whatever session this browser had with a new one for ``user``."""
+def _sign_in_as(user: User, next_url: str | None = None, *, factor_checked: bool = False):
+    """Replace whatever session this browser had with a new one for ``user``.
+
+    With a second factor set up, the password alone opens nothing: the code comes first.
+    """
     session.clear()
+    if second_factor.enrolled(user) and not factor_checked:
+        session["factor"] = {"user": user.id, "until": time.time() + CHOICE_SECONDS,
+                             "next": safe_next(next_url)}
+        return redirect_to(url_for("auth.code"))
+    access_log.record("sign_in", tenant=user.tenant, user=user)
     auth_sessions.start(user, **_client())
     accounts.signed_in(user)
     db.session.commit()
@@ -103,6 +126,10 @@ def sign_in(slug: str | None = None):
     if form.validate_on_submit():
         matched = accounts.check_credentials(form.email.data, form.password.data, tenant)
         db.session.commit()  # failures count even though we refuse
+        if not matched:
+            for account in accounts.accounts_for(form.email.data, tenant):
+                access_log.record("sign_in_failed", tenant=account.tenant, user=account)
+            db.session.commit()
         if len(matched) == 1:
             return _sign_in_as(matched[0], request.args.get("next"))
         if matched:
@@ -147,6 +174,74 @@ def choose_account():
     return page("auth/choose.html", "auth/_choose_form.html", form=form)
 
 
+@bp.route("/sign-in/code", methods=["GET", "POST"])
+@limiter.limit("10/minute;60/hour", methods=["POST"])
+def code():
+    """The second step of signing in: a code from the authenticator app, or a recovery code."""
+    pending = session.get("factor")
+    user = db.session.get(User, pending["user"]) if pending else None
+    if user is None or pending["until"] < time.time() or user.disabled:
+        session.pop("factor", None)
+        return redirect_to(url_for("auth.sign_in"))
+    form = CodeForm()
+    if form.validate_on_submit():
+        if not accounts.is_locked(user) and second_factor.verify(user, form.code.data):
+            user.failed_signins, user.locked_until = 0, None
+            return _sign_in_as(user, pending.get("next"), factor_checked=True)
+        accounts.record_failure(user)
+        access_log.record("sign_in_failed", tenant=user.tenant, user=user,
+                          detail="second factor refused")
+        db.session.commit()
+        form.form_errors.append("That code did not work. Codes change every 30 seconds and "
+                                "work once; try the next one, or a recovery code.")
+    return page("auth/code.html", "auth/_code_form.html", form=form, tenant=user.tenant)
+
+
+@bp.route("/account/second-factor", methods=["GET", "POST"])
+@login_required
+@limiter.limit("10/minute", methods=["POST"])
+def enrol():
+    """Set up (or review) the second factor: scan the code, prove it with one code."""
+    user = current_user._get_current_object()
+    form = CodeForm()
+    if second_factor.enrolled(user):
+        return page("auth/second_factor.html", "auth/_second_factor.html", user=user,
+                    policy=second_factor.policy_for(user), form=form)
+    secret = session.get("enrol_secret") or second_factor.new_secret()
+    session["enrol_secret"] = secret
+    if form.validate_on_submit():
+        codes = second_factor.enrol(user, secret, form.code.data)
+        if codes:
+            session.pop("enrol_secret", None)
+            db.session.commit()
+            return page("auth/recovery_codes.html", "auth/_recovery_codes.html", codes=codes)
+        form.code.errors = [*form.code.errors, "That code does not match. Check the time on "
+                            "your phone and enter the code now shown."]
+    return page("auth/enrol.html", "auth/_enrol.html", form=form, secret=secret,
+                qr=second_factor.enrolment_qr(user, secret),
+                required=second_factor.policy_for(user) == "required")
+
+
+@bp.route("/account/second-factor/off", methods=["POST"])
+@login_required
+def second_factor_off():
+    """Turn the second factor off, where the organisation leaves it optional."""
+    user = current_user._get_current_object()
+    if second_factor.policy_for(user) != "required":  # CSRFProtect checked the token
+        second_factor.reset(user)
+        db.session.commit()
+        flash("The second factor is off.", "info")
+    return redirect_to(url_for("auth.enrol"))
+
+
+@bp.route("/account/activity")
+@login_required
+def activity():
+    """Recent sign-ins to this account, so the owner can spot one that was not them."""
+    return page("auth/activity.html", "auth/_activity.html",
+                events=access_log.sign_ins(current_user))
+
+
 @bp.route("/sign-out", methods=["POST"])
 def sign_out():
     """End this browser's session."""
@@ -178,7 +273,7 @@ def change_password():
         else:
             # Every session of this user ended with the change; this browser gets a new one
             # (which clears the old session, so the notice comes after).
-            response = _sign_in_as(user)
+            response = _sign_in_as(user, factor_checked=True)
             flash("Your password has been changed. Other devices have been signed out.", "success")
             return response
     return page("auth/change_password.html", "auth/_change_password_form.html",

@@ -7,7 +7,7 @@ from functools import wraps
 from flask import abort, flash, request, url_for
 from flask_login import current_user, login_required
 
-from .. import composing, sent_items, uploads
+from .. import access_log, composing, sent_items, uploads
 from ..extensions import db
 from ..gateway import isolation
 from ..rendering import page, redirect_to
@@ -111,7 +111,8 @@ def sent_message(public_id: str):
     if message is None:
         abort(404)
     return page("compose/sent_message.html", "compose/_sent_message.html", message=message,
-                status=sent_items.status, form=RevokeForm())
+                status=sent_items.status, form=RevokeForm(),
+                accesses=access_log.of_message(message))
 
 
 @bp.route("/sent/<public_id>/revoke", methods=["POST"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Response, abort, flash, render_template, request, url_for
 from flask_login import current_user, login_required
 
-from .. import composing, portal, reading, replies, uploads
+from .. import access_log, composing, portal, reading, replies, uploads
 from ..extensions import db
 from ..rendering import page, redirect_to
 from ..sanitize import clean_html, text_to_html
@@ -55,6 +55,8 @@ def message(public_id: str):
     if gone := _unavailable(copy):
         return gone
     portal.opened(copy, request.remote_addr)
+    access_log.record("opened", tenant=copy.message.tenant, user=current_user,
+                      message=copy.message)
     db.session.commit()
     readable = reading.read(copy.message.raw)
     has_remote = False
@@ -100,6 +102,9 @@ def attachment(public_id: str, number: int):
     if part is None:
         abort(404)
     data, content_type, filename = part
+    access_log.record("downloaded", tenant=copy.message.tenant, user=current_user,
+                      message=copy.message, detail=filename)
+    db.session.commit()
     response = Response(data, mimetype=content_type)
     response.headers.set("Content-Disposition", "attachment", filename=filename)
     response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
@@ -152,6 +157,8 @@ def reply(public_id: str):
             db.session.rollback()
             form.form_errors.append(str(refused))
         else:
+            access_log.record("replied", tenant=copy.message.tenant, user=current_user,
+                              message=copy.message)
             db.session.commit()
             flash("Your reply has been sent.", "success")
             return redirect_to(url_for("inbox.message", public_id=public_id))

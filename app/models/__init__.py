@@ -1,5 +1,6 @@
 """The data model. Names follow DESIGN.md section 2."""
 
+from .access import AccessEvent, RecoveryCode
 from .audit import AuditEvent
 from .auth import AuthSession, PasswordReset
 from .draft import Draft
@@ -18,6 +19,7 @@ __all__ = [
     "ROUTES",
     "TLS_LEVELS",
     "WHERE",
+    "AccessEvent",
     "ApplicationSettings",
     "AuditEvent",
     "AuthSession",
@@ -31,6 +33,7 @@ __all__ = [
     "PasswordReset",
     "Policy",
     "Recipient",
+    "RecoveryCode",
     "Tenant",
     "User",
 ]

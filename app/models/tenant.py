@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import ForeignKey, LargeBinary, String, UniqueConstraint
+from sqlalchemy import ForeignKey, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, deferred, mapped_column, relationship
 
 from ..clock import utcnow
@@ -30,6 +30,14 @@ class Tenant(db.Model):
     #: warn recipients who have not opened a message this many days before it expires;
     #: 0 turns the warning off
     expiry_warning_days: Mapped[int] = mapped_column(default=3)
+    #: second factor for external recipients and for internal users: off, optional, required
+    second_factor_external: Mapped[str] = mapped_column(String(10), default="optional")
+    second_factor_internal: Mapped[str] = mapped_column(String(10), default="optional")
+    #: From of generated mail (notifications); the gateway's default when empty
+    mail_from: Mapped[str | None] = mapped_column(String(320))
+    #: DKIM signing of generated mail: selector and private key (PEM), generated on request
+    dkim_selector: Mapped[str | None] = mapped_column(String(63))
+    dkim_private_key: Mapped[str | None] = deferred(mapped_column(Text))
     #: shown on the sign-in page and in notifications; the tenant name when empty
     portal_name: Mapped[str | None] = mapped_column(String(200))
     logo: Mapped[bytes | None] = deferred(mapped_column(LargeBinary))

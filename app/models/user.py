@@ -31,6 +31,11 @@ class User(db.Model):
     failed_signins: Mapped[int] = mapped_column(default=0)
     locked_until: Mapped[datetime | None]
     disabled: Mapped[bool] = mapped_column(default=False)
+    #: the second factor (RFC 6238): base32 secret, and the last time step used, so
+    #: that a code cannot be used twice
+    totp_secret: Mapped[str | None] = mapped_column(String(64))
+    totp_last_step: Mapped[int | None]
+    totp_enrolled_at: Mapped[datetime | None]
     #: manages every tenant (the operator of this installation), besides its own
     is_platform_admin: Mapped[bool] = mapped_column(default=False)
     application_settings_id: Mapped[int | None] = mapped_column(

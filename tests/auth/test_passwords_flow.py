@@ -4,7 +4,7 @@ import re
 from datetime import timedelta
 
 import pytest
-from support import PASSWORD, csrf_token, post_form, read_outbox
+from support import PASSWORD, post_form, read_outbox, without_csrf_tokens
 
 from app import accounts
 from app.clock import utcnow
@@ -143,8 +143,7 @@ def test_the_answer_is_the_same_whether_or_not_the_account_exists(app, client, a
         return ask_for_reset(client, email).get_data(as_text=True).replace(email, "ADDRESS")
 
     known, unknown = answer(alice.email), answer("nobody@partner.test")
-    token = csrf_token(client, "/password/forgot")
-    assert known.replace(token, "") == unknown.replace(token, "")
+    assert without_csrf_tokens(known) == without_csrf_tokens(unknown)
     assert [m["To"] for m in read_outbox(app)] == [alice.email]
 
 

@@ -1,0 +1,126 @@
+"""Notifications that are believed (DKIM, From), links that survive scanners, access log."""
+
+import re
+
+import dkim
+import dns.resolver
+import pytest
+from sqlalchemy import text
+from support import PASSWORD, mail
+
+from app import access_log, dkim_signing
+from app.extensions import db
+from app.models import AccessEvent
+from app.passwords import hash_password
+
+
+def test_a_notification_verifies_under_dkim_with_the_published_key(app, gateway, network):
+    gateway.tenant.mail_from = "secure@acme.test"
+    dkim_signing.generate(gateway.tenant)
+    db.session.commit()
+    name, value = dkim_signing.dns_record(gateway.tenant, "acme.test")
+    network.dns.add_txt(name, value)
+    sink = network.mx("partner.test")
+    gateway.send(mail(), ["pat@partner.test"], mode="external")
+    gateway.run_queue()
+    notice = next(d for d in sink.wait_for(2)
+                  if d.message["Subject"] == "You have a new secure message")
+    assert notice.message["From"] == "secure@acme.test"
+    assert notice.message["DKIM-Signature"]
+
+    resolver = dns.resolver.Resolver(configure=False)
+    resolver.nameservers, resolver.port = ["127.0.0.1"], network.dns.port
+
+    def from_test_dns(qname, timeout=5):
+        answer = resolver.resolve(qname.decode().rstrip("."), "TXT")
+        return b"".join(b"".join(record.strings) for record in answer)
+
+    assert dkim.verify(notice.data, dnsfunc=from_test_dns)
+    tampered = notice.data.replace(b"secure message", b"secure messagE", 1)
+    assert not dkim.verify(tampered, dnsfunc=from_test_dns)
+
+
+def test_without_a_key_nothing_is_signed(gateway):
+    assert dkim_signing.sign(b"From: a@acme.test\r\n\r\nx", gateway.tenant) == \
+        b"From: a@acme.test\r\n\r\nx"
+
+
+def snapshot() -> list:
+    """Every row of every table: a GET must leave all of them as they were."""
+    tables = [r[0] for r in db.session.execute(text(
+        "SELECT name FROM sqlite_master WHERE type='table'" if db.engine.dialect.name == "sqlite"
+        else "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"))]
+    return [db.session.execute(text(f'SELECT * FROM "{t}" ORDER BY 1')).all()
+            for t in sorted(tables) if t != "alembic_version"]
+
+
+@pytest.mark.parametrize("first_contact", ["password", "activation_link"])
+def test_a_get_of_every_generated_link_changes_nothing(app, gateway, client, first_contact):
+    gateway.tenant.first_contact = first_contact
+    db.session.commit()
+    app.config["OUTBOUND"] = f"maildir:{app.instance_path}/outbox"
+    gateway.send(mail(), ["pat@partner.test"], mode="external")
+    from support import post_form, read_outbox
+
+    # A reset link too.
+    post_form(client, "/password/forgot", {"email": "alice@acme.test"})
+    links = set()
+    for message in read_outbox(app):
+        for part in message.walk():
+            if part.get_content_maintype() == "text":
+                links |= set(re.findall(r"http://localhost(/[^\s\"<>]+)", part.get_content()))
+    assert any("/password/reset/" in link for link in links)
+    assert any(link.startswith("/t/acme/sign-in") for link in links)
+    db.session.expire_all()
+    before = snapshot()
+    scanner = app.test_client()  # a mail scanner following every link, twice
+    for link in sorted(links) * 2:
+        assert scanner.get(link).status_code in (200, 302, 404), link
+    db.session.expire_all()
+    assert snapshot() == before
+
+
+def test_the_sender_sees_who_opened_and_downloaded(app, gateway, client, auth):
+    from support import post_form
+
+    raw = (b"From: alice@acme.test\r\nTo: pat@partner.test\r\nSubject: files\r\n"
+           b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+           b"--b\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n"
+           b"--b\r\nContent-Type: application/pdf\r\n"
+           b"Content-Disposition: attachment; filename=\"terms.pdf\"\r\n\r\n%PDF\r\n--b--\r\n")
+    message = gateway.send(raw, ["pat@partner.test"], mode="external")
+    pat = gateway.account("pat@partner.test")
+    pat.password_hash, pat.must_change_password = hash_password(PASSWORD), False
+    db.session.commit()
+    reader = app.test_client()
+    post_form(reader, "/t/acme/sign-in", {"email": "pat@partner.test", "password": PASSWORD})
+    reader.get(f"/inbox/{message.public_id}", headers={"User-Agent": "Pat's browser"})
+    reader.get(f"/inbox/{message.public_id}/parts/1")
+    kinds = [e.kind for e in access_log.of_message(message)]
+    assert sorted(kinds) == ["downloaded", "opened"]
+    alice = gateway.account("alice@acme.test")
+    alice.password_hash = hash_password(PASSWORD)
+    db.session.commit()
+    auth.sign_in("alice@acme.test", slug="acme")
+    page = client.get(f"/sent/{message.public_id}").get_data(as_text=True)
+    assert "Who read it" in page and "Downloaded terms.pdf" in page
+    # The recipient's own activity page shows sign-ins only, and only theirs.
+    activity = reader.get("/account/activity").get_data(as_text=True)
+    assert "Signed in" in activity and "alice@acme.test" not in activity
+    assert db.session.query(AccessEvent).filter_by(kind="opened").count() == 1
+
+
+def test_administrators_search_the_access_log_of_their_tenant_only(
+        app, gateway, client, auth, make_tenant, make_user):
+    other = make_tenant("globex", domains=["globex.test"])
+    make_user(other, "gina@globex.test", role="internal")
+    db.session.commit()
+    post = app.test_client()
+    from support import post_form
+
+    post_form(post, "/t/globex/sign-in", {"email": "gina@globex.test", "password": PASSWORD})
+    make_user(gateway.tenant, "boss@acme.test", role="admin")
+    auth.sign_in("boss@acme.test", slug="acme")
+    page = client.get("/admin/access").get_data(as_text=True)
+    assert "boss@acme.test" in page
+    assert "gina@globex.test" not in page
