@@ -37,7 +37,7 @@ def search(tenant: Tenant, query: str = "", *, limit: int = 200) -> list[AccessE
     statement = select(AccessEvent).where(AccessEvent.tenant_id == tenant.id)
     if query := query.strip():
         statement = statement.where(or_(
-            AccessEvent.email.contains(query.lower(), autoescape=True),
-            AccessEvent.kind.contains(query, autoescape=True),
-            AccessEvent.client_address.contains(query, autoescape=True)))
+            AccessEvent.email.icontains(query.lower(), autoescape=True),
+            AccessEvent.kind.icontains(query, autoescape=True),
+            AccessEvent.client_address.icontains(query, autoescape=True)))
     return list(db.session.scalars(statement.order_by(AccessEvent.at.desc()).limit(limit)))

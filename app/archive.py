@@ -25,14 +25,14 @@ def search(tenant: Tenant, criteria: Criteria, *, limit: int = 100) -> list[Mess
     statement = select(Message).where(Message.tenant_id == tenant.id)
     if criteria.sender.strip():
         statement = statement.where(
-            Message.mail_from.contains(criteria.sender.strip().lower(), autoescape=True)
-            | Message.header_from.contains(criteria.sender.strip(), autoescape=True))
+            Message.mail_from.icontains(criteria.sender.strip().lower(), autoescape=True)
+            | Message.header_from.icontains(criteria.sender.strip(), autoescape=True))
     if criteria.subject.strip():
         statement = statement.where(
-            Message.subject.contains(criteria.subject.strip(), autoescape=True))
+            Message.subject.icontains(criteria.subject.strip(), autoescape=True))
     matching = [Recipient.message_id == Message.id]
     if criteria.recipient.strip():
-        matching.append(Recipient.address.contains(criteria.recipient.strip().lower(),
+        matching.append(Recipient.address.icontains(criteria.recipient.strip().lower(),
                                                    autoescape=True))
     if criteria.route:
         matching.append(Recipient.route == criteria.route)

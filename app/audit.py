@@ -26,8 +26,8 @@ def search(tenant: Tenant | None, query: str = "", *, limit: int = 200) -> list[
         if tenant is not None else statement.where(AuditEvent.tenant_id.is_(None))
     if query := query.strip():
         statement = statement.where(or_(
-            AuditEvent.actor.contains(query, autoescape=True),
-            AuditEvent.action.contains(query, autoescape=True),
-            AuditEvent.detail.contains(query, autoescape=True)))
+            AuditEvent.actor.icontains(query, autoescape=True),
+            AuditEvent.action.icontains(query, autoescape=True),
+            AuditEvent.detail.icontains(query, autoescape=True)))
     return list(db.session.scalars(statement.order_by(AuditEvent.at.desc(), AuditEvent.id.desc())
                                    .limit(limit)))

@@ -12,7 +12,7 @@ from .models import Tenant, User
 def search(tenant: Tenant, query: str = "", *, limit: int = 200) -> list[User]:
     statement = select(User).where(User.tenant_id == tenant.id)
     if query := query.strip():
-        statement = statement.where(User.email.contains(query.lower(), autoescape=True))
+        statement = statement.where(User.email.icontains(query.lower(), autoescape=True))
     return list(db.session.scalars(statement.order_by(User.kind.desc(), User.email)
                                    .limit(limit)))
 

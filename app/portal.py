@@ -56,9 +56,9 @@ def inbox(user: User, *, query: str = "", number: int = 1) -> Page:
     query = query.strip()[:200]
     if query:
         statement = statement.where(or_(
-            Message.subject.contains(query, autoescape=True),
-            Message.header_from.contains(query, autoescape=True),
-            Message.mail_from.contains(query, autoescape=True),
+            Message.subject.icontains(query, autoescape=True),
+            Message.header_from.icontains(query, autoescape=True),
+            Message.mail_from.icontains(query, autoescape=True),
         ))
     total = db.session.scalar(select(func.count()).select_from(statement.subquery()))
     number = max(1, min(number, max(1, -(-total // PER_PAGE))))
