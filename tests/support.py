@@ -18,7 +18,7 @@ _CSRF = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"|'
 
 def csrf_token(client, path: str) -> str:
     """The CSRF token of the form on ``path``, as a browser would have it."""
-    page = client.get(path).get_data(as_text=True)
+    page = client.get(path, follow_redirects=True).get_data(as_text=True)
     match = _CSRF.search(page)
     assert match, f"no CSRF token on {path}"
     return match.group(1) or match.group(2)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from flask import Response, abort, flash, request, session, url_for
+from flask import Response, abort, current_app, flash, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 from sqlalchemy import select
 from wtforms.fields.choices import SelectChoice
@@ -29,6 +29,8 @@ SIGN_IN_REFUSED = (
     "That email address and password do not match an account, or the account is "
     "locked for a few minutes after too many attempts. Try again, or reset your password."
 )
+#: The organisation this browser last signed in to: its name and logo greet the next visit.
+LAST_TENANT_COOKIE = "ccm_last_tenant"
 #: How long the "which organisation?" choice stays open after the password was proven.
 CHOICE_SECONDS = 300
 
@@ -98,14 +100,20 @@ def _sign_in_as(user: User, next_url: str | None = None, *, factor_checked: bool
                              "next": safe_next(next_url)}
         return redirect_to(url_for("auth.code"))
     access_log.record("sign_in", tenant=user.tenant, user=user)
+    remember_tenant = user.tenant.slug
     auth_sessions.start(user, **_client())
     accounts.signed_in(user)
     db.session.commit()
     login_user(user)
     session.permanent = True
     if user.must_change_password:
-        return redirect_to(url_for("auth.change_password"))
-    return redirect_to(safe_next(next_url) or url_for("inbox.index"))
+        response = redirect_to(url_for("auth.change_password"))
+    else:
+        response = redirect_to(safe_next(next_url) or url_for("inbox.index"))
+    # Next time, the sign-in page can show this organisation's name and logo at once.
+    response.set_cookie(LAST_TENANT_COOKIE, remember_tenant, max_age=365 * 86400,
+                        secure=current_app.config["HTTPS"], httponly=True, samesite="Lax")
+    return response
 
 
 @bp.route("/")
@@ -122,6 +130,12 @@ def home():
 def sign_in(slug: str | None = None):
     """Sign in with an email address and password, at one tenant or at whichever matches."""
     tenant = _tenant(slug)
+    remembered = request.cookies.get(LAST_TENANT_COOKIE)
+    if tenant is None and request.method == "GET" and remembered and "any" not in request.args:
+        known = db.session.scalar(select(Tenant).where(Tenant.slug == remembered))
+        if known is not None:
+            return redirect_to(url_for("auth.sign_in", slug=known.slug,
+                                       next=safe_next(request.args.get("next"))))
     form = SignInForm()
     if form.validate_on_submit():
         matched = accounts.check_credentials(form.email.data, form.password.data, tenant)

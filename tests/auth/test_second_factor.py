@@ -151,3 +151,15 @@ def test_sign_ins_and_failures_are_in_the_access_log_and_the_owner_sees_them(
     assert kinds == ["sign_in_failed", "sign_in"]
     page = client.get("/account/activity").get_data(as_text=True)
     assert "Failed attempt" in page and "Signed in" in page and "Firefox/140" in page
+
+
+def test_a_returning_visitor_sees_their_organisation_before_typing(app, client, auth, alice):
+    auth.sign_in("alice@partner.test")
+    auth.sign_out()
+    greeting = client.get("/sign-in")
+    assert greeting.headers["Location"] == "/t/acme/sign-in"
+    page = client.get("/t/acme/sign-in").get_data(as_text=True)
+    assert "Sign in to Acme Corp" in page
+    assert "Signing in to another organisation?" in page
+    assert client.get("/sign-in?any=1").status_code == 200
+    assert app.test_client().get("/sign-in").status_code == 200  # a new browser: no hint
