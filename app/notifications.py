@@ -8,6 +8,7 @@ an immutable sandbox, because an administrator's template is untrusted input.
 
 from __future__ import annotations
 
+import re
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from functools import cache
@@ -50,9 +51,38 @@ SAMPLES = {
 PARTS = ("subject", "text", "html")
 _SUFFIX = {"subject": "subject.txt", "text": "txt", "html": "html"}
 
-_text = ImmutableSandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True)
-_html = ImmutableSandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True,
-                                      autoescape=True)
+#: no template needs numbers this long in its code; a limit on literals stops
+#: "{:>999999999}" and |center(999999999), and the operator checks below stop computing
+#: them (plain text outside {{ }} and {% %}, such as a colour #52606d, is no code)
+_LONG_NUMBER = re.compile(r"\d{5,}")
+_CODE = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.DOTALL)
+_LARGEST = 10**6
+
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """Jinja's immutable sandbox, with arithmetic that cannot exhaust time or memory.
+
+    Intercepted operators are also never folded at compile time, so ``9**(9**9)``
+    cannot hang the compiler either.
+    """
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context, operator, left, right):
+        numbers = all(isinstance(v, int) for v in (left, right))
+        if operator == "**" and not (numbers and abs(right) <= 64
+                                     and abs(left) ** min(abs(right), 64) <= _LARGEST):
+            raise SecurityError("numbers that large are not allowed in templates")
+        if operator == "*":
+            sizes = [len(v) if isinstance(v, str | list | tuple) else abs(v)
+                     for v in (left, right) if isinstance(v, str | list | tuple | int)]
+            if len(sizes) == 2 and sizes[0] * sizes[1] > _LARGEST:
+                raise SecurityError("results that large are not allowed in templates")
+        return super().call_binop(context, operator, left, right)
+
+
+_text = _Sandbox(undefined=StrictUndefined, keep_trailing_newline=True)
+_html = _Sandbox(undefined=StrictUndefined, keep_trailing_newline=True, autoescape=True)
 for _environment in (_text, _html):
     # Templates need only their own variables: no range, lipsum, cycler, joiner, namespace.
     _environment.globals.clear()
@@ -81,6 +111,9 @@ def sources(kind: str, tenant: Tenant | None) -> dict[str, str]:
 
 def render_sources(templates: dict[str, str], context: dict) -> dict[str, str]:
     """Render subject, text and HTML; raises Jinja's errors (syntax, sandbox, undefined)."""
+    for source in templates.values():
+        if any(_LONG_NUMBER.search(code) for code in _CODE.findall(source)):
+            raise SecurityError("numbers of five digits or more are not allowed in templates")
     rendered = {
         "subject": _text.from_string(templates["subject"]).render(context),
         "text": _text.from_string(templates["text"]).render(context),
@@ -102,12 +135,21 @@ def check(kind: str, templates: dict[str, str]) -> str | None:
         return f"{error.message}; the variables are {', '.join(KINDS[kind])}"
     except TemplateError as error:
         return str(error)
+    except Exception as error:  # a template can raise anything; none of it may escape
+        return f"it fails with sample data ({type(error).__name__}: {error})"[:500]
     return None
 
 
 def build(kind: str, to: str, tenant: Tenant | None = None, **context) -> EmailMessage:
     """A ready-to-send message of notification ``kind`` for ``to``."""
-    rendered = render_sources(sources(kind, tenant), context)
+    try:
+        rendered = render_sources(sources(kind, tenant), context)
+    except Exception:
+        # An administrator's template that breaks on real data must not stop the mail:
+        # send the built-in wording, and say so in the log.
+        current_app.logger.exception("the %s template of %s failed; using the built-in one",
+                                     kind, tenant.slug if tenant else "-")
+        rendered = render_sources(builtin(kind), context)
     message = EmailMessage()
     message["From"] = sender_address(tenant)
     message["To"] = to

@@ -46,9 +46,11 @@ class TesterForm(FlaskForm):
     recipients = StringField("Recipients", validators=[DataRequired(), Length(max=5000)])
     subject = StringField("Subject", validators=[Length(max=998)])
     body = TextAreaField("Body", validators=[Length(max=200_000)])
-    mode = SelectField("CCM mode asked for", choices=[
-        SelectChoice("off", "Off"), SelectChoice("external", "External Recipients Only"),
-        SelectChoice("all", "All Recipients")])
+    mode = SelectField("CCM mode", choices=[
+        SelectChoice("", "As a mail client asks (the X-CCM-Mode header, if allowed)"),
+        SelectChoice("off", "Off (portal composer)"),
+        SelectChoice("external", "External Recipients Only (portal composer)"),
+        SelectChoice("all", "All Recipients (portal composer)")], default="")
     eml = FileField("Or a message file (.eml)")
 
 
@@ -93,8 +95,8 @@ class TrackingForm(FlaskForm):
     sender = StringField("Sender", validators=[Optional(), Length(max=320)])
     recipient = StringField("Recipient", validators=[Optional(), Length(max=320)])
     subject = StringField("Subject", validators=[Optional(), Length(max=200)])
-    since = DateField("From", validators=[Optional()])
-    until = DateField("Until", validators=[Optional()])
+    since = DateField("Received from", validators=[Optional()])
+    until = DateField("Received until", validators=[Optional()])
     route = SelectField("Route", choices=[
         SelectChoice("", "Any"), SelectChoice("ccm", "CCM"),
         SelectChoice("internal", "Internal relay"), SelectChoice("external", "MX")],

@@ -114,11 +114,12 @@ def reset_password(user_id: int):
 def reset_second_factor(user_id: int):
     """Remove a lost second factor; the person sets up a new one at next sign-in."""
     person = _user(user_id)
-    second_factor.reset(person)
-    audit.record("second factor reset", person.email, tenant=current_user.tenant)
-    db.session.commit()
-    flash(f"{person.email} can sign in with the password alone until a new factor is set up.",
-          "success")
+    if ActionForm().validate_on_submit():
+        second_factor.reset(person)
+        audit.record("second factor reset", person.email, tenant=current_user.tenant)
+        db.session.commit()
+        flash(f"{person.email} can sign in with the password alone until a new factor is "
+              "set up.", "success")
     return redirect_to(url_for("admin.user", user_id=person.id))
 
 

@@ -145,7 +145,7 @@ def tester():
         else:
             raw = _tester_message(form)
             result = ingest.plan(current_user.tenant, raw, form.sender.data.strip().lower(),
-                                 recipients, mode=form.mode.data)
+                                 recipients, mode=form.mode.data or None)
     return page("admin/tester.html", "admin/_tester.html", form=form, result=result)
 
 

@@ -81,6 +81,8 @@ def settings():
 def dkim_key():
     """Generate a new DKIM key for the tenant's notifications."""
     tenant = current_user.tenant
+    if not ActionForm().validate_on_submit():
+        return redirect_to(url_for("admin.settings"))
     dkim_signing.generate(tenant)
     audit.record("DKIM key generated", f"selector {tenant.dkim_selector}", tenant=tenant)
     db.session.commit()

@@ -88,9 +88,11 @@ def preview(kind: str):
     """The live preview (htmx, as the administrator types): never saves anything."""
     kind = _kind(kind)
     form = TemplateForm()
-    if not form.validate():
-        abort(400)
-    rendered, problem = _preview(kind, form)
+    if form.validate():
+        rendered, problem = _preview(kind, form)
+    else:
+        empty = [f.label.text for f in (form.subject, form.text, form.html) if f.errors]
+        rendered, problem = None, f"{', '.join(empty)} cannot be empty."
     return page("admin/_template_preview.html", "admin/_template_preview.html",
                 rendered=rendered, problem=problem)
 

@@ -15,6 +15,7 @@ import zlib
 import pytest
 from axe import check_accessibility, summary
 from playwright.sync_api import BrowserContext, Page, expect
+from sqlalchemy import select
 from support import PASSWORD, mail
 
 from app.extensions import db
@@ -71,13 +72,32 @@ def sign_in_as_admin(page: Page, base_url: str) -> None:
     expect(page.get_by_role("navigation", name="Account")).to_contain_text(ADMIN)
     page.get_by_role("navigation", name="Sections").get_by_role(
         "link", name="Administration").click()
+    page.wait_for_url("**/admin/policies")
     expect(page.get_by_role("heading", name="Policies", level=1)).to_be_visible()
+
+
+def follow(page: Page, link) -> None:
+    """Click a link and wait for its page to load, htmx included.
+
+    Playwright types faster than anyone: into a field whose page is still loading, before
+    htmx (a deferred script) listens to it, and the search or preview never happens.
+    """
+    href = link.get_attribute("href")
+    link.click()
+    page.wait_for_url(f"**{href}")
 
 
 def section(page: Page, name: str) -> None:
     """Open a section of the console from its side navigation."""
-    page.get_by_role("navigation", name="Administration").get_by_role(
-        "link", name=name, exact=True).click()
+    follow(page, page.get_by_role("navigation", name="Administration").get_by_role(
+        "link", name=name, exact=True))
+
+
+def open_secure_message_template(page: Page) -> None:
+    section(page, "Notifications")
+    follow(page, page.get_by_role("link", name=re.compile("^Secure message notification")))
+    expect(page.get_by_role("heading", name="Secure message notification", level=1)
+           ).to_be_visible()
 
 
 def new_context(browser, console_errors) -> tuple[BrowserContext, Page]:
@@ -102,6 +122,22 @@ def text_of(message) -> str:
     return message.get_body(preferencelist=("plain",)).get_content()
 
 
+def screenshot_tall(page: Page, screenshot, label: str) -> None:
+    """A full-page screenshot with the viewport as tall as the page.
+
+    Chromium paints a sandboxed (opaque-origin, out-of-process) frame only inside the
+    viewport: in an ordinary full-page screenshot the HTML preview below the fold is blank.
+    """
+    size = page.viewport_size
+    height = page.evaluate("document.documentElement.scrollHeight")
+    page.set_viewport_size({"width": size["width"], "height": height})
+    try:
+        expect(page.frame_locator("iframe.preview-frame").locator("body")).to_be_visible()
+        screenshot(page, label)
+    finally:
+        page.set_viewport_size(size)
+
+
 def overflows(page: Page) -> list[str]:
     """Elements that stick out sideways past the viewport (a page one scrolls sideways)."""
     return page.evaluate("""() => {
@@ -121,13 +157,15 @@ def overflows(page: Page) -> list[str]:
 # --- what the console does, step by step -----------------------------------------------
 
 
-def create_content_policy(page: Page, screenshot=None) -> None:
+def create_content_policy(page: Page, screenshot=None, while_open=None) -> None:
+    """Policies, New policy, fill it in, Save; ``while_open(page)`` runs on the open form."""
     section(page, "Policies")
-    page.get_by_role("link", name="New policy").click()
+    follow(page, page.get_by_role("link", name="New policy"))
     expect(page.get_by_role("heading", name="New policy", level=1)).to_be_visible()
     page.get_by_label("Name", exact=True).fill(POLICY)
-    kind = page.get_by_label("Kind")
-    kind.select_option(label="Content (a word or phrase)")
+    if while_open:
+        while_open(page)
+    page.get_by_label("Kind").select_option(label="Content (a word or phrase)")
     page.get_by_label("Words or phrases, one per line").fill(PHRASE)
     if screenshot:
         screenshot(page, "policy-form")
@@ -137,9 +175,7 @@ def create_content_policy(page: Page, screenshot=None) -> None:
 
 
 def save_template(page: Page) -> None:
-    section(page, "Notifications")
-    page.get_by_role("link", name=re.compile("^Secure message notification")).click()
-    expect(page.get_by_role("heading", name="Secure message notification")).to_be_visible()
+    open_secure_message_template(page)
     page.get_by_label("Subject", exact=True).fill(NEW_SUBJECT)
     page.get_by_role("button", name="Save", exact=True).click()
     expect(page.get_by_role("status")).to_have_text(
@@ -151,7 +187,7 @@ def reset_pats_password(page: Page, dialogs: list[str] | None = None) -> None:
     page.get_by_role("searchbox", name="Search by address").fill("pat")
     people = page.get_by_role("region", name="People")
     expect(people.get_by_role("link")).to_have_count(1)
-    people.get_by_role("link", name=PAT).click()
+    follow(page, people.get_by_role("link", name=PAT))
     expect(page.get_by_role("heading", name=PAT, level=1)).to_be_visible()
 
     def accept(dialog) -> None:
@@ -203,33 +239,36 @@ def falcon(acme):
 def test_a_content_policy_sends_by_ccm_and_tracking_shows_it(
     live_server, page, acme, screenshot
 ):
+    def only_the_kinds_fields(page: Page) -> None:
+        """The secure-delivery fields show only for that kind (CSS :has, no script)."""
+        kind, tls = page.get_by_label("Kind"), page.get_by_label("TLS", exact=True)
+        fallback = page.get_by_label("When TLS cannot be had")
+        phrases = page.get_by_label("Words or phrases, one per line")
+        kind.select_option(label="Content (a word or phrase)")
+        expect(tls).to_be_hidden()
+        expect(fallback).to_be_hidden()
+        expect(phrases).to_be_visible()
+        kind.select_option(label="Secure delivery (TLS required)")
+        expect(tls).to_be_visible()
+        expect(fallback).to_be_visible()
+        expect(phrases).to_be_hidden()
+        kind.select_option(label="Content (a word or phrase)")
+        expect(tls).to_be_hidden()
+        expect(fallback).to_be_hidden()
+
     sign_in_as_admin(page, live_server)
-    page.get_by_role("link", name="New policy").click()
-    expect(page.get_by_role("heading", name="New policy", level=1)).to_be_visible()
-
-    # The secure-delivery fields show only for that kind (CSS :has, no script).
-    kind, tls = page.get_by_label("Kind"), page.get_by_label("TLS", exact=True)
-    fallback = page.get_by_label("When TLS cannot be had")
-    phrases = page.get_by_label("Words or phrases, one per line")
-    kind.select_option(label="Content (a word or phrase)")
-    expect(tls).to_be_hidden()
-    expect(fallback).to_be_hidden()
-    expect(phrases).to_be_visible()
-    kind.select_option(label="Secure delivery (TLS required)")
-    expect(tls).to_be_visible()
-    expect(fallback).to_be_visible()
-    expect(phrases).to_be_hidden()
-    kind.select_option(label="Content (a word or phrase)")
-    expect(tls).to_be_hidden()
-
-    section(page, "Policies")
-    create_content_policy(page, screenshot)
+    create_content_policy(page, screenshot, while_open=only_the_kinds_fields)
     policies = page.get_by_role("region", name="Policies in evaluation order")
     row = policies.get_by_role("listitem").filter(has_text=POLICY)
     expect(row).to_have_count(1)
     expect(row).to_contain_text("Content")
     expect(row).to_contain_text(f"when {PHRASE} appears in the subject or body")
     screenshot(page, "policies")
+    # Only the chosen kind's fields count: the TLS choices seen on the way are not kept.
+    db.session.expire_all()
+    saved = db.session.scalars(select(Policy)).one()
+    assert (saved.kind, saved.phrases, saved.where, saved.tls, saved.fallback) == (
+        "content", [PHRASE], ["subject", "body"], None, None)
 
     subject = f"Budget for {PHRASE.title()}"
     send(subject)
@@ -285,10 +324,7 @@ def test_the_template_editor_previews_live_and_the_next_notification_uses_it(
     live_server, page, falcon, outbox, screenshot
 ):
     sign_in_as_admin(page, live_server)
-    section(page, "Notifications")
-    page.get_by_role("link", name=re.compile("^Secure message notification")).click()
-    expect(page.get_by_role("heading", name="Secure message notification", level=1)
-           ).to_be_visible()
+    open_secure_message_template(page)
     preview = page.locator("#preview")
     preview_subject = preview.locator(".preview-subject")
     expect(preview_subject).to_have_text("Subject: You have a new secure message")
@@ -297,7 +333,7 @@ def test_the_template_editor_previews_live_and_the_next_notification_uses_it(
     page.get_by_label("Subject", exact=True).fill(NEW_SUBJECT)
     expect(preview_subject).to_have_text("Subject: Secure post for pat@example.com",
                                          timeout=5_000)
-    screenshot(page, "template-editor")
+    screenshot_tall(page, screenshot, "template-editor")
 
     text = page.get_by_label("Text version")
     original = text.input_value()
@@ -363,12 +399,44 @@ def test_an_administrator_resets_a_recipients_password(
         pat_context.close()
 
 
-@pytest.mark.xfail(strict=True, reason="hx-confirm on a plain form never asks (no hx-post)")
-def test_resetting_a_password_asks_first(live_server, page, falcon):
+def restore_the_builtin_template(page: Page, dialogs: list[str]) -> None:
+    save_template(page)
+    page.once("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.accept()))
+    page.get_by_role("button", name="Restore the built-in version").click()
+    expect(page.get_by_role("status")).to_have_text(
+        "Secure message notification: the built-in version is back.")
+
+
+CONFIRMATIONS = {
+    "reset password": (reset_pats_password,
+                       f"Send {PAT} a new password? Their current one stops working at once."),
+    "restore template": (restore_the_builtin_template,
+                         "Throw away your version and use the built-in one?"),
+}
+
+
+@pytest.mark.parametrize("action", list(CONFIRMATIONS))
+def test_irreversible_buttons_ask_first(live_server, page, falcon, action):
     sign_in_as_admin(page, live_server)
+    act, question = CONFIRMATIONS[action]
     dialogs: list[str] = []
-    reset_pats_password(page, dialogs)
-    assert dialogs == [f"Send {PAT} a new password? Their current one stops working at once."]
+    act(page, dialogs)
+    assert dialogs == [question]
+
+
+def test_an_empty_subject_is_explained_in_the_preview(live_server, page, acme, console_errors):
+    # Today the preview answers 400: Chromium and htmx log it. Allowed here so the test
+    # fails on what the administrator sees, not on the console.
+    console_errors.allow(r"status of 400 .*/admin/templates/secure_message/preview")
+    console_errors.allow(r"Response Status Error Code 400 from /admin/templates/")
+    sign_in_as_admin(page, live_server)
+    open_secure_message_template(page)
+    subject = page.get_by_label("Subject", exact=True)
+    with page.expect_response(re.compile(r"/preview$")) as answer:
+        subject.fill("")
+    assert answer.value.status == 200, answer.value.status
+    expect(page.locator("#preview").get_by_role("alert")).to_contain_text("Subject")
+    expect(page.get_by_text("This form has expired")).to_be_hidden()
 
 
 def test_settings_name_and_logo_show_on_the_sign_in_page(
@@ -392,6 +460,13 @@ def test_settings_name_and_logo_show_on_the_sign_in_page(
         screenshot(visitor, "sign-in")
     finally:
         visitor_context.close()
+
+
+def test_the_notification_sender_hint_says_what_empty_means(live_server, page, acme):
+    sign_in_as_admin(page, live_server)
+    section(page, "Settings")
+    expect(page.get_by_label("From address of notifications")).to_have_accessible_description(
+        re.compile(r"^Empty: the gateway's postmaster address\. "))
 
 
 def test_the_audit_log_names_the_administrator(live_server, page, acme, screenshot):
@@ -423,17 +498,47 @@ def test_the_audit_log_names_the_administrator(live_server, page, acme, screensh
 
     page.get_by_role("searchbox", name="Search the audit log").fill("reset")
     page.get_by_role("button", name="Search", exact=True).click()
+    expect(page).to_have_url(f"{live_server}/admin/audit?q=reset")
     expect(rows).to_have_count(2)
     expect(rows.nth(1)).to_contain_text("password reset")
 
 
 def test_the_policies_page_at_phone_width(live_server, page, falcon, screenshot):
+    falcon.policies.append(Policy(name="Everything to the board", kind="route",
+                                  to_pattern="*@board.example", position=1))
+    db.session.commit()
     page.set_viewport_size(PHONE)
     sign_in_as_admin(page, live_server)
     policies = page.get_by_role("region", name="Policies in evaluation order")
     expect(policies).to_contain_text(POLICY)
+    expect(policies.get_by_role("button", name=f"Move down: {POLICY}")).to_be_visible()
     screenshot(page, "policies-phone")
     assert not overflows(page), overflows(page)
+
+
+def squeezed_policy_names(page: Page) -> list[str]:
+    """Policies whose name does not fit its column, or runs under the buttons beside it."""
+    return page.evaluate("""() => [...document.querySelectorAll(".policy-row")].flatMap(row => {
+        const what = row.querySelector(".policy-what");
+        const name = what.querySelector("a");
+        const buttons = row.querySelector(".policy-actions").getBoundingClientRect();
+        const overlaps = [...name.getClientRects()].some(r => r.right > buttons.left + 1
+            && r.left < buttons.right && r.bottom > buttons.top && r.top < buttons.bottom);
+        return what.scrollWidth > what.clientWidth + 1 || overlaps
+            ? [`${name.textContent.trim()}: column ${what.clientWidth}px, `
+               + `needs ${what.scrollWidth}px`] : [];
+    })""")
+
+
+def test_policy_names_fit_beside_their_buttons_at_phone_width(live_server, page, falcon):
+    falcon.policies.append(Policy(name="Everything to the board", kind="route",
+                                  to_pattern="*@board.example", position=1))
+    db.session.commit()
+    page.set_viewport_size(PHONE)
+    sign_in_as_admin(page, live_server)
+    expect(page.get_by_role("region", name="Policies in evaluation order")
+           ).to_contain_text("Everything to the board")
+    assert not squeezed_policy_names(page), squeezed_policy_names(page)
 
 
 # --- accessibility -----------------------------------------------------------------------
@@ -460,8 +565,7 @@ def _tester(page: Page) -> None:
 
 
 def _template(page: Page) -> None:
-    section(page, "Notifications")
-    page.get_by_role("link", name=re.compile("^Secure message notification")).click()
+    open_secure_message_template(page)
     expect(page.locator("#preview .preview-subject")).to_be_visible()
 
 

@@ -67,6 +67,21 @@
     if (box) { box.textContent = text; box.hidden = false; }
   });
 
+  // hx-confirm on a plain form (no htmx request of its own) still asks first.
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    var question = form.getAttribute && form.getAttribute("hx-confirm");
+    if (question && !form.hasAttribute("hx-post") && !window.confirm(question)) {
+      event.preventDefault();
+    }
+  });
+
+  // A request that went well clears the error a previous one left.
+  document.addEventListener("htmx:afterRequest", function (event) {
+    var box = document.getElementById("request-error");
+    if (box && event.detail.successful) { box.hidden = true; }
+  });
+
   window.addEventListener("resize", function () {
     document.querySelectorAll("iframe.message-frame").forEach(fit);
   });
