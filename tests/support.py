@@ -39,6 +39,12 @@ def post_form(client, path: str, data: dict, *, form_path: str | None = None, **
     return client.post(path, data={"csrf_token": token, **data}, **kwargs)
 
 
+def _delivery_order(key: str) -> tuple[int, ...]:
+    """Maildir keys read "SECONDS.M<microseconds>P<pid>Q<counter>": compare them as numbers,
+    since within one second "M99999" sorts after "M100000" as text."""
+    return tuple(int(n) for n in re.findall(r"\d+", key)[:3])
+
+
 def read_outbox(app) -> list[EmailMessage]:
     """Run the outbound queue as the worker would, then every message in the maildir outbox."""
     from app import outbound
@@ -50,7 +56,7 @@ def read_outbox(app) -> list[EmailMessage]:
         return []
     box = mailbox.Maildir(path, factory=None, create=False)
     messages = []
-    for key in sorted(box.keys()):  # keys begin with the delivery time
+    for key in sorted(box.keys(), key=_delivery_order):
         with box.get_file(key) as handle:
             messages.append(BytesParser(policy=policy.default).parse(handle))
     return messages
