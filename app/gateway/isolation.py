@@ -6,6 +6,7 @@ from datetime import timedelta
 
 from flask import current_app
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from .. import accounts, links, notifications, outbound
 from ..clock import utcnow
@@ -72,7 +73,17 @@ def _account(tenant, address: str) -> tuple[User, bool]:
     user = User(tenant=tenant, email=email, kind="internal" if internal else "external",
                 role="internal" if internal else "external", failed_signins=0,
                 disabled=False, must_change_password=True)
-    db.session.add(user)
+    try:
+        # In a savepoint: when another message to the same new recipient, received at the
+        # same moment, creates the account first, this one uses it instead of failing.
+        with db.session.begin_nested():
+            db.session.add(user)
+    except IntegrityError:
+        existing = db.session.scalar(select(User).where(User.tenant_id == tenant.id,
+                                                        User.email == email))
+        if existing is None:
+            raise
+        return existing, False
     current_app.logger.info("created a portal account for %s at %s", email, tenant.slug)
     return user, True
 

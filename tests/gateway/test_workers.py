@@ -72,3 +72,35 @@ def test_ccm_send_takes_the_same_path_as_smtp(app, runner, make_tenant, tmp_path
                                   "--rcpt", "pat@partner.test"])
     assert refused.exit_code == 1
     assert "5.7.1" in refused.output
+
+
+def test_simultaneous_first_messages_to_a_new_recipient_all_get_through(app, make_tenant):
+    """Found by bench/ingest.py: on PostgreSQL each transaction used to insert the new
+    account and all but one failed on the unique constraint (451, retried later)."""
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite serializes writers, so the race cannot happen there")
+    from app.gateway import ingest
+    from app.models import User
+
+    make_tenant("acme", domains=["acme.test"])
+    barrier, failures = threading.Barrier(4), []
+
+    def send(n):
+        with app.app_context():
+            try:
+                barrier.wait()
+                ingest.receive(mail(subject=f"first {n}").replace("\n", "\r\n").encode(),
+                               "alice@acme.test", ["new@partner.test"], mode="external")
+                db.session.commit()
+            except Exception as error:
+                failures.append(error)
+            finally:
+                db.session.remove()
+
+    threads = [threading.Thread(target=send, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert failures == []
+    assert db.session.query(User).filter_by(email="new@partner.test").count() == 1
