@@ -39,8 +39,10 @@ class Schedule:
 
 def jobs(app: Flask) -> dict[str, Schedule]:
     return {
-        "deliver": Schedule(outbound.run_due, app.config["WORKER_INTERVAL"],
-                            timedelta(minutes=15), "send what is due in the outbound queue"),
+        # Items carry their own leases (SKIP LOCKED): a job-wide lease would only let a
+        # killed worker hold up its restarted successor until that lease ran out.
+        "deliver": Schedule(outbound.run_due, app.config["WORKER_INTERVAL"], None,
+                            "send what is due in the outbound queue"),
         "expire": Schedule(expiry.purge_expired, 300, timedelta(hours=2),
                            "purge the content of messages past their visibility window"),
         "warn": Schedule(expiry.warn_unopened, 3600, timedelta(hours=1),
@@ -70,7 +72,7 @@ def run_job(app: Flask, name: str) -> str | None:
     return result
 
 
-def _take_lease(name: str, lease: timedelta) -> bool:
+def _take_lease(name: str, lease: timedelta | None) -> bool:
     now = utcnow()
     if db.session.get(Job, name) is None:
         db.session.add(Job(name=name))
@@ -78,6 +80,10 @@ def _take_lease(name: str, lease: timedelta) -> bool:
             db.session.commit()
         except Exception:  # another process created it first: fine
             db.session.rollback()
+    if lease is None:
+        db.session.execute(update(Job).where(Job.name == name).values(last_started_at=now))
+        db.session.commit()
+        return True
     taken = db.session.execute(
         update(Job).where(Job.name == name,
                           or_(Job.lease_until.is_(None), Job.lease_until < now))

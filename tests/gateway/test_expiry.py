@@ -204,3 +204,14 @@ def test_two_worker_processes_on_postgresql_share_the_work_exactly_once(
     for message in expired:
         (copy,) = db.session.query(Recipient).filter_by(message_id=message.id).all()
         assert [e.kind for e in copy.events].count("expired") == 1
+
+
+def test_a_killed_worker_does_not_hold_up_delivery(app, gateway):
+    """Found by bench/crash.py: the deliver job's own lease outlived a killed worker, so its
+    restarted successor delivered nothing until the lease ran out."""
+    worker.run_job(app, "deliver")
+    job = db.session.get(Job, "deliver")
+    job.lease_until = job.last_started_at + timedelta(hours=1)  # as a killed worker left it
+    job.last_finished_at = None
+    db.session.commit()
+    assert worker.run_job(app, "deliver") is not None
