@@ -40,7 +40,8 @@ PYTHON = str(VENV / "python")
 CCM = str(VENV / "ccm")
 LOOPBACK = "127.0.0.1"
 PG_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432"
-PG_DATABASE = "ccm_bench"
+#: CCM_BENCH_PG_DATABASE lets two checkouts benchmark on PostgreSQL without clashing
+PG_DATABASE = os.environ.get("CCM_BENCH_PG_DATABASE", "ccm_bench")
 #: a password the portal's rules accept (12+ characters, not common)
 PASSWORD = "bench horse battery staple"
 #: argon2id at its cheapest, for accounts the benchmark creates itself
