@@ -10,7 +10,7 @@ from datetime import timedelta
 
 from sqlalchemy import and_, exists, select, update
 
-from . import links, notifications, outbound
+from . import links, outbound
 from .clock import utcnow
 from .config import SESSION_ABSOLUTE_TIMEOUT
 from .extensions import db
@@ -73,12 +73,11 @@ def warn_unopened(*, batch: int = BATCH) -> int:
 
 
 def _warn(tenant: Tenant, recipient: Recipient, now) -> None:
-    outbound.queue(
-        notifications.build(
-            "expiry_warning", to=recipient.address, tenant=tenant, tenant_name=tenant.name,
-            recipient=recipient.address, portal_url=links.sign_in(tenant),
-            visible_until=f"{recipient.visible_until:%d %B %Y}"),
-        tenant=tenant, recipient=recipient,
+    outbound.notify("expiry_warning", recipient.address, {
+        "tenant_name": tenant.name, "recipient": recipient.address,
+        "portal_url": links.sign_in(tenant),
+        "visible_until": f"{recipient.visible_until:%d %B %Y}",
+    }, tenant=tenant, recipient=recipient,
         route="internal" if recipient.kind == "internal" else "external")
     recipient.expiry_warned_at = now
     record(recipient, "warned", "Expiry warning sent: not opened yet")

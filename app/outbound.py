@@ -22,7 +22,7 @@ from email.policy import SMTP
 from flask import current_app
 from sqlalchemy import or_, select
 
-from . import dkim_signing
+from . import dkim_signing, notifications
 from .clock import utcnow
 from .extensions import db
 from .gateway import mime, transport
@@ -46,6 +46,16 @@ def queue(message: MimeMessage, *, tenant: Tenant | None = None,
     raw = dkim_signing.sign(message.as_bytes(policy=SMTP), tenant)
     item = OutboundItem(kind=kind, route=route, tenant=tenant, recipient=recipient, raw=raw,
                         mail_from="", rcpt_to=str(message["To"]))
+    db.session.add(item)
+    return item
+
+
+def notify(kind: str, to: str, context: dict, *, tenant: Tenant | None,
+           recipient: Recipient | None = None, route: str = "external") -> OutboundItem:
+    """Queue notification ``kind`` for ``to``, rendered from the tenant's templates when
+    it is sent; ``context`` holds the template's variables (JSON values)."""
+    item = OutboundItem(kind="notification", route=route, tenant=tenant, recipient=recipient,
+                        notice={"kind": kind, "context": context}, mail_from="", rcpt_to=to)
     db.session.add(item)
     return item
 
@@ -110,7 +120,7 @@ def _take(limit: int) -> list[int]:
 def _attempt(item_id: int) -> None:
     item = db.session.get(OutboundItem, item_id)
     recipient = item.recipient
-    raw = item.raw if item.kind != "delivery" else recipient.message.raw
+    raw = _content(item)
     if raw is None:
         _finish(item, "done", "Not sent: the message was withdrawn or has expired")
         db.session.commit()
@@ -128,15 +138,26 @@ def _attempt(item_id: int) -> None:
         else:
             _defer(item, failure.reply)
     else:
-        _finish(item, "done", event if item.kind == "delivery" else _generated_event(item))
+        _finish(item, "done", event if item.kind == "delivery" else _generated_event(item, raw))
         if item.kind == "delivery":
             recipient.state = "delivered"
     db.session.commit()
 
 
-def _generated_event(item: OutboundItem) -> str:
+def _content(item: OutboundItem) -> bytes | None:
+    """The bytes to send: the message itself, or the generated mail (rendered now)."""
+    if item.kind == "delivery":
+        return item.recipient.message.raw
+    if item.notice is not None:
+        mail = notifications.build(item.notice["kind"], item.rcpt_to, item.tenant,
+                                   **item.notice["context"])
+        return dkim_signing.sign(mail.as_bytes(policy=SMTP), item.tenant)
+    return item.raw
+
+
+def _generated_event(item: OutboundItem, raw: bytes) -> str:
     """Which notification went out, by its subject (which never carries the content)."""
-    subject = mime.header(mime.parse_message(item.raw or b""), "Subject")
+    subject = mime.header(mime.parse_message(raw), "Subject")
     return f"Notification “{subject}” delivered to {item.rcpt_to}"
 
 
@@ -145,7 +166,8 @@ def _finish(item: OutboundItem, state: str, event: str | None) -> None:
     item.lease_until = None
     item.finished_at = utcnow()
     if item.kind != "delivery":
-        item.raw = None  # a password notification must not outlive its sending
+        # a password notification must not outlive its sending
+        item.raw = item.notice = None
     if item.recipient is not None and event:
         record(item.recipient, "delivered" if state == "done" else "bounced", event)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from . import accounts, auth_sessions, links, notifications, outbound, second_factor
+from . import accounts, auth_sessions, links, outbound, second_factor
 from .extensions import db
 from .models import Tenant, User
 
@@ -48,11 +48,10 @@ def reset_password(user: User) -> None:
     unlock(user)
     second_factor.reset(user)
     tenant = user.tenant
-    outbound.queue(
-        notifications.build("password", to=user.email, tenant=tenant,
-                            tenant_name=tenant.display_name, login=user.email,
-                            password=password, portal_url=links.sign_in(tenant), reset=True),
-        tenant=tenant, route="internal" if user.kind == "internal" else "external")
+    outbound.notify("password", user.email, {
+        "tenant_name": tenant.display_name, "login": user.email, "password": password,
+        "portal_url": links.sign_in(tenant), "reset": True,
+    }, tenant=tenant, route="internal" if user.kind == "internal" else "external")
 
 
 def unlock(user: User) -> None:

@@ -9,7 +9,7 @@ from flask_login import current_user, login_required, login_user, logout_user
 from sqlalchemy import select
 from wtforms.fields.choices import SelectChoice
 
-from .. import access_log, accounts, auth_sessions, links, notifications, outbound, second_factor
+from .. import access_log, accounts, auth_sessions, links, outbound, second_factor
 from ..config import RESET_LINK_LIFETIME
 from ..extensions import db, limiter, login_manager
 from ..models import Tenant, User
@@ -310,13 +310,11 @@ def forgot_password(slug: str | None = None):
     if form.validate_on_submit():
         for user in accounts.accounts_for(form.email.data, tenant):
             token = accounts.start_reset(user)
-            mail = notifications.build(
-                "password_reset", to=user.email, tenant=user.tenant, email=user.email,
-                tenant_name=user.tenant.name, portal_url=links.sign_in(user.tenant),
-                reset_url=links.set_password(token),
-                lifetime_minutes=int(RESET_LINK_LIFETIME.total_seconds() // 60),
-            )
-            outbound.queue(mail, tenant=user.tenant)
+            outbound.notify("password_reset", user.email, {
+                "email": user.email, "tenant_name": user.tenant.name,
+                "portal_url": links.sign_in(user.tenant), "reset_url": links.set_password(token),
+                "lifetime_minutes": int(RESET_LINK_LIFETIME.total_seconds() // 60),
+            }, tenant=user.tenant)
         db.session.commit()
         return page("auth/forgot_sent.html", "auth/_forgot_sent.html",
                     email=form.email.data, tenant=tenant)

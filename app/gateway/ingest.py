@@ -14,6 +14,7 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from .. import outbound
+from ..clock import utcnow
 from ..extensions import db
 from ..models import Domain, Message, Policy, Recipient, Tenant, User
 from . import isolation, mime
@@ -97,16 +98,16 @@ def receive(raw: bytes, mail_from: str, rcpt_tos: list[str], *, client_address: 
     if parsed.ccm_mode is not None:
         raw = mime.remove_header(raw, "X-CCM-Mode")
 
+    received_at = utcnow()
     message = Message(
         public_id=secrets.token_urlsafe(16), tenant=tenant, mail_from=mail_from,
         header_from=parsed.header_from, subject=parsed.subject,
         message_id_header=parsed.message_id, client_address=client_address,
-        received_over_tls=tls, size=len(raw), raw=raw,
+        received_over_tls=tls, size=len(raw), raw=raw, received_at=received_at,
+        # kept for the tenant's window at least; a longer CCM window extends it
+        expires_at=received_at + timedelta(days=tenant.visibility_days),
     )
     db.session.add(message)
-    db.session.flush()  # received_at is needed for the visibility window
-    # Content is kept for the tenant's window at least; a longer CCM window extends it.
-    message.expires_at = message.received_at + timedelta(days=tenant.visibility_days)
 
     if via == "SMTP":
         how = f"Received by SMTP from {client_address or 'unknown'} " + (

@@ -8,7 +8,7 @@ from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from .. import accounts, links, notifications, outbound
+from .. import accounts, links, outbound
 from ..clock import utcnow
 from ..extensions import db
 from ..models import Recipient, User
@@ -36,37 +36,33 @@ def hold(recipient: Recipient) -> None:
     common = {"tenant_name": tenant.display_name, "portal_url": links.sign_in(tenant)}
     # Colleagues' notifications go through the internal relay, like their other mail.
     route = "internal" if recipient.kind == "internal" else "external"
-    outbound.queue(
-        notifications.build(
-            "secure_message", to=recipient.address, tenant=tenant, recipient=recipient.address,
-            visible_until=f"{recipient.visible_until:%d %B %Y}", new_account=first_contact,
-            **common,
-        ),
-        tenant=tenant, recipient=recipient, route=route,
-    )
+    def notify(kind: str, **context) -> None:
+        outbound.notify(kind, recipient.address, {**common, **context}, tenant=tenant,
+                        recipient=recipient, route=route)
+
+    notify("secure_message", recipient=recipient.address, new_account=first_contact,
+           visible_until=f"{recipient.visible_until:%d %B %Y}")
     if not first_contact:
         return
     if tenant.first_contact == "activation_link":
         token = accounts.start_reset(user, purpose="activation",
                                      lifetime=timedelta(hours=tenant.activation_hours))
-        mail = notifications.build(
-            "activation", to=recipient.address, tenant=tenant, login=user.email,
-            activation_url=links.set_password(token), lifetime_hours=tenant.activation_hours,
-            **common,
-        )
+        notify("activation", login=user.email, activation_url=links.set_password(token),
+               lifetime_hours=tenant.activation_hours)
     else:
         password = accounts.set_generated_password(user)
-        mail = notifications.build("password", to=recipient.address, tenant=tenant,
-                                   login=user.email, password=password, reset=False,
-                                   **common)
-    outbound.queue(mail, tenant=tenant, recipient=recipient, route=route)
+        notify("password", login=user.email, password=password, reset=False)
 
 
 def _account(tenant, address: str) -> tuple[User, bool]:
     """The recipient's account at ``tenant``, created on first use; and whether it is new."""
     email = accounts.normalise_email(address)
-    user = db.session.scalar(select(User).where(User.tenant_id == tenant.id,
-                                                User.email == email))
+    # Without autoflush: the message's rows go to the database once, at the commit,
+    # instead of being inserted here and updated after. (A message's addresses are
+    # already distinct, so no account for this address is pending in this session.)
+    with db.session.no_autoflush:
+        user = db.session.scalar(select(User).where(User.tenant_id == tenant.id,
+                                                    User.email == email))
     if user is not None:
         return user, False
     internal = tenant.is_internal(email)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, LargeBinary, String, Text
+from sqlalchemy import JSON, ForeignKey, Index, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, deferred, mapped_column, relationship
 
 from ..clock import utcnow
@@ -30,6 +30,9 @@ class OutboundItem(db.Model):
     )
     #: generated mail carries its own bytes; a delivery reads its message's
     raw: Mapped[bytes | None] = deferred(mapped_column(LargeBinary))
+    #: a notification still to be rendered, ``{"kind": ..., "context": {...}}``: the
+    #: worker renders it when it sends it, off the path that answers SMTP or a browser
+    notice: Mapped[dict | None] = deferred(mapped_column(JSON))
     mail_from: Mapped[str] = mapped_column(String(320))
     rcpt_to: Mapped[str] = mapped_column(String(320))
     #: pending, sending, done, failed

@@ -4,11 +4,12 @@ import re
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 from support import mail, post_form
 
 from app import notifications
 from app.extensions import db
-from app.models import NotificationTemplate, PasswordReset, User
+from app.models import NotificationTemplate, OutboundItem, PasswordReset, User
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 SECRET_SUBJECT = "Merger terms Falcon"
@@ -112,6 +113,42 @@ def test_a_tenants_own_template_is_used(gateway, outbox):
     db.session.commit()
     secure(gateway)
     assert "Post for you, pat@partner.test" in [m["Subject"] for m in outbox()]
+
+
+def test_notifications_are_queued_unrendered_and_nothing_of_them_stays_once_sent(gateway,
+                                                                                 outbox):
+    secure(gateway)
+    queued = db.session.scalars(select(OutboundItem).where(
+        OutboundItem.kind == "notification").order_by(OutboundItem.id)).all()
+    # Rendering (templates, MIME, DKIM) waits for the worker: the SMTP answer does not.
+    assert [item.notice["kind"] for item in queued] == ["secure_message", "password"]
+    assert all(item.raw is None for item in queued)
+    password = queued[1].notice["context"]["password"]
+    sent = next(m for m in outbox() if "sign-in details" in m["Subject"])
+    assert password in sent.get_body(("plain",)).get_content()
+    for item in queued:
+        db.session.refresh(item)
+        assert (item.state, item.notice, item.raw) == ("done", None, None)
+
+
+def test_a_template_edited_after_queueing_is_the_one_sent(gateway, outbox):
+    secure(gateway)
+    db.session.add(NotificationTemplate(
+        tenant=gateway.tenant, kind="secure_message", subject="Edited: {{ tenant_name }}",
+        text="See {{ portal_url }}", html="<p>See {{ portal_url }}</p>"))
+    db.session.commit()
+    assert "Edited: Acme Corp" in [m["Subject"] for m in outbox()]
+
+
+def test_compiled_templates_are_reused_and_an_edit_is_compiled_afresh(app):
+    sources = dict(notifications.builtin("secure_message"))
+    context = {name: notifications.SAMPLES[name] for name in notifications.KINDS["secure_message"]}
+    notifications.render_sources(sources, context)
+    hits = notifications._compiled.cache_info().hits
+    notifications.render_sources(sources, context)
+    assert notifications._compiled.cache_info().hits == hits + 3
+    sources["subject"] = "Changed {{ tenant_name }}"
+    assert notifications.render_sources(sources, context)["subject"] == "Changed Acme Corp"
 
 
 @pytest.mark.parametrize("kind", sorted(notifications.KINDS))

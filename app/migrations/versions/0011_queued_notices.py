@@ -1,0 +1,26 @@
+"""queued notices: notifications rendered by the worker when sent
+
+Revision ID: 0011
+Revises: 0007
+Create Date: 2026-11-30 11:40:00
+
+"""
+from alembic import op
+import sqlalchemy as sa
+
+
+# revision identifiers, used by Alembic.
+revision = '0011'
+down_revision = '0007'
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    with op.batch_alter_table('outbound_item', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('notice', sa.JSON(), nullable=True))
+
+
+def downgrade():
+    with op.batch_alter_table('outbound_item', schema=None) as batch_op:
+        batch_op.drop_column('notice')
