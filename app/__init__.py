@@ -30,6 +30,8 @@ def create_app(overrides: dict | None = None, instance_path: str | None = None) 
     if overrides:
         app.config.update(overrides)
         app.config["SQLALCHEMY_DATABASE_URI"] = app.config["DATABASE_URL"]
+        app.config["SQLALCHEMY_ENGINE_OPTIONS"] = settings.engine_options(
+            app.config["DATABASE_URL"])
 
     if app.config["PROXY_HOPS"]:
         hops = app.config["PROXY_HOPS"]

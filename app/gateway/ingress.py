@@ -3,7 +3,7 @@
 Relaying is allowed to clients in CCM_RELAY_NETWORKS, or after SMTP AUTH, which is
 offered only over STARTTLS; anyone else is refused at RCPT, so this is never an open
 relay. The envelope sender must be at a tenant's domain: this is an outbound gateway.
-Database work runs in a thread, off the event loop.
+Database work runs in threads, off the event loop; one thread stores the messages.
 """
 
 from __future__ import annotations
@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import queue
 import ssl
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
@@ -37,6 +39,7 @@ class IngressHandler:
         self.app = app
         self.networks = [ipaddress.ip_network(n.strip(), strict=False)
                          for n in app.config["RELAY_NETWORKS"].split(",") if n.strip()]
+        self.store = GroupCommit(app)
 
     def trusted(self, peer) -> bool:
         try:
@@ -68,11 +71,8 @@ class IngressHandler:
 
     async def handle_DATA(self, server, session, envelope):
         try:
-            await asyncio.to_thread(
-                self._in_context, self._store, envelope.original_content or envelope.content,
-                envelope.mail_from, list(envelope.rcpt_tos), str(session.peer[0]),
-                bool(session.ssl),
-            )
+            await self.store(envelope.original_content or envelope.content, envelope.mail_from,
+                             list(envelope.rcpt_tos), str(session.peer[0]), bool(session.ssl))
         except ingest.Refused as refused:
             return refused.reply
         except Exception:
@@ -89,15 +89,6 @@ class IngressHandler:
             finally:
                 db.session.remove()
 
-    @staticmethod
-    def _store(raw, mail_from, rcpt_tos, client_address, tls) -> None:
-        try:
-            ingest.receive(raw, mail_from, rcpt_tos, client_address=client_address, tls=tls)
-            db.session.commit()
-        except BaseException:
-            db.session.rollback()
-            raise
-
     def authenticate(self, server, session, envelope, mechanism, auth_data) -> AuthResult:
         """SMTP AUTH with a portal password; only internal users may relay."""
         if not isinstance(auth_data, LoginPassword):
@@ -111,6 +102,69 @@ class IngressHandler:
             return any(user.kind == "internal" for user in matched)
 
         return AuthResult(success=bool(self._in_context(check)), handled=False)
+
+
+class GroupCommit:
+    """Stores received messages in one thread, those that arrived together in one commit.
+
+    A commit waits for the disk, and SQLite lets one transaction write at a time: rather
+    than connections queueing for the lock, the messages that arrived meanwhile are
+    stored together, each in a savepoint of its own (one refused or failing message
+    does not take the others with it), and one commit answers them all. No 250 goes out
+    before the commit that holds its message.
+    """
+
+    MAX_MESSAGES = 50
+    MAX_BYTES = 16 * 1024 * 1024
+
+    def __init__(self, app: Flask):
+        self.app = app
+        self.waiting: queue.SimpleQueue = queue.SimpleQueue()
+        self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ccm-store")
+
+    async def __call__(self, raw: bytes, mail_from: str, rcpt_tos: list[str],
+                       client_address: str, tls: bool) -> None:
+        """Store one message; raises ``ingest.Refused`` or whatever stopped it."""
+        stored: Future = Future()
+        self.waiting.put(((raw, mail_from, rcpt_tos, client_address, tls), stored))
+        self.thread.submit(self._store_waiting)
+        await asyncio.wrap_future(stored)
+
+    def _store_waiting(self) -> None:
+        batch, size = [], 0
+        while len(batch) < self.MAX_MESSAGES and size < self.MAX_BYTES:
+            try:
+                job = self.waiting.get_nowait()
+            except queue.Empty:
+                break  # an earlier call took them: each call finds its own job stored
+            batch.append(job)
+            size += len(job[0][0])
+        if batch:
+            for (_, stored), outcome in zip(batch, self._store(batch), strict=True):
+                if outcome is None:
+                    stored.set_result(None)
+                else:
+                    stored.set_exception(outcome)
+
+    def _store(self, batch) -> list[BaseException | None]:
+        outcomes: list[BaseException | None] = []
+        with self.app.app_context():
+            try:
+                for (raw, mail_from, rcpt_tos, client_address, tls), _ in batch:
+                    try:
+                        with db.session.begin_nested():
+                            ingest.receive(raw, mail_from, rcpt_tos,
+                                           client_address=client_address, tls=tls)
+                        outcomes.append(None)
+                    except Exception as problem:  # this message only
+                        outcomes.append(problem)
+                db.session.commit()
+            except Exception as problem:  # nothing stored: every client tries again
+                db.session.rollback()
+                outcomes = [problem] * len(batch)
+            finally:
+                db.session.remove()
+        return outcomes
 
 
 def tls_context(app: Flask) -> ssl.SSLContext | None:

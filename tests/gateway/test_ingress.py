@@ -153,3 +153,37 @@ def test_a_failure_midway_leaves_no_half_stored_message(app, gateway, ingress_se
                         mail(headers="X-CCM-Mode: external\n").encode())
     assert stored() == []
     assert db.session.query(OutboundItem).count() == 0
+
+
+def test_messages_arriving_together_are_each_stored_once_and_acknowledged(gateway,
+                                                                         ingress_server):
+    from concurrent.futures import ThreadPoolExecutor
+
+    clients = [ingress_server() for _ in range(4)]
+
+    def send(connection: int) -> list[dict]:  # one thread per connection
+        return [clients[connection].sendmail("alice@acme.test", ["pat@partner.test"],
+                                             mail(subject=f"Together {number}").encode())
+                for number in range(connection, 40, 4)]
+
+    with ThreadPoolExecutor(4) as pool:
+        assert [refused for each in pool.map(send, range(4)) for refused in each] == [{}] * 40
+    assert sorted(m.subject for m in stored()) == sorted(f"Together {n}" for n in range(40))
+
+
+def test_in_a_group_commit_a_refused_message_does_not_take_the_others_with_it(app, gateway):
+    from concurrent.futures import Future
+
+    from app.gateway.ingest import FOREIGN_SENDER, Refused
+    from app.gateway.ingress import GroupCommit
+
+    def job(sender: str, subject: str):
+        raw = mail(subject=subject, sender=sender).replace("\n", "\r\n").encode()
+        return (raw, sender, ["pat@partner.test"], "127.0.0.1", False), Future()
+
+    batch = [job("alice@acme.test", "First"), job("eve@elsewhere.test", "Forged"),
+             job("alice@acme.test", "Third")]
+    outcomes = GroupCommit(app)._store(batch)
+    assert outcomes[0] is None and outcomes[2] is None
+    assert isinstance(outcomes[1], Refused) and outcomes[1].reply == FOREIGN_SENDER
+    assert [m.subject for m in stored()] == ["First", "Third"]
