@@ -9,6 +9,8 @@ Database work runs in threads, off the event loop; one thread stores the message
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import ipaddress
 import logging
 import queue
@@ -16,7 +18,7 @@ import ssl
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, LoginPassword
+from aiosmtpd.smtp import MISSING, AuthResult, LoginPassword
 from flask import Flask
 
 from .. import accounts
@@ -89,19 +91,62 @@ class IngressHandler:
             finally:
                 db.session.remove()
 
-    def authenticate(self, server, session, envelope, mechanism, auth_data) -> AuthResult:
-        """SMTP AUTH with a portal password; only internal users may relay."""
-        if not isinstance(auth_data, LoginPassword):
-            return AuthResult(success=False, handled=False)
-        email = auth_data.login.decode("utf-8", errors="replace")
-        password = auth_data.password.decode("utf-8", errors="replace")
+    # SMTP AUTH with a portal password; only internal users may relay. The mechanisms
+    # are the handler's own so that the password check (argon2, a tenth of a second of
+    # CPU) runs in a thread: aiosmtpd's built-in ones call it on the event loop, where
+    # it would stall every other connection.
 
-        def check() -> bool:
-            matched = accounts.check_credentials(email, password)
-            db.session.commit()
+    async def auth_PLAIN(self, server, args: list[str]) -> AuthResult:
+        """RFC 4616: ``authzid NUL login NUL password``, at once or after a challenge."""
+        response = await self._response(server, args, "")
+        if response is None:
+            return AuthResult(success=False, handled=True)
+        try:
+            _, login, password = response.split(b"\0")
+        except ValueError:
+            await server.push("501 5.5.2 Can't split auth value")
+            return AuthResult(success=False, handled=True)
+        return await self._check(login, password)
+
+    async def auth_LOGIN(self, server, args: list[str]) -> AuthResult:
+        """The LOGIN mechanism: the login (at once or asked for), then the password."""
+        login = await self._response(server, args, server.AuthLoginUsernameChallenge)
+        if login is None:
+            return AuthResult(success=False, handled=True)
+        password = await server.challenge_auth(server.AuthLoginPasswordChallenge)
+        if password is MISSING:
+            return AuthResult(success=False, handled=True)
+        return await self._check(login, password)
+
+    @staticmethod
+    async def _response(server, args: list[str], challenge: str) -> bytes | None:
+        """The client's initial response, or its answer to ``challenge``; None when it
+        gave up or sent something that is not base64 (aiosmtpd or we answered that)."""
+        if len(args) == 1:
+            answer = await server.challenge_auth(challenge)
+            return None if answer is MISSING else answer
+        try:
+            return base64.b64decode(args[1], validate=True)
+        except binascii.Error:
+            await server.push("501 5.5.2 Can't decode base64")
+            return None
+
+    async def _check(self, login: bytes, password: bytes) -> AuthResult:
+        email = login.decode("utf-8", errors="replace")
+
+        def internal_user() -> bool:
+            matched = accounts.check_credentials(email, password.decode("utf-8", "replace"))
+            db.session.commit()  # failed attempts count towards the lock-out
             return any(user.kind == "internal" for user in matched)
 
-        return AuthResult(success=bool(self._in_context(check)), handled=False)
+        try:
+            success = await asyncio.to_thread(self._in_context, internal_user)
+        except Exception:
+            log.exception("password check failed")
+            return AuthResult(success=False, handled=False,
+                              message="454 4.7.0 Temporary authentication failure")
+        # handled=False: aiosmtpd answers 235 or 535 itself
+        return AuthResult(success=success, handled=False, auth_data=LoginPassword(login, b""))
 
 
 class GroupCommit:
@@ -188,6 +233,5 @@ def controller(app: Flask, listen: str | None = None) -> Controller:
         data_size_limit=app.config["MAX_MESSAGE_BYTES"],
         enable_SMTPUTF8=True,
         tls_context=tls_context(app),
-        authenticator=handler.authenticate,
         auth_require_tls=True,
     )

@@ -187,3 +187,37 @@ def test_in_a_group_commit_a_refused_message_does_not_take_the_others_with_it(ap
     assert outcomes[0] is None and outcomes[2] is None
     assert isinstance(outcomes[1], Refused) and outcomes[1].reply == FOREIGN_SENDER
     assert [m.subject for m in stored()] == ["First", "Third"]
+
+
+@pytest.mark.parametrize("mechanism,initial", [("PLAIN", True), ("PLAIN", False),
+                                               ("LOGIN", True), ("LOGIN", False)])
+def test_auth_plain_and_login_with_and_without_an_initial_response(
+        app, gateway, ingress_server, tmp_path, mechanism, initial):
+    ca = ThrowawayCA()
+    app.config["SMTP_TLS_CERT"] = str(ca.server_files("gateway.test", tmp_path))
+    app.config["RELAY_NETWORKS"] = "192.0.2.0/24"
+    client = ingress_server()
+    client.starttls(context=_client_context(ca))
+    client.ehlo()
+    client.user, client.password = "alice@acme.test", "not her password at all"
+    method = getattr(client, f"auth_{mechanism.lower()}")
+    with pytest.raises(smtplib.SMTPAuthenticationError) as refused:
+        client.auth(mechanism, method, initial_response_ok=initial)
+    assert refused.value.smtp_code == 535
+    client.password = "correct horse battery staple"
+    assert client.auth(mechanism, method, initial_response_ok=initial)[0] == 235
+    assert client.sendmail("alice@acme.test", ["pat@partner.test"], mail().encode()) == {}
+
+
+def test_auth_with_garbage_is_answered_and_the_connection_stays_usable(
+        app, gateway, ingress_server, tmp_path):
+    ca = ThrowawayCA()
+    app.config["SMTP_TLS_CERT"] = str(ca.server_files("gateway.test", tmp_path))
+    client = ingress_server()
+    client.starttls(context=_client_context(ca))
+    client.ehlo()
+    assert client.docmd("AUTH", "PLAIN not-base64!")[0] == 501
+    assert client.docmd("AUTH", "PLAIN " + "bm8gc2VwYXJhdG9ycw==")[0] == 501  # "no separators"
+    assert client.docmd("AUTH", "LOGIN")[0] == 334
+    assert client.docmd("*")[0] == 501  # the client gave up (RFC 4954)
+    assert client.noop()[0] == 250
