@@ -44,8 +44,8 @@ def _start_portal(*, threads: int) -> None:
     server.run()
 
 
-def _start_smtp() -> None:
-    controller = ingress.controller(current_app._get_current_object())
+def _start_smtp(share_port: bool = False) -> None:
+    controller = ingress.controller(current_app._get_current_object(), share_port=share_port)
     controller.start()
     click.echo(f"CCM SMTP ingress listening on {current_app.config['SMTP_LISTEN']}")
 
@@ -77,10 +77,13 @@ def web(threads: int) -> None:
 
 
 @click.command()
-def smtp() -> None:
+@click.option("--share-port", is_flag=True,
+              help="Share the listening port with other `ccm smtp --share-port` processes "
+                   "of this user, to use more cores (with PostgreSQL; SQLite has one writer).")
+def smtp(share_port: bool) -> None:
     """Run the SMTP ingress only, for scale-out."""
     database.upgrade()
-    _start_smtp()
+    _start_smtp(share_port)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with contextlib.suppress(KeyboardInterrupt):

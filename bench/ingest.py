@@ -292,18 +292,23 @@ def postfix_available() -> bool:
 # --- the runs --------------------------------------------------------------------------
 
 
-def run_ccm(args, messages, warm_up, rcpts, postgres: bool) -> RunResult:
+def run_ccm(args, messages, warm_up, rcpts, postgres: bool, processes: int = 1) -> RunResult:
     with harness.Instance("ingest", postgres=postgres,
                           env_extra={"CCM_MAX_MESSAGE_BYTES": DATA_SIZE_LIMIT}) as instance:
         instance.import_config(harness.tenant_yaml(ccm=True))
-        smtp = instance.smtp()
-        label = f"ccm smtp ({instance.database})"
+        if processes == 1:
+            servers = [instance.smtp()]
+        else:  # several `ccm smtp --share-port` on one port, as an operator would run them
+            servers = [instance.start("smtp", "--share-port", ready="listening on")
+                       for _ in range(processes)]
+        smtp = servers[0]
+        label = f"ccm smtp ({instance.database})" + (f" x{processes}" if processes > 1 else "")
         warm = send_all(instance.smtp_port, warm_up, rcpts, args.connections,
                         f"{label} warm-up")
-        cpu = harness.cpu_seconds(smtp.pid)
+        cpu = sum(harness.cpu_seconds(server.pid) for server in servers)
         result = send_all(instance.smtp_port, messages, rcpts, args.connections, label)
-        cpu = harness.cpu_seconds(smtp.pid) - cpu
-        rss = harness.peak_rss(smtp.pid)
+        cpu = sum(harness.cpu_seconds(server.pid) for server in servers) - cpu
+        rss = max(harness.peak_rss(server.pid) for server in servers)
         stored = instance.sql("SELECT count(*) FROM message")[0][0]
         rows = instance.sql("SELECT count(*) FROM recipient")[0][0]
         queued = instance.sql("SELECT count(*) FROM outbound_item")[0][0]
@@ -312,7 +317,7 @@ def run_ccm(args, messages, warm_up, rcpts, postgres: bool) -> RunResult:
                        f"({warm.refused} of the warm-up refused), {rows} recipient rows, "
                        f"{queued} queued notifications; server CPU {cpu:.1f} s "
                        f"({cpu / len(messages) * 1000:.1f} ms a message, "
-                       f"{cpu / result.seconds:.0%} of one core); "
+                       f"{cpu / result.seconds:.0%} of one core in all); "
                        f"peak RSS {rss / 2**20:.0f} MiB")
         if stored != expected:
             result.note += "  <-- MISMATCH"
@@ -393,6 +398,8 @@ def main() -> None:
                              "tenant's domain")
     parser.add_argument("--postgres", action="store_true",
                         help="also run ccm smtp on PostgreSQL (database ccm_bench)")
+    parser.add_argument("--smtp-processes", type=int, default=1, metavar="N",
+                        help="with --postgres, also run N `ccm smtp --share-port` processes")
     parser.add_argument("--no-sqlite", action="store_true", help="skip the SQLite run")
     parser.add_argument("--no-postfix", action="store_true")
     parser.add_argument("--profile", action="store_true",
@@ -421,6 +428,9 @@ def main() -> None:
         results.append(run_ccm(args, messages, warm_up, rcpts, postgres=False))
     if args.postgres:
         results.append(run_ccm(args, messages, warm_up, rcpts, postgres=True))
+        if args.smtp_processes > 1:
+            results.append(run_ccm(args, messages, warm_up, rcpts, postgres=True,
+                                   processes=args.smtp_processes))
     if args.no_postfix:
         print("postfix: skipped (--no-postfix)")
     elif postfix_available():

@@ -221,11 +221,34 @@ def tls_context(app: Flask) -> ssl.SSLContext | None:
     return context
 
 
-def controller(app: Flask, listen: str | None = None) -> Controller:
+class _Controller(Controller):
+    """aiosmtpd's controller, optionally sharing its port with other ``ccm smtp``
+    processes: the kernel spreads new connections over them (SO_REUSEPORT, which only
+    processes of the same user can join)."""
+
+    def __init__(self, *args, share_port: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.share_port = share_port
+
+    def _create_server(self):
+        return self.loop.create_server(self._factory_invoker, host=self.hostname,
+                                       port=self.port, ssl=self.ssl_context,
+                                       reuse_port=self.share_port or None)
+
+    def _trigger_server(self):
+        if self.share_port:
+            # aiosmtpd's check connects to the port, which may reach another process
+            # sharing it: build the SMTP protocol directly instead, for the same check.
+            self._factory_invoker()
+        else:
+            super()._trigger_server()
+
+
+def controller(app: Flask, listen: str | None = None, *, share_port: bool = False) -> Controller:
     """An aiosmtpd controller for the ingress, not yet started."""
     host, _, port = (listen or app.config["SMTP_LISTEN"]).rpartition(":")
     handler = IngressHandler(app)
-    return Controller(
+    return _Controller(
         handler,
         hostname=host.strip("[]") or "127.0.0.1",
         port=int(port),
@@ -234,4 +257,5 @@ def controller(app: Flask, listen: str | None = None) -> Controller:
         enable_SMTPUTF8=True,
         tls_context=tls_context(app),
         auth_require_tls=True,
+        share_port=share_port,
     )

@@ -221,3 +221,27 @@ def test_auth_with_garbage_is_answered_and_the_connection_stays_usable(
     assert client.docmd("AUTH", "LOGIN")[0] == 334
     assert client.docmd("*")[0] == 501  # the client gave up (RFC 4954)
     assert client.noop()[0] == 250
+
+
+def test_ingress_processes_can_share_a_port_only_when_asked(app, gateway):
+    from servers import free_port
+
+    from app.gateway import ingress
+
+    listen = f"127.0.0.1:{free_port()}"
+    shared = [ingress.controller(app, listen, share_port=True) for _ in range(2)]
+    for controller in shared:
+        controller.start()
+    try:
+        for _ in range(4):  # whichever takes the connection, the message is stored
+            with smtplib.SMTP("127.0.0.1", shared[0].port, timeout=10) as client:
+                assert client.sendmail("alice@acme.test", ["pat@partner.test"],
+                                       mail().encode()) == {}
+        assert len(stored()) == 4
+        alone = ingress.controller(app, listen)
+        with pytest.raises(OSError, match="address already in use"):  # no --share-port
+            alone.start()
+        alone.loop.close()  # aiosmtpd leaves a loop that never ran open
+    finally:
+        for controller in shared:
+            controller.stop()
