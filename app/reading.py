@@ -72,6 +72,17 @@ def read_message(message: Message) -> Readable:
     return read_indexed(index, Slices(message.id).fetch)
 
 
+def headers(message: Message) -> EmailMessage | None:
+    """A stored message parsed for its headers (with its parts' headers; their bodies are
+    empty when it has a part index); None once its content is purged."""
+    if message.purged_at is not None:
+        return None
+    index = parts.Index.from_json(message.parts)
+    if index is not None:
+        return index.skeleton(Slices(message.id).fetch)
+    return None if message.raw is None else mime.parse_message(message.raw)
+
+
 def read_indexed(index: parts.Index,
                  fetch: Callable[[list[tuple[int, int]]], list[bytes]]) -> Readable:
     """What ``read`` gives, from the skeleton and the body's slice only."""

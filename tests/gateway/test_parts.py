@@ -16,6 +16,7 @@ from email import policy
 from email.message import EmailMessage
 
 import pytest
+from sqlalchemy import inspect
 from support import assert_agrees, mail
 
 from app import reading
@@ -221,3 +222,18 @@ def test_a_purged_message_reads_as_empty_not_as_an_error(app, acme):
     stored = db.session.get(Message, message.id)
     readable = reading.read_message(stored)
     assert readable.html in ("", None) and readable.attachments == []
+
+
+def test_the_page_the_headers_and_a_download_never_load_the_whole_message(app, acme):
+    raw = built(related=True, attachments=[("big.bin", os.urandom(300_000), "audio/x-y")])
+    message = ingest.receive(raw, "alice@acme.test", ["pat@partner.test"])
+    db.session.commit()
+    db.session.expire_all()
+    stored = db.session.get(Message, message.id)
+    readable = reading.read_message(stored)
+    assert readable.html is not None and [p.filename for p in readable.attachments] == \
+        ["big.bin"]
+    assert reading.addresses(reading.headers(stored), "To") == ["pat@partner.test"]
+    assert len(_download(stored, readable.attachments[0].number)) == 300_000
+    assert "raw" not in inspect(stored).dict
+    assert readable == reading.read(stored.raw)  # and once loaded, the same as the full parse
