@@ -11,6 +11,9 @@ current RSS (writing 5 to /proc/<pid>/clear_refs), after a warm-up that has load
 everything else (a small message first, so the new account's argon2id hash, 64 MiB by
 design, is not counted against the large message). Reported: the baseline RSS, the peak,
 the growth (peak - baseline) and growth / message size. Goal: < 4x the message size.
+The first row is the floor: a bare aiosmtpd server (ingest.py's, accepting and
+discarding) receiving the same message, measured the same way; aiosmtpd keeps DATA as
+one bytearray per line before joining them, so ``ccm smtp`` cannot do better than it.
 
     .venv/bin/python bench/memory.py               # 25 MiB
     .venv/bin/python bench/memory.py --size 45 --postgres
