@@ -186,3 +186,5 @@ def every_message_agrees(monkeypatch):
         return index
 
     monkeypatch.setattr(parts, "scan", checked)
+    # every message, however small, takes the indexed path the large ones take
+    monkeypatch.setattr(parts, "INDEX_FROM", 0)

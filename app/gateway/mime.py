@@ -45,10 +45,11 @@ def parse(raw: bytes, *, light: bool = True) -> Parsed:
     """The routing-relevant facts of ``raw``; never raises.
 
     With a part index, only the headers and the inline text parts are decoded: the
-    parts ``body_texts`` reads, the same parts the portal shows. ``light=False`` parses
-    the whole message whatever it is (the tests compare the two).
+    parts ``body_texts`` reads, the same parts the portal shows. Messages under
+    ``parts.INDEX_FROM``, and any with ``light=False`` (the tests compare the two), are
+    parsed whole.
     """
-    index = parts.scan(raw) if light else None
+    index = parts.scan(raw) if light and len(raw) >= parts.INDEX_FROM else None
     if index is None:
         message = parse_message(raw)
     else:

@@ -26,6 +26,9 @@ from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
 
+#: smaller messages are parsed whole, as before: the scan's own header parsing costs more
+#: CPU than the full parse of a few kilobytes, and their memory does not matter
+INDEX_FROM = 32 * 1024
 MAX_DEPTH = 8
 MAX_LEAVES = 200
 #: the headers, boundary lines, preambles and epilogues: what the page reads besides a body

@@ -237,3 +237,10 @@ def test_the_page_the_headers_and_a_download_never_load_the_whole_message(app, a
     assert len(_download(stored, readable.attachments[0].number)) == 300_000
     assert "raw" not in inspect(stored).dict
     assert readable == reading.read(stored.raw)  # and once loaded, the same as the full parse
+
+
+def test_small_messages_are_parsed_whole_as_before(monkeypatch):
+    monkeypatch.setattr(parts, "INDEX_FROM", 32 * 1024)  # the default
+    small = built(attachments=[("a.pdf", os.urandom(20_000), "application/pdf")])
+    large = built(attachments=[("a.pdf", os.urandom(30_000), "application/pdf")])
+    assert mime.parse(small).index is None and mime.parse(large).index is not None
