@@ -11,7 +11,7 @@ from .models import Recipient, User
 
 def parties(copy: Recipient) -> list[str]:
     """Everyone a reply may go to: the original sender and To/Cc, less the replier."""
-    message = mime.parse_message(copy.message.raw or b"")
+    message = reading.headers(copy.message) or mime.parse_message(b"")
     sender = reading.addresses(message, "From") or [copy.message.mail_from.lower()]
     everyone = [*sender[:1], *reading.addresses(message, "To"),
                 *reading.addresses(message, "Cc")]
@@ -28,7 +28,7 @@ def defaults(copy: Recipient, *, reply_all: bool) -> tuple[list[str], list[str]]
 
 
 def quoted(copy: Recipient) -> str:
-    readable = reading.read(copy.message.raw or b"")
+    readable = reading.read_message(copy.message)
     text = readable.text if readable.text is not None else mime.html_to_text(readable.html)
     lines = "\n".join(f"> {line}" for line in text.strip().splitlines())
     return f"On {readable.date}, {readable.sender} wrote:\n{lines}\n"
@@ -52,7 +52,8 @@ def send(copy: Recipient, user: User, *, to: list[str], cc: list[str], body: str
     subject = original.subject or ""
     headers = {}
     if original.message_id_header:
-        references = mime.header(mime.parse_message(original.raw or b""), "References")
+        references = mime.header(reading.headers(original) or mime.parse_message(b""),
+                                 "References")
         headers = {"In-Reply-To": original.message_id_header,
                    "References": f"{references} {original.message_id_header}".strip()}
     wanted_to = {a.strip().lower() for a in to}

@@ -15,10 +15,11 @@ import pytest
 from flask import has_app_context
 from flask.testing import FlaskClient
 from sqlalchemy import create_engine, inspect, text
-from support import PASSWORD, post_form
+from support import PASSWORD, assert_agrees, original_scan, post_form
 
 from app import create_app, database
 from app.extensions import db, limiter
+from app.gateway import parts
 from app.models import ApplicationSettings, Domain, Tenant, User
 from app.passwords import hash_password
 
@@ -167,3 +168,23 @@ class Auth:
 @pytest.fixture
 def auth(client):
     return Auth(client)
+
+
+@pytest.fixture(autouse=True)
+def every_message_agrees(monkeypatch):
+    """Whatever a test sends through the gateway is checked against the full parse."""
+    checking = []
+
+    def checked(raw):
+        index = original_scan(raw)
+        if index is not None and not checking:
+            checking.append(raw)
+            try:
+                assert_agrees(bytes(raw))
+            finally:
+                checking.pop()
+        return index
+
+    monkeypatch.setattr(parts, "scan", checked)
+    # every message, however small, takes the indexed path the large ones take
+    monkeypatch.setattr(parts, "INDEX_FROM", 0)

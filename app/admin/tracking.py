@@ -40,8 +40,8 @@ def tracked(public_id: str):
     """A message's headers, each recipient's route, and its whole delivery history."""
     message = _message(public_id)
     headers = []
-    if message.raw is not None:
-        parsed = reading.mime.parse_message(message.raw)
+    parsed = reading.headers(message)  # the headers only, not a large message's parts
+    if parsed is not None:
         headers = [(name, reading.mime.header(parsed, name)) for name in
                    ("From", "To", "Cc", "Subject", "Date", "Message-ID")
                    if reading.mime.header(parsed, name)]

@@ -13,6 +13,8 @@ from email.message import EmailMessage
 from email.parser import BytesParser
 from html.parser import HTMLParser
 
+from . import parts
+
 # The parser and the content managers raise many kinds of errors on broken input
 # (unknown charsets, bad base64, malformed headers); each is a reason to fall back.
 DECODE_ERRORS = (LookupError, UnicodeError, ValueError, TypeError, AttributeError,
@@ -31,15 +33,30 @@ class Parsed:
     #: the X-CCM-Mode header's value, lower-cased, if any
     ccm_mode: str | None = None
     defects: list[str] = field(default_factory=list)
+    #: where each part's body lies in ``raw``; None when the whole message had to be parsed
+    index: parts.Index | None = None
 
 
 def parse_message(raw: bytes) -> EmailMessage:
     return BytesParser(policy=policy.default).parsebytes(raw)
 
 
-def parse(raw: bytes) -> Parsed:
-    """The routing-relevant facts of ``raw``; never raises."""
-    message = parse_message(raw)
+def parse(raw: bytes, *, light: bool = True) -> Parsed:
+    """The routing-relevant facts of ``raw``; never raises.
+
+    With a part index, only the headers and the inline text parts are decoded: the
+    parts ``body_texts`` reads, the same parts the portal shows. Messages under
+    ``parts.INDEX_FROM``, and any with ``light=False`` (the tests compare the two), are
+    parsed whole.
+    """
+    index = parts.scan(raw) if light and len(raw) >= parts.INDEX_FROM else None
+    if index is None:
+        message = parse_message(raw)
+    else:
+        message = index.message or index.skeleton(lambda ranges: [raw[a:b] for a, b in ranges])
+        for leaf, part in zip(index.leaves, parts.leaves(message), strict=True):
+            if _inline_text(part):
+                parts.hydrate(part, memoryview(raw)[leaf.start:leaf.end])
     parsed = Parsed(
         subject=header(message, "Subject"),
         header_from=header(message, "From"),
@@ -49,6 +66,7 @@ def parse(raw: bytes) -> Parsed:
     mode = header(message, "X-CCM-Mode").strip().lower()
     parsed.ccm_mode = mode or None
     parsed.defects = [type(d).__name__ for part in message.walk() for d in part.defects]
+    parsed.index = index
     return parsed
 
 
@@ -64,12 +82,28 @@ def header(message: EmailMessage, name: str) -> str:
 def body_texts(message: EmailMessage):
     """The text of each inline text part; HTML is reduced to its text."""
     for part in message.walk():
-        if part.is_multipart() or part.get_content_maintype() != "text":
-            continue
-        if part.get_content_disposition() == "attachment":
+        if not _inline_text(part):
             continue
         content = part_text(part)
         yield html_to_text(content) if part.get_content_subtype() == "html" else content
+
+
+def _inline_text(part: EmailMessage) -> bool:
+    return (not part.is_multipart() and part.get_content_maintype() == "text"
+            and part.get_content_disposition() != "attachment")
+
+
+def stored_index(raw: bytes, parsed: Parsed) -> dict | None:
+    """The part index to store with ``raw`` (as received, less X-CCM-Mode): the one
+    routing used, or, when a header was removed since, the same index found again."""
+    index = parsed.index
+    if index is None or index.length == len(raw):
+        return index.to_json() if index else None
+    again = parts.scan(raw)
+    if again is None or [(leaf.size, leaf.base64) for leaf in again.leaves] != \
+            [(leaf.size, leaf.base64) for leaf in index.leaves]:
+        return None
+    return again.to_json()
 
 
 def part_text(part: EmailMessage) -> str:
@@ -123,7 +157,8 @@ def header_block(raw: bytes) -> bytes:
 def remove_header(raw: bytes, name: str) -> bytes:
     """``raw`` without any ``name:`` header (and its folded lines), every other byte kept."""
     match = _HEADER_END.search(raw)
-    head, rest = (raw[: match.start()], raw[match.start():]) if match else (raw, b"")
+    end = match.start() if match else len(raw)
+    head = raw[:end]
     prefix = name.lower().encode() + b":"
     kept, dropping = [], False
     for line in head.splitlines(keepends=True):
@@ -134,4 +169,4 @@ def remove_header(raw: bytes, name: str) -> bytes:
         dropping = line.lower().startswith(prefix)
         if not dropping:
             kept.append(line)
-    return b"".join(kept) + rest
+    return b"".join([*kept, memoryview(raw)[end:]])  # one copy of the body, not two

@@ -58,7 +58,7 @@ def message(public_id: str):
     access_log.record("opened", tenant=copy.message.tenant, user=current_user,
                       message=copy.message)
     db.session.commit()
-    readable = reading.read(copy.message.raw)
+    readable = reading.read_message(copy.message)
     has_remote = False
     if readable.html is not None:
         _, has_remote = clean_html(readable.html)
@@ -75,7 +75,7 @@ def body(public_id: str):
     copy = _own_copy(public_id)
     if _unavailable(copy):
         abort(410)
-    readable = reading.read(copy.message.raw)
+    readable = reading.read_message(copy.message)
     allow_remote = request.args.get("remote") == "1"
 
     def cid_url(content_id: str) -> str | None:
@@ -98,14 +98,14 @@ def attachment(public_id: str, number: int):
     copy = _own_copy(public_id)
     if _unavailable(copy):
         abort(410)
-    part = reading.part_bytes(copy.message.raw, number)
+    part = reading.download(copy.message, number)
     if part is None:
         abort(404)
-    data, content_type, filename = part
+    data, size, content_type, filename = part
     access_log.record("downloaded", tenant=copy.message.tenant, user=current_user,
                       message=copy.message, detail=filename)
     db.session.commit()
-    response = Response(data, mimetype=content_type)
+    response = _sent(data, size, content_type)
     response.headers.set("Content-Disposition", "attachment", filename=filename)
     response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
     return response
@@ -122,11 +122,20 @@ def inline(public_id: str, content_id: str):
     copy = _own_copy(public_id)
     if _unavailable(copy):
         abort(410)
-    described = reading.read(copy.message.raw).inline.get(content_id)
+    described = reading.read_message(copy.message).inline.get(content_id)
     if described is None or described.content_type not in _INLINE_TYPES:
         abort(404)
-    data, content_type, _ = reading.part_bytes(copy.message.raw, described.number)
-    return Response(data, mimetype=content_type)
+    data, size, content_type, _ = reading.download(copy.message, described.number)
+    return _sent(data, size, content_type)
+
+
+def _sent(data, size: int, content_type: str) -> Response:
+    """A part's content: whole, or streamed slice by slice as it is read and decoded."""
+    if isinstance(data, bytes):
+        return Response(data, mimetype=content_type)
+    response = Response(data, mimetype=content_type)
+    response.headers["Content-Length"] = str(size)
+    return response
 
 
 @bp.route("/<public_id>/reply", methods=["GET", "POST"])

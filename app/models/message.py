@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, LargeBinary, String, Text
+from sqlalchemy import JSON, ForeignKey, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, deferred, mapped_column, relationship
 
 from ..clock import utcnow
@@ -42,6 +42,9 @@ class Message(db.Model):
     expires_at: Mapped[datetime | None] = mapped_column(index=True)
     #: the message as received, less X-CCM-Mode; None once purged
     raw: Mapped[bytes | None] = deferred(mapped_column(LargeBinary))
+    #: where each part's body lies in ``raw`` (app/gateway/parts.py), found once at
+    #: ingest; None for a message only the full parse may read, or stored before it
+    parts: Mapped[dict | None] = deferred(mapped_column(JSON))
     purged_at: Mapped[datetime | None]
 
     tenant: Mapped[Tenant] = relationship()

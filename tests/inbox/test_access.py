@@ -1,11 +1,15 @@
 """Only a message's own recipients see it, while it is visible; through every URL it has."""
 
+import os
 import re
 from datetime import timedelta
+from email import policy
+from email.message import EmailMessage
 
 import pytest
 from support import PASSWORD, csrf_token, mail, post_form
 
+from app import reading
 from app.clock import utcnow
 from app.extensions import db
 from app.gateway import ingest
@@ -199,6 +203,25 @@ def test_attachments_download_as_files_with_a_safe_name(client, auth, acme):
     assert response.headers["X-Content-Type-Options"] == "nosniff"
     assert "sandbox" in response.headers["Content-Security-Policy"]
     assert client.get(f"/inbox/{message.public_id}/parts/99").status_code == 404
+
+
+def test_a_large_attachment_is_streamed_whole_with_its_length(client, auth, acme,
+                                                            monkeypatch):
+    monkeypatch.setattr(reading, "CHUNK", 10_007)  # many slices, none a whole line
+    content = os.urandom(150_000)
+    mail_ = EmailMessage()
+    mail_["From"], mail_["To"], mail_["Subject"] = "alice@acme.test", "pat@partner.test", "big"
+    mail_.set_content("see attached")
+    mail_.add_attachment(content, maintype="application", subtype="pdf", filename="big.pdf")
+    message = deliver(mail_.as_bytes(policy=policy.SMTP), ["pat@partner.test"])
+    activate("acme", "pat@partner.test")
+    auth.sign_in("pat@partner.test", slug="acme")
+    response = client.get(f"/inbox/{message.public_id}/parts/1")
+    assert response.status_code == 200 and response.is_streamed
+    assert response.headers["Content-Length"] == "150000"
+    assert response.headers["Content-Disposition"] == "attachment; filename=big.pdf"
+    assert "sandbox" in response.headers["Content-Security-Policy"]
+    assert response.get_data() == content
 
 
 def test_inline_parts_are_served_only_when_they_are_images(client, auth, acme):
