@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, LargeBinary, String, Text
+from sqlalchemy import ForeignKey, Index, LargeBinary, String, Text, text
 from sqlalchemy.orm import Mapped, deferred, mapped_column, relationship
 
 from ..clock import utcnow
@@ -25,6 +25,14 @@ ROUTES = ("ccm", "internal", "external")
 class Message(db.Model):
     """One message as received, stored once whatever its number of recipients."""
 
+    __table_args__ = (
+        # The purge's candidates, oldest first: only messages not purged yet are in it,
+        # so the purge never walks past the ones it did (SQLite and PostgreSQL alike).
+        Index("ix_message_unpurged_expires_at", "expires_at", "id",
+              sqlite_where=text("purged_at IS NULL"),
+              postgresql_where=text("purged_at IS NULL")),
+    )
+
     id: Mapped[int] = mapped_column(primary_key=True)
     #: what URLs carry: unguessable, unlike the row id
     public_id: Mapped[str] = mapped_column(String(32), unique=True)
@@ -39,7 +47,7 @@ class Message(db.Model):
     received_over_tls: Mapped[bool] = mapped_column(default=False)
     size: Mapped[int] = mapped_column(default=0)
     #: when the content may be purged: the end of the longest visibility window
-    expires_at: Mapped[datetime | None] = mapped_column(index=True)
+    expires_at: Mapped[datetime | None]
     #: the message as received, less X-CCM-Mode; None once purged
     raw: Mapped[bytes | None] = deferred(mapped_column(LargeBinary))
     purged_at: Mapped[datetime | None]
