@@ -39,6 +39,9 @@ class OutboundItem(db.Model):
     next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
     #: a worker that took the item holds it until then; after a crash it is retried
     lease_until: Mapped[datetime | None]
+    #: drawn afresh by each take: a worker records its attempt only while it still holds
+    #: the item under the token it drew, so nothing is recorded twice after a take-over
+    lease_token: Mapped[str | None] = mapped_column(String(32))
     last_error: Mapped[str | None] = mapped_column(Text)
     finished_at: Mapped[datetime | None]
 

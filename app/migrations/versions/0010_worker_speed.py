@@ -1,4 +1,4 @@
-"""worker speed: an index of the messages not purged yet
+"""worker speed: per-take lease tokens, and an index of the messages not purged yet
 
 Revision ID: 0010
 Revises: 0007
@@ -17,6 +17,9 @@ depends_on = None
 
 
 def upgrade():
+    with op.batch_alter_table('outbound_item', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('lease_token', sa.String(length=32), nullable=True))
+
     # The purge's candidate query: ix_message_expires_at held every message ever
     # received, so each batch walked past all the ones purged before it.
     with op.batch_alter_table('message', schema=None) as batch_op:
@@ -32,3 +35,6 @@ def downgrade():
         batch_op.drop_index('ix_message_unpurged_expires_at',
                             sqlite_where=sa.text('purged_at IS NULL'),
                             postgresql_where=sa.text('purged_at IS NULL'))
+
+    with op.batch_alter_table('outbound_item', schema=None) as batch_op:
+        batch_op.drop_column('lease_token')
