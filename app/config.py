@@ -49,6 +49,8 @@ ENVIRONMENT = [
      "certificate (PEM) the ingress offers with STARTTLS; SMTP AUTH needs it"),
     ("SMTP_TLS_KEY", "CCM_SMTP_TLS_KEY", "", "its private key (PEM)"),
     ("WORKER_INTERVAL", "CCM_WORKER_INTERVAL", "5", "seconds between outbound queue runs"),
+    ("DELIVERY_THREADS", "CCM_DELIVERY_THREADS", "4",
+     "deliveries a worker makes at once, each to a different recipient domain"),
     ("SITE_NAME", "CCM_SITE_NAME", "Secure Mail", "the portal's name where no tenant is known"),
     ("MAIL_FROM", "CCM_MAIL_FROM", "",
      "From address of generated mail; default postmaster@ the portal's host name"),
@@ -56,7 +58,7 @@ ENVIRONMENT = [
 
 INTEGER_SETTINGS = {"SMTP_DELIVERY_PORT", "MAX_MESSAGE_BYTES", "PROXY_HOPS",
                     "RETRY_FIRST_SECONDS", "RETRY_MAX_SECONDS", "RETRY_GIVE_UP_SECONDS",
-                    "SMTP_TIMEOUT", "WORKER_INTERVAL"}
+                    "SMTP_TIMEOUT", "WORKER_INTERVAL", "DELIVERY_THREADS"}
 
 
 def load(instance_path: str, environ: os._Environ | dict | None = None) -> dict:

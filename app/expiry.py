@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import and_, exists, select, update
+from sqlalchemy import Select, and_, exists, select, update
 
 from . import links, outbound
 from .clock import utcnow
 from .config import SESSION_ABSOLUTE_TIMEOUT
 from .extensions import db
-from .gateway.tracking import record
+from .gateway.tracking import record, record_all
 from .models import AuthSession, Message, OutboundItem, PasswordReset, Recipient, Tenant
 
 BATCH = 500
@@ -29,27 +29,38 @@ def purge_expired(*, batch: int = BATCH, limit: int | None = None) -> int:
     purged = 0
     while limit is None or purged < limit:
         now = utcnow()
-        unfinished = exists().where(
-            OutboundItem.recipient_id == Recipient.id, Recipient.message_id == Message.id,
-            OutboundItem.kind == "delivery", OutboundItem.state.in_(("pending", "sending")))
         ids = list(db.session.scalars(
-            select(Message.id)
-            .where(Message.purged_at.is_(None), Message.expires_at <= now, ~unfinished)
-            .order_by(Message.expires_at, Message.id)
-            .limit(batch if limit is None else min(batch, limit - purged))))
+            due_for_purge(now, batch if limit is None else min(batch, limit - purged))))
         if not ids:
             break
+        # Four statements a batch, whatever its size: no row is loaded into the session.
         db.session.execute(update(Message).where(Message.id.in_(ids))
-                           .values(raw=None, purged_at=now))
-        for recipient in db.session.scalars(select(Recipient)
-                                             .where(Recipient.message_id.in_(ids))):
-            if recipient.state == "held":
-                recipient.state = "expired"
-            record(recipient, "expired",
+                           .values(raw=None, parts=None, purged_at=now)
+                           .execution_options(synchronize_session=False))
+        db.session.execute(update(Recipient)
+                           .where(Recipient.message_id.in_(ids), Recipient.state == "held")
+                           .values(state="expired")
+                           .execution_options(synchronize_session=False))
+        record_all(select(Recipient.id).where(Recipient.message_id.in_(ids)), "expired",
                    "Expired: the visibility window ended and the content was deleted")
         db.session.commit()
         purged += len(ids)
     return purged
+
+
+def due_for_purge(now, size: int) -> Select:
+    """The ids of the next ``size`` messages to purge, oldest window first.
+
+    ix_message_unpurged_expires_at serves it: its rows are the messages not purged yet,
+    in this order, so each batch starts where the last one ended.
+    """
+    unfinished = exists().where(
+        OutboundItem.recipient_id == Recipient.id, Recipient.message_id == Message.id,
+        OutboundItem.kind == "delivery", OutboundItem.state.in_(("pending", "sending")))
+    return (select(Message.id)
+            .where(Message.purged_at.is_(None), Message.expires_at <= now, ~unfinished)
+            .order_by(Message.expires_at, Message.id)
+            .limit(size))
 
 
 def warn_unopened(*, batch: int = BATCH) -> int:

@@ -2,25 +2,41 @@
 
 Items are written in the same transaction as whatever caused them, so nothing is sent
 for work that rolled back, and nothing committed is lost. ``run_due`` (the worker's job)
-takes due items under a lease, hands each to the transport in a transaction of its own,
-and records what happened: delivered, deferred with growing back-off, bounced with a
+delivers due items on a few threads at once, each with its own application context and
+database session: each thread leases one item at a time (a lease of :data:`LEASE`, under
+a token drawn for that take), hands it to the transport, and records what happened in a
+transaction of its own: delivered, deferred with growing back-off, bounced with a
 delivery status notification to the sender, or sent by CCM after a TLS failure.
 
+One slow server holds up only its own mail: a run delivers to one recipient domain at
+a time on one thread (so mail to one recipient keeps its order), the other threads go
+on with other domains, and while a delivery is still in progress they keep taking mail
+that falls due meanwhile. A worker that dies holds the one item per thread it was
+sending; that item waits for its lease to run out, nothing else does.
+
 Several workers on PostgreSQL take disjoint items (``FOR UPDATE SKIP LOCKED``); on
-SQLite, one worker is the supported setup. A worker that dies mid-delivery leaves its
-lease to run out, and the item is tried again: the one window in which a recipient can
-get a message twice is between the remote server's 250 and our commit of it.
+SQLite, one worker process is the supported setup, its threads' writes serialised by
+SQLite's lock (and its busy timeout). A worker records an attempt only if it still
+holds the item under its token, so an item taken over after its lease ran out is
+recorded once, by its new holder; and it checks the lease before it sends. The one
+window in which a recipient can get a message twice is between the remote server's 250
+and our commit of it, which comes right after that 250 (app/gateway/transport.py says
+what remains).
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from email.message import Message as MimeMessage
 from email.policy import SMTP
 
-from flask import current_app
-from sqlalchemy import or_, select
+from flask import Flask, current_app
+from sqlalchemy import func, or_, select, update
 
 from . import dkim_signing, notifications
 from .clock import utcnow
@@ -81,67 +97,191 @@ def target_of(item: OutboundItem) -> str:
 # --- the worker ----------------------------------------------------------------------
 
 
-def run_due(limit: int = 100) -> int:
-    """Deliver what is due now; the number of items handled."""
-    taken = _take(limit)
-    for item_id in taken:
+def run_due(limit: int | None = None) -> int:
+    """Deliver what is due, until nothing is due and nothing is in flight (or ``limit``
+    items were taken); the number of items handled.
+
+    ``CCM_DELIVERY_THREADS`` deliveries at once, this thread one of them. A maildir is
+    written one message at a time: there is no network to wait for.
+    """
+    app = current_app._get_current_object()
+    threads = 1 if app.config["OUTBOUND"].startswith("maildir:") \
+        else max(1, app.config["DELIVERY_THREADS"])
+    run = _Run(limit, poll=app.config["WORKER_INTERVAL"])
+    helpers = [threading.Thread(target=_helper, args=(app, run), name=f"deliver-{n}",
+                                daemon=True) for n in range(1, threads)]
+    for helper in helpers:
+        helper.start()
+    try:
+        run.work()
+    finally:
+        for helper in helpers:
+            helper.join()
+        db.session.expire_all()  # what the other threads recorded is read afresh
+    return run.taken
+
+
+def _helper(app: Flask, run: _Run) -> None:
+    with app.app_context():
         try:
-            _attempt(item_id)
+            run.work()
         except Exception:
-            # One item's bug must not stop the queue; its lease lets it be tried again.
-            db.session.rollback()
-            log.exception("outbound item %s failed unexpectedly", item_id)
-    return len(taken)
+            log.exception("a delivery thread stopped")
+        finally:
+            db.session.remove()
 
 
-def _take(limit: int) -> list[int]:
-    now = utcnow()
-    due = (
-        select(OutboundItem)
-        .where(
-            or_(
-                (OutboundItem.state == "pending") & (OutboundItem.next_attempt_at <= now),
-                (OutboundItem.state == "sending") & (OutboundItem.lease_until < now),
-            )
-        )
-        .order_by(OutboundItem.next_attempt_at, OutboundItem.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
+class _Run:
+    """One run of the queue, shared by its threads: what they took, where they send."""
+
+    def __init__(self, limit: int | None, poll: float):
+        self.limit, self.poll = limit, poll
+        self.taken = 0
+        #: recipient domains a thread of this run is delivering to now
+        self.busy: set[str] = set()
+        self.changed = threading.Condition()
+
+    def work(self) -> None:
+        while True:
+            with self.changed:
+                if self.limit is not None and self.taken >= self.limit:
+                    return
+                lease = _take(self.busy)
+                if lease is None:
+                    if not self.busy:
+                        return  # nothing due, nothing in flight
+                    # Watch for mail that falls due while another thread is sending.
+                    self.changed.wait(self.poll)
+                    continue
+                self.taken += 1
+                self.busy.add(lease.destination)
+            try:
+                _attempt(lease.item_id, lease.token)
+            except Exception:
+                # One item's bug must not stop the queue; its lease lets it be tried again.
+                db.session.rollback()
+                log.exception("outbound item %s failed unexpectedly", lease.item_id)
+            finally:
+                with self.changed:
+                    self.busy.discard(lease.destination)
+                    self.changed.notify_all()
+
+
+@dataclass(frozen=True)
+class _Lease:
+    item_id: int
+    token: str
+    destination: str
+
+
+def _destination(rcpt_to: str) -> str:
+    """What one thread of a run delivers to at a time: the recipient's domain, as
+    ``_take`` matches it."""
+    return rcpt_to.rpartition("@")[2].lower()
+
+
+def _due(now):
+    return or_(
+        (OutboundItem.state == "pending") & (OutboundItem.next_attempt_at <= now),
+        (OutboundItem.state == "sending") & (OutboundItem.lease_until < now),
     )
-    items = list(db.session.scalars(due))
-    for item in items:
-        item.state = "sending"
-        item.lease_until = now + LEASE
-    ids = [item.id for item in items]
+
+
+def _take(busy: set[str]) -> _Lease | None:
+    """Lease the next due item for a domain not in ``busy``, in one statement."""
+    now = utcnow()
+    token = secrets.token_hex(16)
+    recipient_domain = func.lower(OutboundItem.rcpt_to)
+    next_one = (
+        select(OutboundItem.id)
+        .where(_due(now),
+               *(~recipient_domain.endswith(f"@{domain}", autoescape=True) for domain in busy))
+        .order_by(OutboundItem.next_attempt_at, OutboundItem.id)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    taken = db.session.execute(
+        update(OutboundItem).where(OutboundItem.id == next_one)
+        .values(state="sending", lease_until=now + LEASE, lease_token=token)
+        .returning(OutboundItem.id, OutboundItem.rcpt_to)
+        .execution_options(synchronize_session=False)).first()
     db.session.commit()
-    return ids
+    return _Lease(taken.id, token, _destination(taken.rcpt_to)) if taken else None
 
 
-def _attempt(item_id: int) -> None:
-    item = db.session.get(OutboundItem, item_id)
+def _holds(item: OutboundItem, token: str) -> bool:
+    return (item.state == "sending" and item.lease_token == token
+            and item.lease_until is not None and item.lease_until > utcnow())
+
+
+def _record(item_id: int, token: str, outcome: Callable[[OutboundItem], None]) -> bool:
+    """Apply ``outcome`` to the item and commit, if the lease ``token`` still holds it.
+
+    The first statement locks the item's row (PostgreSQL) or the database (SQLite)
+    until the commit, so no other worker can take the item over in between.
+    """
+    held = db.session.execute(
+        update(OutboundItem)
+        .where(OutboundItem.id == item_id, OutboundItem.state == "sending",
+               OutboundItem.lease_token == token)
+        .values(lease_token=token)
+        .execution_options(synchronize_session=False))
+    if held.rowcount != 1:
+        db.session.rollback()
+        log.warning("outbound item %s was taken over by another worker: its outcome "
+                    "here is not recorded", item_id)
+        return False
+    item = db.session.get(OutboundItem, item_id, populate_existing=True)
+    outcome(item)
+    db.session.commit()
+    return True
+
+
+def _attempt(item_id: int, token: str) -> None:
+    """Send one leased item and record the outcome, as long as the lease is ours."""
+    item = db.session.get(OutboundItem, item_id, populate_existing=True)
+    if item is None or not _holds(item, token):
+        db.session.rollback()
+        log.warning("outbound item %s is no longer leased to this worker: not sent",
+                    item_id)
+        return
     recipient = item.recipient
     raw = _content(item)
     if raw is None:
-        _finish(item, "done", "Not sent: the message was withdrawn or has expired")
-        db.session.commit()
+        _record(item_id, token, lambda item: _finish(
+            item, "done", "Not sent: the message was withdrawn or has expired"))
         return
     tls = recipient.tls if item.kind == "delivery" and recipient is not None else None
-    item.attempts += 1
-    try:
-        event = transport.send(target_of(item), raw, item.mail_from, item.rcpt_to, tls=tls,
-                               options=transport.Options.from_config(current_app.config))
-    except transport.TlsUnavailable as problem:
-        _tls_failed(item, str(problem))
-    except transport.DeliveryFailed as failure:
-        if failure.permanent:
-            _bounce(item, failure.reply)
-        else:
-            _defer(item, failure.reply)
-    else:
-        _finish(item, "done", event if item.kind == "delivery" else _generated_event(item, raw))
-        if item.kind == "delivery":
-            recipient.state = "delivered"
+    target, mail_from, rcpt_to = target_of(item), item.mail_from, item.rcpt_to
+    options = transport.Options.from_config(current_app.config)
+    # No transaction stays open while the remote server takes its time.
     db.session.commit()
+
+    def delivered(event: str) -> None:
+        _record(item_id, token, lambda item: _delivered(item, event, raw))
+
+    try:
+        transport.send(target, raw, mail_from, rcpt_to, tls=tls, options=options,
+                       accepted=delivered)
+    except transport.TlsUnavailable as problem:
+        reason = str(problem)
+        _record(item_id, token, lambda item: _tls_failed(_tried(item), reason))
+    except transport.DeliveryFailed as failure:
+        reply, outcome = failure.reply, _bounce if failure.permanent else _defer
+        _record(item_id, token, lambda item: outcome(_tried(item), reply))
+
+
+def _tried(item: OutboundItem) -> OutboundItem:
+    item.attempts += 1
+    return item
+
+
+def _delivered(item: OutboundItem, event: str, raw: bytes) -> None:
+    _tried(item)
+    _finish(item, "done", event if item.kind == "delivery" else _generated_event(item, raw))
+    if item.kind == "delivery":
+        item.recipient.state = "delivered"
 
 
 def _content(item: OutboundItem) -> bytes | None:
@@ -163,7 +303,7 @@ def _generated_event(item: OutboundItem, raw: bytes) -> str:
 
 def _finish(item: OutboundItem, state: str, event: str | None) -> None:
     item.state = state
-    item.lease_until = None
+    item.lease_until = item.lease_token = None
     item.finished_at = utcnow()
     if item.kind != "delivery":
         # a password notification must not outlive its sending
@@ -181,7 +321,7 @@ def _defer(item: OutboundItem, reply: str) -> None:
     wait = min(config["RETRY_FIRST_SECONDS"] * 2 ** (item.attempts - 1),
                config["RETRY_MAX_SECONDS"])
     item.state = "pending"
-    item.lease_until = None
+    item.lease_until = item.lease_token = None
     item.last_error = reply
     item.next_attempt_at = now + timedelta(seconds=wait)
     if item.recipient is not None:

@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 
@@ -109,6 +110,8 @@ def main() -> None:
                                       args.baseline))
         print(f"  baseline inbox: {baseline}", flush=True)
 
+        from sqlalchemy import event
+
         from app import expiry
         from app.extensions import db
 
@@ -121,8 +124,14 @@ def main() -> None:
                 if args.profile else None
             purged = 0
             batches: list[float] = []
+            statements: Counter = Counter()
             t0 = time.perf_counter()
             with instance.app().app_context():
+                # Round trips, by kind: noise on a shared machine does not move them.
+                event.listen(
+                    db.engine, "before_cursor_execute",
+                    lambda _c, _cursor, statement, *_: statements.update(
+                        [statement.split(None, 1)[0].upper()]))
                 # In slices of 20 batches, only to report progress and keep to
                 # --max-seconds; purge_expired itself loops in batches of --batch.
                 while time.perf_counter() - t0 < args.max_seconds:
@@ -160,6 +169,9 @@ def main() -> None:
     print(f"ms per batch of {args.batch}, every {step * 20 * args.batch} messages: "
           + ", ".join(f"{b * 1000:.0f}" for b in batches[::step])
           + f" (last {batches[-1] * 1000:.0f})" if batches else "")
+    print(f"SQL statements: {sum(statements.values())} ({dict(statements)}), "
+          f"{sum(statements.values()) / max(1, purged) * args.batch:.1f} per batch of "
+          f"{args.batch}")
     print(f"checks: {purged_rows} messages purged, {with_raw} still with content "
           f"({live_rows} live), {expired_recipients} recipients expired, "
           f"{expired_events} expired events")

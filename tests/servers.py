@@ -73,6 +73,7 @@ class _Script:
     failures: dict[str, deque[str]] = field(default_factory=lambda: defaultdict(deque))
     drops: int = 0
     delay: float = 0.0
+    quit_delay: float = 0.0
 
 
 class _Handler:
@@ -114,6 +115,12 @@ class _Handler:
             tls_version=ssl_object.version() if ssl_object else None,
         ))
         return REPLY_QUEUED
+
+    async def handle_QUIT(self, server, session, envelope):
+        if delay := self.sink._script.quit_delay:
+            # A client that gives up meanwhile closes the connection, ending this task.
+            await asyncio.sleep(delay)
+        return "221 Bye"
 
 
 class SmtpSink:
@@ -221,6 +228,11 @@ class SmtpSink:
         """Wait ``seconds`` before answering every DATA from now on (0 turns it off)."""
         with self._changed:
             self._script.delay = seconds
+
+    def delay_quit(self, seconds: float) -> None:
+        """Wait ``seconds`` before answering every QUIT from now on (0 turns it off)."""
+        with self._changed:
+            self._script.quit_delay = seconds
 
     def _scripted(self, stage: str) -> str | None:
         with self._changed:

@@ -205,6 +205,15 @@ def test_client_that_gives_up_during_a_delay(sink):
     assert len(sink.wait_for(1)) == 1  # the abandoned message was not captured
 
 
+def test_delay_before_answering_quit_keeps_the_message(sink):
+    sink.delay_quit(2)
+    with smtplib.SMTP("127.0.0.1", sink.port, timeout=0.3) as client:
+        client.sendmail("a@example.test", ["b@example.test"], MESSAGE)
+        with pytest.raises(smtplib.SMTPServerDisconnected, match="timed out"):
+            client.quit()
+    assert len(sink.wait_for(1)) == 1
+
+
 # -- DNS
 
 

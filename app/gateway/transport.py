@@ -3,6 +3,17 @@
 ``send`` returns the text of the delivery event, or raises :class:`DeliveryFailed`
 (temporary or permanent, with the reply that said so) or :class:`TlsUnavailable`
 (a TLS requirement that no server could meet).
+
+The duplicate window. Once the remote server has answered 250 to the message's data the
+message is its responsibility; until the caller has committed that fact, a crash (or a
+failed commit) leaves the queue item to be tried again, and the recipient gets the
+message twice. ``send`` calls ``accepted`` right after that 250, before it says QUIT,
+so the window is the caller's commit alone: no round trip, and no server that stalls
+after its 250 (QUIT waits at most :data:`QUIT_TIMEOUT`, and a QUIT that fails changes
+nothing: the message was delivered). What remains cannot be closed from this side:
+SMTP has no two-phase commit, so a crash between the 250 and the commit, or a 250 lost
+on the way back to us (the server has the message, we time out and retry), still means
+a second copy.
 """
 
 from __future__ import annotations
@@ -11,6 +22,7 @@ import mailbox
 import smtplib
 import socket
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -18,6 +30,9 @@ import dns.exception
 import dns.resolver
 
 from .tracking import DELIVERED_VIA_MX
+
+#: seconds to wait for the answer to QUIT, after the message was accepted
+QUIT_TIMEOUT = 5
 
 
 class DeliveryFailed(Exception):
@@ -48,24 +63,43 @@ class Options:
 
 
 def send(target: str, raw: bytes, mail_from: str, rcpt: str, *, tls: str | None = None,
-         options: Options = Options()) -> str:
-    """Deliver ``raw`` to ``rcpt`` through ``target`` (mx, smtp://host:port, maildir:PATH)."""
+         options: Options = Options(),
+         accepted: Callable[[str], object] | None = None) -> str:
+    """Deliver ``raw`` to ``rcpt`` through ``target`` (mx, smtp://host:port, maildir:PATH).
+
+    ``accepted`` is called with the event text as soon as the message is delivered (for
+    SMTP: right after the server's 250, before QUIT); whatever it raises is not a
+    delivery failure and is raised as it is.
+    """
     if target.startswith("maildir:"):
         mailbox.Maildir(target.removeprefix("maildir:"), create=True).add(raw)
-        return f"Delivered to the maildir {target.removeprefix('maildir:')}"
+        event = f"Delivered to the maildir {target.removeprefix('maildir:')}"
+        if accepted is not None:
+            accepted(event)
+        return event
     if target.startswith("smtp://"):
         address = urlsplit(target)
         host, port = address.hostname, address.port or 25
         hosts = [(host, _addresses_by_system(host, port))]
-        used = _first_that_takes_it(hosts, port, raw, mail_from, rcpt, tls, options)
-        return f"Relayed to {host}:{port} ({used.tls_version or 'no TLS'})"
-    if target == "mx":
+
+        def describe(used: _Used) -> str:
+            return f"Relayed to {host}:{port} ({used.tls_version or 'no TLS'})"
+    elif target == "mx":
         domain = rcpt.rpartition("@")[2]
         hosts = mx_hosts(domain, options)
-        used = _first_that_takes_it(hosts, options.delivery_port, raw, mail_from, rcpt, tls,
-                                    options)
-        return f"{DELIVERED_VIA_MX}: {used.host} ({used.tls_version or 'no TLS'})"
-    raise ValueError(f"unknown delivery target {target!r}")
+        port = options.delivery_port
+
+        def describe(used: _Used) -> str:
+            return f"{DELIVERED_VIA_MX}: {used.host} ({used.tls_version or 'no TLS'})"
+    else:
+        raise ValueError(f"unknown delivery target {target!r}")
+
+    def then(used: _Used) -> None:
+        if accepted is not None:
+            accepted(describe(used))
+
+    return describe(_first_that_takes_it(hosts, port, raw, mail_from, rcpt, tls, options,
+                                         then))
 
 
 # --- DNS -------------------------------------------------------------------------------
@@ -170,7 +204,7 @@ def _tls_context(level: str | None, ca_file: str) -> ssl.SSLContext:
     return context
 
 
-def _first_that_takes_it(hosts, port, raw, mail_from, rcpt, tls, options) -> _Used:
+def _first_that_takes_it(hosts, port, raw, mail_from, rcpt, tls, options, then) -> _Used:
     """Try each host and address in order until one takes the message or refuses it."""
     last_temporary = "4.4.1 No mail server could be reached"
     tls_problems = []
@@ -180,7 +214,7 @@ def _first_that_takes_it(hosts, port, raw, mail_from, rcpt, tls, options) -> _Us
             continue
         for address in addresses:
             try:
-                return _deliver(host, address, port, raw, mail_from, rcpt, tls, options)
+                return _deliver(host, address, port, raw, mail_from, rcpt, tls, options, then)
             except TlsUnavailable as problem:
                 tls_problems.append(str(problem))
             except DeliveryFailed as failure:
@@ -192,7 +226,8 @@ def _first_that_takes_it(hosts, port, raw, mail_from, rcpt, tls, options) -> _Us
     raise DeliveryFailed(last_temporary, permanent=False)
 
 
-def _deliver(host, address, port, raw, mail_from, rcpt, tls, options) -> _Used:
+def _deliver(host, address, port, raw, mail_from, rcpt, tls, options, then) -> _Used:
+    """One SMTP session; ``then(used)`` runs after the 250 to the data, before QUIT."""
     try:
         # Naming the host here makes smtplib check the certificate against it.
         client = _SMTP(address, host=host, port=port, local_hostname=options.helo_name or None,
@@ -200,6 +235,16 @@ def _deliver(host, address, port, raw, mail_from, rcpt, tls, options) -> _Used:
     except (OSError, smtplib.SMTPException) as error:
         raise DeliveryFailed(f"4.4.1 {host} [{address}]: {error or type(error).__name__}",
                              permanent=False) from None
+    try:
+        used = _transfer(client, host, raw, mail_from, rcpt, tls, options)
+        # Delivered: whatever happens from here on (QUIT included) is not a failure.
+        then(used)
+        return used
+    finally:
+        _close(client, min(options.timeout, QUIT_TIMEOUT))
+
+
+def _transfer(client, host, raw, mail_from, rcpt, tls, options) -> _Used:
     try:
         client.ehlo()
         tls_version = None
@@ -225,8 +270,6 @@ def _deliver(host, address, port, raw, mail_from, rcpt, tls, options) -> _Used:
     except (OSError, smtplib.SMTPException) as error:
         raise DeliveryFailed(f"4.4.2 {host}: {error or type(error).__name__}",
                              permanent=False) from None
-    finally:
-        _close(client)
 
 
 def _failure(host: str, code: int, text: bytes | str) -> DeliveryFailed:
@@ -235,8 +278,11 @@ def _failure(host: str, code: int, text: bytes | str) -> DeliveryFailed:
     return DeliveryFailed(f"{host} said: {code} {text}", permanent=500 <= code < 600)
 
 
-def _close(client: smtplib.SMTP) -> None:
+def _close(client: smtplib.SMTP, timeout: float) -> None:
+    """Say QUIT, waiting ``timeout`` seconds at most for the answer, whatever it is."""
     try:
+        if client.sock is not None:
+            client.sock.settimeout(timeout)
         client.quit()
     except (OSError, smtplib.SMTPException):
         client.close()

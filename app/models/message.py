@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, ForeignKey, LargeBinary, String, Text
+from sqlalchemy import JSON, ForeignKey, Index, LargeBinary, String, Text, text
 from sqlalchemy.orm import Mapped, deferred, mapped_column, relationship
 
 from ..clock import utcnow
@@ -25,6 +25,14 @@ ROUTES = ("ccm", "internal", "external")
 class Message(db.Model):
     """One message as received, stored once whatever its number of recipients."""
 
+    __table_args__ = (
+        # The purge's candidates, oldest first: only messages not purged yet are in it,
+        # so the purge never walks past the ones it did (SQLite and PostgreSQL alike).
+        Index("ix_message_unpurged_expires_at", "expires_at", "id",
+              sqlite_where=text("purged_at IS NULL"),
+              postgresql_where=text("purged_at IS NULL")),
+    )
+
     id: Mapped[int] = mapped_column(primary_key=True)
     #: what URLs carry: unguessable, unlike the row id
     public_id: Mapped[str] = mapped_column(String(32), unique=True)
@@ -39,12 +47,12 @@ class Message(db.Model):
     received_over_tls: Mapped[bool] = mapped_column(default=False)
     size: Mapped[int] = mapped_column(default=0)
     #: when the content may be purged: the end of the longest visibility window
-    expires_at: Mapped[datetime | None] = mapped_column(index=True)
+    expires_at: Mapped[datetime | None]
     #: the message as received, less X-CCM-Mode; None once purged
     raw: Mapped[bytes | None] = deferred(mapped_column(LargeBinary))
     #: where each part's body lies in ``raw`` (app/gateway/parts.py), found once at
     #: ingest; None for a message only the full parse may read, or stored before it
-    parts: Mapped[dict | None] = deferred(mapped_column(JSON))
+    parts: Mapped[dict | None] = deferred(mapped_column(JSON(none_as_null=True)))
     purged_at: Mapped[datetime | None]
 
     tenant: Mapped[Tenant] = relationship()

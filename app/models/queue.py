@@ -32,7 +32,7 @@ class OutboundItem(db.Model):
     raw: Mapped[bytes | None] = deferred(mapped_column(LargeBinary))
     #: a notification still to be rendered, ``{"kind": ..., "context": {...}}``: the
     #: worker renders it when it sends it, off the path that answers SMTP or a browser
-    notice: Mapped[dict | None] = deferred(mapped_column(JSON))
+    notice: Mapped[dict | None] = deferred(mapped_column(JSON(none_as_null=True)))
     mail_from: Mapped[str] = mapped_column(String(320))
     rcpt_to: Mapped[str] = mapped_column(String(320))
     #: pending, sending, done, failed
@@ -42,6 +42,9 @@ class OutboundItem(db.Model):
     next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
     #: a worker that took the item holds it until then; after a crash it is retried
     lease_until: Mapped[datetime | None]
+    #: drawn afresh by each take: a worker records its attempt only while it still holds
+    #: the item under the token it drew, so nothing is recorded twice after a take-over
+    lease_token: Mapped[str | None] = mapped_column(String(32))
     last_error: Mapped[str | None] = mapped_column(Text)
     finished_at: Mapped[datetime | None]
 

@@ -13,7 +13,8 @@ from support import mail
 
 from app import outbound
 from app.extensions import db
-from app.models import Message
+from app.gateway import ingest
+from app.models import Message, OutboundItem
 
 CCM = Path(sys.executable).with_name("ccm")
 
@@ -56,4 +57,44 @@ def test_killed_after_250_the_message_survives_and_is_delivered_once(app, make_t
         time.sleep(0.2)
         assert len(sink.messages) == 1
     finally:
+        sink.stop()
+
+
+def test_a_killed_workers_successor_delivers_the_rest_at_once(app, make_tenant, tmp_path):
+    """Found by bench/crash.py: a worker leased 100 items at a time, so when it was killed
+    the rest of them waited 10 minutes for its lease to run out."""
+    make_tenant("acme", domains=["acme.test"])
+    sink = SmtpSink().start()
+    sink.delay(0.3)
+    app.config["OUTBOUND"] = f"smtp://127.0.0.1:{sink.port}"
+    for n in range(10):
+        ingest.receive(mail(subject=f"number {n}").replace("\n", "\r\n").encode(),
+                       "alice@acme.test", [f"r{n}@partner.test"])
+    db.session.commit()
+    env = {**os.environ, "CCM_INSTANCE_PATH": str(tmp_path),
+           "CCM_DATABASE_URL": app.config["DATABASE_URL"], "CCM_WORKER_INTERVAL": "1",
+           "CCM_OUTBOUND": app.config["OUTBOUND"]}
+    process = subprocess.Popen([str(CCM), "worker"], env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    try:
+        sink.wait_for(1, timeout=60)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+        db.session.expire_all()
+        left = db.session.query(OutboundItem).filter_by(state="sending").all()
+        # One recipient domain: the dead worker was sending one item at most.
+        assert len(left) <= 1
+        started = time.monotonic()
+        while outbound.run_due():
+            pass
+        received = {d.message["Subject"] for d in sink.messages}
+        assert received | {item.recipient.message.subject for item in left} == {
+            f"number {n}" for n in range(10)}
+        assert time.monotonic() - started < 10
+        done = db.session.query(OutboundItem).filter_by(kind="delivery", state="done")
+        assert done.count() == 10 - len(left)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
         sink.stop()

@@ -1,12 +1,17 @@
 """Delivery out: TLS levels and fallbacks, MX look-up rules, retries and bounces."""
 
+import threading
+import time
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import text
 from support import mail
 
+from app import outbound
 from app.clock import utcnow
 from app.extensions import db
+from app.gateway.tracking import DELIVERED_VIA_MX
 from app.models import OutboundItem
 from app.outbound import LEASE
 
@@ -278,3 +283,82 @@ def test_everything_generated_is_marked_auto_generated(gateway):
     generated = sink.wait_for(2)
     assert {d.message["Auto-Submitted"] for d in generated} == {"auto-generated"}
     assert {d.mail_from for d in generated} == {"<>"}
+
+
+# --- leases and the duplicate window --------------------------------------------------
+
+
+def test_the_delivery_is_recorded_before_quit_and_a_failed_quit_changes_nothing(app,
+                                                                                gateway):
+    """Found by bench/crash.py: the worker waited for QUIT's 221 before it committed the
+    delivery, so a crash or a server stalling after its 250 widened the duplicate window."""
+    app.config["SMTP_TIMEOUT"] = 3
+    sink = gateway.network.mx("partner.test")
+    sink.delay_quit(30)  # never answers QUIT in time: the worker gives up on it
+    message = gateway.send(mail(), ["pat@partner.test"])
+    queue = threading.Thread(target=_in_context, args=(app, gateway.run_queue))
+    queue.start()
+    try:
+        sink.wait_for(1)
+        deadline = time.monotonic() + 2.5
+        while _state_in_database("delivery") != "done":
+            assert time.monotonic() < deadline, "not recorded before QUIT was answered"
+            time.sleep(0.05)
+        assert queue.is_alive(), "the worker should still be waiting for QUIT"
+    finally:
+        queue.join(timeout=30)
+    (item,) = items("delivery")
+    assert (item.state, item.attempts, item.last_error) == ("done", 1, None)
+    assert events(message.recipients[0])[-1].startswith(DELIVERED_VIA_MX)
+    assert items("dsn") == [] and len(sink.messages) == 1
+
+
+def test_an_item_taken_over_is_not_sent_by_its_old_holder(gateway):
+    sink = gateway.network.mx("partner.test")
+    gateway.send(mail(), ["pat@partner.test"])
+    lease = outbound._take(set())
+    (item,) = items("delivery")
+    # The lease ran out (a stalled worker) and another worker took the item over.
+    item.lease_token, item.lease_until = "another worker", utcnow() + LEASE
+    db.session.commit()
+    outbound._attempt(lease.item_id, lease.token)
+    assert sink.messages == []
+    db.session.refresh(item)
+    assert (item.state, item.lease_token, item.attempts) == ("sending", "another worker", 0)
+
+
+def test_an_item_taken_over_while_it_was_sent_is_recorded_by_its_new_holder_only(app,
+                                                                                  gateway):
+    sink = gateway.network.mx("partner.test")
+    sink.delay(2)
+    message = gateway.send(mail(), ["pat@partner.test"])
+    lease = outbound._take(set())
+    sending = threading.Thread(target=_in_context,
+                               args=(app, outbound._attempt, lease.item_id, lease.token))
+    sending.start()
+    time.sleep(1)  # the old holder waits for the 250 to its data
+    (item,) = items("delivery")
+    item.lease_token, item.lease_until = "another worker", utcnow() + LEASE
+    db.session.commit()
+    sending.join(timeout=30)
+    assert len(sink.wait_for(1)) == 1
+    db.session.refresh(item)
+    assert (item.state, item.lease_token, item.attempts) == ("sending", "another worker", 0)
+    recipient = message.recipients[0]
+    assert not any(text.startswith(DELIVERED_VIA_MX) for text in events(recipient))
+    assert recipient.state != "delivered"
+
+
+def _in_context(app, function, *args):
+    with app.app_context():
+        try:
+            function(*args)
+        finally:
+            db.session.remove()
+
+
+def _state_in_database(kind: str) -> str:
+    """Read past the test's session, as another process would."""
+    with db.engine.connect() as connection:
+        return connection.execute(text("SELECT state FROM outbound_item WHERE kind = :kind"),
+                                  {"kind": kind}).scalar()

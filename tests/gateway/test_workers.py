@@ -1,6 +1,7 @@
 """The worker: several at once never send one item twice; the scheduler runs the queue."""
 
 import threading
+import time
 
 import pytest
 from support import mail
@@ -104,3 +105,49 @@ def test_simultaneous_first_messages_to_a_new_recipient_all_get_through(app, mak
         thread.join(timeout=30)
     assert failures == []
     assert db.session.query(User).filter_by(email="new@partner.test").count() == 1
+
+
+def test_a_slow_mail_server_does_not_hold_up_mail_for_other_domains(app, gateway):
+    """Found by bench/faults.py: one thread sent one item after another, so mail for a
+    healthy domain waited behind every message for a slow one."""
+    app.config.update(WORKER_INTERVAL=1, DELIVERY_THREADS=4)
+    slow = gateway.network.mx("slow.test")
+    slow.delay(2)  # each message takes 2 s, within the 5 s time-out
+    fast = gateway.network.mx("partner.test")
+    for n in range(3):
+        gateway.send(mail(to=f"s{n}@slow.test"), [f"s{n}@slow.test"])
+    gateway.send(mail(subject="first"), ["pat@partner.test"])
+    started = time.monotonic()
+    queue = threading.Thread(target=_in_context, args=(app, gateway.run_queue))
+    queue.start()
+    try:
+        fast.wait_for(1, timeout=5)
+        assert time.monotonic() - started < 1.5
+        # Mail that falls due while the slow server still takes its time goes out too.
+        gateway.send(mail(subject="second"), ["pat@partner.test"])
+        fast.wait_for(2, timeout=5)
+        assert time.monotonic() - started < 4
+        assert len(slow.messages) < 3
+    finally:
+        queue.join(timeout=60)
+    assert len(slow.messages) == 3
+    assert [d.message["Subject"] for d in fast.messages] == ["first", "second"]
+
+
+def test_mail_to_one_domain_goes_one_message_at_a_time_in_queue_order(app, gateway):
+    app.config["DELIVERY_THREADS"] = 4
+    sink = gateway.network.mx("partner.test")
+    sink.delay(0.2)
+    for n in range(4):
+        gateway.send(mail(subject=f"number {n}"), ["pat@partner.test"])
+    gateway.run_queue()
+    assert [d.message["Subject"] for d in sink.wait_for(4)] == [f"number {n}"
+                                                                 for n in range(4)]
+
+
+def _in_context(app, function, *args):
+    with app.app_context():
+        try:
+            function(*args)
+        finally:
+            db.session.remove()
