@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from sqlalchemy import select, update
+from sqlalchemy.orm import joinedload
 
 from . import tokens
 from .clock import utcnow
@@ -37,10 +38,17 @@ def start(user: User, *, client_address: str | None, user_agent: str | None) -> 
 
 
 def resume(token: str) -> User | None:
-    """The user whose live session ``token`` names, or None (expired, ended, disabled)."""
+    """The user whose live session ``token`` names, or None (expired, ended, disabled).
+
+    Runs on every signed-in request, so it is one query: the session, its user and the
+    user's tenant (which the second-factor check and every page's header need) together.
+    """
     now = utcnow()
     record = db.session.scalar(
-        select(AuthSession).where(AuthSession.token_digest == tokens.digest(token))
+        select(AuthSession)
+        .options(joinedload(AuthSession.user, innerjoin=True)
+                 .joinedload(User.tenant, innerjoin=True))
+        .where(AuthSession.token_digest == tokens.digest(token))
     )
     if record is None or record.ended_at is not None or record.user.disabled:
         return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import mailbox
 import os
 import re
@@ -67,3 +68,23 @@ def mail(subject="Quarterly figures", body="Numbers attached.", to="pat@partner.
     """A small plain-text message; ``headers`` are extra lines ending in a newline."""
     return (f"From: {sender}\nTo: {to}\nSubject: {subject}\n"
             f"Message-ID: <{abs(hash(subject + body))}@acme.test>\n{headers}\n{body}\n")
+
+
+@contextlib.contextmanager
+def statements():
+    """Collect the SQL statements run inside the block (a list of strings)."""
+    from sqlalchemy import event
+
+    from app.extensions import db
+
+    seen: list[str] = []
+
+    def capture(conn, cursor, statement, parameters, context, executemany):
+        seen.append(statement)
+
+    engine = db.engine
+    event.listen(engine, "before_cursor_execute", capture)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", capture)
