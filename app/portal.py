@@ -22,6 +22,8 @@ PER_PAGE = 20
 
 @dataclass
 class Page:
+    """A page of a counted listing (app/sent_items.py)."""
+
     copies: list[Recipient]
     total: int
     number: int
@@ -40,34 +42,74 @@ class Page:
         return self.number > 1
 
 
+@dataclass
+class Listing:
+    """One page of a user's inbox.
+
+    It is not counted: an exact total would read every copy the user has on every view.
+    One row more than a page is read instead, which says whether an older page exists.
+    """
+
+    copies: list[Recipient]
+    number: int
+    query: str
+    has_next: bool
+
+    @property
+    def has_previous(self) -> bool:
+        return self.number > 1
+
+    @property
+    def found(self) -> int:
+        """How many matches this page and the ones before it hold: all of them when
+        there is no next page, a lower bound otherwise."""
+        return (self.number - 1) * PER_PAGE + len(self.copies)
+
+
+#: pages beyond this are not asked for (and an OFFSET must fit in 64 bits)
+MAX_PAGE = 100_000
+
+
 def _visible_copies(user: User):
+    # The first four conditions walk ix_recipient_inbox (user_id, state, received_at, id)
+    # newest first; the rest are checked on the rows it yields.
     return (
         select(Recipient)
         .join(Recipient.message)
-        .where(Recipient.user_id == user.id, Recipient.route == "ccm",
-               Recipient.state == "held", Message.tenant_id == user.tenant_id,
+        .where(Recipient.user_id == user.id, Recipient.state == "held",
+               Recipient.route == "ccm", Message.tenant_id == user.tenant_id,
                Recipient.visible_until > utcnow())
     )
 
 
-def inbox(user: User, *, query: str = "", number: int = 1) -> Page:
+def inbox(user: User, *, query: str = "", number: int = 1) -> Listing:
     """The user's CCM messages at their tenant, newest first, searched and paged."""
     statement = _visible_copies(user)
     query = query.strip()[:200]
     if query:
+        # Only the user's own copies are searched: the walk above, filtered.
         statement = statement.where(or_(
             Message.subject.icontains(query, autoescape=True),
             Message.header_from.icontains(query, autoescape=True),
             Message.mail_from.icontains(query, autoescape=True),
         ))
-    total = db.session.scalar(select(func.count()).select_from(statement.subquery()))
-    number = max(1, min(number, max(1, -(-total // PER_PAGE))))
-    copies = db.session.scalars(
+    number = max(1, min(number, MAX_PAGE))
+    copies = _page(statement, number)
+    if not copies and number > 1:
+        # Past the end (an old link, an edited address): the last page, as counted now.
+        total = db.session.scalar(select(func.count()).select_from(statement.subquery()))
+        number = max(1, -(-total // PER_PAGE))
+        copies = _page(statement, number)
+    return Listing(copies[:PER_PAGE], number, query, has_next=len(copies) > PER_PAGE)
+
+
+def _page(statement, number: int) -> list[Recipient]:
+    """Page ``number`` of ``statement``, and the first row of the next page if any."""
+    return list(db.session.scalars(
         statement.options(contains_eager(Recipient.message))
-        .order_by(Message.received_at.desc(), Recipient.id.desc())
-        .offset((number - 1) * PER_PAGE).limit(PER_PAGE)
-    )
-    return Page(list(copies), total, number, query)
+        .order_by(Recipient.received_at.desc(), Recipient.id.desc())
+        .offset((number - 1) * PER_PAGE).limit(PER_PAGE + 1)
+    ))
 
 
 def copy_for(user: User, public_id: str) -> Recipient | None:
