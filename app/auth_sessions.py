@@ -8,8 +8,9 @@ administrator can end. Idle and absolute time-outs are enforced here too.
 from __future__ import annotations
 
 from datetime import timedelta
+from functools import cache
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import joinedload
 
 from . import tokens
@@ -37,6 +38,17 @@ def start(user: User, *, client_address: str | None, user_agent: str | None) -> 
     return token
 
 
+@cache
+def _by_token():
+    """The session with its user and their tenant (built once: this runs on every page)."""
+    return (
+        select(AuthSession)
+        .options(joinedload(AuthSession.user, innerjoin=True)
+                 .joinedload(User.tenant, innerjoin=True))
+        .where(AuthSession.token_digest == bindparam("digest"))
+    )
+
+
 def resume(token: str) -> User | None:
     """The user whose live session ``token`` names, or None (expired, ended, disabled).
 
@@ -44,12 +56,7 @@ def resume(token: str) -> User | None:
     user's tenant (which the second-factor check and every page's header need) together.
     """
     now = utcnow()
-    record = db.session.scalar(
-        select(AuthSession)
-        .options(joinedload(AuthSession.user, innerjoin=True)
-                 .joinedload(User.tenant, innerjoin=True))
-        .where(AuthSession.token_digest == tokens.digest(token))
-    )
+    record = db.session.scalar(_by_token(), {"digest": tokens.digest(token)})
     if record is None or record.ended_at is not None or record.user.disabled:
         return None
     if now - record.created_at > SESSION_ABSOLUTE_TIMEOUT or (

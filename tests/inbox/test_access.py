@@ -360,3 +360,20 @@ def test_the_inbox_is_read_a_page_at_a_time_from_its_index(client, auth, acme):
             plan = " | ".join(row[-1] for row in connection.exec_driver_sql(
                 "EXPLAIN QUERY PLAN " + statement, parameters))
         assert "ix_recipient_inbox" in plan and "TEMP B-TREE" not in plan, plan
+
+
+def test_search_takes_wildcards_and_the_escape_character_literally(client, auth, acme):
+    for subject in ("50% off", "5000 units", "a/b testing", "ab testing", "under_score"):
+        deliver(mail(subject=subject), ["pat@partner.test"])
+    activate("acme", "pat@partner.test")
+    auth.sign_in("pat@partner.test", slug="acme")
+
+    def found(query: str) -> set[str]:
+        page = client.get("/inbox/", query_string={"q": query}).get_data(as_text=True)
+        return set(re.findall(r'class="row-subject">([^<]+)<', page))
+
+    assert found("50%") == {"50% off"}
+    assert found("a/b") == {"a/b testing"}
+    assert found("r_s") == {"under_score"}
+    assert found("a_b") == set() and found("0%") == {"50% off"}
+    assert found("UNITS") == {"5000 units"}
