@@ -12,6 +12,7 @@ from functools import cache
 
 from sqlalchemy import bindparam, func, or_, select
 from sqlalchemy.engine import Row
+from sqlalchemy.orm import contains_eager
 
 from .clock import utcnow
 from .extensions import db
@@ -131,7 +132,7 @@ def _page(query: str, values: dict, number: int) -> list[Row]:
 def copy_for(user: User, public_id: str) -> Recipient | None:
     """The user's own copy of a message, expired or not; None when it is not theirs."""
     return db.session.scalar(
-        select(Recipient).join(Recipient.message)
+        select(Recipient).join(Recipient.message).options(contains_eager(Recipient.message))
         .where(Message.public_id == public_id, Recipient.user_id == user.id,
                Recipient.route == "ccm", Message.tenant_id == user.tenant_id)
     )

@@ -5,12 +5,13 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import event, select
-from support import PASSWORD, csrf_token, mail, post_form
+from support import PASSWORD, csrf_token, mail, post_form, statements
 
+from app import access_log
 from app.clock import utcnow
 from app.extensions import db
 from app.gateway import ingest
-from app.models import Message, Recipient, Tenant, User
+from app.models import AccessEvent, Message, Recipient, Tenant, User
 from app.passwords import hash_password
 
 SECRET = "Merger terms Falcon"
@@ -377,3 +378,30 @@ def test_search_takes_wildcards_and_the_escape_character_literally(client, auth,
     assert found("r_s") == {"under_score"}
     assert found("a_b") == set() and found("0%") == {"50% off"}
     assert found("UNITS") == {"5000 units"}
+
+
+def test_a_reload_is_not_logged_again_nor_written(client, auth, delivered):
+    """The access log has one line per opening from a browser, not one per view: a
+    reload within the window writes nothing at all."""
+    auth.sign_in("pat@partner.test", slug="acme")
+    url = f"/inbox/{delivered.public_id}"
+    client.get(url, environ_base={"REMOTE_ADDR": "198.51.100.7"})
+    with statements() as seen:
+        page = client.get(url, environ_base={"REMOTE_ADDR": "198.51.100.7"})
+    assert page.status_code == 200 and SECRET in page.get_data(as_text=True)
+    assert not [s for s in seen if s.lstrip().upper().startswith(("INSERT", "UPDATE"))]
+
+    def openings() -> list[tuple[str, str]]:
+        return [(e.client_address, e.browser) for e in db.session.scalars(
+            select(AccessEvent).where(AccessEvent.kind == "opened").order_by(AccessEvent.id))]
+
+    assert len(openings()) == 1
+    client.get(url, environ_base={"REMOTE_ADDR": "203.0.113.9"})
+    client.get(url, environ_base={"REMOTE_ADDR": "203.0.113.9"},
+               headers={"User-Agent": "Another browser"})
+    assert [a for a, _ in openings()] == ["198.51.100.7", "203.0.113.9", "203.0.113.9"]
+    for line in db.session.scalars(select(AccessEvent)):
+        line.at -= access_log.REOPEN_WINDOW
+    db.session.commit()
+    client.get(url, environ_base={"REMOTE_ADDR": "198.51.100.7"})
+    assert len(openings()) == 4
