@@ -42,5 +42,7 @@ def downgrade():
     with op.batch_alter_table('recipient', schema=None) as batch_op:
         batch_op.create_index('ix_recipient_user_id', ['user_id'], unique=False)
         batch_op.drop_index('ix_recipient_inbox')
-    with op.batch_alter_table('recipient', schema=None) as batch_op:
-        batch_op.drop_column('received_at')
+    # Not in batch mode: SQLite (3.35 and later) drops the column in place, where a batch
+    # would copy the table and DROP the old one, which with foreign keys on deletes
+    # every delivery event and queue item of every recipient (ON DELETE CASCADE).
+    op.drop_column('recipient', 'received_at')
