@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from flask import has_request_context, request
 from sqlalchemy import or_, select
 
+from .clock import utcnow
 from .extensions import db
 from .models import AccessEvent, Message, Tenant, User
+
+#: Opening a message again from the same address and browser within this long (a
+#: reload, back to the list and in again) is not logged again: it tells the sender
+#: nothing the first line does not, and it would cost a write on every view.
+REOPEN_WINDOW = timedelta(minutes=10)
 
 
 def record(kind: str, *, tenant: Tenant, user: User | None = None, email: str = "",
@@ -18,6 +26,22 @@ def record(kind: str, *, tenant: Tenant, user: User | None = None, email: str = 
         message_id=message.id if message else None, detail=detail[:2000],
         client_address=request.remote_addr if has_request_context() else None,
         browser=request.user_agent.string[:300] if has_request_context() else None))
+
+
+def record_opened(*, tenant: Tenant, user: User, message: Message) -> bool:
+    """Log that ``user`` opened ``message``, unless they did so from this browser within
+    :data:`REOPEN_WINDOW`; whether a line was added (the caller commits)."""
+    address = request.remote_addr if has_request_context() else None
+    browser = request.user_agent.string[:300] if has_request_context() else None
+    recent = db.session.scalar(select(AccessEvent.id).where(
+        AccessEvent.message_id == message.id, AccessEvent.user_id == user.id,
+        AccessEvent.kind == "opened", AccessEvent.at > utcnow() - REOPEN_WINDOW,
+        AccessEvent.client_address.is_not_distinct_from(address),
+        AccessEvent.browser.is_not_distinct_from(browser)).limit(1))
+    if recent is not None:
+        return False
+    record("opened", tenant=tenant, user=user, message=message)
+    return True
 
 
 def sign_ins(user: User, *, limit: int = 20) -> list[AccessEvent]:

@@ -8,8 +8,10 @@ administrator can end. Idle and absolute time-outs are enforced here too.
 from __future__ import annotations
 
 from datetime import timedelta
+from functools import cache
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.orm import joinedload
 
 from . import tokens
 from .clock import utcnow
@@ -36,12 +38,25 @@ def start(user: User, *, client_address: str | None, user_agent: str | None) -> 
     return token
 
 
-def resume(token: str) -> User | None:
-    """The user whose live session ``token`` names, or None (expired, ended, disabled)."""
-    now = utcnow()
-    record = db.session.scalar(
-        select(AuthSession).where(AuthSession.token_digest == tokens.digest(token))
+@cache
+def _by_token():
+    """The session with its user and their tenant (built once: this runs on every page)."""
+    return (
+        select(AuthSession)
+        .options(joinedload(AuthSession.user, innerjoin=True)
+                 .joinedload(User.tenant, innerjoin=True))
+        .where(AuthSession.token_digest == bindparam("digest"))
     )
+
+
+def resume(token: str) -> User | None:
+    """The user whose live session ``token`` names, or None (expired, ended, disabled).
+
+    Runs on every signed-in request, so it is one query: the session, its user and the
+    user's tenant (which the second-factor check and every page's header need) together.
+    """
+    now = utcnow()
+    record = db.session.scalar(_by_token(), {"digest": tokens.digest(token)})
     if record is None or record.ended_at is not None or record.user.disabled:
         return None
     if now - record.created_at > SESSION_ABSOLUTE_TIMEOUT or (

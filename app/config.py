@@ -102,6 +102,9 @@ def _derived(config: dict) -> dict:
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "PERMANENT_SESSION_LIFETIME": SESSION_ABSOLUTE_TIMEOUT,
+        # The server ends a session 12 hours after sign-in whatever the cookie says
+        # (app/auth_sessions.py), so re-signing the cookie on every answer buys nothing.
+        "SESSION_REFRESH_EACH_REQUEST": False,
         "PREFERRED_URL_SCHEME": "https" if https else "http",
         "WTF_CSRF_TIME_LIMIT": None,  # the token lives as long as the session does
         "WTF_CSRF_SSL_STRICT": https,

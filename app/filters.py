@@ -2,10 +2,12 @@
 
 from datetime import UTC, datetime
 from email.utils import parseaddr, parsedate_to_datetime
+from functools import lru_cache
 
 from flask import Flask
 
 
+@lru_cache(maxsize=4096)  # the inbox shows the same few senders on every row
 def person(value: str) -> str:
     """'Alice Example <alice@acme.test>' → 'Alice Example'; a bare address stays."""
     name, address = parseaddr(value or "")

@@ -494,7 +494,9 @@ def bulk_load(instance: Instance, plan: LoadPlan, *, batch: int = 5000,
             recipient_id = take("recipient")
             pending["recipient"].append({
                 **recipient_row, "id": recipient_id, "message_id": message_id,
-                "address": owner, "user_id": known[owner], "visible_until": at + window})
+                "address": owner, "user_id": known[owner], "visible_until": at + window,
+                # the copy of the message's time that the inbox is ordered by (0008)
+                **({"received_at": at} if "received_at" in recipient_row else {})})
             for event in event_rows:
                 pending["delivery_event"].append({
                     **event, "id": take("delivery_event"), "recipient_id": recipient_id,

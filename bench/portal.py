@@ -15,7 +15,10 @@ bench/harness.py's thread-pool client. For each URL, in the same run:
 
 The static file ``/static/css/ccm.css`` (served by Flask through the same stack, with
 the session cookie, as a browser sends it) is the baseline. Goals: inbox p95 < 50 ms,
-inbox throughput >= 0.5x static.
+inbox throughput >= 0.5x static. Because the machine may be shared, the results also
+give the web process's CPU time per request under load (from /proc, steadier than
+rates) and the SQL statements each page runs (counted in this process, on the same
+database, by a test client signed in as the same reader).
 
     .venv/bin/python bench/portal.py                  # 20,000 messages, 2,000 in the inbox
     .venv/bin/python bench/portal.py --full           # 100,000 / 2,000
@@ -153,6 +156,39 @@ def explain(instance: harness.Instance, query: str = "", email: str = READER) ->
         db.session.remove()
 
 
+def statements_per_request(instance: harness.Instance, paths: dict[str, str],
+                           email: str = READER) -> dict[str, list[str]]:
+    """The SQL statements each page runs, counted in this process on the same database:
+    a test client signs in as ``email`` and asks for each path twice, counting the second
+    time (a reload: what the load runs see after their first request)."""
+    from sqlalchemy import event
+
+    from app.extensions import db
+
+    app = instance.app()
+    client = app.test_client()
+    form = client.get("/t/acme/sign-in").get_data(as_text=True)
+    client.post("/t/acme/sign-in", data={"csrf_token": harness._CSRF.search(form).group(1),
+                                         "email": email, "password": harness.PASSWORD})
+    with app.app_context():
+        engine = db.engine
+    counted: dict[str, list[str]] = {}
+    for name, path in paths.items():
+        client.get(path).close()
+        seen: list[str] = []
+
+        def capture(conn, cursor, statement, parameters, context, executemany, seen=seen):
+            seen.append(" ".join(statement.split()))
+
+        event.listen(engine, "before_cursor_execute", capture)
+        try:
+            client.get(path).close()
+        finally:
+            event.remove(engine, "before_cursor_execute", capture)
+        counted[name] = seen
+    return counted
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -217,6 +253,10 @@ def main() -> None:
             if status != 200 or expected not in text:
                 raise RuntimeError(f"{path}: status {status}, {expected!r} not in the page")
         print(f"  {READER} has {in_inbox} messages; pages checked")
+        statements = statements_per_request(instance, urls)
+        for name, seen in statements.items():
+            print(f"  {name}: {len(seen)} SQL statements a request: "
+                  + "; ".join(x[:60] for x in seen))
         if args.explain:
             explain(instance)
             explain(instance, SEARCH)
@@ -227,13 +267,18 @@ def main() -> None:
         urls["static-anon"] = urls["static"]
         for name, path in urls.items():
             cookie = "" if name == "static-anon" else browser.cookie_header
+            cpu_before = harness.cpu_seconds(web.pid)
             loaded = load(base + path, cookie, args.connections, args.duration)
+            # The server's own CPU per request: steadier than rates on a shared machine.
+            loaded["cpu_ms"] = ((harness.cpu_seconds(web.pid) - cpu_before) * 1000
+                                / max(1, loaded["requests"]))
             single = load(base + path, cookie, 1, args.latency_duration)
             results[name] = {"loaded": loaded, "single": single}
             print(f"  {name:<11} {loaded['rps']:7.1f} req/s  p50 {loaded['p50_ms']:6.1f}  "
                   f"p95 {loaded['p95_ms']:6.1f}  p99 {loaded['p99_ms']:6.1f} ms  "
                   f"(1 connection: {single['rps']:6.1f} req/s, p50 {single['p50_ms']:5.1f}, "
-                  f"p95 {single['p95_ms']:5.1f} ms)  errors {loaded['errors']}, "
+                  f"p95 {single['p95_ms']:5.1f} ms)  server CPU {loaded['cpu_ms']:.2f} ms a "
+                  f"request, errors {loaded['errors']}, "
                   f"non-2xx {loaded['non2xx'] + single['non2xx']}", flush=True)
         rss = harness.peak_rss(web.pid)
 
@@ -254,13 +299,16 @@ def main() -> None:
     harness.banner("results")
     static = results["static"]["loaded"]
     print(f"{'URL':<12}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'vs static':>11}"
-          f"{'1-conn p50':>12}{'1-conn p95':>12}")
+          f"{'1-conn p50':>12}{'1-conn p95':>12}{'CPU ms':>8}{'SQL':>5}")
     for name, result in results.items():
         loaded, single = result["loaded"], result["single"]
         print(f"{name:<12}{loaded['rps']:>9.1f}{loaded['p50_ms']:>9.1f}"
               f"{loaded['p95_ms']:>9.1f}{loaded['p99_ms']:>9.1f}"
               f"{loaded['rps'] / static['rps']:>10.2f}x"
-              f"{single['p50_ms']:>12.1f}{single['p95_ms']:>12.1f}")
+              f"{single['p50_ms']:>12.1f}{single['p95_ms']:>12.1f}"
+              f"{loaded['cpu_ms']:>8.2f}{len(statements.get(name, [])):>5}")
+    print("(CPU ms: the web process's CPU time per request under load; SQL: statements a "
+          "request, counted in-process)")
     inbox = results["inbox"]
     ratio = inbox["loaded"]["rps"] / static["rps"]
     print(f"\ninbox/static throughput: {ratio:.2f}x (goal >= 0.5x: "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import mailbox
 import os
 import re
@@ -106,3 +107,23 @@ def assert_agrees(raw: bytes) -> None:
     light.index = None
     assert light == heavy
     assert reading.read_indexed(index, whole) == reading.read(raw)
+
+
+@contextlib.contextmanager
+def statements():
+    """Collect the SQL statements run inside the block (a list of strings)."""
+    from sqlalchemy import event
+
+    from app.extensions import db
+
+    seen: list[str] = []
+
+    def capture(conn, cursor, statement, parameters, context, executemany):
+        seen.append(statement)
+
+    engine = db.engine
+    event.listen(engine, "before_cursor_execute", capture)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", capture)

@@ -1,9 +1,16 @@
 """The migrations build exactly the schema the models describe."""
 
+from datetime import datetime
+
+import flask_migrate
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from sqlalchemy import inspect, text
+from support import mail
 
 from app.extensions import db
+from app.gateway import ingest
+from app.models import DeliveryEvent
 
 
 def test_models_and_migrations_agree(app):
@@ -19,3 +26,43 @@ def test_sqlite_connections_are_durable_and_strict(app):
         pragma = {name: connection.exec_driver_sql(f"PRAGMA {name}").scalar()
                   for name in ("journal_mode", "synchronous", "foreign_keys")}
     assert pragma == {"journal_mode": "wal", "synchronous": 2, "foreign_keys": 1}
+
+
+def test_recipients_that_exist_get_their_messages_received_at(app, make_tenant):
+    """0008 fills recipient.received_at for rows written before it; up or down, it keeps
+    the rows that refer to recipients (a table rebuild on SQLite would cascade-delete
+    them)."""
+    tenant_id = make_tenant().id
+    ingest.receive(mail().replace("\n", "\r\n").encode(), "alice@acme.test",
+                   ["pat@partner.test"], mode="external")
+    db.session.commit()
+    events = db.session.query(DeliveryEvent).count()
+    db.session.remove()
+    received = datetime(2026, 11, 1, 9, 30)
+    flask_migrate.downgrade(revision="0007")
+    try:
+        with db.engine.connect() as connection:
+            assert connection.execute(text(
+                "SELECT count(*) FROM delivery_event")).scalar() == events
+        with db.engine.begin() as connection:
+            connection.execute(text(
+                "INSERT INTO message (id, public_id, tenant_id, mail_from, header_from, "
+                "subject, message_id_header, received_at, client_address, received_over_tls, "
+                "size) VALUES (7, 'p7', :tenant, 'a@acme.test', '', 'Old', '', :at, '', "
+                ":false, 0)"), {"tenant": tenant_id, "at": received, "false": False})
+            connection.execute(text(
+                "INSERT INTO recipient (id, message_id, address, kind, route, reason, state) "
+                "VALUES (70, 7, 'pat@partner.test', 'external', 'ccm', '', 'held')"))
+            connection.execute(text(
+                "INSERT INTO delivery_event (recipient_id, at, kind, text) "
+                "VALUES (70, :at, 'ccm', 'Delivered to CCM isolation area')"), {"at": received})
+    finally:
+        flask_migrate.upgrade()
+    with db.engine.connect() as connection:
+        assert connection.execute(text(
+            "SELECT received_at FROM recipient WHERE id = 70")).scalar() in (
+            received, str(received))
+        assert connection.execute(text(
+            "SELECT count(*) FROM delivery_event")).scalar() == events + 1
+    indexes = {i["name"] for i in inspect(db.engine).get_indexes("recipient")}
+    assert "ix_recipient_inbox" in indexes and "ix_recipient_user_id" not in indexes

@@ -60,7 +60,12 @@ def unauthorized():
 
 @bp.before_app_request
 def require_password_change():
-    """Until a forced password change is done, nothing else is reachable."""
+    """Until a forced password change is done, nothing else is reachable.
+
+    Static files are open to all, so they are served without loading the session.
+    """
+    if request.endpoint == "static":
+        return None
     if (
         current_user.is_authenticated
         and current_user.must_change_password

@@ -54,18 +54,23 @@ def message(public_id: str):
     copy = _own_copy(public_id)
     if gone := _unavailable(copy):
         return gone
-    portal.opened(copy, request.remote_addr)
-    access_log.record("opened", tenant=copy.message.tenant, user=current_user,
-                      message=copy.message)
-    db.session.commit()
     readable = reading.read_message(copy.message)
     has_remote = False
     if readable.html is not None:
         _, has_remote = clean_html(readable.html)
     show_remote = request.args.get("remote") == "1"
     text = text_to_html(readable.text) if readable.html is None else None
-    return page("inbox/message.html", "inbox/_message.html", copy=copy, readable=readable,
-                text=text, has_remote=has_remote, show_remote=show_remote)
+    response = page("inbox/message.html", "inbox/_message.html", copy=copy,
+                    readable=readable, text=text, has_remote=has_remote,
+                    show_remote=show_remote)
+    # Written once the page is ready, so a write holds the database only for itself;
+    # a view that changes nothing (a reload) writes nothing.
+    access_log.record_opened(tenant=copy.message.tenant, user=current_user,
+                             message=copy.message)
+    portal.opened(copy, request.remote_addr)
+    if db.session.new or db.session.dirty:
+        db.session.commit()
+    return response
 
 
 @bp.route("/<public_id>/body")

@@ -3,7 +3,7 @@
 from datetime import timedelta
 
 import pytest
-from support import PASSWORD, csrf_token, post_form, without_csrf_tokens
+from support import PASSWORD, csrf_token, post_form, statements, without_csrf_tokens
 
 from app.auth.routes import SIGN_IN_REFUSED
 from app.clock import utcnow
@@ -147,6 +147,26 @@ def test_disabling_an_account_ends_its_sessions_at_once(client, auth, alice):
     alice.disabled = True
     db.session.commit()
     assert not signed_in(client)
+
+
+def test_a_page_checks_its_session_user_and_tenant_in_one_query(client, auth, alice):
+    auth.sign_in("alice@partner.test")
+    client.get("/inbox/")
+    with statements() as seen:
+        assert client.get("/account/activity").status_code == 200
+    checks = [s for s in seen if "auth_session" in s]
+    assert len(checks) == 1
+    assert "users" in checks[0] and "tenant" in checks[0]
+    assert not [s for s in seen if s.lstrip().startswith("SELECT users.id")]
+
+
+def test_static_files_are_served_without_touching_the_session(client, auth, alice):
+    auth.sign_in("alice@partner.test")
+    with statements() as seen:
+        response = client.get("/static/css/ccm.css")
+    response.close()
+    assert response.status_code == 200
+    assert seen == []
 
 
 def test_unauthenticated_page_redirects_to_sign_in_and_back(client, alice):

@@ -196,19 +196,19 @@ def test_from_the_notification_to_the_inbox_and_a_message(
     until = f"visible until {delivered.visible_until:%d %b}"
     expect(rows(page).first.locator(".row-until")).to_have_text(until)
     pager = page.get_by_role("navigation", name="Pages")
-    expect(pager).to_contain_text("Page 1 of 2")
+    expect(pager).to_contain_text("Page 1")
     expect(pager.get_by_role("link", name="Newer")).to_have_count(0)
 
     # Older and Newer swap the list in place and keep the address bar in step.
     mark(page)
     pager.get_by_role("link", name="Older").click()
-    expect(pager).to_contain_text("Page 2 of 2")
+    expect(pager).to_contain_text("Page 2")
     expect(page).to_have_url(f"{live_server}/inbox/?page=2")
     expect(rows(page)).to_have_count(PLAIN_COUNT + 1 - 20)
     expect(rows(page).last.locator(".row-subject")).to_have_text(SUBJECT)
     expect(pager.get_by_role("link", name="Older")).to_have_count(0)
     pager.get_by_role("link", name="Newer").click()
-    expect(pager).to_contain_text("Page 1 of 2")
+    expect(pager).to_contain_text("Page 1")
     expect(page).to_have_url(f"{live_server}/inbox/?page=1")
     assert still_marked(page), "paging reloaded the page"
 

@@ -7,13 +7,14 @@ from email import policy
 from email.message import EmailMessage
 
 import pytest
-from support import PASSWORD, csrf_token, mail, post_form
+from sqlalchemy import event, select
+from support import PASSWORD, csrf_token, mail, post_form, statements
 
-from app import reading
+from app import access_log, reading
 from app.clock import utcnow
 from app.extensions import db
 from app.gateway import ingest
-from app.models import Message, Tenant, User
+from app.models import AccessEvent, Message, Recipient, Tenant, User
 from app.passwords import hash_password
 
 SECRET = "Merger terms Falcon"
@@ -260,10 +261,12 @@ def test_inbox_search_and_paging(client, auth, acme):
     activate("acme", "pat@partner.test")
     auth.sign_in("pat@partner.test", slug="acme")
     first = client.get("/inbox/").get_data(as_text=True)
-    assert "Holiday plans" in first and "Page 1 of 2" in first
+    assert "Holiday plans" in first and "Page 1" in first
+    assert ">Older<" in first and ">Newer<" not in first
     assert first.index("Holiday plans") < first.index("Report 22")
     second = client.get("/inbox/?page=2").get_data(as_text=True)
     assert "Report 00" in second and "Holiday plans" not in second
+    assert "Page 2" in second and ">Newer<" in second and ">Older<" not in second
     found = client.get("/inbox/?q=holiday").get_data(as_text=True)
     assert "Holiday plans" in found and "Report" not in found
     assert "Nothing found" in client.get("/inbox/?q=%25_").get_data(as_text=True)
@@ -282,3 +285,145 @@ def test_htmx_gets_just_the_list_or_just_the_message(client, auth, delivered):
                          headers={"HX-Request": "true", "HX-History-Restore-Request": "true"})
     assert "<html" in restore.get_data(as_text=True)
     assert csrf_token(client, "/inbox/")
+
+
+# --- the listing: one index walk, paged without counting -----------------------------
+
+
+def reports(count: int, *, subject: str = "Report") -> None:
+    for n in range(count):
+        deliver(mail(subject=f"{subject} {n:02d}", body=str(n)), ["pat@partner.test"])
+    activate("acme", "pat@partner.test")
+
+
+def test_a_full_page_and_nothing_more_has_no_pager(client, auth, acme):
+    reports(20)
+    auth.sign_in("pat@partner.test", slug="acme")
+    page = client.get("/inbox/").get_data(as_text=True)
+    assert page.count('class="message-row') == 20
+    assert 'aria-label="Pages"' not in page
+    deliver(mail(subject="One more"), ["pat@partner.test"])
+    page = client.get("/inbox/").get_data(as_text=True)
+    assert page.count('class="message-row') == 20 and ">Older<" in page
+    last = client.get("/inbox/?page=2").get_data(as_text=True)
+    assert last.count('class="message-row') == 1 and "Report 00" in last
+
+
+def test_a_page_past_the_end_shows_the_last_page(client, auth, acme):
+    reports(23)
+    auth.sign_in("pat@partner.test", slug="acme")
+    for asked in ("3", "9", "99999999999999999999999"):
+        page = client.get(f"/inbox/?page={asked}")
+        text = page.get_data(as_text=True)
+        assert page.status_code == 200, asked
+        assert "Page 2" in text and "Report 00" in text and ">Older<" not in text, asked
+    for odd in ("0", "-3", "x"):
+        assert "Report 22" in client.get(f"/inbox/?page={odd}").get_data(as_text=True)
+
+
+def test_an_empty_inbox_says_so_on_every_page(client, auth, acme, make_user):
+    make_user(acme, "pat@partner.test")
+    auth.sign_in("pat@partner.test", slug="acme")
+    for path in ("/inbox/", "/inbox/?page=4"):
+        assert "No messages yet" in client.get(path).get_data(as_text=True)
+
+
+def test_search_says_how_many_it_found_without_counting_past_the_page(client, auth, acme):
+    reports(25)
+    deliver(mail(subject="Holiday plans"), ["pat@partner.test"])
+    auth.sign_in("pat@partner.test", slug="acme")
+    one = client.get("/inbox/?q=holiday").get_data(as_text=True)
+    assert ">1 message found<" in one
+    many = client.get("/inbox/?q=report").get_data(as_text=True)
+    assert ">More than 20 messages found<" in many and "Holiday" not in many
+    rest = client.get("/inbox/?q=report&page=2").get_data(as_text=True)
+    assert ">25 messages found<" in rest and "Report 00" in rest
+
+
+def test_revoked_and_expired_copies_leave_the_listing_and_the_search(client, auth, acme):
+    reports(3, subject="Quarterly")
+    copies = {r.message.subject: r for r in
+              db.session.scalars(select(Recipient).where(Recipient.address == "pat@partner.test"))}
+    copies["Quarterly 00"].state = "revoked"
+    copies["Quarterly 01"].visible_until = utcnow() - timedelta(seconds=1)
+    db.session.commit()
+    auth.sign_in("pat@partner.test", slug="acme")
+    for path in ("/inbox/", "/inbox/?q=quarterly"):
+        text = client.get(path).get_data(as_text=True)
+        assert "Quarterly 02" in text, path
+        assert "Quarterly 00" not in text and "Quarterly 01" not in text, path
+
+
+def test_a_copy_keeps_its_messages_arrival_time(acme):
+    message = deliver(mail(), ["pat@partner.test", "sam@partner.test"])
+    assert [r.received_at for r in message.recipients] == [message.received_at] * 2
+
+
+def test_the_inbox_is_read_a_page_at_a_time_from_its_index(client, auth, acme):
+    """No count over the whole inbox, and no sort of it: page 1 reads 21 index entries."""
+    reports(3)
+    auth.sign_in("pat@partner.test", slug="acme")
+    client.get("/inbox/")
+    captured = []
+
+    def capture(conn, cursor, statement, parameters, context, executemany):
+        captured.append((statement, parameters))
+
+    event.listen(db.engine, "before_cursor_execute", capture)
+    try:
+        assert client.get("/inbox/").status_code == 200
+    finally:
+        event.remove(db.engine, "before_cursor_execute", capture)
+    assert not [s for s, _ in captured if "count(" in s.lower()]
+    listing = [(s, p) for s, p in captured if "FROM recipient" in s]
+    assert len(listing) == 1
+    if db.engine.dialect.name == "sqlite":
+        statement, parameters = listing[0]
+        with db.engine.connect() as connection:
+            plan = " | ".join(row[-1] for row in connection.exec_driver_sql(
+                "EXPLAIN QUERY PLAN " + statement, parameters))
+        assert "ix_recipient_inbox" in plan and "TEMP B-TREE" not in plan, plan
+
+
+def test_search_takes_wildcards_and_the_escape_character_literally(client, auth, acme):
+    for subject in ("50% off", "5000 units", "a/b testing", "ab testing", "under_score"):
+        deliver(mail(subject=subject), ["pat@partner.test"])
+    activate("acme", "pat@partner.test")
+    auth.sign_in("pat@partner.test", slug="acme")
+
+    def found(query: str) -> set[str]:
+        page = client.get("/inbox/", query_string={"q": query}).get_data(as_text=True)
+        return set(re.findall(r'class="row-subject">([^<]+)<', page))
+
+    assert found("50%") == {"50% off"}
+    assert found("a/b") == {"a/b testing"}
+    assert found("r_s") == {"under_score"}
+    assert found("a_b") == set() and found("0%") == {"50% off"}
+    assert found("UNITS") == {"5000 units"}
+
+
+def test_a_reload_is_not_logged_again_nor_written(client, auth, delivered):
+    """The access log has one line per opening from a browser, not one per view: a
+    reload within the window writes nothing at all."""
+    auth.sign_in("pat@partner.test", slug="acme")
+    url = f"/inbox/{delivered.public_id}"
+    client.get(url, environ_base={"REMOTE_ADDR": "198.51.100.7"})
+    with statements() as seen:
+        page = client.get(url, environ_base={"REMOTE_ADDR": "198.51.100.7"})
+    assert page.status_code == 200 and SECRET in page.get_data(as_text=True)
+    assert not [s for s in seen if s.lstrip().upper().startswith(("INSERT", "UPDATE"))]
+
+    def openings() -> list[tuple[str, str]]:
+        return [(e.client_address, e.browser) for e in db.session.scalars(
+            select(AccessEvent).where(AccessEvent.kind == "opened").order_by(AccessEvent.id))]
+
+    assert len(openings()) == 1
+    client.get(url, environ_base={"REMOTE_ADDR": "203.0.113.9"})
+    client.get(url, environ_base={"REMOTE_ADDR": "203.0.113.9"},
+               headers={"User-Agent": "Another browser"})
+    assert [a for a, _ in openings()] == ["198.51.100.7", "203.0.113.9", "203.0.113.9"]
+    for line in db.session.scalars(select(AccessEvent)):
+        line.at -= access_log.REOPEN_WINDOW
+    db.session.commit()
+    client.get(url, environ_base={"REMOTE_ADDR": "198.51.100.7"})
+    assert len(openings()) == 4

@@ -1,7 +1,7 @@
 """message parts: the part index of each message, found at ingest
 
 Revision ID: 0009
-Revises: 0007
+Revises: 0008
 Create Date: 2026-11-30 11:50:00.000000
 
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '0009'
-down_revision = '0007'
+down_revision = '0008'
 branch_labels = None
 depends_on = None
 
@@ -23,5 +23,6 @@ def upgrade():
 
 
 def downgrade():
-    with op.batch_alter_table('message', schema=None) as batch_op:
-        batch_op.drop_column('parts')
+    # In place (SQLite 3.35+), not by a batch's copy of the table: dropping the old
+    # table would cascade to every row that refers to it.
+    op.drop_column('message', 'parts')

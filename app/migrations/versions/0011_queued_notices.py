@@ -22,5 +22,6 @@ def upgrade():
 
 
 def downgrade():
-    with op.batch_alter_table('outbound_item', schema=None) as batch_op:
-        batch_op.drop_column('notice')
+    # In place (SQLite 3.35+), not by a batch's copy of the table: dropping the old
+    # table would cascade to every row that refers to it.
+    op.drop_column('outbound_item', 'notice')
