@@ -3,6 +3,7 @@
 from datetime import datetime
 
 import flask_migrate
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
@@ -66,3 +67,31 @@ def test_recipients_that_exist_get_their_messages_received_at(app, make_tenant):
             "SELECT count(*) FROM delivery_event")).scalar() == events + 1
     indexes = {i["name"] for i in inspect(db.engine).get_indexes("recipient")}
     assert "ix_recipient_inbox" in indexes and "ix_recipient_user_id" not in indexes
+
+
+def test_downgrading_far_back_on_sqlite_keeps_every_row_that_outlives_it(app, make_tenant):
+    """Batch operations copy and drop tables; they must not cascade-delete anything."""
+    if db.engine.dialect.name != "sqlite":
+        pytest.skip("the cascade through a table copy is SQLite's")
+    make_tenant()
+    ingest.receive(mail().replace("\n", "\r\n").encode(), "alice@acme.test",
+                   ["pat@partner.test"], mode="external")
+    db.session.commit()
+    tables = ("tenant", "users", "message", "recipient", "delivery_event", "outbound_item")
+
+    def counts():
+        with db.engine.connect() as connection:
+            return {t: connection.execute(text(f"SELECT count(*) FROM {t}")).scalar()
+                    for t in tables}
+
+    before = counts()
+    assert all(before.values())
+    db.session.remove()
+    flask_migrate.downgrade(revision="0002")
+    try:
+        assert counts() == before
+    finally:
+        flask_migrate.upgrade()
+    assert counts() == before
+    with db.engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
