@@ -127,3 +127,14 @@ def statements():
         yield seen
     finally:
         event.remove(engine, "before_cursor_execute", capture)
+
+
+def in_app_context(app, function, *args) -> None:
+    """Run ``function`` in an application context of its own, as another thread would."""
+    from app.extensions import db
+
+    with app.app_context():
+        try:
+            function(*args)
+        finally:
+            db.session.remove()

@@ -31,6 +31,3 @@ def record_all(recipients: Select, kind: str, text: str) -> None:
         Recipient.id, literal(utcnow()), literal(kind), literal(text[:TEXT_LIMIT]))
     db.session.execute(insert(DeliveryEvent).from_select(
         ["recipient_id", "at", "kind", "text"], rows))
-
-
-

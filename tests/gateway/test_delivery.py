@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import text
-from support import mail
+from support import in_app_context, mail
 
 from app import outbound
 from app.clock import utcnow
@@ -296,7 +296,7 @@ def test_the_delivery_is_recorded_before_quit_and_a_failed_quit_changes_nothing(
     sink = gateway.network.mx("partner.test")
     sink.delay_quit(30)  # never answers QUIT in time: the worker gives up on it
     message = gateway.send(mail(), ["pat@partner.test"])
-    queue = threading.Thread(target=_in_context, args=(app, gateway.run_queue))
+    queue = threading.Thread(target=in_app_context, args=(app, gateway.run_queue))
     queue.start()
     try:
         sink.wait_for(1)
@@ -333,7 +333,7 @@ def test_an_item_taken_over_while_it_was_sent_is_recorded_by_its_new_holder_only
     sink.delay(2)
     message = gateway.send(mail(), ["pat@partner.test"])
     lease = outbound._take(set())
-    sending = threading.Thread(target=_in_context,
+    sending = threading.Thread(target=in_app_context,
                                args=(app, outbound._attempt, lease.item_id, lease.token))
     sending.start()
     time.sleep(1)  # the old holder waits for the 250 to its data
@@ -347,14 +347,6 @@ def test_an_item_taken_over_while_it_was_sent_is_recorded_by_its_new_holder_only
     recipient = message.recipients[0]
     assert not any(text.startswith(DELIVERED_VIA_MX) for text in events(recipient))
     assert recipient.state != "delivered"
-
-
-def _in_context(app, function, *args):
-    with app.app_context():
-        try:
-            function(*args)
-        finally:
-            db.session.remove()
 
 
 def _state_in_database(kind: str) -> str:

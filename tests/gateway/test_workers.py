@@ -4,7 +4,7 @@ import threading
 import time
 
 import pytest
-from support import mail
+from support import in_app_context, mail
 
 from app import outbound, worker
 from app.extensions import db
@@ -118,7 +118,7 @@ def test_a_slow_mail_server_does_not_hold_up_mail_for_other_domains(app, gateway
         gateway.send(mail(to=f"s{n}@slow.test"), [f"s{n}@slow.test"])
     gateway.send(mail(subject="first"), ["pat@partner.test"])
     started = time.monotonic()
-    queue = threading.Thread(target=_in_context, args=(app, gateway.run_queue))
+    queue = threading.Thread(target=in_app_context, args=(app, gateway.run_queue))
     queue.start()
     try:
         fast.wait_for(1, timeout=5)
@@ -143,11 +143,3 @@ def test_mail_to_one_domain_goes_one_message_at_a_time_in_queue_order(app, gatew
     gateway.run_queue()
     assert [d.message["Subject"] for d in sink.wait_for(4)] == [f"number {n}"
                                                                  for n in range(4)]
-
-
-def _in_context(app, function, *args):
-    with app.app_context():
-        try:
-            function(*args)
-        finally:
-            db.session.remove()
