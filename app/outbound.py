@@ -18,7 +18,9 @@ Several workers on PostgreSQL take disjoint items (``FOR UPDATE SKIP LOCKED``); 
 SQLite, one worker process is the supported setup, its threads' writes serialised by
 SQLite's lock (and its busy timeout). A worker records an attempt only if it still
 holds the item under its token, so an item taken over after its lease ran out is
-recorded once, by its new holder; and it checks the lease before it sends. The one
+recorded once, by its new holder; it checks the lease before it sends, and renews it
+before each further server it tries (many slow MX hosts can take longer than a lease),
+stopping if another worker has taken the item over meanwhile. The one
 window in which a recipient can get a message twice is between the remote server's 250
 and our commit of it, which comes right after that 250 (app/gateway/transport.py says
 what remains).
@@ -215,6 +217,25 @@ def _holds(item: OutboundItem, token: str) -> bool:
             and item.lease_until is not None and item.lease_until > utcnow())
 
 
+class _LeaseLost(Exception):
+    """Another worker holds the item now: this one must stop sending it."""
+
+
+def _renew(item_id: int, token: str) -> None:
+    """Extend the lease before the next server is tried, so that a delivery going
+    through many slow servers does not outlive it; raises _LeaseLost when it already
+    did and another worker took the item over."""
+    renewed = db.session.execute(
+        update(OutboundItem)
+        .where(OutboundItem.id == item_id, OutboundItem.state == "sending",
+               OutboundItem.lease_token == token)
+        .values(lease_until=utcnow() + LEASE)
+        .execution_options(synchronize_session=False))
+    db.session.commit()
+    if renewed.rowcount != 1:
+        raise _LeaseLost(item_id)
+
+
 def _record(item_id: int, token: str, outcome: Callable[[OutboundItem], None]) -> bool:
     """Apply ``outcome`` to the item and commit, if the lease ``token`` still holds it.
 
@@ -263,7 +284,10 @@ def _attempt(item_id: int, token: str) -> None:
 
     try:
         transport.send(target, raw, mail_from, rcpt_to, tls=tls, options=options,
-                       accepted=delivered)
+                       accepted=delivered, before_next=lambda: _renew(item_id, token))
+    except _LeaseLost:
+        log.warning("outbound item %s was taken over by another worker while this one "
+                    "tried its servers: not sent further", item_id)
     except transport.TlsUnavailable as problem:
         reason = str(problem)
         _record(item_id, token, lambda item: _tls_failed(_tried(item), reason))

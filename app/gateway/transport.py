@@ -64,12 +64,15 @@ class Options:
 
 def send(target: str, raw: bytes, mail_from: str, rcpt: str, *, tls: str | None = None,
          options: Options = Options(),
-         accepted: Callable[[str], object] | None = None) -> str:
+         accepted: Callable[[str], object] | None = None,
+         before_next: Callable[[], object] | None = None) -> str:
     """Deliver ``raw`` to ``rcpt`` through ``target`` (mx, smtp://host:port, maildir:PATH).
 
     ``accepted`` is called with the event text as soon as the message is delivered (for
     SMTP: right after the server's 250, before QUIT); whatever it raises is not a
-    delivery failure and is raised as it is.
+    delivery failure and is raised as it is. ``before_next`` is called before each
+    server after the first (trying several can take minutes); what it raises stops the
+    delivery and is raised as it is.
     """
     if target.startswith("maildir:"):
         mailbox.Maildir(target.removeprefix("maildir:"), create=True).add(raw)
@@ -99,6 +102,7 @@ def send(target: str, raw: bytes, mail_from: str, rcpt: str, *, tls: str | None 
             accepted(describe(used))
 
     return describe(_first_that_takes_it(hosts, port, raw, mail_from, rcpt, tls, options,
+                                         before_next,
                                          then))
 
 
@@ -204,15 +208,20 @@ def _tls_context(level: str | None, ca_file: str) -> ssl.SSLContext:
     return context
 
 
-def _first_that_takes_it(hosts, port, raw, mail_from, rcpt, tls, options, then) -> _Used:
+def _first_that_takes_it(hosts, port, raw, mail_from, rcpt, tls, options, before_next,
+                         then) -> _Used:
     """Try each host and address in order until one takes the message or refuses it."""
     last_temporary = "4.4.1 No mail server could be reached"
     tls_problems = []
+    tried = 0
     for host, addresses in hosts:
         if not addresses:
             last_temporary = f"4.4.4 {host} has no address"
             continue
         for address in addresses:
+            if tried and before_next is not None:
+                before_next()
+            tried += 1
             try:
                 return _deliver(host, address, port, raw, mail_from, rcpt, tls, options, then)
             except TlsUnavailable as problem:

@@ -349,6 +349,48 @@ def test_an_item_taken_over_while_it_was_sent_is_recorded_by_its_new_holder_only
     assert recipient.state != "delivered"
 
 
+def test_the_lease_is_renewed_before_each_further_server_and_a_lost_one_stops_the_send(
+        app, gateway):
+    slow = gateway.network.mx("partner.test", preference=10)
+    slow.delay(1.5)
+    slow.fail("DATA", 451, "4.3.0 Try later", times=2)
+    backup = gateway.network.mx("partner.test", preference=20)
+    backup.delay(1.5)
+    gateway.send(mail(), ["pat@partner.test"])
+    lease = outbound._take(set())
+    taken_until = _lease_in_database()[1]
+    sending = threading.Thread(target=in_app_context,
+                               args=(app, outbound._attempt, lease.item_id, lease.token))
+    sending.start()
+    time.sleep(2.2)  # the first server said 451; the backup is taking the data
+    token, until = _lease_in_database()
+    assert token == lease.token and until > taken_until  # renewed, still this worker's
+    sending.join(timeout=30)
+    assert len(backup.wait_for(1)) == 1 and _state_in_database("delivery") == "done"
+
+    # Once another worker has taken the item over, the old holder tries no further server.
+    gateway.send(mail(subject="Second"), ["pat@partner.test"])
+    lease = outbound._take(set())
+    sending = threading.Thread(target=in_app_context,
+                               args=(app, outbound._attempt, lease.item_id, lease.token))
+    sending.start()
+    time.sleep(0.7)  # the first server is still taking its time
+    (item,) = [i for i in items("delivery") if i.id == lease.item_id]
+    item.lease_token, item.lease_until = "another worker", utcnow() + LEASE
+    db.session.commit()
+    sending.join(timeout=30)
+    assert len(backup.messages) == 1  # still only the first message
+    db.session.refresh(item)
+    assert (item.state, item.lease_token, item.attempts) == ("sending", "another worker", 0)
+
+
+def _lease_in_database() -> tuple:
+    with db.engine.connect() as connection:
+        token, until = connection.execute(text(
+            "SELECT lease_token, lease_until FROM outbound_item WHERE state = 'sending'")).one()
+    return token, str(until)  # SQLite gives text, PostgreSQL a datetime: compare as text
+
+
 def _state_in_database(kind: str) -> str:
     """Read past the test's session, as another process would."""
     with db.engine.connect() as connection:
