@@ -184,12 +184,17 @@ class GroupCommit:
                 break  # an earlier call took them: each call finds its own job stored
             batch.append(job)
             size += len(job[0][0])
-        if batch:
-            for (_, stored), outcome in zip(batch, self._store(batch), strict=True):
-                if outcome is None:
-                    stored.set_result(None)
-                else:
-                    stored.set_exception(outcome)
+        if not batch:
+            return
+        try:
+            outcomes = self._store(batch)
+        except Exception as problem:  # no client may wait for an answer forever
+            outcomes = [problem] * len(batch)
+        for (_, stored), outcome in zip(batch, outcomes, strict=True):
+            if outcome is None:
+                stored.set_result(None)
+            else:
+                stored.set_exception(outcome)
 
     def _store(self, batch) -> list[BaseException | None]:
         outcomes: list[BaseException | None] = []
