@@ -61,8 +61,8 @@ def queue(message: MimeMessage, *, tenant: Tenant | None = None,
     The null envelope sender means no bounce of generated mail is ever answered, so no
     mail loop can start (RFC 3464, RFC 3834).
     """
-    raw = dkim_signing.sign(message.as_bytes(policy=SMTP), tenant)
-    item = OutboundItem(kind=kind, route=route, tenant=tenant, recipient=recipient, raw=raw,
+    item = OutboundItem(kind=kind, route=route, tenant=tenant, recipient=recipient,
+                        raw=_signed(message, tenant),
                         mail_from="", rcpt_to=str(message["To"]))
     db.session.add(item)
     return item
@@ -225,30 +225,30 @@ def _renew(item_id: int, token: str) -> None:
     """Extend the lease before the next server is tried, so that a delivery going
     through many slow servers does not outlive it; raises _LeaseLost when it already
     did and another worker took the item over."""
-    renewed = db.session.execute(
+    renewed = _update_if_held(item_id, token, lease_until=utcnow() + LEASE)
+    db.session.commit()
+    if not renewed:
+        raise _LeaseLost(item_id)
+
+
+def _update_if_held(item_id: int, token: str, **values) -> bool:
+    """Set ``values`` on the item if the lease ``token`` still holds it; whether it did.
+    The UPDATE locks the row (PostgreSQL) or the database (SQLite) until the commit."""
+    return db.session.execute(
         update(OutboundItem)
         .where(OutboundItem.id == item_id, OutboundItem.state == "sending",
                OutboundItem.lease_token == token)
-        .values(lease_until=utcnow() + LEASE)
-        .execution_options(synchronize_session=False))
-    db.session.commit()
-    if renewed.rowcount != 1:
-        raise _LeaseLost(item_id)
+        .values(**values)
+        .execution_options(synchronize_session=False)).rowcount == 1
 
 
 def _record(item_id: int, token: str, outcome: Callable[[OutboundItem], None]) -> bool:
     """Apply ``outcome`` to the item and commit, if the lease ``token`` still holds it.
 
-    The first statement locks the item's row (PostgreSQL) or the database (SQLite)
-    until the commit, so no other worker can take the item over in between.
+    Its first statement holds the item until the commit, so no other worker can take it
+    over in between.
     """
-    held = db.session.execute(
-        update(OutboundItem)
-        .where(OutboundItem.id == item_id, OutboundItem.state == "sending",
-               OutboundItem.lease_token == token)
-        .values(lease_token=token)
-        .execution_options(synchronize_session=False))
-    if held.rowcount != 1:
+    if not _update_if_held(item_id, token, lease_token=token):
         db.session.rollback()
         log.warning("outbound item %s was taken over by another worker: its outcome "
                     "here is not recorded", item_id)
@@ -313,10 +313,13 @@ def _content(item: OutboundItem) -> bytes | None:
     if item.kind == "delivery":
         return item.recipient.message.raw
     if item.notice is not None:
-        mail = notifications.build(item.notice["kind"], item.rcpt_to, item.tenant,
-                                   **item.notice["context"])
-        return dkim_signing.sign(mail.as_bytes(policy=SMTP), item.tenant)
+        return _signed(notifications.build(item.notice["kind"], item.rcpt_to, item.tenant,
+                                           **item.notice["context"]), item.tenant)
     return item.raw
+
+
+def _signed(message: MimeMessage, tenant: Tenant | None) -> bytes:
+    return dkim_signing.sign(message.as_bytes(policy=SMTP), tenant)
 
 
 def _generated_event(item: OutboundItem, raw: bytes) -> str:
