@@ -29,9 +29,7 @@ def create_app(overrides: dict | None = None, instance_path: str | None = None) 
     app.config["PASSWORD_HASH"] = settings.PASSWORD_HASH
     if overrides:
         app.config.update(overrides)
-        app.config["SQLALCHEMY_DATABASE_URI"] = app.config["DATABASE_URL"]
-        app.config["SQLALCHEMY_ENGINE_OPTIONS"] = settings.engine_options(
-            app.config["DATABASE_URL"])
+        app.config.update(settings.database_settings(app.config["DATABASE_URL"]))
 
     if app.config["PROXY_HOPS"]:
         hops = app.config["PROXY_HOPS"]

@@ -80,18 +80,21 @@ def load(instance_path: str, environ: os._Environ | dict | None = None) -> dict:
     return config
 
 
-def engine_options(database_url: str) -> dict:
-    # A server may have closed a pooled connection (restart, idle timeout); a SQLite
-    # file cannot, so it is spared the ping on every checkout.
-    return {"pool_pre_ping": not database_url.startswith("sqlite")}
+def database_settings(database_url: str) -> dict:
+    """Flask-SQLAlchemy's settings for ``database_url``."""
+    return {
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        # A server may have closed a pooled connection (restart, idle timeout); a SQLite
+        # file cannot, so it is spared the ping on every checkout.
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": not database_url.startswith("sqlite")},
+    }
 
 
 def _derived(config: dict) -> dict:
     """Settings that follow from others rather than from the environment."""
     https = config["BASE_URL"].startswith("https://")
     return {
-        "SQLALCHEMY_DATABASE_URI": config["DATABASE_URL"],
-        "SQLALCHEMY_ENGINE_OPTIONS": engine_options(config["DATABASE_URL"]),
+        **database_settings(config["DATABASE_URL"]),
         # Uploads arrive raw and leave base64-encoded (a third larger): accept a request
         # big enough for a full message (app/composing.py checks the message itself).
         "MAX_CONTENT_LENGTH": config["MAX_MESSAGE_BYTES"] * 4 // 3 + 1024 * 1024,
