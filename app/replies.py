@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from email.message import EmailMessage
+
 from . import composing, reading
 from .clock import utcnow
 from .gateway import mime
@@ -11,7 +13,15 @@ from .models import Recipient, User
 
 def parties(copy: Recipient) -> list[str]:
     """Everyone a reply may go to: the original sender and To/Cc, less the replier."""
-    message = reading.headers(copy.message) or mime.parse_message(b"")
+    return _parties(copy, _headers(copy))
+
+
+def _headers(copy: Recipient) -> EmailMessage:
+    """The original's headers; none once its content is purged."""
+    return reading.headers(copy.message) or mime.parse_message(b"")
+
+
+def _parties(copy: Recipient, message: EmailMessage) -> list[str]:
     sender = reading.addresses(message, "From") or [copy.message.mail_from.lower()]
     everyone = [*sender[:1], *reading.addresses(message, "To"),
                 *reading.addresses(message, "Cc")]
@@ -37,7 +47,8 @@ def quoted(copy: Recipient) -> str:
 def send(copy: Recipient, user: User, *, to: list[str], cc: list[str], body: str,
          uploads: list[composing.Upload], mode: str, client_address: str | None) -> None:
     """Send a reply to ``copy``'s message through the gateway; the caller commits."""
-    allowed = set(parties(copy))
+    original_headers = _headers(copy)
+    allowed = set(_parties(copy, original_headers))
     chosen = list(dict.fromkeys(a.strip().lower() for a in [*to, *cc] if a.strip()))
     strangers = [a for a in chosen if a not in allowed]
     if strangers:
@@ -52,8 +63,7 @@ def send(copy: Recipient, user: User, *, to: list[str], cc: list[str], body: str
     subject = original.subject or ""
     headers = {}
     if original.message_id_header:
-        references = mime.header(reading.headers(original) or mime.parse_message(b""),
-                                 "References")
+        references = mime.header(original_headers, "References")
         headers = {"In-Reply-To": original.message_id_header,
                    "References": f"{references} {original.message_id_header}".strip()}
     wanted_to = {a.strip().lower() for a in to}
