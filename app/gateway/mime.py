@@ -97,8 +97,10 @@ def stored_index(raw: bytes, parsed: Parsed) -> dict | None:
     """The part index to store with ``raw`` (as received, less X-CCM-Mode): the one
     routing used, or, when a header was removed since, the same index found again."""
     index = parsed.index
-    if index is None or index.length == len(raw):
-        return index.to_json() if index else None
+    if index is None:
+        return None
+    if index.length == len(raw):
+        return index.to_json()
     again = parts.scan(raw)
     if again is None or [(leaf.size, leaf.base64) for leaf in again.leaves] != \
             [(leaf.size, leaf.base64) for leaf in index.leaves]:

@@ -135,9 +135,8 @@ def inline(public_id: str, content_id: str):
 
 
 def _sent(data, size: int, content_type: str) -> Response:
-    """A part's content: whole, or streamed slice by slice as it is read and decoded."""
-    if isinstance(data, bytes):
-        return Response(data, mimetype=content_type)
+    """A part's content: whole, or streamed slice by slice as it is read and decoded
+    (then Flask cannot know its length)."""
     response = Response(data, mimetype=content_type)
     response.headers["Content-Length"] = str(size)
     return response
