@@ -61,8 +61,7 @@ def _account(tenant, address: str) -> tuple[User, bool]:
     # instead of being inserted here and updated after. (A message's addresses are
     # already distinct, so no account for this address is pending in this session.)
     with db.session.no_autoflush:
-        user = db.session.scalar(select(User).where(User.tenant_id == tenant.id,
-                                                    User.email == email))
+        user = _existing(tenant, email)
     if user is not None:
         return user, False
     internal = tenant.is_internal(email)
@@ -75,13 +74,17 @@ def _account(tenant, address: str) -> tuple[User, bool]:
         with db.session.begin_nested():
             db.session.add(user)
     except IntegrityError:
-        existing = db.session.scalar(select(User).where(User.tenant_id == tenant.id,
-                                                        User.email == email))
+        existing = _existing(tenant, email)
         if existing is None:
             raise
         return existing, False
     current_app.logger.info("created a portal account for %s at %s", email, tenant.slug)
     return user, True
+
+
+def _existing(tenant, email: str) -> User | None:
+    return db.session.scalar(select(User).where(User.tenant_id == tenant.id,
+                                                User.email == email))
 
 
 def revoke(recipient: Recipient, *, by: str) -> bool:
