@@ -20,19 +20,25 @@ REOPEN_WINDOW = timedelta(minutes=10)
 def record(kind: str, *, tenant: Tenant, user: User | None = None, email: str = "",
            message: Message | None = None, detail: str = "") -> None:
     """Log one access, in the current transaction."""
+    address, browser = _client()
     db.session.add(AccessEvent(
         tenant_id=tenant.id, user_id=user.id if user else None,
         email=(user.email if user else email)[:320], kind=kind,
         message_id=message.id if message else None, detail=detail[:2000],
-        client_address=request.remote_addr if has_request_context() else None,
-        browser=request.user_agent.string[:300] if has_request_context() else None))
+        client_address=address, browser=browser))
+
+
+def _client() -> tuple[str | None, str | None]:
+    """The address and browser of the request being served, if any."""
+    if not has_request_context():
+        return None, None
+    return request.remote_addr, request.user_agent.string[:300]
 
 
 def record_opened(*, tenant: Tenant, user: User, message: Message) -> bool:
     """Log that ``user`` opened ``message``, unless they did so from this browser within
     :data:`REOPEN_WINDOW`; whether a line was added (the caller commits)."""
-    address = request.remote_addr if has_request_context() else None
-    browser = request.user_agent.string[:300] if has_request_context() else None
+    address, browser = _client()
     recent = db.session.scalar(select(AccessEvent.id).where(
         AccessEvent.message_id == message.id, AccessEvent.user_id == user.id,
         AccessEvent.kind == "opened", AccessEvent.at > utcnow() - REOPEN_WINDOW,
