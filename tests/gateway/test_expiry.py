@@ -8,8 +8,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import event, text
-from support import mail
+from sqlalchemy import text
+from support import mail, statements
 
 from app import expiry, portal, worker
 from app.clock import utcnow
@@ -228,18 +228,11 @@ def test_purging_takes_the_same_few_statements_however_many_recipients(gateway, 
                              ["pat@partner.test", "sam@partner.test"], mode="external")
                 for n in range(4)]
     clock(max(m.expires_at for m in messages) + timedelta(seconds=1))
-    statements = []
-
-    def count(connection, cursor, statement, *args):
-        statements.append(statement.split(None, 1)[0].upper())
-
-    event.listen(db.engine, "before_cursor_execute", count)
-    try:
+    with statements() as seen:
         assert expiry.purge_expired() == 4
-    finally:
-        event.remove(db.engine, "before_cursor_execute", count)
     # One batch: its candidates, three writes, and the look for more that finds none.
-    assert statements == ["SELECT", "UPDATE", "UPDATE", "INSERT", "SELECT"]
+    assert [s.split(None, 1)[0].upper() for s in seen] == [
+        "SELECT", "UPDATE", "UPDATE", "INSERT", "SELECT"]
     db.session.expire_all()
     for message in messages:
         for copy in db.session.get(Message, message.id).recipients:
