@@ -29,6 +29,7 @@ from pathlib import Path
 import pytest
 import waitress
 from support import read_outbox
+from waitress import wasyncore
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -66,37 +67,33 @@ def live_server(app):
     server = waitress.create_server(app, host="127.0.0.1", port=0, map=socket_map)
     base_url = f"http://127.0.0.1:{server.effective_port}"
     app.config["BASE_URL"] = base_url
-    thread = threading.Thread(target=server.run, name="live-server", daemon=True)
+    stopping = threading.Event()
+    thread = threading.Thread(
+        target=_serve, args=(socket_map, stopping), name="live-server", daemon=True
+    )
     thread.start()
     try:
         yield base_url
     finally:
-        _stop(server, socket_map, thread)
+        server.task_dispatcher.shutdown()  # lets running requests finish
+        stopping.set()
+        thread.join(timeout=10)
+        assert not thread.is_alive(), "the live server did not stop"
 
 
-def _stop(server, socket_map: dict, thread: threading.Thread) -> None:
-    """Let running requests finish, then close every socket from the server's own loop.
+def _serve(socket_map: dict, stopping: threading.Event) -> None:
+    """Run waitress's loop until ``stopping`` is set, then close every socket it holds.
 
-    Closing sockets from this thread while the loop thread is inside select() races
-    with it (EBADF), and keep-alive connections left open by the browser would keep
-    the loop running for ever; so the closing is handed to the loop thread through
-    waitress's trigger, and the loop ends once its socket map is empty.
+    Only this thread ever touches the socket map. Closing the sockets from the test's
+    thread, or handing the closing over through waitress's trigger, raced with the
+    loop (EBADF, now and then); and connections the browser kept alive would keep
+    waitress's own ``run()`` going for ever.
     """
-    server.task_dispatcher.shutdown()
-
-    def close_all() -> None:
-        for dispatcher in list(socket_map.values()):
-            if dispatcher is not server and dispatcher is not server.trigger:
-                dispatcher.handle_close()  # connections the browser kept alive
-        server.close()  # the trigger and the listening socket
-
-    if thread.is_alive():
-        server.trigger.pull_trigger(close_all)
-        thread.join(timeout=10)
-    if thread.is_alive() or socket_map:
-        server.close()
-        thread.join(timeout=10)
-    assert not thread.is_alive(), "the live server did not stop"
+    try:
+        while not stopping.is_set():
+            wasyncore.loop(timeout=0.05, map=socket_map, count=1)
+    finally:
+        wasyncore.close_all(socket_map)
 
 
 # --- the browser ----------------------------------------------------------------------
