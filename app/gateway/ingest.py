@@ -34,9 +34,13 @@ FOREIGN_SENDER = "550 5.7.1 Sender address is not in a domain this gateway serve
 NO_RECIPIENTS = "554 5.5.1 No valid recipients"
 
 
+def domain_of(address: str) -> str:
+    return address.rpartition("@")[2].strip().lower()
+
+
 def tenant_of(address: str) -> Tenant | None:
     """The tenant whose internal domain ``address`` is at."""
-    domain = address.rpartition("@")[2].strip().lower()
+    domain = domain_of(address)
     if not domain:
         return None
     return db.session.scalar(select(Tenant).join(Domain).where(Domain.name == domain))

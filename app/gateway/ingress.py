@@ -15,6 +15,7 @@ import ipaddress
 import logging
 import queue
 import ssl
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from aiosmtpd.controller import Controller
@@ -33,6 +34,10 @@ ACCEPTED = "250 2.0.0 Message accepted for delivery"
 RELAY_DENIED = "550 5.7.1 Relaying denied: authenticate first"
 TRY_AGAIN = "451 4.3.0 Temporary failure, please try again later"
 
+#: seconds a sender domain found served at MAIL FROM is taken as served without asking
+#: the database again
+SERVED_FOR = 60.0
+
 
 class IngressHandler:
     """aiosmtpd handler: checks each envelope step, stores the message at DATA."""
@@ -42,6 +47,10 @@ class IngressHandler:
         self.networks = [ipaddress.ip_network(n.strip(), strict=False)
                          for n in app.config["RELAY_NETWORKS"].split(",") if n.strip()]
         self.store = GroupCommit(app)
+        # Only served domains are remembered: DATA checks the sender again as it stores
+        # the message, so a domain removed meanwhile is still refused there, and one
+        # just added is served at once. (Touched only on the event loop.)
+        self.served_until: dict[str, float] = {}
 
     def trusted(self, peer) -> bool:
         try:
@@ -53,13 +62,16 @@ class IngressHandler:
         return any(address in network for network in self.networks)
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
-        try:
-            served = await asyncio.to_thread(self._in_context, ingest.tenant_of, address)
-        except Exception:
-            log.exception("sender check failed")
-            return TRY_AGAIN
-        if served is None:
-            return ingest.FOREIGN_SENDER
+        domain = ingest.domain_of(address)
+        if self.served_until.get(domain, 0.0) < time.monotonic():
+            try:
+                served = await asyncio.to_thread(self._in_context, ingest.tenant_of, address)
+            except Exception:
+                log.exception("sender check failed")
+                return TRY_AGAIN
+            if served is None:
+                return ingest.FOREIGN_SENDER
+            self.served_until[domain] = time.monotonic() + SERVED_FOR
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         return OK_SENDER

@@ -8,7 +8,7 @@ from support import mail
 
 from app.extensions import db
 from app.gateway.ingress import RELAY_DENIED
-from app.models import Message, OutboundItem
+from app.models import Domain, Message, OutboundItem
 
 
 def stored() -> list[Message]:
@@ -48,6 +48,27 @@ def test_a_sender_outside_every_tenant_is_refused(gateway, ingress_server):
     assert refused.value.smtp_code == 550
     assert b"5.7.1" in refused.value.smtp_error
     assert stored() == []
+
+
+def test_a_domain_removed_after_it_was_served_is_refused_at_data(gateway, ingress_server):
+    client = ingress_server()
+    client.sendmail("alice@acme.test", ["pat@partner.test"], mail().encode())
+    # MAIL FROM remembers acme.test as served; DATA asks the database again.
+    db.session.query(Domain).filter_by(name="acme.test").delete()
+    db.session.commit()
+    with pytest.raises(smtplib.SMTPDataError) as refused:
+        client.sendmail("alice@acme.test", ["pat@partner.test"], mail(subject="Late").encode())
+    assert refused.value.smtp_code == 550
+    assert b"not in a domain this gateway serves" in refused.value.smtp_error
+    assert [m.subject for m in stored()] == ["Quarterly figures"]
+
+
+def test_a_domain_added_is_served_at_once(gateway, ingress_server, make_tenant):
+    client = ingress_server()
+    with pytest.raises(smtplib.SMTPSenderRefused):
+        client.sendmail("bob@beta.test", ["pat@partner.test"], mail().encode())
+    make_tenant("beta", domains=["beta.test"])
+    assert client.sendmail("bob@beta.test", ["pat@partner.test"], mail().encode()) == {}
 
 
 def test_the_null_sender_is_refused(gateway, ingress_server):
