@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
 from html.parser import HTMLParser
 
 from . import parts
+from .mailpolicy import RECEIVED
 
 # The parser and the content managers raise many kinds of errors on broken input
 # (unknown charsets, bad base64, malformed headers); each is a reason to fall back.
@@ -38,7 +38,7 @@ class Parsed:
 
 
 def parse_message(raw: bytes) -> EmailMessage:
-    return BytesParser(policy=policy.default).parsebytes(raw)
+    return BytesParser(policy=RECEIVED).parsebytes(raw)
 
 
 def parse(raw: bytes, *, light: bool = True) -> Parsed:

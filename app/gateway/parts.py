@@ -22,9 +22,10 @@ import itertools
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
+
+from .mailpolicy import RECEIVED
 
 #: smaller messages are parsed whole, as before: the scan's own header parsing costs more
 #: CPU than the full parse of a few kilobytes, and their memory does not matter
@@ -147,7 +148,7 @@ def scan(raw: bytes) -> Index | None:
 
 
 def _parse(data: bytes) -> EmailMessage:
-    return BytesParser(policy=policy.default).parsebytes(data)
+    return BytesParser(policy=RECEIVED).parsebytes(data)
 
 
 def _scan(raw: bytes, start: int, end: int, trimmed: int, boundaries: tuple[bytes, ...],
@@ -163,7 +164,7 @@ def _scan(raw: bytes, start: int, end: int, trimmed: int, boundaries: tuple[byte
         if blank is None:
             return False
         body = blank.end()
-    headers = BytesParser(policy=policy.default).parsebytes(raw[start:body], headersonly=True)
+    headers = BytesParser(policy=RECEIVED).parsebytes(raw[start:body], headersonly=True)
     maintype, _, subtype = headers.get_content_type().partition("/")  # parsed once: slow
     if headers.defects or maintype == "message":
         return False
