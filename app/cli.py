@@ -34,7 +34,14 @@ def register(app: Flask) -> None:
         app.cli.add_command(command)
 
 
-def _start_portal(*, threads: int) -> None:
+#: waitress's own default. With more, Python threads contend for the interpreter lock:
+#: on 2 cores under 8 connections the inbox's p95 was 37 ms with 4 and 52 ms with 8 or
+#: 16 (bench/README.md). A slow client does not hold a thread: waitress buffers the
+#: response (on disk past 1 MiB) unless over 16 MiB of it is still unsent.
+PORTAL_THREADS = 4
+
+
+def _start_portal(*, threads: int = PORTAL_THREADS) -> None:
     listen = current_app.config["HTTP_LISTEN"]
     server = waitress.create_server(current_app._get_current_object(), listen=listen,
                                     threads=threads, ident="ccm",
@@ -65,11 +72,12 @@ def serve() -> None:
         )
     _start_smtp()
     worker.scheduler(current_app._get_current_object(), blocking=False).start()
-    _start_portal(threads=8)
+    _start_portal()
 
 
 @click.command()
-@click.option("--threads", default=16, show_default=True, help="Requests served at once.")
+@click.option("--threads", default=PORTAL_THREADS, show_default=True,
+              help="Requests served at once.")
 def web(threads: int) -> None:
     """Run the portal only, for scale-out behind a load balancer."""
     database.upgrade()
