@@ -4,7 +4,7 @@ The database gets ``--messages`` CCM messages (default 20,000), ``--inbox`` of t
 (default 2,000) for one recipient, reader@partner.test, and the rest spread over other
 recipients of the same tenant, written with bulk inserts copied from one message that
 went through the real ingest path (bench/harness.py, bulk_load). ``ccm web`` (waitress,
-its default 16 threads) serves it; the benchmark signs in with a real POST (CSRF token
+its default 4 threads) serves it; the benchmark signs in with a real POST (CSRF token
 from the page) and drives load from another process: ``wrk`` when installed, else
 bench/harness.py's thread-pool client. For each URL, in the same run:
 
