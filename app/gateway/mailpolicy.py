@@ -16,12 +16,15 @@ from functools import lru_cache
 #: longer values are parsed at every look-up, as before: a hostile message's huge
 #: headers must not stay in memory
 CACHED_VALUE_LIMIT = 256
+#: parsed headers kept: the common Content-Types stay, being used all the time, beside
+#: the latest messages' own headers; at most about 10 MB (address lists are the largest)
+CACHED_HEADERS = 256
 
 
 class _CachingRegistry(HeaderRegistry):
     def __init__(self):
         super().__init__()
-        self._cached = lru_cache(maxsize=2048)(super().__call__)
+        self._cached = lru_cache(maxsize=CACHED_HEADERS)(super().__call__)
 
     def __call__(self, name: str, value: str) -> BaseHeader:
         if len(value) > CACHED_VALUE_LIMIT:
