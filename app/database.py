@@ -34,6 +34,18 @@ def _on_connect(dbapi_connection, _record) -> None:
     cursor.close()
 
 
+def begin_writing() -> None:
+    """Start the session's transaction as one that will write.
+
+    On SQLite a transaction that has read and then writes after another connection
+    committed is refused at once, without waiting for the busy timeout ("database is
+    locked"); taking the write lock first (BEGIN IMMEDIATE) makes it wait its turn
+    instead. Other databases need nothing.
+    """
+    if db.engine.dialect.name == "sqlite":
+        db.session.execute(text("BEGIN IMMEDIATE"))
+
+
 def upgrade() -> None:
     """Apply pending migrations; safe when several processes start at once on PostgreSQL."""
     if db.engine.dialect.name != "postgresql":

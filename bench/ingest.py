@@ -399,7 +399,7 @@ def main() -> None:
     parser.add_argument("--postgres", action="store_true",
                         help="also run ccm smtp on PostgreSQL (database ccm_bench)")
     parser.add_argument("--smtp-processes", type=int, default=1, metavar="N",
-                        help="with --postgres, also run N `ccm smtp --share-port` processes")
+                        help="also run N `ccm smtp --share-port` processes on each database")
     parser.add_argument("--no-sqlite", action="store_true", help="skip the SQLite run")
     parser.add_argument("--no-postfix", action="store_true")
     parser.add_argument("--profile", action="store_true",
@@ -426,6 +426,9 @@ def main() -> None:
     results.append(run_server("bare", args, messages, warm_up, rcpts))
     if not args.no_sqlite:
         results.append(run_ccm(args, messages, warm_up, rcpts, postgres=False))
+        if args.smtp_processes > 1:
+            results.append(run_ccm(args, messages, warm_up, rcpts, postgres=False,
+                                   processes=args.smtp_processes))
     if args.postgres:
         results.append(run_ccm(args, messages, warm_up, rcpts, postgres=True))
         if args.smtp_processes > 1:

@@ -22,7 +22,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import MISSING, AuthResult, LoginPassword
 from flask import Flask
 
-from .. import accounts
+from .. import accounts, database
 from ..extensions import db
 from . import ingest
 
@@ -212,6 +212,7 @@ class GroupCommit:
         outcomes: list[BaseException | None] = []
         with self.app.app_context():
             try:
+                database.begin_writing()
                 for (raw, mail_from, rcpt_tos, client_address, tls), _ in batch:
                     try:
                         with db.session.begin_nested():

@@ -1,6 +1,7 @@
 """The SMTP ingress as a mail server sees it: real SMTP on loopback."""
 
 import smtplib
+import threading
 
 import pytest
 from servers import ThrowawayCA
@@ -266,3 +267,34 @@ def test_ingress_processes_can_share_a_port_only_when_asked(app, gateway):
     finally:
         for controller in shared:
             controller.stop()
+
+
+def test_a_write_committed_elsewhere_while_a_message_is_stored_does_not_refuse_it(
+        app, gateway, ingress_server, monkeypatch):
+    """SQLite refuses at once (no busy wait) to let a transaction that has read write
+    after another connection committed: the store must not be such a transaction."""
+    from app.gateway import ingest
+    from app.models import Tenant
+
+    def write_elsewhere() -> None:  # the worker or the portal, in a connection of its own
+        with app.app_context():
+            db.session.query(Tenant).filter_by(id=tenant_id).update({"name": "Acme Ltd"})
+            db.session.commit()
+            db.session.remove()
+
+    def plan_after_a_commit_elsewhere(*args, **kwargs):
+        writer = threading.Thread(target=write_elsewhere)
+        writer.start()
+        writer.join(timeout=0.5)  # with the store holding the write lock, it waits
+        writers.append(writer)
+        return real_plan(*args, **kwargs)
+
+    tenant_id = gateway.tenant.id
+    writers: list[threading.Thread] = []
+    real_plan = ingest.plan
+    monkeypatch.setattr(ingest, "plan", plan_after_a_commit_elsewhere)
+    client = ingress_server()
+    assert client.sendmail("alice@acme.test", ["pat@partner.test"], mail().encode()) == {}
+    writers[0].join(timeout=15)
+    assert [m.subject for m in stored()] == ["Quarterly figures"]
+    assert db.session.get(Tenant, tenant_id).name == "Acme Ltd"  # the other write went in too
