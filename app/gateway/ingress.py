@@ -194,6 +194,8 @@ class GroupCommit:
                 job = self.waiting.get_nowait()
             except queue.Empty:
                 break  # an earlier call took them: each call finds its own job stored
+            if not job[1].set_running_or_notify_cancel():
+                continue  # its client hung up: no 250 is owed, and it will send again
             batch.append(job)
             size += len(job[0][0])
         if not batch:

@@ -211,6 +211,27 @@ def test_in_a_group_commit_a_refused_message_does_not_take_the_others_with_it(ap
     assert [m.subject for m in stored()] == ["First", "Third"]
 
 
+def test_a_client_that_hung_up_before_its_message_was_stored_leaves_the_others_answered(
+        app, gateway):
+    from concurrent.futures import Future
+
+    from app.gateway.ingress import GroupCommit
+
+    def job(subject: str):
+        raw = mail(subject=subject).replace("\n", "\r\n").encode()
+        return (raw, "alice@acme.test", ["pat@partner.test"], "127.0.0.1", False), Future()
+
+    store = GroupCommit(app)
+    gone, waiting = job("Gone"), job("Waiting")
+    gone[1].cancel()  # what the event loop does to a session whose client disconnected
+    store.waiting.put(gone)
+    store.waiting.put(waiting)
+    store._store_waiting()
+    assert waiting[1].result(timeout=0) is None
+    # No 250 was owed to the client that left, and it will send again: not stored.
+    assert [m.subject for m in stored()] == ["Waiting"]
+
+
 @pytest.mark.parametrize("mechanism,initial", [("PLAIN", True), ("PLAIN", False),
                                                ("LOGIN", True), ("LOGIN", False)])
 def test_auth_plain_and_login_with_and_without_an_initial_response(
