@@ -41,9 +41,18 @@ def domain_of(address: str) -> str:
 def tenant_of(address: str) -> Tenant | None:
     """The tenant whose internal domain ``address`` is at."""
     domain = domain_of(address)
-    if not domain:
+    if not domain or not _is_text(domain):
         return None
     return db.session.scalar(select(Tenant).join(Domain).where(Domain.name == domain))
+
+
+def _is_text(value: str) -> bool:
+    """False for what holds bytes that were not UTF-8 on the wire (kept as surrogates)."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 @dataclass

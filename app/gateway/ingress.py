@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import ipaddress
 import logging
 import queue
@@ -33,6 +32,7 @@ OK_RECIPIENT = "250 2.1.5 Recipient OK"
 ACCEPTED = "250 2.0.0 Message accepted for delivery"
 RELAY_DENIED = "550 5.7.1 Relaying denied: authenticate first"
 TRY_AGAIN = "451 4.3.0 Temporary failure, please try again later"
+NOT_YOUR_ADDRESS = "553 5.7.1 Sender address is not the one you authenticated as"
 
 #: seconds a sender domain found served at MAIL FROM is taken as served without asking
 #: the database again
@@ -62,6 +62,11 @@ class IngressHandler:
         return any(address in network for network in self.networks)
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        if session.authenticated and not self.trusted(session.peer) and \
+                accounts.normalise_email(address) != session.auth_data.login:
+            # A user sends as themselves: never as a colleague or another tenant's staff.
+            # (The organisation's own servers, in CCM_RELAY_NETWORKS, relay for anyone.)
+            return NOT_YOUR_ADDRESS
         domain = ingest.domain_of(address)
         if self.served_until.get(domain, 0.0) < time.monotonic():
             try:
@@ -95,6 +100,12 @@ class IngressHandler:
             log.exception("could not store a message from %s", envelope.mail_from)
             return TRY_AGAIN
         return ACCEPTED
+
+    async def handle_exception(self, error: Exception) -> str:
+        """Whatever escaped a command: logged, and answered without its text (aiosmtpd's
+        own answer, "500 Error: (ValueError) …", tells a stranger about our insides)."""
+        log.error("SMTP command failed", exc_info=error)
+        return TRY_AGAIN
 
     def _in_context(self, function, *args):
         with self.app.app_context():
@@ -139,7 +150,7 @@ class IngressHandler:
             return None if answer is MISSING else answer
         try:
             return base64.b64decode(args[1], validate=True)
-        except binascii.Error:
+        except ValueError:  # not base64, or not even ASCII
             await server.push("501 5.5.2 Can't decode base64")
             return None
 
@@ -157,8 +168,9 @@ class IngressHandler:
             log.exception("password check failed")
             return AuthResult(success=False, handled=False,
                               message="454 4.7.0 Temporary authentication failure")
-        # handled=False: aiosmtpd answers 235 or 535 itself
-        return AuthResult(success=success, handled=False, auth_data=LoginPassword(login, b""))
+        # handled=False: aiosmtpd answers 235 or 535 itself; handle_MAIL reads the login
+        return AuthResult(success=success, handled=False,
+                          auth_data=LoginPassword(accounts.normalise_email(email), b""))
 
 
 class GroupCommit:

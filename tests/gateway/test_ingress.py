@@ -266,6 +266,71 @@ def test_auth_with_garbage_is_answered_and_the_connection_stays_usable(
     assert client.noop()[0] == 250
 
 
+@pytest.fixture
+def signed_in_client(app, gateway, ingress_server, tmp_path):
+    """A client outside CCM_RELAY_NETWORKS, over STARTTLS, authenticated as alice."""
+    ca = ThrowawayCA()
+    app.config["SMTP_TLS_CERT"] = str(ca.server_files("gateway.test", tmp_path))
+    app.config["RELAY_NETWORKS"] = "192.0.2.0/24"
+    client = ingress_server()
+    client.starttls(context=_client_context(ca))
+    client.ehlo()
+    client.login("alice@acme.test", "correct horse battery staple")
+    return client
+
+
+def test_an_authenticated_user_sends_only_as_themselves(signed_in_client, make_tenant,
+                                                         make_user):
+    beta = make_tenant("beta", domains=["beta.test"])
+    make_user(beta, "ceo@beta.test", role="internal")
+    for sender in ("ceo@beta.test", "bob@acme.test"):  # another tenant's staff, a colleague
+        with pytest.raises(smtplib.SMTPSenderRefused) as refused:
+            signed_in_client.sendmail(sender, ["pat@partner.test"],
+                                      mail(sender=sender, subject="Wire the money").encode())
+        assert (refused.value.smtp_code, refused.value.smtp_error) == (
+            553, b"5.7.1 Sender address is not the one you authenticated as")
+    assert signed_in_client.sendmail("Alice@ACME.test", ["pat@partner.test"],
+                                     mail().encode()) == {}
+    assert [m.subject for m in stored()] == ["Quarterly figures"]
+
+
+def test_auth_with_text_that_is_not_ascii_is_answered_501(app, gateway, ingress_server,
+                                                          tmp_path):
+    ca = ThrowawayCA()
+    app.config["SMTP_TLS_CERT"] = str(ca.server_files("gateway.test", tmp_path))
+    client = ingress_server()
+    client.starttls(context=_client_context(ca))
+    client.ehlo()
+    client.send("AUTH PLAIN \u00e9\r\n".encode())
+    assert client.getreply()[0] == 501
+    client.send(b"AUTH LOGIN \xff\xfe\r\n")
+    assert client.getreply()[0] == 501
+    assert client.noop()[0] == 250
+
+
+def test_a_sender_domain_that_is_not_utf8_is_refused_not_deferred(gateway, ingress_server):
+    client = ingress_server()
+    client.ehlo()
+    client.send(b"MAIL FROM:<alice@acme.t\xffest>\r\n")
+    code, text = client.getreply()
+    assert (code, text) == (550, b"5.7.1 Sender address is not in a domain this gateway serves")
+
+
+def test_an_unexpected_failure_is_answered_451_without_its_details(
+        app, gateway, ingress_server, monkeypatch):
+    from app.gateway.ingress import IngressHandler
+
+    async def broken(*args, **kwargs):
+        raise ValueError("secret internals")
+
+    monkeypatch.setattr(IngressHandler, "handle_RCPT", broken)
+    client = ingress_server()
+    client.ehlo()
+    client.mail("alice@acme.test")
+    code, text = client.rcpt("pat@partner.test")
+    assert code == 451 and b"secret" not in text
+
+
 def test_ingress_processes_can_share_a_port_only_when_asked(app, gateway):
     from servers import free_port
 
