@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from . import auth_sessions, passwords, tokens
 from .clock import utcnow
@@ -23,6 +23,9 @@ LOCK_BASE = timedelta(minutes=1)
 #: ...up to this, so an attacker can slow a victim down but never lock them out for good;
 #: a password reset by email also lifts the lock.
 LOCK_MAX = timedelta(minutes=15)
+#: password attempts allowed from one client address: at the portal's sign-in forms, and
+#: failed ones over SMTP AUTH
+SIGN_IN_LIMIT = "10/minute;60/hour"
 
 
 class PasswordRejected(ValueError):
@@ -72,9 +75,15 @@ def is_locked(user: User) -> bool:
 
 
 def record_failure(user: User, now=None) -> None:
-    """Count a failed attempt (password or second factor); lock after too many."""
+    """Count a failed attempt (password or second factor); lock after too many.
+
+    The count is added to in the database, not to what this process read: attempts made
+    at the same moment (parallel connections) must each count.
+    """
     now = now or utcnow()
-    user.failed_signins += 1
+    db.session.execute(update(User).where(User.id == user.id)
+                       .values(failed_signins=User.failed_signins + 1))
+    db.session.refresh(user, ["failed_signins"])
     excess = user.failed_signins - MAX_FAILURES
     if excess >= 0:
         user.locked_until = now + min(LOCK_BASE * 2**excess, LOCK_MAX)

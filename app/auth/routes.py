@@ -131,7 +131,7 @@ def home():
 
 @bp.route("/sign-in", methods=["GET", "POST"])
 @bp.route("/t/<slug>/sign-in", methods=["GET", "POST"])
-@limiter.limit("10/minute;60/hour", methods=["POST"])
+@limiter.limit(accounts.SIGN_IN_LIMIT, methods=["POST"])
 def sign_in(slug: str | None = None):
     """Sign in with an email address and password, at one tenant or at whichever matches."""
     tenant = _tenant(slug)
@@ -194,7 +194,7 @@ def choose_account():
 
 
 @bp.route("/sign-in/code", methods=["GET", "POST"])
-@limiter.limit("10/minute;60/hour", methods=["POST"])
+@limiter.limit(accounts.SIGN_IN_LIMIT, methods=["POST"])
 def code():
     """The second step of signing in: a code from the authenticator app, or a recovery code."""
     pending = session.get("factor")

@@ -104,6 +104,26 @@ def test_attempts_during_a_lock_do_not_extend_it(client, auth, alice):
     assert db.session.get(User, alice.id).locked_until == until
 
 
+def test_failures_recorded_at_the_same_moment_each_count(app, alice):
+    """Two attempts that read the account before either wrote: both failures count."""
+    from support import in_app_context
+
+    from app import accounts
+
+    user = db.session.get(User, alice.id)
+    assert user.failed_signins == 0  # this session has read it...
+
+    def fail_elsewhere() -> None:  # ...when another attempt records its failure
+        accounts.record_failure(db.session.get(User, alice.id))
+        db.session.commit()
+
+    in_app_context(app, fail_elsewhere)
+    accounts.record_failure(user)
+    db.session.commit()
+    db.session.expire_all()
+    assert db.session.get(User, alice.id).failed_signins == 2
+
+
 def test_disabled_accounts_cannot_sign_in(client, auth, alice):
     alice.disabled = True
     db.session.commit()
