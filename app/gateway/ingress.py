@@ -20,9 +20,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import MISSING, AuthResult, LoginPassword
 from flask import Flask
+from limits import parse_many
 
 from .. import accounts, database
-from ..extensions import db
+from ..extensions import db, limiter
 from . import ingest
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,10 @@ ACCEPTED = "250 2.0.0 Message accepted for delivery"
 RELAY_DENIED = "550 5.7.1 Relaying denied: authenticate first"
 TRY_AGAIN = "451 4.3.0 Temporary failure, please try again later"
 NOT_YOUR_ADDRESS = "553 5.7.1 Sender address is not the one you authenticated as"
+AUTH_LATER = "454 4.7.0 Temporary authentication failure, try again later"
+
+#: failed SMTP AUTH attempts allowed from one client address, as at the portal's forms
+AUTH_FAILURES = parse_many(accounts.SIGN_IN_LIMIT)
 
 #: seconds a sender domain found served at MAIL FROM is taken as served without asking
 #: the database again
@@ -129,7 +134,7 @@ class IngressHandler:
         except ValueError:
             await server.push("501 5.5.2 Can't split auth value")
             return AuthResult(success=False, handled=True)
-        return await self._check(login, password)
+        return await self._check(server, login, password)
 
     async def auth_LOGIN(self, server, args: list[str]) -> AuthResult:
         """The LOGIN mechanism: the login (at once or asked for), then the password."""
@@ -139,7 +144,7 @@ class IngressHandler:
         password = await server.challenge_auth(server.AuthLoginPasswordChallenge)
         if password is MISSING:
             return AuthResult(success=False, handled=True)
-        return await self._check(login, password)
+        return await self._check(server, login, password)
 
     @staticmethod
     async def _response(server, args: list[str], challenge: str) -> bytes | None:
@@ -154,20 +159,30 @@ class IngressHandler:
             await server.push("501 5.5.2 Can't decode base64")
             return None
 
-    async def _check(self, login: bytes, password: bytes) -> AuthResult:
+    async def _check(self, server, login: bytes, password: bytes) -> AuthResult:
         email = login.decode("utf-8", errors="replace")
+        client = str(server.session.peer[0])
 
-        def internal_user() -> bool:
+        def internal_user() -> bool | None:
+            """True or False; None when this client has failed too often of late."""
+            throttled = limiter.enabled  # CCM_RATELIMIT_STORAGE, shared with the portal
+            if throttled and not all(limiter.limiter.test(limit, "smtp-auth", client)
+                                     for limit in AUTH_FAILURES):
+                return None  # not even tested: guessing stops here, whatever the account
             matched = accounts.check_credentials(email, password.decode("utf-8", "replace"))
             db.session.commit()  # failed attempts count towards the lock-out
+            if throttled and not matched:
+                for limit in AUTH_FAILURES:
+                    limiter.limiter.hit(limit, "smtp-auth", client)
             return any(user.kind == "internal" for user in matched)
 
         try:
             success = await asyncio.to_thread(self._in_context, internal_user)
         except Exception:
             log.exception("password check failed")
-            return AuthResult(success=False, handled=False,
-                              message="454 4.7.0 Temporary authentication failure")
+            success = None
+        if success is None:
+            return AuthResult(success=False, handled=False, message=AUTH_LATER)
         # handled=False: aiosmtpd answers 235 or 535 itself; handle_MAIL reads the login
         return AuthResult(success=success, handled=False,
                           auth_data=LoginPassword(accounts.normalise_email(email), b""))

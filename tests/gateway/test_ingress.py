@@ -279,6 +279,33 @@ def signed_in_client(app, gateway, ingress_server, tmp_path):
     return client
 
 
+@pytest.mark.parametrize("app", [{"RATELIMIT_ENABLED": True}], indirect=True)
+def test_after_ten_failed_auths_a_client_is_told_to_come_back_later(app, gateway,
+                                                                     ingress_server, tmp_path):
+    ca = ThrowawayCA()
+    app.config["SMTP_TLS_CERT"] = str(ca.server_files("gateway.test", tmp_path))
+    client = ingress_server()
+    client.starttls(context=_client_context(ca))
+    for _ in range(3):  # successes do not count
+        client.ehlo()
+        client.login("alice@acme.test", "correct horse battery staple")
+        client.rset()
+        client.close()
+        client = ingress_server()
+        client.starttls(context=_client_context(ca))
+    client.ehlo()
+    for number in range(10):  # guesses at accounts that do not even exist
+        client.user, client.password = f"nobody{number}@acme.test", "a guess at a password"
+        with pytest.raises(smtplib.SMTPAuthenticationError) as refused:
+            client.auth("PLAIN", client.auth_plain)  # login() would try LOGIN as well
+        assert refused.value.smtp_code == 535
+    with pytest.raises(smtplib.SMTPAuthenticationError) as refused:
+        client.login("alice@acme.test", "correct horse battery staple")
+    assert (refused.value.smtp_code, refused.value.smtp_error) == (
+        454, b"4.7.0 Temporary authentication failure, try again later")
+    assert gateway.account("alice@acme.test").failed_signins == 0  # never tested
+
+
 def test_an_authenticated_user_sends_only_as_themselves(signed_in_client, make_tenant,
                                                          make_user):
     beta = make_tenant("beta", domains=["beta.test"])
