@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from flask import Response, abort, flash, render_template, request, url_for
 from flask_login import current_user, login_required
 
@@ -84,8 +86,10 @@ def body(public_id: str):
     allow_remote = request.args.get("remote") == "1"
 
     def cid_url(content_id: str) -> str | None:
-        if content_id in readable.inline:
-            return url_for("inbox.inline", public_id=public_id, content_id=content_id)
+        # By the part's number, never by the Content-ID itself: the sender writes that,
+        # and "../../<another id>/parts/0" would be a same-origin path of the portal.
+        if (described := readable.inline.get(content_id)) is not None:
+            return url_for("inbox.inline", public_id=public_id, number=described.number)
         return None
 
     html, _ = clean_html(readable.html or "", cid_url=cid_url, allow_remote=allow_remote)
@@ -120,23 +124,30 @@ def attachment(public_id: str, number: int):
 _INLINE_TYPES = {"image/png", "image/jpeg", "image/gif", "image/webp"}
 
 
-@bp.route("/<public_id>/cid/<path:content_id>")
+@bp.route("/<public_id>/inline/<int:number>")
 @login_required
-def inline(public_id: str, content_id: str):
+def inline(public_id: str, number: int):
     """An image the message itself carries, referred to by cid: in its HTML."""
     copy = _own_copy(public_id)
     if _unavailable(copy):
         abort(410)
-    described = reading.read_message(copy.message).inline.get(content_id)
+    described = next((part for part in reading.read_message(copy.message).inline.values()
+                      if part.number == number), None)
     if described is None or described.content_type not in _INLINE_TYPES:
         abort(404)
     data, size, content_type, _ = reading.download(copy.message, described.number)
     return _sent(data, size, content_type)
 
 
+#: a media type as RFC 2045 spells one; the sender's anything else is served as bytes
+_MEDIA_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*")
+
+
 def _sent(data, size: int, content_type: str) -> Response:
     """A part's content: whole, or streamed slice by slice as it is read and decoded
     (then Flask cannot know its length)."""
+    if not _MEDIA_TYPE.fullmatch(content_type):
+        content_type = "application/octet-stream"
     response = Response(data, mimetype=content_type)
     response.headers["Content-Length"] = str(size)
     return response

@@ -55,7 +55,7 @@ def delivered(acme):
 
 def urls(message: Message) -> list[str]:
     base = f"/inbox/{message.public_id}"
-    return [base, f"{base}/body", f"{base}/parts/0", f"{base}/cid/x", f"{base}/reply"]
+    return [base, f"{base}/body", f"{base}/parts/0", f"{base}/inline/0", f"{base}/reply"]
 
 
 def test_the_recipient_reads_their_message(client, auth, delivered):
@@ -236,11 +236,47 @@ def test_inline_parts_are_served_only_when_they_are_images(client, auth, acme):
     message = deliver(raw, ["pat@partner.test"])
     activate("acme", "pat@partner.test")
     auth.sign_in("pat@partner.test", slug="acme")
-    png = client.get(f"/inbox/{message.public_id}/cid/a@x")
+    png = client.get(f"/inbox/{message.public_id}/inline/1")
     assert (png.status_code, png.mimetype) == (200, "image/png")
-    assert client.get(f"/inbox/{message.public_id}/cid/s@x").status_code == 404
+    assert client.get(f"/inbox/{message.public_id}/inline/2").status_code == 404  # the SVG
+    assert client.get(f"/inbox/{message.public_id}/inline/0").status_code == 404  # the HTML
     body = client.get(f"/inbox/{message.public_id}/body").get_data(as_text=True)
-    assert f"/inbox/{message.public_id}/cid/a@x" in body
+    assert f"/inbox/{message.public_id}/inline/1" in body
+
+
+def test_a_content_id_cannot_point_the_reader_at_another_portal_page(client, auth, acme):
+    other = deliver(mail(subject="Never opened"), ["pat@partner.test"])
+    trap = f"../../{other.public_id}/parts/0"
+    raw = (b"From: alice@acme.test\r\nTo: pat@partner.test\r\nSubject: trap\r\n"
+           b"MIME-Version: 1.0\r\nContent-Type: multipart/related; boundary=b\r\n\r\n"
+           b"--b\r\nContent-Type: text/html\r\n\r\n<img src=\"cid:" + trap.encode() +
+           b"\">\r\n--b\r\nContent-Type: image/png\r\nContent-ID: <" + trap.encode() +
+           b">\r\nContent-Transfer-Encoding: base64\r\n\r\niVBORw0KGgo=\r\n--b--\r\n")
+    message = deliver(raw, ["pat@partner.test"])
+    activate("acme", "pat@partner.test")
+    auth.sign_in("pat@partner.test", slug="acme")
+    body = client.get(f"/inbox/{message.public_id}/body").get_data(as_text=True)
+    assert f'src="/inbox/{message.public_id}/inline/1"' in body
+    assert other.public_id not in body
+
+
+@pytest.mark.parametrize("declared", [b"image/p\xffng", b"text/html\x00x", b"=?utf-8?q?a?="])
+def test_an_attachment_of_an_odd_declared_type_downloads_as_bytes(client, auth, acme,
+                                                                  declared):
+    raw = (b"From: alice@acme.test\r\nTo: pat@partner.test\r\nSubject: odd\r\n"
+           b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+           b"--b\r\nContent-Type: text/plain\r\n\r\nSee attached.\r\n"
+           b"--b\r\nContent-Type: " + declared + b"\r\n"
+           b"Content-Disposition: attachment; filename=odd.bin\r\n\r\nBYTES\r\n--b--\r\n")
+    message = deliver(raw, ["pat@partner.test"])
+    activate("acme", "pat@partner.test")
+    auth.sign_in("pat@partner.test", slug="acme")
+    response = client.get(f"/inbox/{message.public_id}/parts/1")
+    assert response.status_code == 200
+    assert response.mimetype in ("application/octet-stream", "text/plain")
+    assert response.headers["Content-Type"].isascii()  # waitress answers 500 otherwise
+    assert response.headers["Content-Type"].isprintable()
+    assert response.get_data() == b"BYTES"
 
 
 def test_plain_text_keeps_its_lines_and_links_and_escapes_markup(client, auth, acme):
