@@ -134,10 +134,12 @@ def scan(raw: bytes) -> Index | None:
             return None
         if len(found) == 1 and found[0][3] == 0:
             skeleton = found[0][2]  # one part, the message itself: its headers are all
+            expected = [skeleton]  # with no defect and no line the parser took for body
         else:
             skeleton = index.skeleton(lambda ranges: [raw[a:b] for a, b in ranges])
-            if not _same_shape(skeleton, [headers for _, _, headers, _ in found]):
-                return None
+            expected = [headers for _, _, headers, _ in found]
+        if not _same_shape(skeleton, expected):
+            return None
         return Index(len(raw), tuple(
             _described(raw, start, end, part)
             for (start, end, _, _), part in zip(found, leaves(skeleton), strict=True)),

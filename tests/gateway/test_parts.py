@@ -112,6 +112,9 @@ UNUSUAL = {
                       b"--b--\r\n"),
     "digest": (b"From: a@acme.test\r\nContent-Type: multipart/digest; boundary=b\r\n\r\n"
                b"--b\r\n\r\nSubject: x\r\n\r\ny\r\n--b--\r\n"),
+    # the parser takes the line for the start of the body; the body shown must hold it
+    "single-part-stray-line": (b"Subject: x\r\nFrom: a@acme.test\r\nFrom hidden [secure]\r\n"
+                               b"\r\nbody\r\n"),
 }
 
 
