@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.parser import BytesParser
-from html.parser import HTMLParser
+from html import unescape
 
 from . import parts
 from .mailpolicy import RECEIVED
@@ -117,34 +117,36 @@ def part_text(part: EmailMessage) -> str:
         return payload.decode("utf-8", errors="replace")
 
 
-class _TextExtractor(HTMLParser):
-    _SKIP = frozenset({"script", "style", "head", "title"})
-
-    def __init__(self):
-        super().__init__(convert_charrefs=True)
-        self.chunks: list[str] = []
-        self._skipping = 0
-
-    def handle_starttag(self, tag, attrs):
-        if tag in self._SKIP:
-            self._skipping += 1
-        elif tag in {"br", "p", "div", "li", "tr", "h1", "h2", "h3"}:
-            self.chunks.append("\n")
-
-    def handle_endtag(self, tag):
-        if tag in self._SKIP and self._skipping:
-            self._skipping -= 1
-
-    def handle_data(self, data):
-        if not self._skipping:
-            self.chunks.append(data)
+#: what html_to_text reads, one match at a time: a comment's start, a tag (quoted
+#: attribute values may hold ">"), any other markup, text, or a "<" that starts nothing.
+#: No part can run past the next "<", so hostile markup costs linear time; the standard
+#: library's HTMLParser is quadratic on unclosed tags and quotes (CVE-2025-6069).
+_MARKUP = re.compile(r"""<!--|<(/?)([A-Za-z][A-Za-z0-9]*)((?:[^<>"']|"[^"<]*"|'[^'<]*')*)>"""
+                     r"|<[!?/][^<>]*>|[^<]+|<")
+_SKIPPED = frozenset({"script", "style", "head", "title"})
+_BREAKS = frozenset({"br", "p", "div", "li", "tr", "h1", "h2", "h3"})
 
 
 def html_to_text(html: str) -> str:
-    extractor = _TextExtractor()
-    extractor.feed(html)
-    extractor.close()
-    return re.sub(r"[ \t]+", " ", "".join(extractor.chunks)).strip()
+    """The text of an HTML document, for routing and quoting: no markup, no scripts or
+    styles, entities decoded, a line break for each block."""
+    chunks: list[str] = []
+    skipping, position = 0, 0
+    while position < len(html):
+        match = _MARKUP.match(html, position)
+        position = match.end()
+        piece, closing, name = match.group(0), match.group(1), (match.group(2) or "").lower()
+        if piece == "<!--":
+            end = html.find("-->", position)
+            position = len(html) if end < 0 else end + 3
+        elif name in _SKIPPED and not match.group(3).endswith("/"):
+            skipping = max(0, skipping - 1) if closing else skipping + 1
+        elif name:
+            if name in _BREAKS and not closing:
+                chunks.append("\n")
+        elif not skipping and (piece == "<" or not piece.startswith("<")):
+            chunks.append(unescape(piece))
+    return re.sub(r"[ \t]+", " ", "".join(chunks)).strip()
 
 
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
