@@ -27,6 +27,9 @@ from .models import Message
 
 #: how much of a part a download reads from the database at a time
 CHUNK = 2**20
+#: a larger HTML body is shown as its text: sanitizing costs more than linear time on
+#: some markup (a quarter of a megabyte of table rows took seconds a view)
+HTML_DISPLAY_LIMIT = 256 * 1024
 
 
 @dataclass
@@ -47,6 +50,8 @@ class Readable:
     date: str
     html: str | None = None
     text: str | None = None
+    #: the body was HTML too large to show as such (HTML_DISPLAY_LIMIT): ``text`` is its text
+    html_as_text: bool = False
     attachments: list[Part] = field(default_factory=list)
     inline: dict[str, Part] = field(default_factory=dict)
 
@@ -119,10 +124,12 @@ def _readable(message: EmailMessage, size: Callable[[int, EmailMessage], int],
         if part is body:
             hydrate(number, part)
             content = mime.part_text(part)
-            if part.get_content_subtype() == "html":
-                readable.html = content
-            else:
+            if part.get_content_subtype() != "html":
                 readable.text = content
+            elif len(content) > HTML_DISPLAY_LIMIT:
+                readable.text, readable.html_as_text = mime.html_to_text(content), True
+            else:
+                readable.html = content
             continue
         if part in alternatives:
             continue

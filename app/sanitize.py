@@ -156,6 +156,13 @@ def _external_links(attrs, new=False):
     return attrs
 
 
+#: longer text is escaped but its addresses are not made links: the linkifier parses the
+#: text as HTML, which takes seconds on some text of a few hundred kilobytes
+LINKIFY_LIMIT = 100 * 1024
+
+
 def text_to_html(text: str) -> str:
     """Plain text, escaped, with web and mail addresses made links (line breaks kept by CSS)."""
+    if len(text) > LINKIFY_LIMIT:
+        return escape(text)
     return Linker(callbacks=[_external_links], parse_email=True).linkify(escape(text))

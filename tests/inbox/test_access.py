@@ -290,6 +290,28 @@ def test_plain_text_keeps_its_lines_and_links_and_escapes_markup(client, auth, a
             in page)
 
 
+def test_a_body_too_large_to_format_is_shown_as_its_text(client, auth, acme, monkeypatch):
+    from app import sanitize
+
+    monkeypatch.setattr(reading, "HTML_DISPLAY_LIMIT", 2000)
+    monkeypatch.setattr(sanitize, "LINKIFY_LIMIT", 2000)
+    rows = "".join(f"<tr><td>Row {n} https://example.com/{n}</td></tr>" for n in range(100))
+    html = mail(subject="Big", body=f"<table>{rows}</table>",
+                headers="MIME-Version: 1.0\nContent-Type: text/html\n")
+    big_html = deliver(html, ["pat@partner.test"])
+    big_text = deliver(mail(body="see https://example.com/long " + "x" * 3000),
+                       ["pat@partner.test"])
+    activate("acme", "pat@partner.test")
+    auth.sign_in("pat@partner.test", slug="acme")
+    page = client.get(f"/inbox/{big_html.public_id}").get_data(as_text=True)
+    assert "too large to show with its formatting" in page
+    assert "Row 99" in page and "<iframe" not in page and "<td>" not in page
+    body = client.get(f"/inbox/{big_html.public_id}/body").get_data(as_text=True)
+    assert "Row" not in body  # nothing left for the sanitizer
+    page = client.get(f"/inbox/{big_text.public_id}").get_data(as_text=True)
+    assert "see https://example.com/long" in page and 'href="https://example.com/long' not in page
+
+
 def test_inbox_search_and_paging(client, auth, acme):
     for n in range(23):
         deliver(mail(subject=f"Report {n:02d}", body=str(n)), ["pat@partner.test"])
