@@ -22,7 +22,7 @@ from aiosmtpd.smtp import MISSING, AuthResult, LoginPassword
 from flask import Flask
 from limits import parse_many
 
-from .. import accounts, database
+from .. import accounts, database, second_factor
 from ..extensions import db, limiter
 from . import ingest
 
@@ -174,7 +174,7 @@ class IngressHandler:
             if throttled and not matched:
                 for limit in AUTH_FAILURES:
                     limiter.limiter.hit(limit, "smtp-auth", client)
-            return any(user.kind == "internal" for user in matched)
+            return any(may_relay(user) for user in matched)
 
         try:
             success = await asyncio.to_thread(self._in_context, internal_user)
@@ -186,6 +186,14 @@ class IngressHandler:
         # handled=False: aiosmtpd answers 235 or 535 itself; handle_MAIL reads the login
         return AuthResult(success=success, handled=False,
                           auth_data=LoginPassword(accounts.normalise_email(email), b""))
+
+
+def may_relay(user) -> bool:
+    """Whether SMTP AUTH with this account's password lets it relay: an internal user's,
+    and not one who signs in with a second factor (enrolled, or required by the tenant),
+    which SMTP cannot ask for: the password alone must not open what it guards."""
+    return user.kind == "internal" and not second_factor.enrolled(user) and \
+        second_factor.policy_for(user) != "required"
 
 
 class GroupCommit:

@@ -306,6 +306,25 @@ def test_after_ten_failed_auths_a_client_is_told_to_come_back_later(app, gateway
     assert gateway.account("alice@acme.test").failed_signins == 0  # never tested
 
 
+@pytest.mark.parametrize("how", ["enrolled", "required by the tenant"])
+def test_an_account_with_a_second_factor_cannot_relay_on_its_password_alone(
+        app, gateway, ingress_server, tmp_path, how):
+    alice = gateway.account("alice@acme.test")
+    if how == "enrolled":
+        alice.totp_secret = "JBSWY3DPEHPK3PXP"
+    else:
+        gateway.tenant.second_factor_internal = "required"
+    db.session.commit()
+    ca = ThrowawayCA()
+    app.config["SMTP_TLS_CERT"] = str(ca.server_files("gateway.test", tmp_path))
+    client = ingress_server()
+    client.starttls(context=_client_context(ca))
+    client.ehlo()
+    with pytest.raises(smtplib.SMTPAuthenticationError) as refused:
+        client.login("alice@acme.test", "correct horse battery staple")
+    assert refused.value.smtp_code == 535  # as for a wrong password: no oracle
+
+
 def test_an_authenticated_user_sends_only_as_themselves(signed_in_client, make_tenant,
                                                          make_user):
     beta = make_tenant("beta", domains=["beta.test"])
