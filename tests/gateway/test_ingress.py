@@ -113,16 +113,10 @@ def _client_context(ca):
     return context
 
 
-def test_external_recipients_cannot_use_auth_to_relay(app, gateway, ingress_server, tmp_path,
-                                                      make_user):
-    ca = ThrowawayCA()
-    app.config["SMTP_TLS_CERT"] = str(ca.server_files("gateway.test", tmp_path))
-    app.config["RELAY_NETWORKS"] = "192.0.2.0/24"
+def test_external_recipients_cannot_use_auth_to_relay(gateway, tls_client, make_user):
     make_user(gateway.tenant, "pat@partner.test")  # a CCM recipient's portal account
-    client = ingress_server()
-    client.starttls(context=_client_context(ca))
     with pytest.raises(smtplib.SMTPAuthenticationError):
-        client.login("pat@partner.test", "correct horse battery staple")
+        tls_client().login("pat@partner.test", "correct horse battery staple")
 
 
 def test_malformed_mime_is_stored_raw_and_routed(gateway, ingress_server):
@@ -232,16 +226,27 @@ def test_a_client_that_hung_up_before_its_message_was_stored_leaves_the_others_a
     assert [m.subject for m in stored()] == ["Waiting"]
 
 
-@pytest.mark.parametrize("mechanism,initial", [("PLAIN", True), ("PLAIN", False),
-                                               ("LOGIN", True), ("LOGIN", False)])
-def test_auth_plain_and_login_with_and_without_an_initial_response(
-        app, gateway, ingress_server, tmp_path, mechanism, initial):
+@pytest.fixture
+def tls_client(app, gateway, ingress_server, tmp_path):
+    """Connect from outside CCM_RELAY_NETWORKS and start TLS: the ingress then offers AUTH."""
     ca = ThrowawayCA()
     app.config["SMTP_TLS_CERT"] = str(ca.server_files("gateway.test", tmp_path))
     app.config["RELAY_NETWORKS"] = "192.0.2.0/24"
-    client = ingress_server()
-    client.starttls(context=_client_context(ca))
-    client.ehlo()
+
+    def connect() -> smtplib.SMTP:
+        client = ingress_server()
+        client.starttls(context=_client_context(ca))
+        client.ehlo()
+        return client
+
+    return connect
+
+
+@pytest.mark.parametrize("mechanism,initial", [("PLAIN", True), ("PLAIN", False),
+                                               ("LOGIN", True), ("LOGIN", False)])
+def test_auth_plain_and_login_with_and_without_an_initial_response(tls_client, mechanism,
+                                                                   initial):
+    client = tls_client()
     client.user, client.password = "alice@acme.test", "not her password at all"
     method = getattr(client, f"auth_{mechanism.lower()}")
     with pytest.raises(smtplib.SMTPAuthenticationError) as refused:
@@ -252,13 +257,8 @@ def test_auth_plain_and_login_with_and_without_an_initial_response(
     assert client.sendmail("alice@acme.test", ["pat@partner.test"], mail().encode()) == {}
 
 
-def test_auth_with_garbage_is_answered_and_the_connection_stays_usable(
-        app, gateway, ingress_server, tmp_path):
-    ca = ThrowawayCA()
-    app.config["SMTP_TLS_CERT"] = str(ca.server_files("gateway.test", tmp_path))
-    client = ingress_server()
-    client.starttls(context=_client_context(ca))
-    client.ehlo()
+def test_auth_with_garbage_is_answered_and_the_connection_stays_usable(tls_client):
+    client = tls_client()
     assert client.docmd("AUTH", "PLAIN not-base64!")[0] == 501
     assert client.docmd("AUTH", "PLAIN " + "bm8gc2VwYXJhdG9ycw==")[0] == 501  # "no separators"
     assert client.docmd("AUTH", "LOGIN")[0] == 334
@@ -267,33 +267,18 @@ def test_auth_with_garbage_is_answered_and_the_connection_stays_usable(
 
 
 @pytest.fixture
-def signed_in_client(app, gateway, ingress_server, tmp_path):
+def signed_in_client(tls_client):
     """A client outside CCM_RELAY_NETWORKS, over STARTTLS, authenticated as alice."""
-    ca = ThrowawayCA()
-    app.config["SMTP_TLS_CERT"] = str(ca.server_files("gateway.test", tmp_path))
-    app.config["RELAY_NETWORKS"] = "192.0.2.0/24"
-    client = ingress_server()
-    client.starttls(context=_client_context(ca))
-    client.ehlo()
+    client = tls_client()
     client.login("alice@acme.test", "correct horse battery staple")
     return client
 
 
 @pytest.mark.parametrize("app", [{"RATELIMIT_ENABLED": True}], indirect=True)
-def test_after_ten_failed_auths_a_client_is_told_to_come_back_later(app, gateway,
-                                                                     ingress_server, tmp_path):
-    ca = ThrowawayCA()
-    app.config["SMTP_TLS_CERT"] = str(ca.server_files("gateway.test", tmp_path))
-    client = ingress_server()
-    client.starttls(context=_client_context(ca))
+def test_after_ten_failed_auths_a_client_is_told_to_come_back_later(gateway, tls_client):
     for _ in range(3):  # successes do not count
-        client.ehlo()
-        client.login("alice@acme.test", "correct horse battery staple")
-        client.rset()
-        client.close()
-        client = ingress_server()
-        client.starttls(context=_client_context(ca))
-    client.ehlo()
+        tls_client().login("alice@acme.test", "correct horse battery staple")
+    client = tls_client()
     for number in range(10):  # guesses at accounts that do not even exist
         client.user, client.password = f"nobody{number}@acme.test", "a guess at a password"
         with pytest.raises(smtplib.SMTPAuthenticationError) as refused:
@@ -308,20 +293,15 @@ def test_after_ten_failed_auths_a_client_is_told_to_come_back_later(app, gateway
 
 @pytest.mark.parametrize("how", ["enrolled", "required by the tenant"])
 def test_an_account_with_a_second_factor_cannot_relay_on_its_password_alone(
-        app, gateway, ingress_server, tmp_path, how):
+        gateway, tls_client, how):
     alice = gateway.account("alice@acme.test")
     if how == "enrolled":
         alice.totp_secret = "JBSWY3DPEHPK3PXP"
     else:
         gateway.tenant.second_factor_internal = "required"
     db.session.commit()
-    ca = ThrowawayCA()
-    app.config["SMTP_TLS_CERT"] = str(ca.server_files("gateway.test", tmp_path))
-    client = ingress_server()
-    client.starttls(context=_client_context(ca))
-    client.ehlo()
     with pytest.raises(smtplib.SMTPAuthenticationError) as refused:
-        client.login("alice@acme.test", "correct horse battery staple")
+        tls_client().login("alice@acme.test", "correct horse battery staple")
     assert refused.value.smtp_code == 535  # as for a wrong password: no oracle
 
 
@@ -340,13 +320,8 @@ def test_an_authenticated_user_sends_only_as_themselves(signed_in_client, make_t
     assert [m.subject for m in stored()] == ["Quarterly figures"]
 
 
-def test_auth_with_text_that_is_not_ascii_is_answered_501(app, gateway, ingress_server,
-                                                          tmp_path):
-    ca = ThrowawayCA()
-    app.config["SMTP_TLS_CERT"] = str(ca.server_files("gateway.test", tmp_path))
-    client = ingress_server()
-    client.starttls(context=_client_context(ca))
-    client.ehlo()
+def test_auth_with_text_that_is_not_ascii_is_answered_501(tls_client):
+    client = tls_client()
     client.send("AUTH PLAIN \u00e9\r\n".encode())
     assert client.getreply()[0] == 501
     client.send(b"AUTH LOGIN \xff\xfe\r\n")
