@@ -23,13 +23,22 @@ def user_of(tenant: Tenant, user_id: int) -> User | None:
                                                 User.id == user_id))
 
 
-class AccountExists(ValueError):
+class CannotCreate(ValueError):
+    """The account cannot be made; the message says why, for the form."""
+
+
+class AccountExists(CannotCreate):
     pass
 
 
 def create_internal(tenant: Tenant, email: str, role: str, profile=None) -> tuple[User, str]:
-    """A new internal user or administrator with a generated password to change."""
+    """A new internal user or administrator with a generated password to change.
+
+    Only at the tenant's own domains: an account is a right to send as its address.
+    """
     email = accounts.normalise_email(email)
+    if not tenant.is_internal(email):
+        raise CannotCreate(f"{email} is not at one of this organisation's domains.")
     if db.session.scalar(select(User.id).where(User.tenant_id == tenant.id,
                                                User.email == email)):
         raise AccountExists(f"{email} already has an account here.")

@@ -60,8 +60,8 @@ def new_user():
         try:
             user, password = people.create_internal(current_user.tenant, form.email.data,
                                                     form.role.data)
-        except people.AccountExists as exists:
-            form.email.errors = [*form.email.errors, str(exists)]
+        except people.CannotCreate as refused:
+            form.email.errors = [*form.email.errors, str(refused)]
         else:
             _apply(form, user)
             audit.record("user created", f"{user.email} as {user.role}",

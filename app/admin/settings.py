@@ -48,6 +48,11 @@ def settings():
         logo = form.logo.data.read() if form.logo.data else b""
         if problem := domains_problem(tenant, names):
             form.domains.errors = [*form.domains.errors, problem]
+        elif form.mail_from.data and \
+                form.mail_from.data.strip().lower().rpartition("@")[2] not in names:
+            # Notifications must not claim to come from another organisation.
+            form.mail_from.errors = [*form.mail_from.errors,
+                                     "Use an address at one of your domains."]
         elif logo and (len(logo) > LOGO_BYTES or not logo_type(logo)):
             form.logo.errors = [*form.logo.errors, "Use a PNG or JPEG file of 200 KB or less."]
         else:

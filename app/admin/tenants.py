@@ -40,6 +40,9 @@ def new_tenant():
             form.slug.errors = [*form.slug.errors, "Another organisation has this short name."]
         elif problem := domains_problem(tenant, names):
             form.domains.errors = [*form.domains.errors, problem]
+        elif form.admin_email.data.strip().lower().rpartition("@")[2] not in names:
+            form.admin_email.errors = [*form.admin_email.errors,
+                                       "Use an address at one of the domains above."]
         else:
             tenant.domains = [Domain(name=n) for n in names]
             tenant.application_settings = [ApplicationSettings(name="Default", is_default=True)]

@@ -189,11 +189,12 @@ class IngressHandler:
 
 
 def may_relay(user) -> bool:
-    """Whether SMTP AUTH with this account's password lets it relay: an internal user's,
-    and not one who signs in with a second factor (enrolled, or required by the tenant),
-    which SMTP cannot ask for: the password alone must not open what it guards."""
-    return user.kind == "internal" and not second_factor.enrolled(user) and \
-        second_factor.policy_for(user) != "required"
+    """Whether SMTP AUTH with this account's password lets it relay: an internal user's
+    at its own tenant's domains, and not one who signs in with a second factor (enrolled,
+    or required by the tenant), which SMTP cannot ask for: the password alone must not
+    open what it guards."""
+    return user.kind == "internal" and user.tenant.is_internal(user.email) and \
+        not second_factor.enrolled(user) and second_factor.policy_for(user) != "required"
 
 
 class GroupCommit:

@@ -135,6 +135,25 @@ def test_an_administrator_creates_an_internal_user_and_sees_the_password_once(as
     assert passwords.verify_password(carol.password_hash, password)
 
 
+def test_accounts_and_the_notification_sender_stay_at_the_tenants_own_domains(
+        as_admin, acme, make_tenant):
+    make_tenant("globex", domains=["globex.test"])
+    response = post_form(as_admin, "/admin/people/new", {
+        "email": "ceo@globex.test", "role": "internal", "application_settings": "",
+        "portal_ccm": "", "send_secure": ""})
+    assert "ceo@globex.test is not at one of this organisation&#39;s domains." in \
+        response.get_data(as_text=True)
+    assert db.session.query(User).filter_by(email="ceo@globex.test").count() == 0
+    response = post_form(as_admin, "/admin/settings", {
+        "name": "Acme", "portal_name": "", "domains": "acme.test", "internal_relay": "",
+        "visibility_days": "30", "expiry_warning_days": "3", "first_contact": "password",
+        "activation_hours": "72", "second_factor_external": "off",
+        "second_factor_internal": "off", "mail_from": "ceo@globex.test"})
+    assert "Use an address at one of your domains." in response.get_data(as_text=True)
+    db.session.expire_all()
+    assert db.session.get(Tenant, acme.id).mail_from is None
+
+
 def test_reset_password_sends_a_password_notification_and_forces_a_change(app, as_admin, acme):
     alice = db.session.query(User).filter_by(email="alice@acme.test").one()
     post_form(as_admin, f"/admin/people/{alice.id}/reset", {},
@@ -276,3 +295,8 @@ def test_a_platform_administrator_creates_a_tenant(as_admin, acme):
     assert [d.name for d in tenant.domains] == ["initech.test"]
     boss = db.session.query(User).filter_by(email="boss@initech.test").one()
     assert (boss.tenant_id, boss.role) == (tenant.id, "admin")
+    response = post_form(as_admin, "/admin/tenants/new", {
+        "name": "Hooli", "slug": "hooli", "domains": "hooli.test",
+        "admin_email": "boss@initech.test"})  # someone else's address
+    assert "Use an address at one of the domains above." in response.get_data(as_text=True)
+    assert db.session.query(Tenant).filter_by(slug="hooli").count() == 0

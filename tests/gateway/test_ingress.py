@@ -291,6 +291,14 @@ def test_after_ten_failed_auths_a_client_is_told_to_come_back_later(gateway, tls
     assert gateway.account("alice@acme.test").failed_signins == 0  # never tested
 
 
+def test_an_internal_account_outside_its_tenants_domains_cannot_relay(gateway, tls_client,
+                                                                     make_tenant, make_user):
+    make_tenant("globex", domains=["globex.test"])
+    make_user(gateway.tenant, "ceo@globex.test", role="internal")  # made before the check
+    with pytest.raises(smtplib.SMTPAuthenticationError):
+        tls_client().login("ceo@globex.test", "correct horse battery staple")
+
+
 @pytest.mark.parametrize("how", ["enrolled", "required by the tenant"])
 def test_an_account_with_a_second_factor_cannot_relay_on_its_password_alone(
         gateway, tls_client, how):
