@@ -31,6 +31,8 @@ ENVIRONMENT = [
      "where mail for internal recipients goes; default the same as CCM_OUTBOUND"),
     ("DNS_SERVERS", "CCM_DNS_SERVERS", "", "host[:port],... for MX look-ups; empty: system"),
     ("SMTP_DELIVERY_PORT", "CCM_SMTP_DELIVERY_PORT", "25", "port for MX delivery"),
+    ("MX_ALLOWED_NETWORKS", "CCM_MX_ALLOWED_NETWORKS", "",
+     "non-public networks an MX host may be in (a closed network's own); default none"),
     ("MAX_MESSAGE_BYTES", "CCM_MAX_MESSAGE_BYTES", "52428800", "largest message accepted"),
     ("RATELIMIT_STORAGE_URI", "CCM_RATELIMIT_STORAGE", "memory://",
      "Flask-Limiter storage; use redis://... when several web processes run"),

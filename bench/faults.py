@@ -86,6 +86,7 @@ def main() -> None:
                 setup(sinks[domain])
         instance = harness.Instance("faults", postgres=args.postgres, env_extra={
             "CCM_OUTBOUND": "mx", "CCM_DNS_SERVERS": dns.address,
+            "CCM_MX_ALLOWED_NETWORKS": "127.0.0.0/8",
             "CCM_SMTP_DELIVERY_PORT": port,
             "CCM_INTERNAL_RELAY": f"smtp://{harness.LOOPBACK}:{relay.port}",
             "CCM_RETRY_FIRST_SECONDS": 1, "CCM_RETRY_MAX_SECONDS": 2,

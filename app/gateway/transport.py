@@ -18,6 +18,7 @@ a second copy.
 
 from __future__ import annotations
 
+import ipaddress
 import mailbox
 import smtplib
 import socket
@@ -55,11 +56,15 @@ class Options:
     helo_name: str = ""
     timeout: float = 60
     ca_file: str = ""
+    #: networks that are not public but where an MX host may be (CCM_MX_ALLOWED_NETWORKS)
+    allowed_networks: tuple = ()
 
     @classmethod
     def from_config(cls, config) -> Options:
+        allowed = tuple(ipaddress.ip_network(n.strip(), strict=False)
+                        for n in config["MX_ALLOWED_NETWORKS"].split(",") if n.strip())
         return cls(config["DNS_SERVERS"], config["SMTP_DELIVERY_PORT"], config["HELO_NAME"],
-                   config["SMTP_TIMEOUT"], config["TLS_CA_FILE"])
+                   config["SMTP_TIMEOUT"], config["TLS_CA_FILE"], allowed)
 
 
 def send(target: str, raw: bytes, mail_from: str, rcpt: str, *, tls: str | None = None,
@@ -155,7 +160,20 @@ def mx_hosts(domain: str, options: Options) -> list[tuple[str, list[str]]]:
     if names in ([""], ["."]):
         raise DeliveryFailed(f"5.1.10 Domain {domain} accepts no mail (null MX)",
                              permanent=True)
-    return [(name, _addresses(look_up, name)) for name in names]
+    found = [(name, _addresses(look_up, name)) for name in names]
+    # The domain's owner writes its DNS: an MX at 127.0.0.1 or 10.0.0.5 would send the
+    # message back into this gateway (a loop) or to a host inside the network.
+    hosts = [(name, [a for a in addresses if _may_deliver_to(a, options.allowed_networks)])
+             for name, addresses in found]
+    if not any(addresses for _, addresses in hosts) and any(a for _, a in found):
+        raise DeliveryFailed(f"5.4.4 The mail servers of {domain} have no public address",
+                             permanent=True)
+    return hosts
+
+
+def _may_deliver_to(address: str, allowed_networks: tuple) -> bool:
+    ip = ipaddress.ip_address(address)
+    return ip.is_global or any(ip in network for network in allowed_networks)
 
 
 def _addresses(look_up: dns.resolver.Resolver, name: str) -> list[str]:

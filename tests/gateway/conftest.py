@@ -67,6 +67,7 @@ def gateway(app, network, relay, make_tenant, make_user, tmp_path):
     """A configured gateway: tenant acme (acme.test) delivering by MX on the loopback net."""
     app.config.update(
         OUTBOUND="mx",
+        MX_ALLOWED_NETWORKS="127.0.0.0/8",  # the loopback net's MX hosts
         INTERNAL_RELAY=f"smtp://127.0.0.1:{relay.port}",
         DNS_SERVERS=network.dns.address,
         SMTP_DELIVERY_PORT=network.port,

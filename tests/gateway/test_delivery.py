@@ -175,6 +175,29 @@ def test_undeliverable_domains_bounce_at_once(gateway, network, prepare, status)
     assert f"Status: {status}" in report.data.decode()
 
 
+@pytest.mark.parametrize("address", ["127.0.0.1", "10.0.0.5", "169.254.1.1", "::1"])
+def test_an_mx_at_a_loopback_or_private_address_is_refused(app, gateway, network, address):
+    """Outside DNS must not point the gateway at itself (a loop) or inside the network."""
+    app.config["MX_ALLOWED_NETWORKS"] = ""
+    network.dns.add_mx("evil.test", 10, "mx.evil.test")
+    (network.dns.add_aaaa if ":" in address else network.dns.add_a)("mx.evil.test", address)
+    message = gateway.send(mail(to="x@evil.test"), ["x@evil.test"])
+    gateway.run_queue()
+    recipient = message.recipients[0]
+    db.session.refresh(recipient)
+    assert recipient.state == "bounced"
+    assert any("5.4.4 The mail servers of evil.test have no public address" in t
+               for t in events(recipient))
+
+
+def test_a_private_network_can_be_allowed_for_mx_hosts(app, gateway, network):
+    app.config["MX_ALLOWED_NETWORKS"] = "127.0.0.0/8"
+    sink = network.mx("partner.test")
+    gateway.send(mail(), ["pat@partner.test"])
+    gateway.run_queue()
+    assert len(sink.wait_for(1)) == 1
+
+
 # --- retries and bounces ------------------------------------------------------------------
 
 
