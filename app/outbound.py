@@ -159,10 +159,14 @@ class _Run:
                 self.busy.add(lease.destination)
             try:
                 _attempt(lease.item_id, lease.token)
-            except Exception:
-                # One item's bug must not stop the queue; its lease lets it be tried again.
+            except Exception as error:
+                # One item's bug must not stop the queue, nor leave the item "sending" for
+                # ever: it counts as a try, so its retries end in a bounce like any other.
                 db.session.rollback()
                 log.exception("outbound item %s failed unexpectedly", lease.item_id)
+                reply = f"4.3.0 Unexpected error ({type(error).__name__})"
+                _record(lease.item_id, lease.token,
+                        lambda item, reply=reply: _defer(_tried(item), reply))
             finally:
                 with self.changed:
                     self.busy.discard(lease.destination)

@@ -157,6 +157,12 @@ def mx_hosts(domain: str, options: Options) -> list[tuple[str, list[str]]]:
     except (dns.exception.Timeout, dns.resolver.NoNameservers) as error:
         raise DeliveryFailed(f"4.4.3 DNS look-up of {domain} failed: {error}",
                              permanent=False) from None
+    except dns.exception.SyntaxError:  # a label over 63 characters, an empty one, ...
+        raise DeliveryFailed(f"5.1.2 {domain} is not a valid domain name",
+                             permanent=True) from None
+    except dns.exception.DNSException as error:
+        raise DeliveryFailed(f"4.4.3 DNS look-up of {domain} failed: {error}",
+                             permanent=False) from None
     if names in ([""], ["."]):
         raise DeliveryFailed(f"5.1.10 Domain {domain} accepts no mail (null MX)",
                              permanent=True)
@@ -283,11 +289,22 @@ def _transfer(client, host, raw, mail_from, rcpt, tls, options) -> _Used:
                     raise TlsUnavailable(f"{host}: {error}") from None
                 raise DeliveryFailed(f"4.7.0 TLS with {host} failed: {error}",
                                      permanent=False) from None
+            except smtplib.SMTPResponseException as refused:
+                # Offered, then refused: for a TLS requirement the same as not offered
+                # (CCM fallback or bounce, as the policy says), never a bounce of its own.
+                reply = refused.smtp_error.decode("utf-8", errors="replace") \
+                    if isinstance(refused.smtp_error, bytes) else str(refused.smtp_error)
+                if tls:
+                    raise TlsUnavailable(f"{host} refused STARTTLS: {refused.smtp_code} "
+                                         f"{reply}") from None
+                raise DeliveryFailed(f"4.7.0 {host} refused STARTTLS: {refused.smtp_code} "
+                                     f"{reply}", permanent=False) from None
             client.ehlo()
             tls_version = client.sock.version()
         elif tls:
             raise TlsUnavailable(f"{host} does not offer STARTTLS")
-        client.sendmail(mail_from, [rcpt], raw)
+        client.sendmail(mail_from, [rcpt], raw, mail_options=_utf8_options(client, host,
+                                                                           mail_from, rcpt))
         return _Used(host, tls_version)
     except smtplib.SMTPRecipientsRefused as refused:
         code, text = next(iter(refused.recipients.values()))
@@ -297,6 +314,17 @@ def _transfer(client, host, raw, mail_from, rcpt, tls, options) -> _Used:
     except (OSError, smtplib.SMTPException) as error:
         raise DeliveryFailed(f"4.4.2 {host}: {error or type(error).__name__}",
                              permanent=False) from None
+
+
+def _utf8_options(client: smtplib.SMTP, host: str, mail_from: str, rcpt: str) -> list[str]:
+    """SMTPUTF8 for an address that is not ASCII (RFC 6531): a server that does not offer
+    it can never take the message."""
+    if mail_from.isascii() and rcpt.isascii():
+        return []
+    if not client.has_extn("smtputf8"):
+        raise DeliveryFailed(f"5.6.7 {host} does not accept addresses that are not ASCII "
+                             f"(no SMTPUTF8)", permanent=True)
+    return ["SMTPUTF8"]
 
 
 def _failure(host: str, code: int, text: bytes | str) -> DeliveryFailed:

@@ -84,6 +84,47 @@ def test_encrypt_against_a_server_without_starttls_falls_back_to_ccm(app, gatewa
     assert "You have a new secure message" in notifications
 
 
+def _refusing_starttls(address: str, port: int, reply: bytes):
+    """A server that offers STARTTLS and answers ``reply`` to it, then to nothing else."""
+    import socket
+
+    listener = socket.create_server((address, port))
+
+    def serve() -> None:
+        with listener:
+            connection, _ = listener.accept()
+            with connection, connection.makefile("rb") as lines:
+                connection.sendall(b"220 refuser.test ESMTP\r\n")
+                for line in lines:
+                    command = line[:8].upper()
+                    if command.startswith(b"EHLO"):
+                        connection.sendall(b"250-refuser.test\r\n250 STARTTLS\r\n")
+                    elif command.startswith(b"STARTTLS"):
+                        connection.sendall(reply + b"\r\n")
+                    elif command.startswith(b"QUIT"):
+                        connection.sendall(b"221 Bye\r\n")
+                        return
+                    else:
+                        connection.sendall(b"503 5.5.1 Not now\r\n")
+
+    threading.Thread(target=serve, daemon=True).start()
+
+
+@pytest.mark.parametrize("reply", [b"454 4.7.0 TLS not available", b"554 5.7.0 No TLS for you"])
+def test_a_refused_starttls_falls_back_to_ccm_when_tls_is_required(app, gateway, network,
+                                                                   reply):
+    network.dns.add_mx("bank.test", 10, "mx.bank.test")
+    network.dns.add_a("mx.bank.test", "127.0.0.77")
+    _refusing_starttls("127.0.0.77", network.port, reply)
+    secure(gateway, "encrypt", "ccm")
+    message = gateway.send(mail(to="ann@bank.test"), ["ann@bank.test"])
+    gateway.run_queue()
+    recipient = message.recipients[0]
+    db.session.refresh(recipient)
+    assert (recipient.route, recipient.state) == ("ccm", "held")
+    assert any("refused STARTTLS" in t and "fell back to CCM" in t for t in events(recipient))
+
+
 def test_verify_refuses_a_self_signed_certificate_and_falls_back(gateway):
     sink = gateway.network.mx("bank.test", tls="self-signed")
     secure(gateway, "verify", "ccm")
@@ -196,6 +237,41 @@ def test_a_private_network_can_be_allowed_for_mx_hosts(app, gateway, network):
     gateway.send(mail(), ["pat@partner.test"])
     gateway.run_queue()
     assert len(sink.wait_for(1)) == 1
+
+
+def test_a_domain_name_dns_cannot_carry_bounces_at_once(gateway):
+    rcpt = "x@" + "a" * 64 + ".test"  # a label over 63 characters
+    message = gateway.send(mail(to=rcpt), [rcpt])
+    gateway.run_queue()
+    recipient = message.recipients[0]
+    db.session.refresh(recipient)
+    assert recipient.state == "bounced"
+    assert any("5.1.2" in t and "not a valid domain name" in t for t in events(recipient))
+
+
+def test_an_address_that_is_not_ascii_goes_with_smtputf8(gateway, network):
+    sink = network.mx("partner.test")  # aiosmtpd offers SMTPUTF8
+    gateway.send(mail(to="p\u00e4t@partner.test"), ["p\u00e4t@partner.test"])
+    gateway.run_queue()
+    (delivery,) = sink.wait_for(1)
+    assert delivery.rcpt_tos == ["p\u00e4t@partner.test"]
+
+
+def test_an_unexpected_error_counts_as_a_try_so_the_item_ends_in_time(gateway, network,
+                                                                      monkeypatch):
+    from app.gateway import transport
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    network.mx("partner.test")
+    monkeypatch.setattr(transport, "send", broken)
+    gateway.send(mail(), ["pat@partner.test"])
+    gateway.run_queue()
+    (item,) = items("delivery")
+    db.session.refresh(item)
+    assert (item.state, item.attempts) == ("pending", 1)
+    assert item.last_error == "4.3.0 Unexpected error (RuntimeError)"
 
 
 # --- retries and bounces ------------------------------------------------------------------
