@@ -16,7 +16,14 @@ from importlib import resources
 from urllib.parse import urlsplit
 
 from flask import current_app
-from jinja2 import StrictUndefined, Template, TemplateError, TemplateSyntaxError, UndefinedError
+from jinja2 import (
+    StrictUndefined,
+    Template,
+    TemplateError,
+    TemplateSyntaxError,
+    UndefinedError,
+    nodes,
+)
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 from sqlalchemy import select
 
@@ -81,11 +88,25 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         return super().call_binop(context, operator, left, right)
 
 
+#: filters whose output is never much larger than their input; the others (center,
+#: indent, replace, format, int, wordwrap, ...) can turn a short template into gigabytes
+FILTERS = frozenset({"capitalize", "count", "d", "default", "e", "escape", "first", "last",
+                      "length", "lower", "string", "striptags", "title", "trim", "truncate",
+                      "upper", "urlencode", "wordcount"})
+#: tags a notification does not need, and with which a short template could run for hours
+#: or fill memory (nested loops, doubling assignments, macros calling macros) whatever
+#: the data it was checked with; includes and imports reach outside the template
+_REFUSED_TAGS = (nodes.For, nodes.Macro, nodes.CallBlock, nodes.Assign, nodes.AssignBlock,
+                 nodes.FilterBlock, nodes.Include, nodes.Import, nodes.FromImport,
+                 nodes.Extends)
+
 _text = _Sandbox(undefined=StrictUndefined, keep_trailing_newline=True)
 _html = _Sandbox(undefined=StrictUndefined, keep_trailing_newline=True, autoescape=True)
 for _environment in (_text, _html):
     # Templates need only their own variables: no range, lipsum, cycler, joiner, namespace.
     _environment.globals.clear()
+    _environment.filters = {name: f for name, f in _environment.filters.items()
+                            if name in FILTERS}
 
 
 @cache
@@ -115,7 +136,11 @@ def _compiled(source: str, html: bool) -> Template:
     than rendering. Keyed by the source, so an edited template is compiled afresh."""
     if any(_LONG_NUMBER.search(code) for code in _CODE.findall(source)):
         raise SecurityError("numbers of five digits or more are not allowed in templates")
-    return (_html if html else _text).from_string(source)
+    environment = _html if html else _text
+    if next(environment.parse(source).find_all(_REFUSED_TAGS), None) is not None:
+        raise SecurityError("only {% if %} is allowed among the tags: no for, set, macro, "
+                            "call, filter, include or import")
+    return environment.from_string(source)
 
 
 def render_sources(templates: dict[str, str], context: dict) -> dict[str, str]:

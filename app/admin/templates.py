@@ -77,6 +77,7 @@ def template(kind: str):
         return redirect_to(url_for("admin.template", kind=kind))
     response = page("admin/template.html", "admin/_template_form.html", form=form, kind=kind,
                     title=TITLES[kind], variables=notifications.KINDS[kind],
+                    filters=sorted(notifications.FILTERS),
                     rendered=rendered, problem=problem, own=_own(kind) is not None,
                     restore=ActionForm())
     response.headers["Content-Security-Policy"] = EDITOR_POLICY

@@ -104,6 +104,12 @@ PAYLOADS = [
     ok("{{ password|center(999999999) }}", "center-filter"),
     ok('{{ "{:>999999999}".format(password) }}', "format-width"),
     ok("{{ password.zfill(10**9) }}", "zfill"),
+    # growth without a long number: widths built from short ones, filters that multiply
+    ok('{{ "x"|center(("9999"~"9999"~"9")|int) }}', "center-built-width"),
+    ok("{{ password" + '|replace("", password)' * 6 + " }}", "replace-growth"),
+    ok("{% set a = password %}" + "{% set a = a ~ a %}" * 40 + "{{ a }}", "doubling-set"),
+    ok("{% for a in login %}" * 9 + "x" + "{% endfor %}" * 9, "nested-loops"),
+    ok("{% macro a() %}{{ b() }}{{ b() }}{% endmacro %}{{ a() }}", "macro-fan-out"),
 ]
 #: tried in the subject and the HTML version too, not only the text version
 EVERY_PART = {"mro-subclasses", "attr-filter", "init-globals", "cycler-os", "self-context",
@@ -322,6 +328,14 @@ def test_a_harmless_payload_really_renders(app):
     problem, rendered = outcome_of("{{ login }} {{ password|length }} {{ reset }}", "text")
     assert problem is None
     assert rendered["text"] == "pat@example.com 20 False"
+
+
+def test_what_check_refuses_does_not_depend_on_the_sample_data():
+    """A costly construct behind a condition the samples do not meet is refused all the
+    same: the template is judged by what it contains, not by one rendering."""
+    hidden = ('{% if login != "pat@example.com" %}' + "{% for a in login %}" * 9 + "x"
+              + "{% endfor %}" * 9 + "{% endif %}")
+    assert notifications.check(KIND, templates_with(hidden, "text")) is not None
 
 
 def test_a_template_that_passes_check_never_breaks_the_gateway(app, as_admin):
