@@ -116,9 +116,8 @@ def send_new(
     mode: str | None,
     client_address: str | None,
 ) -> Message:
-    """Send a new message. Without the permission, any mode asked for is ignored: "off"
-    (the tenant's policies still apply)."""
-    chosen = mode if user.may_use_portal_ccm and mode else "off"
+    """Send a new message, in the mode ``mode_for`` allows."""
+    chosen = mode_for(user, mode)
     return submit(
         user,
         to=addresses(to),
@@ -129,6 +128,15 @@ def send_new(
         mode=chosen,
         client_address=client_address,
     )
+
+
+def mode_for(user: User, asked: str | None) -> str:
+    """The CCM mode a message written in the portal goes with. An external recipient's
+    reply always goes by CCM to external parties; an internal user chooses only with
+    the permission, else "off" (the tenant's policies still apply)."""
+    if user.kind != "internal":
+        return "external"
+    return asked if user.may_use_portal_ccm and asked else "off"
 
 
 # --- drafts ----------------------------------------------------------------------------

@@ -57,8 +57,7 @@ def send(copy: Recipient, user: User, *, to: list[str], cc: list[str], body: str
             "is not one of them.")
     if not chosen:
         raise composing.ComposeRefused("Choose at least one person to reply to.")
-    if user.kind != "internal":
-        mode = "external"  # external recipients have no choice: CCM for external parties
+    mode = composing.mode_for(user, mode)
     original = copy.message
     subject = original.subject or ""
     headers = {}

@@ -165,7 +165,7 @@ def reply(public_id: str):
     parties = replies.parties(copy)
     form.recipients.choices = parties
     internal = current_user.kind == "internal"
-    if not internal:
+    if not (internal and current_user.may_use_portal_ccm):
         del form.mode
     if request.method == "GET":
         to, cc = replies.defaults(copy, reply_all=reply_all)
@@ -175,7 +175,7 @@ def reply(public_id: str):
             replies.send(
                 copy, current_user, to=form.recipients.data[:1], cc=form.recipients.data[1:],
                 body=form.body.data, uploads=uploads.from_files(form.attachments.data),
-                mode=form.mode.data if internal else "external",
+                mode=form.mode.data if "mode" in form else None,
                 client_address=request.remote_addr)
         except composing.ComposeRefused as refused:
             db.session.rollback()

@@ -100,12 +100,27 @@ def test_an_internal_recipient_chooses_the_mode(gateway, client, auth, mode, exp
     gateway.network.mx("partner.test")
     message = gateway.send(mail(subject="Board pack", to="bob@acme.test, pat@partner.test"),
                            ["bob@acme.test", "pat@partner.test"], mode="all")
-    signed_in(gateway, auth, "bob@acme.test")
+    bob = signed_in(gateway, auth, "bob@acme.test")
+    bob.application_settings = gateway.account("alice@acme.test").application_settings
+    db.session.commit()  # Legal: may use CCM in the portal
     page = client.get(f"/inbox/{message.public_id}/reply").get_data(as_text=True)
     assert "CCM mode" in page
     assert '<option selected value="external">' in page
     reply(client, message, ["alice@acme.test", "pat@partner.test"], mode=mode)
     assert {r.address: r.route for r in latest().recipients} == expected
+
+
+def test_without_the_permission_an_internal_reply_has_no_mode_even_by_forged_post(
+        gateway, client, auth):
+    gateway.network.mx("partner.test")
+    message = gateway.send(mail(subject="Board pack", to="bob@acme.test, pat@partner.test"),
+                           ["bob@acme.test", "pat@partner.test"], mode="all")
+    signed_in(gateway, auth, "bob@acme.test")  # the Default profile: no CCM in the portal
+    page = client.get(f"/inbox/{message.public_id}/reply").get_data(as_text=True)
+    assert "CCM mode" not in page
+    reply(client, message, ["alice@acme.test", "pat@partner.test"], mode="all")
+    assert {r.address: r.route for r in latest().recipients} == {
+        "pat@partner.test": "external", "alice@acme.test": "internal"}
 
 
 def test_the_reply_is_recorded_on_the_recipients_copy(gateway, client, auth, original):
