@@ -29,6 +29,9 @@ def _user(user_id: int):
     user = people.user_of(current_user.tenant, user_id)
     if user is None:
         abort(404)
+    if request.method == "POST" and user.is_platform_admin and \
+            not current_user.is_platform_admin:
+        abort(403)  # the operator's own account: a tenant's administrators only see it
     return user
 
 

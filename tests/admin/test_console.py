@@ -154,6 +154,22 @@ def test_accounts_and_the_notification_sender_stay_at_the_tenants_own_domains(
     assert db.session.get(Tenant, acme.id).mail_from is None
 
 
+def test_a_tenant_administrator_cannot_change_the_platform_administrator(
+        as_admin, acme, make_user):
+    operator = make_user(acme, "operator@acme.test", role="admin", is_platform_admin=True)
+    page = as_admin.get(f"/admin/people/{operator.id}")
+    assert page.status_code == 200  # seen, as every account of the tenant
+    form_path = f"/admin/people/{operator.id}"
+    for action in ("", "/reset", "/second-factor", "/unlock"):
+        response = post_form(as_admin, f"/admin/people/{operator.id}{action}", {
+            "role": "internal", "application_settings": "", "portal_ccm": "",
+            "send_secure": "", "disabled": "y"}, form_path=form_path)
+        assert response.status_code == 403, action
+    db.session.expire_all()
+    operator = db.session.get(User, operator.id)
+    assert (operator.role, operator.disabled) == ("admin", False)
+
+
 def test_reset_password_sends_a_password_notification_and_forces_a_change(app, as_admin, acme):
     alice = db.session.query(User).filter_by(email="alice@acme.test").one()
     post_form(as_admin, f"/admin/people/{alice.id}/reset", {},
