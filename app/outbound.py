@@ -164,13 +164,19 @@ class _Run:
                 # ever: it counts as a try, so its retries end in a bounce like any other.
                 db.session.rollback()
                 log.exception("outbound item %s failed unexpectedly", lease.item_id)
-                reply = f"4.3.0 Unexpected error ({type(error).__name__})"
-                _record(lease.item_id, lease.token,
-                        lambda item, reply=reply: _defer(_tried(item), reply))
+                _count_as_a_try(lease, f"4.3.0 Unexpected error ({type(error).__name__})")
             finally:
                 with self.changed:
                     self.busy.discard(lease.destination)
                     self.changed.notify_all()
+
+
+def _count_as_a_try(lease: _Lease, reply: str) -> None:
+    try:
+        _record(lease.item_id, lease.token, lambda item: _defer(_tried(item), reply))
+    except Exception:  # the database itself failing: the lease runs out, as before
+        db.session.rollback()
+        log.exception("could not record the failure of outbound item %s", lease.item_id)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from sqlalchemy import select
 
 from .. import audit, dkim_signing, notifications
 from ..extensions import db
+from ..gateway.ingest import domain_of
 from ..models import Domain
 from ..rendering import page, redirect_to
 from . import bp
@@ -49,7 +50,7 @@ def settings():
         if problem := domains_problem(tenant, names):
             form.domains.errors = [*form.domains.errors, problem]
         elif form.mail_from.data and \
-                form.mail_from.data.strip().lower().rpartition("@")[2] not in names:
+                domain_of(form.mail_from.data) not in names:
             # Notifications must not claim to come from another organisation.
             form.mail_from.errors = [*form.mail_from.errors,
                                      "Use an address at one of your domains."]

@@ -8,6 +8,7 @@ from sqlalchemy import select
 
 from .. import audit, people
 from ..extensions import db
+from ..gateway.ingest import domain_of
 from ..models import ApplicationSettings, Domain, Tenant
 from ..rendering import page
 from . import bp
@@ -40,7 +41,7 @@ def new_tenant():
             form.slug.errors = [*form.slug.errors, "Another organisation has this short name."]
         elif problem := domains_problem(tenant, names):
             form.domains.errors = [*form.domains.errors, problem]
-        elif form.admin_email.data.strip().lower().rpartition("@")[2] not in names:
+        elif domain_of(form.admin_email.data) not in names:
             form.admin_email.errors = [*form.admin_email.errors,
                                        "Use an address at one of the domains above."]
         else:
