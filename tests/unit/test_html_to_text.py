@@ -21,12 +21,12 @@ def test_markup_is_left_out_and_text_kept(html, text):
     assert html_to_text(html) == text
 
 
-@pytest.mark.parametrize("hostile", [
-    "<a b='" * 40_000,             # unclosed tags and quotes: quadratic in html.parser
-    "<!--" * 50_000,               # unclosed comments
-    "<" * 200_000,
-    "<script>" * 30_000 + "text",  # never closed: nothing after it is text
+@pytest.mark.parametrize(("hostile", "text"), [
+    # unclosed tags and quotes (quadratic in html.parser): not markup, so kept as text
+    ("<a b='" * 40_000, "<a b='" * 40_000),
+    ("<!--" * 50_000, ""),                      # a comment that never ends
+    ("<" * 200_000, "<" * 200_000),
+    ("<script>" * 30_000 + "text", ""),         # never closed: nothing after it is text
 ])
-def test_hostile_markup_is_read_in_one_pass(hostile):
-    text = html_to_text(hostile)  # in a fraction of a second: html.parser takes minutes
-    assert len(text) <= len(hostile) and "text" not in text
+def test_hostile_markup_is_read_in_one_pass(hostile, text):
+    assert html_to_text(hostile) == text  # in a fraction of a second: html.parser took minutes
