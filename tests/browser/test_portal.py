@@ -371,6 +371,26 @@ def test_screenshots(live_server, page, delivered, outbox, screenshot, width, he
     assert not overflows(page), overflows(page)
 
 
+def test_a_body_too_large_to_format_is_shown_as_its_text(
+        live_server, page, delivered, outbox, screenshot, monkeypatch):
+    from app import reading
+
+    monkeypatch.setattr(reading, "HTML_DISPLAY_LIMIT", 2000)  # the page is the same
+    rows_html = "".join(f"<tr><td>Line {n} of the price list</td></tr>" for n in range(80))
+    raw = mail(subject="Price list", body=f"<table>{rows_html}</table>",
+               headers="MIME-Version: 1.0\nContent-Type: text/html\n")
+    sign_in_from_the_notifications(page, live_server, outbox)
+    big = ingest.receive(raw.replace("\n", "\r\n").encode(), ALICE, [PAT], mode="external")
+    db.session.commit()
+    page.goto(f"{live_server}/inbox/{big.public_id}")
+    expect(page.get_by_text("This message is too large to show with its formatting")
+           ).to_be_visible()
+    expect(page.get_by_text("Line 79 of the price list")).to_be_visible()
+    assert page.locator("iframe.message-frame").count() == 0
+    screenshot(page, "too-large")
+    assert not overflows(page), overflows(page)
+
+
 def overflows(page: Page) -> list[str]:
     """Elements that stick out sideways past the viewport (a page one scrolls sideways)."""
     return page.evaluate("""() => {
