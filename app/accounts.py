@@ -51,46 +51,81 @@ def accounts_for(email: str, tenant: Tenant | None = None) -> list[User]:
 def check_credentials(email: str, password: str, tenant: Tenant | None = None) -> list[User]:
     """The accounts this address and password open; empty when they open none.
 
-    Every refusal takes about as long as a wrong password, and locked accounts are not
-    tested at all, so neither timing nor answers tell whether an account exists.
+    Every refusal takes about as long as a wrong password, whatever the number of
+    accounts (:func:`passwords.matching`), and locked accounts are not tested at all, so
+    neither timing nor answers tell whether or how many accounts an address has. A match
+    does not clear the failure count: only a complete sign-in does (:func:`signed_in`),
+    so a second factor cannot be guessed by re-entering the password between guesses.
     """
-    now = utcnow()
     candidates = [u for u in accounts_for(email, tenant) if not is_locked(u)]
-    matched = [u for u in candidates if passwords.verify_password(u.password_hash, password)]
-    if not candidates:
-        passwords.verify_password(None, password)
+    found = passwords.matching([u.password_hash for u in candidates], password)
+    matched = [user for user, hit in zip(candidates, found, strict=True) if hit]
     if not matched:
-        for user in candidates:
-            record_failure(user, now)
+        record_failures(candidates)
     for user in matched:
-        user.failed_signins = 0
-        user.locked_until = None
-        if passwords.needs_rehash(user.password_hash):
-            user.password_hash = passwords.hash_password(password)
+        sibling = _sibling_hash(user)
+        if passwords.needs_rehash(user.password_hash, salt_of=sibling):
+            user.password_hash = passwords.hash_password(password, salt_of=sibling)
     return matched
+
+
+def _sibling_hash(user: User) -> str | None:
+    """The password hash of this address's first other account (stored, or being added
+    in this transaction), whose salt a new hash of ``user`` shares."""
+    query = select(User.password_hash).where(User.email == user.email,
+                                             User.password_hash.is_not(None))
+    if user.id is not None:
+        query = query.where(User.id != user.id)
+    with db.session.no_autoflush:
+        stored = db.session.scalar(query.order_by(User.id).limit(1))
+    pending = (other.password_hash for other in db.session.new
+               if isinstance(other, User) and other is not user
+               and other.email == user.email and other.password_hash)
+    return stored or next(pending, None)
+
+
+def hash_for(user: User, password: str) -> str:
+    """A hash of ``password`` for ``user``, salted like the address's other accounts."""
+    return passwords.hash_password(password, salt_of=_sibling_hash(user))
 
 
 def is_locked(user: User) -> bool:
     return user.locked_until is not None and user.locked_until > utcnow()
 
 
-def record_failure(user: User, now=None) -> None:
-    """Count a failed attempt (password or second factor); lock after too many.
+def record_failure(user: User) -> None:
+    """Count a failed attempt (password or second factor); lock after too many."""
+    record_failures([user])
+
+
+def record_failures(users: list[User]) -> None:
+    """Count a failed attempt against each of ``users``; lock those with too many.
 
     The count is added to in the database, not to what this process read: attempts made
-    at the same moment (parallel connections) must each count.
+    at the same moment (parallel connections) must each count. One statement for all,
+    run even for none, so the work does not depend on how many accounts there are.
     """
-    now = now or utcnow()
-    db.session.execute(update(User).where(User.id == user.id)
+    now = utcnow()
+    ids = [user.id for user in users]
+    db.session.execute(update(User).where(User.id.in_(ids))
                        .values(failed_signins=User.failed_signins + 1))
-    db.session.refresh(user, ["failed_signins"])
-    excess = user.failed_signins - MAX_FAILURES
-    if excess >= 0:
-        user.locked_until = now + min(LOCK_BASE * 2**excess, LOCK_MAX)
+    for user in users:
+        db.session.refresh(user, ["failed_signins"])
+        excess = user.failed_signins - MAX_FAILURES
+        if excess >= 0:
+            user.locked_until = now + min(LOCK_BASE * 2**excess, LOCK_MAX)
 
 
 def signed_in(user: User) -> None:
+    """A complete sign-in (password and, where enrolled, second factor) happened."""
     user.last_signin_at = utcnow()
+    clear_failures(user)
+
+
+def clear_failures(user: User) -> None:
+    """Only a complete proof of identity may start the failure count again."""
+    user.failed_signins = 0
+    user.locked_until = None
 
 
 def change_password(user: User, current: str, new: str) -> None:
@@ -107,18 +142,17 @@ def set_password(user: User, new: str) -> None:
     problems = passwords.problems(new, email=user.email)
     if problems:
         raise PasswordRejected(problems)
-    user.password_hash = passwords.hash_password(new)
+    user.password_hash = hash_for(user, new)
     user.must_change_password = False
     user.password_changed_at = utcnow()
-    user.failed_signins = 0
-    user.locked_until = None
+    clear_failures(user)  # a reset link proved the mailbox; the lock would only hinder
     auth_sessions.end_all(user)
 
 
 def set_generated_password(user: User) -> str:
     """Give ``user`` a new generated password that must be changed at next sign-in."""
     password = passwords.generate()
-    user.password_hash = passwords.hash_password(password)
+    user.password_hash = hash_for(user, password)
     user.must_change_password = True
     user.password_changed_at = utcnow()
     auth_sessions.end_all(user)

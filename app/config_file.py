@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import yaml
 from sqlalchemy import select
 
-from . import notifications, passwords, policy_rules
+from . import accounts, notifications, passwords, policy_rules
 from .accounts import normalise_email
 from .extensions import db
 from .models import (
@@ -475,13 +475,13 @@ def _apply_user(tenant: Tenant, data: dict, profiles: dict, result: ImportResult
     password = data.get("password")
     if password is not None:
         if not passwords.verify_password(user.password_hash, password):
-            user.password_hash = passwords.hash_password(password)
+            user.password_hash = accounts.hash_for(user, password)
             user.must_change_password = False
             if user.id is not None:
                 result.updated += 1
     elif user.password_hash is None:
         generated = passwords.generate()
-        user.password_hash = passwords.hash_password(generated)
+        user.password_hash = accounts.hash_for(user, generated)
         user.must_change_password = True
         result.generated.append((tenant.slug, email, generated))
 

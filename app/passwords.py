@@ -6,14 +6,16 @@ passwords shipped in ``app/data``, no composition rules. Hashes are argon2id.
 
 from __future__ import annotations
 
+import base64
 import gzip
+import hmac
 import secrets
 from functools import cache
 from importlib import resources
 from itertools import pairwise
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
+from argon2 import PasswordHasher, extract_parameters, low_level
+from argon2.exceptions import InvalidHashError
 from flask import current_app
 
 MIN_LENGTH = 12
@@ -34,24 +36,74 @@ def _hasher_for(params: tuple) -> PasswordHasher:
     return PasswordHasher(**dict(params))
 
 
-def hash_password(password: str) -> str:
-    return _hasher().hash(password)
+def hash_password(password: str, *, salt_of: str | None = None) -> str:
+    """A new hash of ``password``; with ``salt_of`` (a current hash of the same person's
+    account at another tenant), one that shares its salt, so that :func:`matching` checks
+    all of that address's accounts with one computation."""
+    hasher = _hasher()
+    salt = _salt(salt_of) if salt_of and not hasher.check_needs_rehash(salt_of) else None
+    return hasher.hash(password, salt=salt)
 
 
 def verify_password(stored_hash: str | None, password: str) -> bool:
     """True when ``password`` matches; with no stored hash, spend the same time and fail."""
-    hasher = _hasher()
-    if stored_hash is None:
-        hasher.verify(_dummy_hash(hasher), _DUMMY_PASSWORD)
-        return False
+    return matching([stored_hash], password)[0]
+
+
+def matching(stored_hashes: list[str | None], password: str) -> list[bool]:
+    """Which of ``stored_hashes`` ``password`` matches, for one computation per salt.
+
+    An address with accounts at several tenants shares one salt (see ``salt_of``), so
+    checking it costs what checking an unknown address costs: the time a refusal takes
+    does not tell how many accounts an address has. With nothing to check, a dummy hash
+    is computed instead.
+    """
+    computed: dict[str, str | None] = {}
+    found = []
+    for stored in stored_hashes:
+        if stored is None:
+            found.append(False)
+            continue
+        head, _, digest = stored.rpartition("$")
+        if head not in computed:
+            computed[head] = _digest(stored, password)
+        found.append(computed[head] is not None and hmac.compare_digest(computed[head], digest))
+    if not computed:
+        _digest(_dummy_hash(_hasher()), password)
+    return found
+
+
+def _digest(stored_hash: str, password: str) -> str | None:
+    """``password`` hashed with ``stored_hash``'s parameters and salt, encoded as it is;
+    None when ``stored_hash`` is not an argon2 hash."""
     try:
-        return hasher.verify(stored_hash, password)
-    except (VerificationError, InvalidHashError):
-        return False
+        params = extract_parameters(stored_hash)
+        salt = _salt(stored_hash)
+    except (InvalidHashError, ValueError):
+        return None
+    encoded = low_level.hash_secret(
+        password.encode(), salt, time_cost=params.time_cost, memory_cost=params.memory_cost,
+        parallelism=params.parallelism, hash_len=params.hash_len, type=params.type,
+        version=params.version)
+    return encoded.decode().rpartition("$")[2]
 
 
-def needs_rehash(stored_hash: str) -> bool:
-    return _hasher().check_needs_rehash(stored_hash)
+def _salt(stored_hash: str) -> bytes:
+    fields = stored_hash.split("$")  # "", type, version, parameters, salt, hash
+    if len(fields) != 6:
+        raise ValueError("not an encoded argon2 hash")
+    encoded = fields[4]
+    return base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+
+
+def needs_rehash(stored_hash: str, *, salt_of: str | None = None) -> bool:
+    """Whether a matching password should be hashed anew: weaker parameters than today's,
+    or a salt other than that of the same address's other accounts (``salt_of``)."""
+    hasher = _hasher()
+    if hasher.check_needs_rehash(stored_hash):
+        return True
+    return bool(salt_of) and not hasher.check_needs_rehash(salt_of) and \
+        _salt(stored_hash) != _salt(salt_of)
 
 
 @cache

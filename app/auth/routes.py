@@ -205,7 +205,6 @@ def code():
     form = CodeForm()
     if form.validate_on_submit():
         if not accounts.is_locked(user) and second_factor.verify(user, form.code.data):
-            user.failed_signins, user.locked_until = 0, None
             return _sign_in_as(user, pending.get("next"), factor_checked=True)
         accounts.record_failure(user)
         access_log.record("sign_in_failed", tenant=user.tenant, user=user,

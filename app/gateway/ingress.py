@@ -170,11 +170,14 @@ class IngressHandler:
                                      for limit in AUTH_FAILURES):
                 return None  # not even tested: guessing stops here, whatever the account
             matched = accounts.check_credentials(email, password.decode("utf-8", "replace"))
+            relaying = [user for user in matched if may_relay(user)]
+            for user in relaying:  # for these, the password is the whole proof
+                accounts.clear_failures(user)
             db.session.commit()  # failed attempts count towards the lock-out
             if throttled and not matched:
                 for limit in AUTH_FAILURES:
                     limiter.limiter.hit(limit, "smtp-auth", client)
-            return any(may_relay(user) for user in matched)
+            return bool(relaying)
 
         try:
             success = await asyncio.to_thread(self._in_context, internal_user)

@@ -163,3 +163,40 @@ def test_a_returning_visitor_sees_their_organisation_before_typing(app, client, 
     assert "Signing in to another organisation?" in page
     assert client.get("/sign-in?any=1").status_code == 200
     assert app.test_client().get("/sign-in").status_code == 200  # a new browser: no hint
+
+
+def test_wrong_codes_lock_the_account_however_often_the_password_is_re_entered(
+        app, client, enrolled):
+    """'Password, then a few wrong codes' again and again, from several addresses: the
+    right password does not clear the count, so guessing ends in a lock-out."""
+    secret, _ = enrolled
+    tries = 0
+    for attempt in range(20):
+        browser = app.test_client()
+        browser.environ_base["REMOTE_ADDR"] = f"192.0.2.{attempt % 4 + 1}"
+        post_form(browser, "/sign-in", {"email": "alice@partner.test", "password": PASSWORD})
+        for _ in range(attempt % 3 + 1):
+            post_form(browser, "/sign-in/code", {"code": "000000"})
+            tries += 1
+        if tries >= 20:
+            break
+    alice = db.session.get(User, enrolled_user_id(client))
+    assert alice.failed_signins >= 5 and alice.locked_until is not None
+    # Locked: the right password and the right code open nothing until the lock ends.
+    post_form(client, "/sign-in", {"email": "alice@partner.test", "password": PASSWORD})
+    post_form(client, "/sign-in/code", {"code": code_at(secret, datetime.now(UTC))})
+    assert not signed_in(client)
+
+
+def test_only_a_complete_sign_in_starts_the_count_again(client, auth, enrolled):
+    secret, _ = enrolled
+    for _ in range(3):
+        auth.sign_in("alice@partner.test", "not the password at all")
+    auth.sign_in("alice@partner.test")
+    post_form(client, "/sign-in/code", {"code": "000000"})
+    alice = db.session.get(User, enrolled_user_id(client))
+    assert alice.failed_signins == 4  # the right password cleared nothing
+    post_form(client, "/sign-in/code", {"code": code_at(secret, datetime.now(UTC))})
+    assert signed_in(client)
+    db.session.expire_all()
+    assert alice.failed_signins == 0 and alice.locked_until is None

@@ -2,6 +2,7 @@
 
 import pytest
 from argon2 import PasswordHasher, extract_parameters
+from support import PASSWORD
 
 from app import config, passwords
 
@@ -76,3 +77,67 @@ def test_generated_passwords_pass_the_rules_and_differ():
 
 def test_the_shipped_list_is_loaded():
     assert len(passwords.common_passwords()) > 19000
+
+
+@pytest.fixture
+def computations(monkeypatch):
+    """Counts the password hash computations that checks make."""
+    counted = []
+    real = passwords._digest
+    monkeypatch.setattr(passwords, "_digest", lambda *a: counted.append(1) or real(*a))
+    return counted
+
+
+def test_one_address_at_several_tenants_costs_one_computation(
+        app, make_tenant, make_user, computations):
+    from app import accounts
+    from app.extensions import db
+
+    tenants = [make_tenant(slug, domains=[f"{slug}.test"]) for slug in ("acme", "globex", "ini")]
+    users = [make_user(tenant, "pat@partner.test", password=None) for tenant in tenants]
+    for user, password in zip(users, ["first password x", "second password", "third password"],
+                              strict=True):
+        user.password_hash = accounts.hash_for(user, password)
+    db.session.commit()
+    assert len({passwords._salt(u.password_hash) for u in users}) == 1
+
+    for attempt, expected in [("second password", [False, True, False]),
+                              ("wrong password!!", [False, False, False])]:
+        computations.clear()
+        found = passwords.matching([u.password_hash for u in users], attempt)
+        assert found == expected and len(computations) == 1
+    for candidates in ([], [None], [users[0].password_hash]):
+        computations.clear()
+        assert passwords.matching(candidates, "anything at all") == [False] * len(candidates)
+        assert len(computations) == 1
+
+
+def test_an_account_salted_on_its_own_joins_its_address_at_the_next_sign_in(
+        app, make_tenant, make_user):
+    from app import accounts
+    from app.extensions import db
+
+    acme, globex = make_tenant("acme"), make_tenant("globex", domains=["globex.test"])
+    first = make_user(acme, "pat@partner.test")  # salted on their own, as before
+    second = make_user(globex, "pat@partner.test")
+    assert passwords._salt(first.password_hash) != passwords._salt(second.password_hash)
+    assert accounts.check_credentials("pat@partner.test", PASSWORD, globex) == [second]
+    db.session.commit()
+    assert passwords._salt(second.password_hash) == passwords._salt(first.password_hash)
+    assert accounts.check_credentials("pat@partner.test", PASSWORD) == [first, second]
+
+
+def test_accounts_of_one_address_imported_together_share_a_salt(app):
+    from sqlalchemy import select
+
+    from app import config_file
+    from app.extensions import db
+    from app.models import User
+
+    config_file.import_text("tenants:\n" + "".join(
+        f"  - {{slug: {slug}, name: {slug}, domains: [{slug}.test], users: [{{email: "
+        f"pat@partner.test, role: external, password: '{slug} horse battery'}}]}}\n"
+        for slug in ("acme", "globex", "initech")))
+    db.session.commit()
+    hashes = db.session.scalars(select(User.password_hash)).all()
+    assert len(hashes) == 3 and len({passwords._salt(h) for h in hashes}) == 1
