@@ -538,8 +538,9 @@ _CSRF = re.compile(r'name="csrf_token" (?:type="hidden" )?value="([^"]+)"')
 class Browser:
     """Just enough of a browser for the portal: cookies and forms with CSRF tokens."""
 
-    def __init__(self, port: int, host: str = LOOPBACK):
+    def __init__(self, port: int, host: str = LOOPBACK, source: str | None = None):
         self.host, self.port = host, port
+        self.source = source  # the loopback address requests come from, if not the default
         self.cookies: dict[str, str] = {}
 
     @property
@@ -548,7 +549,9 @@ class Browser:
 
     def request(self, method: str, path: str, body: dict | None = None,
                 timeout: float = 60) -> tuple[int, dict, bytes]:
-        connection = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+        connection = http.client.HTTPConnection(
+            self.host, self.port, timeout=timeout,
+            source_address=(self.source, 0) if self.source else None)
         headers = {"Cookie": self.cookie_header} if self.cookies else {}
         data = None
         if body is not None:
