@@ -184,3 +184,15 @@ def test_wrong_password_is_refused_inline(live_server, page, make_tenant, make_u
     password.fill(OLD_PASSWORD)
     page.get_by_role("button", name="Sign in", exact=True).click()
     expect_inbox(page, live_server)
+
+
+def test_a_next_that_a_browser_reads_as_another_site_leads_to_the_inbox(
+        live_server, page, make_tenant, make_user):
+    """Chromium drops the tab of ``/%09/evil.example/x`` and would go to //evil.example."""
+    make_user(make_tenant(), EMAIL)
+    requested = []
+    page.on("request", lambda request: requested.append(request.url))
+    page.goto(f"{live_server}/t/acme/sign-in?next=/%09/evil.example/x")
+    sign_in(page, EMAIL, OLD_PASSWORD)
+    expect_inbox(page, live_server)
+    assert not [url for url in requested if "evil.example" in url.split("?")[0]]
