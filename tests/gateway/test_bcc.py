@@ -1,4 +1,4 @@
-"""Bcc: no recipient ever sees it, in a delivered copy or in the portal.
+"""Bcc: no recipient ever sees it, in a delivered copy or in the portal; the sender does.
 
 The gateway removes Bcc (with Resent-Bcc and X-CCM-Mode, app/gateway/mime.py
 STRIPPED_HEADERS) once, as it stores a message, so every way out reads a message
@@ -221,6 +221,16 @@ def test_no_copy_and_no_portal_page_shows_bcc(app, gateway, routes, ingress_serv
         text = page.get_data(as_text=True)
         assert "pat@partner.test" in text
         assert "bob@acme.test" not in text and "Böb" not in text
+
+    # alice, the sender, sees whom she sent it to blind
+    sender = app.test_client()  # of the class the client fixture chose
+    post_form(sender, "/t/acme/sign-in", {"email": "alice@acme.test", "password": PASSWORD})
+    page = sender.get(f"/sent/{message.public_id}").get_data(as_text=True)
+    for address in RECIPIENTS:
+        shown = re.search(rf"<strong>{re.escape(address)}</strong>\s*<span[^>]*>[^<]*</span>"
+                          r"\s*(<span[^>]*>Bcc</span>)?", page)
+        assert shown, f"{address} is not listed"
+        assert bool(shown.group(1)) == (address in HIDDEN), address
 
 
 # --- the portal's composer and replies -------------------------------------------------
