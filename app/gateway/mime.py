@@ -163,9 +163,8 @@ _LINE_END = re.compile(rb"(\r\n|\r|\n)")
 STRIPPED_HEADERS = ("X-CCM-Mode", "Bcc", "Resent-Bcc")
 #: the start of a line that is one of them: any case, blanks allowed before the colon
 #: (RFC 5322's obsolete syntax, which Postfix and others still read as a header)
-_STRIPPED = re.compile(rb"(?:" + rb"|".join(re.escape(name.encode())
-                                             for name in STRIPPED_HEADERS) + rb")[ \t]*:",
-                       re.IGNORECASE)
+_STRIPPED = re.compile(rb"(?:\A|(?<=[\r\n]))(?:" + rb"|".join(
+    re.escape(name.encode()) for name in STRIPPED_HEADERS) + rb")[ \t]*:", re.IGNORECASE)
 
 
 def header_block(raw: bytes) -> bytes:
@@ -193,18 +192,16 @@ def strip_headers(raw: bytes) -> bytes:
     """
     match = _HEADER_END.search(raw)
     end = match.start() if match else len(raw)
+    if not _STRIPPED.search(raw, 0, end):
+        return raw  # most mail: looked through, nothing copied
     pieces = _LINE_END.split(raw[:end])  # text, line end, text, line end, ..., text
     kept: list[bytes] = []
-    dropping = dropped = False
+    dropping = False
     for before, text in zip([b"", *pieces[1::2]], pieces[0::2], strict=True):
         if text[:1] not in (b" ", b"\t"):  # a header's first line, not a folded one
             dropping = _STRIPPED.match(text) is not None
-        if dropping:
-            dropped = True
-        else:
+        if not dropping:
             kept += [before if kept else b"", text]  # the first line has nothing before it
-    if not dropped:
-        return raw
     if not kept and match:
         end = match.start() + len(_LINE_END.match(raw, end).group())  # no header is left
     return b"".join([*kept, memoryview(raw)[end:]])  # one copy of the body, not two
