@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
+from . import reading
 from .clock import utcnow
 from .extensions import db
 from .models import Message, OutboundItem, Recipient, User
@@ -27,6 +28,18 @@ def sent_message(user: User, public_id: str) -> Message | None:
     return db.session.scalar(select(Message).where(
         Message.public_id == public_id, Message.tenant_id == user.tenant_id,
         func.lower(Message.mail_from) == user.email))
+
+
+def blind_copies(message: Message) -> set[str]:
+    """The recipients that the message's To and Cc do not name: its Bcc list, which its
+    sender sees in Sent and no recipient sees anywhere (the gateway removed the Bcc
+    header itself on arrival, app/gateway/mime.py). Unknown once the content is purged."""
+    headers = reading.headers(message)
+    if headers is None:
+        return set()
+    named = {address for name in ("To", "Cc", "Resent-To", "Resent-Cc")
+             for address in reading.addresses(headers, name)}
+    return {r.address for r in message.recipients if r.address not in named}
 
 
 def status(recipient: Recipient) -> str:

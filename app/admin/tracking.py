@@ -46,7 +46,8 @@ def tracked(public_id: str):
                    ("From", "To", "Cc", "Subject", "Date", "Message-ID")
                    if reading.mime.header(parsed, name)]
     return page("admin/tracked.html", "admin/_tracked.html", message=message, headers=headers,
-                status=sent_items.status, form=RevokeForm())
+                status=sent_items.status, blind=sent_items.blind_copies(message),
+                form=RevokeForm())
 
 
 @bp.route("/tracking/<public_id>/revoke", methods=["POST"])

@@ -111,7 +111,8 @@ def sent_message(public_id: str):
     if message is None:
         abort(404)
     return page("compose/sent_message.html", "compose/_sent_message.html", message=message,
-                status=sent_items.status, form=RevokeForm(),
+                status=sent_items.status, blind=sent_items.blind_copies(message),
+                form=RevokeForm(),
                 accesses=access_log.of_message(message))
 
 

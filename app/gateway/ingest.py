@@ -97,9 +97,15 @@ def receive(raw: bytes, mail_from: str, rcpt_tos: list[str], *, client_address: 
 
     ``mode`` is the CCM mode chosen in the portal (composer or reply); mail from a mail
     client asks with the X-CCM-Mode header instead, honoured only when the sender may
-    "Send Secure". The header is removed either way. ``tenant`` is given for mail
-    written in the portal, whose sender may be an external recipient replying; ``via``
-    names the way it came in, for the delivery history.
+    "Send Secure". ``tenant`` is given for mail written in the portal, whose sender may
+    be an external recipient replying; ``via`` names the way it came in, for the
+    delivery history.
+
+    What is stored is ``raw`` less ``mime.STRIPPED_HEADERS`` (X-CCM-Mode, Bcc,
+    Resent-Bcc), removed here, once, after routing has read them and before anything
+    is stored: every delivery, page, download and report reads the stored message, so
+    none of them can show those headers, and nothing the gateway might sign later
+    could carry them.
     """
     tenant = tenant or tenant_of(mail_from)
     if tenant is None:
@@ -108,8 +114,7 @@ def receive(raw: bytes, mail_from: str, rcpt_tos: list[str], *, client_address: 
     if not routing.decisions:
         raise Refused(NO_RECIPIENTS)
     parsed = routing.parsed
-    if parsed.ccm_mode is not None:
-        raw = mime.remove_header(raw, "X-CCM-Mode")
+    raw = mime.strip_headers(raw)
 
     received_at = utcnow()
     message = Message(

@@ -94,8 +94,8 @@ def _inline_text(part: EmailMessage) -> bool:
 
 
 def stored_index(raw: bytes, parsed: Parsed) -> dict | None:
-    """The part index to store with ``raw`` (as received, less X-CCM-Mode): the one
-    routing used, or, when a header was removed since, the same index found again."""
+    """The part index to store with ``raw`` (as received, less STRIPPED_HEADERS): the
+    one routing used, or, when a header was removed since, the same index found again."""
     index = parsed.index
     if index is None:
         return None
@@ -149,7 +149,22 @@ def html_to_text(html: str) -> str:
     return re.sub(r"[ \t]+", " ", "".join(chunks)).strip()
 
 
-_HEADER_END = re.compile(rb"\r?\n\r?\n")
+#: where the header section ends: at its first empty line, which may be the very first
+#: line (a message without headers)
+_HEADER_END = re.compile(rb"\A\r?\n|\r?\n\r?\n")
+_LINE_END = re.compile(rb"(\r\n|\r|\n)")
+
+#: The headers the gateway removes from every message it receives, before it is stored,
+#: and so before any delivery (MX, smart host, internal relay, maildir), portal page,
+#: download or report: X-CCM-Mode is an instruction to the gateway alone; Bcc and
+#: Resent-Bcc name recipients whom the others must not see (RFC 5322 3.6.3, 3.6.6).
+#: Their sender still sees those recipients: they are the message's recipients that its
+#: To and Cc do not name (app/sent_items.py).
+STRIPPED_HEADERS = ("X-CCM-Mode", "Bcc", "Resent-Bcc")
+#: the start of a line that is one of them: any case, blanks allowed before the colon
+#: (RFC 5322's obsolete syntax, which Postfix and others still read as a header)
+_STRIPPED = re.compile(rb"(?:\A|(?<=[\r\n]))(?:" + rb"|".join(
+    re.escape(name.encode()) for name in STRIPPED_HEADERS) + rb")[ \t]*:", re.IGNORECASE)
 
 
 def header_block(raw: bytes) -> bytes:
@@ -158,19 +173,35 @@ def header_block(raw: bytes) -> bytes:
     return raw[: match.start()] if match else raw
 
 
-def remove_header(raw: bytes, name: str) -> bytes:
-    """``raw`` without any ``name:`` header (and its folded lines), every other byte kept."""
+def strip_headers(raw: bytes) -> bytes:
+    """``raw`` without the STRIPPED_HEADERS of its header section (each with its folded
+    lines), every other byte kept; ``raw`` itself when it has none of them.
+
+    Lines are read as ending at CRLF, LF or a bare CR, as the ``email`` parser reads
+    them: whether the next reader splits lines at CRLF only, at LF, or at a bare CR too,
+    every line it could take for one of these headers starts after one of those, so a
+    header smuggled in after a bare LF or CR goes too. A removed header takes the line
+    end *before* it, so the line before it ends as the removed one did: removing
+    ``Subject: x<LF>Bcc: y<CRLF>`` leaves ``Subject: x<CRLF>``, one header for every
+    reader, not a Subject that a CRLF-only reader would run into the next header.
+    The section ends at the first empty line as LF-reading mail servers see it, so a
+    Bcc line after a "blank line" of bare CRs goes too: body to the ``email`` parser,
+    but to such a server part of the header above it, which a client that breaks lines
+    at a CR shows on a line of its own. Headers of attached messages (message/rfc822)
+    and of MIME parts are content, and stay.
+    """
     match = _HEADER_END.search(raw)
     end = match.start() if match else len(raw)
-    head = raw[:end]
-    prefix = name.lower().encode() + b":"
-    kept, dropping = [], False
-    for line in head.splitlines(keepends=True):
-        if line[:1] in (b" ", b"\t"):  # a folded continuation of the header above
-            if not dropping:
-                kept.append(line)
-            continue
-        dropping = line.lower().startswith(prefix)
+    if not _STRIPPED.search(raw, 0, end):
+        return raw  # most mail: looked through, nothing copied
+    pieces = _LINE_END.split(raw[:end])  # text, line end, text, line end, ..., text
+    kept: list[bytes] = []
+    dropping = False
+    for before, text in zip([b"", *pieces[1::2]], pieces[0::2], strict=True):
+        if text[:1] not in (b" ", b"\t"):  # a header's first line, not a folded one
+            dropping = _STRIPPED.match(text) is not None
         if not dropping:
-            kept.append(line)
+            kept += [before if kept else b"", text]  # the first line has nothing before it
+    if not kept and match:
+        end = match.start() + len(_LINE_END.match(raw, end).group())  # no header is left
     return b"".join([*kept, memoryview(raw)[end:]])  # one copy of the body, not two

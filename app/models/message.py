@@ -48,7 +48,8 @@ class Message(db.Model):
     size: Mapped[int] = mapped_column(default=0)
     #: when the content may be purged: the end of the longest visibility window
     expires_at: Mapped[datetime | None]
-    #: the message as received, less X-CCM-Mode; None once purged
+    #: the message as received, less the headers the gateway strips (X-CCM-Mode, Bcc:
+    #: app/gateway/mime.py STRIPPED_HEADERS); None once purged
     raw: Mapped[bytes | None] = deferred(mapped_column(LargeBinary))
     #: where each part's body lies in ``raw`` (app/gateway/parts.py), found once at
     #: ingest; None for a message only the full parse may read, or stored before it
