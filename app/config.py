@@ -38,6 +38,8 @@ ENVIRONMENT = [
      "Flask-Limiter storage; use redis://... when several web processes run"),
     ("PROXY_HOPS", "CCM_PROXY_HOPS", "0",
      "reverse proxies in front of the portal whose X-Forwarded-* headers are trusted"),
+    ("PROXY_NETWORKS", "CCM_PROXY_NETWORKS", "127.0.0.1/32,::1/128",
+     "where the nearest of those proxies connects from; others' X-Forwarded-* are dropped"),
     ("RETRY_FIRST_SECONDS", "CCM_RETRY_FIRST_SECONDS", "300",
      "first retry of a temporary delivery failure; each further one waits twice as long"),
     ("RETRY_MAX_SECONDS", "CCM_RETRY_MAX_SECONDS", "3600", "longest wait between tries"),
