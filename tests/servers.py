@@ -1,5 +1,5 @@
-"""Real servers on loopback for tests: an SMTP sink, an authoritative DNS server, a CA,
-nginx as a reverse proxy, and ``ccm web`` with a client for it.
+"""Real servers on loopback for tests: an SMTP sink, an authoritative DNS server, a CA, a
+TCP relay that can be cut, nginx as a reverse proxy, and ``ccm web`` with a client for it.
 
 Nothing here is a mock: the code under test talks real SMTP, DNS and TLS to these servers.
 """
@@ -14,6 +14,7 @@ import errno
 import http.client
 import os
 import re
+import select
 import socket
 import socketserver
 import ssl
@@ -454,6 +455,123 @@ class ThrowawayCA:
 def self_signed_server_context(hostname: str) -> ssl.SSLContext:
     """A server whose certificate no client trusts: its CA is thrown away at once."""
     return ThrowawayCA().server_context(hostname)
+
+
+# --------------------------------------------------------------------------------------------
+# TCP relay
+
+
+class TcpRelay:
+    """Forwards connections from a loopback port to ``target`` until the test cuts it.
+
+    ``cut("refuse")`` plays a server that went down: open connections are closed and new
+    ones refused. ``cut("silent")`` plays a network that drops everything: connections stay
+    open and new ones are accepted, but nothing gets through either way. ``restore()``
+    forwards again, on the same port, over fresh connections.
+    """
+
+    OUTAGES = ("refuse", "silent")
+
+    def __init__(self, target: tuple[str, int]):
+        self.target = target
+        self.port: int | None = None
+        self._silent = False
+        self._listener: socket.socket | None = None
+        self._acceptor: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._open: set[socket.socket] = set()
+        self._threads: list[threading.Thread] = []
+
+    def __enter__(self) -> TcpRelay:
+        self._listen()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop_listening()
+        self._close_connections()
+        for thread in self._threads:
+            thread.join(timeout=10)
+
+    def cut(self, outage: str) -> None:
+        if outage == "refuse":
+            self._stop_listening()
+            self._close_connections()
+        elif outage == "silent":
+            self._silent = True
+        else:
+            raise ValueError(f"no outage {outage!r}; there are {', '.join(self.OUTAGES)}")
+
+    def restore(self) -> None:
+        self._close_connections()  # what they lost meanwhile is lost: start afresh
+        self._silent = False
+        if self._listener is None:
+            self._listen()
+
+    def _listen(self) -> None:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((LOOPBACK, self.port or 0))
+        listener.listen(16)
+        self.port = listener.getsockname()[1]
+        self._listener = listener
+        self._acceptor = self._start(self._accept, listener)
+
+    def _stop_listening(self) -> None:
+        if self._listener is None:
+            return
+        self._listener.shutdown(socket.SHUT_RDWR)  # wakes accept(); that thread closes it
+        self._acceptor.join(timeout=10)
+        self._listener = self._acceptor = None
+
+    def _close_connections(self) -> None:
+        with self._lock:
+            for connection in self._open:
+                with contextlib.suppress(OSError):
+                    connection.shutdown(socket.SHUT_RDWR)  # its thread sees the end, closes
+
+    def _start(self, target, *args) -> threading.Thread:
+        thread = threading.Thread(target=target, args=args, daemon=True)
+        self._threads.append(thread)
+        thread.start()
+        return thread
+
+    def _accept(self, listener: socket.socket) -> None:
+        with listener:
+            while True:
+                try:
+                    client, _ = listener.accept()
+                except OSError:
+                    return
+                upstream = None
+                if not self._silent:
+                    try:
+                        upstream = socket.create_connection(self.target, timeout=5)
+                    except OSError:
+                        client.close()
+                        continue
+                self._start(self._relay, client, upstream)
+
+    def _relay(self, client: socket.socket, upstream: socket.socket | None) -> None:
+        """Copy both ways (or, with no upstream, swallow) until either side ends."""
+        ends = [end for end in (client, upstream) if end is not None]
+        with self._lock:
+            self._open.update(ends)
+        try:
+            while True:
+                readable, _, _ = select.select(ends, [], [])
+                for source in readable:
+                    data = source.recv(65536)
+                    if not data:
+                        return
+                    if upstream is not None and not self._silent:
+                        (upstream if source is client else client).sendall(data)
+        except OSError:
+            return
+        finally:
+            with self._lock:
+                self._open.difference_update(ends)
+            for end in ends:
+                end.close()
 
 
 # --------------------------------------------------------------------------------------------
