@@ -6,9 +6,9 @@ import os
 from pathlib import Path
 
 from flask import Flask
-from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import config as settings
+from . import proxies
 from .clock import utcnow
 from .extensions import csrf, db, htmx, limiter, login_manager, migrate
 
@@ -31,9 +31,8 @@ def create_app(overrides: dict | None = None, instance_path: str | None = None) 
         app.config.update(overrides)
         app.config.update(settings.database_settings(app.config["DATABASE_URL"]))
 
-    if app.config["PROXY_HOPS"]:
-        hops = app.config["PROXY_HOPS"]
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
+    app.wsgi_app = proxies.TrustedProxies(app.wsgi_app, app.config["PROXY_HOPS"],
+                                          proxies.networks(app.config["PROXY_NETWORKS"]))
 
     from . import database
 

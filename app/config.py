@@ -11,6 +11,7 @@ import secrets
 import tempfile
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 #: (setting, environment variable, default, meaning).  Defaults that depend on the
 #: instance folder are filled in by :func:`load` and shown here as ``None``.
@@ -36,8 +37,12 @@ ENVIRONMENT = [
     ("MAX_MESSAGE_BYTES", "CCM_MAX_MESSAGE_BYTES", "52428800", "largest message accepted"),
     ("RATELIMIT_STORAGE_URI", "CCM_RATELIMIT_STORAGE", "memory://",
      "Flask-Limiter storage; use redis://... when several web processes run"),
+    ("RATELIMIT_PREFIX", "CCM_RATELIMIT_PREFIX", "ccm",
+     "start of the throttling counters' keys in Redis, to keep deployments sharing one apart"),
     ("PROXY_HOPS", "CCM_PROXY_HOPS", "0",
      "reverse proxies in front of the portal whose X-Forwarded-* headers are trusted"),
+    ("PROXY_NETWORKS", "CCM_PROXY_NETWORKS", "127.0.0.1/32,::1/128",
+     "where the nearest of those proxies connects from; others' X-Forwarded-* are dropped"),
     ("RETRY_FIRST_SECONDS", "CCM_RETRY_FIRST_SECONDS", "300",
      "first retry of a temporary delivery failure; each further one waits twice as long"),
     ("RETRY_MAX_SECONDS", "CCM_RETRY_MAX_SECONDS", "3600", "longest wait between tries"),
@@ -114,8 +119,31 @@ def _derived(config: dict) -> dict:
         "WTF_CSRF_TIME_LIMIT": None,  # the token lives as long as the session does
         "WTF_CSRF_SSL_STRICT": https,
         "RATELIMIT_HEADERS_ENABLED": False,
+        **_ratelimit_storage(config),
         "HTTPS": https,
     }
+
+
+#: How long a request waits for Redis before counting in memory instead: a Redis that
+#: stops answering must not hold sign-ins up (redis-py by default waits for ever).
+REDIS_TIMEOUT_SECONDS = 1
+
+
+def _ratelimit_storage(config: dict) -> dict:
+    """Flask-Limiter's settings for ``CCM_RATELIMIT_STORAGE``.
+
+    While the storage cannot be reached, each process counts in its own memory, with the
+    same limits, and goes back to the storage once it answers again: sign-in neither
+    fails nor goes unthrottled. Flask-Limiter logs the switch once, not each request.
+    """
+    settings: dict = {"RATELIMIT_IN_MEMORY_FALLBACK_ENABLED": True}
+    if urlsplit(config["RATELIMIT_STORAGE_URI"]).scheme.startswith(("redis", "valkey")):
+        settings["RATELIMIT_STORAGE_OPTIONS"] = {
+            "key_prefix": config["RATELIMIT_PREFIX"],
+            "socket_connect_timeout": REDIS_TIMEOUT_SECONDS,
+            "socket_timeout": REDIS_TIMEOUT_SECONDS,
+        }
+    return settings
 
 
 #: A session ends after this long without a request...

@@ -1,4 +1,5 @@
-"""Real servers on loopback for tests: an SMTP sink, an authoritative DNS server and a CA.
+"""Real servers on loopback for tests: an SMTP sink, an authoritative DNS server, a CA, a
+TCP relay that can be cut, nginx as a reverse proxy, and ``ccm web`` with a client for it.
 
 Nothing here is a mock: the code under test talks real SMTP, DNS and TLS to these servers.
 """
@@ -6,14 +7,23 @@ Nothing here is a mock: the code under test talks real SMTP, DNS and TLS to thes
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email
 import email.policy
 import errno
+import http.client
+import os
+import re
+import select
 import socket
 import socketserver
 import ssl
 import struct
+import subprocess
+import sys
 import threading
+import time
+import urllib.parse
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -445,3 +455,316 @@ class ThrowawayCA:
 def self_signed_server_context(hostname: str) -> ssl.SSLContext:
     """A server whose certificate no client trusts: its CA is thrown away at once."""
     return ThrowawayCA().server_context(hostname)
+
+
+# --------------------------------------------------------------------------------------------
+# TCP relay
+
+
+class TcpRelay:
+    """Forwards connections from a loopback port to ``target`` until the test cuts it.
+
+    ``cut("refuse")`` plays a server that went down: open connections are closed and new
+    ones refused. ``cut("silent")`` plays a network that drops everything: connections stay
+    open and new ones are accepted, but nothing gets through either way. ``restore()``
+    forwards again, on the same port, over fresh connections.
+    """
+
+    OUTAGES = ("refuse", "silent")
+
+    def __init__(self, target: tuple[str, int]):
+        self.target = target
+        self.port: int | None = None
+        self._silent = False
+        self._listener: socket.socket | None = None
+        self._acceptor: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._open: set[socket.socket] = set()
+        self._threads: list[threading.Thread] = []
+
+    def __enter__(self) -> TcpRelay:
+        self._listen()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop_listening()
+        self._close_connections()
+        for thread in self._threads:
+            thread.join(timeout=10)
+
+    def cut(self, outage: str) -> None:
+        if outage == "refuse":
+            self._stop_listening()
+            self._close_connections()
+        elif outage == "silent":
+            self._silent = True
+        else:
+            raise ValueError(f"no outage {outage!r}; there are {', '.join(self.OUTAGES)}")
+
+    def restore(self) -> None:
+        self._close_connections()  # what they lost meanwhile is lost: start afresh
+        self._silent = False
+        if self._listener is None:
+            self._listen()
+
+    def _listen(self) -> None:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((LOOPBACK, self.port or 0))
+        listener.listen(16)
+        self.port = listener.getsockname()[1]
+        self._listener = listener
+        self._acceptor = self._start(self._accept, listener)
+
+    def _stop_listening(self) -> None:
+        if self._listener is None:
+            return
+        self._listener.shutdown(socket.SHUT_RDWR)  # wakes accept(); that thread closes it
+        self._acceptor.join(timeout=10)
+        self._listener = self._acceptor = None
+
+    def _close_connections(self) -> None:
+        with self._lock:
+            for connection in self._open:
+                with contextlib.suppress(OSError):
+                    connection.shutdown(socket.SHUT_RDWR)  # its thread sees the end, closes
+
+    def _start(self, target, *args) -> threading.Thread:
+        thread = threading.Thread(target=target, args=args, daemon=True)
+        self._threads.append(thread)
+        thread.start()
+        return thread
+
+    def _accept(self, listener: socket.socket) -> None:
+        with listener:
+            while True:
+                try:
+                    client, _ = listener.accept()
+                except OSError:
+                    return
+                upstream = None
+                if not self._silent:
+                    try:
+                        upstream = socket.create_connection(self.target, timeout=5)
+                    except OSError:
+                        client.close()
+                        continue
+                self._start(self._relay, client, upstream)
+
+    def _relay(self, client: socket.socket, upstream: socket.socket | None) -> None:
+        """Copy both ways (or, with no upstream, swallow) until either side ends."""
+        ends = [end for end in (client, upstream) if end is not None]
+        with self._lock:
+            self._open.update(ends)
+        try:
+            while True:
+                readable, _, _ = select.select(ends, [], [])
+                for source in readable:
+                    data = source.recv(65536)
+                    if not data:
+                        return
+                    if upstream is not None and not self._silent:
+                        (upstream if source is client else client).sendall(data)
+        except OSError:
+            return
+        finally:
+            with self._lock:
+                self._open.difference_update(ends)
+            for end in ends:
+                end.close()
+
+
+# --------------------------------------------------------------------------------------------
+# Reverse proxy
+
+NGINX = Path("/usr/sbin/nginx")
+
+_NGINX_CONF = """\
+daemon off;
+master_process off;
+pid {directory}/nginx.pid;
+error_log {directory}/error.log info;
+events {{ worker_connections 64; }}
+http {{
+    access_log {directory}/access.log;
+    client_body_temp_path {directory}/body;
+    proxy_temp_path {directory}/proxy;
+    fastcgi_temp_path {directory}/fastcgi;
+    uwsgi_temp_path {directory}/uwsgi;
+    scgi_temp_path {directory}/scgi;
+    server {{
+        listen {LOOPBACK}:{port}{ssl};
+        {certificate}
+        location / {{
+            proxy_pass http://{LOOPBACK}:{upstream};
+            proxy_bind {source};
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_set_header X-Forwarded-Host $http_host;
+        }}
+    }}
+}}
+"""
+
+
+class Nginx:
+    """Debian's nginx as a reverse proxy on loopback: a throwaway instance of its own.
+
+    It runs in the foreground as one process (no master handing work to another user),
+    with its configuration, pid file, logs and temporary files in ``directory``. It
+    forwards to ``upstream`` (a port on 127.0.0.1), connecting from ``source`` so that the
+    server behind can tell it from a client, with the headers the README suggests. Given
+    ``tls`` (one PEM file with key and certificate), it serves HTTPS instead of HTTP.
+    """
+
+    def __init__(self, directory: Path, upstream: int, *, source: str = LOOPBACK,
+                 tls: Path | None = None):
+        self.directory = Path(directory)
+        self.upstream = upstream
+        self.source = source
+        self.tls = tls
+        self.port: int | None = None
+        self._process: subprocess.Popen | None = None
+
+    def __enter__(self) -> Nginx:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        conf = self.directory / "nginx.conf"
+        conf.write_text(_NGINX_CONF.format(
+            directory=self.directory, LOOPBACK=LOOPBACK, port=self.port,
+            upstream=self.upstream, source=self.source, ssl=" ssl" if self.tls else "",
+            certificate=f"ssl_certificate {self.tls}; ssl_certificate_key {self.tls};"
+            if self.tls else ""))
+        self._process = subprocess.Popen(
+            [str(NGINX), "-p", str(self.directory), "-c", str(conf),
+             "-e", str(self.directory / "error.log")],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_for_port(self.port, self._process, self.directory / "error.log")
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            self._process.wait(timeout=10)
+            self._process = None
+
+
+def wait_for_port(port: int, process: subprocess.Popen, log: Path, *,
+                  host: str = LOOPBACK, seconds: float = 30) -> None:
+    """Return once ``process`` accepts connections on ``port``; fail with its log if it
+    exits first or does not get there in ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while process.poll() is None and time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=1):
+            return
+        time.sleep(0.05)
+    output = log.read_text(errors="replace") if log.exists() else ""
+    raise RuntimeError(f"{process.args[0]} did not start listening on {port}:\n{output}")
+
+
+# --------------------------------------------------------------------------------------------
+# The portal, as an operator runs it
+
+CCM = Path(sys.executable).with_name("ccm")
+
+
+class CcmWeb:
+    """``ccm web`` in a process of its own, on a loopback port.
+
+    It gets ``settings`` (``CCM_*`` variables) and none of the test run's own ``CCM_*``
+    environment; ``directory`` is its instance folder. What it prints is in ``output()``.
+    """
+
+    def __init__(self, directory: Path, settings: dict[str, str]):
+        self.directory = Path(directory)
+        self.settings = settings
+        self.port: int | None = None
+        self._process: subprocess.Popen | None = None
+        self._log: Path | None = None
+
+    def __enter__(self) -> CcmWeb:
+        self.port = free_port()
+        environment = {name: value for name, value in os.environ.items()
+                       if not name.startswith("CCM_")}
+        environment.update(CCM_INSTANCE_PATH=str(self.directory),
+                           CCM_HTTP_LISTEN=f"{LOOPBACK}:{self.port}", **self.settings)
+        self._log = self.directory / f"ccm-web-{self.port}.log"
+        with self._log.open("wb") as log:
+            self._process = subprocess.Popen([str(CCM), "web", "--threads", "2"],
+                                             env=environment, stdin=subprocess.DEVNULL,
+                                             stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_for_port(self.port, self._process, self._log)
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            self._process.wait(timeout=10)
+            self._process = None
+
+    def output(self) -> str:
+        return self._log.read_text(errors="replace")
+
+
+@dataclass
+class Answer:
+    status: int
+    text: str
+    headers: http.client.HTTPMessage
+
+
+class Visitor:
+    """A browser at one loopback address: it keeps its cookies like a browser does.
+
+    ``source`` is the address it connects from (on Linux all of 127.0.0.0/8 is this
+    machine's), so servers see distinct clients. It sends ``host`` as ``Host`` (by default
+    127.0.0.1 and the port); ``tls`` makes it speak HTTPS to a certificate for 127.0.0.1.
+    """
+
+    def __init__(self, port: int, source: str = LOOPBACK, *, host: str | None = None,
+                 tls: ssl.SSLContext | None = None):
+        self.port = port
+        self.source = source
+        self.host = host or f"{LOOPBACK}:{port}"
+        self.tls = tls
+        self.cookies: dict[str, str] = {}
+
+    def request(self, method: str, path: str, form: dict | None = None,
+                headers: dict | None = None) -> Answer:
+        if self.tls:
+            connection = http.client.HTTPSConnection(
+                LOOPBACK, self.port, timeout=30, source_address=(self.source, 0),
+                context=self.tls)
+        else:
+            connection = http.client.HTTPConnection(LOOPBACK, self.port, timeout=30,
+                                                    source_address=(self.source, 0))
+        sent = {"Host": self.host, **(headers or {})}
+        if self.cookies:
+            sent["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+        body = None
+        if form is not None:
+            body = urllib.parse.urlencode(form)
+            sent["Content-Type"] = "application/x-www-form-urlencoded"
+        with contextlib.closing(connection):
+            connection.request(method, path, body=body, headers=sent)
+            response = connection.getresponse()
+            text = response.read().decode("utf-8", errors="replace")
+        for cookie in response.headers.get_all("Set-Cookie") or []:
+            name, _, value = cookie.split(";", 1)[0].partition("=")
+            self.cookies[name.strip()] = value.strip()
+        return Answer(response.status, text, response.headers)
+
+    def submit(self, path: str, form: dict, headers: dict | None = None) -> Answer:
+        """Fetch the form on ``path``, then POST ``form`` with its CSRF token."""
+        page = self.request("GET", path, headers=headers)
+        token = re.search(r'name="csrf_token"[^>]* value="([^"]+)"', page.text)
+        assert token, f"no CSRF token on {path} ({page.status})"
+        return self.request("POST", path, {"csrf_token": token.group(1), **form}, headers)
