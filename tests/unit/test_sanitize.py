@@ -422,16 +422,18 @@ def test_the_checker_itself_catches_what_it_should():
     assert not hazards(f'<p style="color:red;">x</p><img src="{BLOCKED_IMAGE}">')
 
 
-def test_many_unclosed_raw_text_openings_are_cleaned_quickly():
-    """A body of 20,000 unclosed "<style>" (140 KB) must not hold a worker for long.
+def test_many_unclosed_raw_text_openings_do_not_hang_the_cleaner():
+    """A body of 20,000 unclosed "<style>" (140 KB) must not hold a worker for minutes.
 
-    bleach alone needs a fraction of a second for it; the limit leaves a wide margin. It
-    runs in a child process so that a slow regular expression can be stopped.
+    bleach needs a fraction of a second for it; the quadratic rewrite this guards against
+    took minutes. The limit is a guard against hanging, not a speed measure (speed is
+    for bench/), so it is wide enough for a loaded machine. It runs in a child process so
+    that a slow regular expression can be stopped.
     """
     subprocess.run(
         [sys.executable, "-c",
          "from app.sanitize import clean_html; clean_html('<style>' * 20000)"],
-        cwd=Path(__file__).resolve().parents[2], check=True, timeout=3,
+        cwd=Path(__file__).resolve().parents[2], check=True, timeout=60,
         capture_output=True)
 
 
