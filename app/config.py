@@ -6,6 +6,7 @@ environment, then the overrides a caller (the test suite) passes to ``create_app
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 import tempfile
@@ -30,10 +31,13 @@ ENVIRONMENT = [
      "how mail leaves: mx, smtp://host:port or maildir:PATH; default maildir:instance/outbox"),
     ("INTERNAL_RELAY", "CCM_INTERNAL_RELAY", None,
      "where mail for internal recipients goes; default the same as CCM_OUTBOUND"),
-    ("DNS_SERVERS", "CCM_DNS_SERVERS", "", "host[:port],... for MX look-ups; empty: system"),
+    ("DNS_SERVERS", "CCM_DNS_SERVERS", "",
+     "host[:port],... for looking up MX and relay hosts; empty: system"),
     ("SMTP_DELIVERY_PORT", "CCM_SMTP_DELIVERY_PORT", "25", "port for MX delivery"),
     ("MX_ALLOWED_NETWORKS", "CCM_MX_ALLOWED_NETWORKS", "",
      "non-public networks an MX host may be in (a closed network's own); default none"),
+    ("TENANT_RELAY_ALLOWED_NETWORKS", "CCM_TENANT_RELAY_ALLOWED_NETWORKS", "",
+     "non-public networks a tenant administrator may put the internal relay in; default none"),
     ("MAX_MESSAGE_BYTES", "CCM_MAX_MESSAGE_BYTES", "52428800", "largest message accepted"),
     ("RATELIMIT_STORAGE_URI", "CCM_RATELIMIT_STORAGE", "memory://",
      "Flask-Limiter storage; use redis://... when several web processes run"),
@@ -66,6 +70,8 @@ ENVIRONMENT = [
 INTEGER_SETTINGS = {"SMTP_DELIVERY_PORT", "MAX_MESSAGE_BYTES", "PROXY_HOPS",
                     "RETRY_FIRST_SECONDS", "RETRY_MAX_SECONDS", "RETRY_GIVE_UP_SECONDS",
                     "SMTP_TIMEOUT", "WORKER_INTERVAL", "DELIVERY_THREADS"}
+#: lists of networks: one that cannot be read stops the start, not a request or a delivery
+NETWORK_SETTINGS = {"RELAY_NETWORKS", "MX_ALLOWED_NETWORKS", "TENANT_RELAY_ALLOWED_NETWORKS"}
 
 
 def load(instance_path: str, environ: os._Environ | dict | None = None) -> dict:
@@ -77,6 +83,8 @@ def load(instance_path: str, environ: os._Environ | dict | None = None) -> dict:
         value = environ.get(variable) or default
         if value is not None and name in INTEGER_SETTINGS:
             value = int(value)
+        if name in NETWORK_SETTINGS:
+            _check_networks(variable, value)
         config[name] = value
 
     config["DATABASE_URL"] = config["DATABASE_URL"] or f"sqlite:///{instance / 'ccm.sqlite3'}"
@@ -85,6 +93,14 @@ def load(instance_path: str, environ: os._Environ | dict | None = None) -> dict:
     config["SECRET_KEY"] = config["SECRET_KEY"] or _instance_secret(instance)
     config.update(_derived(config))
     return config
+
+
+def _check_networks(variable: str, value: str) -> None:
+    for network in filter(None, (n.strip() for n in value.split(","))):
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError as error:
+            raise ValueError(f"{variable}: {error}") from None
 
 
 def database_settings(database_url: str) -> dict:

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from . import accounts, notifications, passwords, policy_rules
 from .accounts import normalise_email
 from .extensions import db
+from .gateway import transport
 from .models import (
     ROLES,
     WHERE,
@@ -28,6 +29,7 @@ from .models import (
 )
 
 TENANT_KEYS = {"slug", "name", "domains", "visibility_days", "internal_relay",
+               "internal_relay_trusted",
                "first_contact", "activation_hours", "application_settings", "users",
                "policies", "templates"}
 POLICY_KEYS = {"name", "kind", "enabled", "from", "to", "phrases", "where", "tls", "fallback",
@@ -78,6 +80,8 @@ def export_text() -> str:
                        "visibility_days": tenant.visibility_days}
         if tenant.internal_relay:
             entry["internal_relay"] = tenant.internal_relay
+            if not tenant.internal_relay_trusted:  # a tenant administrator set it
+                entry["internal_relay_trusted"] = False
         if tenant.first_contact != "password":
             entry["first_contact"] = tenant.first_contact
             entry["activation_hours"] = tenant.activation_hours
@@ -256,8 +260,13 @@ class _Checker:
         hours = tenant.get("activation_hours", 72)
         if not isinstance(hours, int) or isinstance(hours, bool) or not 1 <= hours <= 720:
             self.fail((*path, "activation_hours"), "expected a whole number of hours, 1 to 720")
-        if "internal_relay" in tenant and not str(tenant["internal_relay"]).startswith("smtp://"):
-            self.fail((*path, "internal_relay"), "expected smtp://host:port")
+        if "internal_relay" in tenant:
+            try:
+                transport.parse_relay(str(tenant["internal_relay"]))
+            except ValueError as error:
+                self.fail((*path, "internal_relay"), f"expected smtp://host:port: {error}")
+        if "internal_relay_trusted" in tenant:
+            self.flag((*path, "internal_relay_trusted"), tenant["internal_relay_trusted"])
         names = self.settings(path, tenant.get("application_settings", []))
         self.users(path, tenant.get("users", []), names)
         self.policies(path, tenant.get("policies", []))
@@ -385,8 +394,13 @@ def _apply_tenant(data: dict, result: ImportResult) -> None:
         tenant = Tenant(slug=data["slug"])
         db.session.add(tenant)
         result.created += 1
+    relay = data.get("internal_relay")
+    relay = relay and str(transport.parse_relay(str(relay)))
+    # The operator's file may aim the gateway anywhere, unless it says (as an export
+    # does of a relay a tenant administrator set) that the relay is not trusted.
+    trusted = relay is not None and data.get("internal_relay_trusted", True)
     _set(tenant, result, name=data["name"], visibility_days=data.get("visibility_days", 30),
-         internal_relay=data.get("internal_relay"),
+         internal_relay=relay, internal_relay_trusted=trusted,
          first_contact=data.get("first_contact", "password"),
          activation_hours=data.get("activation_hours", 72))
 

@@ -88,12 +88,15 @@ def queue_delivery(recipient: Recipient) -> OutboundItem:
     return item
 
 
-def target_of(item: OutboundItem) -> str:
-    """Where an item goes: the tenant's internal relay, or CCM_OUTBOUND."""
+def target_of(item: OutboundItem) -> tuple[str, bool]:
+    """Where an item goes (the tenant's internal relay, CCM_INTERNAL_RELAY or
+    CCM_OUTBOUND), and whether a tenant administrator chose it: the transport then
+    connects only where one may aim it."""
     config = current_app.config
-    if item.route == "internal":
-        return (item.tenant and item.tenant.internal_relay) or config["INTERNAL_RELAY"]
-    return config["OUTBOUND"]
+    tenant = item.tenant
+    if item.route == "internal" and tenant is not None and tenant.internal_relay:
+        return tenant.internal_relay, not tenant.internal_relay_trusted
+    return config["INTERNAL_RELAY" if item.route == "internal" else "OUTBOUND"], False
 
 
 # --- the worker ----------------------------------------------------------------------
@@ -284,7 +287,7 @@ def _attempt(item_id: int, token: str) -> None:
             item, "done", "Not sent: the message was withdrawn or has expired"))
         return
     tls = recipient.tls if item.kind == "delivery" and recipient is not None else None
-    target, mail_from, rcpt_to = target_of(item), item.mail_from, item.rcpt_to
+    (target, restricted), mail_from, rcpt_to = target_of(item), item.mail_from, item.rcpt_to
     options = transport.Options.from_config(current_app.config)
     # No transaction stays open while the remote server takes its time.
     db.session.commit()
@@ -294,7 +297,8 @@ def _attempt(item_id: int, token: str) -> None:
 
     try:
         transport.send(target, raw, mail_from, rcpt_to, tls=tls, options=options,
-                       accepted=delivered, before_next=lambda: _renew(item_id, token))
+                       restricted=restricted, accepted=delivered,
+                       before_next=lambda: _renew(item_id, token))
     except _LeaseLost:
         log.warning("outbound item %s was taken over by another worker while this one "
                     "tried its servers: not sent further", item_id)

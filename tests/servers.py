@@ -333,6 +333,11 @@ class DnsServer:
         self._add(name, dns.rdatatype.TXT,
                   dns.rdtypes.ANY.TXT.TXT(dns.rdataclass.IN, dns.rdatatype.TXT, chunks))
 
+    def forget(self, name: str) -> None:
+        """Drop every record of ``name``: from now on it does not exist (NXDOMAIN)."""
+        with self._lock:
+            self._records.pop(dns.name.from_text(name), None)
+
     def _add(self, name: str, rdtype: int, rdata: str | dns.rdata.Rdata) -> None:
         if isinstance(rdata, str):  # parsed here so a typo fails in the test, not the server
             rdata = dns.rdata.from_text(dns.rdataclass.IN, rdtype, rdata)

@@ -261,6 +261,15 @@ def test_unknown_name_is_nxdomain(dns_server, resolver):
         resolver.resolve("nobody.example.test", "A")
 
 
+def test_a_forgotten_name_answers_afresh(dns_server, resolver):
+    dns_server.add_a("relay.example.test", "127.0.0.1")
+    dns_server.forget("RELAY.example.test")
+    with pytest.raises(dns.resolver.NXDOMAIN):
+        resolver.resolve("relay.example.test", "A")
+    dns_server.add_a("relay.example.test", "127.0.0.2")
+    assert [r.address for r in resolver.resolve("relay.example.test", "A")] == ["127.0.0.2"]
+
+
 def test_known_name_without_that_type_has_an_empty_answer(dns_server, resolver):
     dns_server.add_a("mx.example.test", "127.0.0.1")
     with pytest.raises(dns.resolver.NoAnswer):

@@ -13,8 +13,27 @@ from wtforms import (
     TextAreaField,
 )
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import DataRequired, Length, NumberRange, Optional, Regexp
+from wtforms.validators import (
+    DataRequired,
+    Length,
+    NumberRange,
+    Optional,
+    Regexp,
+    ValidationError,
+)
 from wtforms.widgets import CheckboxInput, ListWidget
+
+from ..gateway import transport
+
+
+def relay_syntax(form, field) -> None:
+    """``smtp://host[:port]`` as the transport reads it; where it may point is the
+    settings view's to judge, since that depends on who sets it."""
+    try:
+        transport.parse_relay(field.data.strip())
+    except ValueError as error:
+        raise ValidationError(str(error)) from None
+
 
 ADDRESS = Regexp(r"^[^@\s]+@[^@\s]+$", message="Enter an email address.")
 KIND_LABELS = {"route": "Route (who to whom)", "content": "Content (a word or phrase)",
@@ -113,9 +132,7 @@ class SettingsForm(FlaskForm):
                               validators=[Optional(), Length(max=200)])
     domains = TextAreaField("Internal domains, one per line", validators=[DataRequired()])
     internal_relay = StringField("Internal relay (smtp://host:port)",
-                                 validators=[Optional(), Length(max=255),
-                                             Regexp(r"^smtp://[^\s/]+(:\d+)?$",
-                                                    message="Use smtp://host:port.")])
+                                 validators=[Optional(), Length(max=255), relay_syntax])
     visibility_days = IntegerField("Visibility window (days)",
                                    validators=[DataRequired(), NumberRange(1, 3650)])
     expiry_warning_days = IntegerField("Warn about unopened messages this many days before "

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from flask import flash, url_for
+from flask import current_app, flash, url_for
 from flask_login import current_user
 from sqlalchemy import select
 
 from .. import audit, dkim_signing, notifications
 from ..extensions import db
+from ..gateway import transport
 from ..gateway.ingest import domain_of
 from ..models import Domain
 from ..rendering import page, redirect_to
@@ -36,6 +37,33 @@ def domains_problem(tenant, names: list[str]) -> str | None:
     return None
 
 
+def relay_problem(tenant, relay: str | None, *, by_platform_admin: bool) -> str | None:
+    """Why the internal relay may not be set to ``relay`` (canonical, or None for the
+    gateway's default) by this administrator; None if it may.
+
+    The platform administrator may set any relay. A tenant administrator may set one
+    only where the transport lets tenant administrators aim the gateway; keeping the
+    relay the platform administrator set is not setting one.
+    """
+    if relay is None or by_platform_admin or \
+            (relay == tenant.internal_relay and tenant.internal_relay_trusted):
+        return None
+    return transport.relay_refusal(transport.parse_relay(relay),
+                                   transport.Options.from_config(current_app.config))
+
+
+def set_relay(tenant, relay: str | None, *, by_platform_admin: bool) -> str:
+    """Store the relay, trusted if the platform administrator set it (or kept it: they
+    vouch for what they save); for the audit log, what changed."""
+    trusted = relay is not None and by_platform_admin
+    if relay == tenant.internal_relay and \
+            (not by_platform_admin or trusted == tenant.internal_relay_trusted):
+        return ""
+    tenant.internal_relay, tenant.internal_relay_trusted = relay, trusted
+    return f"; internal relay {relay or 'the default'}" + \
+        (", set by the platform administrator" if trusted else "")
+
+
 @bp.route("/settings", methods=["GET", "POST"])
 def settings():
     """The tenant's own settings."""
@@ -47,8 +75,13 @@ def settings():
         names = list(dict.fromkeys(n.strip().lower() for n in form.domains.data.splitlines()
                                    if n.strip()))
         logo = form.logo.data.read() if form.logo.data else b""
+        relay = (form.internal_relay.data or "").strip() or None
+        relay = relay and str(transport.parse_relay(relay))  # the form checked its syntax
+        by_platform_admin = current_user.is_platform_admin
         if problem := domains_problem(tenant, names):
             form.domains.errors = [*form.domains.errors, problem]
+        elif problem := relay_problem(tenant, relay, by_platform_admin=by_platform_admin):
+            form.internal_relay.errors = [*form.internal_relay.errors, problem]
         elif form.mail_from.data and \
                 domain_of(form.mail_from.data) not in names:
             # Notifications must not claim to come from another organisation.
@@ -59,7 +92,7 @@ def settings():
         else:
             tenant.name = form.name.data.strip()
             tenant.portal_name = (form.portal_name.data or "").strip() or None
-            tenant.internal_relay = (form.internal_relay.data or "").strip() or None
+            relay_change = set_relay(tenant, relay, by_platform_admin=by_platform_admin)
             tenant.visibility_days = form.visibility_days.data
             tenant.expiry_warning_days = form.expiry_warning_days.data or 0
             tenant.first_contact = form.first_contact.data
@@ -72,8 +105,8 @@ def settings():
             if logo:
                 tenant.logo, tenant.logo_type = logo, logo_type(logo)
             audit.record("settings saved", f"domains {', '.join(names)}; visibility "
-                         f"{tenant.visibility_days} days; first contact {tenant.first_contact}",
-                         tenant=tenant)
+                         f"{tenant.visibility_days} days; first contact {tenant.first_contact}"
+                         f"{relay_change}", tenant=tenant)
             db.session.commit()
             flash("Settings saved.", "success")
             return redirect_to(url_for("admin.settings"))

@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import ipaddress
 import mailbox
+import re
 import smtplib
 import socket
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 import dns.exception
 import dns.resolver
@@ -58,21 +58,32 @@ class Options:
     ca_file: str = ""
     #: networks that are not public but where an MX host may be (CCM_MX_ALLOWED_NETWORKS)
     allowed_networks: tuple = ()
+    #: networks that are not public but where a tenant administrator may put the
+    #: internal relay (CCM_TENANT_RELAY_ALLOWED_NETWORKS)
+    relay_networks: tuple = ()
 
     @classmethod
     def from_config(cls, config) -> Options:
-        allowed = tuple(ipaddress.ip_network(n.strip(), strict=False)
-                        for n in config["MX_ALLOWED_NETWORKS"].split(",") if n.strip())
         return cls(config["DNS_SERVERS"], config["SMTP_DELIVERY_PORT"], config["HELO_NAME"],
-                   config["SMTP_TIMEOUT"], config["TLS_CA_FILE"], allowed)
+                   config["SMTP_TIMEOUT"], config["TLS_CA_FILE"],
+                   _networks(config["MX_ALLOWED_NETWORKS"]),
+                   _networks(config["TENANT_RELAY_ALLOWED_NETWORKS"]))
+
+
+def _networks(text: str) -> tuple:
+    return tuple(ipaddress.ip_network(n.strip(), strict=False)
+                 for n in text.split(",") if n.strip())
 
 
 def send(target: str, raw: bytes, mail_from: str, rcpt: str, *, tls: str | None = None,
-         options: Options = Options(),
+         options: Options = Options(), restricted: bool = False,
          accepted: Callable[[str], object] | None = None,
          before_next: Callable[[], object] | None = None) -> str:
     """Deliver ``raw`` to ``rcpt`` through ``target`` (mx, smtp://host:port, maildir:PATH).
 
+    ``restricted`` says a tenant administrator chose the relay ``target``: the gateway
+    then connects only where such a one may aim it (:func:`relay_refusal`), judging the
+    addresses the host has now, not those it had when the setting was saved.
     ``accepted`` is called with the event text as soon as the message is delivered (for
     SMTP: right after the server's 250, before QUIT); whatever it raises is not a
     delivery failure and is raised as it is. ``before_next`` is called before each
@@ -86,9 +97,8 @@ def send(target: str, raw: bytes, mail_from: str, rcpt: str, *, tls: str | None 
             accepted(event)
         return event
     if target.startswith("smtp://"):
-        address = urlsplit(target)
-        host, port = address.hostname, address.port or 25
-        hosts = [(host, _addresses_by_system(host, port))]
+        host, port, addresses = _relay_addresses(target, options, restricted)
+        hosts = [(host, addresses)]
 
         def describe(used: _Used) -> str:
             return f"Relayed to {host}:{port} ({used.tls_version or 'no TLS'})"
@@ -169,17 +179,12 @@ def mx_hosts(domain: str, options: Options) -> list[tuple[str, list[str]]]:
     found = [(name, _addresses(look_up, name)) for name in names]
     # The domain's owner writes its DNS: an MX at 127.0.0.1 or 10.0.0.5 would send the
     # message back into this gateway (a loop) or to a host inside the network.
-    hosts = [(name, [a for a in addresses if _may_deliver_to(a, options.allowed_networks)])
+    hosts = [(name, [a for a in addresses if may_connect(a, options.allowed_networks)])
              for name, addresses in found]
     if not any(addresses for _, addresses in hosts) and any(a for _, a in found):
         raise DeliveryFailed(f"5.4.4 The mail servers of {domain} have no public address",
                              permanent=True)
     return hosts
-
-
-def _may_deliver_to(address: str, allowed_networks: tuple) -> bool:
-    ip = ipaddress.ip_address(address)
-    return ip.is_global or any(ip in network for network in allowed_networks)
 
 
 def _addresses(look_up: dns.resolver.Resolver, name: str) -> list[str]:
@@ -194,12 +199,158 @@ def _addresses(look_up: dns.resolver.Resolver, name: str) -> list[str]:
     return found
 
 
-def _addresses_by_system(host: str, port: int) -> list[str]:
+def _addresses_by_system(host: str) -> list[str]:
     try:
         return list(dict.fromkeys(info[4][0] for info in socket.getaddrinfo(
-            host, port, type=socket.SOCK_STREAM)))
-    except OSError:
+            host, None, type=socket.SOCK_STREAM)))
+    except (OSError, UnicodeError):
         return []
+
+
+# --- where the gateway may connect -----------------------------------------------------
+
+#: the ports SMTP relays listen on (RFC 5321, RFC 6409, and the usual alternative): the
+#: only ones a tenant administrator may aim the gateway at
+RELAY_PORTS = (25, 587, 2525)
+#: the longest relay, as :class:`Relay` writes it (the column that keeps it)
+RELAY_LENGTH = 255
+
+_RELAY = re.compile(r"smtp://(?:\[(?P<ipv6>[0-9a-f:.]+)\]|(?P<host>[a-z0-9.-]+))"
+                    r"(?::(?P<port>[0-9]{1,5}))?", re.ASCII)
+_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?", re.ASCII)
+#: IPv6 prefixes whose last 32 bits are an IPv4 address the packet reaches: NAT64
+#: (RFC 6052) and the deprecated IPv4-compatible addresses
+_CARRY_IPV4 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("::/96"))
+
+
+@dataclass(frozen=True)
+class Relay:
+    """An SMTP relay: a host name (lower case) or an IP address, and a port."""
+
+    host: str
+    port: int = 25
+
+    def __str__(self) -> str:
+        return f"smtp://{f'[{self.host}]' if ':' in self.host else self.host}:{self.port}"
+
+
+def parse_relay(value: str) -> Relay:
+    """``smtp://host`` or ``smtp://host:port`` and nothing else, or ValueError saying why not.
+
+    The host is an IPv4 address in full, an IPv6 address in brackets, or a host name
+    whose last label starts with a letter: the shorthands the system resolver would read
+    as addresses (2130706433, 0x7f.1, 017700000001, 127.1) are none of these. No user
+    name, path, spaces or final dot: nothing that one parser reads differently from another.
+    """
+    match = _RELAY.fullmatch(value.lower()) if value.isascii() else None
+    if match is None:
+        raise ValueError("Use smtp://host or smtp://host:port, with nothing else in it.")
+    port = int(match["port"] or 25)
+    if not 1 <= port <= 65535:
+        raise ValueError("A port is a number from 1 to 65535.")
+    relay = Relay(_relay_host(match["ipv6"], match["host"]), port)
+    if len(str(relay)) > RELAY_LENGTH:
+        raise ValueError(f"Too long: a relay written as smtp://host:port has at most "
+                         f"{RELAY_LENGTH} characters.")
+    return relay
+
+
+def _relay_host(ipv6: str | None, host: str | None) -> str:
+    if ipv6 is not None:
+        try:
+            return str(ipaddress.IPv6Address(ipv6))
+        except ValueError:
+            raise ValueError(f"[{ipv6}] is not an IPv6 address.") from None
+    try:
+        return str(ipaddress.IPv4Address(host))
+    except ValueError:
+        pass
+    if host.endswith("."):
+        raise ValueError("Write the host name without the final dot.")
+    labels = host.split(".")
+    if len(host) > 253 or not all(_LABEL.fullmatch(label) for label in labels) \
+            or not labels[-1][0].isalpha():
+        raise ValueError(f"{host} is neither a host name (such as relay.example.com) nor "
+                         f"an IP address written in full (such as 192.0.2.10).")
+    return host
+
+
+def may_connect(address: str, allowed_networks: tuple) -> bool:
+    """Whether the gateway may connect to ``address`` on behalf of someone other than the
+    operator (a domain's DNS, a tenant administrator): a public unicast address, or one
+    in ``allowed_networks``. An IPv6 address that carries an IPv4 one (mapped, 6to4,
+    NAT64) is judged by the IPv4 address it reaches."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    reached = _reached(ip)
+    return (reached.is_global and not reached.is_multicast) or \
+        any(a in network for a in (ip, reached) for network in allowed_networks)
+
+
+def _reached(ip: ipaddress.IPv4Address | ipaddress.IPv6Address):
+    if ip.version == 4:
+        return ip
+    if ip.ipv4_mapped or ip.sixtofour:
+        return ip.ipv4_mapped or ip.sixtofour
+    if any(ip in prefix for prefix in _CARRY_IPV4):
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return ip
+
+
+def relay_addresses(host: str, options: Options) -> list[str]:
+    """The addresses of a relay's host: an IP address is its own; a name is looked up in
+    CCM_DNS_SERVERS when set (as MX hosts are), else by the system resolver."""
+    try:
+        return [str(ipaddress.ip_address(host))]
+    except ValueError:
+        pass
+    if options.dns_servers:
+        return _addresses(resolver(options), host)
+    return _addresses_by_system(host)
+
+
+def relay_refusal(relay: Relay, options: Options) -> str | None:
+    """Why a tenant administrator may not aim the gateway at ``relay``; None if they may.
+
+    The port must be an SMTP relay's, and every address the host has now public or in
+    CCM_TENANT_RELAY_ALLOWED_NETWORKS. The answer never says what a name resolved to,
+    nor whether it resolved at all: that would let a tenant administrator read the
+    gateway's internal DNS.
+    """
+    if relay.port not in RELAY_PORTS:
+        return (f"Use port {', '.join(map(str, RELAY_PORTS[:-1]))} or {RELAY_PORTS[-1]}; "
+                f"the platform administrator can set another.")
+    addresses = relay_addresses(relay.host, options)
+    if not addresses or not all(may_connect(a, options.relay_networks) for a in addresses):
+        what = "is not a public address" if addresses == [relay.host] else \
+            "must resolve to public addresses only"
+        return (f"{relay.host} {what}. Use a relay at a public address, or ask the "
+                f"operator to allow its network.")
+    return None
+
+
+def _relay_addresses(target: str, options: Options,
+                     restricted: bool) -> tuple[str, int, list[str]]:
+    """Host, port and the addresses to try of the relay ``target``, looked up now; for a
+    ``restricted`` relay, only those a tenant administrator may use, or DeliveryFailed."""
+    try:
+        relay = parse_relay(target)
+    except ValueError as error:
+        raise DeliveryFailed(f"4.3.5 The relay {target} is not valid: {error}",
+                             permanent=False) from None
+    addresses = relay_addresses(relay.host, options)
+    if restricted:
+        if relay.port not in RELAY_PORTS:
+            raise DeliveryFailed(f"4.7.0 Not connecting to the relay {relay}: port "
+                                 f"{relay.port} is not an SMTP relay's", permanent=False)
+        addresses = [a for a in addresses if may_connect(a, options.relay_networks)]
+        if not addresses:
+            raise DeliveryFailed(f"4.7.0 Not connecting to the relay {relay}: it has no "
+                                 f"public address, nor one in a network the operator "
+                                 f"allows for relays", permanent=False)
+    return relay.host, relay.port, addresses
 
 
 # --- SMTP ------------------------------------------------------------------------------

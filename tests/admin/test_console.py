@@ -263,7 +263,7 @@ def test_settings_change_domains_window_and_logo(as_admin, acme):
     response = post_form(as_admin, "/admin/settings", {
         "name": "Acme Corporation", "portal_name": "Acme Secure",
         "domains": "acme.test\nacme.example",
-        "internal_relay": "smtp://127.0.0.1:2626", "visibility_days": "14",
+        "internal_relay": "SMTP://93.184.215.14", "visibility_days": "14",
         "expiry_warning_days": "2", "first_contact": "activation_link",
         "activation_hours": "48", "logo": (BytesIO(png), "logo.png", "image/png")})
     assert response.status_code == 302
@@ -272,6 +272,7 @@ def test_settings_change_domains_window_and_logo(as_admin, acme):
     assert sorted(d.name for d in tenant.domains) == ["acme.example", "acme.test"]
     assert (tenant.visibility_days, tenant.first_contact, tenant.logo_type) == (
         14, "activation_link", "image/png")
+    assert tenant.internal_relay == "smtp://93.184.215.14:25"  # as the transport reads it
     page = as_admin.get("/t/acme/sign-in").get_data(as_text=True)
     assert "Acme Secure" in page and "/t/acme/logo" in page
     logo = as_admin.get("/t/acme/logo")

@@ -216,7 +216,9 @@ def test_undeliverable_domains_bounce_at_once(gateway, network, prepare, status)
     assert f"Status: {status}" in report.data.decode()
 
 
-@pytest.mark.parametrize("address", ["127.0.0.1", "10.0.0.5", "169.254.1.1", "::1"])
+@pytest.mark.parametrize("address", ["127.0.0.1", "10.0.0.5", "169.254.1.1", "::1",
+                                     "::ffff:127.0.0.1", "2002:7f00:1::", "64:ff9b::a00:5",
+                                     "224.0.0.1"])
 def test_an_mx_at_a_loopback_or_private_address_is_refused(app, gateway, network, address):
     """Outside DNS must not point the gateway at itself (a loop) or inside the network."""
     app.config["MX_ALLOWED_NETWORKS"] = ""

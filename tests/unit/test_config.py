@@ -3,6 +3,8 @@
 import os
 import threading
 
+import pytest
+
 from app import config
 
 
@@ -38,6 +40,17 @@ def test_environment_overrides(tmp_path):
     assert settings["SESSION_COOKIE_SECURE"] is True
     assert settings["SESSION_COOKIE_NAME"] == "__Host-ccm_session"
     assert not (tmp_path / "secret_key").exists()
+
+
+@pytest.mark.parametrize("variable", ["CCM_RELAY_NETWORKS", "CCM_MX_ALLOWED_NETWORKS",
+                                      "CCM_TENANT_RELAY_ALLOWED_NETWORKS"])
+def test_a_network_list_that_cannot_be_read_stops_the_start(tmp_path, variable):
+    environ = {"CCM_SECRET_KEY": "k", variable: "10.0.0.0/8, 10.0.0.300/32"}
+    with pytest.raises(ValueError, match=f"{variable}: .*10.0.0.300"):
+        config.load(str(tmp_path), environ=environ)
+    environ[variable] = "10.0.0.0/8, fd00::/8,"
+    assert config.load(str(tmp_path), environ=environ)[variable.removeprefix("CCM_")] == \
+        "10.0.0.0/8, fd00::/8,"
 
 
 def test_secret_key_is_generated_once_kept_private_and_reused(tmp_path):

@@ -126,6 +126,27 @@ def test_an_update_changes_just_what_differs(app):
         "Acme Corporation"
 
 
+def test_the_operators_file_may_aim_a_relay_anywhere_and_says_which_it_trusts(app):
+    import_(GOOD.replace("smtp://127.0.0.1:2626", "SMTP://10.0.0.5"))
+    acme = db.session.scalar(select(Tenant).where(Tenant.slug == "acme"))
+    assert (acme.internal_relay, acme.internal_relay_trusted) == ("smtp://10.0.0.5:25", True)
+    # A relay a tenant administrator set, exported and imported again, stays theirs...
+    acme.internal_relay, acme.internal_relay_trusted = "smtp://relay.acme.test:25", False
+    db.session.commit()
+    exported = config_file.export_text()
+    assert "internal_relay: smtp://relay.acme.test:25\n  internal_relay_trusted: false" \
+        in exported
+    assert import_(exported).updated == 0
+    db.session.refresh(acme)
+    assert (acme.internal_relay, acme.internal_relay_trusted) == (
+        "smtp://relay.acme.test:25", False)
+    # ...until the operator's file vouches for it.
+    import_(exported.replace("  internal_relay_trusted: false\n", ""))
+    db.session.refresh(acme)
+    assert (acme.internal_relay, acme.internal_relay_trusted) == (
+        "smtp://relay.acme.test:25", True)
+
+
 def test_a_changed_password_in_the_file_is_applied(app):
     import_(GOOD)
     import_(GOOD.replace("plum orbit lantern meadow", "a brand new long password"))
@@ -182,6 +203,19 @@ BAD = [
      "line 5, tenants[0].users[0].application_settings", "no profile named 'Nope'"),
     ("tenants:\n  - slug: acme\n    name: A\n    visibility_days: forever\n",
      "line 4, tenants[0].visibility_days", "whole number of days"),
+    ("tenants:\n  - slug: acme\n    name: A\n    internal_relay: relay.acme.test\n",
+     "line 4, tenants[0].internal_relay", "with nothing else in it"),
+    ("tenants:\n  - slug: acme\n    name: A\n    internal_relay: smtp://a@127.0.0.1\n",
+     "line 4, tenants[0].internal_relay", "with nothing else in it"),
+    ("tenants:\n  - slug: acme\n    name: A\n    internal_relay: smtp://0x7f.1\n",
+     "line 4, tenants[0].internal_relay", "is neither a host name"),
+    ("tenants:\n  - slug: acme\n    name: A\n    internal_relay: smtp://relay.acme.test.\n",
+     "line 4, tenants[0].internal_relay", "without the final dot"),
+    ("tenants:\n  - slug: acme\n    name: A\n    internal_relay: smtp://10.0.0.5:99999\n",
+     "line 4, tenants[0].internal_relay", "from 1 to 65535"),
+    ("tenants:\n  - slug: acme\n    name: A\n    internal_relay: smtp://10.0.0.5\n"
+     "    internal_relay_trusted: maybe\n",
+     "line 5, tenants[0].internal_relay_trusted", "expected true or false"),
     ("tenants:\n  - {slug: acme, name: A, domains: [x.test]}\n"
      "  - {slug: globex, name: G, domains: [x.test]}\n",
      "line 3, tenants[1].domains[0]", "already belongs to tenant 'acme'"),
