@@ -299,14 +299,16 @@ def _reached(ip: ipaddress.IPv4Address | ipaddress.IPv6Address):
     return ip
 
 
-def relay_addresses(host: str, options: Options) -> list[str]:
-    """The addresses of a relay's host: an IP address is its own; a name is looked up in
-    CCM_DNS_SERVERS when set (as MX hosts are), else by the system resolver."""
+def relay_addresses(host: str, options: Options, *, restricted: bool = True) -> list[str]:
+    """The addresses of a relay's host: an IP address is its own; a name a tenant
+    administrator set is looked up in CCM_DNS_SERVERS when set (as MX hosts are), so the
+    check sees what the gateway would; the operator's own relays by the system resolver,
+    as before, so a name in /etc/hosts still works."""
     try:
         return [str(ipaddress.ip_address(host))]
     except ValueError:
         pass
-    if options.dns_servers:
+    if options.dns_servers and restricted:
         return _addresses(resolver(options), host)
     return _addresses_by_system(host)
 
@@ -340,7 +342,7 @@ def _relay_addresses(target: str, options: Options,
     except ValueError as error:
         raise DeliveryFailed(f"4.3.5 The relay {target} is not valid: {error}",
                              permanent=False) from None
-    addresses = relay_addresses(relay.host, options)
+    addresses = relay_addresses(relay.host, options, restricted=restricted)
     if restricted:
         if relay.port not in RELAY_PORTS:
             raise DeliveryFailed(f"4.7.0 Not connecting to the relay {relay}: port "
