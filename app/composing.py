@@ -10,7 +10,7 @@ from email.policy import SMTP
 from email.utils import formatdate, make_msgid
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from . import notifications
 from .extensions import db
@@ -18,11 +18,48 @@ from .gateway import ingest
 from .gateway.policies import MODES
 from .models import Draft, Message, User
 
-_ADDRESS = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\"]+$")
+_PART = r"[^@\s<>,;\"\x00-\x1f\x7f]+"  # no separator, quote or control character
+_ADDRESS = re.compile(rf"^{_PART}@{_PART}\.{_PART}$")
+
+# --- limits ----------------------------------------------------------------------------
+# What one message written in the portal may hold. ``check`` applies them to sending and
+# to drafts alike, so that a saved draft can be sent and nothing is ever cut short.
+
+#: characters in the To field, and in the Cc field
+MAX_ADDRESS_FIELD = 5_000
+#: characters in one address: RFC 5321's 256-octet path less its angle brackets
+MAX_ADDRESS = 254
+#: addresses in To and Cc together: what every SMTP server must accept (RFC 5321 4.5.3.1.8)
+MAX_RECIPIENTS = 100
+#: characters in the subject: RFC 5322's longest line
+MAX_SUBJECT = 998
+#: characters of message text (a longer document goes as an attachment)
+MAX_BODY = 500_000
+#: drafts one person keeps: room for work in progress, not a store of documents
+MAX_DRAFTS = 50
+
+#: the composer's fields, as its form labels them, with the characters each may hold
+FIELDS = {"to": ("To", MAX_ADDRESS_FIELD), "cc": ("Cc", MAX_ADDRESS_FIELD),
+          "subject": ("Subject", MAX_SUBJECT), "body": ("Message", MAX_BODY)}
+
+# Control characters other than tab and line breaks (PostgreSQL refuses NUL outright),
+# lone surrogates, and U+FFFD, which the form parser puts where bytes were not UTF-8.
+_NOT_TEXT = re.compile(r"[\x00-\x08\x0b-\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffd]")
 
 
 class ComposeRefused(ValueError):
-    """The message cannot be sent as asked; the text says why, for the person writing."""
+    """The message cannot be sent as asked; the text says why, for the person writing.
+
+    ``field`` names the composer's field at fault (a key of ``FIELDS``), when there is one.
+    """
+
+    def __init__(self, text: str, field: str | None = None) -> None:
+        super().__init__(text)
+        self.field = field
+
+
+class DraftNotFound(LookupError):
+    """No draft of this user has that id: another's, already sent, or deleted."""
 
 
 @dataclass
@@ -37,13 +74,46 @@ def attachment_limit() -> int:
     return current_app.config["MAX_MESSAGE_BYTES"] * 7 // 10
 
 
-def addresses(text: str) -> list[str]:
-    """The addresses in a To or Cc field (comma, semicolon or space separated)."""
+def check(*, to: str, cc: str, subject: str, body: str) -> None:
+    """Refuse, with ComposeRefused, what a message written in the portal may not hold.
+
+    Half-typed addresses pass (a draft may hold them); ``addresses`` checks them at sending.
+    """
+    values = {"to": to, "cc": cc, "subject": subject, "body": body}
+    for name, (label, most) in FIELDS.items():
+        if _NOT_TEXT.search(values[name]):
+            raise ComposeRefused(
+                f"{label} holds characters that are not text (a control character such as "
+                "NUL, or bytes that are not UTF-8). Remove them and try again.", name)
+        if len(values[name]) > most:
+            raise ComposeRefused(
+                f"{label} is too long: {len(values[name]):,} characters, the most is {most:,}.",
+                name)
+    everyone = [*_entries(to, "to"), *_entries(cc, "cc")]
+    if (count := len(dict.fromkeys(everyone))) > MAX_RECIPIENTS:
+        raise ComposeRefused(
+            f"A message can go to at most {MAX_RECIPIENTS} recipients; this one lists "
+            f"{count}. Send it as several messages.")
+
+
+def _entries(text: str, field: str | None = None) -> list[str]:
+    """What a To or Cc field lists (comma, semicolon or space separated), each no longer
+    than an address can be."""
     found = [a.strip().strip("<>").lower() for a in re.split(r"[,;\s]+", text or "")]
     found = [a for a in found if a]
+    if too_long := next((a for a in found if len(a) > MAX_ADDRESS), None):
+        raise ComposeRefused(
+            f"An address can be at most {MAX_ADDRESS} characters; one has {len(too_long):,}: "
+            f"{too_long[:40]}…", field)
+    return found
+
+
+def addresses(text: str, field: str | None = None) -> list[str]:
+    """The addresses in a To or Cc field (comma, semicolon or space separated)."""
+    found = _entries(text, field)
     wrong = [a for a in found if not _ADDRESS.match(a)]
     if wrong:
-        raise ComposeRefused(f"Not an email address: {', '.join(wrong)}")
+        raise ComposeRefused(f"Not an email address: {', '.join(wrong)}", field)
     return list(dict.fromkeys(found))
 
 
@@ -116,12 +186,13 @@ def send_new(
     mode: str | None,
     client_address: str | None,
 ) -> Message:
-    """Send a new message, in the mode ``mode_for`` allows."""
+    """Send a new message, in the mode ``mode_for`` allows, within the composer's limits."""
+    check(to=to, cc=cc, subject=subject, body=body)
     chosen = mode_for(user, mode)
     return submit(
         user,
-        to=addresses(to),
-        cc=addresses(cc),
+        to=addresses(to, "to"),
+        cc=addresses(cc, "cc"),
         subject=subject,
         text=body,
         uploads=uploads,
@@ -141,6 +212,9 @@ def mode_for(user: User, asked: str | None) -> str:
 
 # --- drafts ----------------------------------------------------------------------------
 
+#: what ``secrets.token_urlsafe(16)`` makes; anything else names no draft
+_DRAFT_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+
 
 def drafts(user: User) -> list[Draft]:
     return list(
@@ -151,7 +225,8 @@ def drafts(user: User) -> list[Draft]:
 
 
 def draft_for(user: User, public_id: str | None) -> Draft | None:
-    if not public_id:
+    """The user's own draft ``public_id``, or None: nobody else's is ever found."""
+    if not public_id or not _DRAFT_ID.match(public_id):
         return None
     return db.session.scalar(
         select(Draft).where(Draft.user_id == user.id, Draft.public_id == public_id)
@@ -168,17 +243,37 @@ def save_draft(
     body: str,
     mode: str | None,
 ) -> Draft:
-    """Create or update the user's draft; the caller commits."""
-    draft = draft_for(user, public_id)
+    """Update the user's draft ``public_id``, or without one start a new draft; the
+    caller commits.
+
+    Raises DraftNotFound for an id that is not one of the user's drafts, and
+    ComposeRefused for what could not be sent either or for a draft beyond MAX_DRAFTS;
+    either way nothing has changed.
+    """
+    draft = draft_for(user, public_id) if public_id else None
+    if public_id and draft is None:
+        raise DraftNotFound(public_id)
+    check(to=to, cc=cc, subject=subject, body=body)
     if draft is None:
+        if _draft_count(user) >= MAX_DRAFTS:
+            raise ComposeRefused(
+                f"You already keep {MAX_DRAFTS} drafts, the most there is room for. Send or "
+                "delete one you no longer need (under Drafts), and this one is saved as you "
+                "type.")
         draft = Draft(user=user, public_id=secrets.token_urlsafe(16))
         db.session.add(draft)
-    draft.to, draft.cc, draft.subject, draft.body = to[:5000], cc[:5000], subject[:998], body
+    draft.to, draft.cc, draft.subject, draft.body = to, cc, subject, body
     draft.mode = mode if user.may_use_portal_ccm and mode in MODES else "off"
     return draft
 
 
-def discard_draft(user: User, public_id: str | None) -> None:
+def _draft_count(user: User) -> int:
+    return db.session.scalar(select(func.count()).where(Draft.user_id == user.id))
+
+
+def discard_draft(user: User, public_id: str | None) -> bool:
+    """Delete the user's draft ``public_id``; False when they have no such draft."""
     draft = draft_for(user, public_id)
     if draft is not None:
         db.session.delete(draft)
+    return draft is not None

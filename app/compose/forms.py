@@ -1,9 +1,10 @@
-"""Forms of the compose pages. Addresses and permissions are checked in app/composing.py."""
+"""Forms of the compose pages. Addresses, limits and permissions are checked in
+app/composing.py, for drafts as for sending."""
 
 from flask_wtf import FlaskForm
 from wtforms import HiddenField, MultipleFileField, SelectField, StringField, TextAreaField
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import DataRequired, Length
+from wtforms.validators import DataRequired
 
 from ..gateway.policies import MODES
 from ..inbox.forms import MODE_LABELS
@@ -11,10 +12,10 @@ from ..inbox.forms import MODE_LABELS
 
 class ComposeForm(FlaskForm):
     draft = HiddenField()
-    to = StringField("To", validators=[DataRequired(), Length(max=5000)])
-    cc = StringField("Cc", validators=[Length(max=5000)])
-    subject = StringField("Subject", validators=[Length(max=998)])
-    body = TextAreaField("Message", validators=[Length(max=500_000)])
+    to = StringField("To", validators=[DataRequired()])
+    cc = StringField("Cc")
+    subject = StringField("Subject")
+    body = TextAreaField("Message")
     attachments = MultipleFileField("Attach files")
     mode = SelectField("CCM mode", choices=[SelectChoice(m, MODE_LABELS[m]) for m in MODES],
                        default="off")

@@ -36,8 +36,8 @@ def compose():
     may_choose = current_user.may_use_portal_ccm
     if not may_choose:
         del form.mode
-    if request.method == "GET" and (draft := composing.draft_for(current_user,
-                                                                 request.args.get("draft"))):
+    if request.method == "GET" and (wanted := request.args.get("draft")):
+        draft = composing.draft_for(current_user, wanted) or abort(404)
         form.draft.data, form.to.data, form.cc.data = draft.public_id, draft.to, draft.cc
         form.subject.data, form.body.data = draft.subject, draft.body
         if may_choose:
@@ -52,7 +52,7 @@ def compose():
                 client_address=request.remote_addr)
         except composing.ComposeRefused as refused:
             db.session.rollback()
-            form.form_errors.append(str(refused))
+            _show(form, refused)
         else:
             composing.discard_draft(current_user, form.draft.data)
             db.session.commit()
@@ -62,14 +62,32 @@ def compose():
                 may_choose=may_choose, max_bytes=composing.attachment_limit())
 
 
+def _show(form: ComposeForm, refused: composing.ComposeRefused) -> None:
+    """Put the refusal beside the field at fault, or above the form."""
+    if refused.field:
+        form[refused.field].errors = [*form[refused.field].errors, str(refused)]
+    else:
+        form.form_errors.append(str(refused))
+
+
 @bp.route("/compose/draft", methods=["POST"])
 @internal_only
 def save_draft():
-    """Autosave while typing (htmx): answers with the draft's state, to swap in."""
-    form = request.form
-    draft = composing.save_draft(
-        current_user, form.get("draft"), to=form.get("to", ""), cc=form.get("cc", ""),
-        subject=form.get("subject", ""), body=form.get("body", ""), mode=form.get("mode"))
+    """Autosave while typing (htmx): answers with the draft's state, to swap in.
+
+    The first save's answer carries the new draft's id, which later saves send back to
+    update that draft. What cannot be saved is said in the state, the saved draft kept.
+    """
+    form, public_id = request.form, request.form.get("draft")
+    try:
+        draft = composing.save_draft(
+            current_user, public_id, to=form.get("to", ""), cc=form.get("cc", ""),
+            subject=form.get("subject", ""), body=form.get("body", ""), mode=form.get("mode"))
+    except composing.DraftNotFound:
+        abort(404)
+    except composing.ComposeRefused as refused:
+        return page("compose/_draft_state.html", "compose/_draft_state.html",
+                    draft=composing.draft_for(current_user, public_id), refused=refused)
     db.session.commit()
     return page("compose/_draft_state.html", "compose/_draft_state.html", draft=draft)
 
@@ -79,13 +97,14 @@ def save_draft():
 def drafts():
     """Drafts to pick up where they were left."""
     return page("compose/drafts.html", "compose/_drafts.html",
-                drafts=composing.drafts(current_user))
+                drafts=composing.drafts(current_user), most=composing.MAX_DRAFTS)
 
 
 @bp.route("/compose/drafts/<public_id>/delete", methods=["POST"])
 @internal_only
 def delete_draft(public_id: str):
-    composing.discard_draft(current_user, public_id)
+    if not composing.discard_draft(current_user, public_id):
+        abort(404)
     db.session.commit()
     return redirect_to(url_for("compose.drafts"))
 

@@ -175,7 +175,9 @@ def screenshot(request):
     def take(page, label: str) -> Path:
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         path = ARTIFACTS / f"{name}-{re.sub(r'[^A-Za-z0-9_.-]+', '_', label)}.png"
-        page.screenshot(path=str(path), full_page=True)
+        # caret="initial": hiding the caret leaves style="" on every input, which htmx
+        # copies onto a swapped-in form's fields, breaking the CSP (a console error).
+        page.screenshot(path=str(path), full_page=True, caret="initial")
         return path
 
     return take

@@ -9,14 +9,15 @@ in a browser context of his own. Notifications land in the maildir outbox (the d
 from __future__ import annotations
 
 import re
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote
 
 import pytest
 from playwright.sync_api import BrowserContext, Page, expect
 from support import PASSWORD
 
+from app.composing import MAX_BODY
 from app.extensions import db
-from app.models import ApplicationSettings
+from app.models import ApplicationSettings, Draft
 
 ALICE = "alice@acme.test"
 BOB = "bob@acme.test"
@@ -220,6 +221,126 @@ def test_autosave_keeps_the_form(live_server, page, acme, screenshot):
     expect(page.get_by_label("To", exact=True)).to_have_value(PAT, timeout=2_000)
     expect(page.get_by_label("Message", exact=True)).to_have_value(BODY, timeout=2_000)
     expect(page.get_by_role("button", name="Send", exact=True)).to_be_visible(timeout=2_000)
+
+
+def autosave(page: Page, base_url: str, label: str, text: str) -> int:
+    """Type ``text`` into the field ``label`` and wait for the autosave's answer."""
+    with page.expect_response(f"{base_url}/compose/draft") as saved:
+        page.get_by_label(label, exact=True).fill(text)
+    return saved.value.status
+
+
+def only_draft() -> Draft:
+    db.session.expire_all()
+    (draft,) = db.session.query(Draft).all()
+    return draft
+
+
+def test_autosaves_update_one_draft(live_server, page, acme):
+    sign_in(page, live_server, ALICE)
+    expect(page.get_by_role("heading", name="Secure messages")).to_be_visible()
+    open_compose(page)
+    page.get_by_label("To", exact=True).fill(PAT)
+    for typed in ("Hello", "Hello Pat", BODY):
+        assert autosave(page, live_server, "Message", typed) == 200
+        expect(page.locator("#draft-state")).to_contain_text("Draft saved at")
+    draft = only_draft()
+    assert (draft.to, draft.body) == (PAT, BODY)
+    assert page.locator("#draft-state input[name=draft]").input_value() == draft.public_id
+
+
+def test_what_is_typed_while_a_save_is_on_its_way_is_saved_into_the_same_draft(
+    live_server, page, acme
+):
+    sign_in(page, live_server, ALICE)
+    expect(page.get_by_role("heading", name="Secure messages")).to_be_visible()
+    open_compose(page)
+    draft_url = f"{live_server}/compose/draft"
+    held: list = []
+
+    def hold_the_first(route) -> None:
+        if held:
+            route.continue_()
+        else:
+            held.append(route)  # let go below
+
+    page.route(draft_url, hold_the_first)
+    page.get_by_label("To", exact=True).fill(PAT)
+    with page.expect_request(draft_url):
+        page.get_by_label("Message", exact=True).fill("Hello")
+    page.get_by_label("Message", exact=True).fill("Second thoughts")
+    page.wait_for_timeout(2_000)  # past the autosave's delay: this save waits its turn
+    with page.expect_response(
+        lambda r: r.url == draft_url
+        and parse_qs(r.request.post_data or "").get("body") == ["Second thoughts"]
+    ) as second:
+        held[0].continue_()
+    assert second.value.status == 200
+    expect(page.locator("#draft-state")).to_contain_text("Draft saved at")
+    draft = only_draft()
+    assert draft.body == "Second thoughts"
+    assert page.locator("#draft-state input[name=draft]").input_value() == draft.public_id
+
+
+def test_text_over_the_limit_is_refused_in_the_composer_and_the_draft_kept(
+    live_server, page, app, acme, screenshot, console_errors
+):
+    sign_in(page, live_server, ALICE)
+    expect(page.get_by_role("heading", name="Secure messages")).to_be_visible()
+    open_compose(page)
+    page.get_by_label("To", exact=True).fill(PAT)
+    page.get_by_label("Subject", exact=True).fill(SUBJECT)
+    assert autosave(page, live_server, "Message", BODY) == 200
+    state = page.locator("#draft-state")
+    expect(state).to_contain_text("Draft saved at")
+
+    # Pasted text one character over: said where the saving is shown; nothing lost.
+    assert autosave(page, live_server, "Message", "x" * (MAX_BODY + 1)) == 200
+    expect(state.get_by_role("alert")).to_have_text(re.compile(
+        r"^Not saved: Message is too long: 500,001 characters, the most is 500,000\. "
+        r"The draft saved at \d\d:\d\d:\d\d UTC is kept\.$"))
+    screenshot(page, "draft-refused")
+    assert only_draft().body == BODY
+
+    # Sending it says so beside the text, which is still there to shorten.
+    page.get_by_role("button", name="Send", exact=True).click()
+    expect(page.locator("#body-error")).to_have_text(
+        "Message is too long: 500,001 characters, the most is 500,000.")
+    expect(page.get_by_label("Message", exact=True)).to_have_value("x" * (MAX_BODY + 1))
+    screenshot(page, "send-refused")
+
+    # Shortened, it saves again, into the same draft.
+    assert autosave(page, live_server, "Message", "x" * MAX_BODY) == 200
+    expect(state).to_contain_text("Draft saved at")
+    expect(state.get_by_role("alert")).to_have_count(0)
+    assert len(only_draft().body) == MAX_BODY
+
+    # Past the portal's request limit the server answers 413, and the page says why.
+    console_errors.allow(r"(status of|Error Code) 413")
+    app.config["MAX_CONTENT_LENGTH"] = 50_000
+    assert autosave(page, live_server, "Message", "y" * 60_000) == 413
+    expect(page.locator("#request-error")).to_have_text(
+        "What you sent is larger than this portal accepts.")
+    screenshot(page, "request-too-large")
+    assert len(only_draft().body) == MAX_BODY
+
+
+def test_autosave_of_a_draft_deleted_elsewhere_says_so(
+    live_server, page, acme, console_errors, screenshot
+):
+    sign_in(page, live_server, ALICE)
+    expect(page.get_by_role("heading", name="Secure messages")).to_be_visible()
+    open_compose(page)
+    page.get_by_label("To", exact=True).fill(PAT)
+    assert autosave(page, live_server, "Message", "Hello") == 200
+    db.session.delete(only_draft())  # as if deleted in another tab
+    db.session.commit()
+    console_errors.allow(r"(status of|Error Code) 404")
+    assert autosave(page, live_server, "Message", "Hello Pat") == 404
+    expect(page.locator("#request-error")).to_have_text(
+        "Not found: it is no longer there, or it is not yours to see.")
+    expect(page.get_by_label("Message", exact=True)).to_have_value("Hello Pat")
+    screenshot(page, "draft-gone")
 
 
 def test_autosave_does_not_upload_the_attachments(live_server, page, acme):

@@ -1,11 +1,13 @@
 """Composing in the portal, sent items and revocation, against real SMTP sinks."""
 
+import re
 from io import BytesIO
 
 import pytest
-from support import PASSWORD, post_form
+from support import PASSWORD, csrf_token, post_form
 
 from app import composing, sent_items
+from app.composing import MAX_ADDRESS, MAX_BODY, MAX_DRAFTS, MAX_RECIPIENTS, MAX_SUBJECT
 from app.extensions import db
 from app.models import Draft, Message
 from app.passwords import hash_password
@@ -155,6 +157,227 @@ def test_drafts_are_private(gateway, client, auth, app):
     page = client.get(f"/compose/?draft={draft.public_id}").get_data(as_text=True)
     assert "Secret plan" not in page
     assert "Secret plan" not in client.get("/compose/drafts").get_data(as_text=True)
+
+
+# --- the composer's limits, for drafts and sending alike --------------------------------
+
+
+def many(count: int, start: int = 0) -> str:
+    return ", ".join(f"p{n}@partner.test" for n in range(start, start + count))
+
+
+def multipart(fields: dict[str, str | bytes]) -> tuple[bytes, str]:
+    """A multipart body as a browser sends it, whose fields may hold any bytes at all."""
+    parts = [b"--B\r\nContent-Disposition: form-data; name=\"%s\"\r\n\r\n%s\r\n"
+             % (name.encode(), value if isinstance(value, bytes) else value.encode())
+             for name, value in fields.items()]
+    return b"".join(parts) + b"--B--\r\n", "multipart/form-data; boundary=B"
+
+
+def post(client, path: str, fields: dict[str, str | bytes], *, as_multipart: bool):
+    """POST ``fields`` with the composer's CSRF token: urlencoded as the autosave sends
+    them, or multipart as the compose form does (and as bytes that are not UTF-8 need)."""
+    fields = {"csrf_token": csrf_token(client, "/compose/"), **fields}
+    if as_multipart or any(isinstance(v, bytes) for v in fields.values()):
+        body, content_type = multipart(fields)
+        return client.post(path, data=body, content_type=content_type)
+    return client.post(path, data=fields)
+
+
+NOT_TEXT = "holds characters that are not text"
+#: (what, fields over a limit, the field at fault or None, what the writer is told,
+#:  the status sending answers: 413 where the form itself is larger than the portal takes)
+OVER_THE_LIMITS = [
+    ("text just over", {"body": "x" * (MAX_BODY + 1)}, "body",
+     "Message is too long: 500,001 characters, the most is 500,000.", 200),
+    ("text far over (20 MB)", {"body": "x" * 20_000_000}, "body",
+     "Message is too long: 20,000,000 characters", 413),
+    ("text over, 4 bytes a character", {"body": "\U0001f600" * (MAX_BODY + 1)}, "body",
+     "Message is too long: 500,001 characters", 200),
+    ("subject just over", {"subject": "s" * (MAX_SUBJECT + 1)}, "subject",
+     "Subject is too long: 999 characters, the most is 998.", 200),
+    ("To field over", {"to": "pat@partner.test, " * 300}, "to",
+     "To is too long: 5,400 characters, the most is 5,000.", 200),
+    ("Cc field over", {"cc": "x" * 5_001}, "cc", "Cc is too long", 200),
+    ("too many recipients", {"to": many(MAX_RECIPIENTS + 1)}, None,
+     "A message can go to at most 100 recipients; this one lists 101.", 200),
+    ("too many between To and Cc", {"to": many(60), "cc": many(41, start=60)}, None,
+     "at most 100 recipients; this one lists 101", 200),
+    ("an address too long", {"to": "a" * (MAX_ADDRESS - 12) + "@partner.test"}, "to",
+     "An address can be at most 254 characters; one has 255", 200),
+    ("an address too long in Cc", {"cc": "pat@" + "p" * 300 + ".test"}, "cc",
+     "An address can be at most 254 characters", 200),
+    ("NUL in the text", {"body": "Terms\x00attached"}, "body", f"Message {NOT_TEXT}", 200),
+    ("NUL in the subject", {"subject": "Offer\x00"}, "subject", f"Subject {NOT_TEXT}", 200),
+    ("NUL in an address", {"to": "pat\x00@partner.test"}, "to", f"To {NOT_TEXT}", 200),
+    ("a terminal escape", {"subject": "\x1b[2JOffer"}, "subject", f"Subject {NOT_TEXT}", 200),
+    ("bytes not UTF-8 in the text", {"body": b"Caf\xe9 \xff"}, "body",
+     f"Message {NOT_TEXT} (a control character such as NUL, or bytes that are not UTF-8)",
+     200),
+    ("bytes not UTF-8 in the subject", {"subject": b"\xc3\x28"}, "subject",
+     f"Subject {NOT_TEXT}", 200),
+]
+OVER_IDS = [case[0] for case in OVER_THE_LIMITS]
+VALID = {"to": "pat@partner.test", "cc": "", "subject": "Offer", "body": "Terms attached."}
+
+
+def draft_id(response) -> str:
+    """The draft id the answer hands back to the composer, for the next save."""
+    match = re.search(r'name="draft" value="([^"]*)"', response.get_data(as_text=True))
+    assert match, response.get_data(as_text=True)
+    return match.group(1)
+
+
+def stored(draft: Draft) -> tuple:
+    db.session.refresh(draft)
+    return draft.to, draft.cc, draft.subject, draft.body, draft.mode, draft.updated_at
+
+
+@pytest.mark.parametrize(("what", "fields", "field", "told", "send_status"), OVER_THE_LIMITS,
+                         ids=OVER_IDS)
+def test_a_new_draft_over_a_limit_is_refused_and_not_stored(
+        gateway, client, auth, what, fields, field, told, send_status):
+    sign_in(gateway, auth, "alice@acme.test")
+    response = post(client, "/compose/draft", {**VALID, **fields}, as_multipart=False)
+    assert response.status_code == 200  # htmx swaps it into the composer
+    page = response.get_data(as_text=True)
+    assert "Not saved: " in page and told in page
+    assert draft_id(response) == ""
+    assert db.session.query(Draft).count() == 0
+
+
+@pytest.mark.parametrize(("what", "fields", "field", "told", "send_status"), OVER_THE_LIMITS,
+                         ids=OVER_IDS)
+def test_a_saved_draft_is_kept_whole_when_an_update_is_over_a_limit(
+        gateway, client, auth, what, fields, field, told, send_status):
+    sign_in(gateway, auth, "alice@acme.test")
+    first = post(client, "/compose/draft", VALID, as_multipart=False)
+    draft = db.session.query(Draft).one()
+    before = stored(draft)
+    response = post(client, "/compose/draft", {**VALID, **fields, "draft": draft_id(first)},
+                    as_multipart=False)
+    page = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert told in page and "is kept." in page
+    assert draft_id(response) == draft.public_id  # the next save still updates it
+    assert db.session.query(Draft).count() == 1
+    assert stored(draft) == before
+
+
+@pytest.mark.parametrize(("what", "fields", "field", "told", "send_status"), OVER_THE_LIMITS,
+                         ids=OVER_IDS)
+def test_sending_over_a_limit_is_refused_beside_the_field(
+        gateway, client, auth, what, fields, field, told, send_status):
+    sign_in(gateway, auth, "alice@acme.test")
+    draft = composing.save_draft(gateway.account("alice@acme.test"), None, **VALID, mode="off")
+    db.session.commit()
+    before = stored(draft)
+    response = post(client, "/compose/", {**VALID, **fields, "draft": draft.public_id},
+                    as_multipart=True)
+    page = response.get_data(as_text=True)
+    assert response.status_code == send_status
+    if send_status == 413:
+        assert "What you sent is larger than this portal accepts." in page
+    else:
+        where = re.search(rf'id="{field}-error">(.*?)</ul>' if field else
+                          r'class="notice notice-error" role="alert">(.*?)</div>', page, re.S)
+        assert where and told in where.group(1)
+    assert latest() is None
+    assert stored(draft) == before  # the draft stays for another try
+
+
+def test_a_message_at_every_limit_saves_as_a_draft_and_sends(gateway, client, auth):
+    sign_in(gateway, auth, "alice@acme.test")
+    longest = "a" * (MAX_ADDRESS - len("@partner.test")) + "@partner.test"
+    fields = {"to": ", ".join([longest, many(MAX_RECIPIENTS - 11)]), "cc": many(10, start=200),
+              "subject": "s" * MAX_SUBJECT, "body": "\U0001f600" * MAX_BODY}
+    saved = post(client, "/compose/draft", fields, as_multipart=False)
+    assert "Draft saved at" in saved.get_data(as_text=True)
+    (draft,) = db.session.query(Draft).all()
+    assert (draft.to, draft.cc, draft.subject, draft.body) == tuple(fields.values())
+    sent = post(client, "/compose/", {**fields, "draft": draft.public_id}, as_multipart=True)
+    assert sent.status_code == 302, sent.get_data(as_text=True)[:2000]
+    assert len(latest().recipients) == MAX_RECIPIENTS
+    assert db.session.query(Draft).count() == 0
+
+
+def test_repeated_autosaves_update_one_draft(gateway, client, auth):
+    sign_in(gateway, auth, "alice@acme.test")
+    public_id = ""
+    for typed in ("T", "Te", "Terms", "Terms attac", "Terms attached."):
+        response = post(client, "/compose/draft", {**VALID, "body": typed, "draft": public_id},
+                        as_multipart=False)
+        public_id = draft_id(response)
+    (draft,) = db.session.query(Draft).all()
+    assert (draft.public_id, draft.body) == (public_id, "Terms attached.")
+
+
+def test_a_user_keeps_at_most_max_drafts(gateway, client, auth):
+    alice = sign_in(gateway, auth, "alice@acme.test")
+    kept = [composing.save_draft(alice, None, **{**VALID, "subject": f"Draft {n}"}, mode="off")
+            for n in range(MAX_DRAFTS)]
+    db.session.commit()
+    before = [stored(draft) for draft in kept]
+
+    refused = post(client, "/compose/draft", {**VALID, "subject": "One more"},
+                   as_multipart=False)
+    page = refused.get_data(as_text=True)
+    assert f"Not saved: You already keep {MAX_DRAFTS} drafts" in page
+    assert "Send or delete one you no longer need" in page
+    assert draft_id(refused) == ""
+    assert db.session.query(Draft).count() == MAX_DRAFTS
+    assert [stored(draft) for draft in kept] == before
+    listing = client.get("/compose/drafts").get_data(as_text=True)
+    assert f"{MAX_DRAFTS} of the {MAX_DRAFTS} drafts there is room for." in listing
+
+    # A draft already kept still saves; deleting one makes room for the new one.
+    post(client, "/compose/draft", {**VALID, "body": "Changed", "draft": kept[0].public_id},
+         as_multipart=False)
+    assert stored(kept[0])[3] == "Changed"
+    post_form(client, f"/compose/drafts/{kept[1].public_id}/delete", {},
+              form_path="/compose/drafts")
+    saved = post(client, "/compose/draft", {**VALID, "subject": "One more"}, as_multipart=False)
+    assert "Draft saved at" in saved.get_data(as_text=True)
+    assert db.session.query(Draft).count() == MAX_DRAFTS
+
+
+@pytest.mark.parametrize("whose", ["a colleague", "another tenant's user"])
+def test_another_users_draft_is_not_found(gateway, client, auth, make_tenant, make_user,
+                                          whose):
+    if whose == "a colleague":
+        owner = gateway.account("bob@acme.test")
+    else:
+        owner = make_user(make_tenant("globex", domains=["globex.test"]), "carol@globex.test",
+                          role="internal")
+    theirs = composing.save_draft(owner, None, to="x@y.test", cc="", subject="Secret plan",
+                                  body="Their words", mode="off")
+    db.session.commit()
+    before = stored(theirs)
+    sign_in(gateway, auth, "alice@acme.test")
+
+    update = post(client, "/compose/draft", {**VALID, "body": "Overwritten",
+                                             "draft": theirs.public_id}, as_multipart=False)
+    assert update.status_code == 404
+    opened = client.get(f"/compose/?draft={theirs.public_id}")
+    assert opened.status_code == 404 and "Secret plan" not in opened.get_data(as_text=True)
+    deleted = post_form(client, f"/compose/drafts/{theirs.public_id}/delete", {},
+                        form_path="/compose/drafts")
+    assert deleted.status_code == 404
+    # Sending with their draft's id sends, and leaves their draft alone.
+    assert compose(client, draft=theirs.public_id).status_code == 302
+    assert stored(theirs) == before
+    assert db.session.query(Draft).count() == 1
+
+
+@pytest.mark.parametrize("public_id", ["no-such-draft", "x" * 33, "../drafts", "a\x00b",
+                                       "a b", "\u00e9t\u00e9"])
+def test_a_draft_id_naming_no_draft_is_not_found(gateway, client, auth, public_id):
+    sign_in(gateway, auth, "alice@acme.test")
+    response = post(client, "/compose/draft", {**VALID, "draft": public_id},
+                    as_multipart=False)
+    assert response.status_code == 404
+    assert "Not found" in response.get_data(as_text=True)
+    assert db.session.query(Draft).count() == 0
 
 
 # --- sent items and revocation ---------------------------------------------------------

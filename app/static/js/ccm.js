@@ -62,6 +62,7 @@
     var text = status === 413 ? "What you sent is larger than this portal accepts."
       : status === 429 ? "Too many attempts. Wait a minute, then try again."
       : status === 400 ? "This form has expired. Reload the page and try again."
+      : status === 404 ? "Not found: it is no longer there, or it is not yours to see."
       : "Something went wrong. Try again in a moment.";
     var box = document.getElementById("request-error");
     if (box) { box.textContent = text; box.hidden = false; }
