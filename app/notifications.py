@@ -172,7 +172,7 @@ def _bounded(operator: str, left, right) -> None:
         small = (isinstance(left, int) and isinstance(right, int) and abs(right) <= 64
                  and abs(left) <= _LARGEST and abs(left) ** abs(right) <= _LARGEST)
         if not small:
-            raise SecurityError(f"** giving a number above {_LARGEST:,}")
+            raise SecurityError(f"** only of whole numbers, giving at most {_LARGEST:,}")
     elif (operator == "*" and isinstance(left, int) and isinstance(right, int)
           and abs(left) * abs(right) > _LARGEST):
         raise SecurityError(f"* giving a number above {_LARGEST:,}")

@@ -98,9 +98,9 @@ HOSTILE = [
     hostile("{{ login|upper|lower|title|capitalize|upper|trim }}", "filter-chain", None),
     hostile("{{ ('ﬃ' ~ 'ΐ' ~ login)|upper|lower|upper|title }}", "case-expansion", None),
     # numbers
-    hostile("{{ 9**9**9 }}", "pow-chain", "above 1,000,000"),
-    hostile("{{ 9**(9**9) }}", "pow-right", "above 1,000,000"),
-    hostile("{{ (login|length) ** 64 }}", "pow-length", "above 1,000,000"),
+    hostile("{{ 9**9**9 }}", "pow-chain", "giving at most 1,000,000"),
+    hostile("{{ 9**(9**9) }}", "pow-right", "giving at most 1,000,000"),
+    hostile("{{ (login|length) ** 64 }}", "pow-length", "giving at most 1,000,000"),
     hostile("{{ 99999 * 99999 }}", "times-numbers", "above 1,000,000"),
     hostile("{{ -login }}", "negate-text", "- on a text"),
     hostile("{{ " + "9" * 32 + " }}", "long-number", None),
@@ -361,7 +361,8 @@ AT_RUN_TIME = [
     ("{{ '%9999d' % 1 }}", "% on a text"),
     ("{{ login * 2 }}", "* on a text"),
     ("{{ -login }}", "- on a text"),
-    ("{{ 99 ** 99 }}", "above 1,000,000"),
+    ("{{ 99 ** 99 }}", "giving at most 1,000,000"),
+    ("{{ 2.5 ** 2 }}", "only of whole numbers"),
     ("{{ (login ~ login).expandtabs(9) }}", "the attribute 'expandtabs'"),
 ]
 
