@@ -8,7 +8,7 @@ an immutable sandbox, because an administrator's template is untrusted input.
 
 from __future__ import annotations
 
-import re
+import time
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from functools import cache, lru_cache
@@ -21,6 +21,7 @@ from jinja2 import (
     Template,
     TemplateError,
     TemplateSyntaxError,
+    Undefined,
     UndefinedError,
     nodes,
 )
@@ -58,55 +59,196 @@ SAMPLES = {
 PARTS = ("subject", "text", "html")
 _SUFFIX = {"subject": "subject.txt", "text": "txt", "html": "html"}
 
-#: no template needs numbers this long in its code; a limit on literals stops
-#: "{:>999999999}" and |center(999999999), and the operator checks below stop computing
-#: them (plain text outside {{ }} and {% %}, such as a colour #52606d, is no code)
-_LONG_NUMBER = re.compile(r"\d{5,}")
-_CODE = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.DOTALL)
+#: a notification's three parts together render to at most this many characters, in at
+#: most this many seconds: in the editor's preview, when it is saved and when it is sent
+MAX_RENDERED = 512 * 1024
+RENDER_SECONDS = 2.0
+#: no part's source may be longer (as the editor's largest field; bounds imported ones)
+MAX_SOURCE = 200_000
+#: names, texts, operators and filters in one {{ }} or {% if %}: a ceiling on what one
+#: expression can build before the size limit sees it (see below)
+MAX_EXPRESSION_PARTS = 50
+
+# What templates may use: an allowlist. Without loops, assignments and macros every part
+# of a template runs at most once, so the time is bounded too. None of these makes a
+# text longer than its inputs together, except a case change (at most three times,
+# however chained: "ß".upper() is "SS"); with no escape filter no value is ever marked
+# safe, so the HTML version escapes each exactly once (at most five times longer). So
+# one {{ }} is at most 15 times the variables and texts its at most MAX_EXPRESSION_PARTS
+# parts name: no single piece of output is large before the size limit, checked after
+# each piece, stops the rendering.
+VARIABLES = frozenset(name for names in KINDS.values() for name in names)
+FILTERS = frozenset({"capitalize", "count", "d", "default", "first", "last", "length",
+                     "lower", "string", "striptags", "title", "trim", "truncate", "upper",
+                     "wordcount"})
+#: the methods of a text; every other attribute, and str.format, is out of reach
+METHODS = frozenset({"capitalize", "endswith", "lower", "lstrip", "rstrip", "startswith",
+                     "strip", "title", "upper"})
+TESTS = frozenset({"boolean", "defined", "divisibleby", "eq", "even", "false", "float",
+                   "ge", "gt", "in", "integer", "le", "lower", "lt", "ne", "none", "number",
+                   "odd", "string", "true", "undefined", "upper"})
+_NODES = frozenset({nodes.Template, nodes.Output, nodes.TemplateData, nodes.If, nodes.Name,
+                    nodes.Const, nodes.Concat, nodes.CondExpr, nodes.And, nodes.Or, nodes.Not,
+                    nodes.Neg, nodes.Pos, nodes.Add, nodes.Sub, nodes.Mul, nodes.Div,
+                    nodes.FloorDiv, nodes.Mod, nodes.Pow, nodes.Compare, nodes.Operand,
+                    nodes.Getitem, nodes.Slice, nodes.Keyword, nodes.Filter, nodes.Test,
+                    nodes.Call})
 _LARGEST = 10**6
 
 
-class _Sandbox(ImmutableSandboxedEnvironment):
-    """Jinja's immutable sandbox, with arithmetic that cannot exhaust time or memory.
+class LimitExceeded(TemplateError):
+    """A template longer, or rendering larger or slower, than the limits allow."""
 
-    Intercepted operators are also never folded at compile time, so ``9**(9**9)``
-    cannot hang the compiler either.
+
+def _number(value) -> bool:
+    return isinstance(value, int | float)
+
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """Jinja's immutable sandbox, reaching only the allowlist, with arithmetic on numbers
+    only and bounded: texts are neither repeated (*) nor formatted (%, str.format).
+
+    The template is vetted against the allowlist before it is compiled (``_vet``); these
+    checks are the second line. Every operator is intercepted, so none is folded at
+    compile time either: ``9**(9**9)`` cannot hang the compiler.
     """
 
-    intercepted_binops = frozenset({"*", "**"})
+    intercepted_binops = frozenset(ImmutableSandboxedEnvironment.default_binop_table)
+    intercepted_unops = frozenset(ImmutableSandboxedEnvironment.default_unop_table)
 
-    def call_binop(self, context, operator, left, right):
-        numbers = all(isinstance(v, int) for v in (left, right))
-        if operator == "**" and not (numbers and abs(right) <= 64
-                                     and abs(left) ** min(abs(right), 64) <= _LARGEST):
-            raise SecurityError("numbers that large are not allowed in templates")
-        if operator == "*":
-            sizes = [len(v) if isinstance(v, str | list | tuple) else abs(v)
-                     for v in (left, right) if isinstance(v, str | list | tuple | int)]
-            if len(sizes) == 2 and sizes[0] * sizes[1] > _LARGEST:
-                raise SecurityError("results that large are not allowed in templates")
-        return super().call_binop(context, operator, left, right)
+    def is_safe_attribute(self, obj, attr: str, value) -> bool:
+        return isinstance(obj, str) and attr in METHODS
+
+    def is_safe_callable(self, obj) -> bool:
+        return (isinstance(getattr(obj, "__self__", None), str)
+                and getattr(obj, "__name__", None) in METHODS)
+
+    def wrap_str_format(self, value):
+        # Jinja's getattr and getitem hand out a sandboxed str.format through this; ours
+        # replace them, and format is no method of the allowlist: nothing is ever wrapped.
+        return None
+
+    def getattr(self, obj, attribute: str):
+        if isinstance(obj, Undefined):
+            return obj  # using it raises the undefined error, which names the variable
+        if not self.is_safe_attribute(obj, attribute, None):
+            raise SecurityError(_after_a_dot(attribute))
+        return getattr(obj, attribute)
+
+    def getitem(self, obj, argument):
+        if isinstance(obj, Undefined):
+            return obj
+        if not (isinstance(obj, str) and isinstance(argument, int | slice)):
+            raise SecurityError("[ ] takes a character or a slice of a text, by number")
+        try:
+            return obj[argument]
+        except IndexError:
+            return self.undefined(obj=obj, name=argument)
+
+    def call(self, context, obj, /, *args, **kwargs):
+        if not (isinstance(obj, Undefined) or self.is_safe_callable(obj)):
+            raise SecurityError(f"only the methods of a text can be called: {_methods()}")
+        return obj(*args, **kwargs)
+
+    def call_binop(self, context, operator: str, left, right):
+        joined = operator == "+" and isinstance(left, str) and isinstance(right, str)
+        undefined = isinstance(left, Undefined) or isinstance(right, Undefined)
+        if _number(left) and _number(right):
+            _bounded(operator, left, right)
+        elif not (joined or undefined):  # using an undefined one raises its own error
+            raise SecurityError(f"{operator} on a text: arithmetic is for numbers only "
+                                "(join texts with ~; texts are not repeated or formatted)")
+        return self.binop_table[operator](left, right)
+
+    def call_unop(self, context, operator: str, arg):
+        if not (_number(arg) or isinstance(arg, Undefined)):
+            raise SecurityError(f"{operator} on a text: arithmetic is for numbers only")
+        return self.unop_table[operator](arg)
 
 
-#: filters whose output is never much larger than their input; the others (center,
-#: indent, replace, format, int, wordwrap, ...) can turn a short template into gigabytes
-FILTERS = frozenset({"capitalize", "count", "d", "default", "e", "escape", "first", "last",
-                      "length", "lower", "string", "striptags", "title", "trim", "truncate",
-                      "upper", "urlencode", "wordcount"})
-#: tags a notification does not need, and with which a short template could run for hours
-#: or fill memory (nested loops, doubling assignments, macros calling macros) whatever
-#: the data it was checked with; includes and imports reach outside the template
-_REFUSED_TAGS = (nodes.For, nodes.Macro, nodes.CallBlock, nodes.Assign, nodes.AssignBlock,
-                 nodes.FilterBlock, nodes.Include, nodes.Import, nodes.FromImport,
-                 nodes.Extends)
+def _bounded(operator: str, left, right) -> None:
+    """Refuse ``left operator right`` on numbers when its result could be huge."""
+    if operator == "**":
+        small = (isinstance(left, int) and isinstance(right, int) and abs(right) <= 64
+                 and abs(left) <= _LARGEST and abs(left) ** abs(right) <= _LARGEST)
+        if not small:
+            raise SecurityError(f"** only of whole numbers, giving at most {_LARGEST:,}")
+    elif (operator == "*" and isinstance(left, int) and isinstance(right, int)
+          and abs(left) * abs(right) > _LARGEST):
+        raise SecurityError(f"* giving a number above {_LARGEST:,}")
+
+
+def _methods() -> str:
+    return ", ".join(f"{name}()" for name in sorted(METHODS))
+
+
+def _after_a_dot(attribute: str) -> str:
+    return f"the attribute {attribute!r}: after a dot only a method call may follow, {_methods()}"
+
 
 _text = _Sandbox(undefined=StrictUndefined, keep_trailing_newline=True)
 _html = _Sandbox(undefined=StrictUndefined, keep_trailing_newline=True, autoescape=True)
 for _environment in (_text, _html):
     # Templates need only their own variables: no range, lipsum, cycler, joiner, namespace.
     _environment.globals.clear()
-    _environment.filters = {name: f for name, f in _environment.filters.items()
-                            if name in FILTERS}
+    _environment.filters = {name: _environment.filters[name] for name in FILTERS}
+    _environment.tests = {name: _environment.tests[name] for name in TESTS}
+
+
+def _vet(tree: nodes.Template) -> None:
+    """Raise SecurityError at the first thing in ``tree`` outside the allowlist.
+
+    Judged by what the template contains, not by one rendering: a costly construct behind
+    a condition the sample data does not meet is refused all the same.
+    """
+    methods = {id(call.node) for call in tree.find_all(nodes.Call)}
+    for node in (tree, *tree.find_all(nodes.Node)):
+        if type(node) is nodes.Getattr:
+            problem = None if id(node) in methods else _after_a_dot(node.attr)
+        else:
+            problem = _problem(node) or _too_long(node)
+        if problem is not None:
+            lines = [n.lineno for n in (node, *node.find_all(nodes.Node)) if n.lineno]
+            raise SecurityError(f"line {lines[0]}: {problem}" if lines else problem)
+
+
+def _problem(node: nodes.Node) -> str | None:
+    """What is wrong with ``node`` itself (its children are vetted on their own)."""
+    kind = type(node)
+    if kind not in _NODES:
+        if isinstance(node, nodes.Stmt):
+            return ("only {% if %} is allowed among the tags: no for, set, macro, call, "
+                    "filter, block, with, include or import")
+        return f"{_WHAT.get(kind, 'this expression')} (only variables, texts and numbers)"
+    if kind is nodes.Name and node.name not in VARIABLES:
+        return f"the name {node.name!r}, which is not a template variable"
+    if kind is nodes.Filter and node.name not in FILTERS:
+        return f"the filter {node.name!r}; the filters are {', '.join(sorted(FILTERS))}"
+    if kind is nodes.Test and node.name not in TESTS:
+        return f"the test {node.name!r}; the tests are {', '.join(sorted(TESTS))}"
+    if kind is nodes.Call and type(node.node) is not nodes.Getattr:
+        return f"a call: only the methods of a text can be called, {_methods()}"
+    if kind is nodes.Call and node.node.attr not in METHODS:
+        return f"the method {node.node.attr}(); the methods are {_methods()}"
+    if getattr(node, "dyn_args", None) or getattr(node, "dyn_kwargs", None):
+        return "* or ** in a call"
+    return None
+
+
+_WHAT = {nodes.List: "a list", nodes.Tuple: "a tuple", nodes.Dict: "a dictionary"}
+
+
+def _too_long(node: nodes.Node) -> str | None:
+    """Whether an expression in ``node`` (a {{ }} or an {% if %}) has too many parts."""
+    if isinstance(node, nodes.Output):
+        expressions = [n for n in node.nodes if not isinstance(n, nodes.TemplateData)]
+    else:
+        expressions = [node.test] if isinstance(node, nodes.If) else []
+    for expression in expressions:
+        if sum(1 for _ in expression.find_all(nodes.Node)) >= MAX_EXPRESSION_PARTS:
+            return (f"an expression of more than {MAX_EXPRESSION_PARTS} parts: split it "
+                    "into several {{ }}")
+    return None
 
 
 @cache
@@ -132,40 +274,76 @@ def sources(kind: str, tenant: Tenant | None) -> dict[str, str]:
 
 @lru_cache(maxsize=256)
 def _compiled(source: str, html: bool) -> Template:
-    """A template compiled once, not per notification: compiling costs ten times more
-    than rendering. Keyed by the source, so an edited template is compiled afresh."""
-    if any(_LONG_NUMBER.search(code) for code in _CODE.findall(source)):
-        raise SecurityError("numbers of five digits or more are not allowed in templates")
+    """A template vetted and compiled once, not per notification: compiling costs ten
+    times more than rendering. Keyed by the source, so an edited one is compiled afresh."""
+    if len(source) > MAX_SOURCE:
+        raise LimitExceeded(f"a template may be at most {MAX_SOURCE:,} characters long")
     environment = _html if html else _text
-    if next(environment.parse(source).find_all(_REFUSED_TAGS), None) is not None:
-        raise SecurityError("only {% if %} is allowed among the tags: no for, set, macro, "
-                            "call, filter, include or import")
-    return environment.from_string(source)
+    tree = environment.parse(source)
+    _vet(tree)
+    return environment.from_string(tree)
+
+
+class _Budget:
+    """What is left of the size and time limits while one notification renders."""
+
+    def __init__(self) -> None:
+        self.left = MAX_RENDERED
+        self.deadline = time.monotonic() + RENDER_SECONDS
+
+    def spend(self, piece: str) -> None:
+        self.left -= len(piece)
+        if self.left < 0:
+            raise LimitExceeded(f"the notification renders to more than {MAX_RENDERED:,} "
+                                "characters (subject, text and HTML together)")
+        if time.monotonic() > self.deadline:
+            raise LimitExceeded(f"the notification takes more than {RENDER_SECONDS:g} "
+                                "seconds to render")
+
+
+def _render(template: Template, context: dict, budget: _Budget) -> str:
+    """``template`` rendered piece by piece (one piece per text or {{ }}), stopping at
+    the first piece past a limit instead of building the whole output first."""
+    pieces = []
+    for piece in template.generate(context):
+        budget.spend(piece)
+        pieces.append(piece)
+    return "".join(pieces)
 
 
 def render_sources(templates: dict[str, str], context: dict) -> dict[str, str]:
-    """Render subject, text and HTML; raises Jinja's errors (syntax, sandbox, undefined)."""
+    """Render subject, text and HTML within the limits: the one way every notification,
+    preview and check is rendered. Raises Jinja's errors (syntax, sandbox, undefined) and
+    LimitExceeded."""
     compiled = {part: _compiled(templates[part], part == "html") for part in PARTS}
-    rendered = {part: template.render(context) for part, template in compiled.items()}
+    budget = _Budget()
+    rendered = {part: _render(template, context, budget)
+                for part, template in compiled.items()}
     rendered["subject"] = " ".join(rendered["subject"].split())
     return rendered
 
 
-def check(kind: str, templates: dict[str, str]) -> str | None:
-    """Why these templates cannot be used for ``kind`` (syntax, sandbox, unknown variable)."""
+def render_samples(kind: str, templates: dict[str, str]) -> tuple[dict | None, str | None]:
+    """``templates`` rendered with sample data, or why they cannot be used for ``kind``
+    (syntax, outside the allowlist, unknown variable, over a limit): (rendered, None) or
+    (None, the reason)."""
     try:
-        render_sources(templates, {name: SAMPLES[name] for name in KINDS[kind]})
+        return render_sources(templates, {name: SAMPLES[name] for name in KINDS[kind]}), None
     except TemplateSyntaxError as error:
-        return f"{error.message} (line {error.lineno})"
+        return None, f"{error.message} (line {error.lineno})"
     except SecurityError as error:
-        return f"not allowed in a template: {error}"
+        return None, f"not allowed in a template: {error}"
     except UndefinedError as error:
-        return f"{error.message}; the variables are {', '.join(KINDS[kind])}"
+        return None, f"{error.message}; the variables are {', '.join(KINDS[kind])}"
     except TemplateError as error:
-        return str(error)
+        return None, str(error)
     except Exception as error:  # a template can raise anything; none of it may escape
-        return f"it fails with sample data ({type(error).__name__}: {error})"[:500]
-    return None
+        return None, f"it fails with sample data ({type(error).__name__}: {error})"[:500]
+
+
+def check(kind: str, templates: dict[str, str]) -> str | None:
+    """Why these templates cannot be used for ``kind``, or None."""
+    return render_samples(kind, templates)[1]
 
 
 def build(kind: str, to: str, tenant: Tenant | None = None, **context) -> EmailMessage:

@@ -138,3 +138,79 @@ def in_app_context(app, function, *args) -> None:
             function(*args)
         finally:
             db.session.remove()
+
+
+#: how long a child of in_child may take (a harmless template renders in milliseconds, a
+#: request in a fraction of a second), and the memory it may take beyond what it was
+#: forked with
+CHILD_SECONDS = 5
+CHILD_HEADROOM = 768 * 2**20
+
+
+def in_child(function, *args, seconds: float = CHILD_SECONDS):
+    """``function(*args)`` in a forked child with a time limit and a memory ceiling, so a
+    hostile input that hangs or eats memory fails its test instead of the suite or the
+    machine.
+
+    Returns ("ok", value), ("raised", "Type: message") or ("timeout", None); skips the
+    test where no memory ceiling can be set, rather than let a payload take the machine's.
+    """
+    import multiprocessing
+
+    import pytest
+    from flask import has_app_context
+
+    from app.extensions import db
+
+    context = multiprocessing.get_context("fork")
+    receiving, sending = context.Pipe(duplex=False)
+
+    def run():
+        try:
+            import resource
+
+            with open("/proc/self/status") as status:
+                size = next(int(line.split()[1]) * 1024 for line in status
+                            if line.startswith("VmSize:"))
+            resource.setrlimit(resource.RLIMIT_AS,
+                               (size + CHILD_HEADROOM, resource.RLIM_INFINITY))
+        except (ImportError, OSError, ValueError, StopIteration) as error:
+            sending.send(("unsupported", f"no memory ceiling: {error}"))
+            return
+        if has_app_context():
+            db.engine.dispose(close=False)  # the parent's connections stay the parent's
+        try:
+            outcome = ("ok", function(*args))
+        except BaseException as error:  # MemoryError and RecursionError included
+            outcome = ("raised", f"{type(error).__name__}: {error}"[:500])
+        sending.send(outcome)
+
+    child = context.Process(target=run, daemon=True)
+    child.start()
+    sending.close()
+    try:
+        if not receiving.poll(seconds):
+            return ("timeout", None)
+        outcome = receiving.recv()
+        if outcome[0] == "unsupported":
+            pytest.skip(outcome[1])
+        return outcome
+    except EOFError:
+        return ("raised", f"the child died ({child.exitcode})")
+    finally:
+        if child.is_alive():
+            child.kill()
+        child.join()
+        receiving.close()
+
+
+def post_in_child(browser, path: str, data: dict) -> tuple[int, str]:
+    """POST ``data`` to ``path`` in a child (see in_child): the status and the page."""
+    def post():
+        response = browser.post(path, data=data)
+        return response.status_code, response.get_data(as_text=True)
+
+    outcome, value = in_child(post)
+    assert outcome != "timeout", f"POST {path} did not answer in {CHILD_SECONDS}s"
+    assert outcome == "ok", f"POST {path} failed (a 500 in production): {value}"
+    return value

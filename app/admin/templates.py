@@ -48,13 +48,9 @@ def templates():
 
 
 def _preview(kind: str, form: TemplateForm) -> tuple[dict | None, str | None]:
-    sources = {"subject": form.subject.data or "", "text": form.text.data or "",
-               "html": form.html.data or ""}
-    problem = notifications.check(kind, sources)
-    if problem:
-        return None, problem
-    sample = {name: notifications.SAMPLES[name] for name in notifications.KINDS[kind]}
-    return notifications.render_sources(sources, sample), None
+    return notifications.render_samples(kind, {
+        "subject": form.subject.data or "", "text": form.text.data or "",
+        "html": form.html.data or ""})
 
 
 @bp.route("/templates/<kind>", methods=["GET", "POST"])
@@ -78,6 +74,8 @@ def template(kind: str):
     response = page("admin/template.html", "admin/_template_form.html", form=form, kind=kind,
                     title=TITLES[kind], variables=notifications.KINDS[kind],
                     filters=sorted(notifications.FILTERS),
+                    methods=sorted(notifications.METHODS),
+                    limit=notifications.MAX_RENDERED, seconds=notifications.RENDER_SECONDS,
                     rendered=rendered, problem=problem, own=_own(kind) is not None,
                     restore=ActionForm())
     response.headers["Content-Security-Policy"] = EDITOR_POLICY

@@ -4,8 +4,9 @@ Each payload is tried three ways: ``notifications.check`` directly, saving it in
 editor, and the live preview. Every attempt runs in a forked child with a time limit and
 a memory ceiling, so a payload that hangs or eats memory fails its test instead of
 hanging the suite or the machine. Payloads that once exposed real bugs (crashes, hangs)
-were fixed in app/notifications.py (every error becomes an inline problem; operators and
-literals are bounded; a template that fails on real data falls back to the built-in one).
+were fixed in app/notifications.py (every error becomes an inline problem; only an
+allowlist is reachable; a template that fails on real data falls back to the built-in one).
+What bounds the size of the output is tried in test_template_limits.py.
 """
 
 from __future__ import annotations
@@ -15,8 +16,7 @@ import multiprocessing
 import re
 
 import pytest
-from flask import has_app_context
-from support import csrf_token, mail, post_form
+from support import CHILD_SECONDS, csrf_token, in_child, mail, post_form, post_in_child
 
 from app import notifications
 from app.extensions import db
@@ -24,8 +24,6 @@ from app.gateway import ingest
 from app.models import NotificationTemplate
 
 KIND = "password"  # has every kind of sample value: text, a secret, a bool
-SECONDS = 5  # a harmless template renders in milliseconds, a request in a fraction of a second
-HEADROOM = 768 * 2**20  # memory a child may take beyond what it was forked with
 SAFE = {"subject": "Your account", "text": "Hello {{ login }}", "html": "<p>Hello</p>"}
 
 def ok(payload: str, name: str):
@@ -135,56 +133,6 @@ def test_the_corpus_is_large_enough():
     assert {p.id for p in PAYLOADS} >= EVERY_PART
 
 
-# --- running a render where it cannot hurt ---------------------------------------------
-
-
-def in_child(function, *args, seconds: float = SECONDS):
-    """``function(*args)`` in a forked child with a time limit and a memory ceiling.
-
-    Returns ("ok", value), ("raised", "Type: message") or ("timeout", None); skips the
-    test where no memory ceiling can be set, rather than let a payload take the machine's.
-    """
-    context = multiprocessing.get_context("fork")
-    receiving, sending = context.Pipe(duplex=False)
-
-    def run():
-        try:
-            import resource
-
-            with open("/proc/self/status") as status:
-                size = next(int(line.split()[1]) * 1024 for line in status
-                            if line.startswith("VmSize:"))
-            resource.setrlimit(resource.RLIMIT_AS, (size + HEADROOM, resource.RLIM_INFINITY))
-        except (ImportError, OSError, ValueError, StopIteration) as error:
-            sending.send(("unsupported", f"no memory ceiling: {error}"))
-            return
-        if has_app_context():
-            db.engine.dispose(close=False)  # the parent's connections stay the parent's
-        try:
-            outcome = ("ok", function(*args))
-        except BaseException as error:  # MemoryError and RecursionError included
-            outcome = ("raised", f"{type(error).__name__}: {error}"[:500])
-        sending.send(outcome)
-
-    child = context.Process(target=run, daemon=True)
-    child.start()
-    sending.close()
-    try:
-        if not receiving.poll(seconds):
-            return ("timeout", None)
-        outcome = receiving.recv()
-        if outcome[0] == "unsupported":
-            pytest.skip(outcome[1])
-        return outcome
-    except EOFError:
-        return ("raised", f"the child died ({child.exitcode})")
-    finally:
-        if child.is_alive():
-            child.kill()
-        child.join()
-        receiving.close()
-
-
 def checked_and_rendered(templates: dict) -> tuple[str | None, dict | None]:
     problem = notifications.check(KIND, templates)
     if problem is not None:
@@ -225,7 +173,7 @@ def leaks(text: str, markers: list[str], *, dunder: bool) -> list[str]:
 
 def outcome_of(payload: str, part: str):
     outcome, value = in_child(checked_and_rendered, templates_with(payload, part))
-    assert outcome != "timeout", f"rendering did not finish in {SECONDS}s"
+    assert outcome != "timeout", f"rendering did not finish in {CHILD_SECONDS}s"
     assert outcome == "ok", f"check() raised instead of returning a problem: {value}"
     return value
 
@@ -253,17 +201,6 @@ def as_admin(app, client, auth, make_tenant, make_user):
     make_user(tenant, "admin@acme.test", role="admin")
     auth.sign_in("admin@acme.test", slug="acme")
     return client
-
-
-def post_in_child(browser, path: str, data: dict):
-    def post():
-        response = browser.post(path, data=data)
-        return response.status_code, response.get_data(as_text=True)
-
-    outcome, value = in_child(post)
-    assert outcome != "timeout", f"POST {path} did not answer in {SECONDS}s"
-    assert outcome == "ok", f"POST {path} failed (a 500 in production): {value}"
-    return value
 
 
 def preview_of(page: str) -> str:
