@@ -1,13 +1,16 @@
-"""Limits every input meets before a view uses it: numbers in URLs, and form fields by kind.
+"""Limits every input meets before a view uses it: NUL anywhere, numbers in URLs, and
+form fields by kind.
 
 Each check here holds for every route and every form, so that a page added later gets it
-without asking: a hostile value is refused with a 404 or a form error, never a 500.
+without asking: a hostile value is refused with a 400, a 404 or a form error, never a 500.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
+from flask import Flask, abort, request
 from flask_wtf import FlaskForm
 from werkzeug.routing import IntegerConverter
 from wtforms import DateTimeField, IntegerField, StringField
@@ -25,6 +28,33 @@ FIRST_YEAR, LAST_YEAR = 1900, 2999
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\x85\u2028\u2029]")
 #: text inputs of one line; a password is never written anywhere, a hidden field is ours
 _SINGLE_LINE = {"text", "email", "search", "tel", "url"}
+
+
+def register(app: Flask) -> None:
+    """Refuse NUL before any other code of the application reads the request."""
+    app.before_request(refuse_nul)
+
+
+def refuse_nul() -> None:
+    """A request with a NUL character anywhere a view may read it is refused (400).
+
+    No one types one, and PostgreSQL can neither store nor compare text holding one
+    ("PostgreSQL text fields cannot contain NUL (0x00) bytes"): refused here, it reaches
+    no query, whichever path, search, form, cookie or header carries it.
+    """
+    if any("\x00" in text for text in _request_text()):
+        abort(400)
+
+
+def _request_text() -> Iterator[str]:
+    yield request.path
+    for name, value in request.headers:
+        yield name
+        yield value
+    for values in (request.args, request.form, request.cookies):
+        for name, value in values.items(multi=True):
+            yield name
+            yield value
 
 
 class IdConverter(IntegerConverter):
