@@ -8,7 +8,7 @@ from pathlib import Path
 from flask import Flask
 
 from . import config as settings
-from . import proxies
+from . import inputs, proxies
 from .clock import utcnow
 from .extensions import csrf, db, htmx, limiter, login_manager, migrate
 
@@ -24,6 +24,7 @@ def create_app(overrides: dict | None = None, instance_path: str | None = None) 
     """Build the portal application: defaults, then the environment, then ``overrides``."""
     instance_path = instance_path or default_instance_path()
     app = Flask(__name__, instance_path=instance_path, instance_relative_config=True)
+    app.url_map.converters["int"] = inputs.IdConverter  # before any route is added
     os.makedirs(instance_path, exist_ok=True)
     app.config.from_mapping(settings.load(instance_path))
     app.config["PASSWORD_HASH"] = settings.PASSWORD_HASH
@@ -43,6 +44,7 @@ def create_app(overrides: dict | None = None, instance_path: str | None = None) 
     htmx.init_app(app)
     limiter.init_app(app)
     login_manager.init_app(app)
+    inputs.register(app)  # before the blueprints' own hooks read anything
 
     from . import admin, auth, compose, errors, filters, inbox, security
 

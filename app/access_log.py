@@ -10,6 +10,7 @@ from sqlalchemy import or_, select
 from .clock import utcnow
 from .extensions import db
 from .models import AccessEvent, Message, Tenant, User
+from .searching import search_text
 
 #: Opening a message again from the same address and browser within this long (a
 #: reload, back to the list and in again) is not logged again: it tells the sender
@@ -65,7 +66,7 @@ def of_message(message: Message) -> list[AccessEvent]:
 
 def search(tenant: Tenant, query: str = "", *, limit: int = 200) -> list[AccessEvent]:
     statement = select(AccessEvent).where(AccessEvent.tenant_id == tenant.id)
-    if query := query.strip():
+    if query := search_text(query):
         statement = statement.where(or_(
             AccessEvent.email.icontains(query.lower(), autoescape=True),
             AccessEvent.kind.icontains(query, autoescape=True),

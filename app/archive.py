@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time
 
 from sqlalchemy import exists, select
 
 from .extensions import db
 from .models import Message, Recipient, Tenant
+from .searching import search_text
 
 
 @dataclass
@@ -23,17 +24,17 @@ class Criteria:
 
 def search(tenant: Tenant, criteria: Criteria, *, limit: int = 100) -> list[Message]:
     statement = select(Message).where(Message.tenant_id == tenant.id)
-    if criteria.sender.strip():
+    sender, subject = search_text(criteria.sender), search_text(criteria.subject)
+    recipient = search_text(criteria.recipient)
+    if sender:
         statement = statement.where(
-            Message.mail_from.icontains(criteria.sender.strip().lower(), autoescape=True)
-            | Message.header_from.icontains(criteria.sender.strip(), autoescape=True))
-    if criteria.subject.strip():
-        statement = statement.where(
-            Message.subject.icontains(criteria.subject.strip(), autoescape=True))
+            Message.mail_from.icontains(sender.lower(), autoescape=True)
+            | Message.header_from.icontains(sender, autoescape=True))
+    if subject:
+        statement = statement.where(Message.subject.icontains(subject, autoescape=True))
     matching = [Recipient.message_id == Message.id]
-    if criteria.recipient.strip():
-        matching.append(Recipient.address.icontains(criteria.recipient.strip().lower(),
-                                                   autoescape=True))
+    if recipient:
+        matching.append(Recipient.address.icontains(recipient.lower(), autoescape=True))
     if criteria.route:
         matching.append(Recipient.route == criteria.route)
     if len(matching) > 1:
@@ -42,8 +43,9 @@ def search(tenant: Tenant, criteria: Criteria, *, limit: int = 100) -> list[Mess
         statement = statement.where(Message.received_at >= datetime.combine(criteria.since,
                                                                              time.min))
     if criteria.until:
-        statement = statement.where(
-            Message.received_at < datetime.combine(criteria.until, time.min) + timedelta(days=1))
+        # the day's last instant, not the next day's first: no day after 9999-12-31
+        statement = statement.where(Message.received_at <= datetime.combine(criteria.until,
+                                                                            time.max))
     return list(db.session.scalars(statement.order_by(Message.received_at.desc())
                                    .limit(limit)))
 

@@ -8,6 +8,7 @@ from sqlalchemy import or_, select
 
 from .extensions import db
 from .models import AuditEvent, Tenant
+from .searching import search_text
 
 
 def record(action: str, detail: str = "", *, tenant: Tenant | None = None) -> None:
@@ -24,7 +25,7 @@ def search(tenant: Tenant | None, query: str = "", *, limit: int = 200) -> list[
     statement = select(AuditEvent)
     statement = statement.where(AuditEvent.tenant_id == (tenant.id if tenant else None)) \
         if tenant is not None else statement.where(AuditEvent.tenant_id.is_(None))
-    if query := query.strip():
+    if query := search_text(query):
         statement = statement.where(or_(
             AuditEvent.actor.icontains(query, autoescape=True),
             AuditEvent.action.icontains(query, autoescape=True),

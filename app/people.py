@@ -7,11 +7,12 @@ from sqlalchemy import select
 from . import accounts, auth_sessions, links, outbound, second_factor
 from .extensions import db
 from .models import Tenant, User
+from .searching import search_text
 
 
 def search(tenant: Tenant, query: str = "", *, limit: int = 200) -> list[User]:
     statement = select(User).where(User.tenant_id == tenant.id)
-    if query := query.strip():
+    if query := search_text(query):
         statement = statement.where(User.email.icontains(query.lower(), autoescape=True))
     return list(db.session.scalars(statement.order_by(User.kind.desc(), User.email)
                                    .limit(limit)))

@@ -18,6 +18,7 @@ from .clock import utcnow
 from .extensions import db
 from .gateway.tracking import record
 from .models import Message, Recipient, User
+from .searching import search_text
 
 PER_PAGE = 20
 
@@ -108,7 +109,7 @@ def _page_of(searching: bool):
 
 def inbox(user: User, *, query: str = "", number: int = 1) -> Listing:
     """The user's CCM messages at their tenant, newest first, searched and paged."""
-    query = query.strip()[:200]
+    query = search_text(query)
     values = {"user_id": user.id, "tenant_id": user.tenant_id, "now": utcnow()}
     if query:
         escaped = query.replace("/", "//").replace("%", "/%").replace("_", "/_")

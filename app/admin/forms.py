@@ -1,6 +1,5 @@
 """Forms of the administrator console. Policy rules live in app/policy_rules.py."""
 
-from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
 from wtforms import (
     BooleanField,
@@ -24,6 +23,7 @@ from wtforms.validators import (
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from ..gateway import transport
+from ..inputs import Form
 
 
 def relay_syntax(form, field) -> None:
@@ -40,7 +40,7 @@ KIND_LABELS = {"route": "Route (who to whom)", "content": "Content (a word or ph
                "secure_delivery": "Secure delivery (TLS required)"}
 
 
-class PolicyForm(FlaskForm):
+class PolicyForm(Form):
     name = StringField("Name", validators=[DataRequired(), Length(max=200)])
     kind = SelectField("Kind", choices=[SelectChoice(k, v) for k, v in KIND_LABELS.items()])
     enabled = BooleanField("Enabled", default=True)
@@ -60,7 +60,7 @@ class PolicyForm(FlaskForm):
                                    validators=[Optional(), NumberRange(1, 3650)])
 
 
-class TesterForm(FlaskForm):
+class TesterForm(Form):
     sender = StringField("Sender", validators=[DataRequired(), ADDRESS])
     recipients = StringField("Recipients", validators=[DataRequired(), Length(max=5000)])
     subject = StringField("Subject", validators=[Length(max=998)])
@@ -73,7 +73,7 @@ class TesterForm(FlaskForm):
     eml = FileField("Or a message file (.eml)")
 
 
-class UserForm(FlaskForm):
+class UserForm(Form):
     role = SelectField("Role", choices=[SelectChoice("internal", "Internal user"),
                                         SelectChoice("admin", "Administrator")])
     application_settings = SelectField("Application settings", coerce=str)
@@ -90,24 +90,24 @@ class NewUserForm(UserForm):
     email = StringField("Email address", validators=[DataRequired(), Length(max=320), ADDRESS])
 
 
-class ActionForm(FlaskForm):
+class ActionForm(Form):
     """A button that changes something: only its CSRF token matters."""
 
 
-class ProfileForm(FlaskForm):
+class ProfileForm(Form):
     name = StringField("Name", validators=[DataRequired(), Length(max=100)])
     portal_ccm = BooleanField("May use CCM mode when composing in the portal")
     send_secure = BooleanField('May "Send Secure" from a mail client (X-CCM-Mode)')
     is_default = BooleanField("Default for users without application settings of their own")
 
 
-class TemplateForm(FlaskForm):
+class TemplateForm(Form):
     subject = StringField("Subject", validators=[DataRequired(), Length(max=998)])
     text = TextAreaField("Text version", validators=[DataRequired(), Length(max=100_000)])
     html = TextAreaField("HTML version", validators=[DataRequired(), Length(max=200_000)])
 
 
-class TrackingForm(FlaskForm):
+class TrackingForm(Form):
     class Meta:
         csrf = False  # a search changes nothing
 
@@ -122,11 +122,11 @@ class TrackingForm(FlaskForm):
         validators=[Optional()])
 
 
-class RevokeForm(FlaskForm):
+class RevokeForm(Form):
     recipient = HiddenField(validators=[DataRequired()])
 
 
-class SettingsForm(FlaskForm):
+class SettingsForm(Form):
     name = StringField("Organisation name", validators=[DataRequired(), Length(max=200)])
     portal_name = StringField("Portal name (on the sign-in page and in notifications)",
                               validators=[Optional(), Length(max=200)])
@@ -154,7 +154,7 @@ class SettingsForm(FlaskForm):
                             validators=[Optional(), Length(max=320), ADDRESS])
 
 
-class TenantForm(FlaskForm):
+class TenantForm(Form):
     slug = StringField("Short name (in portal addresses)", validators=[
         DataRequired(), Length(max=63),
         Regexp(r"^[a-z0-9-]+$", message="Use lower-case letters, digits and '-'.")])

@@ -1,8 +1,9 @@
 """Forms of the auth pages. Password rules live in app/passwords.py, not here."""
 
-from flask_wtf import FlaskForm
 from wtforms import PasswordField, RadioField, StringField
 from wtforms.validators import DataRequired, EqualTo, Length, Regexp
+
+from ..inputs import Form
 
 ADDRESS = Regexp(r"^[^@\s]+@[^@\s]+$", message="Enter an email address.")
 
@@ -11,18 +12,18 @@ def _strip(value: str | None) -> str | None:
     return value.strip() if value else value
 
 
-class SignInForm(FlaskForm):
+class SignInForm(Form):
     email = StringField(
         "Email address", filters=[_strip], validators=[DataRequired(), Length(max=320), ADDRESS]
     )
     password = PasswordField("Password", validators=[DataRequired(), Length(max=1024)])
 
 
-class ChooseAccountForm(FlaskForm):
+class ChooseAccountForm(Form):
     account = RadioField("Organisation", coerce=int, validators=[DataRequired()])
 
 
-class NewPasswordForm(FlaskForm):
+class NewPasswordForm(Form):
     new = PasswordField("New password", validators=[DataRequired(), Length(max=1024)])
     confirm = PasswordField(
         "Repeat the new password",
@@ -34,11 +35,11 @@ class ChangePasswordForm(NewPasswordForm):
     current = PasswordField("Current password", validators=[DataRequired(), Length(max=1024)])
 
 
-class ForgotForm(FlaskForm):
+class ForgotForm(Form):
     email = StringField(
         "Email address", filters=[_strip], validators=[DataRequired(), Length(max=320), ADDRESS]
     )
 
 
-class CodeForm(FlaskForm):
+class CodeForm(Form):
     code = StringField("Code", filters=[_strip], validators=[DataRequired(), Length(max=20)])

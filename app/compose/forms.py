@@ -1,16 +1,17 @@
 """Forms of the compose pages. Addresses, limits and permissions are checked in
 app/composing.py, for drafts as for sending."""
 
-from flask_wtf import FlaskForm
-from wtforms import HiddenField, MultipleFileField, SelectField, StringField, TextAreaField
+from flask_wtf.file import MultipleFileField
+from wtforms import HiddenField, SelectField, StringField, TextAreaField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired
 
 from ..gateway.policies import MODES
 from ..inbox.forms import MODE_LABELS
+from ..inputs import Form
 
 
-class ComposeForm(FlaskForm):
+class ComposeForm(Form):
     draft = HiddenField()
     to = StringField("To", validators=[DataRequired()])
     cc = StringField("Cc")
@@ -21,5 +22,5 @@ class ComposeForm(FlaskForm):
                        default="off")
 
 
-class RevokeForm(FlaskForm):
+class RevokeForm(Form):
     recipient = HiddenField(validators=[DataRequired()])

@@ -1,17 +1,18 @@
 """Forms of the inbox. Who a reply may go to is decided in app/replies.py, not here."""
 
-from flask_wtf import FlaskForm
-from wtforms import MultipleFileField, SelectField, SelectMultipleField, TextAreaField
+from flask_wtf.file import MultipleFileField
+from wtforms import SelectField, SelectMultipleField, TextAreaField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from ..gateway.policies import MODES
+from ..inputs import Form
 
 MODE_LABELS = {"off": "Off", "external": "External Recipients Only", "all": "All Recipients"}
 
 
-class ReplyForm(FlaskForm):
+class ReplyForm(Form):
     recipients = SelectMultipleField(
         "Send to", validate_choice=False,  # a forged address gets replies.py's clear refusal
         widget=ListWidget(prefix_label=False), option_widget=CheckboxInput(),
