@@ -7,10 +7,10 @@ from pathlib import Path
 
 from flask import Flask
 
-from . import config as settings
-from . import inputs, proxies
-from .clock import utcnow
-from .extensions import csrf, db, htmx, limiter, login_manager, migrate
+from app import config as settings
+from app.clock import utcnow
+from app.extensions import csrf, db, htmx, limiter, login_manager, migrate
+from app.web import inputs, proxies
 
 MIGRATIONS = str(Path(__file__).parent / "migrations")
 
@@ -35,7 +35,7 @@ def create_app(overrides: dict | None = None, instance_path: str | None = None) 
     app.wsgi_app = proxies.TrustedProxies(app.wsgi_app, app.config["PROXY_HOPS"],
                                           proxies.networks(app.config["PROXY_NETWORKS"]))
 
-    from . import database
+    from app import database
 
     database.configure_sqlite()
     db.init_app(app)
@@ -46,7 +46,7 @@ def create_app(overrides: dict | None = None, instance_path: str | None = None) 
     login_manager.init_app(app)
     inputs.register(app)  # before the blueprints' own hooks read anything
 
-    from . import admin, auth, compose, errors, filters, inbox, security
+    from app.web import admin, auth, compose, errors, filters, inbox, security
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(inbox.bp)
@@ -57,7 +57,7 @@ def create_app(overrides: dict | None = None, instance_path: str | None = None) 
     app.context_processor(lambda: {"site_name": app.config["SITE_NAME"], "now": utcnow()})
     security.register(app)
 
-    from . import cli
+    from app import cli
 
     cli.register(app)
     return app

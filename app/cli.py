@@ -12,15 +12,16 @@ import waitress
 from flask import Flask, current_app
 from flask.cli import FlaskGroup
 
-from . import accounts, config_file, database, worker
-from .extensions import db
-from .gateway import ingest, ingress
-from .models import Job
+from app import database, worker
+from app.domain import accounts, config_file, ingest
+from app.extensions import db
+from app.models import Job
+from app.smtp import ingress
 
 
 def main() -> None:
     """Entry point of the ``ccm`` console script."""
-    from . import create_app
+    from app import create_app
 
     FlaskGroup(
         create_app=lambda: create_app(),

@@ -115,7 +115,7 @@ def database_settings(database_url: str) -> dict:
 
 def _derived(config: dict) -> dict:
     """Settings that follow from others rather than from the environment."""
-    from . import composing  # here: it needs the app package, which needs this module
+    from app.domain import composing  # here: it needs the app package, which needs this module
 
     https = config["BASE_URL"].startswith("https://")
     return {

@@ -5,7 +5,7 @@ import sqlite3
 import flask_migrate
 from sqlalchemy import Engine, event, text
 
-from .extensions import db
+from app.extensions import db
 
 #: any constant shared by every CCM process: the key of the migration lock
 _MIGRATION_LOCK = 4242001

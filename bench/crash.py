@@ -215,8 +215,8 @@ def worker(args) -> dict:
                            f"{args.sink_delay * 1000:.0f} ms), SIGKILL every "
                            f"{args.worker_kill_min}-{args.worker_kill_max} s; {harness.machine()}")
             instance.import_config(harness.tenant_yaml(ccm=False))
+            from app.domain import ingest
             from app.extensions import db
-            from app.gateway import ingest
 
             def queue(prefix: str, count: int) -> None:
                 with instance.app().app_context():

@@ -4,7 +4,7 @@ The database gets ``--messages`` messages (default 100,000; ``--full`` 1,000,000
 visibility window ended ten days ago, spread over recipients of one tenant, plus
 ``--live`` live messages (default 2,000) in reader@partner.test's inbox, written with
 bulk inserts copied from one message that went through the real ingest path. Then
-``app.expiry.purge_expired()`` (the ``expire`` job's function, batches of 500, each its
+``app.domain.expiry.purge_expired()`` (the ``expire`` job's function, batches of 500, each its
 own transaction) runs in this process and is timed, while another process asks a
 ``ccm web`` subprocess on the same database for the reader's inbox at a steady rate
 (``--probe-rate``, default 20 requests a second over 2 connections). The same probe
@@ -112,7 +112,7 @@ def main() -> None:
 
         from sqlalchemy import event
 
-        from app import expiry
+        from app.domain import expiry
         from app.extensions import db
 
         with tempfile.TemporaryDirectory() as folder:

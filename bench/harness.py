@@ -359,9 +359,9 @@ def set_password(instance: Instance, email: str, password: str = PASSWORD,
     """Give an account a known password, with no forced change (as after first sign-in)."""
     from sqlalchemy import select
 
+    from app.domain.passwords import hash_password
     from app.extensions import db
     from app.models import Tenant, User
-    from app.passwords import hash_password
 
     with instance.app().app_context():
         user = db.session.scalar(select(User).join(Tenant).where(
@@ -422,8 +422,8 @@ def bulk_load(instance: Instance, plan: LoadPlan, *, batch: int = 5000,
 
     from sqlalchemy import func, select
 
+    from app.domain import ingest
     from app.extensions import db
-    from app.gateway import ingest
     from app.models import DeliveryEvent, Message, OutboundItem, Recipient, User
 
     tables = {name: model.__table__ for name, model in (

@@ -29,8 +29,8 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
 
+    from app.domain import ingest
     from app.extensions import db
-    from app.gateway import ingest
 
     with harness.Instance("ingest-cpu", postgres=args.postgres) as instance:
         instance.import_config(harness.tenant_yaml(ccm=True))

@@ -3,7 +3,7 @@
 A message of ``--size`` MiB (default 25: a text part and one attachment, base64 as mail
 clients send it) goes from alice@acme.test to pat@partner.test by CCM (a route policy
 sends everything by CCM). pat's account is created by that delivery, as in production;
-the benchmark then sets its password in the database with app.passwords.hash_password
+the benchmark then sets its password in the database with app.domain.passwords.hash_password
 and signs in as pat to open the message and download the attachment.
 
 Peak RSS is VmHWM from /proc/<pid>/status. Before each step the peak is reset to the
@@ -169,9 +169,9 @@ def where_it_goes(instance, raw: bytes) -> list[tuple[str, int]]:
     """Peak Python allocations of each step the processes take, run here."""
     import tracemalloc
 
-    from app import reading
+    from app.domain import ingest, reading
     from app.extensions import db
-    from app.gateway import ingest, mime
+    from app.mail import mime
 
     def traced(function) -> int:
         tracemalloc.start()

@@ -20,9 +20,9 @@ give the web process's CPU time per request under load (from /proc, steadier tha
 rates) and the SQL statements each page runs (counted in this process, on the same
 database, by a test client signed in as the same reader).
 
-    .venv/bin/python bench/portal.py                  # 20,000 messages, 2,000 in the inbox
-    .venv/bin/python bench/portal.py --full           # 100,000 / 2,000
-    .venv/bin/python bench/portal.py --postgres --profile
+    .venv/bin/python bench/mailbox.py                  # 20,000 messages, 2,000 in the inbox
+    .venv/bin/python bench/mailbox.py --full           # 100,000 / 2,000
+    .venv/bin/python bench/mailbox.py --postgres --profile
 """
 
 from __future__ import annotations
@@ -116,10 +116,10 @@ def run_python(url: str, cookie: str, connections: int, duration: float) -> dict
 
 
 def explain(instance: harness.Instance, query: str = "", email: str = READER) -> None:
-    """The SQL of portal.inbox() for ``email``, its plan, and its time, run here."""
+    """The SQL of mailbox.inbox() for ``email``, its plan, and its time, run here."""
     from sqlalchemy import event, select
 
-    from app import portal
+    from app.domain import mailbox
     from app.extensions import db
     from app.models import User
 
@@ -133,7 +133,7 @@ def explain(instance: harness.Instance, query: str = "", email: str = READER) ->
 
         event.listen(db.engine, "before_cursor_execute", capture)
         try:
-            portal.inbox(user, query=query)
+            mailbox.inbox(user, query=query)
         finally:
             event.remove(db.engine, "before_cursor_execute", capture)
         prefix = "EXPLAIN QUERY PLAN " if db.engine.dialect.name == "sqlite" else \

@@ -18,10 +18,10 @@ from sqlalchemy import create_engine, inspect, text
 from support import PASSWORD, assert_agrees, original_scan, post_form
 
 from app import create_app, database
+from app.domain.passwords import hash_password
 from app.extensions import db, limiter
-from app.gateway import parts
+from app.mail import parts
 from app.models import ApplicationSettings, Domain, Tenant, User
-from app.passwords import hash_password
 
 #: argon2id at its cheapest: tests check behaviour, tests/test_passwords.py checks strength
 CHEAP_HASH = {"time_cost": 1, "memory_cost": 8, "parallelism": 1}

@@ -10,8 +10,8 @@ from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
 
-from app import reading
-from app.gateway import mime, parts
+from app.domain import reading
+from app.mail import mime, parts
 
 #: the password the user factory gives unless told otherwise
 PASSWORD = "correct horse battery staple"
@@ -51,9 +51,9 @@ def _delivery_order(key: str) -> tuple[int, ...]:
 
 def read_outbox(app) -> list[EmailMessage]:
     """Run the outbound queue as the worker would, then every message in the maildir outbox."""
-    from app import outbound
+    from app.delivery import queue
 
-    while outbound.run_due():
+    while queue.run_due():
         pass
     path = app.config["OUTBOUND"].removeprefix("maildir:")
     if not os.path.isdir(path):

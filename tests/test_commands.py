@@ -11,7 +11,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from app import accounts
+from app.domain import accounts
 from app.extensions import db
 from app.models import User
 

@@ -9,8 +9,8 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
 from support import mail
 
+from app.domain import ingest
 from app.extensions import db
-from app.gateway import ingest
 from app.models import DeliveryEvent
 
 

@@ -37,11 +37,10 @@ from support import PASSWORD, csrf_token, post_form
 from werkzeug.routing import IntegerConverter
 
 import app as application_package
-from app import accounts, composing, second_factor, tokens
-from app.auth.routes import LAST_TENANT_COOKIE
+from app.domain import accounts, composing, ingest, second_factor, tokens
 from app.extensions import db
-from app.gateway import ingest
 from app.models import ApplicationSettings, AuthSession, Policy, Tenant, User
+from app.web.auth.routes import LAST_TENANT_COOKIE
 
 ROLES = ("visitor", "external", "internal", "administrator", "platform administrator")
 

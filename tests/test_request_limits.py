@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from app import composing
+from app.domain import composing
 
 LIMIT = 10_000  # MAX_CONTENT_LENGTH for these tests: the default is about 70 MB
 

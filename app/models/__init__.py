@@ -1,16 +1,16 @@
 """The data model. Names follow DESIGN.md section 2."""
 
-from .access import AccessEvent, RecoveryCode
-from .audit import AuditEvent
-from .auth import AuthSession, PasswordReset
-from .draft import Draft
-from .job import Job
-from .message import ROUTES, DeliveryEvent, Message, Recipient
-from .policy import FALLBACKS, POLICY_KINDS, TLS_LEVELS, WHERE, Policy
-from .queue import OutboundItem
-from .template import NotificationTemplate
-from .tenant import ApplicationSettings, Domain, Tenant
-from .user import ROLES, User
+from app.models.access import AccessEvent, RecoveryCode
+from app.models.audit import AuditEvent
+from app.models.auth import AuthSession, PasswordReset
+from app.models.draft import Draft
+from app.models.job import Job
+from app.models.message import ROUTES, DeliveryEvent, Message, Recipient
+from app.models.policy import FALLBACKS, POLICY_KINDS, TLS_LEVELS, WHERE, Policy
+from app.models.queue import OutboundItem
+from app.models.template import NotificationTemplate
+from app.models.tenant import ApplicationSettings, Domain, Tenant
+from app.models.user import ROLES, User
 
 __all__ = [
     "FALLBACKS",

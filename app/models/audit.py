@@ -7,8 +7,8 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ..clock import utcnow
-from ..extensions import db
+from app.clock import utcnow
+from app.extensions import db
 
 
 class AuditEvent(db.Model):

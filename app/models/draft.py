@@ -7,9 +7,9 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from ..clock import utcnow
-from ..extensions import db
-from .user import User
+from app.clock import utcnow
+from app.extensions import db
+from app.models.user import User
 
 
 class Draft(db.Model):

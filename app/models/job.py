@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ..extensions import db
+from app.extensions import db
 
 
 class Job(db.Model):

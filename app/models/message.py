@@ -12,11 +12,11 @@ from datetime import datetime
 from sqlalchemy import JSON, ForeignKey, Index, LargeBinary, String, Text, event, text
 from sqlalchemy.orm import Mapped, deferred, mapped_column, relationship
 
-from ..clock import utcnow
-from ..extensions import db
-from .policy import Policy
-from .tenant import Tenant
-from .user import User
+from app.clock import utcnow
+from app.extensions import db
+from app.models.policy import Policy
+from app.models.tenant import Tenant
+from app.models.user import User
 
 #: how a recipient is reached
 ROUTES = ("ccm", "internal", "external")

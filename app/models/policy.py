@@ -5,8 +5,8 @@ from __future__ import annotations
 from sqlalchemy import JSON, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from ..extensions import db
-from .tenant import Tenant
+from app.extensions import db
+from app.models.tenant import Tenant
 
 POLICY_KINDS = ("route", "content", "secure_delivery")
 TLS_LEVELS = ("encrypt", "verify")

@@ -7,10 +7,10 @@ from datetime import datetime
 from sqlalchemy import JSON, ForeignKey, Index, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, deferred, mapped_column, relationship
 
-from ..clock import utcnow
-from ..extensions import db
-from .message import Recipient
-from .tenant import Tenant
+from app.clock import utcnow
+from app.extensions import db
+from app.models.message import Recipient
+from app.models.tenant import Tenant
 
 
 class OutboundItem(db.Model):

@@ -3,7 +3,7 @@
 from sqlalchemy import ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from ..extensions import db
+from app.extensions import db
 
 
 class NotificationTemplate(db.Model):

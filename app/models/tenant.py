@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING
 from sqlalchemy import ForeignKey, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, deferred, mapped_column, relationship
 
-from ..clock import utcnow
-from ..extensions import db
+from app.clock import utcnow
+from app.extensions import db
 
 if TYPE_CHECKING:
-    from .policy import Policy
+    from app.models.policy import Policy
 
 
 class Tenant(db.Model):

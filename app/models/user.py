@@ -7,9 +7,9 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from ..clock import utcnow
-from ..extensions import db
-from .tenant import ApplicationSettings, Tenant
+from app.clock import utcnow
+from app.extensions import db
+from app.models.tenant import ApplicationSettings, Tenant
 
 ROLES = ("admin", "internal", "external")
 

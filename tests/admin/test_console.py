@@ -5,9 +5,8 @@ import re
 import pytest
 from support import PASSWORD, mail, post_form, read_outbox
 
-from app import passwords
+from app.domain import ingest, passwords
 from app.extensions import db
-from app.gateway import ingest
 from app.models import AuditEvent, NotificationTemplate, Policy, Tenant, User
 
 PAGES = ["/admin/", "/admin/policies", "/admin/policies/new", "/admin/policies/test",

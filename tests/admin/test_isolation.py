@@ -16,8 +16,8 @@ from sqlalchemy import select
 from support import PASSWORD, csrf_token, mail, post_form
 
 from app.clock import utcnow
+from app.domain import ingest
 from app.extensions import db
-from app.gateway import ingest
 from app.models import (
     ApplicationSettings,
     AuditEvent,

@@ -1,10 +1,10 @@
 """Hostile notification templates: the sandbox refuses them or renders nothing sensitive.
 
-Each payload is tried three ways: ``notifications.check`` directly, saving it in the
+Each payload is tried three ways: ``mail_templates.check`` directly, saving it in the
 editor, and the live preview. Every attempt runs in a forked child with a time limit and
 a memory ceiling, so a payload that hangs or eats memory fails its test instead of
 hanging the suite or the machine. Payloads that once exposed real bugs (crashes, hangs)
-were fixed in app/notifications.py (every error becomes an inline problem; only an
+were fixed in app/mail_templates.py (every error becomes an inline problem; only an
 allowlist is reachable; a template that fails on real data falls back to the built-in one).
 What bounds the size of the output is tried in test_template_limits.py.
 """
@@ -18,9 +18,9 @@ import re
 import pytest
 from support import CHILD_SECONDS, csrf_token, in_child, mail, post_form, post_in_child
 
-from app import notifications
+from app.delivery import mail_templates
+from app.domain import ingest
 from app.extensions import db
-from app.gateway import ingest
 from app.models import NotificationTemplate
 
 KIND = "password"  # has every kind of sample value: text, a secret, a bool
@@ -134,11 +134,11 @@ def test_the_corpus_is_large_enough():
 
 
 def checked_and_rendered(templates: dict) -> tuple[str | None, dict | None]:
-    problem = notifications.check(KIND, templates)
+    problem = mail_templates.check(KIND, templates)
     if problem is not None:
         return problem, None
-    sample = {name: notifications.SAMPLES[name] for name in notifications.KINDS[KIND]}
-    return None, notifications.render_sources(templates, sample)
+    sample = {name: mail_templates.SAMPLES[name] for name in mail_templates.KINDS[KIND]}
+    return None, mail_templates.render_sources(templates, sample)
 
 
 def templates_with(payload: str, part: str) -> dict:
@@ -252,11 +252,11 @@ def test_the_preview_shows_a_problem_or_harmless_output(app, as_admin, markers, 
 def test_the_sandbox_has_no_globals_and_is_immutable():
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-    for environment in (notifications._text, notifications._html):
+    for environment in (mail_templates._text, mail_templates._html):
         assert isinstance(environment, ImmutableSandboxedEnvironment)
         assert dict(environment.globals) == {}
         assert environment.loader is None
-    assert notifications._html.autoescape is True
+    assert mail_templates._html.autoescape is True
 
 
 def test_a_harmless_payload_really_renders(app):
@@ -272,7 +272,7 @@ def test_what_check_refuses_does_not_depend_on_the_sample_data():
     same: the template is judged by what it contains, not by one rendering."""
     hidden = ('{% if login != "pat@example.com" %}' + "{% for a in login %}" * 9 + "x"
               + "{% endfor %}" * 9 + "{% endif %}")
-    assert notifications.check(KIND, templates_with(hidden, "text")) is not None
+    assert mail_templates.check(KIND, templates_with(hidden, "text")) is not None
 
 
 def test_a_template_that_passes_check_never_breaks_the_gateway(app, as_admin):

@@ -1,6 +1,6 @@
 """Notification templates cannot blow up their output, whatever an administrator writes.
 
-What bounds them (app/notifications.py): an allowlist of tags, variables, filters, tests
+What bounds them (app/mail_templates.py): an allowlist of tags, variables, filters, tests
 and methods, checked before a template is compiled; arithmetic on numbers only, so texts
 are neither repeated nor formatted; and one limit on the rendered size and time, checked
 piece by piece, for the editor's preview, its save and the notification sent. Each hostile
@@ -19,13 +19,13 @@ import pytest
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 from support import csrf_token, in_child, mail, post_form, post_in_child, read_outbox
 
-from app import notifications
+from app.delivery import mail_templates
+from app.domain import ingest
 from app.extensions import db
-from app.gateway import ingest
 from app.models import NotificationTemplate, Tenant
 
 KIND = "password"  # has every kind of sample value: text, a secret, a bool
-SAMPLE = {name: notifications.SAMPLES[name] for name in notifications.KINDS[KIND]}
+SAMPLE = {name: mail_templates.SAMPLES[name] for name in mail_templates.KINDS[KIND]}
 SAFE = {"subject": "Your account", "text": "Hello {{ login }}", "html": "<p>Hello</p>"}
 SMALL = 4096  # what every accepted hostile template renders to at most, in characters
 PAGE = 64 * 1024  # the largest editor page or preview an answer may be
@@ -201,7 +201,7 @@ def test_the_editor_saves_only_what_renders_small(app, as_admin, payload, refuse
 
 def verdicts(payload: str) -> list[str | None]:
     """check()'s answer with ``payload`` as the text, the subject and the HTML version."""
-    return [notifications.check(KIND, {**SAFE, part: payload}) for part in notifications.PARTS]
+    return [mail_templates.check(KIND, {**SAFE, part: payload}) for part in mail_templates.PARTS]
 
 
 @pytest.mark.parametrize(("payload", "refused"), HOSTILE)
@@ -221,7 +221,7 @@ def sent(tenant_id: int) -> tuple[str, str, int]:
     """The subject, text and size of the notification built for the tenant, as the
     outbound worker builds it."""
     tenant = db.session.get(Tenant, tenant_id)
-    message = notifications.build(KIND, "pat@partner.test", tenant, **SAMPLE)
+    message = mail_templates.build(KIND, "pat@partner.test", tenant, **SAMPLE)
     return (message["Subject"], message.get_body(("plain",)).get_content(),
             len(message.as_bytes()))
 
@@ -239,11 +239,11 @@ def test_at_send_time_it_renders_small_or_the_built_in_wording_goes(app, make_te
     subject, text, size = value
     assert size < PAGE
     if refused is None:
-        rendered, problem = notifications.render_samples(KIND, {**SAFE, "text": payload})
+        rendered, problem = mail_templates.render_samples(KIND, {**SAFE, "text": payload})
         assert problem is None and len(rendered["text"]) <= SMALL
         assert (subject, text.rstrip("\n")) == (SAFE["subject"], rendered["text"])
     else:
-        built_in = notifications.render_sources(notifications.builtin(KIND), SAMPLE)
+        built_in = mail_templates.render_sources(mail_templates.builtin(KIND), SAMPLE)
         assert (subject, text.rstrip("\n")) == (built_in["subject"],
                                                 built_in["text"].rstrip("\n"))
 
@@ -273,12 +273,12 @@ def test_a_hostile_template_in_the_database_sends_the_built_in_wording(app, make
 def test_output_past_the_size_limit_is_refused_and_rendering_stops_there(app, as_admin):
     """Each piece is small, and there are many: the limit is checked after each, so the
     error further on is never reached."""
-    pieces = "{{ portal_url }}" * (notifications.MAX_SOURCE // 16 - 1)
-    assert len(pieces) <= notifications.MAX_SOURCE
-    assert 45 * pieces.count("{{") > notifications.MAX_RENDERED
+    pieces = "{{ portal_url }}" * (mail_templates.MAX_SOURCE // 16 - 1)
+    assert len(pieces) <= mail_templates.MAX_SOURCE
+    assert 45 * pieces.count("{{") > mail_templates.MAX_RENDERED
     templates = {**SAFE, "html": pieces + "{{ 1 // 0 }}"}
-    assert notifications.check(KIND, templates) == (
-        f"the notification renders to more than {notifications.MAX_RENDERED:,} characters "
+    assert mail_templates.check(KIND, templates) == (
+        f"the notification renders to more than {mail_templates.MAX_RENDERED:,} characters "
         "(subject, text and HTML together)")
     status, page = post_in_child(as_admin, f"/admin/templates/{KIND}",
                                  {**form(as_admin, SAFE["text"]), "html": templates["html"]})
@@ -290,28 +290,28 @@ def test_output_past_the_size_limit_is_refused_and_rendering_stops_there(app, as
     db.session.commit()
     outcome, value = in_child(sent, tenant.id)
     assert outcome == "ok", value
-    built_in = notifications.render_sources(notifications.builtin(KIND), SAMPLE)
+    built_in = mail_templates.render_sources(mail_templates.builtin(KIND), SAMPLE)
     assert value[0] == built_in["subject"] and value[2] < PAGE
 
 
 def test_the_size_limit_counts_the_three_versions_together(app):
     pieces = "{{ portal_url }}" * 8000  # each renders to 45 characters
-    assert 45 * 8000 < notifications.MAX_RENDERED < 2 * 45 * 8000
-    assert notifications.check(KIND, {**SAFE, "text": pieces}) is None
-    problem = notifications.check(KIND, {**SAFE, "text": pieces, "html": pieces})
+    assert 45 * 8000 < mail_templates.MAX_RENDERED < 2 * 45 * 8000
+    assert mail_templates.check(KIND, {**SAFE, "text": pieces}) is None
+    problem = mail_templates.check(KIND, {**SAFE, "text": pieces, "html": pieces})
     assert "renders to more than" in problem
 
 
 def test_a_template_longer_than_the_editor_allows_is_refused(app):
     """Imported ones too (ccm config import checks with the same function)."""
-    long = "x" * (notifications.MAX_SOURCE + 1)
-    assert notifications.check(KIND, {**SAFE, "text": long}) == (
-        f"a template may be at most {notifications.MAX_SOURCE:,} characters long")
+    long = "x" * (mail_templates.MAX_SOURCE + 1)
+    assert mail_templates.check(KIND, {**SAFE, "text": long}) == (
+        f"a template may be at most {mail_templates.MAX_SOURCE:,} characters long")
 
 
 def test_a_template_over_the_time_limit_is_refused_and_not_saved(app, as_admin, monkeypatch):
     """Not a timed test: with no time at all, any template is over the limit."""
-    monkeypatch.setattr(notifications, "RENDER_SECONDS", -1)
+    monkeypatch.setattr(mail_templates, "RENDER_SECONDS", -1)
     page = post_form(as_admin, f"/admin/templates/{KIND}", SAFE).get_data(as_text=True)
     assert_refused(page, "takes more than -1 seconds to render")
     assert saved() == 0
@@ -321,15 +321,15 @@ def test_a_template_over_the_time_limit_is_refused_and_not_saved(app, as_admin, 
 
 
 def problem_with(text: str) -> str | None:
-    return notifications.check(KIND, {**SAFE, "text": text})
+    return mail_templates.check(KIND, {**SAFE, "text": text})
 
 
-@pytest.mark.parametrize("name", sorted(set(jinja2.filters.FILTERS) - notifications.FILTERS))
+@pytest.mark.parametrize("name", sorted(set(jinja2.filters.FILTERS) - mail_templates.FILTERS))
 def test_every_other_filter_is_refused(app, name):
     assert f"the filter {name!r}; the filters are" in problem_with(f"{{{{ login|{name} }}}}")
 
 
-STR_METHODS = sorted(set(dir(str)) - notifications.METHODS)
+STR_METHODS = sorted(set(dir(str)) - mail_templates.METHODS)
 
 
 @pytest.mark.parametrize("name", STR_METHODS)
@@ -338,7 +338,7 @@ def test_every_other_method_or_attribute_of_a_text_is_refused(app, name):
     assert f"the attribute {name!r}" in problem_with(f"{{{{ login.{name} }}}}")
 
 
-@pytest.mark.parametrize("name", sorted(n for n in set(jinja2.tests.TESTS) - notifications.TESTS
+@pytest.mark.parametrize("name", sorted(n for n in set(jinja2.tests.TESTS) - mail_templates.TESTS
                                         if n.isidentifier()))
 def test_every_other_test_is_refused(app, name):
     assert f"the test {name!r}" in problem_with(f"{{% if login is {name} %}}x{{% endif %}}")
@@ -370,7 +370,7 @@ AT_RUN_TIME = [
 @pytest.mark.parametrize(("source", "refused"), AT_RUN_TIME)
 @pytest.mark.parametrize("html_part", [False, True], ids=["text", "html"])
 def test_the_sandbox_refuses_at_run_time_too(app, source, refused, html_part):
-    environment = notifications._html if html_part else notifications._text
+    environment = mail_templates._html if html_part else mail_templates._text
     with pytest.raises(SecurityError) as refusal:
         environment.from_string(source).render(SAMPLE)
     assert refused in str(refusal.value)
@@ -422,7 +422,7 @@ ORDINARY = [
 @pytest.mark.parametrize("source", ORDINARY)
 def test_ordinary_templates_render_as_jinjas_own_sandbox_renders_them(app, source):
     templates = {"subject": "About {{ tenant_name }}", "text": source, "html": source}
-    rendered, problem = notifications.render_samples(KIND, templates)
+    rendered, problem = mail_templates.render_samples(KIND, templates)
     assert problem is None
     for part in ("text", "html"):
         stock = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined,
@@ -431,16 +431,16 @@ def test_ordinary_templates_render_as_jinjas_own_sandbox_renders_them(app, sourc
         assert rendered[part] == stock.from_string(source).render(SAMPLE)
 
 
-@pytest.mark.parametrize("kind", sorted(notifications.KINDS))
+@pytest.mark.parametrize("kind", sorted(mail_templates.KINDS))
 def test_the_built_in_templates_render_as_jinjas_own_sandbox_renders_them(app, kind):
-    sample = {name: notifications.SAMPLES[name] for name in notifications.KINDS[kind]}
-    rendered = notifications.render_sources(notifications.builtin(kind), sample)
+    sample = {name: mail_templates.SAMPLES[name] for name in mail_templates.KINDS[kind]}
+    rendered = mail_templates.render_sources(mail_templates.builtin(kind), sample)
     for part in ("text", "html"):
         stock = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined,
                                               keep_trailing_newline=True,
                                               autoescape=part == "html")
         assert rendered[part] == stock.from_string(
-            notifications.builtin(kind)[part]).render(sample)
+            mail_templates.builtin(kind)[part]).render(sample)
 
 
 def test_an_ordinary_template_is_saved_and_sent_as_previewed(app, as_admin, make_tenant):
@@ -448,7 +448,7 @@ def test_an_ordinary_template_is_saved_and_sent_as_previewed(app, as_admin, make
     response = post_form(as_admin, f"/admin/templates/{KIND}", {**SAFE, "text": source})
     assert response.status_code == 302 and saved() == 1
     preview = html.unescape(as_admin.get(f"/admin/templates/{KIND}").get_data(as_text=True))
-    rendered, _ = notifications.render_samples(KIND, {**SAFE, "text": source})
+    rendered, _ = mail_templates.render_samples(KIND, {**SAFE, "text": source})
     assert f'<pre class="preview-text">{rendered["text"]}</pre>' in preview
     tenant = db.session.scalar(db.select(Tenant).where(Tenant.slug == "acme"))
     assert sent(tenant.id)[:2] == (SAFE["subject"], rendered["text"] + "\n")
@@ -456,8 +456,8 @@ def test_an_ordinary_template_is_saved_and_sent_as_previewed(app, as_admin, make
 
 def test_the_editor_says_what_templates_may_use(app, as_admin):
     page = html.unescape(as_admin.get(f"/admin/templates/{KIND}").get_data(as_text=True))
-    for name in notifications.METHODS:
+    for name in mail_templates.METHODS:
         assert f"<code>.{name}()</code>" in page
-    for name in notifications.FILTERS:
+    for name in mail_templates.FILTERS:
         assert f"<code>{name}</code>" in page
-    assert f"at most {notifications.MAX_RENDERED:,} characters" in page
+    assert f"at most {mail_templates.MAX_RENDERED:,} characters" in page

@@ -18,8 +18,8 @@ import pytest
 from sqlalchemy import select
 from support import mail, post_form
 
+from app.domain import ingest
 from app.extensions import db
-from app.gateway import ingest
 from app.models import DeliveryEvent, Message, Policy, Recipient
 
 # --- policies, briefly -------------------------------------------------------------------

@@ -6,8 +6,8 @@ from datetime import timedelta
 import pytest
 from support import PASSWORD, post_form, read_outbox, without_csrf_tokens
 
-from app import accounts
 from app.clock import utcnow
+from app.domain import accounts
 from app.extensions import db
 from app.models import PasswordReset, User
 

@@ -12,10 +12,10 @@ import pyotp
 import pytest
 from support import PASSWORD, csrf_token, post_form
 
-from app import second_factor
-from app.auth.routes import LAST_TENANT_COOKIE
+from app.domain import second_factor
 from app.extensions import db
-from app.rendering import safe_next
+from app.web.auth.routes import LAST_TENANT_COOKIE
+from app.web.rendering import safe_next
 
 #: (next as given, where the browser may be sent: None means "nowhere it names")
 TARGETS = [

@@ -7,7 +7,7 @@ import pyotp
 import pytest
 from support import PASSWORD, post_form
 
-from app import second_factor
+from app.domain import second_factor
 from app.extensions import db
 from app.models import AccessEvent, User
 
@@ -135,7 +135,7 @@ def test_required_for_one_kind_leaves_the_other_free(client, auth, acme, alice):
 
 
 def test_an_administrator_reset_clears_it(client, auth, acme, make_user, enrolled):
-    from app import people
+    from app.domain import people
 
     alice = db.session.query(User).filter_by(email="alice@partner.test").one()
     people.reset_password(alice)

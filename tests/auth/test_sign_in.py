@@ -5,10 +5,10 @@ from datetime import timedelta
 import pytest
 from support import PASSWORD, csrf_token, post_form, statements, without_csrf_tokens
 
-from app.auth.routes import SIGN_IN_REFUSED
 from app.clock import utcnow
 from app.extensions import db
 from app.models import AuthSession, User
+from app.web.auth.routes import SIGN_IN_REFUSED
 
 
 def refused(response) -> bool:
@@ -108,7 +108,7 @@ def test_failures_recorded_at_the_same_moment_each_count(app, alice):
     """Two attempts that read the account before either wrote: both failures count."""
     from support import in_app_context
 
-    from app import accounts
+    from app.domain import accounts
 
     user = db.session.get(User, alice.id)
     assert user.failed_signins == 0  # this session has read it...

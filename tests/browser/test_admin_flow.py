@@ -18,8 +18,8 @@ from playwright.sync_api import BrowserContext, Page, expect
 from sqlalchemy import select
 from support import PASSWORD, mail
 
+from app.domain import ingest
 from app.extensions import db
-from app.gateway import ingest
 from app.models import Policy
 
 ADMIN = "admin@acme.test"

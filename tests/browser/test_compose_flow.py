@@ -15,7 +15,7 @@ import pytest
 from playwright.sync_api import BrowserContext, Page, expect
 from support import PASSWORD
 
-from app.composing import MAX_BODY
+from app.domain.composing import MAX_BODY
 from app.extensions import db
 from app.models import ApplicationSettings, Draft
 

@@ -22,8 +22,8 @@ from sqlalchemy import select
 from support import mail
 
 from app.clock import utcnow
+from app.domain import ingest
 from app.extensions import db
-from app.gateway import ingest
 from app.models import ApplicationSettings, Message, Recipient, User
 
 PAT = "pat@partner.test"
@@ -373,7 +373,7 @@ def test_screenshots(live_server, page, delivered, outbox, screenshot, width, he
 
 def test_a_body_too_large_to_format_is_shown_as_its_text(
         live_server, page, delivered, outbox, screenshot, monkeypatch):
-    from app import reading
+    from app.domain import reading
 
     monkeypatch.setattr(reading, "HTML_DISPLAY_LIMIT", 2000)  # the page is the same
     rows_html = "".join(f"<tr><td>Line {n} of the price list</td></tr>" for n in range(80))

@@ -7,10 +7,10 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
-from app import passwords
-from app.accounts import set_generated_password
-from app.auth.routes import SIGN_IN_REFUSED
+from app.domain import passwords
+from app.domain.accounts import set_generated_password
 from app.extensions import db
+from app.web.auth.routes import SIGN_IN_REFUSED
 
 EMAIL = "ann@example.org"
 OLD_PASSWORD = "correct horse battery staple"  # make_user's default

@@ -8,10 +8,11 @@ from dataclasses import dataclass, field
 import pytest
 from servers import DnsServer, SmtpSink, ThrowawayCA, free_port, self_signed_server_context
 
-from app import outbound
+from app.delivery import queue
+from app.domain import ingest
 from app.extensions import db
-from app.gateway import ingest, ingress
 from app.models import ApplicationSettings, Policy, User
+from app.smtp import ingress
 
 
 @dataclass
@@ -107,7 +108,7 @@ class Gateway:
         return message
 
     def run_queue(self) -> None:
-        while outbound.run_due():
+        while queue.run_due():
             pass
 
     def account(self, email: str) -> User | None:

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 import pytest
 from support import PASSWORD, post_form
 
+from app.domain.passwords import hash_password
 from app.extensions import db
-from app.gateway import mime
+from app.mail import mime
 from app.models import Message, User
-from app.passwords import hash_password
 
 #: the recipients the variants hide: bob by the internal relay (a maildir), counsel in
 #: the portal (a route policy sends lawfirm.test mail by CCM); pat, named in To, by MX

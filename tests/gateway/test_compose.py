@@ -6,11 +6,12 @@ from io import BytesIO
 import pytest
 from support import PASSWORD, csrf_token, post_form
 
-from app import composing, sent_items
-from app.composing import MAX_ADDRESS, MAX_BODY, MAX_DRAFTS, MAX_RECIPIENTS, MAX_SUBJECT
+from app.domain import composing
+from app.domain.composing import MAX_ADDRESS, MAX_BODY, MAX_DRAFTS, MAX_RECIPIENTS, MAX_SUBJECT
+from app.domain.passwords import hash_password
 from app.extensions import db
 from app.models import Draft, Message
-from app.passwords import hash_password
+from app.web.queries import sent_items
 
 
 def sign_in(gateway, auth, email):

@@ -11,8 +11,9 @@ import pytest
 from sqlalchemy import text
 from support import mail, statements
 
-from app import expiry, portal, worker
+from app import worker
 from app.clock import utcnow
+from app.domain import expiry, mailbox
 from app.extensions import db
 from app.models import Job, Message, OutboundItem, Recipient
 
@@ -23,7 +24,7 @@ CCM = Path(sys.executable).with_name("ccm")
 def clock(monkeypatch):
     """Set the time the expiry code and the portal see."""
     def set_to(moment):
-        for module in (expiry, portal):
+        for module in (expiry, mailbox):
             monkeypatch.setattr(module, "utcnow", lambda: moment)
     return set_to
 
@@ -48,9 +49,9 @@ def test_the_window_ends_to_the_second_with_the_tenant_default(gateway, clock):
     clock(end - timedelta(seconds=1))
     assert expiry.purge_expired() == 0
     assert raw_in_database(message.id) is not None
-    assert not portal.is_expired(copy)
+    assert not mailbox.is_expired(copy)
     clock(end + timedelta(seconds=1))
-    assert portal.is_expired(copy)
+    assert mailbox.is_expired(copy)
     assert expiry.purge_expired() == 1
     assert raw_in_database(message.id) is None
 
@@ -83,7 +84,7 @@ def test_purging_keeps_the_tracking_record_and_events(gateway, clock):
     kinds = [e.kind for e in copy.events]
     assert kinds[-1] == "expired" and "ccm" in kinds
     # Expired copies leave the inbox and their pages say so, whatever the clock says.
-    assert portal.is_expired(copy)
+    assert mailbox.is_expired(copy)
 
 
 def test_a_message_waiting_for_delivery_keeps_its_content(gateway, clock):
@@ -133,7 +134,7 @@ def test_no_warning_before_the_tenants_number_of_days(gateway, monkeypatch):
 
 
 def test_the_warning_names_no_sender_subject_or_content(gateway, monkeypatch):
-    from app.notifications import SAMPLES, render_sources, sources
+    from app.delivery.mail_templates import SAMPLES, render_sources, sources
 
     rendered = render_sources(sources("expiry_warning", gateway.tenant), {
         k: SAMPLES[k] for k in ("tenant_name", "recipient", "portal_url", "visible_until")})

@@ -8,8 +8,8 @@ from servers import ThrowawayCA
 from support import mail
 
 from app.extensions import db
-from app.gateway.ingress import RELAY_DENIED
 from app.models import Domain, Message, OutboundItem
+from app.smtp.ingress import RELAY_DENIED
 
 
 def stored() -> list[Message]:
@@ -134,7 +134,7 @@ def test_malformed_mime_is_stored_raw_and_routed(gateway, ingress_server):
 
 def test_an_internal_error_answers_451_and_stores_nothing(app, gateway, ingress_server,
                                                          monkeypatch):
-    from app.gateway import ingest
+    from app.domain import ingest
 
     def broken(*args, **kwargs):
         raise RuntimeError("database on fire")
@@ -151,7 +151,7 @@ def test_an_internal_error_answers_451_and_stores_nothing(app, gateway, ingress_
 
 def test_a_failure_midway_leaves_no_half_stored_message(app, gateway, ingress_server,
                                                         monkeypatch):
-    from app.gateway import isolation
+    from app.domain import isolation
 
     calls = []
 
@@ -190,8 +190,8 @@ def test_messages_arriving_together_are_each_stored_once_and_acknowledged(gatewa
 def test_in_a_group_commit_a_refused_message_does_not_take_the_others_with_it(app, gateway):
     from concurrent.futures import Future
 
-    from app.gateway.ingest import FOREIGN_SENDER, Refused
-    from app.gateway.ingress import GroupCommit
+    from app.domain.ingest import FOREIGN_SENDER, Refused
+    from app.smtp.ingress import GroupCommit
 
     def job(sender: str, subject: str):
         raw = mail(subject=subject, sender=sender).replace("\n", "\r\n").encode()
@@ -209,7 +209,7 @@ def test_a_client_that_hung_up_before_its_message_was_stored_leaves_the_others_a
         app, gateway):
     from concurrent.futures import Future
 
-    from app.gateway.ingress import GroupCommit
+    from app.smtp.ingress import GroupCommit
 
     def job(subject: str):
         raw = mail(subject=subject).replace("\n", "\r\n").encode()
@@ -347,7 +347,7 @@ def test_a_sender_domain_that_is_not_utf8_is_refused_not_deferred(gateway, ingre
 
 def test_an_unexpected_failure_is_answered_451_without_its_details(
         app, gateway, ingress_server, monkeypatch):
-    from app.gateway.ingress import IngressHandler
+    from app.smtp.ingress import IngressHandler
 
     async def broken(*args, **kwargs):
         raise ValueError("secret internals")
@@ -363,7 +363,7 @@ def test_an_unexpected_failure_is_answered_451_without_its_details(
 def test_ingress_processes_can_share_a_port_only_when_asked(app, gateway):
     from servers import free_port
 
-    from app.gateway import ingress
+    from app.smtp import ingress
 
     listen = f"127.0.0.1:{free_port()}"
     shared = [ingress.controller(app, listen, share_port=True) for _ in range(2)]
@@ -388,7 +388,7 @@ def test_a_write_committed_elsewhere_while_a_message_is_stored_does_not_refuse_i
         app, gateway, ingress_server, monkeypatch):
     """SQLite refuses at once (no busy wait) to let a transaction that has read write
     after another connection committed: the store must not be such a transaction."""
-    from app.gateway import ingest
+    from app.domain import ingest
     from app.models import Tenant
 
     def write_elsewhere() -> None:  # the worker or the portal, in a connection of its own

@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import select
 from support import mail, post_form
 
-from app import notifications
+from app.delivery import mail_templates
 from app.extensions import db
 from app.models import NotificationTemplate, OutboundItem, PasswordReset, User
 
@@ -141,22 +141,23 @@ def test_a_template_edited_after_queueing_is_the_one_sent(gateway, outbox):
 
 
 def test_compiled_templates_are_reused_and_an_edit_is_compiled_afresh(app):
-    sources = dict(notifications.builtin("secure_message"))
-    context = {name: notifications.SAMPLES[name] for name in notifications.KINDS["secure_message"]}
-    notifications.render_sources(sources, context)
-    hits = notifications._compiled.cache_info().hits
-    notifications.render_sources(sources, context)
-    assert notifications._compiled.cache_info().hits == hits + 3
+    sources = dict(mail_templates.builtin("secure_message"))
+    context = {name: mail_templates.SAMPLES[name]
+               for name in mail_templates.KINDS["secure_message"]}
+    mail_templates.render_sources(sources, context)
+    hits = mail_templates._compiled.cache_info().hits
+    mail_templates.render_sources(sources, context)
+    assert mail_templates._compiled.cache_info().hits == hits + 3
     sources["subject"] = "Changed {{ tenant_name }}"
-    assert notifications.render_sources(sources, context)["subject"] == "Changed Acme Corp"
+    assert mail_templates.render_sources(sources, context)["subject"] == "Changed Acme Corp"
 
 
-@pytest.mark.parametrize("kind", sorted(notifications.KINDS))
+@pytest.mark.parametrize("kind", sorted(mail_templates.KINDS))
 @pytest.mark.parametrize("part", ["subject", "text", "html"])
 def test_built_in_notifications_match_their_snapshots(app, kind, part):
-    rendered = notifications.render_sources(
-        notifications.builtin(kind),
-        {name: notifications.SAMPLES[name] for name in notifications.KINDS[kind]})[part]
+    rendered = mail_templates.render_sources(
+        mail_templates.builtin(kind),
+        {name: mail_templates.SAMPLES[name] for name in mail_templates.KINDS[kind]})[part]
     snapshot = SNAPSHOTS / f"{kind}.{part}"
     if not snapshot.exists():  # first run: write it, and make the change visible in git
         snapshot.parent.mkdir(exist_ok=True)
@@ -165,9 +166,9 @@ def test_built_in_notifications_match_their_snapshots(app, kind, part):
 
 
 def test_no_notification_asks_for_a_password_and_each_shows_the_portal_address(app):
-    for kind, variables in notifications.KINDS.items():
-        rendered = notifications.render_sources(
-            notifications.builtin(kind), {n: notifications.SAMPLES[n] for n in variables})
+    for kind, variables in mail_templates.KINDS.items():
+        rendered = mail_templates.render_sources(
+            mail_templates.builtin(kind), {n: mail_templates.SAMPLES[n] for n in variables})
         text = rendered["text"].lower()
         assert "reply with your password" not in text and "send us your password" not in text
-        assert notifications.SAMPLES["portal_url"] in rendered["text"], kind
+        assert mail_templates.SAMPLES["portal_url"] in rendered["text"], kind

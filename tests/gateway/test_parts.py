@@ -19,9 +19,9 @@ import pytest
 from sqlalchemy import inspect
 from support import assert_agrees, mail
 
-from app import reading
+from app.domain import ingest, reading
 from app.extensions import db
-from app.gateway import ingest, mime, parts
+from app.mail import mime, parts
 from app.models import Message
 
 

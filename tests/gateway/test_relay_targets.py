@@ -18,8 +18,8 @@ from servers import SmtpSink
 from support import mail, post_form
 
 from app.clock import utcnow
+from app.delivery import transport
 from app.extensions import db
-from app.gateway import transport
 from app.models import AuditEvent, OutboundItem, Tenant
 
 PUBLIC = "93.184.215.14"  # any public address: nothing connects to it at save time

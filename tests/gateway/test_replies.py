@@ -3,10 +3,10 @@
 import pytest
 from support import PASSWORD, mail, post_form
 
-from app import replies
+from app.domain import replies
+from app.domain.passwords import hash_password
 from app.extensions import db
 from app.models import Message, User
-from app.passwords import hash_password
 
 
 def signed_in(gateway, auth, email):

@@ -8,10 +8,11 @@ import pytest
 from sqlalchemy import text
 from support import PASSWORD, mail
 
-from app import access_log, dkim_signing
+from app.delivery import dkim_signing
+from app.domain import access_log
+from app.domain.passwords import hash_password
 from app.extensions import db
 from app.models import AccessEvent
-from app.passwords import hash_password
 
 
 def test_a_notification_verifies_under_dkim_with_the_published_key(app, gateway, network):

@@ -6,7 +6,8 @@ import time
 import pytest
 from support import in_app_context, mail
 
-from app import outbound, worker
+from app import worker
+from app.delivery import queue
 from app.extensions import db
 
 
@@ -15,7 +16,7 @@ def test_two_workers_on_postgresql_deliver_each_item_exactly_once(app, make_tena
     sink = relay
     if db.engine.dialect.name != "postgresql":
         pytest.skip("several workers are supported on PostgreSQL only (one on SQLite)")
-    from app.gateway import ingest
+    from app.domain import ingest
 
     make_tenant("acme", domains=["acme.test"])
     app.config["OUTBOUND"] = f"smtp://127.0.0.1:{sink.port}"
@@ -27,7 +28,7 @@ def test_two_workers_on_postgresql_deliver_each_item_exactly_once(app, make_tena
     def work():
         with app.app_context():
             try:
-                while outbound.run_due(limit=5):
+                while queue.run_due(limit=5):
                     pass
             finally:
                 db.session.remove()
@@ -43,7 +44,7 @@ def test_two_workers_on_postgresql_deliver_each_item_exactly_once(app, make_tena
 
 def test_the_scheduler_runs_the_queue_in_an_app_context(app, make_tenant, relay):
     sink = relay
-    from app.gateway import ingest
+    from app.domain import ingest
 
     make_tenant("acme", domains=["acme.test"])
     app.config["OUTBOUND"] = f"smtp://127.0.0.1:{sink.port}"
@@ -80,7 +81,7 @@ def test_simultaneous_first_messages_to_a_new_recipient_all_get_through(app, mak
     account and all but one failed on the unique constraint (451, retried later)."""
     if db.engine.dialect.name != "postgresql":
         pytest.skip("SQLite serializes writers, so the race cannot happen there")
-    from app.gateway import ingest
+    from app.domain import ingest
     from app.models import User
 
     make_tenant("acme", domains=["acme.test"])

@@ -10,12 +10,11 @@ import pytest
 from sqlalchemy import event, select
 from support import PASSWORD, csrf_token, mail, post_form, statements
 
-from app import access_log, reading
 from app.clock import utcnow
+from app.domain import access_log, ingest, reading
+from app.domain.passwords import hash_password
 from app.extensions import db
-from app.gateway import ingest
 from app.models import AccessEvent, Message, Recipient, Tenant, User
-from app.passwords import hash_password
 
 SECRET = "Merger terms Falcon"
 
@@ -291,7 +290,7 @@ def test_plain_text_keeps_its_lines_and_links_and_escapes_markup(client, auth, a
 
 
 def test_a_body_too_large_to_format_is_shown_as_its_text(client, auth, acme, monkeypatch):
-    from app import sanitize
+    from app.mail import sanitize
 
     monkeypatch.setattr(reading, "HTML_DISPLAY_LIMIT", 2000)
     monkeypatch.setattr(sanitize, "LINKIFY_LIMIT", 2000)

@@ -5,7 +5,7 @@ import textwrap
 import pytest
 from sqlalchemy import select, text
 
-from app import config_file, passwords
+from app.domain import config_file, passwords
 from app.extensions import db
 from app.models import ApplicationSettings, Domain, Tenant, User
 
@@ -162,10 +162,10 @@ def test_policies_keep_the_files_order_and_templates_apply(app):
     assert acme.policies[0].phrases == ["[secure]"]
     assert acme.policies[1].visibility_days == 7
     assert (acme.policies[2].tls, acme.policies[2].fallback) == ("verify", "ccm")
-    from app import notifications
+    from app.delivery import mail_templates
 
-    rendered = notifications.build("secure_message", to="x@y.test", tenant=acme,
-                                   **notifications.SAMPLES)
+    rendered = mail_templates.build("secure_message", to="x@y.test", tenant=acme,
+                                   **mail_templates.SAMPLES)
     assert rendered["Subject"] == "Secure mail from Acme Corp"
     reordered = GOOD.replace(
         '      - {name: Secure keyword, kind: content, phrases: ["[secure]"], '

@@ -2,7 +2,7 @@
 
 import pytest
 
-from app.gateway.mime import html_to_text
+from app.mail.mime import html_to_text
 
 
 @pytest.mark.parametrize("html,text", [

@@ -5,8 +5,8 @@ from email.parser import BytesParser
 
 import pytest
 
-from app.gateway import mailpolicy
-from app.gateway.mailpolicy import RECEIVED
+from app.mail import email_policy
+from app.mail.email_policy import RECEIVED
 
 HEADERS = [
     ("Subject", "=?utf-8?q?Quartalszahlen_f=C3=BCr_M=C3=A4rz?= and more"),
@@ -39,7 +39,7 @@ def test_a_header_reads_as_with_the_standard_policy(name, value):
 def test_short_headers_are_parsed_once_and_long_ones_are_not_kept():
     registry = RECEIVED.header_factory
     assert registry("Subject", "Figures") is registry("Subject", "Figures")
-    long = "x" * (mailpolicy.CACHED_VALUE_LIMIT + 1)
+    long = "x" * (email_policy.CACHED_VALUE_LIMIT + 1)
     first, second = registry("Subject", long), registry("Subject", long)
     assert first == second == long and first is not second
 

@@ -4,7 +4,8 @@ import pytest
 from argon2 import PasswordHasher, extract_parameters
 from support import PASSWORD
 
-from app import config, passwords
+from app import config
+from app.domain import passwords
 
 
 def test_production_hash_is_argon2id_at_or_above_the_asvs_minimum(app):
@@ -90,7 +91,7 @@ def computations(monkeypatch):
 
 def test_one_address_at_several_tenants_costs_one_computation(
         app, make_tenant, make_user, computations):
-    from app import accounts
+    from app.domain import accounts
     from app.extensions import db
 
     tenants = [make_tenant(slug, domains=[f"{slug}.test"]) for slug in ("acme", "globex", "ini")]
@@ -114,7 +115,7 @@ def test_one_address_at_several_tenants_costs_one_computation(
 
 def test_an_account_salted_on_its_own_joins_its_address_at_the_next_sign_in(
         app, make_tenant, make_user):
-    from app import accounts
+    from app.domain import accounts
     from app.extensions import db
 
     acme, globex = make_tenant("acme"), make_tenant("globex", domains=["globex.test"])
@@ -130,7 +131,7 @@ def test_an_account_salted_on_its_own_joins_its_address_at_the_next_sign_in(
 def test_accounts_of_one_address_imported_together_share_a_salt(app):
     from sqlalchemy import select
 
-    from app import config_file
+    from app.domain import config_file
     from app.extensions import db
     from app.models import User
 

@@ -4,7 +4,7 @@ import pytest
 from werkzeug.test import Client
 from werkzeug.wrappers import Request, Response
 
-from app import proxies
+from app.web import proxies
 
 
 @Request.application

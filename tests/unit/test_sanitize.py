@@ -21,12 +21,12 @@ import pytest
 from sqlalchemy import select
 from support import PASSWORD
 
-from app import sanitize
+from app.domain import ingest
+from app.domain.passwords import hash_password
 from app.extensions import db
-from app.gateway import ingest
+from app.mail import sanitize
+from app.mail.sanitize import BLOCKED_IMAGE, clean_html, text_to_html
 from app.models import Message, User
-from app.passwords import hash_password
-from app.sanitize import BLOCKED_IMAGE, clean_html, text_to_html
 
 EVIL = "http://evil.example"
 SVG_SCRIPT_B64 = ("PHN2ZyB4bWxucz0iaHR0cDovL3d3dy53My5vcmcvMjAwMC9zdmciIG9ubG9hZD0i"
@@ -432,7 +432,7 @@ def test_many_unclosed_raw_text_openings_do_not_hang_the_cleaner():
     """
     subprocess.run(
         [sys.executable, "-c",
-         "from app.sanitize import clean_html; clean_html('<style>' * 20000)"],
+         "from app.mail.sanitize import clean_html; clean_html('<style>' * 20000)"],
         cwd=Path(__file__).resolve().parents[2], check=True, timeout=60,
         capture_output=True)
 

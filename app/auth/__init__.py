@@ -1,7 +1,0 @@
-"""Sign-in, sign-out, password change and reset."""
-
-from flask import Blueprint
-
-bp = Blueprint("auth", __name__)
-
-from . import routes  # noqa: E402,F401  (routes attach themselves to bp)

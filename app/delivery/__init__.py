@@ -1,0 +1,1 @@
+"""Mail out: the durable queue, its runner, transports, DSNs, DKIM, templates."""

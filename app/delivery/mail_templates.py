@@ -1,0 +1,380 @@
+"""Generated mail: rendered from templates in Jinja's sandbox and built as MIME.
+
+Each kind has a subject, a text and an HTML template. A tenant's own version (edited by
+its administrator, or imported) is used when there is one, else the built-in one from
+``app/templates/email/KIND.{subject.txt,txt,html}``. Both are rendered the same way, in
+an immutable sandbox, because an administrator's template is untrusted input.
+"""
+
+from __future__ import annotations
+
+import time
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from functools import cache, lru_cache
+from importlib import resources
+from urllib.parse import urlsplit
+
+from flask import current_app
+from jinja2 import (
+    StrictUndefined,
+    Template,
+    TemplateError,
+    TemplateSyntaxError,
+    Undefined,
+    UndefinedError,
+    nodes,
+)
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+from sqlalchemy import select
+
+from app.extensions import db
+from app.models import NotificationTemplate, Tenant
+
+#: every kind, and the variables its templates may use (shown beside the editor)
+KINDS = {
+    "secure_message": ("tenant_name", "recipient", "portal_url", "visible_until",
+                       "new_account"),
+    "password": ("tenant_name", "login", "password", "portal_url", "reset"),
+    "activation": ("tenant_name", "login", "activation_url", "lifetime_hours", "portal_url"),
+    "password_reset": ("tenant_name", "email", "reset_url", "lifetime_minutes", "portal_url"),
+    "expiry_warning": ("tenant_name", "recipient", "portal_url", "visible_until"),
+}
+#: sample values for previews and for checking a template before it is saved
+SAMPLES = {
+    "tenant_name": "Acme Corp",
+    "recipient": "pat@example.com",
+    "login": "pat@example.com",
+    "email": "pat@example.com",
+    "password": "kM7pQ2xW9rT4vN8bH3cZ",
+    "portal_url": "https://securemail.example.com/t/acme/sign-in",
+    "activation_url": "https://securemail.example.com/password/reset/sample-token",
+    "reset_url": "https://securemail.example.com/password/reset/sample-token",
+    "visible_until": "30 December 2026",
+    "new_account": True,
+    "reset": False,
+    "lifetime_hours": 72,
+    "lifetime_minutes": 60,
+}
+PARTS = ("subject", "text", "html")
+_SUFFIX = {"subject": "subject.txt", "text": "txt", "html": "html"}
+
+#: a notification's three parts together render to at most this many characters, in at
+#: most this many seconds: in the editor's preview, when it is saved and when it is sent
+MAX_RENDERED = 512 * 1024
+RENDER_SECONDS = 2.0
+#: no part's source may be longer (as the editor's largest field; bounds imported ones)
+MAX_SOURCE = 200_000
+#: names, texts, operators and filters in one {{ }} or {% if %}: a ceiling on what one
+#: expression can build before the size limit sees it (see below)
+MAX_EXPRESSION_PARTS = 50
+
+# What templates may use: an allowlist. Without loops, assignments and macros every part
+# of a template runs at most once, so the time is bounded too. None of these makes a
+# text longer than its inputs together, except a case change (at most three times,
+# however chained: "ß".upper() is "SS"); with no escape filter no value is ever marked
+# safe, so the HTML version escapes each exactly once (at most five times longer). So
+# one {{ }} is at most 15 times the variables and texts its at most MAX_EXPRESSION_PARTS
+# parts name: no single piece of output is large before the size limit, checked after
+# each piece, stops the rendering.
+VARIABLES = frozenset(name for names in KINDS.values() for name in names)
+FILTERS = frozenset({"capitalize", "count", "d", "default", "first", "last", "length",
+                     "lower", "string", "striptags", "title", "trim", "truncate", "upper",
+                     "wordcount"})
+#: the methods of a text; every other attribute, and str.format, is out of reach
+METHODS = frozenset({"capitalize", "endswith", "lower", "lstrip", "rstrip", "startswith",
+                     "strip", "title", "upper"})
+TESTS = frozenset({"boolean", "defined", "divisibleby", "eq", "even", "false", "float",
+                   "ge", "gt", "in", "integer", "le", "lower", "lt", "ne", "none", "number",
+                   "odd", "string", "true", "undefined", "upper"})
+_NODES = frozenset({nodes.Template, nodes.Output, nodes.TemplateData, nodes.If, nodes.Name,
+                    nodes.Const, nodes.Concat, nodes.CondExpr, nodes.And, nodes.Or, nodes.Not,
+                    nodes.Neg, nodes.Pos, nodes.Add, nodes.Sub, nodes.Mul, nodes.Div,
+                    nodes.FloorDiv, nodes.Mod, nodes.Pow, nodes.Compare, nodes.Operand,
+                    nodes.Getitem, nodes.Slice, nodes.Keyword, nodes.Filter, nodes.Test,
+                    nodes.Call})
+_LARGEST = 10**6
+
+
+class LimitExceeded(TemplateError):
+    """A template longer, or rendering larger or slower, than the limits allow."""
+
+
+def _number(value) -> bool:
+    return isinstance(value, int | float)
+
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """Jinja's immutable sandbox, reaching only the allowlist, with arithmetic on numbers
+    only and bounded: texts are neither repeated (*) nor formatted (%, str.format).
+
+    The template is vetted against the allowlist before it is compiled (``_vet``); these
+    checks are the second line. Every operator is intercepted, so none is folded at
+    compile time either: ``9**(9**9)`` cannot hang the compiler.
+    """
+
+    intercepted_binops = frozenset(ImmutableSandboxedEnvironment.default_binop_table)
+    intercepted_unops = frozenset(ImmutableSandboxedEnvironment.default_unop_table)
+
+    def is_safe_attribute(self, obj, attr: str, value) -> bool:
+        return isinstance(obj, str) and attr in METHODS
+
+    def is_safe_callable(self, obj) -> bool:
+        return (isinstance(getattr(obj, "__self__", None), str)
+                and getattr(obj, "__name__", None) in METHODS)
+
+    def wrap_str_format(self, value):
+        # Jinja's getattr and getitem hand out a sandboxed str.format through this; ours
+        # replace them, and format is no method of the allowlist: nothing is ever wrapped.
+        return None
+
+    def getattr(self, obj, attribute: str):
+        if isinstance(obj, Undefined):
+            return obj  # using it raises the undefined error, which names the variable
+        if not self.is_safe_attribute(obj, attribute, None):
+            raise SecurityError(_after_a_dot(attribute))
+        return getattr(obj, attribute)
+
+    def getitem(self, obj, argument):
+        if isinstance(obj, Undefined):
+            return obj
+        if not (isinstance(obj, str) and isinstance(argument, int | slice)):
+            raise SecurityError("[ ] takes a character or a slice of a text, by number")
+        try:
+            return obj[argument]
+        except IndexError:
+            return self.undefined(obj=obj, name=argument)
+
+    def call(self, context, obj, /, *args, **kwargs):
+        if not (isinstance(obj, Undefined) or self.is_safe_callable(obj)):
+            raise SecurityError(f"only the methods of a text can be called: {_methods()}")
+        return obj(*args, **kwargs)
+
+    def call_binop(self, context, operator: str, left, right):
+        joined = operator == "+" and isinstance(left, str) and isinstance(right, str)
+        undefined = isinstance(left, Undefined) or isinstance(right, Undefined)
+        if _number(left) and _number(right):
+            _bounded(operator, left, right)
+        elif not (joined or undefined):  # using an undefined one raises its own error
+            raise SecurityError(f"{operator} on a text: arithmetic is for numbers only "
+                                "(join texts with ~; texts are not repeated or formatted)")
+        return self.binop_table[operator](left, right)
+
+    def call_unop(self, context, operator: str, arg):
+        if not (_number(arg) or isinstance(arg, Undefined)):
+            raise SecurityError(f"{operator} on a text: arithmetic is for numbers only")
+        return self.unop_table[operator](arg)
+
+
+def _bounded(operator: str, left, right) -> None:
+    """Refuse ``left operator right`` on numbers when its result could be huge."""
+    if operator == "**":
+        small = (isinstance(left, int) and isinstance(right, int) and abs(right) <= 64
+                 and abs(left) <= _LARGEST and abs(left) ** abs(right) <= _LARGEST)
+        if not small:
+            raise SecurityError(f"** only of whole numbers, giving at most {_LARGEST:,}")
+    elif (operator == "*" and isinstance(left, int) and isinstance(right, int)
+          and abs(left) * abs(right) > _LARGEST):
+        raise SecurityError(f"* giving a number above {_LARGEST:,}")
+
+
+def _methods() -> str:
+    return ", ".join(f"{name}()" for name in sorted(METHODS))
+
+
+def _after_a_dot(attribute: str) -> str:
+    return f"the attribute {attribute!r}: after a dot only a method call may follow, {_methods()}"
+
+
+_text = _Sandbox(undefined=StrictUndefined, keep_trailing_newline=True)
+_html = _Sandbox(undefined=StrictUndefined, keep_trailing_newline=True, autoescape=True)
+for _environment in (_text, _html):
+    # Templates need only their own variables: no range, lipsum, cycler, joiner, namespace.
+    _environment.globals.clear()
+    _environment.filters = {name: _environment.filters[name] for name in FILTERS}
+    _environment.tests = {name: _environment.tests[name] for name in TESTS}
+
+
+def _vet(tree: nodes.Template) -> None:
+    """Raise SecurityError at the first thing in ``tree`` outside the allowlist.
+
+    Judged by what the template contains, not by one rendering: a costly construct behind
+    a condition the sample data does not meet is refused all the same.
+    """
+    methods = {id(call.node) for call in tree.find_all(nodes.Call)}
+    for node in (tree, *tree.find_all(nodes.Node)):
+        if type(node) is nodes.Getattr:
+            problem = None if id(node) in methods else _after_a_dot(node.attr)
+        else:
+            problem = _problem(node) or _too_long(node)
+        if problem is not None:
+            lines = [n.lineno for n in (node, *node.find_all(nodes.Node)) if n.lineno]
+            raise SecurityError(f"line {lines[0]}: {problem}" if lines else problem)
+
+
+def _problem(node: nodes.Node) -> str | None:
+    """What is wrong with ``node`` itself (its children are vetted on their own)."""
+    kind = type(node)
+    if kind not in _NODES:
+        if isinstance(node, nodes.Stmt):
+            return ("only {% if %} is allowed among the tags: no for, set, macro, call, "
+                    "filter, block, with, include or import")
+        return f"{_WHAT.get(kind, 'this expression')} (only variables, texts and numbers)"
+    if kind is nodes.Name and node.name not in VARIABLES:
+        return f"the name {node.name!r}, which is not a template variable"
+    if kind is nodes.Filter and node.name not in FILTERS:
+        return f"the filter {node.name!r}; the filters are {', '.join(sorted(FILTERS))}"
+    if kind is nodes.Test and node.name not in TESTS:
+        return f"the test {node.name!r}; the tests are {', '.join(sorted(TESTS))}"
+    if kind is nodes.Call and type(node.node) is not nodes.Getattr:
+        return f"a call: only the methods of a text can be called, {_methods()}"
+    if kind is nodes.Call and node.node.attr not in METHODS:
+        return f"the method {node.node.attr}(); the methods are {_methods()}"
+    if getattr(node, "dyn_args", None) or getattr(node, "dyn_kwargs", None):
+        return "* or ** in a call"
+    return None
+
+
+_WHAT = {nodes.List: "a list", nodes.Tuple: "a tuple", nodes.Dict: "a dictionary"}
+
+
+def _too_long(node: nodes.Node) -> str | None:
+    """Whether an expression in ``node`` (a {{ }} or an {% if %}) has too many parts."""
+    if isinstance(node, nodes.Output):
+        expressions = [n for n in node.nodes if not isinstance(n, nodes.TemplateData)]
+    else:
+        expressions = [node.test] if isinstance(node, nodes.If) else []
+    for expression in expressions:
+        if sum(1 for _ in expression.find_all(nodes.Node)) >= MAX_EXPRESSION_PARTS:
+            return (f"an expression of more than {MAX_EXPRESSION_PARTS} parts: split it "
+                    "into several {{ }}")
+    return None
+
+
+@cache
+def builtin(kind: str) -> dict[str, str]:
+    """The shipped subject, text and HTML of ``kind``."""
+    folder = resources.files("app").joinpath("templates/email")
+    return {part: folder.joinpath(f"{kind}.{_SUFFIX[part]}").read_text(encoding="utf-8")
+            for part in PARTS}
+
+
+def sources(kind: str, tenant: Tenant | None) -> dict[str, str]:
+    """The templates in force for ``kind`` at ``tenant``: its own, else the built-in ones."""
+    if tenant is not None and tenant.id is not None:
+        own = db.session.scalar(
+            select(NotificationTemplate).where(
+                NotificationTemplate.tenant_id == tenant.id, NotificationTemplate.kind == kind
+            )
+        )
+        if own is not None:
+            return {"subject": own.subject, "text": own.text, "html": own.html}
+    return builtin(kind)
+
+
+@lru_cache(maxsize=256)
+def _compiled(source: str, html: bool) -> Template:
+    """A template vetted and compiled once, not per notification: compiling costs ten
+    times more than rendering. Keyed by the source, so an edited one is compiled afresh."""
+    if len(source) > MAX_SOURCE:
+        raise LimitExceeded(f"a template may be at most {MAX_SOURCE:,} characters long")
+    environment = _html if html else _text
+    tree = environment.parse(source)
+    _vet(tree)
+    return environment.from_string(tree)
+
+
+class _Budget:
+    """What is left of the size and time limits while one notification renders."""
+
+    def __init__(self) -> None:
+        self.left = MAX_RENDERED
+        self.deadline = time.monotonic() + RENDER_SECONDS
+
+    def spend(self, piece: str) -> None:
+        self.left -= len(piece)
+        if self.left < 0:
+            raise LimitExceeded(f"the notification renders to more than {MAX_RENDERED:,} "
+                                "characters (subject, text and HTML together)")
+        if time.monotonic() > self.deadline:
+            raise LimitExceeded(f"the notification takes more than {RENDER_SECONDS:g} "
+                                "seconds to render")
+
+
+def _render(template: Template, context: dict, budget: _Budget) -> str:
+    """``template`` rendered piece by piece (one piece per text or {{ }}), stopping at
+    the first piece past a limit instead of building the whole output first."""
+    pieces = []
+    for piece in template.generate(context):
+        budget.spend(piece)
+        pieces.append(piece)
+    return "".join(pieces)
+
+
+def render_sources(templates: dict[str, str], context: dict) -> dict[str, str]:
+    """Render subject, text and HTML within the limits: the one way every notification,
+    preview and check is rendered. Raises Jinja's errors (syntax, sandbox, undefined) and
+    LimitExceeded."""
+    compiled = {part: _compiled(templates[part], part == "html") for part in PARTS}
+    budget = _Budget()
+    rendered = {part: _render(template, context, budget)
+                for part, template in compiled.items()}
+    rendered["subject"] = " ".join(rendered["subject"].split())
+    return rendered
+
+
+def render_samples(kind: str, templates: dict[str, str]) -> tuple[dict | None, str | None]:
+    """``templates`` rendered with sample data, or why they cannot be used for ``kind``
+    (syntax, outside the allowlist, unknown variable, over a limit): (rendered, None) or
+    (None, the reason)."""
+    try:
+        return render_sources(templates, {name: SAMPLES[name] for name in KINDS[kind]}), None
+    except TemplateSyntaxError as error:
+        return None, f"{error.message} (line {error.lineno})"
+    except SecurityError as error:
+        return None, f"not allowed in a template: {error}"
+    except UndefinedError as error:
+        return None, f"{error.message}; the variables are {', '.join(KINDS[kind])}"
+    except TemplateError as error:
+        return None, str(error)
+    except Exception as error:  # a template can raise anything; none of it may escape
+        return None, f"it fails with sample data ({type(error).__name__}: {error})"[:500]
+
+
+def check(kind: str, templates: dict[str, str]) -> str | None:
+    """Why these templates cannot be used for ``kind``, or None."""
+    return render_samples(kind, templates)[1]
+
+
+def build(kind: str, to: str, tenant: Tenant | None = None, **context) -> EmailMessage:
+    """A ready-to-send message of notification ``kind`` for ``to``."""
+    try:
+        rendered = render_sources(sources(kind, tenant), context)
+    except Exception:
+        # An administrator's template that breaks on real data must not stop the mail:
+        # send the built-in wording, and say so in the log.
+        current_app.logger.exception("the %s template of %s failed; using the built-in one",
+                                     kind, tenant.slug if tenant else "-")
+        rendered = render_sources(builtin(kind), context)
+    message = EmailMessage()
+    message["From"] = sender_address(tenant)
+    message["To"] = to
+    message["Subject"] = rendered["subject"]
+    message["Date"] = formatdate(localtime=False)
+    message["Message-ID"] = make_msgid(domain=portal_host())
+    # RFC 3834: tells auto-responders and vacation replies not to answer.
+    message["Auto-Submitted"] = "auto-generated"
+    message.set_content(rendered["text"])
+    message.add_alternative(rendered["html"], subtype="html")
+    return message
+
+
+def sender_address(tenant: Tenant | None = None) -> str:
+    """The tenant's own From address, else the gateway's."""
+    if tenant is not None and tenant.mail_from:
+        return tenant.mail_from
+    return current_app.config["MAIL_FROM"] or f"postmaster@{portal_host()}"
+
+
+def portal_host() -> str:
+    return urlsplit(current_app.config["BASE_URL"]).hostname or "localhost"

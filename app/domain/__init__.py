@@ -1,0 +1,1 @@
+"""Domain logic in plain functions: no Flask request, no SMTP session."""

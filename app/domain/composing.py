@@ -1,0 +1,279 @@
+"""Writing mail in the portal: new messages, replies and drafts, all through the gateway."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import formatdate, make_msgid
+
+from flask import current_app
+from sqlalchemy import func, select
+
+from app.delivery import mail_templates
+from app.domain import ingest
+from app.domain.routing import MODES
+from app.extensions import db
+from app.models import Draft, Message, User
+
+_PART = r"[^@\s<>,;\"\x00-\x1f\x7f]+"  # no separator, quote or control character
+_ADDRESS = re.compile(rf"^{_PART}@{_PART}\.{_PART}$")
+
+# --- limits ----------------------------------------------------------------------------
+# What one message written in the portal may hold. ``check`` applies them to sending and
+# to drafts alike, so that a saved draft can be sent and nothing is ever cut short.
+
+#: characters in the To field, and in the Cc field
+MAX_ADDRESS_FIELD = 5_000
+#: characters in one address: RFC 5321's 256-octet path less its angle brackets
+MAX_ADDRESS = 254
+#: addresses in To and Cc together: what every SMTP server must accept (RFC 5321 4.5.3.1.8)
+MAX_RECIPIENTS = 100
+#: characters in the subject: RFC 5322's longest line
+MAX_SUBJECT = 998
+#: characters of message text (a longer document goes as an attachment)
+MAX_BODY = 500_000
+#: drafts one person keeps: room for work in progress, not a store of documents
+MAX_DRAFTS = 50
+
+#: the composer's fields, as its form labels them, with the characters each may hold
+FIELDS = {"to": ("To", MAX_ADDRESS_FIELD), "cc": ("Cc", MAX_ADDRESS_FIELD),
+          "subject": ("Subject", MAX_SUBJECT), "body": ("Message", MAX_BODY)}
+
+# Control characters other than tab and line breaks (PostgreSQL refuses NUL outright),
+# lone surrogates, and U+FFFD, which the form parser puts where bytes were not UTF-8.
+_NOT_TEXT = re.compile(r"[\x00-\x08\x0b-\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffd]")
+
+
+class ComposeRefused(ValueError):
+    """The message cannot be sent as asked; the text says why, for the person writing.
+
+    ``field`` names the composer's field at fault (a key of ``FIELDS``), when there is one.
+    """
+
+    def __init__(self, text: str, field: str | None = None) -> None:
+        super().__init__(text)
+        self.field = field
+
+
+class DraftNotFound(LookupError):
+    """No draft of this user has that id: another's, already sent, or deleted."""
+
+
+@dataclass
+class Upload:
+    filename: str
+    content_type: str
+    data: bytes
+
+
+def attachment_limit() -> int:
+    """How many bytes of files fit in one message once base64 has grown them by a third."""
+    return current_app.config["MAX_MESSAGE_BYTES"] * 7 // 10
+
+
+def check(*, to: str, cc: str, subject: str, body: str) -> None:
+    """Refuse, with ComposeRefused, what a message written in the portal may not hold.
+
+    Half-typed addresses pass (a draft may hold them); ``addresses`` checks them at sending.
+    """
+    values = {"to": to, "cc": cc, "subject": subject, "body": body}
+    for name, (label, most) in FIELDS.items():
+        if _NOT_TEXT.search(values[name]):
+            raise ComposeRefused(
+                f"{label} holds characters that are not text (a control character such as "
+                "NUL, or bytes that are not UTF-8). Remove them and try again.", name)
+        if len(values[name]) > most:
+            raise ComposeRefused(
+                f"{label} is too long: {len(values[name]):,} characters, the most is {most:,}.",
+                name)
+    everyone = [*_entries(to, "to"), *_entries(cc, "cc")]
+    if (count := len(dict.fromkeys(everyone))) > MAX_RECIPIENTS:
+        raise ComposeRefused(
+            f"A message can go to at most {MAX_RECIPIENTS} recipients; this one lists "
+            f"{count}. Send it as several messages.")
+
+
+def _entries(text: str, field: str | None = None) -> list[str]:
+    """What a To or Cc field lists (comma, semicolon or space separated), each no longer
+    than an address can be."""
+    found = [a.strip().strip("<>").lower() for a in re.split(r"[,;\s]+", text or "")]
+    found = [a for a in found if a]
+    if too_long := next((a for a in found if len(a) > MAX_ADDRESS), None):
+        raise ComposeRefused(
+            f"An address can be at most {MAX_ADDRESS} characters; one has {len(too_long):,}: "
+            f"{too_long[:40]}…", field)
+    return found
+
+
+def addresses(text: str, field: str | None = None) -> list[str]:
+    """The addresses in a To or Cc field (comma, semicolon or space separated)."""
+    found = _entries(text, field)
+    wrong = [a for a in found if not _ADDRESS.match(a)]
+    if wrong:
+        raise ComposeRefused(f"Not an email address: {', '.join(wrong)}", field)
+    return list(dict.fromkeys(found))
+
+
+def submit(
+    user: User,
+    *,
+    to: list[str],
+    cc: list[str],
+    subject: str,
+    text: str,
+    uploads: list[Upload],
+    mode: str,
+    client_address: str | None,
+    headers: dict[str, str] | None = None,
+) -> Message:
+    """Build the MIME of a message written in the portal and hand it to the gateway.
+
+    ``mode`` is the CCM mode to ask for; the caller has already decided whether this
+    user may choose one. The caller commits.
+    """
+    if mode not in MODES:
+        raise ComposeRefused("Choose a CCM mode from the list.")
+    everyone = list(dict.fromkeys([*to, *cc]))
+    if not everyone:
+        raise ComposeRefused("Add at least one recipient.")
+    message = EmailMessage()
+    message["From"] = user.email
+    message["To"] = ", ".join(to or cc[:1])
+    if rest := [a for a in cc if a not in to]:
+        message["Cc"] = ", ".join(rest)
+    message["Subject"] = " ".join(subject.split())
+    message["Date"] = formatdate(localtime=False)
+    message["Message-ID"] = make_msgid(domain=mail_templates.portal_host())
+    for name, value in (headers or {}).items():
+        message[name] = value
+    message.set_content(text)
+    for upload in uploads:
+        maintype, _, subtype = upload.content_type.partition("/")
+        message.add_attachment(
+            upload.data,
+            maintype=maintype or "application",
+            subtype=subtype or "octet-stream",
+            filename=upload.filename,
+        )
+    raw = message.as_bytes(policy=SMTP)
+    if len(raw) > current_app.config["MAX_MESSAGE_BYTES"]:
+        raise ComposeRefused(
+            "The message with its attachments is larger than this portal "
+            "accepts. Remove an attachment and try again."
+        )
+    return ingest.receive(
+        raw,
+        user.email,
+        everyone,
+        client_address=client_address or "portal",
+        tls=current_app.config["HTTPS"],
+        mode=mode,
+        tenant=user.tenant,
+    )
+
+
+def send_new(
+    user: User,
+    *,
+    to: str,
+    cc: str,
+    subject: str,
+    body: str,
+    uploads: list[Upload],
+    mode: str | None,
+    client_address: str | None,
+) -> Message:
+    """Send a new message, in the mode ``mode_for`` allows, within the composer's limits."""
+    check(to=to, cc=cc, subject=subject, body=body)
+    chosen = mode_for(user, mode)
+    return submit(
+        user,
+        to=addresses(to, "to"),
+        cc=addresses(cc, "cc"),
+        subject=subject,
+        text=body,
+        uploads=uploads,
+        mode=chosen,
+        client_address=client_address,
+    )
+
+
+def mode_for(user: User, asked: str | None) -> str:
+    """The CCM mode a message written in the portal goes with. An external recipient's
+    reply always goes by CCM to external parties; an internal user chooses only with
+    the permission, else "off" (the tenant's policies still apply)."""
+    if user.kind != "internal":
+        return "external"
+    return asked if user.may_use_portal_ccm and asked else "off"
+
+
+# --- drafts ----------------------------------------------------------------------------
+
+#: what ``secrets.token_urlsafe(16)`` makes; anything else names no draft
+_DRAFT_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+
+
+def drafts(user: User) -> list[Draft]:
+    return list(
+        db.session.scalars(
+            select(Draft).where(Draft.user_id == user.id).order_by(Draft.updated_at.desc())
+        )
+    )
+
+
+def draft_for(user: User, public_id: str | None) -> Draft | None:
+    """The user's own draft ``public_id``, or None: nobody else's is ever found."""
+    if not public_id or not _DRAFT_ID.match(public_id):
+        return None
+    return db.session.scalar(
+        select(Draft).where(Draft.user_id == user.id, Draft.public_id == public_id)
+    )
+
+
+def save_draft(
+    user: User,
+    public_id: str | None,
+    *,
+    to: str,
+    cc: str,
+    subject: str,
+    body: str,
+    mode: str | None,
+) -> Draft:
+    """Update the user's draft ``public_id``, or without one start a new draft; the
+    caller commits.
+
+    Raises DraftNotFound for an id that is not one of the user's drafts, and
+    ComposeRefused for what could not be sent either or for a draft beyond MAX_DRAFTS;
+    either way nothing has changed.
+    """
+    draft = draft_for(user, public_id) if public_id else None
+    if public_id and draft is None:
+        raise DraftNotFound(public_id)
+    check(to=to, cc=cc, subject=subject, body=body)
+    if draft is None:
+        if _draft_count(user) >= MAX_DRAFTS:
+            raise ComposeRefused(
+                f"You already keep {MAX_DRAFTS} drafts, the most there is room for. Send or "
+                "delete one you no longer need (under Drafts), and this one is saved as you "
+                "type.")
+        draft = Draft(user=user, public_id=secrets.token_urlsafe(16))
+        db.session.add(draft)
+    draft.to, draft.cc, draft.subject, draft.body = to, cc, subject, body
+    draft.mode = mode if user.may_use_portal_ccm and mode in MODES else "off"
+    return draft
+
+
+def _draft_count(user: User) -> int:
+    return db.session.scalar(select(func.count()).where(Draft.user_id == user.id))
+
+
+def discard_draft(user: User, public_id: str | None) -> bool:
+    """Delete the user's draft ``public_id``; False when they have no such draft."""
+    draft = draft_for(user, public_id)
+    if draft is not None:
+        db.session.delete(draft)
+    return draft is not None

@@ -1,0 +1,116 @@
+"""The visibility window: warnings before it ends, and purging content after.
+
+Both work in small batches, each its own transaction, so purging a million messages
+never holds a lock long enough to stall the portal.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import Select, and_, exists, select, update
+
+from app.clock import utcnow
+from app.config import SESSION_ABSOLUTE_TIMEOUT
+from app.delivery import queue
+from app.domain import links
+from app.domain.delivery_events import record, record_all
+from app.extensions import db
+from app.models import AuthSession, Message, OutboundItem, PasswordReset, Recipient, Tenant
+
+BATCH = 500
+
+
+def purge_expired(*, batch: int = BATCH, limit: int | None = None) -> int:
+    """Purge the content of every message past its window; the number purged.
+
+    A message still waiting for an ordinary delivery keeps its content until that ends
+    (delivered or bounced). Tracking rows and events stay, with an ``expired`` event.
+    """
+    purged = 0
+    while limit is None or purged < limit:
+        now = utcnow()
+        ids = list(db.session.scalars(
+            due_for_purge(now, batch if limit is None else min(batch, limit - purged))))
+        if not ids:
+            break
+        # Four statements a batch, whatever its size: no row is loaded into the session.
+        db.session.execute(update(Message).where(Message.id.in_(ids))
+                           .values(raw=None, parts=None, purged_at=now)
+                           .execution_options(synchronize_session=False))
+        db.session.execute(update(Recipient)
+                           .where(Recipient.message_id.in_(ids), Recipient.state == "held")
+                           .values(state="expired")
+                           .execution_options(synchronize_session=False))
+        record_all(select(Recipient.id).where(Recipient.message_id.in_(ids)), "expired",
+                   "Expired: the visibility window ended and the content was deleted")
+        db.session.commit()
+        purged += len(ids)
+    return purged
+
+
+def due_for_purge(now, size: int) -> Select:
+    """The ids of the next ``size`` messages to purge, oldest window first.
+
+    ix_message_unpurged_expires_at serves it: its rows are the messages not purged yet,
+    in this order, so each batch starts where the last one ended.
+    """
+    unfinished = exists().where(
+        OutboundItem.recipient_id == Recipient.id, Recipient.message_id == Message.id,
+        OutboundItem.kind == "delivery", OutboundItem.state.in_(("pending", "sending")))
+    return (select(Message.id)
+            .where(Message.purged_at.is_(None), Message.expires_at <= now, ~unfinished)
+            .order_by(Message.expires_at, Message.id)
+            .limit(size))
+
+
+def warn_unopened(*, batch: int = BATCH) -> int:
+    """Tell recipients who have not opened a message that it expires soon; once each."""
+    warned = 0
+    now = utcnow()
+    for tenant in db.session.scalars(select(Tenant).where(Tenant.expiry_warning_days > 0)):
+        horizon = now + timedelta(days=tenant.expiry_warning_days)
+        while due := list(db.session.scalars(
+            select(Recipient).join(Recipient.message)
+            .where(Message.tenant_id == tenant.id, Recipient.route == "ccm",
+                   Recipient.state == "held", Recipient.first_opened_at.is_(None),
+                   Recipient.expiry_warned_at.is_(None), Recipient.visible_until > now,
+                   Recipient.visible_until <= horizon)
+            .order_by(Recipient.visible_until).limit(batch))):
+            for recipient in due:
+                _warn(tenant, recipient, now)
+            db.session.commit()
+            warned += len(due)
+    return warned
+
+
+def _warn(tenant: Tenant, recipient: Recipient, now) -> None:
+    queue.notify("expiry_warning", recipient.address, {
+        "tenant_name": tenant.name, "recipient": recipient.address,
+        "portal_url": links.sign_in(tenant),
+        "visible_until": f"{recipient.visible_until:%d %B %Y}",
+    }, tenant=tenant, recipient=recipient,
+        route="internal" if recipient.kind == "internal" else "external")
+    recipient.expiry_warned_at = now
+    record(recipient, "warned", "Expiry warning sent: not opened yet")
+
+
+def clean_up(*, queue_retention: timedelta = timedelta(days=7)) -> dict[str, int]:
+    """Delete what nobody needs any more: used or expired links, ended sessions, old
+    finished queue items. (Throttling counters expire in their own store.)"""
+    now = utcnow()
+    counts = {
+        "reset links": db.session.query(PasswordReset).filter(
+            (PasswordReset.expires_at < now) | PasswordReset.used_at.isnot(None)
+        ).delete(synchronize_session=False),
+        "sessions": db.session.query(AuthSession).filter(
+            (AuthSession.ended_at.isnot(None))
+            | (AuthSession.created_at < now - SESSION_ABSOLUTE_TIMEOUT)
+        ).delete(synchronize_session=False),
+        "queue items": db.session.query(OutboundItem).filter(and_(
+            OutboundItem.state.in_(("done", "failed")),
+            OutboundItem.finished_at < now - queue_retention,
+        )).delete(synchronize_session=False),
+    }
+    db.session.commit()
+    return counts

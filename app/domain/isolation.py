@@ -1,0 +1,98 @@
+"""CCM delivery: keep a message in the isolation area for a recipient and notify them."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from flask import current_app
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from app.clock import utcnow
+from app.delivery import queue
+from app.domain import accounts, links
+from app.domain.delivery_events import DELIVERED_TO_CCM, record
+from app.extensions import db
+from app.models import Recipient, User
+
+
+def hold(recipient: Recipient) -> None:
+    """Make ``recipient``'s copy visible in the portal and queue their notifications.
+
+    A recipient new to this tenant gets an account, and with it the password
+    notification (or, if the tenant prefers, an activation link) besides the secure
+    message notification; a later message sends only the latter.
+    """
+    message = recipient.message
+    tenant = message.tenant
+    user, first_contact = _account(tenant, recipient.address)
+    days = (recipient.policy and recipient.policy.visibility_days) or tenant.visibility_days
+    recipient.user = user
+    recipient.state = "held"
+    recipient.visible_until = message.received_at + timedelta(days=days)
+    message.expires_at = max(message.expires_at or recipient.visible_until,
+                             recipient.visible_until)
+    record(recipient, "ccm", DELIVERED_TO_CCM)
+
+    common = {"tenant_name": tenant.display_name, "portal_url": links.sign_in(tenant)}
+    # Colleagues' notifications go through the internal relay, like their other mail.
+    route = "internal" if recipient.kind == "internal" else "external"
+    def notify(kind: str, **context) -> None:
+        queue.notify(kind, recipient.address, {**common, **context}, tenant=tenant,
+                        recipient=recipient, route=route)
+
+    notify("secure_message", recipient=recipient.address, new_account=first_contact,
+           visible_until=f"{recipient.visible_until:%d %B %Y}")
+    if not first_contact:
+        return
+    if tenant.first_contact == "activation_link":
+        token = accounts.start_reset(user, purpose="activation",
+                                     lifetime=timedelta(hours=tenant.activation_hours))
+        notify("activation", login=user.email, activation_url=links.set_password(token),
+               lifetime_hours=tenant.activation_hours)
+    else:
+        password = accounts.set_generated_password(user)
+        notify("password", login=user.email, password=password, reset=False)
+
+
+def _account(tenant, address: str) -> tuple[User, bool]:
+    """The recipient's account at ``tenant``, created on first use; and whether it is new."""
+    email = accounts.normalise_email(address)
+    # Without autoflush: the message's rows go to the database once, at the commit,
+    # instead of being inserted here and updated after. (A message's addresses are
+    # already distinct, so no account for this address is pending in this session.)
+    with db.session.no_autoflush:
+        user = _existing(tenant, email)
+    if user is not None:
+        return user, False
+    internal = tenant.is_internal(email)
+    user = User(tenant=tenant, email=email, kind="internal" if internal else "external",
+                role="internal" if internal else "external", failed_signins=0,
+                disabled=False, must_change_password=True)
+    try:
+        # In a savepoint: when another message to the same new recipient, received at the
+        # same moment, creates the account first, this one uses it instead of failing.
+        with db.session.begin_nested():
+            db.session.add(user)
+    except IntegrityError:
+        existing = _existing(tenant, email)
+        if existing is None:
+            raise
+        return existing, False
+    current_app.logger.info("created a portal account for %s at %s", email, tenant.slug)
+    return user, True
+
+
+def _existing(tenant, email: str) -> User | None:
+    return db.session.scalar(select(User).where(User.tenant_id == tenant.id,
+                                                User.email == email))
+
+
+def revoke(recipient: Recipient, *, by: str) -> bool:
+    """Withdraw a CCM copy before its window ends; False if there was nothing to withdraw."""
+    if recipient.route != "ccm" or recipient.state != "held":
+        return False
+    recipient.state = "revoked"
+    recipient.revoked_at = utcnow()
+    record(recipient, "revoked", f"Revoked by {by}")
+    return True

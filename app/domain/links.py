@@ -1,0 +1,22 @@
+"""Absolute portal links for generated mail, always built from CCM_BASE_URL.
+
+Never from the request's Host header: a forged Host would otherwise put an attacker's
+address into a reset link (password-reset poisoning). These also work outside any
+request, in the SMTP ingress and the worker.
+"""
+
+from flask import current_app
+
+from app.models import Tenant
+
+
+def absolute(path: str) -> str:
+    return current_app.config["BASE_URL"].rstrip("/") + path
+
+
+def sign_in(tenant: Tenant) -> str:
+    return absolute(f"/t/{tenant.slug}/sign-in")
+
+
+def set_password(token: str) -> str:
+    return absolute(f"/password/reset/{token}")

@@ -1,0 +1,76 @@
+"""Replies from the portal: only to the people on the message, through the gateway."""
+
+from __future__ import annotations
+
+from email.message import EmailMessage
+
+from app.clock import utcnow
+from app.domain import composing, reading
+from app.domain.delivery_events import record
+from app.mail import mime
+from app.models import Recipient, User
+
+
+def parties(copy: Recipient) -> list[str]:
+    """Everyone a reply may go to: the original sender and To/Cc, less the replier."""
+    return _parties(copy, _headers(copy))
+
+
+def _headers(copy: Recipient) -> EmailMessage:
+    """The original's headers; none once its content is purged."""
+    return reading.headers(copy.message) or mime.parse_message(b"")
+
+
+def _parties(copy: Recipient, message: EmailMessage) -> list[str]:
+    sender = reading.addresses(message, "From") or [copy.message.mail_from.lower()]
+    everyone = [*sender[:1], *reading.addresses(message, "To"),
+                *reading.addresses(message, "Cc")]
+    own = copy.user.email if copy.user else copy.address
+    return [a for a in dict.fromkeys(everyone) if a != own]
+
+
+def defaults(copy: Recipient, *, reply_all: bool) -> tuple[list[str], list[str]]:
+    """(To, Cc) as the reply form first shows them."""
+    allowed = parties(copy)
+    if not allowed:
+        return [], []
+    return allowed[:1], allowed[1:] if reply_all else []
+
+
+def quoted(copy: Recipient) -> str:
+    readable = reading.read_message(copy.message)
+    text = readable.text if readable.text is not None else mime.html_to_text(readable.html)
+    lines = "\n".join(f"> {line}" for line in text.strip().splitlines())
+    return f"On {readable.date}, {readable.sender} wrote:\n{lines}\n"
+
+
+def send(copy: Recipient, user: User, *, to: list[str], cc: list[str], body: str,
+         uploads: list[composing.Upload], mode: str, client_address: str | None) -> None:
+    """Send a reply to ``copy``'s message through the gateway; the caller commits."""
+    original_headers = _headers(copy)
+    allowed = set(_parties(copy, original_headers))
+    chosen = list(dict.fromkeys(a.strip().lower() for a in [*to, *cc] if a.strip()))
+    strangers = [a for a in chosen if a not in allowed]
+    if strangers:
+        raise composing.ComposeRefused(
+            f"A reply can only go to the people on the message; {', '.join(strangers)} "
+            "is not one of them.")
+    if not chosen:
+        raise composing.ComposeRefused("Choose at least one person to reply to.")
+    mode = composing.mode_for(user, mode)
+    original = copy.message
+    subject = original.subject or ""
+    headers = {}
+    if original.message_id_header:
+        references = mime.header(original_headers, "References")
+        headers = {"In-Reply-To": original.message_id_header,
+                   "References": f"{references} {original.message_id_header}".strip()}
+    wanted_to = {a.strip().lower() for a in to}
+    to_line = [a for a in chosen if a in wanted_to] or chosen[:1]
+    composing.submit(
+        user, to=to_line, cc=[a for a in chosen if a not in to_line],
+        subject=subject if subject.lower().startswith("re:") else f"Re: {subject}",
+        text=f"{body.rstrip()}\n\n{quoted(copy)}", uploads=uploads, mode=mode,
+        client_address=client_address, headers=headers)
+    copy.replied_at = utcnow()
+    record(copy, "replied", f"Replied by the recipient to {', '.join(chosen)}")

@@ -1,7 +1,0 @@
-"""The signed-in user's secure messages."""
-
-from flask import Blueprint
-
-bp = Blueprint("inbox", __name__, url_prefix="/inbox")
-
-from . import routes  # noqa: E402,F401  (routes attach themselves to bp)

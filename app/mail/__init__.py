@@ -1,0 +1,1 @@
+"""Reading and making mail safe: MIME, the part index, HTML to text, sanitizing. No database."""

@@ -1,0 +1,1 @@
+"""The SMTP ingress on aiosmtpd."""

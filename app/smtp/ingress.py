@@ -1,0 +1,320 @@
+"""The SMTP ingress on aiosmtpd: who may relay, and 250 only after the commit.
+
+Relaying is allowed to clients in CCM_RELAY_NETWORKS, or after SMTP AUTH, which is
+offered only over STARTTLS; anyone else is refused at RCPT, so this is never an open
+relay. The envelope sender must be at a tenant's domain: this is an outbound gateway.
+Database work runs in threads, off the event loop; one thread stores the messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import ipaddress
+import logging
+import queue
+import ssl
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import MISSING, AuthResult, LoginPassword
+from flask import Flask
+from limits import parse_many
+
+from app import database
+from app.domain import accounts, ingest, second_factor
+from app.extensions import db, limiter
+
+log = logging.getLogger(__name__)
+
+OK_SENDER = "250 2.1.0 Sender OK"
+OK_RECIPIENT = "250 2.1.5 Recipient OK"
+ACCEPTED = "250 2.0.0 Message accepted for delivery"
+RELAY_DENIED = "550 5.7.1 Relaying denied: authenticate first"
+TRY_AGAIN = "451 4.3.0 Temporary failure, please try again later"
+NOT_YOUR_ADDRESS = "553 5.7.1 Sender address is not the one you authenticated as"
+AUTH_LATER = "454 4.7.0 Temporary authentication failure, try again later"
+
+#: failed SMTP AUTH attempts allowed from one client address, as at the portal's forms
+AUTH_FAILURES = parse_many(accounts.SIGN_IN_LIMIT)
+
+#: seconds a sender domain found served at MAIL FROM is taken as served without asking
+#: the database again
+SERVED_FOR = 60.0
+
+
+class IngressHandler:
+    """aiosmtpd handler: checks each envelope step, stores the message at DATA."""
+
+    def __init__(self, app: Flask):
+        self.app = app
+        self.networks = [ipaddress.ip_network(n.strip(), strict=False)
+                         for n in app.config["RELAY_NETWORKS"].split(",") if n.strip()]
+        self.store = GroupCommit(app)
+        # Only served domains are remembered: DATA checks the sender again as it stores
+        # the message, so a domain removed meanwhile is still refused there, and one
+        # just added is served at once. (Touched only on the event loop.)
+        self.served_until: dict[str, float] = {}
+
+    def trusted(self, peer) -> bool:
+        try:
+            address = ipaddress.ip_address(peer[0] if isinstance(peer, tuple) else peer)
+        except ValueError:
+            return False
+        if address.version == 6 and address.ipv4_mapped:
+            address = address.ipv4_mapped
+        return any(address in network for network in self.networks)
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        if session.authenticated and not self.trusted(session.peer) and \
+                accounts.normalise_email(address) != session.auth_data.login:
+            # A user sends as themselves: never as a colleague or another tenant's staff.
+            # (The organisation's own servers, in CCM_RELAY_NETWORKS, relay for anyone.)
+            return NOT_YOUR_ADDRESS
+        domain = ingest.domain_of(address)
+        if self.served_until.get(domain, 0.0) < time.monotonic():
+            try:
+                served = await asyncio.to_thread(self._in_context, ingest.tenant_of, address)
+            except Exception:
+                log.exception("sender check failed")
+                return TRY_AGAIN
+            if served is None:
+                return ingest.FOREIGN_SENDER
+            self.served_until[domain] = time.monotonic() + SERVED_FOR
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return OK_SENDER
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if not (session.authenticated or self.trusted(session.peer)):
+            return RELAY_DENIED
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return OK_RECIPIENT
+
+    async def handle_DATA(self, server, session, envelope):
+        try:
+            await self.store(envelope.original_content or envelope.content, envelope.mail_from,
+                             list(envelope.rcpt_tos), str(session.peer[0]), bool(session.ssl))
+        except ingest.Refused as refused:
+            return refused.reply
+        except Exception:
+            # Never aiosmtpd's "500", never a traceback: the client keeps the message and
+            # tries again; we log what went wrong.
+            log.exception("could not store a message from %s", envelope.mail_from)
+            return TRY_AGAIN
+        return ACCEPTED
+
+    async def handle_exception(self, error: Exception) -> str:
+        """Whatever escaped a command: logged, and answered without its text (aiosmtpd's
+        own answer, "500 Error: (ValueError) …", tells a stranger about our insides)."""
+        log.error("SMTP command failed", exc_info=error)
+        return TRY_AGAIN
+
+    def _in_context(self, function, *args):
+        with self.app.app_context():
+            try:
+                return function(*args)
+            finally:
+                db.session.remove()
+
+    # SMTP AUTH with a portal password; only internal users may relay. The mechanisms
+    # are the handler's own so that the password check (argon2, a tenth of a second of
+    # CPU) runs in a thread: aiosmtpd's built-in ones call it on the event loop, where
+    # it would stall every other connection.
+
+    async def auth_PLAIN(self, server, args: list[str]) -> AuthResult:
+        """RFC 4616: ``authzid NUL login NUL password``, at once or after a challenge."""
+        response = await self._response(server, args, "")
+        if response is None:
+            return AuthResult(success=False, handled=True)
+        try:
+            _, login, password = response.split(b"\0")
+        except ValueError:
+            await server.push("501 5.5.2 Can't split auth value")
+            return AuthResult(success=False, handled=True)
+        return await self._check(server, login, password)
+
+    async def auth_LOGIN(self, server, args: list[str]) -> AuthResult:
+        """The LOGIN mechanism: the login (at once or asked for), then the password."""
+        login = await self._response(server, args, server.AuthLoginUsernameChallenge)
+        if login is None:
+            return AuthResult(success=False, handled=True)
+        password = await server.challenge_auth(server.AuthLoginPasswordChallenge)
+        if password is MISSING:
+            return AuthResult(success=False, handled=True)
+        return await self._check(server, login, password)
+
+    @staticmethod
+    async def _response(server, args: list[str], challenge: str) -> bytes | None:
+        """The client's initial response, or its answer to ``challenge``; None when it
+        gave up or sent something that is not base64 (aiosmtpd or we answered that)."""
+        if len(args) == 1:
+            answer = await server.challenge_auth(challenge)
+            return None if answer is MISSING else answer
+        try:
+            return base64.b64decode(args[1], validate=True)
+        except ValueError:  # not base64, or not even ASCII
+            await server.push("501 5.5.2 Can't decode base64")
+            return None
+
+    async def _check(self, server, login: bytes, password: bytes) -> AuthResult:
+        email = login.decode("utf-8", errors="replace")
+        client = str(server.session.peer[0])
+
+        def internal_user() -> bool | None:
+            """True or False; None when this client has failed too often of late."""
+            throttled = limiter.enabled  # CCM_RATELIMIT_STORAGE, shared with the portal
+            if throttled and not all(limiter.limiter.test(limit, "smtp-auth", client)
+                                     for limit in AUTH_FAILURES):
+                return None  # not even tested: guessing stops here, whatever the account
+            matched = accounts.check_credentials(email, password.decode("utf-8", "replace"))
+            relaying = [user for user in matched if may_relay(user)]
+            for user in relaying:  # for these, the password is the whole proof
+                accounts.clear_failures(user)
+            db.session.commit()  # failed attempts count towards the lock-out
+            if throttled and not matched:
+                for limit in AUTH_FAILURES:
+                    limiter.limiter.hit(limit, "smtp-auth", client)
+            return bool(relaying)
+
+        try:
+            success = await asyncio.to_thread(self._in_context, internal_user)
+        except Exception:
+            log.exception("password check failed")
+            success = None
+        if success is None:
+            return AuthResult(success=False, handled=False, message=AUTH_LATER)
+        # handled=False: aiosmtpd answers 235 or 535 itself; handle_MAIL reads the login
+        return AuthResult(success=success, handled=False,
+                          auth_data=LoginPassword(accounts.normalise_email(email), b""))
+
+
+def may_relay(user) -> bool:
+    """Whether SMTP AUTH with this account's password lets it relay: an internal user's
+    at its own tenant's domains, and not one who signs in with a second factor (enrolled,
+    or required by the tenant), which SMTP cannot ask for: the password alone must not
+    open what it guards."""
+    return user.kind == "internal" and user.tenant.is_internal(user.email) and \
+        not second_factor.enrolled(user) and second_factor.policy_for(user) != "required"
+
+
+class GroupCommit:
+    """Stores received messages in one thread, those that arrived together in one commit.
+
+    A commit waits for the disk, and SQLite lets one transaction write at a time: rather
+    than connections queueing for the lock, the messages that arrived meanwhile are
+    stored together, each in a savepoint of its own (one refused or failing message
+    does not take the others with it), and one commit answers them all. No 250 goes out
+    before the commit that holds its message.
+    """
+
+    MAX_MESSAGES = 50
+    MAX_BYTES = 16 * 1024 * 1024
+
+    def __init__(self, app: Flask):
+        self.app = app
+        self.waiting: queue.SimpleQueue = queue.SimpleQueue()
+        self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ccm-store")
+
+    async def __call__(self, raw: bytes, mail_from: str, rcpt_tos: list[str],
+                       client_address: str, tls: bool) -> None:
+        """Store one message; raises ``ingest.Refused`` or whatever stopped it."""
+        stored: Future = Future()
+        self.waiting.put(((raw, mail_from, rcpt_tos, client_address, tls), stored))
+        self.thread.submit(self._store_waiting)
+        await asyncio.wrap_future(stored)
+
+    def _store_waiting(self) -> None:
+        batch, size = [], 0
+        while len(batch) < self.MAX_MESSAGES and size < self.MAX_BYTES:
+            try:
+                job = self.waiting.get_nowait()
+            except queue.Empty:
+                break  # an earlier call took them: each call finds its own job stored
+            if not job[1].set_running_or_notify_cancel():
+                continue  # its client hung up: no 250 is owed, and it will send again
+            batch.append(job)
+            size += len(job[0][0])
+        if not batch:
+            return
+        try:
+            outcomes = self._store(batch)
+        except Exception as problem:  # no client may wait for an answer forever
+            outcomes = [problem] * len(batch)
+        for (_, stored), outcome in zip(batch, outcomes, strict=True):
+            if outcome is None:
+                stored.set_result(None)
+            else:
+                stored.set_exception(outcome)
+
+    def _store(self, batch) -> list[BaseException | None]:
+        outcomes: list[BaseException | None] = []
+        with self.app.app_context():
+            try:
+                database.begin_writing()
+                for (raw, mail_from, rcpt_tos, client_address, tls), _ in batch:
+                    try:
+                        with db.session.begin_nested():
+                            ingest.receive(raw, mail_from, rcpt_tos,
+                                           client_address=client_address, tls=tls)
+                        outcomes.append(None)
+                    except Exception as problem:  # this message only
+                        outcomes.append(problem)
+                db.session.commit()
+            except Exception as problem:  # nothing stored: every client tries again
+                db.session.rollback()
+                outcomes = [problem] * len(batch)
+            finally:
+                db.session.remove()
+        return outcomes
+
+
+def tls_context(app: Flask) -> ssl.SSLContext | None:
+    cert, key = app.config["SMTP_TLS_CERT"], app.config["SMTP_TLS_KEY"]
+    if not cert:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key or None)
+    return context
+
+
+class _Controller(Controller):
+    """aiosmtpd's controller, optionally sharing its port with other ``ccm smtp``
+    processes: the kernel spreads new connections over them (SO_REUSEPORT, which only
+    processes of the same user can join)."""
+
+    def __init__(self, *args, share_port: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.share_port = share_port
+
+    def _create_server(self):
+        return self.loop.create_server(self._factory_invoker, host=self.hostname,
+                                       port=self.port, ssl=self.ssl_context,
+                                       reuse_port=self.share_port or None)
+
+    def _trigger_server(self):
+        if self.share_port:
+            # aiosmtpd's check connects to the port, which may reach another process
+            # sharing it: build the SMTP protocol directly instead, for the same check.
+            self._factory_invoker()
+        else:
+            super()._trigger_server()
+
+
+def controller(app: Flask, listen: str | None = None, *, share_port: bool = False) -> Controller:
+    """An aiosmtpd controller for the ingress, not yet started."""
+    host, _, port = (listen or app.config["SMTP_LISTEN"]).rpartition(":")
+    handler = IngressHandler(app)
+    return _Controller(
+        handler,
+        hostname=host.strip("[]") or "127.0.0.1",
+        port=int(port),
+        ident="CCM gateway",
+        data_size_limit=app.config["MAX_MESSAGE_BYTES"],
+        enable_SMTPUTF8=True,
+        tls_context=tls_context(app),
+        auth_require_tls=True,
+        share_port=share_port,
+    )

@@ -1,0 +1,1 @@
+"""The portal: rendering, security headers, errors, the four blueprints."""

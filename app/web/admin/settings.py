@@ -1,0 +1,130 @@
+"""Tenant settings: domains, relay, visibility window, first contact, branding."""
+
+from __future__ import annotations
+
+from flask import current_app, flash, url_for
+from flask_login import current_user
+from sqlalchemy import select
+
+from app.delivery import dkim_signing, mail_templates, transport
+from app.domain import audit
+from app.domain.ingest import domain_of
+from app.extensions import db
+from app.models import Domain
+from app.web.admin import bp
+from app.web.admin.forms import ActionForm, SettingsForm
+from app.web.rendering import page, redirect_to
+
+LOGO_TYPES = {b"\x89PNG\r\n\x1a\n": "image/png", b"\xff\xd8\xff": "image/jpeg"}
+LOGO_BYTES = 200 * 1024
+
+
+def logo_type(data: bytes) -> str | None:
+    """The image type by its first bytes, never by what the browser claimed."""
+    return next((kind for magic, kind in LOGO_TYPES.items() if data.startswith(magic)), None)
+
+
+def domains_problem(tenant, names: list[str]) -> str | None:
+    if not names:
+        return "Give at least one internal domain."
+    bad = [n for n in names if "." not in n or "@" in n or " " in n]
+    if bad:
+        return f"Not a domain name: {', '.join(bad)}"
+    taken = db.session.scalars(select(Domain.name).where(Domain.name.in_(names),
+                                                         Domain.tenant_id != tenant.id))
+    if taken := list(taken):
+        return f"Already the domain of another organisation: {', '.join(taken)}"
+    return None
+
+
+def relay_problem(tenant, relay: str | None, *, by_platform_admin: bool) -> str | None:
+    """Why the internal relay may not be set to ``relay`` (canonical, or None for the
+    gateway's default) by this administrator; None if it may.
+
+    The platform administrator may set any relay. A tenant administrator may set one
+    only where the transport lets tenant administrators aim the gateway; keeping the
+    relay the platform administrator set is not setting one.
+    """
+    if relay is None or by_platform_admin or \
+            (relay == tenant.internal_relay and tenant.internal_relay_trusted):
+        return None
+    return transport.relay_refusal(transport.parse_relay(relay),
+                                   transport.Options.from_config(current_app.config))
+
+
+def set_relay(tenant, relay: str | None, *, by_platform_admin: bool) -> str:
+    """Store the relay, trusted if the platform administrator set it (or kept it: they
+    vouch for what they save); for the audit log, what changed."""
+    trusted = relay is not None and by_platform_admin
+    if relay == tenant.internal_relay and \
+            (not by_platform_admin or trusted == tenant.internal_relay_trusted):
+        return ""
+    tenant.internal_relay, tenant.internal_relay_trusted = relay, trusted
+    return f"; internal relay {relay or 'the default'}" + \
+        (", set by the platform administrator" if trusted else "")
+
+
+@bp.route("/settings", methods=["GET", "POST"])
+def settings():
+    """The tenant's own settings."""
+    tenant = current_user.tenant
+    form = SettingsForm(obj=tenant)
+    if not form.is_submitted():
+        form.domains.data = "\n".join(d.name for d in tenant.domains)
+    if form.validate_on_submit():
+        names = list(dict.fromkeys(n.strip().lower() for n in form.domains.data.splitlines()
+                                   if n.strip()))
+        logo = form.logo.data.read() if form.logo.data else b""
+        relay = (form.internal_relay.data or "").strip() or None
+        relay = relay and str(transport.parse_relay(relay))  # the form checked its syntax
+        by_platform_admin = current_user.is_platform_admin
+        if problem := domains_problem(tenant, names):
+            form.domains.errors = [*form.domains.errors, problem]
+        elif problem := relay_problem(tenant, relay, by_platform_admin=by_platform_admin):
+            form.internal_relay.errors = [*form.internal_relay.errors, problem]
+        elif form.mail_from.data and \
+                domain_of(form.mail_from.data) not in names:
+            # Notifications must not claim to come from another organisation.
+            form.mail_from.errors = [*form.mail_from.errors,
+                                     "Use an address at one of your domains."]
+        elif logo and (len(logo) > LOGO_BYTES or not logo_type(logo)):
+            form.logo.errors = [*form.logo.errors, "Use a PNG or JPEG file of 200 KB or less."]
+        else:
+            tenant.name = form.name.data.strip()
+            tenant.portal_name = (form.portal_name.data or "").strip() or None
+            relay_change = set_relay(tenant, relay, by_platform_admin=by_platform_admin)
+            tenant.visibility_days = form.visibility_days.data
+            tenant.expiry_warning_days = form.expiry_warning_days.data or 0
+            tenant.first_contact = form.first_contact.data
+            tenant.activation_hours = form.activation_hours.data
+            tenant.second_factor_external = form.second_factor_external.data
+            tenant.second_factor_internal = form.second_factor_internal.data
+            tenant.mail_from = (form.mail_from.data or "").strip().lower() or None
+            tenant.domains = [d for d in tenant.domains if d.name in names] + [
+                Domain(name=n) for n in names if n not in {d.name for d in tenant.domains}]
+            if logo:
+                tenant.logo, tenant.logo_type = logo, logo_type(logo)
+            audit.record("settings saved", f"domains {', '.join(names)}; visibility "
+                         f"{tenant.visibility_days} days; first contact {tenant.first_contact}"
+                         f"{relay_change}", tenant=tenant)
+            db.session.commit()
+            flash("Settings saved.", "success")
+            return redirect_to(url_for("admin.settings"))
+    sender = mail_templates.sender_address(tenant)
+    return page("admin/settings.html", "admin/_settings.html", form=form, tenant=tenant,
+                sender=sender, dkim=dkim_signing.dns_record(tenant, sender.rpartition("@")[2]),
+                action=ActionForm())
+
+
+@bp.route("/settings/dkim", methods=["POST"])
+def dkim_key():
+    """Generate a new DKIM key for the tenant's mail_templates."""
+    tenant = current_user.tenant
+    if not ActionForm().validate_on_submit():
+        return redirect_to(url_for("admin.settings"))
+    dkim_signing.generate(tenant)
+    audit.record("DKIM key generated", f"selector {tenant.dkim_selector}", tenant=tenant)
+    db.session.commit()
+    flash("A new DKIM key is ready. Publish the DNS record below: until it is published, "
+          "receivers cannot check the signature.", "success")
+    return redirect_to(url_for("admin.settings"))

@@ -1,0 +1,348 @@
+"""Views of the auth blueprint: thin callers of app/accounts.py and app/auth_sessions.py."""
+
+from __future__ import annotations
+
+import time
+
+from flask import Response, abort, current_app, flash, request, session, url_for
+from flask_login import current_user, login_required, login_user, logout_user
+from sqlalchemy import select
+from wtforms.fields.choices import SelectChoice
+
+from app.config import RESET_LINK_LIFETIME
+from app.delivery import queue
+from app.domain import access_log, accounts, auth_sessions, links, second_factor
+from app.extensions import db, limiter, login_manager
+from app.models import Tenant, User
+from app.web.auth import bp
+from app.web.auth.forms import (
+    ChangePasswordForm,
+    ChooseAccountForm,
+    CodeForm,
+    ForgotForm,
+    NewPasswordForm,
+    SignInForm,
+)
+from app.web.rendering import page, redirect_to, safe_next
+
+#: One message for every refusal, so answers never tell whether an account exists.
+SIGN_IN_REFUSED = (
+    "That email address and password do not match an account, or the account is "
+    "locked for a few minutes after too many attempts. Try again, or reset your password."
+)
+#: The organisation this browser last signed in to: its name and logo greet the next visit.
+LAST_TENANT_COOKIE = "ccm_last_tenant"
+#: How long the "which organisation?" choice stays open after the password was proven.
+CHOICE_SECONDS = 300
+
+# Endpoints a user who must change their password may still reach.
+_OPEN_WHILE_CHANGE_PENDING = {"auth.change_password", "auth.sign_out", "static"}
+# ...and one who must set up a second factor.
+_OPEN_WHILE_ENROLMENT_PENDING = {"auth.enrol", "auth.sign_out", "static"}
+
+login_manager.session_protection = None  # sessions are checked server-side instead
+login_manager.login_view = "auth.sign_in"
+login_manager.login_message = None
+
+
+@login_manager.user_loader
+def load_user(token: str) -> User | None:
+    return auth_sessions.resume(token)
+
+
+@login_manager.unauthorized_handler
+def unauthorized():
+    """Send the browser to sign in, and back here afterwards; htmx gets HX-Redirect."""
+    target = None
+    if request.method == "GET":
+        target = request.full_path if request.query_string else request.path
+    return redirect_to(url_for("auth.sign_in", next=safe_next(target)))
+
+
+@bp.before_app_request
+def require_password_change():
+    """Until a forced password change is done, nothing else is reachable.
+
+    Static files are open to all, so they are served without loading the session.
+    """
+    if request.endpoint == "static":
+        return None
+    if (
+        current_user.is_authenticated
+        and current_user.must_change_password
+        and request.endpoint not in _OPEN_WHILE_CHANGE_PENDING
+    ):
+        return redirect_to(url_for("auth.change_password"))
+    if (
+        current_user.is_authenticated
+        and second_factor.must_enrol(current_user)
+        and request.endpoint not in _OPEN_WHILE_ENROLMENT_PENDING
+    ):
+        return redirect_to(url_for("auth.enrol"))
+    return None
+
+
+def _tenant(slug: str | None) -> Tenant | None:
+    if slug is None:
+        return None
+    tenant = db.session.scalar(select(Tenant).where(Tenant.slug == slug))
+    if tenant is None:
+        abort(404)
+    return tenant
+
+
+def _client() -> dict:
+    return {"client_address": request.remote_addr, "user_agent": request.user_agent.string}
+
+
+def _sign_in_as(user: User, next_url: str | None = None, *, factor_checked: bool = False):
+    """Replace whatever session this browser had with a new one for ``user``.
+
+    With a second factor set up, the password alone opens nothing: the code comes first.
+    """
+    session.clear()
+    if second_factor.enrolled(user) and not factor_checked:
+        session["factor"] = {"user": user.id, "until": time.time() + CHOICE_SECONDS,
+                             "next": safe_next(next_url)}
+        return redirect_to(url_for("auth.code"))
+    access_log.record("sign_in", tenant=user.tenant, user=user)
+    remember_tenant = user.tenant.slug
+    auth_sessions.start(user, **_client())
+    accounts.signed_in(user)
+    db.session.commit()
+    login_user(user)
+    session.permanent = True
+    if user.must_change_password:
+        response = redirect_to(url_for("auth.change_password"))
+    else:
+        response = redirect_to(safe_next(next_url) or url_for("inbox.index"))
+    # Next time, the sign-in page can show this organisation's name and logo at once.
+    response.set_cookie(LAST_TENANT_COOKIE, remember_tenant, max_age=365 * 86400,
+                        secure=current_app.config["HTTPS"], httponly=True, samesite="Lax")
+    return response
+
+
+@bp.route("/")
+def home():
+    """The portal's front door."""
+    if current_user.is_authenticated:
+        return redirect_to(url_for("inbox.index"))
+    return redirect_to(url_for("auth.sign_in"))
+
+
+@bp.route("/sign-in", methods=["GET", "POST"])
+@bp.route("/t/<slug>/sign-in", methods=["GET", "POST"])
+@limiter.limit(accounts.SIGN_IN_LIMIT, methods=["POST"])
+def sign_in(slug: str | None = None):
+    """Sign in with an email address and password, at one tenant or at whichever matches."""
+    tenant = _tenant(slug)
+    remembered = request.cookies.get(LAST_TENANT_COOKIE)
+    if tenant is None and request.method == "GET" and remembered and "any" not in request.args:
+        known = db.session.scalar(select(Tenant).where(Tenant.slug == remembered))
+        if known is not None:
+            return redirect_to(url_for("auth.sign_in", slug=known.slug,
+                                       next=safe_next(request.args.get("next"))))
+    form = SignInForm()
+    if form.validate_on_submit():
+        matched = accounts.check_credentials(form.email.data, form.password.data, tenant)
+        db.session.commit()  # failures count even though we refuse
+        if not matched:
+            for account in accounts.accounts_for(form.email.data, tenant):
+                access_log.record("sign_in_failed", tenant=account.tenant, user=account)
+            db.session.commit()
+        if len(matched) == 1:
+            return _sign_in_as(matched[0], request.args.get("next"))
+        if matched:
+            # The password is proven for several organisations: only now may we ask which.
+            session["choose"] = {
+                "accounts": [u.id for u in matched],
+                "until": time.time() + CHOICE_SECONDS,
+                "next": safe_next(request.args.get("next")),
+            }
+            return redirect_to(url_for("auth.choose_account"))
+        form.form_errors.append(SIGN_IN_REFUSED)
+    return page("auth/sign_in.html", "auth/_sign_in_form.html", form=form, tenant=tenant)
+
+
+@bp.route("/t/<slug>/logo")
+def logo(slug: str):
+    """The tenant's logo, shown on its sign-in page: public, like any letterhead."""
+    tenant = _tenant(slug)
+    if not tenant.logo_type:
+        abort(404)
+    response = Response(tenant.logo, mimetype=tenant.logo_type)
+    response.headers["Cache-Control"] = "public, max-age=3600"
+    return response
+
+
+@bp.route("/sign-in/organisation", methods=["GET", "POST"])
+@limiter.limit("10/minute", methods=["POST"])
+def choose_account():
+    """After a password that opens several tenants' accounts: pick one."""
+    pending = session.get("choose")
+    if not pending or pending["until"] < time.time():
+        session.pop("choose", None)
+        return redirect_to(url_for("auth.sign_in"))
+    users = [db.session.get(User, user_id) for user_id in pending["accounts"]]
+    users = [u for u in users if u is not None and not u.disabled]
+    form = ChooseAccountForm()
+    form.account.choices = [SelectChoice(u.id, u.tenant.name) for u in users]
+    if form.validate_on_submit():
+        session.pop("choose", None)
+        chosen = next(u for u in users if u.id == form.account.data)
+        return _sign_in_as(chosen, pending.get("next"))
+    return page("auth/choose.html", "auth/_choose_form.html", form=form)
+
+
+@bp.route("/sign-in/code", methods=["GET", "POST"])
+@limiter.limit(accounts.SIGN_IN_LIMIT, methods=["POST"])
+def code():
+    """The second step of signing in: a code from the authenticator app, or a recovery code."""
+    pending = session.get("factor")
+    user = db.session.get(User, pending["user"]) if pending else None
+    if user is None or pending["until"] < time.time() or user.disabled:
+        session.pop("factor", None)
+        return redirect_to(url_for("auth.sign_in"))
+    form = CodeForm()
+    if form.validate_on_submit():
+        if not accounts.is_locked(user) and second_factor.verify(user, form.code.data):
+            return _sign_in_as(user, pending.get("next"), factor_checked=True)
+        accounts.record_failure(user)
+        access_log.record("sign_in_failed", tenant=user.tenant, user=user,
+                          detail="second factor refused")
+        db.session.commit()
+        form.form_errors.append("That code did not work. Codes change every 30 seconds and "
+                                "work once; try the next one, or a recovery code.")
+    return page("auth/code.html", "auth/_code_form.html", form=form, tenant=user.tenant)
+
+
+@bp.route("/account/second-factor", methods=["GET", "POST"])
+@login_required
+@limiter.limit("10/minute", methods=["POST"])
+def enrol():
+    """Set up (or review) the second factor: scan the code, prove it with one code."""
+    user = current_user._get_current_object()
+    form = CodeForm()
+    if second_factor.enrolled(user):
+        return page("auth/second_factor.html", "auth/_second_factor.html", user=user,
+                    policy=second_factor.policy_for(user), form=form)
+    secret = session.get("enrol_secret") or second_factor.new_secret()
+    session["enrol_secret"] = secret
+    if form.validate_on_submit():
+        codes = second_factor.enrol(user, secret, form.code.data)
+        if codes:
+            session.pop("enrol_secret", None)
+            db.session.commit()
+            return page("auth/recovery_codes.html", "auth/_recovery_codes.html", codes=codes)
+        form.code.errors = [*form.code.errors, "That code does not match. Check the time on "
+                            "your phone and enter the code now shown."]
+    return page("auth/enrol.html", "auth/_enrol.html", form=form, secret=secret,
+                qr=second_factor.enrolment_qr(user, secret),
+                required=second_factor.policy_for(user) == "required")
+
+
+@bp.route("/account/second-factor/off", methods=["POST"])
+@login_required
+def second_factor_off():
+    """Turn the second factor off, where the organisation leaves it optional."""
+    user = current_user._get_current_object()
+    if second_factor.policy_for(user) != "required":  # CSRFProtect checked the token
+        second_factor.reset(user)
+        db.session.commit()
+        flash("The second factor is off.", "info")
+    return redirect_to(url_for("auth.enrol"))
+
+
+@bp.route("/account/activity")
+@login_required
+def activity():
+    """Recent sign-ins to this account, so the owner can spot one that was not them."""
+    return page("auth/activity.html", "auth/_activity.html",
+                events=access_log.sign_ins(current_user))
+
+
+@bp.route("/sign-out", methods=["POST"])
+def sign_out():
+    """End this browser's session."""
+    slug = None
+    if current_user.is_authenticated:
+        slug = current_user.tenant.slug
+        auth_sessions.end(current_user.session_token)
+        db.session.commit()
+        logout_user()
+    session.clear()
+    flash("You have signed out.", "info")
+    return redirect_to(url_for("auth.sign_in", slug=slug))
+
+
+@bp.route("/password/change", methods=["GET", "POST"])
+@login_required
+@limiter.limit("10/minute", methods=["POST"])
+def change_password():
+    """Change the password; forced after a generated password or an administrator reset."""
+    form = ChangePasswordForm()
+    forced = current_user.must_change_password
+    if form.validate_on_submit():
+        user = current_user._get_current_object()
+        try:
+            accounts.change_password(user, form.current.data, form.new.data)
+        except accounts.PasswordRejected as rejected:
+            db.session.rollback()
+            form.new.errors = [*form.new.errors, *rejected.problems]
+        else:
+            # Every session of this user ended with the change; this browser gets a new one
+            # (which clears the old session, so the notice comes after).
+            response = _sign_in_as(user, factor_checked=True)
+            flash("Your password has been changed. Other devices have been signed out.", "success")
+            return response
+    return page("auth/change_password.html", "auth/_change_password_form.html",
+                form=form, forced=forced)
+
+
+def _form_address() -> str:
+    """Throttle key for reset requests: the address asked for, so no inbox gets flooded."""
+    return accounts.normalise_email(request.form.get("email", ""))
+
+
+@bp.route("/password/forgot", methods=["GET", "POST"])
+@bp.route("/t/<slug>/password/forgot", methods=["GET", "POST"])
+@limiter.limit("5/minute;30/hour", methods=["POST"])
+@limiter.limit("3/hour", key_func=_form_address, methods=["POST"])
+def forgot_password(slug: str | None = None):
+    """Ask for a reset link. The answer is the same whether or not the account exists."""
+    tenant = _tenant(slug)
+    form = ForgotForm()
+    if form.validate_on_submit():
+        for user in accounts.accounts_for(form.email.data, tenant):
+            token = accounts.start_reset(user)
+            queue.notify("password_reset", user.email, {
+                "email": user.email, "tenant_name": user.tenant.name,
+                "portal_url": links.sign_in(user.tenant), "reset_url": links.set_password(token),
+                "lifetime_minutes": int(RESET_LINK_LIFETIME.total_seconds() // 60),
+            }, tenant=user.tenant)
+        db.session.commit()
+        return page("auth/forgot_sent.html", "auth/_forgot_sent.html",
+                    email=form.email.data, tenant=tenant)
+    return page("auth/forgot.html", "auth/_forgot_form.html", form=form, tenant=tenant)
+
+
+@bp.route("/password/reset/<token>", methods=["GET", "POST"])
+@limiter.limit("10/minute", methods=["POST"])
+def reset_password(token: str):
+    """Choose a new password from a reset link. Opening the link (GET) uses nothing up."""
+    reset = accounts.find_reset(token)
+    if reset is None:
+        return page("auth/reset_invalid.html", "auth/_reset_invalid.html"), 404
+    form = NewPasswordForm()
+    if form.validate_on_submit():
+        try:
+            accounts.complete_reset(reset, form.new.data)
+        except accounts.PasswordRejected as rejected:
+            db.session.rollback()
+            form.new.errors = [*form.new.errors, *rejected.problems]
+        else:
+            slug = reset.user.tenant.slug
+            db.session.commit()
+            flash("Your new password is set. Sign in with it.", "success")
+            return redirect_to(url_for("auth.sign_in", slug=slug))
+    return page("auth/reset.html", "auth/_reset_form.html", form=form, user=reset.user)

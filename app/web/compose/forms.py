@@ -1,0 +1,26 @@
+"""Forms of the compose pages. Addresses, limits and permissions are checked in
+app/composing.py, for drafts as for sending."""
+
+from flask_wtf.file import MultipleFileField
+from wtforms import HiddenField, SelectField, StringField, TextAreaField
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import DataRequired
+
+from app.domain.routing import MODES
+from app.web.inbox.forms import MODE_LABELS
+from app.web.inputs import Form
+
+
+class ComposeForm(Form):
+    draft = HiddenField()
+    to = StringField("To", validators=[DataRequired()])
+    cc = StringField("Cc")
+    subject = StringField("Subject")
+    body = TextAreaField("Message")
+    attachments = MultipleFileField("Attach files")
+    mode = SelectField("CCM mode", choices=[SelectChoice(m, MODE_LABELS[m]) for m in MODES],
+                       default="off")
+
+
+class RevokeForm(Form):
+    recipient = HiddenField(validators=[DataRequired()])

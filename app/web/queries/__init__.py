@@ -1,0 +1,1 @@
+"""Read models: what pages list and search, read-only."""
