@@ -62,8 +62,9 @@ TARGETS = [
 ]
 
 
-#: what can travel in a request at all (a lone surrogate cannot be encoded)
-SENT = [(t, e) for t, e in TARGETS if t.isascii() or "\ud800" not in t]
+#: what a request can carry to the sign-in forms: a lone surrogate cannot be encoded, and
+#: a request with a NUL anywhere is refused whole before any view (app/inputs.py)
+SENT = [(t, e) for t, e in TARGETS if "\ud800" not in t and "\x00" not in t]
 
 
 @pytest.mark.parametrize(("target", "expected"), TARGETS)
@@ -134,6 +135,12 @@ def test_the_second_factor_sends_only_to_a_path_here(app, client, alice):
         db.session.commit()
         done = post_form(client, "/sign-in/code", {"code": pyotp.TOTP(secret).now()})
         assert done.headers["Location"] == landing(target), repr(target)
+
+
+def test_a_next_with_a_nul_is_refused_whole(client):
+    for target, _ in TARGETS:
+        if "\x00" in target:
+            assert client.get("/sign-in", query_string={"next": target}).status_code == 400
 
 
 def test_an_unsafe_next_on_a_page_that_needs_sign_in_is_never_a_server_error(client):
