@@ -3,7 +3,7 @@
 Started only by ``ccm worker`` and ``ccm serve``, never by web processes. Each run takes
 the job's lease first (a conditional UPDATE, atomic on SQLite and PostgreSQL), so with
 several workers a job runs once per interval, not once per worker; the outbound queue
-is shared out item by item besides (app/queue.py).
+is shared out item by item besides (app/delivery/runner.py).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from flask import Flask
 from sqlalchemy import or_, update
 
 from app.clock import utcnow
-from app.delivery import queue
+from app.delivery import runner
 from app.domain import expiry
 from app.extensions import db
 from app.models import Job
@@ -42,7 +42,7 @@ def jobs(app: Flask) -> dict[str, Schedule]:
     return {
         # Items carry their own leases (SKIP LOCKED): a job-wide lease would only let a
         # killed worker hold up its restarted successor until that lease ran out.
-        "deliver": Schedule(queue.run_due, app.config["WORKER_INTERVAL"], None,
+        "deliver": Schedule(runner.run_due, app.config["WORKER_INTERVAL"], None,
                             "send what is due in the outbound queue"),
         "expire": Schedule(expiry.purge_expired, 300, timedelta(hours=2),
                            "purge the content of messages past their visibility window"),

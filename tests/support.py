@@ -51,9 +51,9 @@ def _delivery_order(key: str) -> tuple[int, ...]:
 
 def read_outbox(app) -> list[EmailMessage]:
     """Run the outbound queue as the worker would, then every message in the maildir outbox."""
-    from app.delivery import queue
+    from app.delivery import runner
 
-    while queue.run_due():
+    while runner.run_due():
         pass
     path = app.config["OUTBOUND"].removeprefix("maildir:")
     if not os.path.isdir(path):

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import pytest
 from servers import DnsServer, SmtpSink, ThrowawayCA, free_port, self_signed_server_context
 
-from app.delivery import queue
+from app.delivery import runner
 from app.domain import ingest
 from app.extensions import db
 from app.models import ApplicationSettings, Policy, User
@@ -108,7 +108,7 @@ class Gateway:
         return message
 
     def run_queue(self) -> None:
-        while queue.run_due():
+        while runner.run_due():
             pass
 
     def account(self, email: str) -> User | None:

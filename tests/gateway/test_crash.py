@@ -11,7 +11,7 @@ from pathlib import Path
 from servers import SmtpSink, free_port
 from support import mail
 
-from app.delivery import queue
+from app.delivery import runner
 from app.domain import ingest
 from app.extensions import db
 from app.models import Message, OutboundItem
@@ -49,9 +49,9 @@ def test_killed_after_250_the_message_survives_and_is_delivered_once(app, make_t
         db.session.expire_all()
         (message,) = db.session.query(Message).all()
         assert message.subject == "Quarterly figures"
-        while queue.run_due():
+        while runner.run_due():
             pass
-        assert queue.run_due() == 0
+        assert runner.run_due() == 0
         (delivery,) = sink.wait_for(1)
         assert delivery.rcpt_tos == ["pat@partner.test"]
         time.sleep(0.2)
@@ -85,7 +85,7 @@ def test_a_killed_workers_successor_delivers_the_rest_at_once(app, make_tenant, 
         # One recipient domain: the dead worker was sending one item at most.
         assert len(left) <= 1
         started = time.monotonic()
-        while queue.run_due():
+        while runner.run_due():
             pass
         received = {d.message["Subject"] for d in sink.messages}
         assert received | {item.recipient.message.subject for item in left} == {

@@ -9,8 +9,8 @@ from sqlalchemy import text
 from support import in_app_context, mail
 
 from app.clock import utcnow
-from app.delivery import queue
-from app.delivery.queue import LEASE
+from app.delivery import runner
+from app.delivery.runner import LEASE
 from app.domain.delivery_events import DELIVERED_VIA_MX
 from app.extensions import db
 from app.models import OutboundItem
@@ -417,12 +417,12 @@ def test_the_delivery_is_recorded_before_quit_and_a_failed_quit_changes_nothing(
 def test_an_item_taken_over_is_not_sent_by_its_old_holder(gateway):
     sink = gateway.network.mx("partner.test")
     gateway.send(mail(), ["pat@partner.test"])
-    lease = queue._take(set())
+    lease = runner._take(set())
     (item,) = items("delivery")
     # The lease ran out (a stalled worker) and another worker took the item over.
     item.lease_token, item.lease_until = "another worker", utcnow() + LEASE
     db.session.commit()
-    queue._attempt(lease.item_id, lease.token)
+    runner._attempt(lease.item_id, lease.token)
     assert sink.messages == []
     db.session.refresh(item)
     assert (item.state, item.lease_token, item.attempts) == ("sending", "another worker", 0)
@@ -433,9 +433,9 @@ def test_an_item_taken_over_while_it_was_sent_is_recorded_by_its_new_holder_only
     sink = gateway.network.mx("partner.test")
     sink.delay(2)
     message = gateway.send(mail(), ["pat@partner.test"])
-    lease = queue._take(set())
+    lease = runner._take(set())
     sending = threading.Thread(target=in_app_context,
-                               args=(app, queue._attempt, lease.item_id, lease.token))
+                               args=(app, runner._attempt, lease.item_id, lease.token))
     sending.start()
     time.sleep(1)  # the old holder waits for the 250 to its data
     (item,) = items("delivery")
@@ -458,10 +458,10 @@ def test_the_lease_is_renewed_before_each_further_server_and_a_lost_one_stops_th
     backup = gateway.network.mx("partner.test", preference=20)
     backup.delay(1.5)
     gateway.send(mail(), ["pat@partner.test"])
-    lease = queue._take(set())
+    lease = runner._take(set())
     taken_until = _lease_in_database()[1]
     sending = threading.Thread(target=in_app_context,
-                               args=(app, queue._attempt, lease.item_id, lease.token))
+                               args=(app, runner._attempt, lease.item_id, lease.token))
     sending.start()
     time.sleep(2.2)  # the first server said 451; the backup is taking the data
     token, until = _lease_in_database()
@@ -471,9 +471,9 @@ def test_the_lease_is_renewed_before_each_further_server_and_a_lost_one_stops_th
 
     # Once another worker has taken the item over, the old holder tries no further server.
     gateway.send(mail(subject="Second"), ["pat@partner.test"])
-    lease = queue._take(set())
+    lease = runner._take(set())
     sending = threading.Thread(target=in_app_context,
-                               args=(app, queue._attempt, lease.item_id, lease.token))
+                               args=(app, runner._attempt, lease.item_id, lease.token))
     sending.start()
     time.sleep(0.7)  # the first server is still taking its time
     (item,) = [i for i in items("delivery") if i.id == lease.item_id]

@@ -7,7 +7,7 @@ import pytest
 from support import in_app_context, mail
 
 from app import worker
-from app.delivery import queue
+from app.delivery import runner
 from app.extensions import db
 
 
@@ -28,7 +28,7 @@ def test_two_workers_on_postgresql_deliver_each_item_exactly_once(app, make_tena
     def work():
         with app.app_context():
             try:
-                while queue.run_due(limit=5):
+                while runner.run_due(limit=5):
                     pass
             finally:
                 db.session.remove()

@@ -1,0 +1,351 @@
+"""The delivery runner: the worker's job that sends what the queue holds.
+
+``run_due`` (the worker's job)
+delivers due items on a few threads at once, each with its own application context and
+database session: each thread leases one item at a time (a lease of :data:`LEASE`, under
+a token drawn for that take), hands it to the transport, and records what happened in a
+transaction of its own: delivered, deferred with growing back-off, bounced with a
+delivery status notification to the sender, or sent by CCM after a TLS failure.
+
+One slow server holds up only its own mail: a run delivers to one recipient domain at
+a time on one thread (so mail to one recipient keeps its order), the other threads go
+on with other domains, and while a delivery is still in progress they keep taking mail
+that falls due meanwhile. A worker that dies holds the one item per thread it was
+sending; that item waits for its lease to run out, nothing else does.
+
+Several workers on PostgreSQL take disjoint items (``FOR UPDATE SKIP LOCKED``); on
+SQLite, one worker process is the supported setup, its threads' writes serialised by
+SQLite's lock (and its busy timeout). A worker records an attempt only if it still
+holds the item under its token, so an item taken over after its lease ran out is
+recorded once, by its new holder; it checks the lease before it sends, and renews it
+before each further server it tries (many slow MX hosts can take longer than a lease),
+stopping if another worker has taken the item over meanwhile. The one
+window in which a recipient can get a message twice is between the remote server's 250
+and our commit of it, which comes right after that 250 (app/delivery/transport.py says
+what remains).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from flask import Flask, current_app
+from sqlalchemy import func, or_, select, update
+
+from app.clock import utcnow
+from app.delivery import dsn, mail_templates, transport
+from app.delivery.queue import signed
+from app.domain import isolation
+from app.domain.delivery_events import record
+from app.extensions import db
+from app.mail import mime
+from app.models import OutboundItem
+
+log = logging.getLogger(__name__)
+
+#: how long a worker may hold an item before another may take it
+LEASE = timedelta(minutes=10)
+
+
+def target_of(item: OutboundItem) -> tuple[str, bool]:
+    """Where an item goes (the tenant's internal relay, CCM_INTERNAL_RELAY or
+    CCM_OUTBOUND), and whether a tenant administrator chose it: the transport then
+    connects only where one may aim it."""
+    config = current_app.config
+    tenant = item.tenant
+    if item.route == "internal" and tenant is not None and tenant.internal_relay:
+        return tenant.internal_relay, not tenant.internal_relay_trusted
+    return config["INTERNAL_RELAY" if item.route == "internal" else "OUTBOUND"], False
+
+
+def run_due(limit: int | None = None) -> int:
+    """Deliver what is due, until nothing is due and nothing is in flight (or ``limit``
+    items were taken); the number of items handled.
+
+    ``CCM_DELIVERY_THREADS`` deliveries at once, this thread one of them. A maildir is
+    written one message at a time: there is no network to wait for.
+    """
+    app = current_app._get_current_object()
+    threads = 1 if app.config["OUTBOUND"].startswith("maildir:") \
+        else max(1, app.config["DELIVERY_THREADS"])
+    run = _Run(limit, poll=app.config["WORKER_INTERVAL"])
+    helpers = [threading.Thread(target=_helper, args=(app, run), name=f"deliver-{n}",
+                                daemon=True) for n in range(1, threads)]
+    for helper in helpers:
+        helper.start()
+    try:
+        run.work()
+    finally:
+        for helper in helpers:
+            helper.join()
+        db.session.expire_all()  # what the other threads recorded is read afresh
+    return run.taken
+
+
+def _helper(app: Flask, run: _Run) -> None:
+    with app.app_context():
+        try:
+            run.work()
+        except Exception:
+            log.exception("a delivery thread stopped")
+        finally:
+            db.session.remove()
+
+
+class _Run:
+    """One run of the queue, shared by its threads: what they took, where they send."""
+
+    def __init__(self, limit: int | None, poll: float):
+        self.limit, self.poll = limit, poll
+        self.taken = 0
+        #: recipient domains a thread of this run is delivering to now
+        self.busy: set[str] = set()
+        self.changed = threading.Condition()
+
+    def work(self) -> None:
+        while True:
+            with self.changed:
+                if self.limit is not None and self.taken >= self.limit:
+                    return
+                lease = _take(self.busy)
+                if lease is None:
+                    if not self.busy:
+                        return  # nothing due, nothing in flight
+                    # Watch for mail that falls due while another thread is sending.
+                    self.changed.wait(self.poll)
+                    continue
+                self.taken += 1
+                self.busy.add(lease.destination)
+            try:
+                _attempt(lease.item_id, lease.token)
+            except Exception as error:
+                # One item's bug must not stop the queue, nor leave the item "sending" for
+                # ever: it counts as a try, so its retries end in a bounce like any other.
+                db.session.rollback()
+                log.exception("outbound item %s failed unexpectedly", lease.item_id)
+                _count_as_a_try(lease, f"4.3.0 Unexpected error ({type(error).__name__})")
+            finally:
+                with self.changed:
+                    self.busy.discard(lease.destination)
+                    self.changed.notify_all()
+
+
+def _count_as_a_try(lease: _Lease, reply: str) -> None:
+    try:
+        _record(lease.item_id, lease.token, lambda item: _defer(_tried(item), reply))
+    except Exception:  # the database itself failing: the lease runs out, as before
+        db.session.rollback()
+        log.exception("could not record the failure of outbound item %s", lease.item_id)
+
+
+@dataclass(frozen=True)
+class _Lease:
+    item_id: int
+    token: str
+    destination: str
+
+
+def _destination(rcpt_to: str) -> str:
+    """What one thread of a run delivers to at a time: the recipient's domain, as
+    ``_take`` matches it."""
+    return rcpt_to.rpartition("@")[2].lower()
+
+
+def _due(now):
+    return or_(
+        (OutboundItem.state == "pending") & (OutboundItem.next_attempt_at <= now),
+        (OutboundItem.state == "sending") & (OutboundItem.lease_until < now),
+    )
+
+
+def _take(busy: set[str]) -> _Lease | None:
+    """Lease the next due item for a domain not in ``busy``, in one statement."""
+    now = utcnow()
+    token = secrets.token_hex(16)
+    recipient_domain = func.lower(OutboundItem.rcpt_to)
+    next_one = (
+        select(OutboundItem.id)
+        .where(_due(now),
+               *(~recipient_domain.endswith(f"@{domain}", autoescape=True) for domain in busy))
+        .order_by(OutboundItem.next_attempt_at, OutboundItem.id)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    taken = db.session.execute(
+        update(OutboundItem).where(OutboundItem.id == next_one)
+        .values(state="sending", lease_until=now + LEASE, lease_token=token)
+        .returning(OutboundItem.id, OutboundItem.rcpt_to)
+        .execution_options(synchronize_session=False)).first()
+    db.session.commit()
+    return _Lease(taken.id, token, _destination(taken.rcpt_to)) if taken else None
+
+
+def _holds(item: OutboundItem, token: str) -> bool:
+    return (item.state == "sending" and item.lease_token == token
+            and item.lease_until is not None and item.lease_until > utcnow())
+
+
+class _LeaseLost(Exception):
+    """Another worker holds the item now: this one must stop sending it."""
+
+
+def _renew(item_id: int, token: str) -> None:
+    """Extend the lease before the next server is tried, so that a delivery going
+    through many slow servers does not outlive it; raises _LeaseLost when it already
+    did and another worker took the item over."""
+    renewed = _update_if_held(item_id, token, lease_until=utcnow() + LEASE)
+    db.session.commit()
+    if not renewed:
+        raise _LeaseLost(item_id)
+
+
+def _update_if_held(item_id: int, token: str, **values) -> bool:
+    """Set ``values`` on the item if the lease ``token`` still holds it; whether it did.
+    The UPDATE locks the row (PostgreSQL) or the database (SQLite) until the commit."""
+    return db.session.execute(
+        update(OutboundItem)
+        .where(OutboundItem.id == item_id, OutboundItem.state == "sending",
+               OutboundItem.lease_token == token)
+        .values(**values)
+        .execution_options(synchronize_session=False)).rowcount == 1
+
+
+def _record(item_id: int, token: str, outcome: Callable[[OutboundItem], None]) -> bool:
+    """Apply ``outcome`` to the item and commit, if the lease ``token`` still holds it.
+
+    Its first statement holds the item until the commit, so no other worker can take it
+    over in between.
+    """
+    if not _update_if_held(item_id, token, lease_token=token):
+        db.session.rollback()
+        log.warning("outbound item %s was taken over by another worker: its outcome "
+                    "here is not recorded", item_id)
+        return False
+    item = db.session.get(OutboundItem, item_id, populate_existing=True)
+    outcome(item)
+    db.session.commit()
+    return True
+
+
+def _attempt(item_id: int, token: str) -> None:
+    """Send one leased item and record the outcome, as long as the lease is ours."""
+    item = db.session.get(OutboundItem, item_id, populate_existing=True)
+    if item is None or not _holds(item, token):
+        db.session.rollback()
+        log.warning("outbound item %s is no longer leased to this worker: not sent",
+                    item_id)
+        return
+    recipient = item.recipient
+    raw = _content(item)
+    if raw is None:
+        _record(item_id, token, lambda item: _finish(
+            item, "done", "Not sent: the message was withdrawn or has expired"))
+        return
+    tls = recipient.tls if item.kind == "delivery" and recipient is not None else None
+    (target, restricted), mail_from, rcpt_to = target_of(item), item.mail_from, item.rcpt_to
+    options = transport.Options.from_config(current_app.config)
+    # No transaction stays open while the remote server takes its time.
+    db.session.commit()
+
+    def delivered(event: str) -> None:
+        _record(item_id, token, lambda item: _delivered(item, event, raw))
+
+    try:
+        transport.send(target, raw, mail_from, rcpt_to, tls=tls, options=options,
+                       restricted=restricted, accepted=delivered,
+                       before_next=lambda: _renew(item_id, token))
+    except _LeaseLost:
+        log.warning("outbound item %s was taken over by another worker while this one "
+                    "tried its servers: not sent further", item_id)
+    except transport.TlsUnavailable as problem:
+        reason = str(problem)
+        _record(item_id, token, lambda item: _tls_failed(_tried(item), reason))
+    except transport.DeliveryFailed as failure:
+        reply, outcome = failure.reply, _bounce if failure.permanent else _defer
+        _record(item_id, token, lambda item: outcome(_tried(item), reply))
+
+
+def _tried(item: OutboundItem) -> OutboundItem:
+    item.attempts += 1
+    return item
+
+
+def _delivered(item: OutboundItem, event: str, raw: bytes) -> None:
+    _tried(item)
+    _finish(item, "done", event if item.kind == "delivery" else _generated_event(item, raw))
+    if item.kind == "delivery":
+        item.recipient.state = "delivered"
+
+
+def _content(item: OutboundItem) -> bytes | None:
+    """The bytes to send: the message itself, or the generated mail (rendered now)."""
+    if item.kind == "delivery":
+        return item.recipient.message.raw
+    if item.notice is not None:
+        return signed(mail_templates.build(item.notice["kind"], item.rcpt_to, item.tenant,
+                                           **item.notice["context"]), item.tenant)
+    return item.raw
+
+
+def _generated_event(item: OutboundItem, raw: bytes) -> str:
+    """Which notification went out, by its subject (which never carries the content)."""
+    subject = mime.header(mime.parse_message(raw), "Subject")
+    return f"Notification “{subject}” delivered to {item.rcpt_to}"
+
+
+def _finish(item: OutboundItem, state: str, event: str | None) -> None:
+    item.state = state
+    item.lease_until = item.lease_token = None
+    item.finished_at = utcnow()
+    if item.kind != "delivery":
+        # a password notification must not outlive its sending
+        item.raw = item.notice = None
+    if item.recipient is not None and event:
+        record(item.recipient, "delivered" if state == "done" else "bounced", event)
+
+
+def _defer(item: OutboundItem, reply: str) -> None:
+    config = current_app.config
+    now = utcnow()
+    if now - item.created_at >= timedelta(seconds=config["RETRY_GIVE_UP_SECONDS"]):
+        _bounce(item, f"4.4.7 Gave up after {item.attempts} tries; last reply: {reply}")
+        return
+    wait = min(config["RETRY_FIRST_SECONDS"] * 2 ** (item.attempts - 1),
+               config["RETRY_MAX_SECONDS"])
+    item.state = "pending"
+    item.lease_until = item.lease_token = None
+    item.last_error = reply
+    item.next_attempt_at = now + timedelta(seconds=wait)
+    if item.recipient is not None:
+        if item.kind == "delivery":
+            item.recipient.state = "deferred"
+        record(item.recipient, "deferred",
+               f"Deferred: {reply}; next try at {item.next_attempt_at:%Y-%m-%d %H:%M} UTC")
+
+
+def _bounce(item: OutboundItem, reply: str) -> None:
+    item.last_error = reply
+    what = "Bounced" if item.kind == "delivery" else "Notification could not be delivered"
+    _finish(item, "failed", f"{what}: {reply}")
+    if item.kind == "delivery":
+        item.recipient.state = "bounced"
+        dsn.queue_failure_report(item.recipient, reply)
+
+
+def _tls_failed(item: OutboundItem, problem: str) -> None:
+    recipient = item.recipient
+    if recipient.fallback == "ccm":
+        _finish(item, "done", None)
+        record(recipient, "tls_fallback",
+               f"TLS could not be negotiated ({problem}); fell back to CCM")
+        recipient.route = "ccm"
+        isolation.hold(recipient)
+    else:
+        _bounce(item, f"5.7.10 TLS is required for this recipient and could not be "
+                      f"negotiated: {problem}")
