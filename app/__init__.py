@@ -9,6 +9,7 @@ from flask import Flask
 
 from app import config as settings
 from app.clock import utcnow
+from app.domain import composing
 from app.extensions import csrf, db, htmx, limiter, login_manager, migrate
 from app.web import inputs, proxies
 
@@ -28,6 +29,9 @@ def create_app(overrides: dict | None = None, instance_path: str | None = None) 
     os.makedirs(instance_path, exist_ok=True)
     app.config.from_mapping(settings.load(instance_path))
     app.config["PASSWORD_HASH"] = settings.PASSWORD_HASH
+    # Room in a multipart form for the composer's longest message text at 4 bytes a
+    # character (Werkzeug's default is 500 kB), so that its own limit is what speaks.
+    app.config["MAX_FORM_MEMORY_SIZE"] = composing.MAX_BODY * 4 + 64 * 1024
     if overrides:
         app.config.update(overrides)
         app.config.update(settings.database_settings(app.config["DATABASE_URL"]))

@@ -115,17 +115,12 @@ def database_settings(database_url: str) -> dict:
 
 def _derived(config: dict) -> dict:
     """Settings that follow from others rather than from the environment."""
-    from app.domain import composing  # here: it needs the app package, which needs this module
-
     https = config["BASE_URL"].startswith("https://")
     return {
         **database_settings(config["DATABASE_URL"]),
         # Uploads arrive raw and leave base64-encoded (a third larger): accept a request
         # big enough for a full message (app/composing.py checks the message itself).
         "MAX_CONTENT_LENGTH": config["MAX_MESSAGE_BYTES"] * 4 // 3 + 1024 * 1024,
-        # Room in a multipart form for the composer's longest message text at 4 bytes a
-        # character (Werkzeug's default is 500 kB), so that its own limit is what speaks.
-        "MAX_FORM_MEMORY_SIZE": composing.MAX_BODY * 4 + 64 * 1024,
         # The __Host- prefix pins the cookie to this exact origin; browsers accept it
         # only over HTTPS, so a plain-HTTP default install uses an ordinary name.
         "SESSION_COOKIE_NAME": "__Host-ccm_session" if https else "ccm_session",

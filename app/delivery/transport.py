@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import dns.exception
 import dns.resolver
 
-from app.domain.delivery_events import DELIVERED_VIA_MX
+from app.models import DELIVERED_VIA_MX
 
 #: seconds to wait for the answer to QUIT, after the message was accepted
 QUIT_TIMEOUT = 5

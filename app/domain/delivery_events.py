@@ -6,10 +6,6 @@ from app.clock import utcnow
 from app.extensions import db
 from app.models import DeliveryEvent, Recipient
 
-#: verbatim texts administrators look for (DESIGN.md section 2)
-DELIVERED_TO_CCM = "Delivered to CCM isolation area"
-DELIVERED_VIA_MX = "Email Delivered via MX resolution"
-
 #: longest event text kept
 TEXT_LIMIT = 2000
 

@@ -11,9 +11,9 @@ from sqlalchemy.exc import IntegrityError
 from app.clock import utcnow
 from app.delivery import queue
 from app.domain import accounts, links
-from app.domain.delivery_events import DELIVERED_TO_CCM, record
+from app.domain.delivery_events import record
 from app.extensions import db
-from app.models import Recipient, User
+from app.models import DELIVERED_TO_CCM, Recipient, User
 
 
 def hold(recipient: Recipient) -> None:

@@ -5,7 +5,14 @@ from app.models.audit import AuditEvent
 from app.models.auth import AuthSession, PasswordReset
 from app.models.draft import Draft
 from app.models.job import Job
-from app.models.message import ROUTES, DeliveryEvent, Message, Recipient
+from app.models.message import (
+    DELIVERED_TO_CCM,
+    DELIVERED_VIA_MX,
+    ROUTES,
+    DeliveryEvent,
+    Message,
+    Recipient,
+)
 from app.models.policy import FALLBACKS, POLICY_KINDS, TLS_LEVELS, WHERE, Policy
 from app.models.queue import OutboundItem
 from app.models.template import NotificationTemplate
@@ -13,6 +20,8 @@ from app.models.tenant import ApplicationSettings, Domain, Tenant
 from app.models.user import ROLES, User
 
 __all__ = [
+    "DELIVERED_TO_CCM",
+    "DELIVERED_VIA_MX",
     "FALLBACKS",
     "POLICY_KINDS",
     "ROLES",

@@ -107,6 +107,11 @@ class Recipient(db.Model):
     )
 
 
+#: verbatim texts administrators look for in delivery events (docs/architecture.md)
+DELIVERED_TO_CCM = "Delivered to CCM isolation area"
+DELIVERED_VIA_MX = "Email Delivered via MX resolution"
+
+
 class DeliveryEvent(db.Model):
     """One line of a recipient's delivery history, shown to administrators and senders."""
 

@@ -11,9 +11,8 @@ from support import in_app_context, mail
 from app.clock import utcnow
 from app.delivery import runner
 from app.delivery.runner import LEASE
-from app.domain.delivery_events import DELIVERED_VIA_MX
 from app.extensions import db
-from app.models import OutboundItem
+from app.models import DELIVERED_VIA_MX, OutboundItem
 
 
 def events(recipient) -> list[str]:

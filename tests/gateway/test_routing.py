@@ -3,7 +3,7 @@
 import pytest
 from support import mail
 
-from app.domain.delivery_events import DELIVERED_TO_CCM, DELIVERED_VIA_MX
+from app.models import DELIVERED_TO_CCM, DELIVERED_VIA_MX
 
 
 def routes(message) -> dict[str, str]:
