@@ -1,7 +1,7 @@
 """``ccm config import`` / ``export``: tenants and everything they own, as YAML.
 
 Tenants, domains, application settings, users, policies and notification templates, in
-the format of DESIGN.md section 7. Import creates or updates, and never deletes: what a
+the format of docs/configuration.md. Import creates or updates, and never deletes: what a
 file does not mention is left as it is. Importing the same file twice changes nothing.
 A file with any error is refused whole, with every error named by its line and key.
 """

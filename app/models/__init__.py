@@ -1,4 +1,4 @@
-"""The data model. Names follow DESIGN.md section 2."""
+"""The data model. Names are the product's words (docs/architecture.md)."""
 
 from app.models.access import AccessEvent, RecoveryCode
 from app.models.audit import AuditEvent
