@@ -44,7 +44,7 @@ PORTAL_THREADS = 4
 
 def _start_portal(*, threads: int = PORTAL_THREADS) -> None:
     listen = current_app.config["HTTP_LISTEN"]
-    # X-Forwarded-* pass through untouched: app/proxies.py alone decides whose to
+    # X-Forwarded-* pass through untouched: app/web/proxies.py alone decides whose to
     # believe (CCM_PROXY_HOPS, CCM_PROXY_NETWORKS) and removes all others.
     server = waitress.create_server(current_app._get_current_object(), listen=listen,
                                     threads=threads, ident="ccm",

@@ -119,7 +119,7 @@ def _derived(config: dict) -> dict:
     return {
         **database_settings(config["DATABASE_URL"]),
         # Uploads arrive raw and leave base64-encoded (a third larger): accept a request
-        # big enough for a full message (app/composing.py checks the message itself).
+        # big enough for a full message (app/domain/composing.py checks the message itself).
         "MAX_CONTENT_LENGTH": config["MAX_MESSAGE_BYTES"] * 4 // 3 + 1024 * 1024,
         # The __Host- prefix pins the cookie to this exact origin; browsers accept it
         # only over HTTPS, so a plain-HTTP default install uses an ordinary name.
@@ -129,7 +129,7 @@ def _derived(config: dict) -> dict:
         "SESSION_COOKIE_SAMESITE": "Lax",
         "PERMANENT_SESSION_LIFETIME": SESSION_ABSOLUTE_TIMEOUT,
         # The server ends a session 12 hours after sign-in whatever the cookie says
-        # (app/auth_sessions.py), so re-signing the cookie on every answer buys nothing.
+        # (app/domain/auth_sessions.py), so re-signing the cookie on every answer buys nothing.
         "SESSION_REFRESH_EACH_REQUEST": False,
         "PREFERRED_URL_SCHEME": "https" if https else "http",
         "WTF_CSRF_TIME_LIMIT": None,  # the token lives as long as the session does

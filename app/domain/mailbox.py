@@ -25,7 +25,7 @@ PER_PAGE = 20
 
 @dataclass
 class Page:
-    """A page of a counted listing (app/sent_items.py)."""
+    """A page of a counted listing (app/web/queries/sent_items.py)."""
 
     copies: list[Recipient]
     total: int

@@ -4,7 +4,7 @@ Parts are numbered in the order ``email``'s ``walk()`` meets them, so a number n
 same part on every request. Nothing here raises on a malformed message: what cannot be
 understood is shown as text.
 
-A message with a part index (app/gateway/parts.py) is read slice by slice from the
+A message with a part index (app/mail/parts.py) is read slice by slice from the
 database: the page reads its headers and its body's part, a download streams one part;
 a message without one is parsed whole, as it always was.
 """

@@ -159,7 +159,7 @@ _LINE_END = re.compile(rb"(\r\n|\r|\n)")
 #: download or report: X-CCM-Mode is an instruction to the gateway alone; Bcc and
 #: Resent-Bcc name recipients whom the others must not see (RFC 5322 3.6.3, 3.6.6).
 #: Their sender still sees those recipients: they are the message's recipients that its
-#: To and Cc do not name (app/sent_items.py).
+#: To and Cc do not name (app/web/queries/sent_items.py).
 STRIPPED_HEADERS = ("X-CCM-Mode", "Bcc", "Resent-Bcc")
 #: the start of a line that is one of them: any case, blanks allowed before the colon
 #: (RFC 5322's obsolete syntax, which Postfix and others still read as a header)

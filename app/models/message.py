@@ -49,9 +49,9 @@ class Message(db.Model):
     #: when the content may be purged: the end of the longest visibility window
     expires_at: Mapped[datetime | None]
     #: the message as received, less the headers the gateway strips (X-CCM-Mode, Bcc:
-    #: app/gateway/mime.py STRIPPED_HEADERS); None once purged
+    #: app/mail/mime.py STRIPPED_HEADERS); None once purged
     raw: Mapped[bytes | None] = deferred(mapped_column(LargeBinary))
-    #: where each part's body lies in ``raw`` (app/gateway/parts.py), found once at
+    #: where each part's body lies in ``raw`` (app/mail/parts.py), found once at
     #: ingest; None for a message only the full parse may read, or stored before it
     parts: Mapped[dict | None] = deferred(mapped_column(JSON(none_as_null=True)))
     purged_at: Mapped[datetime | None]
@@ -67,7 +67,7 @@ class Recipient(db.Model):
 
     __table_args__ = (
         # The inbox: a user's held copies, newest first, read 21 index entries at a time
-        # instead of sorting all of them (see app/portal.py).
+        # instead of sorting all of them (see app/domain/mailbox.py).
         Index("ix_recipient_inbox", "user_id", "state", "received_at", "id"),
     )
 

@@ -25,7 +25,7 @@ class Tenant(db.Model):
     internal_relay: Mapped[str | None] = mapped_column(String(255))
     #: the relay was set by the platform administrator or ``ccm config import``, so the
     #: gateway connects wherever it points; one a tenant administrator set is held to
-    #: what they may aim at, when saved and at each connection (app/gateway/transport.py)
+    #: what they may aim at, when saved and at each connection (app/delivery/transport.py)
     internal_relay_trusted: Mapped[bool] = mapped_column(default=False)
     #: how a recipient first gets in: "password" (emailed) or "activation_link"
     first_contact: Mapped[str] = mapped_column(String(20), default="password")

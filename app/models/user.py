@@ -52,7 +52,7 @@ class User(db.Model):
     application_settings: Mapped[ApplicationSettings | None] = relationship()
 
     # Flask-Login: the identifier kept in the cookie is the server-side session token,
-    # set by whoever loads or signs in this user (see app/auth_sessions.py).
+    # set by whoever loads or signs in this user (see app/domain/auth_sessions.py).
     session_token = None  # str once loaded; not a column
     is_anonymous = False
 

@@ -4,7 +4,7 @@ Each payload is tried three ways: ``mail_templates.check`` directly, saving it i
 editor, and the live preview. Every attempt runs in a forked child with a time limit and
 a memory ceiling, so a payload that hangs or eats memory fails its test instead of
 hanging the suite or the machine. Payloads that once exposed real bugs (crashes, hangs)
-were fixed in app/mail_templates.py (every error becomes an inline problem; only an
+were fixed in app/delivery/mail_templates.py (every error becomes an inline problem; only an
 allowlist is reachable; a template that fails on real data falls back to the built-in one).
 What bounds the size of the output is tried in test_template_limits.py.
 """

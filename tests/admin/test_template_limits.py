@@ -1,6 +1,6 @@
 """Notification templates cannot blow up their output, whatever an administrator writes.
 
-What bounds them (app/mail_templates.py): an allowlist of tags, variables, filters, tests
+What bounds them (app/delivery/mail_templates.py): an allowlist of tags, variables, filters, tests
 and methods, checked before a template is compiled; arithmetic on numbers only, so texts
 are neither repeated nor formatted; and one limit on the rendered size and time, checked
 piece by piece, for the editor's preview, its save and the notification sent. Each hostile

@@ -63,7 +63,7 @@ TARGETS = [
 
 
 #: what a request can carry to the sign-in forms: a lone surrogate cannot be encoded, and
-#: a request with a NUL anywhere is refused whole before any view (app/inputs.py)
+#: a request with a NUL anywhere is refused whole before any view (app/web/inputs.py)
 SENT = [(t, e) for t, e in TARGETS if "\ud800" not in t and "\x00" not in t]
 
 

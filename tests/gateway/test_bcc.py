@@ -1,6 +1,6 @@
 """Bcc: no recipient ever sees it, in a delivered copy or in the portal; the sender does.
 
-The gateway removes Bcc (with Resent-Bcc and X-CCM-Mode, app/gateway/mime.py
+The gateway removes Bcc (with Resent-Bcc and X-CCM-Mode, app/mail/mime.py
 STRIPPED_HEADERS) once, as it stores a message, so every way out reads a message
 without it. Each variant goes through the real SMTP ingress to an MX (an aiosmtpd sink),
 to the internal relay (a maildir) and to the portal (CCM), and every copy must be the

@@ -209,7 +209,7 @@ OVER_THE_LIMITS = [
      "An address can be at most 254 characters; one has 255", 200),
     ("an address too long in Cc", {"cc": "pat@" + "p" * 300 + ".test"}, "cc",
      "An address can be at most 254 characters", 200),
-    # A NUL anywhere in a request is refused whole, before any view (app/inputs.py).
+    # A NUL anywhere in a request is refused whole, before any view (app/web/inputs.py).
     ("NUL in the text", {"body": "Terms\x00attached"}, "body", None, 400),
     ("NUL in the subject", {"subject": "Offer\x00"}, "subject", None, 400),
     ("NUL in an address", {"to": "pat\x00@partner.test"}, "to", None, 400),
@@ -291,7 +291,7 @@ def test_sending_over_a_limit_is_refused_beside_the_field(
     elif send_status == 200:
         where = re.search(rf'id="{field}-error">(.*?)</ul>' if field else
                           r'class="notice notice-error" role="alert">(.*?)</div>', page, re.S)
-        # A single-line field's own check (app/inputs.py) may answer first, in its words.
+        # A single-line field's own check (app/web/inputs.py) may answer first, in its words.
         assert where and (told in where.group(1) or "Use one line of text" in where.group(1))
     assert latest() is None
     assert stored(draft) == before  # the draft stays for another try

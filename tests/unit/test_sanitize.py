@@ -1,4 +1,4 @@
-"""Hostile HTML through app/sanitize.py, and the framed body view that shows the result.
+"""Hostile HTML through app/mail/sanitize.py, and the framed body view that shows the result.
 
 The corpus below is mail an attacker could send. Every entry goes through ``clean_html``
 and the output is parsed with ``html.parser`` so the checks look at the markup a browser

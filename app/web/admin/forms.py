@@ -1,4 +1,4 @@
-"""Forms of the administrator console. Policy rules live in app/policy_rules.py."""
+"""Forms of the administrator console. Policy rules live in app/domain/policy_rules.py."""
 
 from flask_wtf.file import FileField
 from wtforms import (

@@ -1,4 +1,4 @@
-"""Forms of the auth pages. Password rules live in app/passwords.py, not here."""
+"""Forms of the auth pages. Password rules live in app/domain/passwords.py, not here."""
 
 from wtforms import PasswordField, RadioField, StringField
 from wtforms.validators import DataRequired, EqualTo, Length, Regexp

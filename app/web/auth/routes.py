@@ -1,4 +1,4 @@
-"""Views of the auth blueprint: thin callers of app/accounts.py and app/auth_sessions.py."""
+"""Views of the auth blueprint: thin callers of domain.accounts and domain.auth_sessions."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Forms of the compose pages. Addresses, limits and permissions are checked in
-app/composing.py, for drafts as for sending."""
+app/domain/composing.py, for drafts as for sending."""
 
 from flask_wtf.file import MultipleFileField
 from wtforms import HiddenField, SelectField, StringField, TextAreaField

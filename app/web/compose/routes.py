@@ -1,4 +1,4 @@
-"""Views of the compose blueprint: thin callers of app/composing.py and app/sent_items.py."""
+"""Views of the compose blueprint: thin callers of domain.composing and queries.sent_items."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Forms of the inbox. Who a reply may go to is decided in app/replies.py, not here."""
+"""Forms of the inbox. Who a reply may go to is decided in app/domain/replies.py, not here."""
 
 from flask_wtf.file import MultipleFileField
 from wtforms import SelectField, SelectMultipleField, TextAreaField

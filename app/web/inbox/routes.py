@@ -1,4 +1,4 @@
-"""Views of the inbox blueprint: thin callers of app/mailbox.py, app/reading.py, app/replies.py."""
+"""Views of the inbox blueprint: thin callers of domain.mailbox, .reading and .replies."""
 
 from __future__ import annotations
 

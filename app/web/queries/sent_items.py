@@ -33,7 +33,7 @@ def sent_message(user: User, public_id: str) -> Message | None:
 def blind_copies(message: Message) -> set[str]:
     """The recipients that the message's To and Cc do not name: its Bcc list, which its
     sender sees in Sent and no recipient sees anywhere (the gateway removed the Bcc
-    header itself on arrival, app/gateway/mime.py). Unknown once the content is purged."""
+    header itself on arrival, app/mail/mime.py). Unknown once the content is purged."""
     headers = reading.headers(message)
     if headers is None:
         return set()
