@@ -12,8 +12,7 @@ from sqlalchemy import Select, and_, exists, select, update
 
 from app.clock import utcnow
 from app.config import SESSION_ABSOLUTE_TIMEOUT
-from app.delivery import queue
-from app.domain import links
+from app.domain import notices
 from app.domain.delivery_events import record, record_all
 from app.extensions import db
 from app.models import AuthSession, Message, OutboundItem, PasswordReset, Recipient, Tenant
@@ -78,19 +77,14 @@ def warn_unopened(*, batch: int = BATCH) -> int:
                    Recipient.visible_until <= horizon)
             .order_by(Recipient.visible_until).limit(batch))):
             for recipient in due:
-                _warn(tenant, recipient, now)
+                _warn(recipient, now)
             db.session.commit()
             warned += len(due)
     return warned
 
 
-def _warn(tenant: Tenant, recipient: Recipient, now) -> None:
-    queue.notify("expiry_warning", recipient.address, {
-        "tenant_name": tenant.name, "recipient": recipient.address,
-        "portal_url": links.sign_in(tenant),
-        "visible_until": f"{recipient.visible_until:%d %B %Y}",
-    }, tenant=tenant, recipient=recipient,
-        route="internal" if recipient.kind == "internal" else "external")
+def _warn(recipient: Recipient, now) -> None:
+    notices.expiry_warning(recipient)
     recipient.expiry_warned_at = now
     record(recipient, "warned", "Expiry warning sent: not opened yet")
 

@@ -9,8 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from app.clock import utcnow
-from app.delivery import queue
-from app.domain import accounts, links
+from app.domain import accounts, links, notices
 from app.domain.delivery_events import record
 from app.extensions import db
 from app.models import DELIVERED_TO_CCM, Recipient, User
@@ -34,25 +33,17 @@ def hold(recipient: Recipient) -> None:
                              recipient.visible_until)
     record(recipient, "ccm", DELIVERED_TO_CCM)
 
-    common = {"tenant_name": tenant.display_name, "portal_url": links.sign_in(tenant)}
-    # Colleagues' notifications go through the internal relay, like their other mail.
-    route = "internal" if recipient.kind == "internal" else "external"
-    def notify(kind: str, **context) -> None:
-        queue.notify(kind, recipient.address, {**common, **context}, tenant=tenant,
-                        recipient=recipient, route=route)
-
-    notify("secure_message", recipient=recipient.address, new_account=first_contact,
-           visible_until=f"{recipient.visible_until:%d %B %Y}")
+    notices.secure_message(recipient, new_account=first_contact)
     if not first_contact:
         return
     if tenant.first_contact == "activation_link":
         token = accounts.start_reset(user, purpose="activation",
                                      lifetime=timedelta(hours=tenant.activation_hours))
-        notify("activation", login=user.email, activation_url=links.set_password(token),
-               lifetime_hours=tenant.activation_hours)
+        notices.activation(user, links.set_password(token), tenant.activation_hours,
+                           recipient=recipient)
     else:
-        password = accounts.set_generated_password(user)
-        notify("password", login=user.email, password=password, reset=False)
+        notices.password(user, accounts.set_generated_password(user), reset=False,
+                         recipient=recipient)
 
 
 def _account(tenant, address: str) -> tuple[User, bool]:

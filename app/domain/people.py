@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from app.delivery import queue
-from app.domain import accounts, auth_sessions, links, second_factor
+from app.domain import accounts, auth_sessions, notices, second_factor
 from app.domain.searching import search_text
 from app.extensions import db
 from app.models import Tenant, User
@@ -58,11 +57,7 @@ def reset_password(user: User) -> None:
     password = accounts.set_generated_password(user)
     unlock(user)
     second_factor.reset(user)
-    tenant = user.tenant
-    queue.notify("password", user.email, {
-        "tenant_name": tenant.display_name, "login": user.email, "password": password,
-        "portal_url": links.sign_in(tenant), "reset": True,
-    }, tenant=tenant, route="internal" if user.kind == "internal" else "external")
+    notices.password(user, password, reset=True)
 
 
 def unlock(user: User) -> None:

@@ -172,3 +172,44 @@ def test_no_notification_asks_for_a_password_and_each_shows_the_portal_address(a
         text = rendered["text"].lower()
         assert "reply with your password" not in text and "send us your password" not in text
         assert mail_templates.SAMPLES["portal_url"] in rendered["text"], kind
+
+
+def test_every_notification_carries_exactly_its_templates_variables_by_one_route_rule(
+        gateway, client, app):
+    """Every way a notification is queued (first contact by password and by activation
+    link, a later message, an administrator's reset, a forgotten password, an expiry
+    warning), for an outside recipient and for a colleague: each holds exactly the
+    variables its template documents, names the tenant by its portal name, and goes
+    through the internal relay exactly when the addressee is one of the tenant's own."""
+    from datetime import timedelta
+
+    from app.clock import utcnow
+    from app.domain import expiry, people
+    from app.models import Recipient
+
+    gateway.tenant.portal_name = "Acme Secure"
+    db.session.commit()
+    secure(gateway)  # pat: secure message and password
+    secure(gateway)  # pat: a second message, secure message only
+    gateway.send(mail(to="bob@acme.test"), ["bob@acme.test"], mode="all")  # a colleague
+    gateway.tenant.first_contact = "activation_link"
+    db.session.commit()
+    secure(gateway, to="sam@partner.test")  # activation link
+    people.reset_password(gateway.account("alice@acme.test"))
+    db.session.commit()
+    for email in ("alice@acme.test", "pat@partner.test"):
+        post_form(client, "/t/acme/password/forgot", {"email": email})
+    for copy in db.session.scalars(select(Recipient).where(Recipient.route == "ccm")):
+        copy.visible_until = utcnow() + timedelta(days=1)
+    db.session.commit()
+    expiry.warn_unopened()
+
+    notices = db.session.scalars(select(OutboundItem).where(
+        OutboundItem.kind == "notification")).all()
+    kinds = {item.notice["kind"] for item in notices}
+    assert kinds == set(mail_templates.KINDS)
+    for item in notices:
+        context = item.notice["context"]
+        assert set(context) == set(mail_templates.KINDS[item.notice["kind"]]), item.notice
+        assert context["tenant_name"] == "Acme Secure"
+        assert item.route == ("internal" if item.rcpt_to.endswith("@acme.test") else "external")

@@ -9,9 +9,7 @@ from flask_login import current_user, login_required, login_user, logout_user
 from sqlalchemy import select
 from wtforms.fields.choices import SelectChoice
 
-from app.config import RESET_LINK_LIFETIME
-from app.delivery import queue
-from app.domain import access_log, accounts, auth_sessions, links, second_factor
+from app.domain import access_log, accounts, auth_sessions, links, notices, second_factor
 from app.extensions import db, limiter, login_manager
 from app.models import Tenant, User
 from app.web.auth import bp
@@ -314,12 +312,7 @@ def forgot_password(slug: str | None = None):
     form = ForgotForm()
     if form.validate_on_submit():
         for user in accounts.accounts_for(form.email.data, tenant):
-            token = accounts.start_reset(user)
-            queue.notify("password_reset", user.email, {
-                "email": user.email, "tenant_name": user.tenant.name,
-                "portal_url": links.sign_in(user.tenant), "reset_url": links.set_password(token),
-                "lifetime_minutes": int(RESET_LINK_LIFETIME.total_seconds() // 60),
-            }, tenant=user.tenant)
+            notices.password_reset(user, links.set_password(accounts.start_reset(user)))
         db.session.commit()
         return page("auth/forgot_sent.html", "auth/_forgot_sent.html",
                     email=form.email.data, tenant=tenant)
