@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import dns.exception
 import dns.resolver
 
+from app.mail import addresses
 from app.models import DELIVERED_VIA_MX
 
 #: seconds to wait for the answer to QUIT, after the message was accepted
@@ -217,7 +218,6 @@ RELAY_LENGTH = 255
 
 _RELAY = re.compile(r"smtp://(?:\[(?P<ipv6>[0-9a-f:.]+)\]|(?P<host>[a-z0-9.-]+))"
                     r"(?::(?P<port>[0-9]{1,5}))?", re.ASCII)
-_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?", re.ASCII)
 #: IPv6 prefixes whose last 32 bits are an IPv4 address the packet reaches: NAT64
 #: (RFC 6052) and the deprecated IPv4-compatible addresses
 _CARRY_IPV4 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("::/96"))
@@ -268,7 +268,7 @@ def _relay_host(ipv6: str | None, host: str | None) -> str:
     if host.endswith("."):
         raise ValueError("Write the host name without the final dot.")
     labels = host.split(".")
-    if len(host) > 253 or not all(_LABEL.fullmatch(label) for label in labels) \
+    if len(host) > 253 or not all(addresses.LABEL.fullmatch(label) for label in labels) \
             or not labels[-1][0].isalpha():
         raise ValueError(f"{host} is neither a host name (such as relay.example.com) nor "
                          f"an IP address written in full (such as 192.0.2.10).")
@@ -391,11 +391,11 @@ def _first_that_takes_it(hosts, port, raw, mail_from, rcpt, tls, options, before
     last_temporary = "4.4.1 No mail server could be reached"
     tls_problems = []
     tried = 0
-    for host, addresses in hosts:
-        if not addresses:
+    for host, host_addresses in hosts:
+        if not host_addresses:
             last_temporary = f"4.4.4 {host} has no address"
             continue
-        for address in addresses:
+        for address in host_addresses:
             if tried and before_next is not None:
                 before_next()
             tried += 1

@@ -14,6 +14,7 @@ from app.clock import utcnow
 from app.config import RESET_LINK_LIFETIME
 from app.domain import auth_sessions, passwords, tokens
 from app.extensions import db
+from app.mail import addresses
 from app.models import PasswordReset, Tenant, User
 
 #: consecutive failures allowed before an account is locked for a while
@@ -36,13 +37,9 @@ class PasswordRejected(ValueError):
         self.problems = problems
 
 
-def normalise_email(address: str) -> str:
-    return address.strip().lower()
-
-
 def accounts_for(email: str, tenant: Tenant | None = None) -> list[User]:
     """Enabled accounts with this address: at ``tenant``, or at every tenant."""
-    query = select(User).where(User.email == normalise_email(email), User.disabled.is_(False))
+    query = select(User).where(User.email == addresses.normalise(email), User.disabled.is_(False))
     if tenant is not None:
         query = query.where(User.tenant_id == tenant.id)
     return list(db.session.scalars(query.order_by(User.tenant_id)))

@@ -15,8 +15,8 @@ from sqlalchemy import select
 
 from app.delivery import mail_templates, transport
 from app.domain import accounts, passwords, policy_rules
-from app.domain.accounts import normalise_email
 from app.extensions import db
+from app.mail import addresses
 from app.models import (
     ROLES,
     WHERE,
@@ -252,8 +252,10 @@ class _Checker:
             self.fail((*path, "domains"), "expected a list of domain names")
         else:
             for index, domain in enumerate(domains):
-                if not isinstance(domain, str) or "." not in domain or "@" in domain:
-                    self.fail((*path, "domains", index), "expected a domain name")
+                problem = addresses.domain_problem(domain) if isinstance(domain, str) \
+                    else "expected a domain name"
+                if problem:
+                    self.fail((*path, "domains", index), problem)
         self.days((*path, "visibility_days"), tenant.get("visibility_days", 30))
         if tenant.get("first_contact", "password") not in ("password", "activation_link"):
             self.fail((*path, "first_contact"), "expected password or activation_link")
@@ -352,7 +354,7 @@ class _Checker:
             if not self.mapping(here, user, USER_KEYS, required={"email", "role"}):
                 continue
             self.text((*here, "email"), user.get("email"), pattern="email", maximum=320)
-            email = normalise_email(str(user.get("email", "")))
+            email = addresses.normalise(str(user.get("email", "")))
             if email in seen:
                 self.fail((*here, "email"), "this address appears twice in this tenant")
             seen.add(email)
@@ -470,7 +472,7 @@ def _apply_templates(tenant: Tenant, entries: dict, result: ImportResult) -> Non
 
 
 def _apply_user(tenant: Tenant, data: dict, profiles: dict, result: ImportResult) -> None:
-    email = normalise_email(data["email"])
+    email = addresses.normalise(data["email"])
     user = None
     if tenant.id is not None:
         user = db.session.scalar(

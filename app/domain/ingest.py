@@ -19,7 +19,7 @@ from app.domain import isolation
 from app.domain.delivery_events import record
 from app.domain.routing import MODES, Content, Decision, decide
 from app.extensions import db
-from app.mail import mime
+from app.mail import addresses, mime
 from app.models import Domain, Message, Policy, Recipient, Tenant, User
 
 
@@ -35,13 +35,9 @@ FOREIGN_SENDER = "550 5.7.1 Sender address is not in a domain this gateway serve
 NO_RECIPIENTS = "554 5.5.1 No valid recipients"
 
 
-def domain_of(address: str) -> str:
-    return address.rpartition("@")[2].strip().lower()
-
-
 def tenant_of(address: str) -> Tenant | None:
     """The tenant whose internal domain ``address`` is at."""
-    domain = domain_of(address)
+    domain = addresses.domain_of(address)
     if not domain or not _is_text(domain):
         return None
     return db.session.scalar(select(Tenant).join(Domain).where(Domain.name == domain))

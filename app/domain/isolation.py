@@ -12,6 +12,7 @@ from app.clock import utcnow
 from app.domain import accounts, links, notices
 from app.domain.delivery_events import record
 from app.extensions import db
+from app.mail import addresses
 from app.models import DELIVERED_TO_CCM, Recipient, User
 
 
@@ -48,7 +49,7 @@ def hold(recipient: Recipient) -> None:
 
 def _account(tenant, address: str) -> tuple[User, bool]:
     """The recipient's account at ``tenant``, created on first use; and whether it is new."""
-    email = accounts.normalise_email(address)
+    email = addresses.normalise(address)
     # Without autoflush: the message's rows go to the database once, at the commit,
     # instead of being inserted here and updated after. (A message's addresses are
     # already distinct, so no account for this address is pending in this session.)

@@ -7,6 +7,7 @@ from sqlalchemy import select
 from app.domain import accounts, auth_sessions, notices, second_factor
 from app.domain.searching import search_text
 from app.extensions import db
+from app.mail import addresses
 from app.models import Tenant, User
 
 
@@ -37,7 +38,7 @@ def create_internal(tenant: Tenant, email: str, role: str, profile=None) -> tupl
 
     Only at the tenant's own domains: an account is a right to send as its address.
     """
-    email = accounts.normalise_email(email)
+    email = addresses.normalise(email)
     if not tenant.is_internal(email):
         raise CannotCreate(f"{email} is not at one of this organisation's domains.")
     if db.session.scalar(select(User.id).where(User.tenant_id == tenant.id,

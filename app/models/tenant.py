@@ -10,6 +10,7 @@ from sqlalchemy.orm import Mapped, deferred, mapped_column, relationship
 
 from app.clock import utcnow
 from app.extensions import db
+from app.mail import addresses
 
 if TYPE_CHECKING:
     from app.models.policy import Policy
@@ -68,8 +69,7 @@ class Tenant(db.Model):
 
     def is_internal(self, address: str) -> bool:
         """True when ``address`` is at one of this tenant's domains."""
-        domain = address.rpartition("@")[2].lower()
-        return any(d.name == domain for d in self.domains)
+        return addresses.is_internal(address, (d.name for d in self.domains))
 
 
 class Domain(db.Model):

@@ -25,6 +25,7 @@ from limits import parse_many
 from app import database
 from app.domain import accounts, ingest, second_factor
 from app.extensions import db, limiter
+from app.mail import addresses
 
 log = logging.getLogger(__name__)
 
@@ -68,11 +69,11 @@ class IngressHandler:
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
         if session.authenticated and not self.trusted(session.peer) and \
-                accounts.normalise_email(address) != session.auth_data.login:
+                addresses.normalise(address) != session.auth_data.login:
             # A user sends as themselves: never as a colleague or another tenant's staff.
             # (The organisation's own servers, in CCM_RELAY_NETWORKS, relay for anyone.)
             return NOT_YOUR_ADDRESS
-        domain = ingest.domain_of(address)
+        domain = addresses.domain_of(address)
         if self.served_until.get(domain, 0.0) < time.monotonic():
             try:
                 served = await asyncio.to_thread(self._in_context, ingest.tenant_of, address)
@@ -188,7 +189,7 @@ class IngressHandler:
             return AuthResult(success=False, handled=False, message=AUTH_LATER)
         # handled=False: aiosmtpd answers 235 or 535 itself; handle_MAIL reads the login
         return AuthResult(success=success, handled=False,
-                          auth_data=LoginPassword(accounts.normalise_email(email), b""))
+                          auth_data=LoginPassword(addresses.normalise(email), b""))
 
 
 def may_relay(user) -> bool:

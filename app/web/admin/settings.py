@@ -8,8 +8,8 @@ from sqlalchemy import select
 
 from app.delivery import dkim_signing, mail_templates, transport
 from app.domain import audit
-from app.domain.ingest import domain_of
 from app.extensions import db
+from app.mail import addresses
 from app.models import Domain
 from app.web.admin import bp
 from app.web.admin.forms import ActionForm, SettingsForm
@@ -27,9 +27,9 @@ def logo_type(data: bytes) -> str | None:
 def domains_problem(tenant, names: list[str]) -> str | None:
     if not names:
         return "Give at least one internal domain."
-    bad = [n for n in names if "." not in n or "@" in n or " " in n]
-    if bad:
-        return f"Not a domain name: {', '.join(bad)}"
+    for name in names:
+        if problem := addresses.domain_problem(name):
+            return problem
     taken = db.session.scalars(select(Domain.name).where(Domain.name.in_(names),
                                                          Domain.tenant_id != tenant.id))
     if taken := list(taken):
@@ -83,7 +83,7 @@ def settings():
         elif problem := relay_problem(tenant, relay, by_platform_admin=by_platform_admin):
             form.internal_relay.errors = [*form.internal_relay.errors, problem]
         elif form.mail_from.data and \
-                domain_of(form.mail_from.data) not in names:
+                addresses.domain_of(form.mail_from.data) not in names:
             # Notifications must not claim to come from another organisation.
             form.mail_from.errors = [*form.mail_from.errors,
                                      "Use an address at one of your domains."]

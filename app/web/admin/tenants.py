@@ -7,8 +7,8 @@ from flask_login import current_user
 from sqlalchemy import select
 
 from app.domain import audit, people
-from app.domain.ingest import domain_of
 from app.extensions import db
+from app.mail import addresses
 from app.models import ApplicationSettings, Domain, Tenant
 from app.web.admin import bp
 from app.web.admin.forms import TenantForm
@@ -41,7 +41,7 @@ def new_tenant():
             form.slug.errors = [*form.slug.errors, "Another organisation has this short name."]
         elif problem := domains_problem(tenant, names):
             form.domains.errors = [*form.domains.errors, problem]
-        elif domain_of(form.admin_email.data) not in names:
+        elif addresses.domain_of(form.admin_email.data) not in names:
             form.admin_email.errors = [*form.admin_email.errors,
                                        "Use an address at one of the domains above."]
         else:

@@ -11,6 +11,7 @@ from wtforms.fields.choices import SelectChoice
 
 from app.domain import access_log, accounts, auth_sessions, links, notices, second_factor
 from app.extensions import db, limiter, login_manager
+from app.mail import addresses
 from app.models import Tenant, User
 from app.web.auth import bp
 from app.web.auth.forms import (
@@ -299,7 +300,7 @@ def change_password():
 
 def _form_address() -> str:
     """Throttle key for reset requests: the address asked for, so no inbox gets flooded."""
-    return accounts.normalise_email(request.form.get("email", ""))
+    return addresses.normalise(request.form.get("email", ""))
 
 
 @bp.route("/password/forgot", methods=["GET", "POST"])
