@@ -28,4 +28,5 @@ run crash-sqlite    bench/crash.py
 run crash-pg        bench/crash.py --postgres
 run faults-sqlite   bench/faults.py
 run faults-pg       bench/faults.py --postgres
+run signin-timing   bench/signin_timing.py
 run race-pg         bench/first_contact_race.py --postgres --rounds 20 --connections 8
