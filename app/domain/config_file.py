@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import yaml
 from sqlalchemy import select
 
-from app.delivery import mail_templates, transport
+from app.delivery import destinations, mail_templates
 from app.domain import accounts, passwords, policy_rules
 from app.extensions import db
 from app.mail import addresses
@@ -264,7 +264,7 @@ class _Checker:
             self.fail((*path, "activation_hours"), "expected a whole number of hours, 1 to 720")
         if "internal_relay" in tenant:
             try:
-                transport.parse_relay(str(tenant["internal_relay"]))
+                destinations.parse_relay(str(tenant["internal_relay"]))
             except ValueError as error:
                 self.fail((*path, "internal_relay"), f"expected smtp://host:port: {error}")
         if "internal_relay_trusted" in tenant:
@@ -397,7 +397,7 @@ def _apply_tenant(data: dict, result: ImportResult) -> None:
         db.session.add(tenant)
         result.created += 1
     relay = data.get("internal_relay")
-    relay = relay and str(transport.parse_relay(str(relay)))
+    relay = relay and str(destinations.parse_relay(str(relay)))
     # The operator's file may aim the gateway anywhere, unless it says (as an export
     # does of a relay a tenant administrator set) that the relay is not trusted.
     trusted = relay is not None and data.get("internal_relay_trusted", True)

@@ -18,7 +18,7 @@ from servers import SmtpSink
 from support import mail, post_form
 
 from app.clock import utcnow
-from app.delivery import transport
+from app.delivery import destinations
 from app.extensions import db
 from app.models import AuditEvent, OutboundItem, Tenant
 
@@ -199,7 +199,7 @@ def test_the_platform_administrator_may_aim_it_anywhere(gateway, names, admin, v
     response = save_settings(admin(platform=True), value)
     assert response.status_code == 302
     tenant = tenant_now(gateway)
-    assert tenant.internal_relay == str(transport.parse_relay(value))
+    assert tenant.internal_relay == str(destinations.parse_relay(value))
     assert tenant.internal_relay_trusted
     (event,) = db.session.query(AuditEvent).filter_by(action="settings saved")
     assert f"internal relay {tenant.internal_relay}, set by the platform administrator" in \
@@ -213,7 +213,7 @@ def test_the_operator_can_allow_a_network(app, gateway, names, admin, value, all
     response = save_settings(admin(), value)
     assert response.status_code == 302
     tenant = tenant_now(gateway)
-    assert tenant.internal_relay == str(transport.parse_relay(value))
+    assert tenant.internal_relay == str(destinations.parse_relay(value))
     assert not tenant.internal_relay_trusted  # still checked at each connection
 
 

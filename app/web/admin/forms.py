@@ -22,7 +22,7 @@ from wtforms.validators import (
 )
 from wtforms.widgets import CheckboxInput, ListWidget
 
-from app.delivery import transport
+from app.delivery import destinations
 from app.web.inputs import Form
 
 
@@ -30,7 +30,7 @@ def relay_syntax(form, field) -> None:
     """``smtp://host[:port]`` as the transport reads it; where it may point is the
     settings view's to judge, since that depends on who sets it."""
     try:
-        transport.parse_relay(field.data.strip())
+        destinations.parse_relay(field.data.strip())
     except ValueError as error:
         raise ValidationError(str(error)) from None
 

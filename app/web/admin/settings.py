@@ -6,7 +6,7 @@ from flask import current_app, flash, url_for
 from flask_login import current_user
 from sqlalchemy import select
 
-from app.delivery import dkim_signing, mail_templates, transport
+from app.delivery import destinations, dkim_signing, mail_templates
 from app.domain import audit
 from app.extensions import db
 from app.mail import addresses
@@ -48,8 +48,8 @@ def relay_problem(tenant, relay: str | None, *, by_platform_admin: bool) -> str 
     if relay is None or by_platform_admin or \
             (relay == tenant.internal_relay and tenant.internal_relay_trusted):
         return None
-    return transport.relay_refusal(transport.parse_relay(relay),
-                                   transport.Options.from_config(current_app.config))
+    return destinations.relay_refusal(destinations.parse_relay(relay),
+                                   destinations.Options.from_config(current_app.config))
 
 
 def set_relay(tenant, relay: str | None, *, by_platform_admin: bool) -> str:
@@ -76,7 +76,7 @@ def settings():
                                    if n.strip()))
         logo = form.logo.data.read() if form.logo.data else b""
         relay = (form.internal_relay.data or "").strip() or None
-        relay = relay and str(transport.parse_relay(relay))  # the form checked its syntax
+        relay = relay and str(destinations.parse_relay(relay))  # the form checked its syntax
         by_platform_admin = current_user.is_platform_admin
         if problem := domains_problem(tenant, names):
             form.domains.errors = [*form.domains.errors, problem]
