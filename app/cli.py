@@ -13,7 +13,7 @@ from flask import Flask, current_app
 from flask.cli import FlaskGroup
 
 from app import database, worker
-from app.domain import accounts, config_file, ingest
+from app.domain import accounts, config_checks, config_file, ingest
 from app.extensions import db
 from app.models import Job
 from app.smtp import ingress
@@ -179,7 +179,7 @@ def config_import(file) -> None:
     try:
         result = config_file.import_text(file.read())
         db.session.commit()
-    except config_file.ConfigFileError as error:
+    except config_checks.ConfigFileError as error:
         db.session.rollback()
         click.echo(f"{file.name}: not imported, nothing was changed:", err=True)
         for problem in error.problems:

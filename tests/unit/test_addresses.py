@@ -2,7 +2,7 @@
 
 import pytest
 
-from app.domain import config_file
+from app.domain import config_checks, config_file
 from app.mail import addresses
 from app.web.admin.settings import domains_problem
 
@@ -28,7 +28,7 @@ def test_what_is_not_a_domain_name_is_refused_with_a_reason(name):
 def test_the_import_and_the_settings_page_refuse_the_same_names(app, make_tenant, name):
     tenant = make_tenant("acme")
     assert domains_problem(tenant, [name])
-    with pytest.raises(config_file.ConfigFileError):
+    with pytest.raises(config_checks.ConfigFileError):
         config_file.import_text("tenants:\n  - slug: globex\n    name: Globex\n"
                                 f"    domains: [{name!r}]\n")
 

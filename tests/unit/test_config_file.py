@@ -5,7 +5,7 @@ import textwrap
 import pytest
 from sqlalchemy import select, text
 
-from app.domain import config_file, passwords
+from app.domain import config_checks, config_file, passwords
 from app.extensions import db
 from app.models import ApplicationSettings, Domain, Tenant, User
 
@@ -248,7 +248,7 @@ BAD = [
 
 @pytest.mark.parametrize(("document", "where", "message"), BAD)
 def test_bad_files_are_refused_naming_line_and_key(app, document, where, message):
-    with pytest.raises(config_file.ConfigFileError) as refused:
+    with pytest.raises(config_checks.ConfigFileError) as refused:
         config_file.import_text(document)
     assert any(p.startswith(where) and message in p for p in refused.value.problems), \
         refused.value.problems
@@ -272,7 +272,7 @@ def test_a_bad_file_imports_nothing_at_all(app, runner, tmp_path):
 
 def test_a_domain_of_another_tenant_in_the_database_is_refused(app):
     import_(GOOD)
-    with pytest.raises(config_file.ConfigFileError, match="already belongs to tenant 'acme'"):
+    with pytest.raises(config_checks.ConfigFileError, match="already belongs to tenant 'acme'"):
         config_file.import_text("tenants:\n  - {slug: initech, name: I, domains: [acme.test]}\n")
 
 
