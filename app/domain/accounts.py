@@ -68,17 +68,19 @@ def check_credentials(email: str, password: str, tenant: Tenant | None = None) -
 
 def _sibling_hash(user: User) -> str | None:
     """The password hash of this address's first other account (stored, or being added
-    in this transaction), whose salt a new hash of ``user`` shares."""
+    in this transaction) made with today's parameters, whose salt a new hash of
+    ``user`` shares. One with older parameters is passed over: its salt would not be
+    shared, and the address would split into several salts."""
     query = select(User.password_hash).where(User.email == user.email,
                                              User.password_hash.is_not(None))
     if user.id is not None:
         query = query.where(User.id != user.id)
     with db.session.no_autoflush:
-        stored = db.session.scalar(query.order_by(User.id).limit(1))
-    pending = (other.password_hash for other in db.session.new
+        stored = list(db.session.scalars(query.order_by(User.id)))
+    pending = [other.password_hash for other in db.session.new
                if isinstance(other, User) and other is not user
-               and other.email == user.email and other.password_hash)
-    return stored or next(pending, None)
+               and other.email == user.email and other.password_hash]
+    return next((h for h in [*stored, *pending] if not passwords.needs_rehash(h)), None)
 
 
 def hash_for(user: User, password: str) -> str:

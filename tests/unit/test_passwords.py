@@ -142,3 +142,25 @@ def test_accounts_of_one_address_imported_together_share_a_salt(app):
     db.session.commit()
     hashes = db.session.scalars(select(User.password_hash)).all()
     assert len(hashes) == 3 and len({passwords._salt(h) for h in hashes}) == 1
+
+
+def test_an_account_hashed_with_old_parameters_does_not_split_its_addresss_salt(
+        app, make_tenant, make_user, computations):
+    """The first account of an address, hashed before the parameters were raised (and
+    never signed in again), must not leave the others each with a salt of their own."""
+    from app.domain import accounts
+    from app.extensions import db
+
+    old = PasswordHasher(time_cost=2, memory_cost=16, parallelism=1).hash("first password x")
+    acme = make_tenant("acme")
+    first = make_user(acme, "pat@partner.test", password=None)
+    first.password_hash, first.disabled = old, True
+    others = [make_user(make_tenant(slug, domains=[f"{slug}.test"]), "pat@partner.test",
+                        password=None) for slug in ("globex", "initech")]
+    for user, password in zip(others, ["second password", "third password"], strict=True):
+        user.password_hash = accounts.hash_for(user, password)
+    db.session.commit()
+    assert passwords._salt(others[0].password_hash) == passwords._salt(others[1].password_hash)
+    computations.clear()
+    assert accounts.check_credentials("pat@partner.test", "wrong password!!") == []
+    assert len(computations) == 1
