@@ -154,9 +154,14 @@ RELAY_LENGTH = 255
 
 _RELAY = re.compile(r"smtp://(?:\[(?P<ipv6>[0-9a-f:.]+)\]|(?P<host>[a-z0-9.-]+))"
                     r"(?::(?P<port>[0-9]{1,5}))?", re.ASCII)
-#: IPv6 prefixes whose last 32 bits are an IPv4 address the packet reaches: NAT64
-#: (RFC 6052) and the deprecated IPv4-compatible addresses
-_CARRY_IPV4 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("::/96"))
+#: IPv6 prefixes whose last 32 bits are an IPv4 address the packet reaches: NAT64, the
+#: well-known prefix and the local-use one (RFC 6052, RFC 8215), IPv4-translated
+#: addresses (RFC 2765) and the deprecated IPv4-compatible ones
+_CARRY_IPV4 = tuple(ipaddress.ip_network(n) for n in (
+    "64:ff9b::/96", "64:ff9b:1::/48", "::ffff:0:0:0/96", "::/96"))
+#: ranges that are never public, whatever this Python's ``is_global`` says of them
+#: (its answers have changed between versions): IPv6 site-local (RFC 3879)
+_NEVER_PUBLIC = (ipaddress.ip_network("fec0::/10"),)
 
 
 @dataclass(frozen=True)
@@ -221,8 +226,10 @@ def may_connect(address: str, allowed_networks: tuple) -> bool:
     except ValueError:
         return False
     reached = _reached(ip)
-    return (reached.is_global and not reached.is_multicast) or \
-        any(a in network for a in (ip, reached) for network in allowed_networks)
+    public = reached.is_global and not reached.is_multicast and \
+        not any(reached in network for network in _NEVER_PUBLIC
+                if network.version == reached.version)
+    return public or any(a in network for a in (ip, reached) for network in allowed_networks)
 
 
 def _reached(ip: ipaddress.IPv4Address | ipaddress.IPv6Address):

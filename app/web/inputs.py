@@ -55,6 +55,10 @@ def _request_text() -> Iterator[str]:
         for name, value in values.items(multi=True):
             yield name
             yield value
+    for name, upload in request.files.items(multi=True):
+        yield name
+        yield upload.filename or ""
+        yield upload.content_type or ""
 
 
 class IdConverter(IntegerConverter):

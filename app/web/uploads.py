@@ -1,5 +1,7 @@
 """Files a browser sent, as attachments for the gateway."""
 
+import re
+
 from werkzeug.datastructures import FileStorage
 from werkzeug.utils import secure_filename
 
@@ -14,5 +16,17 @@ def from_files(files: list[FileStorage] | None) -> list[Upload]:
             continue
         uploads.append(Upload(
             filename=secure_filename(file.filename) or "attachment",
-            content_type=file.mimetype or "application/octet-stream", data=file.read()))
+            content_type=media_type(file.mimetype), data=file.read()))
     return uploads
+
+
+#: a media type as RFC 6838 writes one: type/subtype of restricted name characters
+_MEDIA_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,126}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}",
+                         re.ASCII)
+
+
+def media_type(declared: str | None) -> str:
+    """The browser's word for a file's type when it is a plain media type, else
+    ``application/octet-stream``: it goes into the attachment's header as it is."""
+    declared = (declared or "").lower()
+    return declared if _MEDIA_TYPE.fullmatch(declared) else "application/octet-stream"

@@ -120,6 +120,36 @@ def test_attachments_are_sent(gateway, client, auth):
     assert attached.get_filename() == "Q3_figures.pdf"
 
 
+@pytest.mark.parametrize(("declared", "sent_as"), [
+    ("application/pdf", "application/pdf"),
+    ("Text/Plain", "text/plain"),
+    ("text/plain\x1b[31m", "application/octet-stream"),
+    ("a/b/c", "application/octet-stream"),
+    ("text/pl ain", "application/octet-stream"),
+    ("text/plain; name=x", "text/plain"),  # the parameters are not taken
+    ("", "application/octet-stream"),
+    ("\u00e9/x", "application/octet-stream"),
+])
+def test_an_attachments_declared_type_goes_out_only_as_a_plain_media_type(
+        gateway, client, auth, declared, sent_as):
+    sign_in(gateway, auth, "alice@acme.test")
+    compose(client, to="bob@acme.test",
+            attachments=[(BytesIO(b"figures"), "figures.bin", declared)])
+    gateway.run_queue()
+    (delivery,) = [d for d in gateway.relay.messages if d.message["Subject"] == "Offer"]
+    (attached,) = list(delivery.message.iter_attachments())
+    assert attached.get_content_type() == sent_as
+
+
+def test_a_nul_in_an_attachments_name_or_type_refuses_the_request(gateway, client, auth):
+    sign_in(gateway, auth, "alice@acme.test")
+    for name, declared in [("a\x00.pdf", "application/pdf"), ("a.pdf", "text/plain\x00x")]:
+        response = compose(client, to="bob@acme.test",
+                           attachments=[(BytesIO(b"figures"), name, declared)])
+        assert response.status_code == 400
+    assert latest() is None
+
+
 def test_compose_without_csrf_is_refused(gateway, client, auth):
     sign_in(gateway, auth, "alice@acme.test")
     response = client.post("/compose/", data={"to": "pat@partner.test", "body": "x"})

@@ -85,6 +85,9 @@ TARGETS = [
     ("smtp://[::127.0.0.1]", NOT_PUBLIC, "127.0.0.0/8"),
     ("smtp://[2002:7f00:1::]", NOT_PUBLIC, "127.0.0.0/8"),  # 6to4
     ("smtp://[64:ff9b::a9fe:a9fe]", NOT_PUBLIC, "169.254.0.0/16"),  # NAT64
+    ("smtp://[64:ff9b:1::a00:5]", NOT_PUBLIC, "10.0.0.0/8"),  # local-use NAT64
+    ("smtp://[::ffff:0:a00:5]", NOT_PUBLIC, "10.0.0.0/8"),  # IPv4-translated
+    ("smtp://[fec0::1]", NOT_PUBLIC, "fec0::/10"),  # site-local
     ("smtp://[fe80::1]", NOT_PUBLIC, "fe80::/10"),
     ("smtp://[fd00::5]", NOT_PUBLIC, "fc00::/7"),
     ("smtp://localhost", NOT_PUBLIC_NAME, "127.0.0.0/8,::1/128"),
