@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from app.delivery import mail_templates
 from app.domain import audit
-from app.extensions import db
+from app.extensions import db, limiter
 from app.models import NotificationTemplate
 from app.web.admin import bp
 from app.web.admin.forms import ActionForm, TemplateForm
@@ -84,6 +84,9 @@ def template(kind: str):
 
 
 @bp.route("/templates/<kind>/preview", methods=["POST"])
+# Compiling a large template takes seconds of CPU before any render limit applies: a
+# typing administrator sends a few previews a second at most, a flood is refused.
+@limiter.limit("120/minute")
 def preview(kind: str):
     """The live preview (htmx, as the administrator types): never saves anything."""
     kind = _kind(kind)
