@@ -19,6 +19,7 @@ from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 from flask import Flask
 from sqlalchemy import or_, update
+from sqlalchemy.exc import IntegrityError
 
 from app.clock import utcnow
 from app.delivery import runner
@@ -79,7 +80,7 @@ def _take_lease(name: str, lease: timedelta | None) -> bool:
         db.session.add(Job(name=name))
         try:
             db.session.commit()
-        except Exception:  # another process created it first: fine
+        except IntegrityError:  # another process created it first: fine
             db.session.rollback()
     if lease is None:
         db.session.execute(update(Job).where(Job.name == name).values(last_started_at=now))
