@@ -612,7 +612,28 @@ http {{
 """
 
 
-class Nginx:
+class _ServerProcess:
+    """A server in a process of its own, listening on ``port`` once started; stopped
+    when the ``with`` block ends (or when it never came up)."""
+
+    port: int | None = None
+    _process: subprocess.Popen | None = None
+
+    def _wait_until_listening(self, log: Path) -> None:
+        try:
+            wait_for_port(self.port, self._process, log)
+        except BaseException:
+            self.__exit__()
+            raise
+
+    def __exit__(self, *exc) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            self._process.wait(timeout=10)
+            self._process = None
+
+
+class Nginx(_ServerProcess):
     """Debian's nginx as a reverse proxy on loopback: a throwaway instance of its own.
 
     It runs in the foreground as one process (no master handing work to another user),
@@ -644,18 +665,8 @@ class Nginx:
             [str(NGINX), "-p", str(self.directory), "-c", str(conf),
              "-e", str(self.directory / "error.log")],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            wait_for_port(self.port, self._process, self.directory / "error.log")
-        except BaseException:
-            self.__exit__()
-            raise
+        self._wait_until_listening(self.directory / "error.log")
         return self
-
-    def __exit__(self, *exc) -> None:
-        if self._process is not None:
-            self._process.terminate()
-            self._process.wait(timeout=10)
-            self._process = None
 
 
 def wait_for_port(port: int, process: subprocess.Popen, log: Path, *,
@@ -677,7 +688,7 @@ def wait_for_port(port: int, process: subprocess.Popen, log: Path, *,
 CCM = Path(sys.executable).with_name("ccm")
 
 
-class CcmWeb:
+class CcmWeb(_ServerProcess):
     """``ccm web`` in a process of its own, on a loopback port.
 
     It gets ``settings`` (``CCM_*`` variables) and none of the test run's own ``CCM_*``
@@ -702,18 +713,8 @@ class CcmWeb:
             self._process = subprocess.Popen([str(CCM), "web", "--threads", "2"],
                                              env=environment, stdin=subprocess.DEVNULL,
                                              stdout=log, stderr=subprocess.STDOUT)
-        try:
-            wait_for_port(self.port, self._process, self._log)
-        except BaseException:
-            self.__exit__()
-            raise
+        self._wait_until_listening(self._log)
         return self
-
-    def __exit__(self, *exc) -> None:
-        if self._process is not None:
-            self._process.terminate()
-            self._process.wait(timeout=10)
-            self._process = None
 
     def output(self) -> str:
         return self._log.read_text(errors="replace")
