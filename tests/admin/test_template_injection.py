@@ -195,14 +195,6 @@ def test_check_refuses_or_the_output_is_harmless(app, markers, payload, part):
 # --- (b) saving in the editor ----------------------------------------------------------
 
 
-@pytest.fixture
-def as_admin(app, client, auth, make_tenant, make_user):
-    tenant = make_tenant("acme", domains=["acme.test"])
-    make_user(tenant, "admin@acme.test", role="admin")
-    auth.sign_in("admin@acme.test", slug="acme")
-    return client
-
-
 def preview_of(page: str) -> str:
     """The preview area of the editor page: what the template rendered, or the problem."""
     start = page.index('<div id="preview"')

@@ -143,14 +143,6 @@ def test_the_table_is_large_and_each_row_named_once():
     assert len({p.id for p in HOSTILE}) == len(HOSTILE) >= 80
 
 
-@pytest.fixture
-def as_admin(app, client, auth, make_tenant, make_user):
-    tenant = make_tenant("acme", domains=["acme.test"])
-    make_user(tenant, "admin@acme.test", role="admin")
-    auth.sign_in("admin@acme.test", slug="acme")
-    return client
-
-
 def form(client, payload: str) -> dict:
     token = csrf_token(client, f"/admin/templates/{KIND}")
     return {**SAFE, "text": payload, "csrf_token": token}
