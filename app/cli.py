@@ -12,6 +12,7 @@ import waitress
 from flask import Flask, current_app
 from flask.cli import FlaskGroup
 
+from app import config as settings
 from app import database, worker
 from app.domain import accounts, config_checks, config_file, ingest
 from app.extensions import db
@@ -21,12 +22,22 @@ from app.smtp import ingress
 
 def main() -> None:
     """Entry point of the ``ccm`` console script."""
-    from app import create_app
-
     FlaskGroup(
-        create_app=lambda: create_app(),
+        create_app=_create_app,
         help="Closed Circuit Messaging: the secure-mail gateway and portal.",
     )()
+
+
+def _create_app() -> Flask:
+    """The application, or a one-line message and exit status 2 when a setting is wrong
+    (an operator reads what to fix, not a traceback)."""
+    from app import create_app
+
+    try:
+        return create_app()
+    except settings.ConfigError as error:
+        click.echo(f"ccm: {error}", err=True)
+        sys.exit(2)
 
 
 def register(app: Flask) -> None:

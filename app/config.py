@@ -71,7 +71,12 @@ INTEGER_SETTINGS = {"SMTP_DELIVERY_PORT", "MAX_MESSAGE_BYTES", "PROXY_HOPS",
                     "RETRY_FIRST_SECONDS", "RETRY_MAX_SECONDS", "RETRY_GIVE_UP_SECONDS",
                     "SMTP_TIMEOUT", "WORKER_INTERVAL", "DELIVERY_THREADS"}
 #: lists of networks: one that cannot be read stops the start, not a request or a delivery
-NETWORK_SETTINGS = {"RELAY_NETWORKS", "MX_ALLOWED_NETWORKS", "TENANT_RELAY_ALLOWED_NETWORKS"}
+NETWORK_SETTINGS = {"RELAY_NETWORKS", "MX_ALLOWED_NETWORKS", "TENANT_RELAY_ALLOWED_NETWORKS",
+                    "PROXY_NETWORKS"}
+
+
+class ConfigError(ValueError):
+    """A setting cannot be read: the message names its variable and says why."""
 
 
 def load(instance_path: str, environ: os._Environ | dict | None = None) -> dict:
@@ -82,7 +87,10 @@ def load(instance_path: str, environ: os._Environ | dict | None = None) -> dict:
     for name, variable, default, _meaning in ENVIRONMENT:
         value = environ.get(variable) or default
         if value is not None and name in INTEGER_SETTINGS:
-            value = int(value)
+            try:
+                value = int(value)
+            except ValueError:
+                raise ConfigError(f"{variable}: {value!r} is not a whole number") from None
         if name in NETWORK_SETTINGS:
             _check_networks(variable, value)
         config[name] = value
@@ -100,7 +108,7 @@ def _check_networks(variable: str, value: str) -> None:
         try:
             ipaddress.ip_network(network, strict=False)
         except ValueError as error:
-            raise ValueError(f"{variable}: {error}") from None
+            raise ConfigError(f"{variable}: {error}") from None
 
 
 def database_settings(database_url: str) -> dict:

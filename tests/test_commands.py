@@ -64,3 +64,19 @@ def test_first_administrator_is_created_once(app):
 def test_db_upgrade_command(runner):
     result = runner.invoke(args=["db", "upgrade"])
     assert result.exit_code == 0, result.output
+
+
+def test_a_setting_that_cannot_be_read_stops_ccm_with_one_line_naming_it(tmp_path):
+    """Every command, with each kind of unreadable setting: status 2, the variable named,
+    no traceback."""
+    bad = [("CCM_RELAY_NETWORKS", "10.0.0.300/8"), ("CCM_MX_ALLOWED_NETWORKS", "garbage"),
+           ("CCM_PROXY_NETWORKS", "127.0.0.1/33"), ("CCM_SMTP_TIMEOUT", "sixty"),
+           ("CCM_DELIVERY_THREADS", "4.5"), ("CCM_PROXY_HOPS", "one")]
+    for command in (["web"], ["jobs"]):
+        for variable, value in bad:
+            env = {**os.environ, "CCM_INSTANCE_PATH": str(tmp_path), variable: value}
+            done = subprocess.run([str(CCM), *command], env=env, capture_output=True,
+                                  text=True, timeout=60)
+            assert done.returncode == 2, (variable, done.stderr)
+            assert done.stderr.startswith(f"ccm: {variable}: "), done.stderr
+            assert "Traceback" not in done.stderr and len(done.stderr.splitlines()) == 1
