@@ -37,7 +37,7 @@ def create_app(overrides: dict | None = None, instance_path: str | None = None) 
         app.config.update(settings.database_settings(app.config["DATABASE_URL"]))
 
     app.wsgi_app = proxies.TrustedProxies(app.wsgi_app, app.config["PROXY_HOPS"],
-                                          proxies.networks(app.config["PROXY_NETWORKS"]))
+                                          settings.networks(app.config["PROXY_NETWORKS"]))
 
     from app import database
 

@@ -103,12 +103,18 @@ def load(instance_path: str, environ: os._Environ | dict | None = None) -> dict:
     return config
 
 
+def networks(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """A setting's comma-separated list of addresses or networks, the one way every
+    part of CCM reads such a list; ValueError names the first that is neither."""
+    return tuple(ipaddress.ip_network(part.strip(), strict=False)
+                 for part in text.split(",") if part.strip())
+
+
 def _check_networks(variable: str, value: str) -> None:
-    for network in filter(None, (n.strip() for n in value.split(","))):
-        try:
-            ipaddress.ip_network(network, strict=False)
-        except ValueError as error:
-            raise ConfigError(f"{variable}: {error}") from None
+    try:
+        networks(value)
+    except ValueError as error:
+        raise ConfigError(f"{variable}: {error}") from None
 
 
 def database_settings(database_url: str) -> dict:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import dns.exception
 import dns.resolver
 
+from app.config import networks
 from app.mail import addresses
 
 
@@ -49,13 +50,8 @@ class Options:
     def from_config(cls, config) -> Options:
         return cls(config["DNS_SERVERS"], config["SMTP_DELIVERY_PORT"], config["HELO_NAME"],
                    config["SMTP_TIMEOUT"], config["TLS_CA_FILE"],
-                   _networks(config["MX_ALLOWED_NETWORKS"]),
-                   _networks(config["TENANT_RELAY_ALLOWED_NETWORKS"]))
-
-
-def _networks(text: str) -> tuple:
-    return tuple(ipaddress.ip_network(n.strip(), strict=False)
-                 for n in text.split(",") if n.strip())
+                   networks(config["MX_ALLOWED_NETWORKS"]),
+                   networks(config["TENANT_RELAY_ALLOWED_NETWORKS"]))
 
 
 # --- DNS -------------------------------------------------------------------------------

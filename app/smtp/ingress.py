@@ -23,6 +23,7 @@ from flask import Flask
 from limits import parse_many
 
 from app import database
+from app.config import networks
 from app.domain import accounts, ingest, second_factor
 from app.extensions import db, limiter
 from app.mail import addresses
@@ -50,8 +51,7 @@ class IngressHandler:
 
     def __init__(self, app: Flask):
         self.app = app
-        self.networks = [ipaddress.ip_network(n.strip(), strict=False)
-                         for n in app.config["RELAY_NETWORKS"].split(",") if n.strip()]
+        self.networks = networks(app.config["RELAY_NETWORKS"])
         self.store = GroupCommit(app)
         # Only served domains are remembered: DATA checks the sender again as it stores
         # the message, so a domain removed meanwhile is still refused there, and one

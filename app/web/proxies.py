@@ -26,12 +26,6 @@ log = logging.getLogger(__name__)
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-def networks(setting: str) -> tuple[Network, ...]:
-    """``CCM_PROXY_NETWORKS``: comma-separated addresses or networks."""
-    return tuple(ipaddress.ip_network(part.strip(), strict=False)
-                 for part in setting.split(",") if part.strip())
-
-
 class TrustedProxies:
     """WSGI middleware: the client's address, scheme and host as the proxies saw them."""
 

@@ -4,6 +4,7 @@ import pytest
 from werkzeug.test import Client
 from werkzeug.wrappers import Request, Response
 
+from app.config import networks
 from app.web import proxies
 
 
@@ -22,14 +23,14 @@ def echo(request: Request) -> Response:
     ("", " http -"),
 ])
 def test_only_the_proxy_networks_are_believed(peer, seen):
-    client = Client(proxies.TrustedProxies(echo, 1, proxies.networks(" 10.0.0.5 , ")))
+    client = Client(proxies.TrustedProxies(echo, 1, networks(" 10.0.0.5 , ")))
     answer = client.get("/", environ_base={"REMOTE_ADDR": peer}, headers={
         "X-Forwarded-For": "198.51.100.7, 203.0.113.9", "X-Forwarded-Proto": "https"})
     assert answer.get_data(as_text=True).startswith(seen)
 
 
 def test_no_hops_believes_no_one():
-    client = Client(proxies.TrustedProxies(echo, 0, proxies.networks("0.0.0.0/0,::/0")))
+    client = Client(proxies.TrustedProxies(echo, 0, networks("0.0.0.0/0,::/0")))
     answer = client.get("/", environ_base={"REMOTE_ADDR": "10.0.0.5"},
                         headers={"X-Forwarded-For": "203.0.113.9", "Forwarded": "for=1.2.3.4"})
     assert answer.get_data(as_text=True) == "10.0.0.5 http -"
