@@ -34,7 +34,7 @@ def create_app(overrides: dict | None = None, instance_path: str | None = None) 
     app.config["MAX_FORM_MEMORY_SIZE"] = composing.MAX_BODY * 4 + 64 * 1024
     if overrides:
         app.config.update(overrides)
-        app.config.update(settings.database_settings(app.config["DATABASE_URL"]))
+        app.config.update(settings.database_settings(app.config))
 
     app.wsgi_app = proxies.TrustedProxies(app.wsgi_app, app.config["PROXY_HOPS"],
                                           settings.networks(app.config["PROXY_NETWORKS"]))

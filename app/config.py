@@ -10,9 +10,12 @@ import ipaddress
 import os
 import secrets
 import tempfile
+from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
+
+from sqlalchemy.engine import make_url
 
 #: (setting, environment variable, default, meaning).  Defaults that depend on the
 #: instance folder are filled in by :func:`load` and shown here as ``None``.
@@ -53,6 +56,18 @@ ENVIRONMENT = [
     ("RETRY_GIVE_UP_SECONDS", "CCM_RETRY_GIVE_UP_SECONDS", "432000",
      "age at which a message still not delivered bounces (5 days, as RFC 5321 suggests)"),
     ("SMTP_TIMEOUT", "CCM_SMTP_TIMEOUT", "60", "seconds to wait for a remote SMTP server"),
+    ("SMTP_IDLE_TIMEOUT", "CCM_SMTP_IDLE_TIMEOUT", "300",
+     "seconds the ingress waits for a client to send anything (Postfix's smtpd_timeout)"),
+    ("SMTP_MIN_DATA_RATE", "CCM_SMTP_MIN_DATA_RATE", "8192",
+     "bytes a second: DATA may last as long as the largest message takes at this rate"),
+    ("SMTP_STORE_TIMEOUT", "CCM_SMTP_STORE_TIMEOUT", "30",
+     "seconds the ingress waits for the database to store a message, then answers 451"),
+    ("DATABASE_CONNECT_TIMEOUT", "CCM_DATABASE_CONNECT_TIMEOUT", "10",
+     "seconds to wait for a connection to PostgreSQL"),
+    ("DATABASE_STATEMENT_TIMEOUT", "CCM_DATABASE_STATEMENT_TIMEOUT", "30",
+     "seconds a PostgreSQL statement may run"),
+    ("DATABASE_LOCK_TIMEOUT", "CCM_DATABASE_LOCK_TIMEOUT", "10",
+     "seconds a statement waits for a lock (PostgreSQL) or for the write lock (SQLite)"),
     ("HELO_NAME", "CCM_HELO_NAME", "", "name given in EHLO when delivering; default the FQDN"),
     ("TLS_CA_FILE", "CCM_TLS_CA_FILE", "",
      "CA bundle for verifying MX certificates; default the system's"),
@@ -69,7 +84,10 @@ ENVIRONMENT = [
 
 INTEGER_SETTINGS = {"SMTP_DELIVERY_PORT", "MAX_MESSAGE_BYTES", "PROXY_HOPS",
                     "RETRY_FIRST_SECONDS", "RETRY_MAX_SECONDS", "RETRY_GIVE_UP_SECONDS",
-                    "SMTP_TIMEOUT", "WORKER_INTERVAL", "DELIVERY_THREADS"}
+                    "SMTP_TIMEOUT", "WORKER_INTERVAL", "DELIVERY_THREADS",
+                    "SMTP_IDLE_TIMEOUT", "SMTP_MIN_DATA_RATE", "SMTP_STORE_TIMEOUT",
+                    "DATABASE_CONNECT_TIMEOUT", "DATABASE_STATEMENT_TIMEOUT",
+                    "DATABASE_LOCK_TIMEOUT"}
 #: lists of networks: one that cannot be read stops the start, not a request or a delivery
 NETWORK_SETTINGS = {"RELAY_NETWORKS", "MX_ALLOWED_NETWORKS", "TENANT_RELAY_ALLOWED_NETWORKS",
                     "PROXY_NETWORKS"}
@@ -117,21 +135,53 @@ def _check_networks(variable: str, value: str) -> None:
         raise ConfigError(f"{variable}: {error}") from None
 
 
-def database_settings(database_url: str) -> dict:
-    """Flask-SQLAlchemy's settings for ``database_url``."""
+def database_settings(config: Mapping) -> dict:
+    """Flask-SQLAlchemy's settings for ``config``'s database and its timeouts."""
+    url = make_url(config["DATABASE_URL"])
+    sqlite = url.get_backend_name() == "sqlite"
+    if sqlite:
+        # sqlite3's timeout is SQLite's busy timeout: how long a writer waits its turn.
+        connect_args = {"timeout": config["DATABASE_LOCK_TIMEOUT"]}
+    elif url.get_backend_name() == "postgresql":
+        connect_args = postgresql_timeouts(config, url.query.get("options"))
+    else:
+        connect_args = {}
     return {
-        "SQLALCHEMY_DATABASE_URI": database_url,
+        "SQLALCHEMY_DATABASE_URI": config["DATABASE_URL"],
         # A server may have closed a pooled connection (restart, idle timeout); a SQLite
         # file cannot, so it is spared the ping on every checkout.
-        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": not database_url.startswith("sqlite")},
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": not sqlite, "connect_args": connect_args},
     }
+
+
+#: seconds a PostgreSQL session may sit in an open transaction doing nothing, after which
+#: the server ends it and frees its locks (a process that vanished mid-transaction); long,
+#: as a download streams an attachment in slices inside one transaction
+IDLE_IN_TRANSACTION_SECONDS = 600
+#: TCP keepalive: a server gone silent (a cut network) is noticed after about a minute
+#: rather than the system's two hours; also the longest sent data may go unacknowledged
+KEEPALIVE = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10,
+             "keepalives_count": 3, "tcp_user_timeout": 60_000}
+
+
+def postgresql_timeouts(config: Mapping, options: str | None = None) -> dict:
+    """libpq connection parameters that bound every wait on PostgreSQL: the connection,
+    each statement, each lock; ``options`` from the URL are kept, ours follow them."""
+    settings = {
+        "statement_timeout": config["DATABASE_STATEMENT_TIMEOUT"] * 1000,
+        "lock_timeout": config["DATABASE_LOCK_TIMEOUT"] * 1000,
+        "idle_in_transaction_session_timeout": IDLE_IN_TRANSACTION_SECONDS * 1000,
+    }
+    ours = " ".join(f"-c {name}={value}" for name, value in settings.items())
+    return {"connect_timeout": config["DATABASE_CONNECT_TIMEOUT"],
+            "options": f"{options} {ours}" if options else ours, **KEEPALIVE}
 
 
 def _derived(config: dict) -> dict:
     """Settings that follow from others rather than from the environment."""
     https = config["BASE_URL"].startswith("https://")
     return {
-        **database_settings(config["DATABASE_URL"]),
+        **database_settings(config),
         # Uploads arrive raw and leave base64-encoded (a third larger): accept a request
         # big enough for a full message (app/domain/composing.py checks the message itself).
         "MAX_CONTENT_LENGTH": config["MAX_MESSAGE_BYTES"] * 4 // 3 + 1024 * 1024,

@@ -1,14 +1,18 @@
 """Database engine settings that SQLAlchemy does not set for us."""
 
 import sqlite3
+import time
+from collections.abc import Callable
 
 import flask_migrate
-from sqlalchemy import Engine, event, text
+from sqlalchemy import Connection, Engine, event, exc, text
 
 from app.extensions import db
 
 #: any constant shared by every CCM process: the key of the migration lock
 _MIGRATION_LOCK = 4242001
+#: PostgreSQL's limits that app/config.py sets on every connection, lifted for migrations
+_TIMEOUTS = ("statement_timeout", "lock_timeout", "idle_in_transaction_session_timeout")
 
 
 def configure_sqlite() -> None:
@@ -16,8 +20,9 @@ def configure_sqlite() -> None:
 
     WAL lets readers run beside the single writer; ``synchronous=FULL`` makes a commit
     survive a power cut (WAL's default NORMAL can lose the last ones); SQLite enforces
-    foreign keys only when asked on each connection; the busy timeout makes a writer
-    wait for another instead of failing at once.
+    foreign keys only when asked on each connection. (The busy timeout, which makes a
+    writer wait for another instead of failing at once, is CCM_DATABASE_LOCK_TIMEOUT,
+    given to sqlite3.connect by app/config.py.)
     """
     if not event.contains(Engine, "connect", _on_connect):
         event.listen(Engine, "connect", _on_connect)
@@ -30,7 +35,6 @@ def _on_connect(dbapi_connection, _record) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()
 
 
@@ -46,16 +50,61 @@ def begin_writing() -> None:
         db.session.execute(text("BEGIN IMMEDIATE"))
 
 
+def server_process() -> int | None:
+    """The PostgreSQL server process running the session's transaction; None on SQLite,
+    whose COMMIT either happens or fails where we can see it."""
+    if db.engine.dialect.name != "postgresql":
+        return None
+    return db.session.connection().connection.driver_connection.info.backend_pid
+
+
+def settle_lost_commit(process: int, committed: Callable[[Connection], bool],
+                       within: float) -> bool | None:
+    """Whether a transaction was committed whose connection was lost during COMMIT.
+
+    While its server process lives, a COMMIT still in its socket may yet be run; once
+    the process has exited the outcome is final, and ``committed`` tells it on a new
+    connection. None when the database could not tell within ``within`` seconds.
+    """
+    until = time.monotonic() + within
+    while time.monotonic() < until:
+        try:
+            with db.engine.connect() as connection:
+                alive = connection.execute(
+                    text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"),
+                    {"pid": process}).scalar()
+                if not alive:
+                    return committed(connection)
+        except exc.DBAPIError:
+            pass  # not reachable yet
+        time.sleep(0.2)
+    return None
+
+
 def upgrade() -> None:
     """Apply pending migrations; safe when several processes start at once on PostgreSQL."""
     if db.engine.dialect.name != "postgresql":
         flask_migrate.upgrade()
         return
     with db.engine.connect() as connection:
-        # A session-level advisory lock: the other processes wait, then find nothing to do.
+        # A session-level advisory lock: the other processes wait, then find nothing to do,
+        # however long that takes (the statement and lock timeouts are for serving).
+        for name in _TIMEOUTS:
+            connection.execute(text(f"SET {name} = 0"))
         connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _MIGRATION_LOCK})
         try:
             flask_migrate.upgrade()
         finally:
             connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _MIGRATION_LOCK})
+            # back to the connection's own settings before it returns to the pool
+            for name in _TIMEOUTS:
+                connection.execute(text(f"RESET {name}"))
             connection.commit()
+
+
+def lift_timeouts(connection) -> None:
+    """Let this transaction's statements take as long as they need: for migrations,
+    which may rewrite a large table or wait for a process of the old version to finish."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SET LOCAL statement_timeout = 0"))
+        connection.execute(text("SET LOCAL lock_timeout = 0"))

@@ -5,6 +5,8 @@ from flask import current_app
 
 from alembic import context
 
+from app import database
+
 # this is the Alembic Config object, which provides
 # access to the values within the .ini file in use.
 config = context.config
@@ -104,6 +106,7 @@ def run_migrations_online():
             )
 
             with context.begin_transaction():
+                database.lift_timeouts(connection)
                 context.run_migrations()
         finally:
             if sqlite:  # the pooled connection goes back as every other one is

@@ -12,21 +12,20 @@ import asyncio
 import base64
 import ipaddress
 import logging
-import queue
 import ssl
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import MISSING, AuthResult, LoginPassword
 from flask import Flask
 from limits import parse_many
 
-from app import database
 from app.config import networks
 from app.domain import accounts, ingest, second_factor
 from app.extensions import db, limiter
 from app.mail import addresses
+from app.smtp.group_commit import GroupCommit, StoreTimeout
+from app.smtp.session import Session, data_timeout
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +99,9 @@ class IngressHandler:
                              list(envelope.rcpt_tos), str(session.peer[0]), bool(session.ssl))
         except ingest.Refused as refused:
             return refused.reply
+        except StoreTimeout as late:
+            log.warning("could not store a message from %s: %s", envelope.mail_from, late)
+            return TRY_AGAIN
         except Exception:
             # Never aiosmtpd's "500", never a traceback: the client keeps the message and
             # tries again; we log what went wrong.
@@ -201,77 +203,6 @@ def may_relay(user) -> bool:
         not second_factor.enrolled(user) and second_factor.policy_for(user) != "required"
 
 
-class GroupCommit:
-    """Stores received messages in one thread, those that arrived together in one commit.
-
-    A commit waits for the disk, and SQLite lets one transaction write at a time: rather
-    than connections queueing for the lock, the messages that arrived meanwhile are
-    stored together, each in a savepoint of its own (one refused or failing message
-    does not take the others with it), and one commit answers them all. No 250 goes out
-    before the commit that holds its message.
-    """
-
-    MAX_MESSAGES = 50
-    MAX_BYTES = 16 * 1024 * 1024
-
-    def __init__(self, app: Flask):
-        self.app = app
-        self.waiting: queue.SimpleQueue = queue.SimpleQueue()
-        self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ccm-store")
-
-    async def __call__(self, raw: bytes, mail_from: str, rcpt_tos: list[str],
-                       client_address: str, tls: bool) -> None:
-        """Store one message; raises ``ingest.Refused`` or whatever stopped it."""
-        stored: Future = Future()
-        self.waiting.put(((raw, mail_from, rcpt_tos, client_address, tls), stored))
-        self.thread.submit(self._store_waiting)
-        await asyncio.wrap_future(stored)
-
-    def _store_waiting(self) -> None:
-        batch, size = [], 0
-        while len(batch) < self.MAX_MESSAGES and size < self.MAX_BYTES:
-            try:
-                job = self.waiting.get_nowait()
-            except queue.Empty:
-                break  # an earlier call took them: each call finds its own job stored
-            if not job[1].set_running_or_notify_cancel():
-                continue  # its client hung up: no 250 is owed, and it will send again
-            batch.append(job)
-            size += len(job[0][0])
-        if not batch:
-            return
-        try:
-            outcomes = self._store(batch)
-        except Exception as problem:  # no client may wait for an answer forever
-            outcomes = [problem] * len(batch)
-        for (_, stored), outcome in zip(batch, outcomes, strict=True):
-            if outcome is None:
-                stored.set_result(None)
-            else:
-                stored.set_exception(outcome)
-
-    def _store(self, batch) -> list[BaseException | None]:
-        outcomes: list[BaseException | None] = []
-        with self.app.app_context():
-            try:
-                database.begin_writing()
-                for (raw, mail_from, rcpt_tos, client_address, tls), _ in batch:
-                    try:
-                        with db.session.begin_nested():
-                            ingest.receive(raw, mail_from, rcpt_tos,
-                                           client_address=client_address, tls=tls)
-                        outcomes.append(None)
-                    except Exception as problem:  # this message only
-                        outcomes.append(problem)
-                db.session.commit()
-            except Exception as problem:  # nothing stored: every client tries again
-                db.session.rollback()
-                outcomes = [problem] * len(batch)
-            finally:
-                db.session.remove()
-        return outcomes
-
-
 def tls_context(app: Flask) -> ssl.SSLContext | None:
     cert, key = app.config["SMTP_TLS_CERT"], app.config["SMTP_TLS_KEY"]
     if not cert:
@@ -282,13 +213,17 @@ def tls_context(app: Flask) -> ssl.SSLContext | None:
 
 
 class _Controller(Controller):
-    """aiosmtpd's controller, optionally sharing its port with other ``ccm smtp``
-    processes: the kernel spreads new connections over them (SO_REUSEPORT, which only
-    processes of the same user can join)."""
+    """aiosmtpd's controller, serving our ``Session``, optionally sharing its port with
+    other ``ccm smtp`` processes: the kernel spreads new connections over them
+    (SO_REUSEPORT, which only processes of the same user can join)."""
 
-    def __init__(self, *args, share_port: bool = False, **kwargs):
+    def __init__(self, *args, share_port: bool = False, data_timeout: float, **kwargs):
         super().__init__(*args, **kwargs)
         self.share_port = share_port
+        self.data_timeout = data_timeout
+
+    def factory(self):
+        return Session(self.handler, data_timeout=self.data_timeout, **self.SMTP_kwargs)
 
     def _create_server(self):
         return self.loop.create_server(self._factory_invoker, host=self.hostname,
@@ -318,4 +253,8 @@ def controller(app: Flask, listen: str | None = None, *, share_port: bool = Fals
         tls_context=tls_context(app),
         auth_require_tls=True,
         share_port=share_port,
+        timeout=app.config["SMTP_IDLE_TIMEOUT"],
+        data_timeout=data_timeout(app.config["MAX_MESSAGE_BYTES"],
+                                  app.config["SMTP_MIN_DATA_RATE"],
+                                  app.config["SMTP_IDLE_TIMEOUT"]),
     )

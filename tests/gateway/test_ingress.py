@@ -188,14 +188,12 @@ def test_messages_arriving_together_are_each_stored_once_and_acknowledged(gatewa
 
 
 def test_in_a_group_commit_a_refused_message_does_not_take_the_others_with_it(app, gateway):
-    from concurrent.futures import Future
-
     from app.domain.ingest import FOREIGN_SENDER, Refused
-    from app.smtp.ingress import GroupCommit
+    from app.smtp.group_commit import GroupCommit, Job
 
     def job(sender: str, subject: str):
         raw = mail(subject=subject, sender=sender).replace("\n", "\r\n").encode()
-        return (raw, sender, ["pat@partner.test"], "127.0.0.1", False), Future()
+        return Job((raw, sender, ["pat@partner.test"], "127.0.0.1", False))
 
     batch = [job("alice@acme.test", "First"), job("eve@elsewhere.test", "Forged"),
              job("alice@acme.test", "Third")]
@@ -207,21 +205,19 @@ def test_in_a_group_commit_a_refused_message_does_not_take_the_others_with_it(ap
 
 def test_a_client_that_hung_up_before_its_message_was_stored_leaves_the_others_answered(
         app, gateway):
-    from concurrent.futures import Future
-
-    from app.smtp.ingress import GroupCommit
+    from app.smtp.group_commit import GroupCommit, Job
 
     def job(subject: str):
         raw = mail(subject=subject).replace("\n", "\r\n").encode()
-        return (raw, "alice@acme.test", ["pat@partner.test"], "127.0.0.1", False), Future()
+        return Job((raw, "alice@acme.test", ["pat@partner.test"], "127.0.0.1", False))
 
     store = GroupCommit(app)
     gone, waiting = job("Gone"), job("Waiting")
-    gone[1].cancel()  # what the event loop does to a session whose client disconnected
+    assert store.give_up(gone)  # what the session does when its client disconnected
     store.waiting.put(gone)
     store.waiting.put(waiting)
     store._store_waiting()
-    assert waiting[1].result(timeout=0) is None
+    assert waiting.outcome.result(timeout=0) is None
     # No 250 was owed to the client that left, and it will send again: not stored.
     assert [m.subject for m in stored()] == ["Waiting"]
 

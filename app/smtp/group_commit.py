@@ -1,0 +1,197 @@
+"""Storing received messages: one thread, one commit for those that arrived together, and
+a deadline after which the client is told to try again and its message is not kept."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from flask import Flask
+from sqlalchemy import exc, select
+
+from app import database
+from app.domain import ingest
+from app.extensions import db
+from app.models import Message
+
+log = logging.getLogger(__name__)
+
+#: seconds the storing thread keeps asking whether a COMMIT whose connection was lost
+#: happened, while its clients wait: well under the idle timeout (300 s) after which
+#: they would be cut off, and under the 10 minutes clients wait for the end of DATA
+SETTLE_FOR = 120
+
+
+class StoreTimeout(Exception):
+    """The message was not stored by the deadline; it never will be: answer 451."""
+
+
+@dataclass(eq=False)
+class Job:
+    """One message to store, and who answers for it; both flags change under the lock."""
+
+    message: tuple  # raw, mail_from, rcpt_tos, client_address, tls
+    outcome: Future = field(default_factory=Future)
+    #: by the storing thread: the commit that holds it is under way, its result is the answer
+    claimed: bool = False
+    #: by the session: its client was told 451, or left; it must not be committed
+    given_up: bool = False
+
+
+class GroupCommit:
+    """Stores received messages in one thread, those that arrived together in one commit.
+
+    A commit waits for the disk, and SQLite lets one transaction write at a time: rather
+    than connections queueing for the lock, the messages that arrived meanwhile are
+    stored together, each in a savepoint of its own (one refused or failing message
+    does not take the others with it), and one commit answers them all. No 250 goes out
+    before the commit that holds its message.
+
+    **The deadline.** A stalled database must neither keep clients waiting until their
+    own timeouts fire (they then send again: a duplicate if we committed meanwhile) nor
+    answer 451 for a message it commits later (the same duplicate). So each message has
+    one of two fates, decided once, under ``lock``, by whichever side gets there first:
+
+    - the session, at the deadline, *gives the job up* unless it is claimed: it answers
+      451 and the job is never committed;
+    - the storing thread, just before COMMIT, *claims* every job of the transaction, or
+      none when one was given up: then it rolls the transaction back and stores the
+      others again, in a transaction of their own.
+
+    A claimed job's session waits past the deadline for the commit's own result: that
+    wait is one COMMIT, bounded by the database's timeouts (app/config.py), not a stall.
+    A session whose client hangs up gives its job up the same way.
+
+    A COMMIT whose connection is lost may have reached the server all the same. Then
+    the thread waits for the server process that ran it to exit (its outcome is final
+    then) and looks for one of its messages (``database.settle_lost_commit``): found,
+    the clients get 250; not found, 451. Only if the database cannot tell within
+    SETTLE_FOR seconds do they get 451 for what may be stored: a duplicate when they
+    send again, the window every MTA has between its commit and its reply (RFC 1047).
+    """
+
+    MAX_MESSAGES = 50
+    MAX_BYTES = 16 * 1024 * 1024
+
+    def __init__(self, app: Flask, deadline: float | None = None):
+        self.app = app
+        self.deadline = app.config["SMTP_STORE_TIMEOUT"] if deadline is None else deadline
+        self.lock = threading.Lock()
+        self.waiting: queue.SimpleQueue[Job] = queue.SimpleQueue()
+        self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ccm-store")
+
+    async def __call__(self, raw: bytes, mail_from: str, rcpt_tos: list[str],
+                       client_address: str, tls: bool) -> None:
+        """Store one message; raises ``ingest.Refused``, ``StoreTimeout``, or whatever
+        else stopped it."""
+        job = Job((raw, mail_from, rcpt_tos, client_address, tls))
+        self.waiting.put(job)
+        self.thread.submit(self._store_waiting)
+        outcome = asyncio.wrap_future(job.outcome)
+        try:
+            await asyncio.wait_for(asyncio.shield(outcome), self.deadline)
+        except TimeoutError:
+            if self.give_up(job):
+                raise StoreTimeout(f"not stored within {self.deadline} s") from None
+            await outcome  # its commit is under way: the commit's result is the answer
+        except asyncio.CancelledError:
+            self.give_up(job)  # the client left: no answer is owed, it will send again
+            raise
+
+    def give_up(self, job: Job) -> bool:
+        """The session's side: True when the job will never be committed."""
+        with self.lock:
+            job.given_up = job.given_up or not job.claimed
+            return job.given_up
+
+    def _claim_all(self, batch: list[Job]) -> bool:
+        """The storing thread's side, before COMMIT: all the jobs, or none."""
+        with self.lock:
+            if any(job.given_up for job in batch):
+                return False
+            for job in batch:
+                job.claimed = True
+            return True
+
+    def _store_waiting(self) -> None:
+        batch = self._take()
+        while batch:
+            outcomes = self._store(batch)
+            if outcomes is None:  # some were given up meanwhile: store the others again
+                batch = [job for job in batch if not job.given_up]
+                continue
+            with self.lock:  # a failure is answered to those still waiting for it
+                answered = [(job, outcome) for job, outcome in zip(batch, outcomes, strict=True)
+                            if job.claimed or not job.given_up]
+                for job, _ in answered:
+                    job.claimed = True
+            for job, outcome in answered:
+                if outcome is None:
+                    job.outcome.set_result(None)
+                else:
+                    job.outcome.set_exception(outcome)
+            return
+
+    def _take(self) -> list[Job]:
+        batch, size = [], 0
+        while len(batch) < self.MAX_MESSAGES and size < self.MAX_BYTES:
+            try:
+                job = self.waiting.get_nowait()
+            except queue.Empty:
+                break  # an earlier call took them: each call finds its own job stored
+            if not job.given_up:  # a hint only: _claim_all decides
+                batch.append(job)
+                size += len(job.message[0])
+        return batch
+
+    def _store(self, batch: list[Job]) -> list[BaseException | None] | None:
+        """Each job's outcome; None when one was given up and nothing was committed."""
+        outcomes: list[BaseException | None] = []
+        probe, committing = None, None  # a stored message; who runs the COMMIT, once sent
+        with self.app.app_context():
+            try:
+                database.begin_writing()
+                process = database.server_process()
+                for job in batch:
+                    raw, mail_from, rcpt_tos, client_address, tls = job.message
+                    try:
+                        with db.session.begin_nested():
+                            message = ingest.receive(raw, mail_from, rcpt_tos,
+                                                     client_address=client_address, tls=tls)
+                        outcomes.append(None)
+                        probe = probe or message.id
+                    except Exception as problem:  # this message only
+                        outcomes.append(problem)
+                if not self._claim_all(batch):
+                    db.session.rollback()
+                    return None
+                committing = process
+                db.session.commit()
+            except Exception as problem:
+                db.session.rollback()
+                if not self._committed_after_all(problem, committing, probe):
+                    outcomes = [problem] * len(batch)  # nothing stored: all try again
+            finally:
+                db.session.remove()
+        return outcomes
+
+    def _committed_after_all(self, problem: Exception, process: int | None,
+                             probe: int | None) -> bool:
+        """Whether a COMMIT that failed with its connection was carried out all the same
+        (it reached the server, its reply was lost): then its 250s are owed."""
+        lost = isinstance(problem, exc.DBAPIError) and problem.connection_invalidated
+        if process is None or probe is None or not lost:
+            return False
+        settled = database.settle_lost_commit(
+            process, lambda connection: connection.execute(
+                select(Message.id).where(Message.id == probe)).first() is not None,
+            within=SETTLE_FOR)
+        if settled is None:
+            log.error("a COMMIT lost its connection and the database could not say within "
+                      "%s s whether it happened: its clients are told 451 and, if it did, "
+                      "will send their messages again", SETTLE_FOR)
+        return bool(settled)

@@ -1,0 +1,79 @@
+"""The ingress's SMTP session: aiosmtpd's, with Postfix's timeouts and line lengths.
+
+aiosmtpd restarts its timer only on commands, so a message still arriving steadily is cut
+when the timer runs out mid-DATA; and it refuses a DATA line longer than 1,001 octets
+("500 Line too long"). Postfix instead times out a client that sends nothing for
+``smtpd_timeout`` (300 s), and accepts lines of any length. So does this session:
+
+- the idle timeout restarts on every byte the client sends, whatever the command;
+- DATA as a whole may last as long as the largest message takes at a slow but live rate
+  (CCM_SMTP_MIN_DATA_RATE), never less than the idle timeout: a client dripping a byte
+  now and then cannot hold a connection for ever;
+- DATA lines may be as long as the message may be; commands keep aiosmtpd's limit, so a
+  client that may not send mail cannot make us buffer a long line.
+
+Both timeouts answer ``421 4.4.2`` and close, as Postfix does; nothing is stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiosmtpd.smtp import SMTP, syntax
+
+log = logging.getLogger(__name__)
+
+IDLE = "421 4.4.2 {host} Error: timeout exceeded"
+TOO_SLOW = "421 4.4.2 {host} Error: message transfer took too long"
+
+
+def data_timeout(size_limit: int, min_rate: int, idle_timeout: float) -> float:
+    """Seconds a whole DATA may take: the largest message at ``min_rate`` bytes a second,
+    never less than the idle timeout (50 MiB at 8 KiB/s: 6,400 s, 1 h 47 min)."""
+    return max(float(idle_timeout), size_limit / min_rate)
+
+
+class Session(SMTP):
+    """aiosmtpd's SMTP protocol with the timeouts and line lengths above."""
+
+    def __init__(self, handler, *, data_timeout: float, **kwargs):
+        super().__init__(handler, **kwargs)
+        self.data_timeout = data_timeout
+        self._transfer: asyncio.TimerHandle | None = None
+
+    def data_received(self, data: bytes) -> None:
+        # Any byte shows the client alive: Postfix's smtpd_timeout bounds each read.
+        self._reset_timeout()
+        super().data_received(data)
+
+    def _timeout_cb(self) -> None:
+        self._close(IDLE, "idle")
+
+    @syntax("DATA")  # for HELP, as aiosmtpd's own
+    async def smtp_DATA(self, arg: str) -> None:
+        self._transfer = self.loop.call_later(self.data_timeout, self._close, TOO_SLOW,
+                                              "too slow a DATA")
+        # aiosmtpd reads with the stream's limit and checks line_length_limit again:
+        # lift both for DATA only (asyncio's reader keeps its limit in _limit).
+        limit = (self.data_size_limit or 2**31) + len(b".\r\n")
+        self.line_length_limit = self._reader._limit = limit
+        try:
+            await super().smtp_DATA(arg)
+        finally:
+            self._transfer.cancel()
+            del self.line_length_limit  # the class's again, for commands
+            self._reader._limit = self.line_length_limit
+
+    async def _call_handler_hook(self, command: str, *args):
+        if command == "DATA" and self._transfer is not None:
+            # The message is in: storing it has a deadline of its own (the handler's).
+            self._transfer.cancel()
+        return await super()._call_handler_hook(command, *args)
+
+    def _close(self, reply: str, why: str) -> None:
+        if self.transport is None or self.transport.is_closing():
+            return
+        log.info("%r: %s, closing", self.session.peer, why)
+        self._writer.write(reply.format(host=self.hostname).encode() + b"\r\n")
+        self.transport.close()  # sends what is written first, then ends the session
