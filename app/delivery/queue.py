@@ -15,17 +15,18 @@ from app.extensions import db
 from app.models import OutboundItem, Recipient, Tenant
 
 
-def queue(message: MimeMessage, *, tenant: Tenant | None = None,
+def queue(message: MimeMessage | bytes, *, tenant: Tenant | None = None,
           recipient: Recipient | None = None, kind: str = "notification",
-          route: str = "external") -> OutboundItem:
-    """Queue generated mail (notifications, reset links, DSNs), sent from the null sender.
+          route: str = "external", to: str | None = None) -> OutboundItem:
+    """Queue generated mail (notifications, reset links, DSNs), sent from the null sender
+    to ``to`` (by default the message's To).
 
     The null envelope sender means no bounce of generated mail is ever answered, so no
     mail loop can start (RFC 3464, RFC 3834).
     """
     item = OutboundItem(kind=kind, route=route, tenant=tenant, recipient=recipient,
                         raw=signed(message, tenant),
-                        mail_from="", rcpt_to=str(message["To"]))
+                        mail_from="", rcpt_to=to or str(message["To"]))
     db.session.add(item)
     return item
 
@@ -50,5 +51,8 @@ def queue_delivery(recipient: Recipient) -> OutboundItem:
     return item
 
 
-def signed(message: MimeMessage, tenant: Tenant | None) -> bytes:
-    return dkim_signing.sign(message.as_bytes(policy=SMTP), tenant)
+def signed(message: MimeMessage | bytes, tenant: Tenant | None) -> bytes:
+    """The message as sent (given as bytes, or written with CRLF), DKIM-signed for the
+    tenant."""
+    raw = message if isinstance(message, bytes) else message.as_bytes(policy=SMTP)
+    return dkim_signing.sign(raw, tenant)

@@ -33,12 +33,14 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 
 from flask import Flask, current_app
 from sqlalchemy import func, or_, select, update
 
 from app.clock import utcnow
 from app.delivery import dsn, mail_templates, transport
+from app.delivery.destinations import RemoteAnswer
 from app.delivery.queue import signed
 from app.domain import isolation
 from app.domain.delivery_events import record
@@ -267,7 +269,9 @@ def _attempt(item_id: int, token: str) -> None:
         reason = str(problem)
         _record(item_id, token, lambda item: _tls_failed(_tried(item), reason))
     except transport.DeliveryFailed as failure:
-        reply, outcome = failure.reply, _bounce if failure.permanent else _defer
+        # A bounce's report quotes the remote's own answer.
+        reply = failure.reply
+        outcome = partial(_bounce, remote=failure.remote) if failure.permanent else _defer
         _record(item_id, token, lambda item: outcome(_tried(item), reply))
 
 
@@ -329,13 +333,23 @@ def _defer(item: OutboundItem, reply: str) -> None:
                f"Deferred: {reply}; next try at {item.next_attempt_at:%Y-%m-%d %H:%M} UTC")
 
 
-def _bounce(item: OutboundItem, reply: str) -> None:
+def _bounce(item: OutboundItem, reply: str, remote: RemoteAnswer | None = None) -> None:
+    """End the item as failed and tell the sender of a delivery (``remote``: the answer
+    of the server that refused it). A report that cannot be built leaves the item
+    failed all the same, the reply recorded: the remote is never tried again for it."""
     item.last_error = reply
     what = "Bounced" if item.kind == "delivery" else "Notification could not be delivered"
     _finish(item, "failed", f"{what}: {reply}")
-    if item.kind == "delivery":
-        item.recipient.state = "bounced"
-        dsn.queue_failure_report(item.recipient, reply)
+    if item.kind != "delivery":
+        return
+    item.recipient.state = "bounced"
+    try:
+        dsn.queue_failure_report(item.recipient, reply, remote)
+    except Exception as error:
+        log.exception("outbound item %s bounced, and no report could be built for its "
+                      "sender", item.id)
+        record(item.recipient, "bounced", f"No report could be sent to the sender: "
+                                          f"{type(error).__name__}")
 
 
 def _tls_failed(item: OutboundItem, problem: str) -> None:
