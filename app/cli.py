@@ -14,6 +14,7 @@ from flask.cli import FlaskGroup
 
 from app import config as settings
 from app import database, worker
+from app.delivery import queue
 from app.domain import accounts, config_checks, config_file, ingest
 from app.extensions import db
 from app.models import Job
@@ -42,7 +43,8 @@ def _create_app() -> Flask:
 
 def register(app: Flask) -> None:
     """Attach the commands to ``app.cli`` (Flask-Migrate adds ``db`` itself)."""
-    for command in (serve, web, smtp, worker_command, jobs_group, send, config_group):
+    for command in (serve, web, smtp, worker_command, jobs_group, send, config_group,
+                    queue_group):
         app.cli.add_command(command)
 
 
@@ -206,3 +208,21 @@ def config_import(file) -> None:
 def config_export() -> None:
     """Print the configuration as YAML (passwords are never exported)."""
     click.echo(config_file.export_text(), nl=False)
+
+
+@click.group("queue")
+def queue_group() -> None:
+    """The outbound queue."""
+
+
+@queue_group.command("retry")
+@click.argument("ids", nargs=-1, type=int)
+@click.option("--all", "every", is_flag=True, help="Every item set aside.")
+def queue_retry(ids: tuple[int, ...], every: bool) -> None:
+    """Try again the items IDS set aside after an unexpected error (state shunted)."""
+    if bool(ids) == every:
+        raise click.UsageError("name the items to retry, or give --all")
+    database.upgrade()
+    count = queue.retry_shunted(None if every else ids)
+    db.session.commit()
+    click.echo(f"{count} item(s) back in the queue.")

@@ -22,13 +22,25 @@ from app.config import networks
 from app.mail import addresses
 
 
-class DeliveryFailed(Exception):
-    """The next hop refused the message, or could not be reached: ``reply`` says why."""
+@dataclass(frozen=True)
+class RemoteAnswer:
+    """What a mail server answered, in its own words: ``host`` said ``reply``
+    ("550 5.1.1 No such user"), as a bounce report quotes it (RFC 3464's Remote-MTA and
+    Diagnostic-Code)."""
 
-    def __init__(self, reply: str, *, permanent: bool):
+    host: str
+    reply: str
+
+
+class DeliveryFailed(Exception):
+    """The next hop refused the message, or could not be reached: ``reply`` says why;
+    ``remote`` is the server's own answer when one refused it."""
+
+    def __init__(self, reply: str, *, permanent: bool, remote: RemoteAnswer | None = None):
         super().__init__(reply)
         self.reply = reply
         self.permanent = permanent
+        self.remote = remote
 
 
 @dataclass(frozen=True)

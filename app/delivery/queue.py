@@ -7,25 +7,34 @@ nothing committed is lost. The worker's :mod:`app.delivery.runner` sends them.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from email.message import Message as MimeMessage
 from email.policy import SMTP
 
+from sqlalchemy import update
+
+from app.clock import utcnow
 from app.delivery import dkim_signing
 from app.extensions import db
 from app.models import OutboundItem, Recipient, Tenant
 
+#: the state of an item set aside after an unexpected error (a bug, not the remote's
+#: answer): not tried again, nor bounced, until an operator retries it (retry_shunted)
+SHUNTED = "shunted"
 
-def queue(message: MimeMessage, *, tenant: Tenant | None = None,
+
+def queue(message: MimeMessage | bytes, *, tenant: Tenant | None = None,
           recipient: Recipient | None = None, kind: str = "notification",
-          route: str = "external") -> OutboundItem:
-    """Queue generated mail (notifications, reset links, DSNs), sent from the null sender.
+          route: str = "external", to: str | None = None) -> OutboundItem:
+    """Queue generated mail (notifications, reset links, DSNs), sent from the null sender
+    to ``to`` (by default the message's To).
 
     The null envelope sender means no bounce of generated mail is ever answered, so no
     mail loop can start (RFC 3464, RFC 3834).
     """
     item = OutboundItem(kind=kind, route=route, tenant=tenant, recipient=recipient,
                         raw=signed(message, tenant),
-                        mail_from="", rcpt_to=str(message["To"]))
+                        mail_from="", rcpt_to=to or str(message["To"]))
     db.session.add(item)
     return item
 
@@ -50,5 +59,20 @@ def queue_delivery(recipient: Recipient) -> OutboundItem:
     return item
 
 
-def signed(message: MimeMessage, tenant: Tenant | None) -> bytes:
-    return dkim_signing.sign(message.as_bytes(policy=SMTP), tenant)
+def signed(message: MimeMessage | bytes, tenant: Tenant | None) -> bytes:
+    """The message as sent (given as bytes, or written with CRLF), DKIM-signed for the
+    tenant."""
+    raw = message if isinstance(message, bytes) else message.as_bytes(policy=SMTP)
+    return dkim_signing.sign(raw, tenant)
+
+
+def retry_shunted(item_ids: Iterable[int] | None = None) -> int:
+    """Put items set aside after an unexpected error (state ``shunted``) back in the
+    queue, due now: those of ``item_ids``, or all of them; how many. The operator does
+    this once the bug is fixed. The caller commits."""
+    query = update(OutboundItem).where(OutboundItem.state == SHUNTED)
+    if item_ids is not None:
+        query = query.where(OutboundItem.id.in_(list(item_ids)))
+    return db.session.execute(
+        query.values(state="pending", next_attempt_at=utcnow())
+        .execution_options(synchronize_session=False)).rowcount

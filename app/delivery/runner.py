@@ -33,13 +33,16 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 
 from flask import Flask, current_app
 from sqlalchemy import func, or_, select, update
+from sqlalchemy.exc import OperationalError
 
 from app.clock import utcnow
 from app.delivery import dsn, mail_templates, transport
-from app.delivery.queue import signed
+from app.delivery.destinations import RemoteAnswer
+from app.delivery.queue import SHUNTED, signed
 from app.domain import isolation
 from app.domain.delivery_events import record
 from app.extensions import db
@@ -123,12 +126,18 @@ class _Run:
                 self.busy.add(lease.destination)
             try:
                 _attempt(lease.item_id, lease.token)
-            except Exception as error:
-                # One item's bug must not stop the queue, nor leave the item "sending" for
-                # ever: it counts as a try, so its retries end in a bounce like any other.
+            except OperationalError as error:
+                # The database failing (locked, gone): a try, retried like a busy server.
                 db.session.rollback()
-                log.exception("outbound item %s failed unexpectedly", lease.item_id)
-                _count_as_a_try(lease, f"4.3.0 Unexpected error ({type(error).__name__})")
+                log.exception("outbound item %s: the database failed", lease.item_id)
+                _count_as_a_try(lease, f"4.3.0 Database error ({type(error).__name__})")
+            except Exception as error:
+                # A bug: it must not stop the queue, nor leave the item "sending" for ever,
+                # nor bounce the sender for it. The item is set aside for the operator.
+                db.session.rollback()
+                log.exception("outbound item %s failed unexpectedly: set aside until an "
+                              "operator retries it", lease.item_id)
+                _shunt(lease, error)
             finally:
                 with self.changed:
                     self.busy.discard(lease.destination)
@@ -136,8 +145,30 @@ class _Run:
 
 
 def _count_as_a_try(lease: _Lease, reply: str) -> None:
+    _record_failure(lease, lambda item: _defer(_tried(item), reply))
+
+
+def _shunt(lease: _Lease, error: Exception) -> None:
+    """Set the item aside (state ``shunted``) with the error on it and in the
+    recipient's history: not tried again until an operator retries it
+    (queue.retry_shunted)."""
+    problem = f"Unexpected error ({type(error).__name__}: {error})"
+
+    def set_aside(item: OutboundItem) -> None:
+        # Not _finish: a notification keeps what it would send, for the retry.
+        _tried(item)
+        item.state, item.last_error = SHUNTED, problem
+        item.lease_until = item.lease_token = None
+        if item.recipient is not None:
+            record(item.recipient, SHUNTED, f"Held for the operator: {problem}; not tried "
+                                             "again until an operator retries it")
+
+    _record_failure(lease, set_aside)
+
+
+def _record_failure(lease: _Lease, outcome: Callable[[OutboundItem], None]) -> None:
     try:
-        _record(lease.item_id, lease.token, lambda item: _defer(_tried(item), reply))
+        _record(lease.item_id, lease.token, outcome)
     except Exception:  # the database itself failing: the lease runs out, as before
         db.session.rollback()
         log.exception("could not record the failure of outbound item %s", lease.item_id)
@@ -267,7 +298,9 @@ def _attempt(item_id: int, token: str) -> None:
         reason = str(problem)
         _record(item_id, token, lambda item: _tls_failed(_tried(item), reason))
     except transport.DeliveryFailed as failure:
-        reply, outcome = failure.reply, _bounce if failure.permanent else _defer
+        # A bounce's report quotes the remote's own answer.
+        reply = failure.reply
+        outcome = partial(_bounce, remote=failure.remote) if failure.permanent else _defer
         _record(item_id, token, lambda item: outcome(_tried(item), reply))
 
 
@@ -329,13 +362,23 @@ def _defer(item: OutboundItem, reply: str) -> None:
                f"Deferred: {reply}; next try at {item.next_attempt_at:%Y-%m-%d %H:%M} UTC")
 
 
-def _bounce(item: OutboundItem, reply: str) -> None:
+def _bounce(item: OutboundItem, reply: str, remote: RemoteAnswer | None = None) -> None:
+    """End the item as failed and tell the sender of a delivery (``remote``: the answer
+    of the server that refused it). A report that cannot be built leaves the item
+    failed all the same, the reply recorded: the remote is never tried again for it."""
     item.last_error = reply
     what = "Bounced" if item.kind == "delivery" else "Notification could not be delivered"
     _finish(item, "failed", f"{what}: {reply}")
-    if item.kind == "delivery":
-        item.recipient.state = "bounced"
-        dsn.queue_failure_report(item.recipient, reply)
+    if item.kind != "delivery":
+        return
+    item.recipient.state = "bounced"
+    try:
+        dsn.queue_failure_report(item.recipient, reply, remote)
+    except Exception as error:
+        log.exception("outbound item %s bounced, and no report could be built for its "
+                      "sender", item.id)
+        record(item.recipient, "bounced", f"No report could be sent to the sender: "
+                                          f"{type(error).__name__}")
 
 
 def _tls_failed(item: OutboundItem, problem: str) -> None:

@@ -29,6 +29,7 @@ from app.delivery.destinations import (
     RELAY_PORTS,
     DeliveryFailed,
     Options,
+    RemoteAnswer,
     may_connect,
     mx_hosts,
     parse_relay,
@@ -241,7 +242,8 @@ def _utf8_options(client: smtplib.SMTP, host: str, mail_from: str, rcpt: str) ->
 def _failure(host: str, code: int, text: bytes | str) -> DeliveryFailed:
     if isinstance(text, bytes):
         text = text.decode("utf-8", errors="replace")
-    return DeliveryFailed(f"{host} said: {code} {text}", permanent=500 <= code < 600)
+    return DeliveryFailed(f"{host} said: {code} {text}", permanent=500 <= code < 600,
+                          remote=RemoteAnswer(host, " ".join(f"{code} {text}".split())))
 
 
 def _close(client: smtplib.SMTP, timeout: float) -> None:

@@ -35,7 +35,8 @@ class OutboundItem(db.Model):
     notice: Mapped[dict | None] = deferred(mapped_column(JSON(none_as_null=True)))
     mail_from: Mapped[str] = mapped_column(String(320))
     rcpt_to: Mapped[str] = mapped_column(String(320))
-    #: pending, sending, done, failed
+    #: pending, sending, done, failed (bounced), shunted (set aside after an unexpected
+    #: error, until an operator retries it)
     state: Mapped[str] = mapped_column(String(10), default="pending")
     attempts: Mapped[int] = mapped_column(default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -258,23 +258,6 @@ def test_an_address_that_is_not_ascii_goes_with_smtputf8(gateway, network):
     assert delivery.rcpt_tos == ["p\u00e4t@partner.test"]
 
 
-def test_an_unexpected_error_counts_as_a_try_so_the_item_ends_in_time(gateway, network,
-                                                                      monkeypatch):
-    from app.delivery import transport
-
-    def broken(*args, **kwargs):
-        raise RuntimeError("a bug")
-
-    network.mx("partner.test")
-    monkeypatch.setattr(transport, "send", broken)
-    gateway.send(mail(), ["pat@partner.test"])
-    gateway.run_queue()
-    (item,) = items("delivery")
-    db.session.refresh(item)
-    assert (item.state, item.attempts) == ("pending", 1)
-    assert item.last_error == "4.3.0 Unexpected error (RuntimeError)"
-
-
 # --- retries and bounces ------------------------------------------------------------------
 
 
