@@ -39,6 +39,10 @@ ENVIRONMENT = [
     ("TENANT_RELAY_ALLOWED_NETWORKS", "CCM_TENANT_RELAY_ALLOWED_NETWORKS", "",
      "non-public networks a tenant administrator may put the internal relay in; default none"),
     ("MAX_MESSAGE_BYTES", "CCM_MAX_MESSAGE_BYTES", "52428800", "largest message accepted"),
+    ("MAX_RECIPIENTS", "CCM_MAX_RECIPIENTS", "1000",
+     "recipients one message may have by SMTP; the next RCPT gets 452 (RFC 5321 4.5.3.1.8)"),
+    ("HOP_LIMIT", "CCM_HOP_LIMIT", "50",
+     "Received: lines a message may already carry; one with more is refused as a loop"),
     ("RATELIMIT_STORAGE_URI", "CCM_RATELIMIT_STORAGE", "memory://",
      "Flask-Limiter storage; use redis://... when several web processes run"),
     ("RATELIMIT_PREFIX", "CCM_RATELIMIT_PREFIX", "ccm",
@@ -53,7 +57,8 @@ ENVIRONMENT = [
     ("RETRY_GIVE_UP_SECONDS", "CCM_RETRY_GIVE_UP_SECONDS", "432000",
      "age at which a message still not delivered bounces (5 days, as RFC 5321 suggests)"),
     ("SMTP_TIMEOUT", "CCM_SMTP_TIMEOUT", "60", "seconds to wait for a remote SMTP server"),
-    ("HELO_NAME", "CCM_HELO_NAME", "", "name given in EHLO when delivering; default the FQDN"),
+    ("HELO_NAME", "CCM_HELO_NAME", "",
+     "name given in EHLO when delivering and in the Received: line; default the FQDN"),
     ("TLS_CA_FILE", "CCM_TLS_CA_FILE", "",
      "CA bundle for verifying MX certificates; default the system's"),
     ("SMTP_TLS_CERT", "CCM_SMTP_TLS_CERT", "",
@@ -67,7 +72,8 @@ ENVIRONMENT = [
      "From address of generated mail; default postmaster@ the portal's host name"),
 ]
 
-INTEGER_SETTINGS = {"SMTP_DELIVERY_PORT", "MAX_MESSAGE_BYTES", "PROXY_HOPS",
+INTEGER_SETTINGS = {"SMTP_DELIVERY_PORT", "MAX_MESSAGE_BYTES", "MAX_RECIPIENTS", "HOP_LIMIT",
+                    "PROXY_HOPS",
                     "RETRY_FIRST_SECONDS", "RETRY_MAX_SECONDS", "RETRY_GIVE_UP_SECONDS",
                     "SMTP_TIMEOUT", "WORKER_INTERVAL", "DELIVERY_THREADS"}
 #: lists of networks: one that cannot be read stops the start, not a request or a delivery
