@@ -214,3 +214,14 @@ def post_in_child(browser, path: str, data: dict) -> tuple[int, str]:
     assert outcome != "timeout", f"POST {path} did not answer in {CHILD_SECONDS}s"
     assert outcome == "ok", f"POST {path} failed (a 500 in production): {value}"
     return value
+
+
+#: the Received: line the gateway puts on top of every message it takes (folded)
+GATEWAY_TRACE = re.compile(rb"\AReceived: [^\r\n]*\r\n(?:[ \t][^\r\n]*\r\n)*")
+
+
+def without_trace(raw: bytes) -> bytes:
+    """``raw`` less the gateway's own Received: line on top, which it must have."""
+    match = GATEWAY_TRACE.match(raw)
+    assert match is not None and b"(CCM" in match.group(), raw[:300]
+    return raw[match.end():]

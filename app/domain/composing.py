@@ -172,6 +172,7 @@ def submit(
         tls=current_app.config["HTTPS"],
         mode=mode,
         tenant=user.tenant,
+        via="portal",
     )
 
 

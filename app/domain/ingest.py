@@ -10,7 +10,9 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass, field
 from datetime import timedelta
+from email.errors import InvalidHeaderDefect
 
+from flask import current_app
 from sqlalchemy import select
 
 from app.clock import utcnow
@@ -19,7 +21,7 @@ from app.domain import isolation
 from app.domain.delivery_events import record
 from app.domain.routing import MODES, Content, Decision, decide
 from app.extensions import db
-from app.mail import addresses, mime
+from app.mail import addresses, mime, trace
 from app.models import Domain, Message, Policy, Recipient, Tenant, User
 
 
@@ -33,6 +35,29 @@ class Refused(Exception):
 
 FOREIGN_SENDER = "550 5.7.1 Sender address is not in a domain this gateway serves"
 NO_RECIPIENTS = "554 5.5.1 No valid recipients"
+#: RFC 5321 section 6.3 and RFC 3463: a message that has been round a loop
+TOO_MANY_HOPS = "554 5.4.6 Too many hops"
+#: a bounce or automatic reply whose tenant cannot be told from its From: header
+NO_HEADER_SENDER = ("550 5.7.1 A message from the null sender must name one sender "
+                    "address in its From: header")
+
+
+def _sender_tenant(raw: bytes, mail_from: str) -> Tenant:
+    """The tenant the message is from: by its envelope sender, or for the null sender
+    by its From: header; Refused when no tenant serves it."""
+    sender = mail_from or header_sender(raw)
+    if sender is None:
+        raise Refused(NO_HEADER_SENDER)
+    tenant = tenant_of(sender)
+    if tenant is None:
+        raise Refused(FOREIGN_SENDER)
+    return tenant
+
+
+def _queue_id() -> str:
+    """The id of the message in its trace line: random, unlike the row id (which would
+    tell how much mail the gateway takes) or the public id (which is in portal URLs)."""
+    return secrets.token_hex(6).upper()
 
 
 def tenant_of(address: str) -> Tenant | None:
@@ -60,60 +85,123 @@ class Plan:
     mode: str
     decisions: list[tuple[str, Decision]]
     notes: list[str] = field(default_factory=list)
+    #: the message as it will be stored: less mime.STRIPPED_HEADERS
+    raw: bytes = b""
 
 
 def plan(tenant: Tenant, raw: bytes, mail_from: str, rcpt_tos: list[str],
          mode: str | None = None) -> Plan:
     """Decide each recipient's route as the gateway would: the admin's policy tester
-    shows exactly this."""
+    shows exactly this.
+
+    The sender that policies and X-CCM-Mode go by is ``mail_from``, or for the null
+    sender (a bounce, an out-of-office reply) the address in the From: header. The
+    message is read without the headers the gateway strips (X-CCM-Mode is read from
+    the lines that stripping removes, whatever their spelling), so what routing reads
+    is what is stored.
+    """
+    sender = mail_from or header_sender(raw) or ""
+    asked = mime.ccm_modes(raw)
+    raw = mime.strip_headers(raw)
     parsed = mime.parse(raw)
     notes = []
-    if mode is None and parsed.ccm_mode is not None:
-        sender = db.session.scalar(
-            select(User).where(User.tenant_id == tenant.id, User.email == mail_from.lower()))
-        if parsed.ccm_mode not in MODES:
-            notes.append(f"X-CCM-Mode '{parsed.ccm_mode}' ignored: not a CCM mode")
-        elif sender is None or not sender.may_send_secure:
-            notes.append("X-CCM-Mode ignored: the sender may not Send Secure")
-        else:
-            mode = parsed.ccm_mode
+    if mode is None and asked:
+        mode = _asked_mode(tenant, sender, asked, notes)
     policies = list(db.session.scalars(
         select(Policy).where(Policy.tenant_id == tenant.id, Policy.enabled.is_(True))
         .order_by(Policy.position, Policy.id)))
     content = Content(parsed.subject, parsed.body_text)
-    recipients = list(dict.fromkeys(r.strip().lower() for r in rcpt_tos if r.strip()))
-    decisions = [(address, decide(tenant, policies, mail_from, address, content,
-                                  mode or "off")) for address in recipients]
-    return Plan(parsed, mode or "off", decisions, notes)
+    decisions = [(address, decide(tenant, policies, sender, address, content,
+                                  mode or "off")) for address in recipients_of(rcpt_tos)]
+    return Plan(parsed, mode or "off", decisions, notes, raw)
+
+
+def _asked_mode(tenant: Tenant, sender: str, asked: list[str],
+                notes: list[str]) -> str | None:
+    """The CCM mode the X-CCM-Mode headers ask for, if the sender may ask; else None,
+    with a note saying why."""
+    if len(set(asked)) > 1:
+        # which one a mail client meant cannot be known: none of them is taken
+        notes.append("X-CCM-Mode ignored: the message asks for more than one mode ("
+                     + ", ".join(f"'{value}'" for value in dict.fromkeys(asked)) + ")")
+        return None
+    if asked[0] not in MODES:
+        notes.append(f"X-CCM-Mode '{asked[0]}' ignored: not a CCM mode")
+        return None
+    user = db.session.scalar(
+        select(User).where(User.tenant_id == tenant.id, User.email == sender.lower()))
+    if user is None or not user.may_send_secure:
+        notes.append("X-CCM-Mode ignored: the sender may not Send Secure")
+        return None
+    return asked[0]
+
+
+def recipients_of(rcpt_tos: list[str]) -> list[str]:
+    """Each recipient once, compared without regard to case; each kept as it was first
+    written but for its domain, lower-cased: a local part's case may matter to the
+    server that receives it (RFC 5321 section 2.4), a domain's never does."""
+    found: dict[str, str] = {}
+    for written in rcpt_tos:
+        local, at, domain = written.strip().rpartition("@")
+        address = f"{local}{at}{domain.lower()}"
+        if address:
+            found.setdefault(address.lower(), address)
+    return list(found.values())
+
+
+def header_sender(raw: bytes) -> str | None:
+    """The one address the From: header names; None when it names none or several, or
+    cannot be read without guessing (the parser's repairs of a broken header, such as
+    ``<alice@acme.test`` or ``alice@@acme.test``, are guesses), or is not text."""
+    headers = mime.parse_message(mime.header_block(raw) + b"\r\n\r\n")
+    try:
+        values = headers.get_all("From", [])
+        named = [address.addr_spec for value in values for address in value.addresses]
+        broken = any(isinstance(defect, InvalidHeaderDefect)
+                     for value in values for defect in value.defects)
+    except mime.DECODE_ERRORS:
+        return None
+    if broken or len(named) != 1 or not _is_text(named[0]):
+        return None
+    local, _, domain = named[0].rpartition("@")
+    return named[0] if local and domain.strip() else None
 
 
 def receive(raw: bytes, mail_from: str, rcpt_tos: list[str], *, client_address: str = "",
             tls: bool = False, mode: str | None = None, tenant: Tenant | None = None,
-            via: str = "SMTP") -> Message:
+            via: str = "SMTP", smtp: trace.SmtpClient | None = None) -> Message:
     """Store ``raw`` and route it to each of ``rcpt_tos``; the caller commits.
 
     ``mode`` is the CCM mode chosen in the portal (composer or reply); mail from a mail
     client asks with the X-CCM-Mode header instead, honoured only when the sender may
     "Send Secure". ``tenant`` is given for mail written in the portal, whose sender may
-    be an external recipient replying; ``via`` names the way it came in, for the
-    delivery history.
+    be an external recipient replying; ``via`` names the way it came in ("SMTP",
+    "portal", "command line"), for the delivery history and the trace line, and
+    ``smtp`` what the SMTP session knew of its client.
 
-    What is stored is ``raw`` less ``mime.STRIPPED_HEADERS`` (X-CCM-Mode, Bcc,
+    The null sender (``mail_from`` "": bounces, automatic replies, read receipts) is
+    served for the tenant of the From: header's address, and never gets a bounce.
+
+    What is stored is ``raw`` with a ``Received:`` line on top (so every copy that
+    leaves carries the hop), less ``mime.STRIPPED_HEADERS`` (X-CCM-Mode, Bcc,
     Resent-Bcc), removed here, once, after routing has read them and before anything
     is stored: every delivery, page, download and report reads the stored message, so
     none of them can show those headers, and nothing the gateway might sign later
     could carry them.
     """
-    tenant = tenant or tenant_of(mail_from)
-    if tenant is None:
-        raise Refused(FOREIGN_SENDER)
-    routing = plan(tenant, raw, mail_from, rcpt_tos, mode)
+    if trace.hops(raw) > current_app.config["HOP_LIMIT"]:
+        raise Refused(TOO_MANY_HOPS)  # a loop: the sending server bounces it
+    tenant = tenant or _sender_tenant(raw, mail_from)
+    received_at, queue_id, recipients = utcnow(), _queue_id(), recipients_of(rcpt_tos)
+    raw = trace.received(
+        by=trace.host_name(current_app.config["HELO_NAME"]), queue_id=queue_id,
+        via=via, client_address=client_address, tls=tls, smtp=smtp,
+        rcpt=recipients[0] if len(recipients) == 1 else "", when=received_at) + raw
+    routing = plan(tenant, raw, mail_from, recipients, mode)
     if not routing.decisions:
         raise Refused(NO_RECIPIENTS)
-    parsed = routing.parsed
-    raw = mime.strip_headers(raw)
+    parsed, raw = routing.parsed, routing.raw
 
-    received_at = utcnow()
     message = Message(
         public_id=secrets.token_urlsafe(16), tenant=tenant, mail_from=mail_from,
         header_from=parsed.header_from, subject=parsed.subject,
@@ -130,6 +218,13 @@ def receive(raw: bytes, mail_from: str, rcpt_tos: list[str], *, client_address: 
             "over TLS" if tls else "without TLS")
     else:
         how = f"Written in the {via} from {client_address or 'unknown'}"
+    _route(message, routing, f"{how}, queue id {queue_id}")
+    return message
+
+
+def _route(message: Message, routing: Plan, how: str) -> None:
+    """A recipient row per decision, its first events, and its copy held or queued."""
+    tenant, parsed = message.tenant, routing.parsed
     for address, decision in routing.decisions:
         recipient = Recipient(
             address=address, kind="internal" if tenant.is_internal(address) else "external",
@@ -148,4 +243,3 @@ def receive(raw: bytes, mail_from: str, rcpt_tos: list[str], *, client_address: 
             isolation.hold(recipient)
         else:
             queue.queue_delivery(recipient)
-    return message

@@ -25,7 +25,7 @@ def _parties(copy: Recipient, message: EmailMessage) -> list[str]:
     sender = reading.addresses(message, "From") or [copy.message.mail_from.lower()]
     everyone = [*sender[:1], *reading.addresses(message, "To"),
                 *reading.addresses(message, "Cc")]
-    own = copy.user.email if copy.user else copy.address
+    own = copy.user.email if copy.user else copy.address.lower()
     return [a for a in dict.fromkeys(everyone) if a != own]
 
 

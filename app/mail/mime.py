@@ -30,8 +30,6 @@ class Parsed:
     message_id: str = ""
     #: the text of the body: plain parts, and the HTML parts' text (no markup)
     body_text: str = ""
-    #: the X-CCM-Mode header's value, lower-cased, if any
-    ccm_mode: str | None = None
     defects: list[str] = field(default_factory=list)
     #: where each part's body lies in ``raw``; None when the whole message had to be parsed
     index: parts.Index | None = None
@@ -63,8 +61,6 @@ def parse(raw: bytes, *, light: bool = True) -> Parsed:
         message_id=header(message, "Message-ID"),
         body_text="\n".join(body_texts(message)),
     )
-    mode = header(message, "X-CCM-Mode").strip().lower()
-    parsed.ccm_mode = mode or None
     parsed.defects = [type(d).__name__ for part in message.walk() for d in part.defects]
     parsed.index = index
     return parsed
@@ -165,6 +161,35 @@ STRIPPED_HEADERS = ("X-CCM-Mode", "Bcc", "Resent-Bcc")
 #: (RFC 5322's obsolete syntax, which Postfix and others still read as a header)
 _STRIPPED = re.compile(rb"(?:\A|(?<=[\r\n]))(?:" + rb"|".join(
     re.escape(name.encode()) for name in STRIPPED_HEADERS) + rb")[ \t]*:", re.IGNORECASE)
+
+
+#: an X-CCM-Mode line, read as _STRIPPED reads it
+_CCM_MODE = re.compile(rb"X-CCM-Mode[ \t]*:", re.IGNORECASE)
+
+
+def ccm_modes(raw: bytes) -> list[str]:
+    """The value of each X-CCM-Mode header of ``raw``, unfolded and lower-cased, read as
+    strip_headers reads its header section: whatever way it is written (any case, blanks
+    before the colon, folded, empty, repeated), what strip_headers removes is what is read
+    here, and nothing else."""
+    values: list[list[bytes]] = []
+    current: list[bytes] | None = None
+    for text in _LINE_END.split(raw[:_header_end(raw)])[0::2]:
+        if text[:1] in (b" ", b"\t"):  # a folded line continues the header above
+            if current is not None:
+                current.append(text)
+            continue
+        match = _CCM_MODE.match(text)
+        current = [text[match.end():]] if match else None
+        if current is not None:
+            values.append(current)
+    return [" ".join(b" ".join(lines).decode("utf-8", "replace").split()).lower()
+            for lines in values]
+
+
+def _header_end(raw: bytes) -> int:
+    match = _HEADER_END.search(raw)
+    return match.start() if match else len(raw)
 
 
 def header_block(raw: bytes) -> bytes:

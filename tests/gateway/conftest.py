@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import pytest
 from servers import DnsServer, SmtpSink, ThrowawayCA, free_port, self_signed_server_context
+from support import PASSWORD
 
 from app.delivery import runner
 from app.domain import ingest
@@ -139,3 +140,23 @@ def ingress_server(app):
                 client.close()
         for controller in controllers:
             controller.stop()
+
+
+@pytest.fixture
+def signed_in_client(app, gateway, ingress_server, tmp_path):
+    """Connect from outside CCM_RELAY_NETWORKS, start TLS and sign in with SMTP AUTH as
+    ``login`` (a user made with the test password): a mail client on the Internet."""
+    ca = ThrowawayCA()
+    app.config["SMTP_TLS_CERT"] = str(ca.server_files("gateway.test", tmp_path))
+    app.config["RELAY_NETWORKS"] = "192.0.2.0/24"
+
+    def connect(login: str = "alice@acme.test") -> smtplib.SMTP:
+        client = ingress_server()
+        context = ca.client_context()
+        context.check_hostname = False  # smtplib names the host 127.0.0.1
+        client.starttls(context=context)
+        client.ehlo("laptop.acme.test")
+        client.login(login, PASSWORD)
+        return client
+
+    return connect

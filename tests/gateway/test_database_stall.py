@@ -42,7 +42,8 @@ def send(client: smtplib.SMTP, subject: str) -> int:
 
 
 def job(subject: str) -> Job:
-    return Job((raw(subject), "alice@acme.test", ["pat@partner.test"], "127.0.0.1", False))
+    return Job((raw(subject), "alice@acme.test", ["pat@partner.test"],
+               {"client_address": "127.0.0.1", "tls": False}))
 
 
 @pytest.mark.skipif(bool(DATABASE_URL), reason="SQLite's write lock")

