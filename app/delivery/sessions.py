@@ -56,9 +56,9 @@ class Sessions:
     """Idle sessions, shared by the threads of one delivery run; each session is used by
     one thread at a time. ``close`` ends them all (the run calls it when it ends)."""
 
-    def __init__(self, idle_seconds: float = IDLE_SECONDS,
-                 messages: int = MESSAGES_PER_SESSION):
-        self.idle_seconds, self.messages = idle_seconds, messages
+    def __init__(self, idle_seconds: float | None = None, messages: int | None = None):
+        self.idle_seconds = IDLE_SECONDS if idle_seconds is None else idle_seconds
+        self.messages = MESSAGES_PER_SESSION if messages is None else messages
         self._idle: dict[Key, list[Session]] = {}
         self._lock = threading.Lock()
 
@@ -89,10 +89,6 @@ class Sessions:
 
     def close(self) -> None:
         self._close_where(lambda session: True)
-
-    def count(self) -> int:
-        with self._lock:
-            return sum(map(len, self._idle.values()))
 
     def _take(self, key: Key) -> Session | None:
         self.close_idle()
