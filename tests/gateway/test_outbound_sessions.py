@@ -3,6 +3,7 @@ per recipient, each recipient's outcome its own, and one session carrying messag
 message to the same server."""
 
 import ipaddress
+import threading
 from datetime import timedelta
 
 import pytest
@@ -163,3 +164,29 @@ def test_a_kept_session_the_server_closed_is_replaced_without_a_try(gateway, par
         kept.close()
     assert delivered == ["first", "second"] and tries == []
     assert partner.sessions == 2 and len(partner.wait_for(2)) == 2
+
+
+def test_two_workers_on_postgresql_take_disjoint_groups(app, gateway, partner):
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("several workers are supported on PostgreSQL only (one on SQLite)")
+    for n in range(10):
+        gateway.send(mail(subject=f"number {n}"), [f"r{n}.{k}@partner.test" for k in range(5)])
+
+    def work():
+        with app.app_context():
+            try:
+                while runner.run_due(limit=3):
+                    pass
+            finally:
+                db.session.remove()
+
+    workers = [threading.Thread(target=work) for _ in range(2)]
+    for thread in workers:
+        thread.start()
+    for thread in workers:
+        thread.join(timeout=60)
+    rcpts = sorted(r for d in partner.wait_for(10) for r in d.rcpt_tos)
+    assert rcpts == sorted(f"r{n}.{k}@partner.test" for n in range(10) for k in range(5))
+    # Each transaction carries one message's recipients. (Two workers taking at the same
+    # moment may split a message in two: each takes what the other has not locked.)
+    assert all(len({r.partition(".")[0] for r in d.rcpt_tos}) == 1 for d in partner.messages)
