@@ -41,6 +41,7 @@ import dns.rdtypes.ANY.TXT
 import dns.rrset
 import trustme
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP
 
 LOOPBACK = "127.0.0.1"
 
@@ -70,6 +71,7 @@ class Delivery:
     rcpt_tos: list[str]
     data: bytes
     tls_version: str | None = None  # e.g. "TLSv1.3" when the session was encrypted
+    mail_options: list[str] = field(default_factory=list)  # e.g. ["BODY=8BITMIME"]
 
     @property
     def message(self) -> EmailMessage:
@@ -123,6 +125,7 @@ class _Handler:
             rcpt_tos=list(envelope.rcpt_tos),
             data=envelope.original_content,
             tls_version=ssl_object.version() if ssl_object else None,
+            mail_options=list(envelope.mail_options),
         ))
         return REPLY_QUEUED
 
@@ -166,7 +169,7 @@ class SmtpSink:
             raise RuntimeError("the SMTP sink is already running")
         # The port is free when probed but may be taken before aiosmtpd binds it: try again.
         for attempt in range(5):
-            controller = Controller(
+            controller = self._new_controller(
                 _Handler(self),
                 hostname=self.host,
                 port=self._wanted_port or free_port(),
@@ -189,6 +192,9 @@ class SmtpSink:
         if self._controller is not None:
             self._controller.stop()
             self._controller = None
+
+    def _new_controller(self, handler: _Handler, **options) -> Controller:
+        return Controller(handler, **options)
 
     def __enter__(self) -> SmtpSink:
         return self.start()
@@ -263,6 +269,96 @@ def _discard(controller: Controller) -> None:
         controller.stop()
     else:  # the thread gave up before running the loop, which aiosmtpd then leaves open
         controller.loop.close()
+
+
+# --------------------------------------------------------------------------------------------
+# A sink as a mail server of a kind: what it offers (8BITMIME, SMTPUTF8), what it counts
+# (sessions, RCPT commands), and closing its sessions as a server's idle time-out does.
+
+
+class MailServerSink(SmtpSink):
+    """An SmtpSink that offers 8BITMIME and SMTPUTF8 or not, and counts its sessions
+    (connections) and RCPT commands.
+
+    Without 8BITMIME it is strict as a 7-bit server is: it reads the data as ASCII and
+    refuses 8-bit data (500); without SMTPUTF8 it refuses a command that is not ASCII.
+    Like every sink it refuses a line over 1,001 octets with its CRLF (aiosmtpd's limit).
+    """
+
+    def __init__(self, *args, eight_bit_mime: bool = True, smtputf8: bool = True, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.offers = {"decode_data": not eight_bit_mime, "enable_SMTPUTF8": smtputf8}
+        self.sessions = 0
+        self.rcpt_commands = 0
+        self._open: set[asyncio.Transport] = set()
+
+    def start(self) -> MailServerSink:
+        super().start()
+        with self._changed:
+            self.sessions = 0  # aiosmtpd's own check that the server is up is none
+        return self
+
+    def _new_controller(self, handler: _Handler, **options) -> Controller:
+        return _CountingController(self, handler, **options, **self.offers)
+
+    def close_sessions(self) -> None:
+        """Close every open session from the server's side, as an idle time-out does."""
+        with self._changed:
+            open_now = list(self._open)
+        for transport in open_now:
+            self._controller.loop.call_soon_threadsafe(transport.close)
+        with self._changed:
+            self._changed.wait_for(lambda: not self._open.intersection(open_now), 10)
+
+    def _count(self, what: str, transport: asyncio.Transport | None = None) -> None:
+        with self._changed:
+            if what == "session":
+                self.sessions += 1
+                self._open.add(transport)
+            elif what == "closed":
+                self._open.discard(transport)
+            else:
+                self.rcpt_commands += 1
+            self._changed.notify_all()
+
+
+def serve_mail_for(network, domain: str, address: str, *, preference: int = 10,
+                   **offers) -> MailServerSink:
+    """A started MailServerSink at ``address`` on the delivery port of ``network`` (the
+    loopback Internet of tests/gateway/conftest.py), an MX host of ``domain`` there."""
+    sink = MailServerSink(host=address, port=network.port, **offers).start()
+    network.sinks.append(sink)  # stopped with the network
+    name = f"mx-{address.replace('.', '-')}.{domain}"
+    network.dns.add_mx(domain, preference, name)
+    network.dns.add_a(name, address)
+    return sink
+
+
+class _CountingController(Controller):
+    def __init__(self, sink: MailServerSink, *args, **kwargs):
+        self.sink = sink
+        super().__init__(*args, **kwargs)
+
+    def factory(self):
+        return _CountingSMTP(self.sink, self.handler, **self.SMTP_kwargs)
+
+
+class _CountingSMTP(SMTP):
+    def __init__(self, sink: MailServerSink, *args, **kwargs):
+        self.sink = sink
+        super().__init__(*args, **kwargs)
+
+    def connection_made(self, transport):
+        super().connection_made(transport)
+        self.sink._count("session", transport)
+
+    def connection_lost(self, error):
+        self.sink._count("closed", self.transport)
+        super().connection_lost(error)
+
+    async def smtp_RCPT(self, arg):
+        self.sink._count("rcpt")
+        await super().smtp_RCPT(arg)
 
 
 # --------------------------------------------------------------------------------------------

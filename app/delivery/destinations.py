@@ -57,13 +57,15 @@ class Options:
     #: networks that are not public but where a tenant administrator may put the
     #: internal relay (CCM_TENANT_RELAY_ALLOWED_NETWORKS)
     relay_networks: tuple = ()
+    #: where the gateway's own SMTP ingress listens (CCM_SMTP_LISTEN): never a next hop
+    own_listener: str = ""
 
     @classmethod
     def from_config(cls, config) -> Options:
         return cls(config["DNS_SERVERS"], config["SMTP_DELIVERY_PORT"], config["HELO_NAME"],
                    config["SMTP_TIMEOUT"], config["TLS_CA_FILE"],
                    networks(config["MX_ALLOWED_NETWORKS"]),
-                   networks(config["TENANT_RELAY_ALLOWED_NETWORKS"]))
+                   networks(config["TENANT_RELAY_ALLOWED_NETWORKS"]), config["SMTP_LISTEN"])
 
 
 # --- DNS -------------------------------------------------------------------------------
@@ -282,3 +284,41 @@ def relay_refusal(relay: Relay, options: Options) -> str | None:
         return (f"{relay.host} {what}. Use a relay at a public address, or ask the "
                 f"operator to allow its network.")
     return None
+
+
+def loops_back(address: str, port: int, listen: str) -> bool:
+    """Whether connecting to ``address`` and ``port`` reaches the gateway's own SMTP
+    ingress, listening on ``listen`` (host:port, as CCM_SMTP_LISTEN): the message would
+    come straight back. A listener on 0.0.0.0 (or ::) takes every address of this
+    machine (:: its IPv4 ones too, as Linux's dual-stack sockets do); an address is this
+    machine's when a socket can be bound to it. A public address that a NAT forwards to
+    the gateway cannot be seen from here."""
+    host, _, listen_port = listen.rpartition(":")
+    if not listen_port.isdigit() or int(listen_port) != port:
+        return False
+    try:
+        target = _unmapped(ipaddress.ip_address(address))
+    except ValueError:
+        return False
+    host = host.strip("[]") or "127.0.0.1"  # as the ingress reads it
+    for listening in _addresses_by_system(host):
+        ip = _unmapped(ipaddress.ip_address(listening.partition("%")[0]))
+        if ip == target or (ip.is_unspecified and (ip.version == 6 or target.version == 4)
+                            and _is_local(target)):
+            return True
+    return False
+
+
+def _unmapped(ip: ipaddress.IPv4Address | ipaddress.IPv6Address):
+    """The address a connection to ``ip`` reaches: an IPv4-mapped one's IPv4 address."""
+    return ip.ipv4_mapped if ip.version == 6 and ip.ipv4_mapped else ip
+
+
+def _is_local(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    family = socket.AF_INET if ip.version == 4 else socket.AF_INET6
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.bind((str(ip), 0))
+        return True
+    except OSError:
+        return False

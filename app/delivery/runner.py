@@ -2,16 +2,20 @@
 
 ``run_due`` (the worker's job)
 delivers due items on a few threads at once, each with its own application context and
-database session: each thread leases one item at a time (a lease of :data:`LEASE`, under
-a token drawn for that take), hands it to the transport, and records what happened in a
-transaction of its own: delivered, deferred with growing back-off, bounced with a
-delivery status notification to the sender, or sent by CCM after a TLS failure.
+database session: each thread leases one message's due items for one recipient domain
+at a time (up to :data:`RCPTS_PER_TRANSACTION`, those with the same route and TLS
+requirement; a lease of :data:`LEASE` under a token drawn for that take), hands them to
+the transport, which sends them in one SMTP transaction with a RCPT each, and records
+what happened to each item in a transaction of its own: delivered, deferred with growing
+back-off, bounced with a delivery status notification to the sender, or sent by CCM
+after a TLS failure. The run's threads share the SMTP sessions the transport keeps
+open, so the next message to the same server goes over the same session.
 
 One slow server holds up only its own mail: a run delivers to one recipient domain at
 a time on one thread (so mail to one recipient keeps its order), the other threads go
 on with other domains, and while a delivery is still in progress they keep taking mail
 that falls due meanwhile. A worker that dies holds the one item per thread it was
-sending; that item waits for its lease to run out, nothing else does.
+sending; those items wait for their lease to run out, nothing else does.
 
 Several workers on PostgreSQL take disjoint items (``FOR UPDATE SKIP LOCKED``); on
 SQLite, one worker process is the supported setup, its threads' writes serialised by
@@ -38,6 +42,7 @@ from functools import partial
 from flask import Flask, current_app
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import aliased
 
 from app.clock import utcnow
 from app.delivery import dsn, mail_templates, transport
@@ -47,12 +52,15 @@ from app.domain import isolation
 from app.domain.delivery_events import record
 from app.extensions import db
 from app.mail import mime
-from app.models import OutboundItem
+from app.models import OutboundItem, Recipient
 
 log = logging.getLogger(__name__)
 
 #: how long a worker may hold an item before another may take it
 LEASE = timedelta(minutes=10)
+#: recipients of one message sent in one SMTP transaction at most (Postfix's
+#: smtp_destination_recipient_limit); RFC 5321 4.5.3.1.8 has servers take 100
+RCPTS_PER_TRANSACTION = 50
 
 
 def target_of(item: OutboundItem) -> tuple[str, bool]:
@@ -86,6 +94,7 @@ def run_due(limit: int | None = None) -> int:
     finally:
         for helper in helpers:
             helper.join()
+        run.sessions.close()
         db.session.expire_all()  # what the other threads recorded is read afresh
     return run.taken
 
@@ -109,9 +118,12 @@ class _Run:
         #: recipient domains a thread of this run is delivering to now
         self.busy: set[str] = set()
         self.changed = threading.Condition()
+        #: SMTP sessions kept open for the next message to the same server
+        self.sessions = transport.Sessions()
 
     def work(self) -> None:
         while True:
+            self.sessions.close_idle()
             with self.changed:
                 if self.limit is not None and self.taken >= self.limit:
                     return
@@ -122,21 +134,22 @@ class _Run:
                     # Watch for mail that falls due while another thread is sending.
                     self.changed.wait(self.poll)
                     continue
-                self.taken += 1
+                self.taken += len(lease.item_ids)
                 self.busy.add(lease.destination)
             try:
-                _attempt(lease.item_id, lease.token)
+                _attempt(lease.item_id, lease.token, *lease.item_ids[1:],
+                         sessions=self.sessions)
             except OperationalError as error:
                 # The database failing (locked, gone): a try, retried like a busy server.
                 db.session.rollback()
-                log.exception("outbound item %s: the database failed", lease.item_id)
+                log.exception("outbound items %s: the database failed", lease.item_ids)
                 _count_as_a_try(lease, f"4.3.0 Database error ({type(error).__name__})")
             except Exception as error:
                 # A bug: it must not stop the queue, nor leave the item "sending" for ever,
-                # nor bounce the sender for it. The item is set aside for the operator.
+                # nor bounce the sender for it. The items are set aside for the operator.
                 db.session.rollback()
-                log.exception("outbound item %s failed unexpectedly: set aside until an "
-                              "operator retries it", lease.item_id)
+                log.exception("outbound items %s failed unexpectedly: set aside until an "
+                              "operator retries them", lease.item_ids)
                 _shunt(lease, error)
             finally:
                 with self.changed:
@@ -168,17 +181,23 @@ def _shunt(lease: _Lease, error: Exception) -> None:
 
 def _record_failure(lease: _Lease, outcome: Callable[[OutboundItem], None]) -> None:
     try:
-        _record(lease.item_id, lease.token, outcome)
+        _record_each(lease.item_ids, lease.token, outcome)
     except Exception:  # the database itself failing: the lease runs out, as before
         db.session.rollback()
-        log.exception("could not record the failure of outbound item %s", lease.item_id)
+        log.exception("could not record the failure of outbound items %s", lease.item_ids)
 
 
 @dataclass(frozen=True)
 class _Lease:
-    item_id: int
+    """Items taken together under one token: one message to one destination."""
+
+    item_ids: tuple[int, ...]
     token: str
     destination: str
+
+    @property
+    def item_id(self) -> int:
+        return self.item_ids[0]
 
 
 def _destination(rcpt_to: str) -> str:
@@ -195,7 +214,8 @@ def _due(now):
 
 
 def _take(busy: set[str]) -> _Lease | None:
-    """Lease the next due item for a domain not in ``busy``, in one statement."""
+    """Lease the next due item for a domain not in ``busy`` and, for a delivery, the
+    message's other due items that go with it in one transaction: two statements."""
     now = utcnow()
     token = secrets.token_hex(16)
     recipient_domain = func.lower(OutboundItem.rcpt_to)
@@ -211,10 +231,42 @@ def _take(busy: set[str]) -> _Lease | None:
     taken = db.session.execute(
         update(OutboundItem).where(OutboundItem.id == next_one)
         .values(state="sending", lease_until=now + LEASE, lease_token=token)
-        .returning(OutboundItem.id, OutboundItem.rcpt_to)
+        .returning(OutboundItem.id, OutboundItem.rcpt_to, OutboundItem.kind,
+                   OutboundItem.route, OutboundItem.recipient_id)
         .execution_options(synchronize_session=False)).first()
+    if taken is None:
+        db.session.commit()
+        return None
+    destination = _destination(taken.rcpt_to)
+    others = _take_companions(taken, destination, token, now) \
+        if taken.kind == "delivery" else []
     db.session.commit()
-    return _Lease(taken.id, token, _destination(taken.rcpt_to)) if taken else None
+    return _Lease((taken.id, *sorted(others)), token, destination)
+
+
+def _take_companions(lead, destination: str, token: str, now) -> list[int]:
+    """Lease the due deliveries of the lead item's message that go where it goes: the
+    same route, the same recipient domain, the same TLS requirement."""
+    lead_recipient = aliased(Recipient)
+    companions = (
+        select(OutboundItem.id)
+        .join(Recipient, OutboundItem.recipient_id == Recipient.id)
+        .join(lead_recipient, lead_recipient.id == lead.recipient_id)
+        .where(_due(now), OutboundItem.id != lead.id, OutboundItem.kind == "delivery",
+               OutboundItem.route == lead.route,
+               Recipient.message_id == lead_recipient.message_id,
+               Recipient.tls.is_not_distinct_from(lead_recipient.tls),
+               func.lower(OutboundItem.rcpt_to).endswith(f"@{destination}",
+                                                         autoescape=True))
+        .order_by(OutboundItem.id)
+        .limit(RCPTS_PER_TRANSACTION - 1)
+        .with_for_update(skip_locked=True, of=OutboundItem)
+    )
+    return list(db.session.execute(
+        update(OutboundItem).where(OutboundItem.id.in_(companions.scalar_subquery()))
+        .values(state="sending", lease_until=now + LEASE, lease_token=token)
+        .returning(OutboundItem.id)
+        .execution_options(synchronize_session=False)).scalars())
 
 
 def _holds(item: OutboundItem, token: str) -> bool:
@@ -226,14 +278,16 @@ class _LeaseLost(Exception):
     """Another worker holds the item now: this one must stop sending it."""
 
 
-def _renew(item_id: int, token: str) -> None:
-    """Extend the lease before the next server is tried, so that a delivery going
-    through many slow servers does not outlive it; raises _LeaseLost when it already
-    did and another worker took the item over."""
-    renewed = _update_if_held(item_id, token, lease_until=utcnow() + LEASE)
+def _renew(item_ids: list[int], token: str) -> set[int]:
+    """Extend the leases before the next server is tried, so that a delivery going
+    through many slow servers does not outlive them; the items still held. Raises
+    _LeaseLost when none is: their leases ran out and another worker took them over."""
+    renewed = {item_id for item_id in item_ids
+               if _update_if_held(item_id, token, lease_until=utcnow() + LEASE)}
     db.session.commit()
     if not renewed:
-        raise _LeaseLost(item_id)
+        raise _LeaseLost(item_ids)
+    return renewed
 
 
 def _update_if_held(item_id: int, token: str, **values) -> bool:
@@ -264,44 +318,75 @@ def _record(item_id: int, token: str, outcome: Callable[[OutboundItem], None]) -
     return True
 
 
-def _attempt(item_id: int, token: str) -> None:
-    """Send one leased item and record the outcome, as long as the lease is ours."""
-    item = db.session.get(OutboundItem, item_id, populate_existing=True)
-    if item is None or not _holds(item, token):
+def _record_each(item_ids, token: str, outcome: Callable[[OutboundItem], None]) -> None:
+    """Apply ``outcome`` to each item the lease ``token`` still holds, in one commit."""
+    for item_id in item_ids:
+        if _update_if_held(item_id, token, lease_token=token):
+            outcome(db.session.get(OutboundItem, item_id, populate_existing=True))
+        else:
+            log.warning("outbound item %s was taken over by another worker: its outcome "
+                        "here is not recorded", item_id)
+    db.session.commit()
+
+
+def _attempt(item_id: int, token: str, *others: int,
+             sessions: transport.Sessions | None = None) -> None:
+    """Send leased items (one message, one destination) and record each outcome, as
+    long as the lease is ours."""
+    items = [item for item in (db.session.get(OutboundItem, one, populate_existing=True)
+                               for one in (item_id, *others)) if item is not None]
+    for item in items:
+        if not _holds(item, token):
+            log.warning("outbound item %s is no longer leased to this worker: not sent",
+                        item.id)
+    items = [item for item in items if _holds(item, token)]
+    if not items:
         db.session.rollback()
-        log.warning("outbound item %s is no longer leased to this worker: not sent",
-                    item_id)
         return
-    recipient = item.recipient
-    raw = _content(item)
+    lead = items[0]
+    raw = _content(lead)
+    ids, rcpts = [item.id for item in items], [item.rcpt_to for item in items]
     if raw is None:
-        _record(item_id, token, lambda item: _finish(
+        _record_each(ids, token, lambda item: _finish(
             item, "done", "Not sent: the message was withdrawn or has expired"))
         return
-    tls = recipient.tls if item.kind == "delivery" and recipient is not None else None
-    (target, restricted), mail_from, rcpt_to = target_of(item), item.mail_from, item.rcpt_to
+    tls = lead.recipient.tls if lead.kind == "delivery" and lead.recipient else None
+    (target, restricted), mail_from = target_of(lead), lead.mail_from
     options = transport.Options.from_config(current_app.config)
     # No transaction stays open while the remote server takes its time.
     db.session.commit()
 
-    def delivered(event: str) -> None:
-        _record(item_id, token, lambda item: _delivered(item, event, raw))
+    def delivered(positions: list[int], event: str) -> None:
+        _record_each([ids[p] for p in positions], token,
+                     lambda item: _delivered(item, event, raw))
+
+    def still_ours() -> list[int]:
+        held = _renew(ids, token)
+        return [p for p, item_id in enumerate(ids) if item_id in held]
 
     try:
-        transport.send(target, raw, mail_from, rcpt_to, tls=tls, options=options,
-                       restricted=restricted, accepted=delivered,
-                       before_next=lambda: _renew(item_id, token))
+        failures = transport.send(target, raw, mail_from, rcpts, tls=tls, options=options,
+                                  restricted=restricted, accepted=delivered,
+                                  before_next=still_ours, sessions=sessions)
     except _LeaseLost:
-        log.warning("outbound item %s was taken over by another worker while this one "
-                    "tried its servers: not sent further", item_id)
-    except transport.TlsUnavailable as problem:
-        reason = str(problem)
-        _record(item_id, token, lambda item: _tls_failed(_tried(item), reason))
-    except transport.DeliveryFailed as failure:
-        # A bounce's report quotes the remote's own answer.
-        reply = failure.reply
-        outcome = partial(_bounce, remote=failure.remote) if failure.permanent else _defer
-        _record(item_id, token, lambda item: outcome(_tried(item), reply))
+        log.warning("outbound items %s were taken over by another worker while this one "
+                    "tried their servers: not sent further", ids)
+        return
+    except (transport.TlsUnavailable, transport.DeliveryFailed) as whole:
+        failures = dict.fromkeys(range(len(ids)), whole)
+    for position, failure in failures.items():
+        _record(ids[position], token, _failed(failure))
+
+
+def _failed(failure: transport.DeliveryFailed | transport.TlsUnavailable
+            ) -> Callable[[OutboundItem], None]:
+    """What to record of an item that was not delivered."""
+    if isinstance(failure, transport.TlsUnavailable):
+        reason = str(failure)
+        return lambda item: _tls_failed(_tried(item), reason)
+    # A bounce's report quotes the remote's own answer.
+    outcome = partial(_bounce, remote=failure.remote) if failure.permanent else _defer
+    return lambda item: outcome(_tried(item), failure.reply)
 
 
 def _tried(item: OutboundItem) -> OutboundItem:

@@ -1,95 +1,115 @@
-"""Handing one message for one recipient to the next hop: a maildir, a relay, or the MX.
+"""Handing one message for its recipients at one destination to the next hop: a
+maildir, a relay, or the MX.
 
-``send`` returns the text of the delivery event, or raises :class:`DeliveryFailed`
-(temporary or permanent, with the reply that said so) or :class:`TlsUnavailable`
-(a TLS requirement that no server could meet).
+``send`` delivers to all the recipients in one SMTP transaction per server (one RCPT
+each), over a session that a :class:`~app.delivery.sessions.Sessions` may keep open for
+the next message to that server. It reports each recipient delivered (``accepted``) or
+returns why it was not: a :class:`DeliveryFailed` (temporary or permanent, with the
+reply that said so) or a :class:`TlsUnavailable` (a TLS requirement that no server could
+meet). What fails for the whole destination (its DNS, the relay's check) it raises.
+The message goes out as each server can take it (app/delivery/encodings.py).
 
 The duplicate window. Once the remote server has answered 250 to the message's data the
 message is its responsibility; until the caller has committed that fact, a crash (or a
-failed commit) leaves the queue item to be tried again, and the recipient gets the
-message twice. ``send`` calls ``accepted`` right after that 250, before it says QUIT,
-so the window is the caller's commit alone: no round trip, and no server that stalls
-after its 250 (QUIT waits at most :data:`QUIT_TIMEOUT`, and a QUIT that fails changes
-nothing: the message was delivered). What remains cannot be closed from this side:
-SMTP has no two-phase commit, so a crash between the 250 and the commit, or a 250 lost
-on the way back to us (the server has the message, we time out and retry), still means
-a second copy.
+failed commit) leaves the queue items to be tried again, and the recipients get the
+message twice. ``send`` calls ``accepted`` right after that 250, before anything else
+(another message, RSET, QUIT), so the window is the caller's commit alone: no round
+trip, and no server that stalls after its 250 (QUIT waits at most
+:data:`~app.delivery.sessions.QUIT_TIMEOUT`, and a QUIT that fails changes nothing: the
+message was delivered). What remains cannot be closed from this side: SMTP has no
+two-phase commit, so a crash between the 250 and the commit, or a 250 lost on the way
+back to us (the server has the message, we time out and retry), still means a second
+copy.
 """
 
 from __future__ import annotations
 
 import mailbox
 import smtplib
-import socket
-import ssl
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Sequence
 
+from app.delivery import encodings
 from app.delivery.destinations import (
     RELAY_PORTS,
     DeliveryFailed,
     Options,
-    RemoteAnswer,
+    loops_back,
     may_connect,
     mx_hosts,
     parse_relay,
     relay_addresses,
 )
+from app.delivery.sessions import Key, Session, Sessions, TlsUnavailable, close, failure
 from app.models import DELIVERED_VIA_MX
 
-#: seconds to wait for the answer to QUIT, after the message was accepted
-QUIT_TIMEOUT = 5
+__all__ = ["DeliveryFailed", "Options", "Sessions", "TlsUnavailable", "send"]
+
+#: why a recipient was not delivered
+Failure = DeliveryFailed | TlsUnavailable
 
 
-class TlsUnavailable(Exception):
-    """TLS was required and could not be negotiated with any server."""
-
-
-def send(target: str, raw: bytes, mail_from: str, rcpt: str, *, tls: str | None = None,
-         options: Options | None = None, restricted: bool = False,
-         accepted: Callable[[str], object] | None = None,
-         before_next: Callable[[], object] | None = None) -> str:
-    """Deliver ``raw`` to ``rcpt`` through ``target`` (mx, smtp://host:port, maildir:PATH).
+def send(target: str, raw: bytes, mail_from: str, rcpts: Sequence[str], *,
+         tls: str | None = None, options: Options | None = None, restricted: bool = False,
+         accepted: Callable[[list[int], str], object] | None = None,
+         before_next: Callable[[], Collection[int]] | None = None,
+         sessions: Sessions | None = None) -> dict[int, Failure]:
+    """Deliver ``raw`` to ``rcpts`` (all at one domain) through ``target`` (mx,
+    smtp://host:port, maildir:PATH); the recipients not delivered, by their position in
+    ``rcpts``, with why.
 
     ``restricted`` says a tenant administrator chose the relay ``target``: the gateway
     then connects only where such a one may aim it (:func:`relay_refusal`), judging the
     addresses the host has now, not those it had when the setting was saved.
-    ``accepted`` is called with the event text as soon as the message is delivered (for
-    SMTP: right after the server's 250, before QUIT); whatever it raises is not a
-    delivery failure and is raised as it is. ``before_next`` is called before each
-    server after the first (trying several can take minutes); what it raises stops the
-    delivery and is raised as it is.
+    ``accepted`` is called with the positions of the recipients delivered and the event
+    text as soon as a server took the message (for SMTP: right after its 250); whatever
+    it raises is not a delivery failure and is raised as it is. ``before_next`` is
+    called before each server after the first (trying several can take minutes) and
+    answers the positions still to be sent; what it raises stops the delivery and is
+    raised as it is. ``sessions`` keeps sessions open for the next message; without it
+    each session ends with this call.
     """
     options = options or Options()
+    pending = dict(enumerate(rcpts))
     if target.startswith("maildir:"):
-        mailbox.Maildir(target.removeprefix("maildir:"), create=True).add(raw)
-        event = f"Delivered to the maildir {target.removeprefix('maildir:')}"
+        folder = mailbox.Maildir(target.removeprefix("maildir:"), create=True)
+        for _ in pending:
+            folder.add(raw)
         if accepted is not None:
-            accepted(event)
-        return event
+            accepted(list(pending), f"Delivered to the maildir {target.removeprefix('maildir:')}")
+        return {}
     if target.startswith("smtp://"):
         host, port, addresses = _relay_addresses(target, options, restricted)
-        hosts = [(host, addresses)]
+        hosts, destination = [(host, addresses)], host
 
-        def describe(used: _Used) -> str:
-            return f"Relayed to {host}:{port} ({used.tls_version or 'no TLS'})"
+        def describe(host: str, session: Session) -> str:
+            return f"Relayed to {host}:{port} ({session.tls_version or 'no TLS'})"
     elif target == "mx":
-        domain = rcpt.rpartition("@")[2]
-        hosts = mx_hosts(domain, options)
-        port = options.delivery_port
+        destination = _one_domain(rcpts)
+        hosts, port = mx_hosts(destination, options), options.delivery_port
 
-        def describe(used: _Used) -> str:
-            return f"{DELIVERED_VIA_MX}: {used.host} ({used.tls_version or 'no TLS'})"
+        def describe(host: str, session: Session) -> str:
+            return f"{DELIVERED_VIA_MX}: {host} ({session.tls_version or 'no TLS'})"
     else:
         raise ValueError(f"unknown delivery target {target!r}")
 
-    def then(used: _Used) -> None:
+    def then(positions: list[int], host: str, session: Session) -> None:
         if accepted is not None:
-            accepted(describe(used))
+            accepted(positions, describe(host, session))
 
-    return describe(_first_that_takes_it(hosts, port, raw, mail_from, rcpt, tls, options,
-                                         before_next,
-                                         then))
+    kept = sessions if sessions is not None else Sessions()
+    try:
+        return _Attempt(port, destination, raw, mail_from, tls, options, kept,
+                        then).through(hosts, pending, before_next)
+    finally:
+        if sessions is None:
+            kept.close()
+
+
+def _one_domain(rcpts: Sequence[str]) -> str:
+    domains = {rcpt.rpartition("@")[2].lower() for rcpt in rcpts}
+    if len(domains) != 1:
+        raise ValueError(f"one delivery by MX goes to one domain, not {sorted(domains)}")
+    return domains.pop()
 
 
 def _relay_addresses(target: str, options: Options,
@@ -117,140 +137,139 @@ def _relay_addresses(target: str, options: Options,
 # --- SMTP ------------------------------------------------------------------------------
 
 
-@dataclass
-class _Used:
-    host: str
-    tls_version: str | None
+class _Attempt:
+    """One message to one destination: its servers tried in order until each recipient
+    is delivered or refused for good, or none is left to try."""
+
+    def __init__(self, port, destination, raw, mail_from, tls, options, sessions, then):
+        self.port, self.destination, self.raw, self.mail_from = port, destination, raw, mail_from
+        self.tls, self.options, self.sessions, self.then = tls, options, sessions, then
+
+    def through(self, hosts, pending: dict[int, str], before_next) -> dict[int, Failure]:
+        failed: dict[int, Failure] = {}
+        last = "4.4.1 No mail server could be reached"
+        last_for: dict[int, str] = {}
+        tls_problems, tried, own = [], 0, 0
+        for host, host_addresses in hosts:
+            if not host_addresses:
+                last = f"4.4.4 {host} has no address"
+                continue
+            for address in host_addresses:
+                if loops_back(address, self.port, self.options.own_listener):
+                    own += 1  # our own SMTP ingress: it would hand the message back here
+                    continue
+                if tried and before_next is not None:
+                    still = set(before_next())
+                    pending = {p: rcpt for p, rcpt in pending.items() if p in still}
+                tried += 1
+                try:
+                    outcomes = self._via((host, address, self.port, self.tls), pending)
+                except TlsUnavailable as problem:
+                    tls_problems.append(str(problem))
+                    continue
+                except DeliveryFailed as whole:
+                    outcomes = dict.fromkeys(pending, whole)
+                for position, outcome in outcomes.items():
+                    if outcome is not None and not outcome.permanent:
+                        last_for[position] = outcome.reply  # left for the next server
+                        continue
+                    del pending[position]
+                    if outcome is not None:
+                        failed[position] = outcome
+                if not pending:
+                    return failed
+        return failed | self._left(pending, last, last_for, tls_problems, tried, own)
+
+    def _left(self, pending, last, last_for, tls_problems, tried, own) -> dict[int, Failure]:
+        """Why the recipients that no server took or refused for good were not delivered."""
+        if tls_problems and len(tls_problems) == tried:
+            problem = TlsUnavailable("; ".join(tls_problems))
+            return dict.fromkeys(pending, problem)
+        if own and not tried:
+            # As Postfix: the destination is this gateway itself, which no retry changes.
+            loop = DeliveryFailed(f"5.4.6 mail for {self.destination} loops back to myself",
+                                  permanent=True)
+            return dict.fromkeys(pending, loop)
+        return {p: DeliveryFailed(last_for.get(p, last), permanent=False) for p in pending}
+
+    def _via(self, key: Key, pending: dict[int, str]) -> dict[int, DeliveryFailed | None]:
+        """One transaction with the server ``key`` names, over a kept or a new session;
+        None for a recipient delivered, else the failure."""
+        host = key[0]
+        session = self.sessions.open(key, self.options)
+
+        def delivered(positions: list[int]) -> None:
+            self.then(positions, host, session)
+
+        try:
+            outcomes, closing = _transaction(session, host, self.raw, self.mail_from,
+                                             pending, delivered)
+        except (OSError, smtplib.SMTPException) as error:
+            close(session.client, 0)
+            raise DeliveryFailed(f"4.4.2 {host}: {error or type(error).__name__}",
+                                 permanent=False) from None
+        except BaseException:
+            close(session.client, session.quit_timeout)
+            raise
+        if closing:
+            close(session.client, session.quit_timeout)
+        else:
+            self.sessions.keep(key, session)
+        return outcomes
 
 
-class _SMTP(smtplib.SMTP):
-    """smtplib connecting to an address we resolved, while naming the host for TLS."""
-
-    def __init__(self, address: str, **kwargs):
-        self._address = address
-        super().__init__(**kwargs)
-
-    def _get_socket(self, host, port, timeout):
-        return socket.create_connection((self._address, port), timeout, self.source_address)
-
-
-def _tls_context(level: str | None, ca_file: str) -> ssl.SSLContext:
-    if level == "verify":
-        # Checks the chain and that the certificate names the MX host.
-        return ssl.create_default_context(cafile=ca_file or None)
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE  # "encrypt" and opportunistic TLS: no check
-    return context
-
-
-def _first_that_takes_it(hosts, port, raw, mail_from, rcpt, tls, options, before_next,
-                         then) -> _Used:
-    """Try each host and address in order until one takes the message or refuses it."""
-    last_temporary = "4.4.1 No mail server could be reached"
-    tls_problems = []
-    tried = 0
-    for host, host_addresses in hosts:
-        if not host_addresses:
-            last_temporary = f"4.4.4 {host} has no address"
-            continue
-        for address in host_addresses:
-            if tried and before_next is not None:
-                before_next()
-            tried += 1
-            try:
-                return _deliver(host, address, port, raw, mail_from, rcpt, tls, options, then)
-            except TlsUnavailable as problem:
-                tls_problems.append(str(problem))
-            except DeliveryFailed as failure:
-                if failure.permanent:
-                    raise
-                last_temporary = failure.reply
-    if tls_problems and len(tls_problems) == sum(len(a) for _, a in hosts):
-        raise TlsUnavailable("; ".join(tls_problems))
-    raise DeliveryFailed(last_temporary, permanent=False)
-
-
-def _deliver(host, address, port, raw, mail_from, rcpt, tls, options, then) -> _Used:
-    """One SMTP session; ``then(used)`` runs after the 250 to the data, before QUIT."""
+def _transaction(session: Session, host: str, raw: bytes, mail_from: str,
+                 pending: dict[int, str], delivered: Callable[[list[int]], None]
+                 ) -> tuple[dict[int, DeliveryFailed | None], bool]:
+    """MAIL, one RCPT per recipient, DATA; the outcome of each recipient, and whether
+    the server is closing the session (421)."""
+    client = session.client
+    outcomes: dict[int, DeliveryFailed | None] = {}
+    smtputf8 = client.has_extn("smtputf8")
+    for position, rcpt in pending.items():
+        if not rcpt.isascii() and not smtputf8:
+            outcomes[position] = DeliveryFailed(
+                f"5.6.7 {host} does not accept addresses that are not ASCII (no SMTPUTF8)",
+                permanent=True)
+    sending = {p: rcpt for p, rcpt in pending.items() if p not in outcomes}
+    if not sending:
+        return outcomes, False
     try:
-        # Naming the host here makes smtplib check the certificate against it.
-        client = _SMTP(address, host=host, port=port, local_hostname=options.helo_name or None,
-                       timeout=options.timeout)
-    except (OSError, smtplib.SMTPException) as error:
-        raise DeliveryFailed(f"4.4.1 {host} [{address}]: {error or type(error).__name__}",
-                             permanent=False) from None
+        wire = encodings.for_server(
+            raw, eight_bit_mime=client.has_extn("8bitmime"), smtputf8=smtputf8,
+            utf8_addresses=not mail_from.isascii() or not all(
+                rcpt.isascii() for rcpt in sending.values()), host=host)
+    except DeliveryFailed as unfit:
+        return outcomes | dict.fromkeys(sending, unfit), False
+    options = list(wire.mail_options)
+    if client.has_extn("size"):
+        options.append(f"SIZE={len(wire.data)}")
+    client.command_encoding = "ascii"  # smtplib's MAIL turns it to UTF-8 for SMTPUTF8
+    code, reply = client.mail(mail_from, options)
+    if code != 250:
+        if code != 421:
+            client.rset()
+        return outcomes | dict.fromkeys(sending, failure(host, code, reply)), code == 421
+    taken = []
+    for position, rcpt in sending.items():
+        code, reply = client.rcpt(rcpt)
+        if code in (250, 251):
+            taken.append(position)
+        else:
+            outcomes[position] = failure(host, code, reply)
+            if code == 421:
+                return outcomes | dict.fromkeys(sending.keys() - outcomes.keys(),
+                                                outcomes[position]), True
+    if not taken:
+        client.rset()
+        return outcomes, False
     try:
-        used = _transfer(client, host, raw, mail_from, rcpt, tls, options)
-        # Delivered: whatever happens from here on (QUIT included) is not a failure.
-        then(used)
-        return used
-    finally:
-        _close(client, min(options.timeout, QUIT_TIMEOUT))
-
-
-def _transfer(client, host, raw, mail_from, rcpt, tls, options) -> _Used:
-    try:
-        client.ehlo()
-        tls_version = None
-        if client.has_extn("starttls"):
-            try:
-                client.starttls(context=_tls_context(tls, options.ca_file))
-            except (ssl.SSLError, ssl.CertificateError) as error:
-                if tls:
-                    raise TlsUnavailable(f"{host}: {error}") from None
-                raise DeliveryFailed(f"4.7.0 TLS with {host} failed: {error}",
-                                     permanent=False) from None
-            except smtplib.SMTPResponseException as refused:
-                # Offered, then refused: for a TLS requirement the same as not offered
-                # (CCM fallback or bounce, as the policy says), never a bounce of its own.
-                reply = refused.smtp_error.decode("utf-8", errors="replace") \
-                    if isinstance(refused.smtp_error, bytes) else str(refused.smtp_error)
-                if tls:
-                    raise TlsUnavailable(f"{host} refused STARTTLS: {refused.smtp_code} "
-                                         f"{reply}") from None
-                raise DeliveryFailed(f"4.7.0 {host} refused STARTTLS: {refused.smtp_code} "
-                                     f"{reply}", permanent=False) from None
-            client.ehlo()
-            tls_version = client.sock.version()
-        elif tls:
-            raise TlsUnavailable(f"{host} does not offer STARTTLS")
-        client.sendmail(mail_from, [rcpt], raw, mail_options=_utf8_options(client, host,
-                                                                           mail_from, rcpt))
-        return _Used(host, tls_version)
-    except smtplib.SMTPRecipientsRefused as refused:
-        code, text = next(iter(refused.recipients.values()))
-        raise _failure(host, code, text) from None
-    except smtplib.SMTPResponseException as error:
-        raise _failure(host, error.smtp_code, error.smtp_error) from None
-    except (OSError, smtplib.SMTPException) as error:
-        raise DeliveryFailed(f"4.4.2 {host}: {error or type(error).__name__}",
-                             permanent=False) from None
-
-
-def _utf8_options(client: smtplib.SMTP, host: str, mail_from: str, rcpt: str) -> list[str]:
-    """SMTPUTF8 for an address that is not ASCII (RFC 6531): a server that does not offer
-    it can never take the message."""
-    if mail_from.isascii() and rcpt.isascii():
-        return []
-    if not client.has_extn("smtputf8"):
-        raise DeliveryFailed(f"5.6.7 {host} does not accept addresses that are not ASCII "
-                             f"(no SMTPUTF8)", permanent=True)
-    return ["SMTPUTF8"]
-
-
-def _failure(host: str, code: int, text: bytes | str) -> DeliveryFailed:
-    if isinstance(text, bytes):
-        text = text.decode("utf-8", errors="replace")
-    return DeliveryFailed(f"{host} said: {code} {text}", permanent=500 <= code < 600,
-                          remote=RemoteAnswer(host, " ".join(f"{code} {text}".split())))
-
-
-def _close(client: smtplib.SMTP, timeout: float) -> None:
-    """Say QUIT, waiting ``timeout`` seconds at most for the answer, whatever it is."""
-    try:
-        if client.sock is not None:
-            client.sock.settimeout(timeout)
-        client.quit()
-    except (OSError, smtplib.SMTPException):
-        client.close()
+        code, reply = client.data(wire.data)
+    except smtplib.SMTPDataError as refused:  # DATA itself refused, before the content
+        code, reply = refused.smtp_code, refused.smtp_error
+        if code != 421:
+            client.rset()
+    if code != 250:
+        return outcomes | dict.fromkeys(taken, failure(host, code, reply)), code == 421
+    delivered(taken)  # before anything else is said to the server
+    return outcomes | dict.fromkeys(taken), False

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import pytest
 from support import PASSWORD, post_form, without_trace
 
+from app.delivery.encodings import crlf
 from app.domain.passwords import hash_password
 from app.extensions import db
 from app.mail import mime
@@ -207,8 +208,10 @@ def test_no_copy_and_no_portal_page_shows_bcc(app, gateway, routes, ingress_serv
 
     (by_mx,) = [d for d in mx.wait_for(1) if d.rcpt_tos == ["pat@partner.test"]]
     (by_relay,) = maildir_copies(relay)
+    assert without_trace(by_relay) == expected
+    # SMTP carries lines ending in CRLF only
+    assert without_trace(by_mx.data) == crlf(expected)
     for copy in (by_mx.data, by_relay):
-        assert without_trace(copy) == expected
         assert_no_stripped_header(copy)
         assert not any(address.encode() in copy for address in HIDDEN)
 
