@@ -15,7 +15,7 @@ from app.config import RESET_LINK_LIFETIME
 from app.domain import auth_sessions, passwords, tokens
 from app.extensions import db
 from app.mail import addresses
-from app.models import PasswordReset, Tenant, User
+from app.models import PasswordReset, Role, Side, Tenant, User
 
 #: consecutive failures allowed before an account is locked for a while
 MAX_FAILURES = 5
@@ -202,13 +202,13 @@ def create_first_administrator() -> tuple[User, str] | None:
     The account belongs to the first tenant, created as "default" when there is none;
     its password is generated and must be changed at first sign-in.
     """
-    if db.session.scalar(select(User.id).where(User.role == "admin").limit(1)):
+    if db.session.scalar(select(User.id).where(User.role == Role.ADMIN).limit(1)):
         return None
     tenant = db.session.scalar(select(Tenant).order_by(Tenant.id).limit(1))
     if tenant is None:
         tenant = Tenant(slug="default", name="Default organisation")
         db.session.add(tenant)
-    user = User(tenant=tenant, email="admin@localhost", kind="internal", role="admin",
+    user = User(tenant=tenant, email="admin@localhost", kind=Side.INTERNAL, role=Role.ADMIN,
                 failed_signins=0, disabled=False, is_platform_admin=True)
     db.session.add(user)
     return user, set_generated_password(user)

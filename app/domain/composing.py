@@ -16,7 +16,7 @@ from app.delivery import mail_templates
 from app.domain import ingest
 from app.domain.routing import MODES
 from app.extensions import db
-from app.models import Draft, Message, User
+from app.models import Draft, Message, Mode, Side, User
 
 _PART = r"[^@\s<>,;\"\x00-\x1f\x7f]+"  # no separator, quote or control character
 _ADDRESS = re.compile(rf"^{_PART}@{_PART}\.{_PART}$")
@@ -205,9 +205,9 @@ def mode_for(user: User, asked: str | None) -> str:
     """The CCM mode a message written in the portal goes with. An external recipient's
     reply always goes by CCM to external parties; an internal user chooses only with
     the permission, else "off" (the tenant's policies still apply)."""
-    if user.kind != "internal":
-        return "external"
-    return asked if user.may_use_portal_ccm and asked else "off"
+    if user.kind != Side.INTERNAL:
+        return Mode.EXTERNAL
+    return asked if user.may_use_portal_ccm and asked else Mode.OFF
 
 
 # --- drafts ----------------------------------------------------------------------------
@@ -263,7 +263,7 @@ def save_draft(
         draft = Draft(user=user, public_id=secrets.token_urlsafe(16))
         db.session.add(draft)
     draft.to, draft.cc, draft.subject, draft.body = to, cc, subject, body
-    draft.mode = mode if user.may_use_portal_ccm and mode in MODES else "off"
+    draft.mode = mode if user.may_use_portal_ccm and mode in MODES else Mode.OFF
     return draft
 
 

@@ -15,7 +15,17 @@ from app.config import SESSION_ABSOLUTE_TIMEOUT
 from app.domain import notices
 from app.domain.delivery_events import record, record_all
 from app.extensions import db
-from app.models import AuthSession, Message, OutboundItem, PasswordReset, Recipient, Tenant
+from app.models import (
+    AuthSession,
+    Message,
+    OutboundItem,
+    PasswordReset,
+    QueueState,
+    Recipient,
+    RecipientState,
+    Route,
+    Tenant,
+)
 
 BATCH = 500
 
@@ -38,8 +48,9 @@ def purge_expired(*, batch: int = BATCH, limit: int | None = None) -> int:
                            .values(raw=None, parts=None, purged_at=now)
                            .execution_options(synchronize_session=False))
         db.session.execute(update(Recipient)
-                           .where(Recipient.message_id.in_(ids), Recipient.state == "held")
-                           .values(state="expired")
+                           .where(Recipient.message_id.in_(ids),
+                                  Recipient.state == RecipientState.HELD)
+                           .values(state=RecipientState.EXPIRED)
                            .execution_options(synchronize_session=False))
         record_all(select(Recipient.id).where(Recipient.message_id.in_(ids)), "expired",
                    "Expired: the visibility window ended and the content was deleted")
@@ -56,7 +67,8 @@ def due_for_purge(now, size: int) -> Select:
     """
     unfinished = exists().where(
         OutboundItem.recipient_id == Recipient.id, Recipient.message_id == Message.id,
-        OutboundItem.kind == "delivery", OutboundItem.state.in_(("pending", "sending")))
+        OutboundItem.kind == "delivery",
+        OutboundItem.state.in_((QueueState.PENDING, QueueState.SENDING)))
     return (select(Message.id)
             .where(Message.purged_at.is_(None), Message.expires_at <= now, ~unfinished)
             .order_by(Message.expires_at, Message.id)
@@ -71,8 +83,8 @@ def warn_unopened(*, batch: int = BATCH) -> int:
         horizon = now + timedelta(days=tenant.expiry_warning_days)
         while due := list(db.session.scalars(
             select(Recipient).join(Recipient.message)
-            .where(Message.tenant_id == tenant.id, Recipient.route == "ccm",
-                   Recipient.state == "held", Recipient.first_opened_at.is_(None),
+            .where(Message.tenant_id == tenant.id, Recipient.route == Route.CCM,
+                   Recipient.state == RecipientState.HELD, Recipient.first_opened_at.is_(None),
                    Recipient.expiry_warned_at.is_(None), Recipient.visible_until > now,
                    Recipient.visible_until <= horizon)
             .order_by(Recipient.visible_until).limit(batch))):
@@ -102,7 +114,7 @@ def clean_up(*, queue_retention: timedelta = timedelta(days=7)) -> dict[str, int
             | (AuthSession.created_at < now - SESSION_ABSOLUTE_TIMEOUT)
         ).delete(synchronize_session=False),
         "queue items": db.session.query(OutboundItem).filter(and_(
-            OutboundItem.state.in_(("done", "failed")),
+            OutboundItem.state.in_((QueueState.DONE, QueueState.FAILED)),
             OutboundItem.finished_at < now - queue_retention,
         )).delete(synchronize_session=False),
     }

@@ -18,7 +18,7 @@ from app.clock import utcnow
 from app.domain.delivery_events import record
 from app.domain.searching import search_text
 from app.extensions import db
-from app.models import Message, Recipient, User
+from app.models import Message, Recipient, RecipientState, Route, User
 
 PER_PAGE = 20
 
@@ -85,8 +85,8 @@ def _listing(searching: bool):
         select(Recipient.first_opened_at, Recipient.visible_until, Message.public_id,
                Message.header_from, Message.mail_from, Message.subject, Message.received_at)
         .join(Recipient.message)
-        .where(Recipient.user_id == bindparam("user_id"), Recipient.state == "held",
-               Recipient.route == "ccm", Message.tenant_id == bindparam("tenant_id"),
+        .where(Recipient.user_id == bindparam("user_id"), Recipient.state == RecipientState.HELD,
+               Recipient.route == Route.CCM, Message.tenant_id == bindparam("tenant_id"),
                Recipient.visible_until > bindparam("now"))
     )
     if searching:
@@ -135,7 +135,7 @@ def copy_for(user: User, public_id: str) -> Recipient | None:
     return db.session.scalar(
         select(Recipient).join(Recipient.message).options(contains_eager(Recipient.message))
         .where(Message.public_id == public_id, Recipient.user_id == user.id,
-               Recipient.route == "ccm", Message.tenant_id == user.tenant_id)
+               Recipient.route == Route.CCM, Message.tenant_id == user.tenant_id)
     )
 
 

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from app.clock import utcnow
 from app.domain import tokens
 from app.extensions import db
-from app.models import RecoveryCode, User
+from app.models import RecoveryCode, Side, User
 
 #: steps accepted either side of the current one
 DRIFT_STEPS = 1
@@ -28,7 +28,7 @@ RECOVERY_CODES = 10
 def policy_for(user: User) -> str:
     """What the user's tenant asks of them: off, optional or required."""
     tenant = user.tenant
-    return tenant.second_factor_internal if user.kind == "internal" else \
+    return tenant.second_factor_internal if user.kind == Side.INTERNAL else \
         tenant.second_factor_external
 
 

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from app.clock import utcnow
 from app.extensions import db
 from app.models.user import User
+from app.models.vocabulary import Mode
 
 
 class Draft(db.Model):
@@ -23,7 +24,7 @@ class Draft(db.Model):
     cc: Mapped[str] = mapped_column(Text, default="")
     subject: Mapped[str] = mapped_column(String(998), default="")
     body: Mapped[str] = mapped_column(Text, default="")
-    mode: Mapped[str] = mapped_column(String(10), default="off")
+    mode: Mapped[str] = mapped_column(String(10), default=Mode.OFF)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     user: Mapped[User] = relationship()
