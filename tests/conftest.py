@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextvars
 import os
 import shutil
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import create_engine, inspect, text
 from support import PASSWORD, assert_agrees, original_scan, post_form
 
-from app import create_app, database
+from app import clock, create_app, database
 from app.domain.passwords import hash_password
 from app.extensions import db, limiter
 from app.mail import parts
@@ -168,6 +169,34 @@ class Auth:
 @pytest.fixture
 def auth(client):
     return Auth(client)
+
+
+# --- time ---------------------------------------------------------------------------
+
+
+class FrozenClock:
+    """The time every module of the application sees (app/clock.py), held still: at the
+    real time when the test starts, then wherever the test ``set``s or ``advance``s it."""
+
+    def __init__(self) -> None:
+        self.now = clock.utcnow()
+        clock.freeze(self.now)
+
+    def set(self, moment: datetime) -> None:
+        self.now = moment
+        clock.freeze(moment)
+
+    def advance(self, delta: timedelta) -> None:
+        self.set(self.now + delta)
+
+
+@pytest.fixture
+def frozen_clock():
+    frozen = FrozenClock()
+    try:
+        yield frozen
+    finally:
+        clock.freeze(None)
 
 
 @pytest.fixture(autouse=True)

@@ -10,7 +10,7 @@ from datetime import timedelta
 
 from sqlalchemy import Select, and_, exists, select, update
 
-from app.clock import utcnow
+from app import clock
 from app.config import SESSION_ABSOLUTE_TIMEOUT
 from app.domain import notices
 from app.domain.delivery_events import record, record_all
@@ -38,7 +38,7 @@ def purge_expired(*, batch: int = BATCH, limit: int | None = None) -> int:
     """
     purged = 0
     while limit is None or purged < limit:
-        now = utcnow()
+        now = clock.utcnow()
         ids = list(db.session.scalars(
             due_for_purge(now, batch if limit is None else min(batch, limit - purged))))
         if not ids:
@@ -78,7 +78,7 @@ def due_for_purge(now, size: int) -> Select:
 def warn_unopened(*, batch: int = BATCH) -> int:
     """Tell recipients who have not opened a message that it expires soon; once each."""
     warned = 0
-    now = utcnow()
+    now = clock.utcnow()
     for tenant in db.session.scalars(select(Tenant).where(Tenant.expiry_warning_days > 0)):
         horizon = now + timedelta(days=tenant.expiry_warning_days)
         while due := list(db.session.scalars(
@@ -104,7 +104,7 @@ def _warn(recipient: Recipient, now) -> None:
 def clean_up(*, queue_retention: timedelta = timedelta(days=7)) -> dict[str, int]:
     """Delete what nobody needs any more: used or expired links, ended sessions, old
     finished queue items. (Throttling counters expire in their own store.)"""
-    now = utcnow()
+    now = clock.utcnow()
     counts = {
         "reset links": db.session.query(PasswordReset).filter(
             (PasswordReset.expires_at < now) | PasswordReset.used_at.isnot(None)

@@ -8,7 +8,7 @@ from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from app.clock import utcnow
+from app import clock
 from app.domain import accounts, links, notices
 from app.domain.delivery_events import record
 from app.extensions import db
@@ -85,6 +85,6 @@ def revoke(recipient: Recipient, *, by: str) -> bool:
     if recipient.route != Route.CCM or recipient.state != RecipientState.HELD:
         return False
     recipient.state = RecipientState.REVOKED
-    recipient.revoked_at = utcnow()
+    recipient.revoked_at = clock.utcnow()
     record(recipient, "revoked", f"Revoked by {by}")
     return True

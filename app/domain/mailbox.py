@@ -14,7 +14,7 @@ from sqlalchemy import bindparam, func, or_, select
 from sqlalchemy.engine import Row
 from sqlalchemy.orm import contains_eager
 
-from app.clock import utcnow
+from app import clock
 from app.domain.delivery_events import record
 from app.domain.searching import search_text
 from app.extensions import db
@@ -110,7 +110,7 @@ def _page_of(searching: bool):
 def inbox(user: User, *, query: str = "", number: int = 1) -> Listing:
     """The user's CCM messages at their tenant, newest first, searched and paged."""
     query = search_text(query)
-    values = {"user_id": user.id, "tenant_id": user.tenant_id, "now": utcnow()}
+    values = {"user_id": user.id, "tenant_id": user.tenant_id, "now": clock.utcnow()}
     if query:
         escaped = query.replace("/", "//").replace("%", "/%").replace("_", "/_")
         values["pattern"] = f"%{escaped}%"
@@ -140,13 +140,13 @@ def copy_for(user: User, public_id: str) -> Recipient | None:
 
 
 def is_expired(copy: Recipient) -> bool:
-    return copy.visible_until is None or copy.visible_until <= utcnow() or \
+    return copy.visible_until is None or copy.visible_until <= clock.utcnow() or \
         copy.message.purged_at is not None
 
 
 def opened(copy: Recipient, client_address: str | None) -> None:
     """Record the first time the recipient opens their copy."""
     if copy.first_opened_at is None:
-        copy.first_opened_at = utcnow()
+        copy.first_opened_at = clock.utcnow()
         copy.first_opened_from = client_address
         record(copy, "opened", f"Opened by the recipient from {client_address or 'unknown'}")

@@ -15,7 +15,7 @@ import pyotp
 import segno
 from sqlalchemy import select
 
-from app.clock import utcnow
+from app import clock
 from app.domain import tokens
 from app.extensions import db
 from app.models import RecoveryCode, Side, User
@@ -81,7 +81,7 @@ def enrol(user: User, secret: str, code: str, now: datetime | None = None) -> li
     step = _matching_step(secret, code, now)
     if step is None:
         return None
-    user.totp_secret, user.totp_last_step, user.totp_enrolled_at = secret, step, utcnow()
+    user.totp_secret, user.totp_last_step, user.totp_enrolled_at = secret, step, clock.utcnow()
     return new_recovery_codes(user)
 
 
@@ -99,7 +99,7 @@ def _use_recovery_code(user: User, code: str) -> bool:
         RecoveryCode.code_digest == tokens.digest(code.strip().lower())))
     if record is None:
         return False
-    record.used_at = utcnow()
+    record.used_at = clock.utcnow()
     return True
 
 

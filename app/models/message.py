@@ -12,7 +12,7 @@ from datetime import datetime
 from sqlalchemy import JSON, ForeignKey, Index, LargeBinary, String, Text, event, text
 from sqlalchemy.orm import Mapped, deferred, mapped_column, relationship
 
-from app.clock import utcnow
+from app import clock
 from app.extensions import db
 from app.models.policy import Policy
 from app.models.tenant import Tenant
@@ -43,7 +43,7 @@ class Message(db.Model):
     header_from: Mapped[str] = mapped_column(String(998), default="")
     subject: Mapped[str] = mapped_column(String(998), default="")
     message_id_header: Mapped[str] = mapped_column(String(998), default="")
-    received_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    received_at: Mapped[datetime] = mapped_column(default=clock.utcnow, index=True)
     client_address: Mapped[str] = mapped_column(String(64), default="")
     received_over_tls: Mapped[bool] = mapped_column(default=False)
     size: Mapped[int] = mapped_column(default=0)
@@ -122,7 +122,7 @@ class DeliveryEvent(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     recipient_id: Mapped[int] = mapped_column(ForeignKey("recipient.id", ondelete="CASCADE"),
                                               index=True)
-    at: Mapped[datetime] = mapped_column(default=utcnow)
+    at: Mapped[datetime] = mapped_column(default=clock.utcnow)
     kind: Mapped[str] = mapped_column(String(20))
     text: Mapped[str] = mapped_column(Text)
 

@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import JSON, ForeignKey, Index, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, deferred, mapped_column, relationship
 
-from app.clock import utcnow
+from app import clock
 from app.extensions import db
 from app.models.message import Recipient
 from app.models.tenant import Tenant
@@ -39,8 +39,8 @@ class OutboundItem(db.Model):
     #: a QueueState
     state: Mapped[str] = mapped_column(String(10), default=QueueState.PENDING)
     attempts: Mapped[int] = mapped_column(default=0)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=clock.utcnow)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=clock.utcnow)
     #: a worker that took the item holds it until then; after a crash it is retried
     lease_until: Mapped[datetime | None]
     #: drawn afresh by each take: a worker records its attempt only while it still holds

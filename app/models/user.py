@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from app.clock import utcnow
+from app import clock
 from app.extensions import db
 from app.models.tenant import ApplicationSettings, Tenant
 from app.models.vocabulary import Role, Side
@@ -46,7 +46,7 @@ class User(db.Model):
     #: per-user overrides of the profile: True allow, False deny, None as the profile says
     portal_ccm_override: Mapped[bool | None]
     send_secure_override: Mapped[bool | None]
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=clock.utcnow)
     last_signin_at: Mapped[datetime | None]
     password_changed_at: Mapped[datetime | None]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
-from app.clock import utcnow
+from app import clock
 from app.domain import reading
 from app.domain.mailbox import PER_PAGE, Page
 from app.extensions import db
@@ -47,7 +47,7 @@ def status(recipient: Recipient) -> str:
     if recipient.state == RecipientState.REVOKED:
         return "Revoked"
     if recipient.route == Route.CCM:
-        if recipient.visible_until and recipient.visible_until <= utcnow():
+        if recipient.visible_until and recipient.visible_until <= clock.utcnow():
             return "Expired"
         if recipient.replied_at:
             return f"Replied {recipient.replied_at:%d %b %H:%M} UTC"
