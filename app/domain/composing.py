@@ -9,9 +9,9 @@ from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import formatdate, make_msgid
 
-from flask import current_app
 from sqlalchemy import func, select
 
+from app.config import settings
 from app.delivery import mail_templates
 from app.domain import ingest
 from app.domain.routing import MODES
@@ -71,7 +71,7 @@ class Upload:
 
 def attachment_limit() -> int:
     """How many bytes of files fit in one message once base64 has grown them by a third."""
-    return current_app.config["MAX_MESSAGE_BYTES"] * 7 // 10
+    return settings().max_message_bytes * 7 // 10
 
 
 def check(*, to: str, cc: str, subject: str, body: str) -> None:
@@ -159,7 +159,7 @@ def submit(
             filename=upload.filename,
         )
     raw = message.as_bytes(policy=SMTP)
-    if len(raw) > current_app.config["MAX_MESSAGE_BYTES"]:
+    if len(raw) > settings().max_message_bytes:
         raise ComposeRefused(
             "The message with its attachments is larger than this portal "
             "accepts. Remove an attachment and try again."
@@ -169,7 +169,7 @@ def submit(
         user.email,
         everyone,
         client_address=client_address or "portal",
-        tls=current_app.config["HTTPS"],
+        tls=settings().https,
         mode=mode,
         tenant=user.tenant,
     )

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
-from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
@@ -14,6 +14,9 @@ from app.domain.delivery_events import record
 from app.extensions import db
 from app.mail import addresses
 from app.models import DELIVERED_TO_CCM, Recipient, RecipientState, Role, Route, Side, User
+
+#: a child of Flask's application logger ("app"), so it goes where that goes
+log = logging.getLogger(__name__)
 
 
 def hold(recipient: Recipient) -> None:
@@ -71,7 +74,7 @@ def _account(tenant, address: str) -> tuple[User, bool]:
         if existing is None:
             raise
         return existing, False
-    current_app.logger.info("created a portal account for %s at %s", email, tenant.slug)
+    log.info("created a portal account for %s at %s", email, tenant.slug)
     return user, True
 
 
