@@ -1,7 +1,6 @@
 """Delivery out: TLS levels and fallbacks, MX look-up rules, retries and bounces."""
 
 import threading
-import time
 from datetime import timedelta
 
 import pytest
@@ -400,10 +399,8 @@ def test_the_delivery_is_recorded_before_quit_and_a_failed_quit_changes_nothing(
     queue.start()
     try:
         sink.wait_for(1)
-        deadline = time.monotonic() + 2.5
-        while _state_in_database("delivery") != "done":
-            assert time.monotonic() < deadline, "not recorded before QUIT was answered"
-            time.sleep(0.05)
+        sink.wait_for_command("QUIT")
+        assert _state_in_database("delivery") == "done", "not recorded before QUIT was said"
         assert queue.is_alive(), "the worker should still be waiting for QUIT"
     finally:
         queue.join(timeout=30)
@@ -436,7 +433,7 @@ def test_an_item_taken_over_while_it_was_sent_is_recorded_by_its_new_holder_only
     sending = threading.Thread(target=in_app_context,
                                args=(app, runner._attempt, lease.item_id, lease.token))
     sending.start()
-    time.sleep(1)  # the old holder waits for the 250 to its data
+    sink.wait_for_command("DATA")  # the old holder waits for the 250 to its data
     (item,) = items("delivery")
     item.lease_token, item.lease_until = "another worker", utcnow() + LEASE
     db.session.commit()
@@ -462,7 +459,7 @@ def test_the_lease_is_renewed_before_each_further_server_and_a_lost_one_stops_th
     sending = threading.Thread(target=in_app_context,
                                args=(app, runner._attempt, lease.item_id, lease.token))
     sending.start()
-    time.sleep(2.2)  # the first server said 451; the backup is taking the data
+    backup.wait_for_command("DATA")  # the first server said 451; the backup has the data
     token, until = _lease_in_database()
     assert token == lease.token and until > taken_until  # renewed, still this worker's
     sending.join(timeout=30)
@@ -474,7 +471,7 @@ def test_the_lease_is_renewed_before_each_further_server_and_a_lost_one_stops_th
     sending = threading.Thread(target=in_app_context,
                                args=(app, runner._attempt, lease.item_id, lease.token))
     sending.start()
-    time.sleep(0.7)  # the first server is still taking its time
+    slow.wait_for_command("DATA", 2)  # the first server is taking its time again
     (item,) = [i for i in items("delivery") if i.id == lease.item_id]
     item.lease_token, item.lease_until = "another worker", utcnow() + LEASE
     db.session.commit()
