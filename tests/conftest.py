@@ -130,6 +130,13 @@ def make_tenant(app):
 
 
 @pytest.fixture
+def acme(make_tenant):
+    """Tenant acme, whose one domain is acme.test; a directory's conftest.py or a test
+    file may build on it (a fixture of the same name that asks for ``acme``)."""
+    return make_tenant("acme", domains=["acme.test"])
+
+
+@pytest.fixture
 def make_user(app):
     def make(tenant: Tenant, email: str, *, role="external", password=PASSWORD,
              must_change=False, **values) -> User:
@@ -164,6 +171,10 @@ class Auth:
 
     def sign_out(self):
         return post_form(self.client, "/sign-out", {}, form_path="/inbox/")
+
+    def signed_in(self) -> bool:
+        """Whether the client's session reaches the inbox now."""
+        return self.client.get("/inbox/").status_code == 200
 
 
 @pytest.fixture
