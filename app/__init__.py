@@ -7,8 +7,8 @@ from pathlib import Path
 
 from flask import Flask
 
+from app import clock
 from app import config as settings
-from app.clock import utcnow
 from app.domain import composing
 from app.extensions import csrf, db, htmx, limiter, login_manager, migrate
 from app.web import inputs, proxies
@@ -58,7 +58,7 @@ def create_app(overrides: dict | None = None, instance_path: str | None = None) 
     app.register_blueprint(admin.bp)
     errors.register(app)
     filters.register(app)
-    app.context_processor(lambda: {"site_name": app.config["SITE_NAME"], "now": utcnow()})
+    app.context_processor(lambda: {"site_name": app.config["SITE_NAME"], "now": clock.utcnow()})
     security.register(app)
 
     from app import cli

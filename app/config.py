@@ -11,10 +11,12 @@ import os
 import secrets
 import tempfile
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from flask import current_app
 from sqlalchemy.engine import make_url
 
 #: (setting, environment variable, default, meaning).  Defaults that depend on the
@@ -125,6 +127,26 @@ def load(instance_path: str, environ: os._Environ | dict | None = None) -> dict:
     config["SECRET_KEY"] = config["SECRET_KEY"] or _instance_secret(instance)
     config.update(_derived(config))
     return config
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The settings the domain and the delivery read, typed: they ask :func:`settings`
+    rather than Flask's ``current_app.config``. A field is named after its setting."""
+
+    base_url: str
+    https: bool
+    max_message_bytes: int
+    mail_from: str
+    password_hash: Mapping
+    helo_name: str
+    hop_limit: int
+
+
+def settings() -> Settings:
+    """The running application's settings, read afresh (a test may have changed one)."""
+    config = current_app.config
+    return Settings(**{name: config[name.upper()] for name in Settings.__dataclass_fields__})
 
 
 def networks(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:

@@ -21,7 +21,7 @@ from flask import Flask
 from sqlalchemy import or_, update
 from sqlalchemy.exc import IntegrityError
 
-from app.clock import utcnow
+from app import clock
 from app.delivery import runner
 from app.domain import expiry
 from app.extensions import db
@@ -67,7 +67,7 @@ def run_job(app: Flask, name: str) -> str | None:
         log.exception("job %s failed", name)
         result, ok = f"failed: {type(error).__name__}: {error}", False
     job = db.session.get(Job, name)
-    job.last_finished_at = utcnow()
+    job.last_finished_at = clock.utcnow()
     job.last_duration_ms = int((time.monotonic() - started) * 1000)
     job.last_result, job.last_ok, job.lease_until = result[:2000], ok, None
     db.session.commit()
@@ -75,7 +75,7 @@ def run_job(app: Flask, name: str) -> str | None:
 
 
 def _take_lease(name: str, lease: timedelta | None) -> bool:
-    now = utcnow()
+    now = clock.utcnow()
     if db.session.get(Job, name) is None:
         db.session.add(Job(name=name))
         try:

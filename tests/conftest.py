@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextvars
 import os
 import shutil
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import create_engine, inspect, text
 from support import PASSWORD, assert_agrees, original_scan, post_form
 
-from app import create_app, database
+from app import clock, create_app, database
 from app.domain.passwords import hash_password
 from app.extensions import db, limiter
 from app.mail import parts
@@ -129,6 +130,13 @@ def make_tenant(app):
 
 
 @pytest.fixture
+def acme(make_tenant):
+    """Tenant acme, whose one domain is acme.test; a directory's conftest.py or a test
+    file may build on it (a fixture of the same name that asks for ``acme``)."""
+    return make_tenant("acme", domains=["acme.test"])
+
+
+@pytest.fixture
 def make_user(app):
     def make(tenant: Tenant, email: str, *, role="external", password=PASSWORD,
              must_change=False, **values) -> User:
@@ -164,10 +172,42 @@ class Auth:
     def sign_out(self):
         return post_form(self.client, "/sign-out", {}, form_path="/inbox/")
 
+    def signed_in(self) -> bool:
+        """Whether the client's session reaches the inbox now."""
+        return self.client.get("/inbox/").status_code == 200
+
 
 @pytest.fixture
 def auth(client):
     return Auth(client)
+
+
+# --- time ---------------------------------------------------------------------------
+
+
+class FrozenClock:
+    """The time every module of the application sees (app/clock.py), held still: at the
+    real time when the test starts, then wherever the test ``set``s or ``advance``s it."""
+
+    def __init__(self) -> None:
+        self.now = clock.utcnow()
+        clock.freeze(self.now)
+
+    def set(self, moment: datetime) -> None:
+        self.now = moment
+        clock.freeze(moment)
+
+    def advance(self, delta: timedelta) -> None:
+        self.set(self.now + delta)
+
+
+@pytest.fixture
+def frozen_clock():
+    frozen = FrozenClock()
+    try:
+        yield frozen
+    finally:
+        clock.freeze(None)
 
 
 @pytest.fixture(autouse=True)

@@ -110,6 +110,7 @@ class _Handler:
         return REPLY_OK
 
     async def handle_DATA(self, server, session, envelope):
+        self.sink._saw("DATA")
         if self.sink._take_drop():
             # abort() closes without a reply; closing the connection cancels this task.
             server.transport.abort()
@@ -130,6 +131,7 @@ class _Handler:
         return REPLY_QUEUED
 
     async def handle_QUIT(self, server, session, envelope):
+        self.sink._saw("QUIT")
         if delay := self.sink._script.quit_delay:
             # A client that gives up meanwhile closes the connection, ending this task.
             await asyncio.sleep(delay)
@@ -161,6 +163,7 @@ class SmtpSink:
         self._script = _Script()
         # One lock for the messages and the script; the condition wakes wait_for().
         self._changed = threading.Condition()
+        self._commands: defaultdict[str, int] = defaultdict(int)  # see wait_for_command
 
     # -- life cycle
 
@@ -261,6 +264,23 @@ class SmtpSink:
                 self._script.drops -= 1
                 return True
             return False
+
+
+    # -- commands seen: what a test waits for instead of sleeping until the client is there
+
+    def wait_for_command(self, command: str, count: int = 1, timeout: float = 10) -> None:
+        """Block until ``command`` (DATA, once its data arrived, or QUIT) came ``count``
+        times in all, whatever the sink answers to it (a delay runs after this)."""
+        with self._changed:
+            if not self._changed.wait_for(lambda: self._commands[command] >= count, timeout):
+                raise AssertionError(
+                    f"SMTP sink on port {self.port}: expected {command} {count} time(s) "
+                    f"within {timeout}s, got {self._commands[command]}")
+
+    def _saw(self, command: str) -> None:
+        with self._changed:
+            self._commands[command] += 1
+            self._changed.notify_all()
 
 
 def _discard(controller: Controller) -> None:

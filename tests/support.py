@@ -77,6 +77,15 @@ def mail(subject="Quarterly figures", body="Numbers attached.", to="pat@partner.
 original_scan = parts.scan
 
 
+def _payload(part):
+    """The part's payload as text, or the error reading it raises: the email package
+    decodes it by a declared charset, and one with a NUL in it raises ValueError."""
+    try:
+        return part.get_payload()
+    except ValueError as error:
+        return repr(error)
+
+
 def assert_agrees(raw: bytes) -> None:
     """The part index of ``raw``, if it has one, gives what the full parse gives: the
     same tree, headers, payloads and sizes; and routing and the message page see the
@@ -96,7 +105,7 @@ def assert_agrees(raw: bytes) -> None:
     for leaf, part, expected in zip(index.leaves, ours, theirs, strict=True):
         assert list(part.raw_items()) == list(expected.raw_items())
         parts.hydrate(part, raw[leaf.start:leaf.end])
-        assert part.get_payload() == expected.get_payload()
+        assert _payload(part) == _payload(expected)
         decoded = expected.get_payload(decode=True) or b""
         assert part.get_payload(decode=True) == decoded
         assert leaf.size == len(decoded)

@@ -120,3 +120,43 @@ def test_no_import_cycles(graph):
         if node not in state:
             visit(node, [node])
     assert cycles == []
+
+
+# --- one clock ----------------------------------------------------------------------
+
+#: TODO(lead): modules other branches were editing when the clock became one seam; once
+#: merged, they too say ``from app import clock`` and ``clock.utcnow()``, and this empties.
+#: (app/clock.py keeps its frozen time in itself, so tests move their time already.)
+UTCNOW_IMPORTED_BY_NAME: set[str] = set()
+
+
+def test_every_module_asks_the_one_clock():
+    """``from app import clock``, then ``clock.utcnow()``: one seam a test moves."""
+    by_name = {name for name, path in modules().items()
+               for node in ast.walk(ast.parse(path.read_text()))
+               if isinstance(node, ast.ImportFrom) and node.module == "app.clock"}
+    assert by_name == UTCNOW_IMPORTED_BY_NAME
+
+
+# --- one reading of the settings ------------------------------------------------------
+
+#: where Flask's ``current_app`` may be read below the ways in: the settings accessor
+#: itself. (None of the modules other branches were editing reads it; add one here only
+#: with a TODO naming it, for whoever converts it to ``config.settings()``.)
+CURRENT_APP_BELOW_THE_WAYS_IN = {"app.config"}
+
+
+def test_below_the_ways_in_settings_come_from_the_one_accessor():
+    """Domain, delivery and foundation code asks ``app.config.settings()`` and logs to
+    its own logger; only the ways in (views, commands, the runner) use ``current_app``."""
+    readers = set()
+    for name, path in modules().items():
+        if layer(name) >= 3:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module == "flask" and \
+                    any(alias.name == "current_app" for alias in node.names):
+                readers.add(name)
+            elif isinstance(node, ast.Attribute) and node.attr == "current_app":
+                readers.add(name)  # flask.current_app
+    assert readers == CURRENT_APP_BELOW_THE_WAYS_IN

@@ -64,6 +64,18 @@ def test_wait_for_names_what_is_missing(sink):
         sink.wait_for(1, timeout=0.1)
 
 
+def test_commands_are_counted_as_they_arrive_whatever_the_answer(sink):
+    """What a test waits for instead of sleeping: the client is waiting for its answer."""
+    sink.fail("DATA", 451, "4.3.0 Try later")
+    with pytest.raises(smtplib.SMTPDataError):
+        send(sink)
+    sink.wait_for_command("DATA")  # counted though refused
+    sink.wait_for_command("QUIT")
+    assert sink.messages == []
+    with pytest.raises(AssertionError, match=r"expected DATA 2 time\(s\) within 0.1s, got 1"):
+        sink.wait_for_command("DATA", 2, timeout=0.1)
+
+
 def test_no_starttls_without_a_context(sink):
     with smtplib.SMTP(sink.host, sink.port, timeout=10) as client:
         client.ehlo()

@@ -13,7 +13,7 @@ import dkim
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from app.clock import utcnow
+from app import clock
 from app.models import Tenant
 
 SIGNED_HEADERS = [b"from", b"to", b"subject", b"date", b"message-id", b"auto-submitted",
@@ -26,7 +26,7 @@ def generate(tenant: Tenant) -> None:
     tenant.dkim_private_key = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
         serialization.NoEncryption()).decode()
-    tenant.dkim_selector = f"ccm{utcnow():%Y%m%d}"
+    tenant.dkim_selector = f"ccm{clock.utcnow():%Y%m%d}"
 
 
 def dns_record(tenant: Tenant, domain: str) -> tuple[str, str] | None:

@@ -19,8 +19,7 @@ from email.policy import SMTP, SMTPUTF8
 from email.utils import formataddr, formatdate, make_msgid
 from io import BytesIO
 
-from flask import current_app
-
+from app.config import settings
 from app.delivery import mail_templates, queue
 from app.delivery.destinations import RemoteAnswer
 from app.mail import mime
@@ -126,7 +125,7 @@ def _status_fields(recipient: Recipient, reply: str, remote: RemoteAnswer | None
                    international: bool) -> str:
     """The per-message fields, a blank line, the recipient's fields (RFC 3464 2.1)."""
     message = recipient.message
-    reporting = current_app.config["HELO_NAME"] or mail_templates.portal_host()
+    reporting = settings().helo_name or mail_templates.portal_host()
     address = _one_line(recipient.address, international)
     per_message = [("Reporting-MTA", f"dns; {reporting}"),
                    ("Arrival-Date", formatdate(message.received_at.timestamp()))]

@@ -8,6 +8,7 @@ an immutable sandbox, because an administrator's template is untrusted input.
 
 from __future__ import annotations
 
+import logging
 import time
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
@@ -15,7 +16,6 @@ from functools import cache, lru_cache
 from importlib import resources
 from urllib.parse import urlsplit
 
-from flask import current_app
 from jinja2 import (
     StrictUndefined,
     Template,
@@ -28,8 +28,12 @@ from jinja2 import (
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 from sqlalchemy import select
 
+from app.config import settings
 from app.extensions import db
 from app.models import NotificationTemplate, Tenant
+
+#: a child of Flask's application logger ("app"), so it goes where that goes
+log = logging.getLogger(__name__)
 
 #: every kind, and the variables its templates may use (shown beside the editor)
 KINDS = {
@@ -353,8 +357,8 @@ def build(kind: str, to: str, tenant: Tenant | None = None, **context) -> EmailM
     except Exception:
         # An administrator's template that breaks on real data must not stop the mail:
         # send the built-in wording, and say so in the log.
-        current_app.logger.exception("the %s template of %s failed; using the built-in one",
-                                     kind, tenant.slug if tenant else "-")
+        log.exception("the %s template of %s failed; using the built-in one",
+                      kind, tenant.slug if tenant else "-")
         rendered = render_sources(builtin(kind), context)
     message = EmailMessage()
     message["From"] = sender_address(tenant)
@@ -373,8 +377,8 @@ def sender_address(tenant: Tenant | None = None) -> str:
     """The tenant's own From address, else the gateway's."""
     if tenant is not None and tenant.mail_from:
         return tenant.mail_from
-    return current_app.config["MAIL_FROM"] or f"postmaster@{portal_host()}"
+    return settings().mail_from or f"postmaster@{portal_host()}"
 
 
 def portal_host() -> str:
-    return urlsplit(current_app.config["BASE_URL"]).hostname or "localhost"
+    return urlsplit(settings().base_url).hostname or "localhost"

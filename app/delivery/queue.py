@@ -13,14 +13,10 @@ from email.policy import SMTP
 
 from sqlalchemy import update
 
-from app.clock import utcnow
+from app import clock
 from app.delivery import dkim_signing
 from app.extensions import db
-from app.models import OutboundItem, Recipient, Tenant
-
-#: the state of an item set aside after an unexpected error (a bug, not the remote's
-#: answer): not tried again, nor bounced, until an operator retries it (retry_shunted)
-SHUNTED = "shunted"
+from app.models import OutboundItem, QueueState, Recipient, Tenant
 
 
 def queue(message: MimeMessage | bytes, *, tenant: Tenant | None = None,
@@ -70,9 +66,9 @@ def retry_shunted(item_ids: Iterable[int] | None = None) -> int:
     """Put items set aside after an unexpected error (state ``shunted``) back in the
     queue, due now: those of ``item_ids``, or all of them; how many. The operator does
     this once the bug is fixed. The caller commits."""
-    query = update(OutboundItem).where(OutboundItem.state == SHUNTED)
+    query = update(OutboundItem).where(OutboundItem.state == QueueState.SHUNTED)
     if item_ids is not None:
         query = query.where(OutboundItem.id.in_(list(item_ids)))
     return db.session.execute(
-        query.values(state="pending", next_attempt_at=utcnow())
+        query.values(state="pending", next_attempt_at=clock.utcnow())
         .execution_options(synchronize_session=False)).rowcount

@@ -44,15 +44,15 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import aliased
 
-from app.clock import utcnow
+from app import clock
 from app.delivery import dsn, mail_templates, transport
 from app.delivery.destinations import RemoteAnswer
-from app.delivery.queue import SHUNTED, signed
+from app.delivery.queue import signed
 from app.domain import isolation
 from app.domain.delivery_events import record
 from app.extensions import db
 from app.mail import mime
-from app.models import OutboundItem, Recipient
+from app.models import OutboundItem, QueueState, Recipient
 
 log = logging.getLogger(__name__)
 
@@ -170,11 +170,12 @@ def _shunt(lease: _Lease, error: Exception) -> None:
     def set_aside(item: OutboundItem) -> None:
         # Not _finish: a notification keeps what it would send, for the retry.
         _tried(item)
-        item.state, item.last_error = SHUNTED, problem
+        item.state, item.last_error = QueueState.SHUNTED, problem
         item.lease_until = item.lease_token = None
         if item.recipient is not None:
-            record(item.recipient, SHUNTED, f"Held for the operator: {problem}; not tried "
-                                             "again until an operator retries it")
+            record(item.recipient, QueueState.SHUNTED,
+                   f"Held for the operator: {problem}; not tried again until an operator "
+                   "retries it")
 
     _record_failure(lease, set_aside)
 
@@ -216,7 +217,7 @@ def _due(now):
 def _take(busy: set[str]) -> _Lease | None:
     """Lease the next due item for a domain not in ``busy`` and, for a delivery, the
     message's other due items that go with it in one transaction: two statements."""
-    now = utcnow()
+    now = clock.utcnow()
     token = secrets.token_hex(16)
     recipient_domain = func.lower(OutboundItem.rcpt_to)
     next_one = (
@@ -271,7 +272,7 @@ def _take_companions(lead, destination: str, token: str, now) -> list[int]:
 
 def _holds(item: OutboundItem, token: str) -> bool:
     return (item.state == "sending" and item.lease_token == token
-            and item.lease_until is not None and item.lease_until > utcnow())
+            and item.lease_until is not None and item.lease_until > clock.utcnow())
 
 
 class _LeaseLost(Exception):
@@ -283,7 +284,7 @@ def _renew(item_ids: list[int], token: str) -> set[int]:
     through many slow servers does not outlive them; the items still held. Raises
     _LeaseLost when none is: their leases ran out and another worker took them over."""
     renewed = {item_id for item_id in item_ids
-               if _update_if_held(item_id, token, lease_until=utcnow() + LEASE)}
+               if _update_if_held(item_id, token, lease_until=clock.utcnow() + LEASE)}
     db.session.commit()
     if not renewed:
         raise _LeaseLost(item_ids)
@@ -420,7 +421,7 @@ def _generated_event(item: OutboundItem, raw: bytes) -> str:
 def _finish(item: OutboundItem, state: str, event: str | None) -> None:
     item.state = state
     item.lease_until = item.lease_token = None
-    item.finished_at = utcnow()
+    item.finished_at = clock.utcnow()
     if item.kind != "delivery":
         # a password notification must not outlive its sending
         item.raw = item.notice = None
@@ -430,7 +431,7 @@ def _finish(item: OutboundItem, state: str, event: str | None) -> None:
 
 def _defer(item: OutboundItem, reply: str) -> None:
     config = current_app.config
-    now = utcnow()
+    now = clock.utcnow()
     if now - item.created_at >= timedelta(seconds=config["RETRY_GIVE_UP_SECONDS"]):
         _bounce(item, f"4.4.7 Gave up after {item.attempts} tries; last reply: {reply}")
         return

@@ -7,7 +7,7 @@ from datetime import timedelta
 from flask import has_request_context, request
 from sqlalchemy import or_, select
 
-from app.clock import utcnow
+from app import clock
 from app.domain.searching import search_text
 from app.extensions import db
 from app.models import AccessEvent, Message, Tenant, User
@@ -42,7 +42,7 @@ def record_opened(*, tenant: Tenant, user: User, message: Message) -> bool:
     address, browser = _client()
     recent = db.session.scalar(select(AccessEvent.id).where(
         AccessEvent.message_id == message.id, AccessEvent.user_id == user.id,
-        AccessEvent.kind == "opened", AccessEvent.at > utcnow() - REOPEN_WINDOW,
+        AccessEvent.kind == "opened", AccessEvent.at > clock.utcnow() - REOPEN_WINDOW,
         AccessEvent.client_address.is_not_distinct_from(address),
         AccessEvent.browser.is_not_distinct_from(browser)).limit(1))
     if recent is not None:

@@ -10,12 +10,12 @@ from datetime import timedelta
 
 from sqlalchemy import select, update
 
-from app.clock import utcnow
+from app import clock
 from app.config import RESET_LINK_LIFETIME
 from app.domain import auth_sessions, passwords, tokens
 from app.extensions import db
 from app.mail import addresses
-from app.models import PasswordReset, Tenant, User
+from app.models import PasswordReset, Role, Side, Tenant, User
 
 #: consecutive failures allowed before an account is locked for a while
 MAX_FAILURES = 5
@@ -89,7 +89,7 @@ def hash_for(user: User, password: str) -> str:
 
 
 def is_locked(user: User) -> bool:
-    return user.locked_until is not None and user.locked_until > utcnow()
+    return user.locked_until is not None and user.locked_until > clock.utcnow()
 
 
 def record_failure(user: User) -> None:
@@ -104,7 +104,7 @@ def record_failures(users: list[User]) -> None:
     at the same moment (parallel connections) must each count. One statement for all,
     run even for none, so the work does not depend on how many accounts there are.
     """
-    now = utcnow()
+    now = clock.utcnow()
     ids = [user.id for user in users]
     db.session.execute(update(User).where(User.id.in_(ids))
                        .values(failed_signins=User.failed_signins + 1))
@@ -117,7 +117,7 @@ def record_failures(users: list[User]) -> None:
 
 def signed_in(user: User) -> None:
     """A complete sign-in (password and, where enrolled, second factor) happened."""
-    user.last_signin_at = utcnow()
+    user.last_signin_at = clock.utcnow()
     clear_failures(user)
 
 
@@ -143,7 +143,7 @@ def set_password(user: User, new: str) -> None:
         raise PasswordRejected(problems)
     user.password_hash = hash_for(user, new)
     user.must_change_password = False
-    user.password_changed_at = utcnow()
+    user.password_changed_at = clock.utcnow()
     clear_failures(user)  # a reset link proved the mailbox; the lock would only hinder
     auth_sessions.end_all(user)
 
@@ -153,7 +153,7 @@ def set_generated_password(user: User) -> str:
     password = passwords.generate()
     user.password_hash = hash_for(user, password)
     user.must_change_password = True
-    user.password_changed_at = utcnow()
+    user.password_changed_at = clock.utcnow()
     auth_sessions.end_all(user)
     return password
 
@@ -164,7 +164,7 @@ def start_reset(user: User, *, purpose: str = "reset",
     token, token_digest = tokens.new_token()
     db.session.add(
         PasswordReset(user=user, token_digest=token_digest, purpose=purpose,
-                      expires_at=utcnow() + lifetime)
+                      expires_at=clock.utcnow() + lifetime)
     )
     return token
 
@@ -177,7 +177,7 @@ def find_reset(token: str) -> PasswordReset | None:
     if (
         reset is None
         or reset.used_at is not None
-        or reset.expires_at <= utcnow()
+        or reset.expires_at <= clock.utcnow()
         or reset.user.disabled
     ):
         return None
@@ -187,7 +187,7 @@ def find_reset(token: str) -> PasswordReset | None:
 def complete_reset(reset: PasswordReset, new: str) -> None:
     """Set the new password and use up every outstanding link of that user."""
     set_password(reset.user, new)
-    now = utcnow()
+    now = clock.utcnow()
     for other in db.session.scalars(
         select(PasswordReset).where(
             PasswordReset.user_id == reset.user_id, PasswordReset.used_at.is_(None)
@@ -202,13 +202,13 @@ def create_first_administrator() -> tuple[User, str] | None:
     The account belongs to the first tenant, created as "default" when there is none;
     its password is generated and must be changed at first sign-in.
     """
-    if db.session.scalar(select(User.id).where(User.role == "admin").limit(1)):
+    if db.session.scalar(select(User.id).where(User.role == Role.ADMIN).limit(1)):
         return None
     tenant = db.session.scalar(select(Tenant).order_by(Tenant.id).limit(1))
     if tenant is None:
         tenant = Tenant(slug="default", name="Default organisation")
         db.session.add(tenant)
-    user = User(tenant=tenant, email="admin@localhost", kind="internal", role="admin",
+    user = User(tenant=tenant, email="admin@localhost", kind=Side.INTERNAL, role=Role.ADMIN,
                 failed_signins=0, disabled=False, is_platform_admin=True)
     db.session.add(user)
     return user, set_generated_password(user)

@@ -13,7 +13,7 @@ from functools import cache
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import joinedload
 
-from app.clock import utcnow
+from app import clock
 from app.config import SESSION_ABSOLUTE_TIMEOUT, SESSION_IDLE_TIMEOUT
 from app.domain import tokens
 from app.extensions import db
@@ -55,7 +55,7 @@ def resume(token: str) -> User | None:
     Runs on every signed-in request, so it is one query: the session, its user and the
     user's tenant (which the second-factor check and every page's header need) together.
     """
-    now = utcnow()
+    now = clock.utcnow()
     record = db.session.scalar(_by_token(), {"digest": tokens.digest(token)})
     if record is None or record.ended_at is not None or record.user.disabled:
         return None
@@ -77,7 +77,7 @@ def end(token: str) -> None:
     db.session.execute(
         update(AuthSession)
         .where(AuthSession.token_digest == tokens.digest(token), AuthSession.ended_at.is_(None))
-        .values(ended_at=utcnow())
+        .values(ended_at=clock.utcnow())
     )
 
 
@@ -86,5 +86,5 @@ def end_all(user: User) -> None:
     db.session.execute(
         update(AuthSession)
         .where(AuthSession.user_id == user.id, AuthSession.ended_at.is_(None))
-        .values(ended_at=utcnow())
+        .values(ended_at=clock.utcnow())
     )

@@ -9,14 +9,14 @@ from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import formatdate, make_msgid
 
-from flask import current_app
 from sqlalchemy import func, select
 
+from app.config import settings
 from app.delivery import mail_templates
 from app.domain import ingest
 from app.domain.routing import MODES
 from app.extensions import db
-from app.models import Draft, Message, User
+from app.models import Draft, Message, Mode, Side, User
 
 _PART = r"[^@\s<>,;\"\x00-\x1f\x7f]+"  # no separator, quote or control character
 _ADDRESS = re.compile(rf"^{_PART}@{_PART}\.{_PART}$")
@@ -71,7 +71,7 @@ class Upload:
 
 def attachment_limit() -> int:
     """How many bytes of files fit in one message once base64 has grown them by a third."""
-    return current_app.config["MAX_MESSAGE_BYTES"] * 7 // 10
+    return settings().max_message_bytes * 7 // 10
 
 
 def check(*, to: str, cc: str, subject: str, body: str) -> None:
@@ -159,7 +159,7 @@ def submit(
             filename=upload.filename,
         )
     raw = message.as_bytes(policy=SMTP)
-    if len(raw) > current_app.config["MAX_MESSAGE_BYTES"]:
+    if len(raw) > settings().max_message_bytes:
         raise ComposeRefused(
             "The message with its attachments is larger than this portal "
             "accepts. Remove an attachment and try again."
@@ -169,7 +169,7 @@ def submit(
         user.email,
         everyone,
         client_address=client_address or "portal",
-        tls=current_app.config["HTTPS"],
+        tls=settings().https,
         mode=mode,
         tenant=user.tenant,
         via="portal",
@@ -206,9 +206,9 @@ def mode_for(user: User, asked: str | None) -> str:
     """The CCM mode a message written in the portal goes with. An external recipient's
     reply always goes by CCM to external parties; an internal user chooses only with
     the permission, else "off" (the tenant's policies still apply)."""
-    if user.kind != "internal":
-        return "external"
-    return asked if user.may_use_portal_ccm and asked else "off"
+    if user.kind != Side.INTERNAL:
+        return Mode.EXTERNAL
+    return asked if user.may_use_portal_ccm and asked else Mode.OFF
 
 
 # --- drafts ----------------------------------------------------------------------------
@@ -264,7 +264,7 @@ def save_draft(
         draft = Draft(user=user, public_id=secrets.token_urlsafe(16))
         db.session.add(draft)
     draft.to, draft.cc, draft.subject, draft.body = to, cc, subject, body
-    draft.mode = mode if user.may_use_portal_ccm and mode in MODES else "off"
+    draft.mode = mode if user.may_use_portal_ccm and mode in MODES else Mode.OFF
     return draft
 
 

@@ -9,6 +9,7 @@ A file with any error is refused whole, with every error named by its line and k
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 import yaml
 from sqlalchemy import select
@@ -23,6 +24,9 @@ from app.models import (
     Domain,
     NotificationTemplate,
     Policy,
+    PolicyKind,
+    Role,
+    Side,
     Tenant,
     User,
 )
@@ -44,6 +48,14 @@ def import_text(text: str) -> ImportResult:
         for tenant_data in data["tenants"]:
             _apply_tenant(tenant_data, result)
     return result
+
+
+class _Dumper(yaml.SafeDumper):
+    """Safe YAML, with a word of app/models/vocabulary.py written as its plain text (an
+    object not reloaded since it was given one holds the enum member, not a str)."""
+
+
+_Dumper.add_multi_representer(StrEnum, lambda dumper, word: dumper.represent_str(str(word)))
 
 
 def export_text() -> str:
@@ -77,7 +89,7 @@ def export_text() -> str:
         entry["templates"] = {t.kind: {"subject": t.subject, "text": t.text, "html": t.html}
                               for t in templates}
         tenants.append(entry)
-    return yaml.safe_dump({"tenants": tenants}, sort_keys=False, allow_unicode=True)
+    return yaml.dump({"tenants": tenants}, Dumper=_Dumper, sort_keys=False, allow_unicode=True)
 
 
 def _export_user(user: User) -> dict:
@@ -100,10 +112,10 @@ def _export_policy(policy: Policy) -> dict:
         entry["from"] = policy.from_pattern
     if policy.to_pattern:
         entry["to"] = policy.to_pattern
-    if policy.kind == "content":
+    if policy.kind == PolicyKind.CONTENT:
         entry["phrases"] = list(policy.phrases)
         entry["where"] = list(policy.where)
-    if policy.kind == "secure_delivery":
+    if policy.kind == PolicyKind.SECURE_DELIVERY:
         entry["tls"] = policy.tls
         entry["fallback"] = policy.fallback
     if policy.visibility_days:
@@ -178,8 +190,8 @@ def _apply_policies(tenant: Tenant, entries: list, result: ImportResult) -> None
             policy = Policy(name=entry["name"])
             tenant.policies.append(policy)
             result.created += 1
-        content = entry["kind"] == "content"
-        secure = entry["kind"] == "secure_delivery"
+        content = entry["kind"] == PolicyKind.CONTENT
+        secure = entry["kind"] == PolicyKind.SECURE_DELIVERY
         _set(policy, result, position=position, kind=entry["kind"],
              enabled=entry.get("enabled", True), from_pattern=entry.get("from"),
              to_pattern=entry.get("to"),
@@ -218,7 +230,7 @@ def _apply_user(tenant: Tenant, data: dict, profiles: dict, result: ImportResult
         db.session.add(user)
         result.created += 1
     role = data["role"]
-    _set(user, result, role=role, kind="external" if role == "external" else "internal",
+    _set(user, result, role=role, kind=Side.EXTERNAL if role == Role.EXTERNAL else Side.INTERNAL,
          application_settings=profiles.get(data.get("application_settings")),
          portal_ccm_override=data.get("portal_ccm"),
          send_secure_override=data.get("send_secure"),

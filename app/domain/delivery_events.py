@@ -2,7 +2,7 @@
 
 from sqlalchemy import Select, insert, literal
 
-from app.clock import utcnow
+from app import clock
 from app.extensions import db
 from app.models import DeliveryEvent, Recipient
 
@@ -24,6 +24,6 @@ def record_all(recipients: Select, kind: str, text: str) -> None:
     """Add the same event to every recipient ``recipients`` (a query of their ids)
     selects, in one INSERT ... SELECT: for work on many recipients at once."""
     rows = recipients.with_only_columns(
-        Recipient.id, literal(utcnow()), literal(kind), literal(text[:TEXT_LIMIT]))
+        Recipient.id, literal(clock.utcnow()), literal(kind), literal(text[:TEXT_LIMIT]))
     db.session.execute(insert(DeliveryEvent).from_select(
         ["recipient_id", "at", "kind", "text"], rows))

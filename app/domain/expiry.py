@@ -10,12 +10,22 @@ from datetime import timedelta
 
 from sqlalchemy import Select, and_, exists, select, update
 
-from app.clock import utcnow
+from app import clock
 from app.config import SESSION_ABSOLUTE_TIMEOUT
 from app.domain import notices
 from app.domain.delivery_events import record, record_all
 from app.extensions import db
-from app.models import AuthSession, Message, OutboundItem, PasswordReset, Recipient, Tenant
+from app.models import (
+    AuthSession,
+    Message,
+    OutboundItem,
+    PasswordReset,
+    QueueState,
+    Recipient,
+    RecipientState,
+    Route,
+    Tenant,
+)
 
 BATCH = 500
 
@@ -28,7 +38,7 @@ def purge_expired(*, batch: int = BATCH, limit: int | None = None) -> int:
     """
     purged = 0
     while limit is None or purged < limit:
-        now = utcnow()
+        now = clock.utcnow()
         ids = list(db.session.scalars(
             due_for_purge(now, batch if limit is None else min(batch, limit - purged))))
         if not ids:
@@ -38,8 +48,9 @@ def purge_expired(*, batch: int = BATCH, limit: int | None = None) -> int:
                            .values(raw=None, parts=None, purged_at=now)
                            .execution_options(synchronize_session=False))
         db.session.execute(update(Recipient)
-                           .where(Recipient.message_id.in_(ids), Recipient.state == "held")
-                           .values(state="expired")
+                           .where(Recipient.message_id.in_(ids),
+                                  Recipient.state == RecipientState.HELD)
+                           .values(state=RecipientState.EXPIRED)
                            .execution_options(synchronize_session=False))
         record_all(select(Recipient.id).where(Recipient.message_id.in_(ids)), "expired",
                    "Expired: the visibility window ended and the content was deleted")
@@ -52,11 +63,14 @@ def due_for_purge(now, size: int) -> Select:
     """The ids of the next ``size`` messages to purge, oldest window first.
 
     ix_message_unpurged_expires_at serves it: its rows are the messages not purged yet,
-    in this order, so each batch starts where the last one ended.
+    in this order, so each batch starts where the last one ended. A message still to be
+    delivered is kept, and so is one set aside for the operator (shunted), whose retry
+    needs its content.
     """
     unfinished = exists().where(
         OutboundItem.recipient_id == Recipient.id, Recipient.message_id == Message.id,
-        OutboundItem.kind == "delivery", OutboundItem.state.in_(("pending", "sending")))
+        OutboundItem.kind == "delivery",
+        OutboundItem.state.in_((QueueState.PENDING, QueueState.SENDING, QueueState.SHUNTED)))
     return (select(Message.id)
             .where(Message.purged_at.is_(None), Message.expires_at <= now, ~unfinished)
             .order_by(Message.expires_at, Message.id)
@@ -66,13 +80,13 @@ def due_for_purge(now, size: int) -> Select:
 def warn_unopened(*, batch: int = BATCH) -> int:
     """Tell recipients who have not opened a message that it expires soon; once each."""
     warned = 0
-    now = utcnow()
+    now = clock.utcnow()
     for tenant in db.session.scalars(select(Tenant).where(Tenant.expiry_warning_days > 0)):
         horizon = now + timedelta(days=tenant.expiry_warning_days)
         while due := list(db.session.scalars(
             select(Recipient).join(Recipient.message)
-            .where(Message.tenant_id == tenant.id, Recipient.route == "ccm",
-                   Recipient.state == "held", Recipient.first_opened_at.is_(None),
+            .where(Message.tenant_id == tenant.id, Recipient.route == Route.CCM,
+                   Recipient.state == RecipientState.HELD, Recipient.first_opened_at.is_(None),
                    Recipient.expiry_warned_at.is_(None), Recipient.visible_until > now,
                    Recipient.visible_until <= horizon)
             .order_by(Recipient.visible_until).limit(batch))):
@@ -92,7 +106,7 @@ def _warn(recipient: Recipient, now) -> None:
 def clean_up(*, queue_retention: timedelta = timedelta(days=7)) -> dict[str, int]:
     """Delete what nobody needs any more: used or expired links, ended sessions, old
     finished queue items. (Throttling counters expire in their own store.)"""
-    now = utcnow()
+    now = clock.utcnow()
     counts = {
         "reset links": db.session.query(PasswordReset).filter(
             (PasswordReset.expires_at < now) | PasswordReset.used_at.isnot(None)
@@ -102,7 +116,7 @@ def clean_up(*, queue_retention: timedelta = timedelta(days=7)) -> dict[str, int
             | (AuthSession.created_at < now - SESSION_ABSOLUTE_TIMEOUT)
         ).delete(synchronize_session=False),
         "queue items": db.session.query(OutboundItem).filter(and_(
-            OutboundItem.state.in_(("done", "failed")),
+            OutboundItem.state.in_((QueueState.DONE, QueueState.FAILED)),
             OutboundItem.finished_at < now - queue_retention,
         )).delete(synchronize_session=False),
     }

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from email.errors import InvalidHeaderDefect
 
-from flask import current_app
 from sqlalchemy import select
 
-from app.clock import utcnow
+from app import clock
+from app.config import settings
 from app.delivery import queue
 from app.domain import isolation
 from app.domain.delivery_events import record
@@ -189,12 +189,12 @@ def receive(raw: bytes, mail_from: str, rcpt_tos: list[str], *, client_address: 
     none of them can show those headers, and nothing the gateway might sign later
     could carry them.
     """
-    if trace.hops(raw) > current_app.config["HOP_LIMIT"]:
+    if trace.hops(raw) > settings().hop_limit:
         raise Refused(TOO_MANY_HOPS)  # a loop: the sending server bounces it
     tenant = tenant or _sender_tenant(raw, mail_from)
-    received_at, queue_id, recipients = utcnow(), _queue_id(), recipients_of(rcpt_tos)
+    received_at, queue_id, recipients = clock.utcnow(), _queue_id(), recipients_of(rcpt_tos)
     raw = trace.received(
-        by=trace.host_name(current_app.config["HELO_NAME"]), queue_id=queue_id,
+        by=trace.host_name(settings().helo_name), queue_id=queue_id,
         via=via, client_address=client_address, tls=tls, smtp=smtp,
         rcpt=recipients[0] if len(recipients) == 1 else "", when=received_at) + raw
     routing = plan(tenant, raw, mail_from, recipients, mode)

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
-from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from app.clock import utcnow
+from app import clock
 from app.domain import accounts, links, notices
 from app.domain.delivery_events import record
 from app.extensions import db
 from app.mail import addresses
-from app.models import DELIVERED_TO_CCM, Recipient, User
+from app.models import DELIVERED_TO_CCM, Recipient, RecipientState, Role, Route, Side, User
+
+#: a child of Flask's application logger ("app"), so it goes where that goes
+log = logging.getLogger(__name__)
 
 
 def hold(recipient: Recipient) -> None:
@@ -28,7 +31,7 @@ def hold(recipient: Recipient) -> None:
     user, first_contact = _account(tenant, recipient.address)
     days = (recipient.policy and recipient.policy.visibility_days) or tenant.visibility_days
     recipient.user = user
-    recipient.state = "held"
+    recipient.state = RecipientState.HELD
     recipient.visible_until = message.received_at + timedelta(days=days)
     message.expires_at = max(message.expires_at or recipient.visible_until,
                              recipient.visible_until)
@@ -58,8 +61,8 @@ def _account(tenant, address: str) -> tuple[User, bool]:
     if user is not None:
         return user, False
     internal = tenant.is_internal(email)
-    user = User(tenant=tenant, email=email, kind="internal" if internal else "external",
-                role="internal" if internal else "external", failed_signins=0,
+    user = User(tenant=tenant, email=email, kind=Side.INTERNAL if internal else Side.EXTERNAL,
+                role=Role.INTERNAL if internal else Role.EXTERNAL, failed_signins=0,
                 disabled=False, must_change_password=True)
     try:
         # In a savepoint: when another message to the same new recipient, received at the
@@ -71,7 +74,7 @@ def _account(tenant, address: str) -> tuple[User, bool]:
         if existing is None:
             raise
         return existing, False
-    current_app.logger.info("created a portal account for %s at %s", email, tenant.slug)
+    log.info("created a portal account for %s at %s", email, tenant.slug)
     return user, True
 
 
@@ -82,9 +85,9 @@ def _existing(tenant, email: str) -> User | None:
 
 def revoke(recipient: Recipient, *, by: str) -> bool:
     """Withdraw a CCM copy before its window ends; False if there was nothing to withdraw."""
-    if recipient.route != "ccm" or recipient.state != "held":
+    if recipient.route != Route.CCM or recipient.state != RecipientState.HELD:
         return False
-    recipient.state = "revoked"
-    recipient.revoked_at = utcnow()
+    recipient.state = RecipientState.REVOKED
+    recipient.revoked_at = clock.utcnow()
     record(recipient, "revoked", f"Revoked by {by}")
     return True

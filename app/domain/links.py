@@ -5,13 +5,12 @@ address into a reset link (password-reset poisoning). These also work outside an
 request, in the SMTP ingress and the worker.
 """
 
-from flask import current_app
-
+from app.config import settings
 from app.models import Tenant
 
 
 def absolute(path: str) -> str:
-    return current_app.config["BASE_URL"].rstrip("/") + path
+    return settings().base_url.rstrip("/") + path
 
 
 def sign_in(tenant: Tenant) -> str:

@@ -14,11 +14,11 @@ from sqlalchemy import bindparam, func, or_, select
 from sqlalchemy.engine import Row
 from sqlalchemy.orm import contains_eager
 
-from app.clock import utcnow
+from app import clock
 from app.domain.delivery_events import record
 from app.domain.searching import search_text
 from app.extensions import db
-from app.models import Message, Recipient, User
+from app.models import Message, Recipient, RecipientState, Route, User
 
 PER_PAGE = 20
 
@@ -85,8 +85,8 @@ def _listing(searching: bool):
         select(Recipient.first_opened_at, Recipient.visible_until, Message.public_id,
                Message.header_from, Message.mail_from, Message.subject, Message.received_at)
         .join(Recipient.message)
-        .where(Recipient.user_id == bindparam("user_id"), Recipient.state == "held",
-               Recipient.route == "ccm", Message.tenant_id == bindparam("tenant_id"),
+        .where(Recipient.user_id == bindparam("user_id"), Recipient.state == RecipientState.HELD,
+               Recipient.route == Route.CCM, Message.tenant_id == bindparam("tenant_id"),
                Recipient.visible_until > bindparam("now"))
     )
     if searching:
@@ -110,7 +110,7 @@ def _page_of(searching: bool):
 def inbox(user: User, *, query: str = "", number: int = 1) -> Listing:
     """The user's CCM messages at their tenant, newest first, searched and paged."""
     query = search_text(query)
-    values = {"user_id": user.id, "tenant_id": user.tenant_id, "now": utcnow()}
+    values = {"user_id": user.id, "tenant_id": user.tenant_id, "now": clock.utcnow()}
     if query:
         escaped = query.replace("/", "//").replace("%", "/%").replace("_", "/_")
         values["pattern"] = f"%{escaped}%"
@@ -135,18 +135,18 @@ def copy_for(user: User, public_id: str) -> Recipient | None:
     return db.session.scalar(
         select(Recipient).join(Recipient.message).options(contains_eager(Recipient.message))
         .where(Message.public_id == public_id, Recipient.user_id == user.id,
-               Recipient.route == "ccm", Message.tenant_id == user.tenant_id)
+               Recipient.route == Route.CCM, Message.tenant_id == user.tenant_id)
     )
 
 
 def is_expired(copy: Recipient) -> bool:
-    return copy.visible_until is None or copy.visible_until <= utcnow() or \
+    return copy.visible_until is None or copy.visible_until <= clock.utcnow() or \
         copy.message.purged_at is not None
 
 
 def opened(copy: Recipient, client_address: str | None) -> None:
     """Record the first time the recipient opens their copy."""
     if copy.first_opened_at is None:
-        copy.first_opened_at = utcnow()
+        copy.first_opened_at = clock.utcnow()
         copy.first_opened_from = client_address
         record(copy, "opened", f"Opened by the recipient from {client_address or 'unknown'}")

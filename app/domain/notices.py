@@ -14,7 +14,7 @@ from datetime import datetime
 from app.config import RESET_LINK_LIFETIME
 from app.delivery import mail_templates, queue
 from app.domain import links
-from app.models import OutboundItem, Recipient, Tenant, User
+from app.models import OutboundItem, Recipient, Route, Side, Tenant, User
 
 
 def secure_message(recipient: Recipient, *, new_account: bool) -> OutboundItem:
@@ -63,7 +63,7 @@ def _notify(kind: str, tenant: Tenant, to: str, people: str, *,
     if set(context) != set(mail_templates.KINDS[kind]):
         raise ValueError(f"{kind} takes {sorted(mail_templates.KINDS[kind])}, "
                          f"not {sorted(context)}")
-    route = "internal" if people == "internal" else "external"
+    route = Route.INTERNAL if people == Side.INTERNAL else Route.EXTERNAL
     return queue.notify(kind, to, context, tenant=tenant, recipient=about, route=route)
 
 

@@ -16,7 +16,8 @@ from itertools import pairwise
 
 from argon2 import PasswordHasher, extract_parameters, low_level
 from argon2.exceptions import InvalidHashError
-from flask import current_app
+
+from app.config import settings
 
 MIN_LENGTH = 12
 MAX_LENGTH = 128
@@ -27,7 +28,7 @@ _DUMMY_PASSWORD = secrets.token_urlsafe(16)
 
 
 def _hasher() -> PasswordHasher:
-    params = current_app.config["PASSWORD_HASH"]
+    params = settings().password_hash
     return _hasher_for(tuple(sorted(params.items())))
 
 

@@ -8,7 +8,7 @@ from app.domain import accounts, auth_sessions, notices, second_factor
 from app.domain.searching import search_text
 from app.extensions import db
 from app.mail import addresses
-from app.models import Tenant, User
+from app.models import Side, Tenant, User
 
 
 def search(tenant: Tenant, query: str = "", *, limit: int = 200) -> list[User]:
@@ -44,7 +44,7 @@ def create_internal(tenant: Tenant, email: str, role: str, profile=None) -> tupl
     if db.session.scalar(select(User.id).where(User.tenant_id == tenant.id,
                                                User.email == email)):
         raise AccountExists(f"{email} already has an account here.")
-    user = User(tenant=tenant, email=email, kind="internal", role=role, failed_signins=0,
+    user = User(tenant=tenant, email=email, kind=Side.INTERNAL, role=role, failed_signins=0,
                 disabled=False, application_settings=profile)
     db.session.add(user)
     return user, accounts.set_generated_password(user)

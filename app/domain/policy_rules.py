@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.models import FALLBACKS, POLICY_KINDS, TLS_LEVELS, WHERE
+from app.models import FALLBACKS, POLICY_KINDS, TLS_LEVELS, WHERE, PolicyKind, Side
 
 PATTERN_HELP = "expected an address, *@domain, internal, external or *"
 
@@ -11,7 +11,7 @@ def pattern_ok(value) -> bool:
     if not isinstance(value, str) or not value.strip():
         return False
     value = value.strip().lower()
-    return value in ("*", "internal", "external") or value.count("@") == 1
+    return value in ("*", *Side) or value.count("@") == 1
 
 
 def problems(kind, *, from_pattern=None, to_pattern=None, phrases=None, where=None,
@@ -28,7 +28,7 @@ def problems(kind, *, from_pattern=None, to_pattern=None, phrases=None, where=No
             not isinstance(visibility_days, int) or isinstance(visibility_days, bool)
             or not 1 <= visibility_days <= 3650):
         found["visibility_days"] = "expected a whole number of days, 1 to 3650"
-    if kind == "content":
+    if kind == PolicyKind.CONTENT:
         if not isinstance(phrases, list) or not phrases or not all(
                 isinstance(p, str) and p.strip() for p in phrases):
             found["phrases"] = "expected a list of words or phrases"
@@ -38,7 +38,7 @@ def problems(kind, *, from_pattern=None, to_pattern=None, phrases=None, where=No
     elif phrases or where:
         name = "phrases" if phrases else "where"
         found[name] = f"a {kind} policy has no {name}"
-    if kind == "secure_delivery":
+    if kind == PolicyKind.SECURE_DELIVERY:
         if tls not in TLS_LEVELS:
             found["tls"] = "expected encrypt or verify"
         if fallback not in FALLBACKS:

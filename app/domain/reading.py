@@ -22,7 +22,7 @@ from sqlalchemy import LargeBinary, func, select
 from werkzeug.utils import secure_filename
 
 from app.extensions import db
-from app.mail import mime, parts
+from app.mail import decoding, mime, parts
 from app.models import Message
 
 #: how much of a part a download reads from the database at a time
@@ -117,7 +117,8 @@ def _readable(message: EmailMessage, size: Callable[[int, EmailMessage], int],
     )
     try:
         body = message.get_body(preferencelist=("html", "plain"))
-    except mime.DECODE_ERRORS:
+    except mime.DECODE_ERRORS as error:
+        decoding.fall_back(error, "the structure of a message")
         body = None
     alternatives = _alternatives_of(body, message)
     for number, part in enumerate(leaves(message)):
@@ -234,7 +235,8 @@ def addresses(message: EmailMessage, name: str) -> list[str]:
     try:
         values = message.get_all(name, [])
         pairs = getaddresses([str(v) for v in values])
-    except mime.DECODE_ERRORS:
+    except mime.DECODE_ERRORS as error:
+        decoding.fall_back(error, f"the {name} header")
         return []
     return [address.lower() for _, address in pairs if "@" in address]
 
@@ -243,7 +245,8 @@ def filename(part: EmailMessage, number: int) -> str:
     """A file name that is safe on any system, whatever the sender wrote."""
     try:
         given = part.get_filename() or ""
-    except mime.DECODE_ERRORS:
+    except mime.DECODE_ERRORS as error:
+        decoding.fall_back(error, "a file name")
         given = ""
     safe = secure_filename(given)[:120]
     if not safe or safe.startswith("."):

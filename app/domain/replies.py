@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from email.message import EmailMessage
 
-from app.clock import utcnow
+from app import clock
 from app.domain import composing, reading
 from app.domain.delivery_events import record
 from app.mail import mime
@@ -72,5 +72,5 @@ def send(copy: Recipient, user: User, *, to: list[str], cc: list[str], body: str
         subject=subject if subject.lower().startswith("re:") else f"Re: {subject}",
         text=f"{body.rstrip()}\n\n{quoted(copy)}", uploads=uploads, mode=mode,
         client_address=client_address, headers=headers)
-    copy.replied_at = utcnow()
+    copy.replied_at = clock.utcnow()
     record(copy, "replied", f"Replied by the recipient to {', '.join(chosen)}")

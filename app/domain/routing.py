@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from app.models import Policy, Tenant
+from app.models import Fallback, Mode, Policy, PolicyKind, Route, Side, Tenant
 
-#: the sender's CCM mode: from the portal composer, or X-CCM-Mode from a mail client
-MODES = ("off", "external", "all")
+#: the sender's CCM modes, as a tuple (app/domain/ingest.py checks X-CCM-Mode against it)
+MODES = tuple(Mode)
 
 
 @dataclass(frozen=True)
@@ -30,11 +30,11 @@ class Content:
 class Decision:
     """The route for one recipient and why."""
 
-    route: str  # "ccm", "internal" or "external"
+    route: Route
     reason: str
     policy: Policy | None = None
-    tls: str | None = None  # "encrypt" or "verify", for an external delivery
-    fallback: str | None = None  # "ccm" or "bounce", when that TLS cannot be had
+    tls: str | None = None  # a TlsLevel, for an external delivery
+    fallback: str | None = None  # a Fallback, when that TLS cannot be had
 
 
 def address_matches(pattern: str | None, address: str, tenant: Tenant, *,
@@ -44,9 +44,9 @@ def address_matches(pattern: str | None, address: str, tenant: Tenant, *,
     address = address.strip().lower()
     if pattern == "*":
         return True
-    if pattern == "internal":
+    if pattern == Side.INTERNAL:
         return tenant.is_internal(address)
-    if pattern == "external":
+    if pattern == Side.EXTERNAL:
         return not tenant.is_internal(address)
     if pattern.startswith("*@"):
         return address.rpartition("@")[2] == pattern[2:]
@@ -57,7 +57,7 @@ def applies(policy: Policy, sender: str, recipient: str, tenant: Tenant) -> bool
     """Whether the policy's sender and recipient patterns fit (not its content)."""
     return policy.enabled and address_matches(
         policy.from_pattern, sender, tenant, default="*"
-    ) and address_matches(policy.to_pattern, recipient, tenant, default="external")
+    ) and address_matches(policy.to_pattern, recipient, tenant, default=Side.EXTERNAL)
 
 
 def phrase_found(policy: Policy, content: Content) -> str | None:
@@ -74,34 +74,34 @@ def phrase_found(policy: Policy, content: Content) -> str | None:
 
 
 def decide(tenant: Tenant, policies: list[Policy], sender: str, recipient: str,
-           content: Content, mode: str = "off") -> Decision:
+           content: Content, mode: str = Mode.OFF) -> Decision:
     """The route for ``recipient`` of a message from ``sender``."""
     internal = tenant.is_internal(recipient)
     secure: Policy | None = None
     for policy in policies:
         if not applies(policy, sender, recipient, tenant):
             continue
-        if policy.kind == "route":
-            return Decision("ccm", f"Route policy '{policy.name}' matched", policy)
-        if policy.kind == "content":
+        if policy.kind == PolicyKind.ROUTE:
+            return Decision(Route.CCM, f"Route policy '{policy.name}' matched", policy)
+        if policy.kind == PolicyKind.CONTENT:
             phrase = phrase_found(policy, content)
             if phrase is not None:
                 return Decision(
-                    "ccm", f"Content policy '{policy.name}' matched: found '{phrase}'", policy
+                    Route.CCM, f"Content policy '{policy.name}' matched: found '{phrase}'", policy
                 )
-        elif policy.kind == "secure_delivery" and secure is None and not internal:
+        elif policy.kind == PolicyKind.SECURE_DELIVERY and secure is None and not internal:
             secure = policy
-    if mode == "all":
-        return Decision("ccm", "Sender chose CCM mode All Recipients")
-    if mode == "external" and not internal:
-        return Decision("ccm", "Sender chose CCM mode External Recipients Only")
+    if mode == Mode.ALL:
+        return Decision(Route.CCM, "Sender chose CCM mode All Recipients")
+    if mode == Mode.EXTERNAL and not internal:
+        return Decision(Route.CCM, "Sender chose CCM mode External Recipients Only")
     if internal:
-        return Decision("internal", "Internal recipient: internal relay")
+        return Decision(Route.INTERNAL, "Internal recipient: internal relay")
     if secure is not None:
         return Decision(
-            "external",
+            Route.EXTERNAL,
             f"Secure delivery policy '{secure.name}': TLS {secure.tls}, "
-            f"otherwise {'CCM' if secure.fallback == 'ccm' else 'bounce'}",
+            f"otherwise {'CCM' if secure.fallback == Fallback.CCM else 'bounce'}",
             secure, tls=secure.tls, fallback=secure.fallback,
         )
-    return Decision("external", "External recipient: MX resolution")
+    return Decision(Route.EXTERNAL, "External recipient: MX resolution")

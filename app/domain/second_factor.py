@@ -15,10 +15,10 @@ import pyotp
 import segno
 from sqlalchemy import select
 
-from app.clock import utcnow
+from app import clock
 from app.domain import tokens
 from app.extensions import db
-from app.models import RecoveryCode, User
+from app.models import RecoveryCode, Side, User
 
 #: steps accepted either side of the current one
 DRIFT_STEPS = 1
@@ -28,7 +28,7 @@ RECOVERY_CODES = 10
 def policy_for(user: User) -> str:
     """What the user's tenant asks of them: off, optional or required."""
     tenant = user.tenant
-    return tenant.second_factor_internal if user.kind == "internal" else \
+    return tenant.second_factor_internal if user.kind == Side.INTERNAL else \
         tenant.second_factor_external
 
 
@@ -81,7 +81,7 @@ def enrol(user: User, secret: str, code: str, now: datetime | None = None) -> li
     step = _matching_step(secret, code, now)
     if step is None:
         return None
-    user.totp_secret, user.totp_last_step, user.totp_enrolled_at = secret, step, utcnow()
+    user.totp_secret, user.totp_last_step, user.totp_enrolled_at = secret, step, clock.utcnow()
     return new_recovery_codes(user)
 
 
@@ -99,7 +99,7 @@ def _use_recovery_code(user: User, code: str) -> bool:
         RecoveryCode.code_digest == tokens.digest(code.strip().lower())))
     if record is None:
         return False
-    record.used_at = utcnow()
+    record.used_at = clock.utcnow()
     return True
 
 

@@ -13,12 +13,8 @@ from email.parser import BytesParser
 from html import unescape
 
 from app.mail import parts
+from app.mail.decoding import DECODE_ERRORS, fall_back
 from app.mail.email_policy import RECEIVED
-
-# The parser and the content managers raise many kinds of errors on broken input
-# (unknown charsets, bad base64, malformed headers); each is a reason to fall back.
-DECODE_ERRORS = (LookupError, UnicodeError, ValueError, TypeError, AttributeError,
-                  IndexError, KeyError, AssertionError)
 
 
 @dataclass
@@ -70,7 +66,8 @@ def header(message: EmailMessage, name: str) -> str:
     """A header's decoded value, or its raw text when it cannot be decoded; "" if absent."""
     try:
         value = message.get(name)
-    except DECODE_ERRORS:
+    except DECODE_ERRORS as error:
+        fall_back(error, f"the {name} header")
         value = next((v for k, v in message.raw_items() if k.lower() == name.lower()), "")
     return " ".join(str(value or "").split())[:998]
 
@@ -108,7 +105,8 @@ def part_text(part: EmailMessage) -> str:
     """A text part decoded by its declared charset, else as UTF-8 with replacements."""
     try:
         return part.get_content()
-    except DECODE_ERRORS:
+    except DECODE_ERRORS as error:
+        fall_back(error, "a text part")
         payload = part.get_payload(decode=True) or b""
         return payload.decode("utf-8", errors="replace")
 

@@ -18,6 +18,17 @@ from app.models.queue import OutboundItem
 from app.models.template import NotificationTemplate
 from app.models.tenant import ApplicationSettings, Domain, Tenant
 from app.models.user import ROLES, User
+from app.models.vocabulary import (
+    Fallback,
+    Mode,
+    PolicyKind,
+    QueueState,
+    RecipientState,
+    Role,
+    Route,
+    Side,
+    TlsLevel,
+)
 
 __all__ = [
     "DELIVERED_TO_CCM",
@@ -35,14 +46,23 @@ __all__ = [
     "DeliveryEvent",
     "Domain",
     "Draft",
+    "Fallback",
     "Job",
     "Message",
+    "Mode",
     "NotificationTemplate",
     "OutboundItem",
     "PasswordReset",
     "Policy",
+    "PolicyKind",
+    "QueueState",
     "Recipient",
+    "RecipientState",
     "RecoveryCode",
+    "Role",
+    "Route",
+    "Side",
     "Tenant",
+    "TlsLevel",
     "User",
 ]

@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.clock import utcnow
+from app import clock
 from app.extensions import db
 
 
@@ -38,7 +38,7 @@ class AccessEvent(db.Model):
     kind: Mapped[str] = mapped_column(String(20))
     message_id: Mapped[int | None] = mapped_column(ForeignKey("message.id", ondelete="CASCADE"),
                                                    index=True)
-    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    at: Mapped[datetime] = mapped_column(default=clock.utcnow, index=True)
     client_address: Mapped[str | None] = mapped_column(String(64))
     browser: Mapped[str | None] = mapped_column(String(300))
     detail: Mapped[str] = mapped_column(Text, default="")

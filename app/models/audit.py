@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.clock import utcnow
+from app import clock
 from app.extensions import db
 
 
@@ -18,7 +18,7 @@ class AuditEvent(db.Model):
     #: the tenant acted on; None for platform-wide actions
     tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenant.id", ondelete="CASCADE"),
                                                   index=True)
-    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    at: Mapped[datetime] = mapped_column(default=clock.utcnow, index=True)
     #: kept as text so the record outlives the account
     actor: Mapped[str] = mapped_column(String(320))
     client_address: Mapped[str | None] = mapped_column(String(64))

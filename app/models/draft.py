@@ -7,9 +7,10 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from app.clock import utcnow
+from app import clock
 from app.extensions import db
 from app.models.user import User
+from app.models.vocabulary import Mode
 
 
 class Draft(db.Model):
@@ -23,7 +24,7 @@ class Draft(db.Model):
     cc: Mapped[str] = mapped_column(Text, default="")
     subject: Mapped[str] = mapped_column(String(998), default="")
     body: Mapped[str] = mapped_column(Text, default="")
-    mode: Mapped[str] = mapped_column(String(10), default="off")
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    mode: Mapped[str] = mapped_column(String(10), default=Mode.OFF)
+    updated_at: Mapped[datetime] = mapped_column(default=clock.utcnow, onupdate=clock.utcnow)
 
     user: Mapped[User] = relationship()

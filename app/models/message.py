@@ -12,14 +12,15 @@ from datetime import datetime
 from sqlalchemy import JSON, ForeignKey, Index, LargeBinary, String, Text, event, text
 from sqlalchemy.orm import Mapped, deferred, mapped_column, relationship
 
-from app.clock import utcnow
+from app import clock
 from app.extensions import db
 from app.models.policy import Policy
 from app.models.tenant import Tenant
 from app.models.user import User
+from app.models.vocabulary import RecipientState, Route
 
 #: how a recipient is reached
-ROUTES = ("ccm", "internal", "external")
+ROUTES = tuple(Route)
 
 
 class Message(db.Model):
@@ -42,7 +43,7 @@ class Message(db.Model):
     header_from: Mapped[str] = mapped_column(String(998), default="")
     subject: Mapped[str] = mapped_column(String(998), default="")
     message_id_header: Mapped[str] = mapped_column(String(998), default="")
-    received_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    received_at: Mapped[datetime] = mapped_column(default=clock.utcnow, index=True)
     client_address: Mapped[str] = mapped_column(String(64), default="")
     received_over_tls: Mapped[bool] = mapped_column(default=False)
     size: Mapped[int] = mapped_column(default=0)
@@ -75,8 +76,9 @@ class Recipient(db.Model):
     message_id: Mapped[int] = mapped_column(ForeignKey("message.id", ondelete="CASCADE"),
                                             index=True)
     address: Mapped[str] = mapped_column(String(320))
-    #: "internal" or "external" to the tenant
+    #: a Side: internal or external to the tenant
     kind: Mapped[str] = mapped_column(String(16))
+    #: a Route
     route: Mapped[str] = mapped_column(String(16))
     #: why the route was chosen, in words an administrator reads
     reason: Mapped[str] = mapped_column(Text, default="")
@@ -84,8 +86,8 @@ class Recipient(db.Model):
     #: the secure-delivery requirement for this recipient, if any
     tls: Mapped[str | None] = mapped_column(String(10))
     fallback: Mapped[str | None] = mapped_column(String(10))
-    #: queued, held (in the isolation area), delivered, deferred, bounced, revoked, expired
-    state: Mapped[str] = mapped_column(String(16), default="queued")
+    #: a RecipientState
+    state: Mapped[str] = mapped_column(String(16), default=RecipientState.QUEUED)
     #: the recipient's portal account, for CCM delivery (indexed by ix_recipient_inbox)
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     #: the message's received_at, copied here so that the inbox is ordered by its index;
@@ -120,7 +122,7 @@ class DeliveryEvent(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     recipient_id: Mapped[int] = mapped_column(ForeignKey("recipient.id", ondelete="CASCADE"),
                                               index=True)
-    at: Mapped[datetime] = mapped_column(default=utcnow)
+    at: Mapped[datetime] = mapped_column(default=clock.utcnow)
     kind: Mapped[str] = mapped_column(String(20))
     text: Mapped[str] = mapped_column(Text)
 

@@ -7,10 +7,11 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
 from app.models.tenant import Tenant
+from app.models.vocabulary import Fallback, PolicyKind, TlsLevel
 
-POLICY_KINDS = ("route", "content", "secure_delivery")
-TLS_LEVELS = ("encrypt", "verify")
-FALLBACKS = ("ccm", "bounce")
+POLICY_KINDS = tuple(PolicyKind)
+TLS_LEVELS = tuple(TlsLevel)
+FALLBACKS = tuple(Fallback)
 WHERE = ("subject", "body")
 
 
@@ -22,6 +23,7 @@ class Policy(db.Model):
                                            index=True)
     position: Mapped[int] = mapped_column(default=0)
     name: Mapped[str] = mapped_column(String(200))
+    #: a PolicyKind
     kind: Mapped[str] = mapped_column(String(20))
     enabled: Mapped[bool] = mapped_column(default=True)
     #: address patterns: an address, "*@domain", "internal", "external" or "*";
@@ -31,7 +33,7 @@ class Policy(db.Model):
     #: content policies: the words or phrases, and where to look for them
     phrases: Mapped[list] = mapped_column(JSON, default=list)
     where: Mapped[list] = mapped_column(JSON, default=lambda: list(WHERE))
-    #: secure-delivery policies: the TLS level required and what to do without it
+    #: secure-delivery policies: the TlsLevel required and the Fallback without it
     tls: Mapped[str | None] = mapped_column(String(10))
     fallback: Mapped[str | None] = mapped_column(String(10))
     #: overrides the tenant's visibility window for messages this policy sends by CCM

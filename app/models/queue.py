@@ -7,10 +7,11 @@ from datetime import datetime
 from sqlalchemy import JSON, ForeignKey, Index, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, deferred, mapped_column, relationship
 
-from app.clock import utcnow
+from app import clock
 from app.extensions import db
 from app.models.message import Recipient
 from app.models.tenant import Tenant
+from app.models.vocabulary import QueueState
 
 
 class OutboundItem(db.Model):
@@ -22,7 +23,7 @@ class OutboundItem(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     #: "delivery" of a received message, "notification" or "dsn" (generated mail)
     kind: Mapped[str] = mapped_column(String(16))
-    #: "internal" (the internal relay) or "external" (CCM_OUTBOUND)
+    #: Route.INTERNAL (the internal relay) or Route.EXTERNAL (CCM_OUTBOUND)
     route: Mapped[str] = mapped_column(String(16))
     tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenant.id", ondelete="CASCADE"))
     recipient_id: Mapped[int | None] = mapped_column(
@@ -35,12 +36,11 @@ class OutboundItem(db.Model):
     notice: Mapped[dict | None] = deferred(mapped_column(JSON(none_as_null=True)))
     mail_from: Mapped[str] = mapped_column(String(320))
     rcpt_to: Mapped[str] = mapped_column(String(320))
-    #: pending, sending, done, failed (bounced), shunted (set aside after an unexpected
-    #: error, until an operator retries it)
-    state: Mapped[str] = mapped_column(String(10), default="pending")
+    #: a QueueState
+    state: Mapped[str] = mapped_column(String(10), default=QueueState.PENDING)
     attempts: Mapped[int] = mapped_column(default=0)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=clock.utcnow)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=clock.utcnow)
     #: a worker that took the item holds it until then; after a crash it is retried
     lease_until: Mapped[datetime | None]
     #: drawn afresh by each take: a worker records its attempt only while it still holds

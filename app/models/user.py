@@ -7,11 +7,12 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from app.clock import utcnow
+from app import clock
 from app.extensions import db
 from app.models.tenant import ApplicationSettings, Tenant
+from app.models.vocabulary import Role, Side
 
-ROLES = ("admin", "internal", "external")
+ROLES = tuple(Role)
 
 
 class User(db.Model):
@@ -23,8 +24,9 @@ class User(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenant.id", ondelete="CASCADE"))
     email: Mapped[str] = mapped_column(String(320), index=True)
-    #: "internal" or "external": which side of the tenant's boundary the address is on
+    #: a Side: which side of the tenant's boundary the address is on
     kind: Mapped[str] = mapped_column(String(16))
+    #: a Role
     role: Mapped[str] = mapped_column(String(16))
     password_hash: Mapped[str | None] = mapped_column(String(255))
     must_change_password: Mapped[bool] = mapped_column(default=True)
@@ -44,7 +46,7 @@ class User(db.Model):
     #: per-user overrides of the profile: True allow, False deny, None as the profile says
     portal_ccm_override: Mapped[bool | None]
     send_secure_override: Mapped[bool | None]
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=clock.utcnow)
     last_signin_at: Mapped[datetime | None]
     password_changed_at: Mapped[datetime | None]
 
@@ -69,7 +71,7 @@ class User(db.Model):
 
     @property
     def is_admin(self) -> bool:
-        return self.role == "admin"
+        return self.role == Role.ADMIN
 
     @property
     def profile(self) -> ApplicationSettings | None:
@@ -85,7 +87,7 @@ class User(db.Model):
         return self._permission("send_secure")
 
     def _permission(self, name: str) -> bool:
-        if self.kind != "internal":
+        if self.kind != Side.INTERNAL:
             return False
         override = getattr(self, f"{name}_override")
         if override is not None:

@@ -4,9 +4,14 @@ import pytest
 
 
 @pytest.fixture
-def as_admin(app, client, auth, make_tenant, make_user):
-    """A browser signed in as the administrator of tenant acme (acme.test)."""
-    tenant = make_tenant("acme", domains=["acme.test"])
-    make_user(tenant, "admin@acme.test", role="admin")
+def acme(acme, make_user):
+    """Tenant acme (acme.test) with its administrator, admin@acme.test."""
+    make_user(acme, "admin@acme.test", role="admin")
+    return acme
+
+
+@pytest.fixture
+def as_admin(client, auth, acme):
+    """A browser signed in as the administrator of tenant acme."""
     auth.sign_in("admin@acme.test", slug="acme")
     return client

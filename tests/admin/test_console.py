@@ -16,17 +16,10 @@ PAGES = ["/admin/", "/admin/policies", "/admin/policies/new", "/admin/policies/t
 
 
 @pytest.fixture
-def acme(make_tenant, make_user):
-    tenant = make_tenant("acme", domains=["acme.test"])
-    make_user(tenant, "admin@acme.test", role="admin")
-    make_user(tenant, "alice@acme.test", role="internal")
-    return tenant
-
-
-@pytest.fixture
-def as_admin(client, auth, acme):
-    auth.sign_in("admin@acme.test", slug="acme")
-    return client
+def acme(acme, make_user):
+    """tests/admin/conftest.py's, with an internal user."""
+    make_user(acme, "alice@acme.test", role="internal")
+    return acme
 
 
 @pytest.mark.parametrize("path", PAGES)

@@ -20,7 +20,7 @@ from support import mail, post_form
 
 from app.domain import ingest
 from app.extensions import db
-from app.models import DeliveryEvent, Message, Policy, Recipient
+from app.models import DeliveryEvent, Domain, Message, Policy, Recipient
 
 # --- policies, briefly -------------------------------------------------------------------
 
@@ -152,18 +152,13 @@ CASES = [
 
 
 @pytest.fixture
-def acme(make_tenant, make_user):
-    tenant = make_tenant("acme", domains=["acme.test", "acme.example"])
-    make_user(tenant, "admin@acme.test", role="admin")
-    make_user(tenant, "alice@acme.test", role="internal")  # the default profile: no Send Secure
-    make_user(tenant, "bob@acme.test", role="internal", send_secure_override=True)
-    return tenant
-
-
-@pytest.fixture
-def as_admin(client, auth, acme):
-    auth.sign_in("admin@acme.test", slug="acme")
-    return client
+def acme(acme, make_user):
+    """tests/admin/conftest.py's, with a second domain, and two internal users."""
+    acme.domains.append(Domain(name="acme.example"))
+    db.session.commit()
+    make_user(acme, "alice@acme.test", role="internal")  # the default profile: no Send Secure
+    make_user(acme, "bob@acme.test", role="internal", send_secure_override=True)
+    return acme
 
 
 def give(tenant, policies) -> None:

@@ -4,10 +4,5 @@ import pytest
 
 
 @pytest.fixture
-def acme(make_tenant):
-    return make_tenant("acme", domains=["acme.test"])
-
-
-@pytest.fixture
 def alice(acme, make_user):
     return make_user(acme, "alice@partner.test")

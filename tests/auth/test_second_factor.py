@@ -27,10 +27,6 @@ def enrolled(alice):
     return secret, codes
 
 
-def signed_in(client) -> bool:
-    return client.get("/inbox/").status_code == 200
-
-
 def test_enrolment_shows_a_server_rendered_qr_and_needs_a_working_code(client, auth, alice):
     auth.sign_in(alice.email)
     page = client.get("/account/second-factor").get_data(as_text=True)
@@ -50,14 +46,14 @@ def test_the_password_alone_opens_nothing_once_a_factor_is_set_up(client, auth, 
     secret, _ = enrolled
     response = auth.sign_in("alice@partner.test")
     assert response.headers["Location"] == "/sign-in/code"
-    assert not signed_in(client)
+    assert not auth.signed_in()
     post_form(client, "/sign-in/code", {"code": code_at(secret, datetime.now(UTC))})
-    assert signed_in(client)
+    assert auth.signed_in()
 
 
 def test_without_a_factor_the_password_is_enough(client, auth, alice):
     auth.sign_in("alice@partner.test")
-    assert signed_in(client)
+    assert auth.signed_in()
 
 
 def test_a_used_code_cannot_be_replayed(client, auth, app, enrolled):
@@ -65,7 +61,7 @@ def test_a_used_code_cannot_be_replayed(client, auth, app, enrolled):
     code = code_at(secret, datetime.now(UTC))
     auth.sign_in("alice@partner.test")
     post_form(client, "/sign-in/code", {"code": code})
-    assert signed_in(client)
+    assert auth.signed_in()
     other = app.test_client()
     post_form(other, "/sign-in", {"email": "alice@partner.test", "password": PASSWORD})
     response = post_form(other, "/sign-in/code", {"code": code})
@@ -87,7 +83,7 @@ def test_a_recovery_code_works_once(client, auth, app, enrolled):
     _, codes = enrolled
     auth.sign_in("alice@partner.test")
     post_form(client, "/sign-in/code", {"code": codes[0]})
-    assert signed_in(client)
+    assert auth.signed_in()
     other = app.test_client()
     post_form(other, "/sign-in", {"email": "alice@partner.test", "password": PASSWORD})
     post_form(other, "/sign-in/code", {"code": codes[0]})
@@ -101,7 +97,7 @@ def test_wrong_codes_are_throttled_like_passwords(client, auth, enrolled):
         post_form(client, "/sign-in/code", {"code": "123456"})
     # Locked now: even the right code is refused for a while.
     post_form(client, "/sign-in/code", {"code": code_at(secret, datetime.now(UTC))})
-    assert not signed_in(client)
+    assert not auth.signed_in()
     assert db.session.get(User, enrolled_user_id(client)).locked_until is not None
 
 
@@ -131,7 +127,7 @@ def test_required_for_one_kind_leaves_the_other_free(client, auth, acme, alice):
     acme.second_factor_internal = "required"
     db.session.commit()
     auth.sign_in("alice@partner.test")  # external
-    assert signed_in(client)
+    assert auth.signed_in()
 
 
 def test_an_administrator_reset_clears_it(client, auth, acme, make_user, enrolled):
@@ -166,7 +162,7 @@ def test_a_returning_visitor_sees_their_organisation_before_typing(app, client, 
 
 
 def test_wrong_codes_lock_the_account_however_often_the_password_is_re_entered(
-        app, client, enrolled):
+        app, client, enrolled, auth):
     """'Password, then a few wrong codes' again and again, from several addresses: the
     right password does not clear the count, so guessing ends in a lock-out."""
     secret, _ = enrolled
@@ -185,7 +181,7 @@ def test_wrong_codes_lock_the_account_however_often_the_password_is_re_entered(
     # Locked: the right password and the right code open nothing until the lock ends.
     post_form(client, "/sign-in", {"email": "alice@partner.test", "password": PASSWORD})
     post_form(client, "/sign-in/code", {"code": code_at(secret, datetime.now(UTC))})
-    assert not signed_in(client)
+    assert not auth.signed_in()
 
 
 def test_only_a_complete_sign_in_starts_the_count_again(client, auth, enrolled):
@@ -197,6 +193,6 @@ def test_only_a_complete_sign_in_starts_the_count_again(client, auth, enrolled):
     alice = db.session.get(User, enrolled_user_id(client))
     assert alice.failed_signins == 4  # the right password cleared nothing
     post_form(client, "/sign-in/code", {"code": code_at(secret, datetime.now(UTC))})
-    assert signed_in(client)
+    assert auth.signed_in()
     db.session.expire_all()
     assert alice.failed_signins == 0 and alice.locked_until is None

@@ -15,26 +15,22 @@ def refused(response) -> bool:
     return response.status_code == 200 and SIGN_IN_REFUSED in response.get_data(as_text=True)
 
 
-def signed_in(client) -> bool:
-    return client.get("/inbox/").status_code == 200
-
-
 def test_right_password_signs_in_and_lands_on_the_inbox(client, auth, alice):
     response = auth.sign_in("alice@partner.test")
     assert response.status_code == 302
     assert response.headers["Location"] == "/inbox/"
-    assert signed_in(client)
+    assert auth.signed_in()
     assert db.session.get(User, alice.id).last_signin_at is not None
 
 
 def test_address_is_matched_without_regard_to_case_or_spaces(client, auth, alice):
     auth.sign_in("  Alice@Partner.TEST ")
-    assert signed_in(client)
+    assert auth.signed_in()
 
 
 def test_wrong_password_is_refused_with_the_generic_message(client, auth, alice):
     assert refused(auth.sign_in("alice@partner.test", "not the password at all"))
-    assert not signed_in(client)
+    assert not auth.signed_in()
     assert db.session.get(User, alice.id).failed_signins == 1
 
 
@@ -79,7 +75,7 @@ def test_five_failures_lock_the_account_even_against_the_right_password(client, 
     user = db.session.get(User, alice.id)
     assert user.locked_until is not None
     assert refused(auth.sign_in("alice@partner.test"))
-    assert not signed_in(client)
+    assert not auth.signed_in()
 
 
 def test_the_lock_ends_by_itself_and_the_right_password_then_works(client, auth, alice):
@@ -89,7 +85,7 @@ def test_the_lock_ends_by_itself_and_the_right_password_then_works(client, auth,
     user.locked_until = utcnow() - timedelta(seconds=1)
     db.session.commit()
     auth.sign_in("alice@partner.test")
-    assert signed_in(client)
+    assert auth.signed_in()
     user = db.session.get(User, alice.id)
     assert (user.failed_signins, user.locked_until) == (0, None)
 
@@ -140,7 +136,7 @@ def test_sign_out_ends_the_session_so_a_copied_cookie_is_useless(app, client, au
     auth.sign_in("alice@partner.test")
     cookie = client.get_cookie(app.config["SESSION_COOKIE_NAME"]).value
     auth.sign_out()
-    assert not signed_in(client)
+    assert not auth.signed_in()
     thief = app.test_client()
     thief.set_cookie(app.config["SESSION_COOKIE_NAME"], cookie)
     assert thief.get("/inbox/").status_code == 302
@@ -151,7 +147,7 @@ def test_idle_session_expires(client, auth, alice):
     record = db.session.query(AuthSession).filter_by(user_id=alice.id).one()
     record.last_seen_at = utcnow() - timedelta(minutes=31)
     db.session.commit()
-    assert not signed_in(client)
+    assert not auth.signed_in()
 
 
 def test_session_expires_after_the_absolute_limit_even_when_busy(client, auth, alice):
@@ -159,14 +155,14 @@ def test_session_expires_after_the_absolute_limit_even_when_busy(client, auth, a
     record = db.session.query(AuthSession).filter_by(user_id=alice.id).one()
     record.created_at = utcnow() - timedelta(hours=12, seconds=1)
     db.session.commit()
-    assert not signed_in(client)
+    assert not auth.signed_in()
 
 
 def test_disabling_an_account_ends_its_sessions_at_once(client, auth, alice):
     auth.sign_in("alice@partner.test")
     alice.disabled = True
     db.session.commit()
-    assert not signed_in(client)
+    assert not auth.signed_in()
 
 
 def test_a_page_checks_its_session_user_and_tenant_in_one_query(client, auth, alice):
@@ -216,12 +212,12 @@ def test_next_never_leads_off_the_site(client, alice, target):
     assert response.headers["Location"] == "/inbox/"
 
 
-def test_sign_in_without_csrf_token_is_refused(client, alice):
+def test_sign_in_without_csrf_token_is_refused(client, alice, auth):
     response = client.post("/sign-in", data={"email": "alice@partner.test",
                                              "password": PASSWORD})
     assert response.status_code == 400
     assert "This form has expired" in response.get_data(as_text=True)
-    assert not signed_in(client)
+    assert not auth.signed_in()
 
 
 def test_sign_in_with_another_sessions_csrf_token_is_refused(app, client, alice):
@@ -236,13 +232,13 @@ def test_sign_in_with_another_sessions_csrf_token_is_refused(app, client, alice)
 def test_sign_out_without_csrf_token_is_refused(client, auth, alice):
     auth.sign_in("alice@partner.test")
     assert client.post("/sign-out").status_code == 400
-    assert signed_in(client)
+    assert auth.signed_in()
 
 
 def test_sign_out_by_get_is_not_possible(client, auth, alice):
     auth.sign_in("alice@partner.test")
     assert client.get("/sign-out").status_code == 405
-    assert signed_in(client)
+    assert auth.signed_in()
 
 
 # --- two tenants, one address ----------------------------------------------------------
@@ -294,7 +290,7 @@ def test_generic_sign_in_asks_which_tenant_only_after_the_password_fits_both(
     assert response.headers["Location"] == "/sign-in/organisation"
     page = client.get("/sign-in/organisation").get_data(as_text=True)
     assert "Acme Corp" in page and "Globex Corp" in page
-    assert not signed_in(client)
+    assert not auth.signed_in()
     post_form(client, "/sign-in/organisation", {"account": at_globex.id})
     assert "Globex Corp" in current_tenant(client)
 
@@ -311,7 +307,7 @@ def test_choosing_an_account_the_password_did_not_open_is_refused(
     auth.sign_in("carol@partner.test")
     response = post_form(client, "/sign-in/organisation", {"account": other.id})
     assert response.status_code == 200
-    assert not signed_in(client)
+    assert not auth.signed_in()
 
 
 def test_the_organisation_page_without_a_proven_password_sends_back(client):

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import smtplib
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import pytest
 from servers import DnsServer, SmtpSink, ThrowawayCA, free_port, self_signed_server_context
 from support import PASSWORD
 
+from app import clock
 from app.delivery import runner
 from app.domain import ingest
+from app.domain.passwords import hash_password
 from app.extensions import db
-from app.models import ApplicationSettings, Policy, User
+from app.models import ApplicationSettings, Message, OutboundItem, Policy, QueueState, User
 from app.smtp import ingress
 
 
@@ -114,6 +117,31 @@ class Gateway:
 
     def account(self, email: str) -> User | None:
         return db.session.query(User).filter_by(tenant_id=self.tenant.id, email=email).first()
+
+    def latest(self) -> Message | None:
+        """The message received last, read afresh."""
+        db.session.expire_all()
+        return db.session.query(Message).order_by(Message.id.desc()).first()
+
+    def make_due(self) -> None:
+        """Pretend the back-off has passed: every pending item is due now."""
+        for item in db.session.query(OutboundItem).filter_by(state=QueueState.PENDING):
+            item.next_attempt_at = clock.utcnow() - timedelta(seconds=1)
+        db.session.commit()
+
+
+@pytest.fixture
+def signed_in(gateway, auth):
+    """``signed_in(email)``: the portal account of ``email`` at acme (which receiving mail
+    created), given PASSWORD and signed in with the test's client; returns the user."""
+    def sign_in(email: str) -> User:
+        user = gateway.account(email)
+        user.password_hash = hash_password(PASSWORD)
+        user.must_change_password = False
+        db.session.commit()
+        auth.sign_in(email, slug="acme")
+        return user
+    return sign_in
 
 
 @pytest.fixture

@@ -10,28 +10,14 @@ from app.domain import composing
 from app.domain.composing import MAX_ADDRESS, MAX_BODY, MAX_DRAFTS, MAX_RECIPIENTS, MAX_SUBJECT
 from app.domain.passwords import hash_password
 from app.extensions import db
-from app.models import Draft, Message
+from app.models import Draft
 from app.web.queries import sent_items
-
-
-def sign_in(gateway, auth, email):
-    user = gateway.account(email)
-    user.password_hash = hash_password(PASSWORD)
-    user.must_change_password = False
-    db.session.commit()
-    auth.sign_in(email, slug="acme")
-    return user
 
 
 def compose(client, **fields):
     data = {"to": "pat@partner.test", "cc": "", "subject": "Offer", "body": "Terms attached.",
             **fields}
     return post_form(client, "/compose/", data)
-
-
-def latest() -> Message:
-    db.session.expire_all()
-    return db.session.query(Message).order_by(Message.id.desc()).first()
 
 
 @pytest.mark.parametrize(
@@ -42,12 +28,12 @@ def latest() -> Message:
         ("all", {"pat@partner.test": "ccm", "bob@acme.test": "ccm"}),
     ],
 )
-def test_each_mode_with_internal_and_external_recipients(gateway, client, auth, mode, routes):
+def test_each_mode_with_internal_and_external_recipients(gateway, client, mode, routes, signed_in):
     mx = gateway.network.mx("partner.test")
-    sign_in(gateway, auth, "alice@acme.test")
+    signed_in("alice@acme.test")
     response = compose(client, cc="bob@acme.test", mode=mode)
     assert response.status_code == 302
-    message = latest()
+    message = gateway.latest()
     assert {r.address: r.route for r in message.recipients} == routes
     gateway.run_queue()
     delivered_to_mx = [d for d in mx.messages if d.message["Subject"] == "Offer"]
@@ -59,40 +45,40 @@ def test_each_mode_with_internal_and_external_recipients(gateway, client, auth, 
     assert sorted(notified) == sorted(a for a, r in routes.items() if r == "ccm")
 
 
-def test_off_is_overridden_by_a_content_policy(gateway, client, auth):
+def test_off_is_overridden_by_a_content_policy(gateway, client, signed_in):
     gateway.policy(name="Keyword", kind="content", phrases=["confidential"])
-    sign_in(gateway, auth, "alice@acme.test")
+    signed_in("alice@acme.test")
     compose(client, body="This is CONFIDENTIAL.", mode="off")
-    (recipient,) = latest().recipients
+    (recipient,) = gateway.latest().recipients
     assert (recipient.route, recipient.policy.name) == ("ccm", "Keyword")
 
 
 def test_without_permission_there_is_no_mode_control_and_a_forged_one_is_ignored(
-        gateway, client, auth):
+        gateway, client, signed_in):
     gateway.network.mx("partner.test")
-    sign_in(gateway, auth, "bob@acme.test")  # the Default profile: no portal CCM
+    signed_in("bob@acme.test")  # the Default profile: no portal CCM
     page = client.get("/compose/").get_data(as_text=True)
     assert "CCM mode" not in page and 'name="mode"' not in page
     compose(client, mode="all")
-    (recipient,) = latest().recipients
+    (recipient,) = gateway.latest().recipients
     assert recipient.route == "external"
 
 
-def test_a_per_user_override_grants_the_mode(gateway, client, auth):
-    bob = sign_in(gateway, auth, "bob@acme.test")
+def test_a_per_user_override_grants_the_mode(gateway, client, signed_in):
+    bob = signed_in("bob@acme.test")
     bob.portal_ccm_override = True
     db.session.commit()
     assert "CCM mode" in client.get("/compose/").get_data(as_text=True)
     compose(client, mode="external")
-    assert latest().recipients[0].route == "ccm"
+    assert gateway.latest().recipients[0].route == "ccm"
 
 
-def test_a_per_user_override_can_deny_what_the_profile_allows(gateway, client, auth):
-    alice = sign_in(gateway, auth, "alice@acme.test")
+def test_a_per_user_override_can_deny_what_the_profile_allows(gateway, client, signed_in):
+    alice = signed_in("alice@acme.test")
     alice.portal_ccm_override = False
     db.session.commit()
     compose(client, mode="all")
-    assert latest().recipients[0].route == "external"
+    assert gateway.latest().recipients[0].route == "external"
 
 
 def test_external_recipients_cannot_compose(gateway, client, auth, make_user):
@@ -102,16 +88,16 @@ def test_external_recipients_cannot_compose(gateway, client, auth, make_user):
     assert client.get("/sent/").status_code == 403
 
 
-def test_invalid_addresses_are_refused_with_the_culprit_named(gateway, client, auth):
-    sign_in(gateway, auth, "alice@acme.test")
+def test_invalid_addresses_are_refused_with_the_culprit_named(gateway, client, signed_in):
+    signed_in("alice@acme.test")
     response = compose(client, to="pat@partner.test, not an address")
     assert "Not an email address: not, an, address" in response.get_data(as_text=True) or \
         "Not an email address" in response.get_data(as_text=True)
-    assert latest() is None
+    assert gateway.latest() is None
 
 
-def test_attachments_are_sent(gateway, client, auth):
-    sign_in(gateway, auth, "alice@acme.test")
+def test_attachments_are_sent(gateway, client, signed_in):
+    signed_in("alice@acme.test")
     compose(client, to="bob@acme.test",
             attachments=[(BytesIO(b"%PDF- figures"), "Q3 figures.pdf", "application/pdf")])
     gateway.run_queue()
@@ -131,8 +117,8 @@ def test_attachments_are_sent(gateway, client, auth):
     ("\u00e9/x", "application/octet-stream"),
 ])
 def test_an_attachments_declared_type_goes_out_only_as_a_plain_media_type(
-        gateway, client, auth, declared, sent_as):
-    sign_in(gateway, auth, "alice@acme.test")
+        gateway, client, declared, sent_as, signed_in):
+    signed_in("alice@acme.test")
     compose(client, to="bob@acme.test",
             attachments=[(BytesIO(b"figures"), "figures.bin", declared)])
     gateway.run_queue()
@@ -141,27 +127,27 @@ def test_an_attachments_declared_type_goes_out_only_as_a_plain_media_type(
     assert attached.get_content_type() == sent_as
 
 
-def test_a_nul_in_an_attachments_name_or_type_refuses_the_request(gateway, client, auth):
-    sign_in(gateway, auth, "alice@acme.test")
+def test_a_nul_in_an_attachments_name_or_type_refuses_the_request(gateway, client, signed_in):
+    signed_in("alice@acme.test")
     for name, declared in [("a\x00.pdf", "application/pdf"), ("a.pdf", "text/plain\x00x")]:
         response = compose(client, to="bob@acme.test",
                            attachments=[(BytesIO(b"figures"), name, declared)])
         assert response.status_code == 400
-    assert latest() is None
+    assert gateway.latest() is None
 
 
-def test_compose_without_csrf_is_refused(gateway, client, auth):
-    sign_in(gateway, auth, "alice@acme.test")
+def test_compose_without_csrf_is_refused(gateway, client, signed_in):
+    signed_in("alice@acme.test")
     response = client.post("/compose/", data={"to": "pat@partner.test", "body": "x"})
     assert response.status_code == 400
-    assert latest() is None
+    assert gateway.latest() is None
 
 
 # --- drafts ----------------------------------------------------------------------------
 
 
-def test_drafts_are_saved_while_typing_and_resumed(gateway, client, auth):
-    sign_in(gateway, auth, "alice@acme.test")
+def test_drafts_are_saved_while_typing_and_resumed(gateway, client, signed_in):
+    signed_in("alice@acme.test")
     first = post_form(client, "/compose/draft", {"to": "pat@partner.test", "subject": "Half",
                                                  "body": "Half written", "mode": "all"},
                       form_path="/compose/")
@@ -179,12 +165,12 @@ def test_drafts_are_saved_while_typing_and_resumed(gateway, client, auth):
     assert db.session.query(Draft).count() == 0
 
 
-def test_drafts_are_private(gateway, client, auth, app):
+def test_drafts_are_private(gateway, client, app, signed_in):
     alice = gateway.account("alice@acme.test")
     draft = composing.save_draft(alice, None, to="x@y.test", cc="", subject="Secret plan",
                                  body="", mode="off")
     db.session.commit()
-    sign_in(gateway, auth, "bob@acme.test")
+    signed_in("bob@acme.test")
     page = client.get(f"/compose/?draft={draft.public_id}").get_data(as_text=True)
     assert "Secret plan" not in page
     assert "Secret plan" not in client.get("/compose/drafts").get_data(as_text=True)
@@ -269,8 +255,8 @@ def stored(draft: Draft) -> tuple:
 @pytest.mark.parametrize(("what", "fields", "field", "told", "send_status"), OVER_THE_LIMITS,
                          ids=OVER_IDS)
 def test_a_new_draft_over_a_limit_is_refused_and_not_stored(
-        gateway, client, auth, what, fields, field, told, send_status):
-    sign_in(gateway, auth, "alice@acme.test")
+        gateway, client, what, fields, field, told, send_status, signed_in):
+    signed_in("alice@acme.test")
     response = post(client, "/compose/draft", {**VALID, **fields}, as_multipart=False)
     if send_status == 400:
         assert response.status_code == 400
@@ -286,8 +272,8 @@ def test_a_new_draft_over_a_limit_is_refused_and_not_stored(
 @pytest.mark.parametrize(("what", "fields", "field", "told", "send_status"), OVER_THE_LIMITS,
                          ids=OVER_IDS)
 def test_a_saved_draft_is_kept_whole_when_an_update_is_over_a_limit(
-        gateway, client, auth, what, fields, field, told, send_status):
-    sign_in(gateway, auth, "alice@acme.test")
+        gateway, client, what, fields, field, told, send_status, signed_in):
+    signed_in("alice@acme.test")
     first = post(client, "/compose/draft", VALID, as_multipart=False)
     draft = db.session.query(Draft).one()
     before = stored(draft)
@@ -307,8 +293,8 @@ def test_a_saved_draft_is_kept_whole_when_an_update_is_over_a_limit(
 @pytest.mark.parametrize(("what", "fields", "field", "told", "send_status"), OVER_THE_LIMITS,
                          ids=OVER_IDS)
 def test_sending_over_a_limit_is_refused_beside_the_field(
-        gateway, client, auth, what, fields, field, told, send_status):
-    sign_in(gateway, auth, "alice@acme.test")
+        gateway, client, what, fields, field, told, send_status, signed_in):
+    signed_in("alice@acme.test")
     draft = composing.save_draft(gateway.account("alice@acme.test"), None, **VALID, mode="off")
     db.session.commit()
     before = stored(draft)
@@ -323,12 +309,12 @@ def test_sending_over_a_limit_is_refused_beside_the_field(
                           r'class="notice notice-error" role="alert">(.*?)</div>', page, re.S)
         # A single-line field's own check (app/web/inputs.py) may answer first, in its words.
         assert where and (told in where.group(1) or "Use one line of text" in where.group(1))
-    assert latest() is None
+    assert gateway.latest() is None
     assert stored(draft) == before  # the draft stays for another try
 
 
-def test_a_message_at_every_limit_saves_as_a_draft_and_sends(gateway, client, auth):
-    sign_in(gateway, auth, "alice@acme.test")
+def test_a_message_at_every_limit_saves_as_a_draft_and_sends(gateway, client, signed_in):
+    signed_in("alice@acme.test")
     longest = "a" * (MAX_ADDRESS - len("@partner.test")) + "@partner.test"
     fields = {"to": ", ".join([longest, many(MAX_RECIPIENTS - 11)]), "cc": many(10, start=200),
               "subject": "s" * MAX_SUBJECT, "body": "\U0001f600" * MAX_BODY}
@@ -338,12 +324,12 @@ def test_a_message_at_every_limit_saves_as_a_draft_and_sends(gateway, client, au
     assert (draft.to, draft.cc, draft.subject, draft.body) == tuple(fields.values())
     sent = post(client, "/compose/", {**fields, "draft": draft.public_id}, as_multipart=True)
     assert sent.status_code == 302, sent.get_data(as_text=True)[:2000]
-    assert len(latest().recipients) == MAX_RECIPIENTS
+    assert len(gateway.latest().recipients) == MAX_RECIPIENTS
     assert db.session.query(Draft).count() == 0
 
 
-def test_repeated_autosaves_update_one_draft(gateway, client, auth):
-    sign_in(gateway, auth, "alice@acme.test")
+def test_repeated_autosaves_update_one_draft(gateway, client, signed_in):
+    signed_in("alice@acme.test")
     public_id = ""
     for typed in ("T", "Te", "Terms", "Terms attac", "Terms attached."):
         response = post(client, "/compose/draft", {**VALID, "body": typed, "draft": public_id},
@@ -353,8 +339,8 @@ def test_repeated_autosaves_update_one_draft(gateway, client, auth):
     assert (draft.public_id, draft.body) == (public_id, "Terms attached.")
 
 
-def test_a_user_keeps_at_most_max_drafts(gateway, client, auth):
-    alice = sign_in(gateway, auth, "alice@acme.test")
+def test_a_user_keeps_at_most_max_drafts(gateway, client, signed_in):
+    alice = signed_in("alice@acme.test")
     kept = [composing.save_draft(alice, None, **{**VALID, "subject": f"Draft {n}"}, mode="off")
             for n in range(MAX_DRAFTS)]
     db.session.commit()
@@ -383,8 +369,8 @@ def test_a_user_keeps_at_most_max_drafts(gateway, client, auth):
 
 
 @pytest.mark.parametrize("whose", ["a colleague", "another tenant's user"])
-def test_another_users_draft_is_not_found(gateway, client, auth, make_tenant, make_user,
-                                          whose):
+def test_another_users_draft_is_not_found(gateway, client, make_tenant, make_user,
+                                          whose, signed_in):
     if whose == "a colleague":
         owner = gateway.account("bob@acme.test")
     else:
@@ -394,7 +380,7 @@ def test_another_users_draft_is_not_found(gateway, client, auth, make_tenant, ma
                                   body="Their words", mode="off")
     db.session.commit()
     before = stored(theirs)
-    sign_in(gateway, auth, "alice@acme.test")
+    signed_in("alice@acme.test")
 
     update = post(client, "/compose/draft", {**VALID, "body": "Overwritten",
                                              "draft": theirs.public_id}, as_multipart=False)
@@ -412,8 +398,8 @@ def test_another_users_draft_is_not_found(gateway, client, auth, make_tenant, ma
 
 @pytest.mark.parametrize("public_id", ["no-such-draft", "x" * 33, "../drafts", "a b",
                                        "\u00e9t\u00e9"])
-def test_a_draft_id_naming_no_draft_is_not_found(gateway, client, auth, public_id):
-    sign_in(gateway, auth, "alice@acme.test")
+def test_a_draft_id_naming_no_draft_is_not_found(gateway, client, public_id, signed_in):
+    signed_in("alice@acme.test")
     response = post(client, "/compose/draft", {**VALID, "draft": public_id},
                     as_multipart=False)
     assert response.status_code == 404
@@ -424,15 +410,19 @@ def test_a_draft_id_naming_no_draft_is_not_found(gateway, client, auth, public_i
 # --- sent items and revocation ---------------------------------------------------------
 
 
-def sent_by_alice(gateway, client, auth, to="pat@partner.test, sam@partner.test"):
-    sign_in(gateway, auth, "alice@acme.test")
-    compose(client, to=to, mode="external")
-    return latest()
+@pytest.fixture
+def sent_by_alice(gateway, client, signed_in):
+    """``sent_by_alice(to)``: alice signs in and sends a message to ``to`` by CCM."""
+    def send(to="pat@partner.test, sam@partner.test"):
+        signed_in("alice@acme.test")
+        compose(client, to=to, mode="external")
+        return gateway.latest()
+    return send
 
 
-def test_sent_items_show_route_and_state_per_recipient(gateway, client, auth):
+def test_sent_items_show_route_and_state_per_recipient(gateway, client, sent_by_alice):
     gateway.network.mx("partner.test")
-    message = sent_by_alice(gateway, client, auth, to="pat@partner.test, bob@acme.test")
+    message = sent_by_alice(to="pat@partner.test, bob@acme.test")
     gateway.run_queue()
     page = client.get(f"/sent/{message.public_id}").get_data(as_text=True)
     assert "Secure portal (CCM)" in page and "Internal relay" in page
@@ -446,10 +436,10 @@ def test_sent_items_show_route_and_state_per_recipient(gateway, client, auth):
     assert message.public_id in client.get("/sent/").get_data(as_text=True)
 
 
-def test_nobody_else_sees_a_senders_sent_items(gateway, client, auth):
-    message = sent_by_alice(gateway, client, auth)
+def test_nobody_else_sees_a_senders_sent_items(gateway, client, auth, signed_in, sent_by_alice):
+    message = sent_by_alice()
     auth.sign_out()
-    sign_in(gateway, auth, "bob@acme.test")
+    signed_in("bob@acme.test")
     assert client.get(f"/sent/{message.public_id}").status_code == 404
     assert message.public_id not in client.get("/sent/").get_data(as_text=True)
     response = post_form(client, f"/sent/{message.public_id}/revoke", {"recipient": "all"},
@@ -464,8 +454,8 @@ def read_as(app, email, message):
     return reader, reader.get(f"/inbox/{message.public_id}")
 
 
-def test_revoke_before_the_recipient_opened_it(app, gateway, client, auth):
-    message = sent_by_alice(gateway, client, auth)
+def test_revoke_before_the_recipient_opened_it(app, gateway, client, sent_by_alice):
+    message = sent_by_alice()
     for address in ("pat@partner.test", "sam@partner.test"):
         user = gateway.account(address)
         user.password_hash, user.must_change_password = hash_password(PASSWORD), False
@@ -486,8 +476,8 @@ def test_revoke_before_the_recipient_opened_it(app, gateway, client, auth):
 
 
 def test_revoke_after_the_recipient_opened_it_takes_it_away_at_once(app, gateway, client,
-                                                                    auth):
-    message = sent_by_alice(gateway, client, auth, to="pat@partner.test")
+                                                                    sent_by_alice):
+    message = sent_by_alice(to="pat@partner.test")
     user = gateway.account("pat@partner.test")
     user.password_hash, user.must_change_password = hash_password(PASSWORD), False
     db.session.commit()
@@ -501,8 +491,8 @@ def test_revoke_after_the_recipient_opened_it_takes_it_away_at_once(app, gateway
         assert reader.get(f"/inbox/{message.public_id}/{part}").status_code == 410
 
 
-def test_only_held_ccm_copies_can_be_revoked(gateway, client, auth):
-    message = sent_by_alice(gateway, client, auth, to="bob@acme.test")
+def test_only_held_ccm_copies_can_be_revoked(gateway, client, sent_by_alice):
+    message = sent_by_alice(to="bob@acme.test")
     post_form(client, f"/sent/{message.public_id}/revoke", {"recipient": "all"},
               form_path=f"/sent/{message.public_id}")
     (bob,) = message.recipients
@@ -510,8 +500,8 @@ def test_only_held_ccm_copies_can_be_revoked(gateway, client, auth):
     assert bob.state != "revoked"
 
 
-def test_revoke_without_csrf_is_refused(gateway, client, auth):
-    message = sent_by_alice(gateway, client, auth)
+def test_revoke_without_csrf_is_refused(gateway, client, sent_by_alice):
+    message = sent_by_alice()
     response = client.post(f"/sent/{message.public_id}/revoke", data={"recipient": "all"})
     assert response.status_code == 400
-    assert all(r.state == "held" for r in latest().recipients)
+    assert all(r.state == "held" for r in gateway.latest().recipients)

@@ -1,7 +1,6 @@
 """Delivery out: TLS levels and fallbacks, MX look-up rules, retries and bounces."""
 
 import threading
-import time
 from datetime import timedelta
 
 import pytest
@@ -23,14 +22,6 @@ def events(recipient) -> list[str]:
 def items(kind=None) -> list[OutboundItem]:
     query = db.session.query(OutboundItem).order_by(OutboundItem.id)
     return [i for i in query if kind is None or i.kind == kind]
-
-
-def make_due() -> None:
-    """Pretend the back-off has passed."""
-    for item in items():
-        if item.state == "pending":
-            item.next_attempt_at = utcnow() - timedelta(seconds=1)
-    db.session.commit()
 
 
 # --- TLS ------------------------------------------------------------------------------
@@ -271,11 +262,11 @@ def test_a_temporary_failure_is_retried_with_growing_back_off(gateway):
     assert timedelta(minutes=4) < first_wait <= timedelta(minutes=5)
     assert message.recipients[0].state == "deferred"
     assert any("Deferred:" in t and "greylisted" in t for t in events(message.recipients[0]))
-    make_due()
+    gateway.make_due()
     gateway.run_queue()
     db.session.refresh(item)
     assert timedelta(minutes=9) < item.next_attempt_at - utcnow() <= timedelta(minutes=10)
-    make_due()
+    gateway.make_due()
     gateway.run_queue()
     assert len(sink.wait_for(1)) == 1
     db.session.refresh(item)
@@ -288,7 +279,7 @@ def test_back_off_is_capped(app, gateway):
     sink.fail("MAIL", 421, "4.3.2 busy", times=20)
     gateway.send(mail(), ["pat@partner.test"])
     for _ in range(9):
-        make_due()
+        gateway.make_due()
         gateway.run_queue()
     (item,) = items("delivery")
     assert item.next_attempt_at - utcnow() <= timedelta(seconds=app.config["RETRY_MAX_SECONDS"])
@@ -302,7 +293,7 @@ def test_a_message_deferred_too_long_bounces(gateway):
     (item,) = items("delivery")
     item.created_at = utcnow() - timedelta(days=5, seconds=1)
     db.session.commit()
-    make_due()
+    gateway.make_due()
     gateway.run_queue()
     recipient = message.recipients[0]
     db.session.refresh(recipient)
@@ -340,7 +331,7 @@ def test_a_dropped_connection_during_data_is_retried(gateway):
     gateway.send(mail(), ["pat@partner.test"])
     gateway.run_queue()
     assert sink.messages == []
-    make_due()
+    gateway.make_due()
     gateway.run_queue()
     assert len(sink.wait_for(1)) == 1
 
@@ -383,10 +374,8 @@ def test_the_delivery_is_recorded_before_quit_and_a_failed_quit_changes_nothing(
     queue.start()
     try:
         sink.wait_for(1)
-        deadline = time.monotonic() + 2.5
-        while _state_in_database("delivery") != "done":
-            assert time.monotonic() < deadline, "not recorded before QUIT was answered"
-            time.sleep(0.05)
+        sink.wait_for_command("QUIT")
+        assert _state_in_database("delivery") == "done", "not recorded before QUIT was said"
         assert queue.is_alive(), "the worker should still be waiting for QUIT"
     finally:
         queue.join(timeout=30)
@@ -419,7 +408,7 @@ def test_an_item_taken_over_while_it_was_sent_is_recorded_by_its_new_holder_only
     sending = threading.Thread(target=in_app_context,
                                args=(app, runner._attempt, lease.item_id, lease.token))
     sending.start()
-    time.sleep(1)  # the old holder waits for the 250 to its data
+    sink.wait_for_command("DATA")  # the old holder waits for the 250 to its data
     (item,) = items("delivery")
     item.lease_token, item.lease_until = "another worker", utcnow() + LEASE
     db.session.commit()
@@ -445,7 +434,7 @@ def test_the_lease_is_renewed_before_each_further_server_and_a_lost_one_stops_th
     sending = threading.Thread(target=in_app_context,
                                args=(app, runner._attempt, lease.item_id, lease.token))
     sending.start()
-    time.sleep(2.2)  # the first server said 451; the backup is taking the data
+    backup.wait_for_command("DATA")  # the first server said 451; the backup has the data
     token, until = _lease_in_database()
     assert token == lease.token and until > taken_until  # renewed, still this worker's
     sending.join(timeout=30)
@@ -457,7 +446,7 @@ def test_the_lease_is_renewed_before_each_further_server_and_a_lost_one_stops_th
     sending = threading.Thread(target=in_app_context,
                                args=(app, runner._attempt, lease.item_id, lease.token))
     sending.start()
-    time.sleep(0.7)  # the first server is still taking its time
+    slow.wait_for_command("DATA", 2)  # the first server is taking its time again
     (item,) = [i for i in items("delivery") if i.id == lease.item_id]
     item.lease_token, item.lease_until = "another worker", utcnow() + LEASE
     db.session.commit()

@@ -20,15 +20,6 @@ from app.models import Job, Message, OutboundItem, Recipient
 CCM = Path(sys.executable).with_name("ccm")
 
 
-@pytest.fixture
-def clock(monkeypatch):
-    """Set the time the expiry code and the portal see."""
-    def set_to(moment):
-        for module in (expiry, mailbox):
-            monkeypatch.setattr(module, "utcnow", lambda: moment)
-    return set_to
-
-
 def secure(gateway, to="pat@partner.test", **kwargs):
     return gateway.send(mail(to=to, **kwargs), [to], mode="external")
 
@@ -41,40 +32,40 @@ def raw_in_database(message_id) -> bytes | None:
     return raw
 
 
-def test_the_window_ends_to_the_second_with_the_tenant_default(gateway, clock):
+def test_the_window_ends_to_the_second_with_the_tenant_default(gateway, frozen_clock):
     message = secure(gateway)
     (copy,) = message.recipients
     assert copy.visible_until == message.received_at + timedelta(days=30)
     end = copy.visible_until
-    clock(end - timedelta(seconds=1))
+    frozen_clock.set(end - timedelta(seconds=1))
     assert expiry.purge_expired() == 0
     assert raw_in_database(message.id) is not None
     assert not mailbox.is_expired(copy)
-    clock(end + timedelta(seconds=1))
+    frozen_clock.set(end + timedelta(seconds=1))
     assert mailbox.is_expired(copy)
     assert expiry.purge_expired() == 1
     assert raw_in_database(message.id) is None
 
 
-def test_a_policy_override_shortens_or_lengthens_the_window(gateway, clock):
+def test_a_policy_override_shortens_or_lengthens_the_window(gateway, frozen_clock):
     gateway.policy(name="Short", kind="route", to_pattern="*@brief.test", visibility_days=2)
     gateway.policy(name="Long", kind="route", to_pattern="*@archive.test", visibility_days=90)
     short = gateway.send(mail(to="a@brief.test"), ["a@brief.test"])
     long = gateway.send(mail(to="b@archive.test"), ["b@archive.test"])
     assert short.recipients[0].visible_until == short.received_at + timedelta(days=2)
     assert long.recipients[0].visible_until == long.received_at + timedelta(days=90)
-    clock(short.received_at + timedelta(days=30, seconds=1))
+    frozen_clock.set(short.received_at + timedelta(days=30, seconds=1))
     expiry.purge_expired()
     db.session.expire_all()
     assert raw_in_database(short.id) is None
     assert raw_in_database(long.id) is not None  # the longest window keeps the content
-    clock(long.received_at + timedelta(days=90, seconds=1))
+    frozen_clock.set(long.received_at + timedelta(days=90, seconds=1))
     assert expiry.purge_expired() == 1
 
 
-def test_purging_keeps_the_tracking_record_and_events(gateway, clock):
+def test_purging_keeps_the_tracking_record_and_events(gateway, frozen_clock):
     message = secure(gateway, subject="Keep my tracking")
-    clock(message.expires_at + timedelta(seconds=1))
+    frozen_clock.set(message.expires_at + timedelta(seconds=1))
     expiry.purge_expired()
     db.session.expire_all()
     kept = db.session.get(Message, message.id)
@@ -87,9 +78,9 @@ def test_purging_keeps_the_tracking_record_and_events(gateway, clock):
     assert mailbox.is_expired(copy)
 
 
-def test_a_message_waiting_for_delivery_keeps_its_content(gateway, clock):
+def test_a_message_waiting_for_delivery_keeps_its_content(gateway, frozen_clock):
     message = gateway.send(mail(), ["pat@partner.test"])  # no MX answers: still queued
-    clock(message.expires_at + timedelta(days=1))
+    frozen_clock.set(message.expires_at + timedelta(days=1))
     assert expiry.purge_expired() == 0
     item = db.session.query(OutboundItem).filter_by(kind="delivery").one()
     item.state = "failed"
@@ -97,22 +88,20 @@ def test_a_message_waiting_for_delivery_keeps_its_content(gateway, clock):
     assert expiry.purge_expired() == 1
 
 
-def test_purging_works_in_batches(gateway, clock):
+def test_purging_works_in_batches(gateway, frozen_clock):
     messages = [secure(gateway, subject=f"n{n}") for n in range(7)]
-    clock(max(m.expires_at for m in messages) + timedelta(seconds=1))
+    frozen_clock.set(max(m.expires_at for m in messages) + timedelta(seconds=1))
     assert expiry.purge_expired(batch=3) == 7
     assert db.session.query(Message).filter(Message.purged_at.is_(None)).count() == 0
 
 
-def test_an_expiry_warning_goes_once_and_only_for_unopened_messages(gateway, clock,
-                                                                    monkeypatch):
+def test_an_expiry_warning_goes_once_and_only_for_unopened_messages(gateway, frozen_clock):
     opened, unopened = secure(gateway, to="pat@partner.test"), secure(gateway,
                                                                     to="sam@partner.test")
     copy = opened.recipients[0]
     copy.first_opened_at = copy.message.received_at
     db.session.commit()
-    monkeypatch.setattr(expiry, "utcnow",
-                        lambda: unopened.recipients[0].visible_until - timedelta(days=2))
+    frozen_clock.set(unopened.recipients[0].visible_until - timedelta(days=2))
     assert expiry.warn_unopened() == 1
     assert expiry.warn_unopened() == 0
     warnings = db.session.query(OutboundItem).filter(
@@ -121,15 +110,13 @@ def test_an_expiry_warning_goes_once_and_only_for_unopened_messages(gateway, clo
     assert len(warnings) == 3  # secure message, password, then the warning
 
 
-def test_no_warning_before_the_tenants_number_of_days(gateway, monkeypatch):
+def test_no_warning_before_the_tenants_number_of_days(gateway, frozen_clock):
     message = secure(gateway)
-    monkeypatch.setattr(expiry, "utcnow",
-                        lambda: message.recipients[0].visible_until - timedelta(days=4))
+    frozen_clock.set(message.recipients[0].visible_until - timedelta(days=4))
     assert expiry.warn_unopened() == 0
     gateway.tenant.expiry_warning_days = 0
     db.session.commit()
-    monkeypatch.setattr(expiry, "utcnow",
-                        lambda: message.recipients[0].visible_until - timedelta(hours=1))
+    frozen_clock.set(message.recipients[0].visible_until - timedelta(hours=1))
     assert expiry.warn_unopened() == 0
 
 
@@ -142,7 +129,7 @@ def test_the_warning_names_no_sender_subject_or_content(gateway, monkeypatch):
     assert SAMPLES["portal_url"] in rendered["text"]
 
 
-def test_clean_up_removes_spent_links_sessions_and_old_queue_items(gateway, clock):
+def test_clean_up_removes_spent_links_sessions_and_old_queue_items(gateway):
     message = secure(gateway)
     gateway.run_queue()
     for item in db.session.query(OutboundItem):
@@ -222,13 +209,13 @@ def test_a_killed_worker_does_not_hold_up_delivery(app, gateway):
     assert worker.run_job(app, "deliver") is not None
 
 
-def test_purging_takes_the_same_few_statements_however_many_recipients(gateway, clock):
+def test_purging_takes_the_same_few_statements_however_many_recipients(gateway, frozen_clock):
     """Found by bench/expiry.py: recording each recipient's expired event loaded its
     events (flushing the one before): two round trips per recipient."""
     messages = [gateway.send(mail(to="pat@partner.test", subject=f"n{n}"),
                              ["pat@partner.test", "sam@partner.test"], mode="external")
                 for n in range(4)]
-    clock(max(m.expires_at for m in messages) + timedelta(seconds=1))
+    frozen_clock.set(max(m.expires_at for m in messages) + timedelta(seconds=1))
     with statements() as seen:
         assert expiry.purge_expired() == 4
     # One batch: its candidates, three writes, and the look for more that finds none.

@@ -25,11 +25,6 @@ from app.mail import mime, parts
 from app.models import Message
 
 
-@pytest.fixture
-def acme(make_tenant):
-    return make_tenant("acme", domains=["acme.test"])
-
-
 def built(html=True, attachments=(), related=False, text="Quarterly figures attached.",
           linesep="\r\n") -> bytes:
     message = EmailMessage()

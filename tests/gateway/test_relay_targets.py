@@ -11,16 +11,14 @@ from __future__ import annotations
 import errno
 import html
 import random
-from datetime import timedelta
 
 import pytest
 from servers import SmtpSink
 from support import mail, post_form
 
-from app.clock import utcnow
 from app.delivery import destinations
 from app.extensions import db
-from app.models import AuditEvent, OutboundItem, Tenant
+from app.models import AuditEvent, Tenant
 
 PUBLIC = "93.184.215.14"  # any public address: nothing connects to it at save time
 
@@ -288,12 +286,6 @@ def relay_events(message) -> list[str]:
     return [e.text for e in recipient.events]
 
 
-def make_due() -> None:
-    for item in db.session.query(OutboundItem).filter_by(state="pending"):
-        item.next_attempt_at = utcnow() - timedelta(seconds=1)
-    db.session.commit()
-
-
 @pytest.mark.parametrize("rebound", ["other sink", "mapped other sink", "10.0.0.5", "::1"])
 def test_a_name_that_resolves_elsewhere_after_saving_is_refused_at_connection(
         app, gateway, network, admin, sinks, rebound):
@@ -326,7 +318,7 @@ def test_a_name_that_resolves_elsewhere_after_saving_is_refused_at_connection(
     # Deferred, not lost: once the name points back, the next try delivers.
     network.dns.forget("relay.acme.test")
     network.dns.add_a("relay.acme.test", allowed.host)
-    make_due()
+    gateway.make_due()
     gateway.run_queue()
     assert [d.message["Subject"] for d in allowed.wait_for(2)] == ["Quarterly figures",
                                                                   "Second"]

@@ -1,21 +1,11 @@
 """Replies from the portal take the gateway path: real relay and MX sinks on loopback."""
 
 import pytest
-from support import PASSWORD, mail, post_form
+from support import mail, post_form
 
 from app.domain import replies
-from app.domain.passwords import hash_password
 from app.extensions import db
 from app.models import Message, User
-
-
-def signed_in(gateway, auth, email):
-    user = gateway.account(email)
-    user.password_hash = hash_password(PASSWORD)
-    user.must_change_password = False
-    db.session.commit()
-    auth.sign_in(email, slug="acme")
-    return user
 
 
 @pytest.fixture
@@ -32,17 +22,13 @@ def reply(client, message, recipients, body="Agreed.", **extra):
                      {"recipients": recipients, "body": body, **extra})
 
 
-def latest() -> Message:
-    return db.session.query(Message).order_by(Message.id.desc()).first()
-
-
-def test_an_external_reply_reaches_internal_people_by_smtp(gateway, client, auth, original):
-    signed_in(gateway, auth, "pat@partner.test")
+def test_an_external_reply_reaches_internal_people_by_smtp(gateway, client, original, signed_in):
+    signed_in("pat@partner.test")
     gateway.run_queue()  # the original's own deliveries
     before = len(gateway.relay.messages)
     response = reply(client, original, ["alice@acme.test"])
     assert response.status_code == 302
-    sent = latest()
+    sent = gateway.latest()
     assert sent.mail_from == "pat@partner.test"
     assert [(r.address, r.route) for r in sent.recipients] == [("alice@acme.test", "internal")]
     gateway.run_queue()
@@ -57,11 +43,11 @@ def test_an_external_reply_reaches_internal_people_by_smtp(gateway, client, auth
     assert "> Numbers attached." in text
 
 
-def test_an_external_reply_to_another_external_party_goes_by_ccm(gateway, client, auth,
-                                                                 original):
-    signed_in(gateway, auth, "pat@partner.test")
+def test_an_external_reply_to_another_external_party_goes_by_ccm(gateway, client, original,
+                                                                 signed_in):
+    signed_in("pat@partner.test")
     reply(client, original, ["sam@partner.test", "bob@acme.test"])
-    sent = latest()
+    sent = gateway.latest()
     assert {r.address: r.route for r in sent.recipients} == {
         "sam@partner.test": "ccm", "bob@acme.test": "internal"}
     sam_copy = next(r for r in sent.recipients if r.address == "sam@partner.test")
@@ -69,23 +55,23 @@ def test_an_external_reply_to_another_external_party_goes_by_ccm(gateway, client
 
 
 def test_an_external_reply_to_a_new_external_party_creates_their_account(
-        gateway, client, auth, original):
+        gateway, client, original, signed_in):
     # Sam is on the message but has no account until the reply reaches him by CCM.
     sam = gateway.account("sam@partner.test")
     db.session.delete(sam)
     db.session.commit()
-    signed_in(gateway, auth, "pat@partner.test")
+    signed_in("pat@partner.test")
     reply(client, original, ["sam@partner.test"])
     assert gateway.account("sam@partner.test") is not None
-    kinds = [i.kind for i in latest().recipients[0].events]
+    kinds = [i.kind for i in gateway.latest().recipients[0].events]
     assert "ccm" in kinds
 
 
-def test_external_recipients_cannot_pick_a_mode_even_by_forged_post(gateway, client, auth,
-                                                                     original):
-    signed_in(gateway, auth, "pat@partner.test")
+def test_external_recipients_cannot_pick_a_mode_even_by_forged_post(gateway, client, original,
+                                                                    signed_in):
+    signed_in("pat@partner.test")
     reply(client, original, ["bob@acme.test"], mode="all")
-    assert latest().recipients[0].route == "internal"
+    assert gateway.latest().recipients[0].route == "internal"
 
 
 @pytest.mark.parametrize(
@@ -96,35 +82,35 @@ def test_external_recipients_cannot_pick_a_mode_even_by_forged_post(gateway, cli
         ("all", {"pat@partner.test": "ccm", "alice@acme.test": "ccm"}),
     ],
 )
-def test_an_internal_recipient_chooses_the_mode(gateway, client, auth, mode, expected):
+def test_an_internal_recipient_chooses_the_mode(gateway, client, mode, expected, signed_in):
     gateway.network.mx("partner.test")
     message = gateway.send(mail(subject="Board pack", to="bob@acme.test, pat@partner.test"),
                            ["bob@acme.test", "pat@partner.test"], mode="all")
-    bob = signed_in(gateway, auth, "bob@acme.test")
+    bob = signed_in("bob@acme.test")
     bob.application_settings = gateway.account("alice@acme.test").application_settings
     db.session.commit()  # Legal: may use CCM in the portal
     page = client.get(f"/inbox/{message.public_id}/reply").get_data(as_text=True)
     assert "CCM mode" in page
     assert '<option selected value="external">' in page
     reply(client, message, ["alice@acme.test", "pat@partner.test"], mode=mode)
-    assert {r.address: r.route for r in latest().recipients} == expected
+    assert {r.address: r.route for r in gateway.latest().recipients} == expected
 
 
 def test_without_the_permission_an_internal_reply_has_no_mode_even_by_forged_post(
-        gateway, client, auth):
+        gateway, client, signed_in):
     gateway.network.mx("partner.test")
     message = gateway.send(mail(subject="Board pack", to="bob@acme.test, pat@partner.test"),
                            ["bob@acme.test", "pat@partner.test"], mode="all")
-    signed_in(gateway, auth, "bob@acme.test")  # the Default profile: no CCM in the portal
+    signed_in("bob@acme.test")  # the Default profile: no CCM in the portal
     page = client.get(f"/inbox/{message.public_id}/reply").get_data(as_text=True)
     assert "CCM mode" not in page
     reply(client, message, ["alice@acme.test", "pat@partner.test"], mode="all")
-    assert {r.address: r.route for r in latest().recipients} == {
+    assert {r.address: r.route for r in gateway.latest().recipients} == {
         "pat@partner.test": "external", "alice@acme.test": "internal"}
 
 
-def test_the_reply_is_recorded_on_the_recipients_copy(gateway, client, auth, original):
-    signed_in(gateway, auth, "pat@partner.test")
+def test_the_reply_is_recorded_on_the_recipients_copy(gateway, client, original, signed_in):
+    signed_in("pat@partner.test")
     reply(client, original, ["alice@acme.test"])
     pat = next(r for r in original.recipients if r.address == "pat@partner.test")
     db.session.refresh(pat)
@@ -132,10 +118,10 @@ def test_the_reply_is_recorded_on_the_recipients_copy(gateway, client, auth, ori
     assert any(e.kind == "replied" for e in pat.events)
 
 
-def test_attachments_travel_with_the_reply(gateway, client, auth, original):
+def test_attachments_travel_with_the_reply(gateway, client, original, signed_in):
     from io import BytesIO
 
-    signed_in(gateway, auth, "pat@partner.test")
+    signed_in("pat@partner.test")
     reply(client, original, ["alice@acme.test"],
           attachments=[(BytesIO(b"signed copy"), "signed contract.pdf", "application/pdf")])
     gateway.run_queue()
@@ -145,11 +131,11 @@ def test_attachments_travel_with_the_reply(gateway, client, auth, original):
     assert attached.get_content() == b"signed copy"
 
 
-def test_an_oversized_reply_is_refused_with_a_clear_message(app, gateway, client, auth,
-                                                            original):
+def test_an_oversized_reply_is_refused_with_a_clear_message(app, gateway, client, original,
+                                                            signed_in):
     from io import BytesIO
 
-    signed_in(gateway, auth, "pat@partner.test")
+    signed_in("pat@partner.test")
     app.config["MAX_MESSAGE_BYTES"] = 20_000
     count = db.session.query(Message).count()
     response = reply(client, original, ["alice@acme.test"],

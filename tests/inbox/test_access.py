@@ -38,11 +38,6 @@ def activate(tenant_slug: str, email: str) -> User:
 
 
 @pytest.fixture
-def acme(make_tenant):
-    return make_tenant("acme", domains=["acme.test"])
-
-
-@pytest.fixture
 def delivered(acme):
     """A message for pat and sam at partner.test; pat is signed in."""
     message = deliver(mail(subject=SECRET, to="pat@partner.test, sam@partner.test"),

@@ -71,3 +71,14 @@ def test_processes_starting_together_agree_on_one_key(tmp_path):
         thread.join()
     assert len(set(keys)) == 1
     assert [p.name for p in tmp_path.iterdir()] == ["secret_key"]
+
+
+def test_the_settings_accessor_reads_the_running_application_afresh(app):
+    """Domain code asks config.settings() (tests/test_architecture.py holds it to that):
+    every field is a setting the application has, and a change is seen at once."""
+    assert set(config.Settings.__dataclass_fields__) <= {name.lower() for name in app.config}
+    assert config.settings().base_url == "http://localhost"
+    app.config["MAX_MESSAGE_BYTES"] = 1234
+    assert config.settings().max_message_bytes == 1234
+    with pytest.raises(AttributeError):  # frozen: a setting is changed in one place
+        config.settings().https = True

@@ -23,6 +23,7 @@ from wtforms.validators import (
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from app.delivery import destinations
+from app.models import Fallback, Mode, PolicyKind, Role, Route, TlsLevel
 from app.web.inputs import Form
 
 
@@ -36,8 +37,9 @@ def relay_syntax(form, field) -> None:
 
 
 ADDRESS = Regexp(r"^[^@\s]+@[^@\s]+$", message="Enter an email address.")
-KIND_LABELS = {"route": "Route (who to whom)", "content": "Content (a word or phrase)",
-               "secure_delivery": "Secure delivery (TLS required)"}
+KIND_LABELS = {PolicyKind.ROUTE: "Route (who to whom)",
+               PolicyKind.CONTENT: "Content (a word or phrase)",
+               PolicyKind.SECURE_DELIVERY: "Secure delivery (TLS required)"}
 
 
 class PolicyForm(Form):
@@ -51,11 +53,11 @@ class PolicyForm(Form):
         "Look in", choices=[SelectChoice("subject", "Subject"), SelectChoice("body", "Body")],
         default=["subject", "body"], widget=ListWidget(prefix_label=False),
         option_widget=CheckboxInput())
-    tls = SelectField("TLS", choices=[SelectChoice("encrypt", "Encrypt (any certificate)"),
-                                      SelectChoice("verify", "Verify (valid certificate)")])
+    tls = SelectField("TLS", choices=[SelectChoice(TlsLevel.ENCRYPT, "Encrypt (any certificate)"),
+                                      SelectChoice(TlsLevel.VERIFY, "Verify (valid certificate)")])
     fallback = SelectField("When TLS cannot be had",
-                           choices=[SelectChoice("ccm", "Deliver by CCM"),
-                                    SelectChoice("bounce", "Bounce to the sender")])
+                           choices=[SelectChoice(Fallback.CCM, "Deliver by CCM"),
+                                    SelectChoice(Fallback.BOUNCE, "Bounce to the sender")])
     visibility_days = IntegerField("Visibility window (days)",
                                    validators=[Optional(), NumberRange(1, 3650)])
 
@@ -67,15 +69,15 @@ class TesterForm(Form):
     body = TextAreaField("Body", validators=[Length(max=200_000)])
     mode = SelectField("CCM mode", choices=[
         SelectChoice("", "As a mail client asks (the X-CCM-Mode header, if allowed)"),
-        SelectChoice("off", "Off (portal composer)"),
-        SelectChoice("external", "External Recipients Only (portal composer)"),
-        SelectChoice("all", "All Recipients (portal composer)")], default="")
+        SelectChoice(Mode.OFF, "Off (portal composer)"),
+        SelectChoice(Mode.EXTERNAL, "External Recipients Only (portal composer)"),
+        SelectChoice(Mode.ALL, "All Recipients (portal composer)")], default="")
     eml = FileField("Or a message file (.eml)")
 
 
 class UserForm(Form):
-    role = SelectField("Role", choices=[SelectChoice("internal", "Internal user"),
-                                        SelectChoice("admin", "Administrator")])
+    role = SelectField("Role", choices=[SelectChoice(Role.INTERNAL, "Internal user"),
+                                        SelectChoice(Role.ADMIN, "Administrator")])
     application_settings = SelectField("Application settings", coerce=str)
     portal_ccm = SelectField("May use CCM mode in the portal", choices=[
         SelectChoice("", "As the application settings say"), SelectChoice("yes", "Allow"),
@@ -117,8 +119,8 @@ class TrackingForm(Form):
     since = DateField("Received from", validators=[Optional()])
     until = DateField("Received until", validators=[Optional()])
     route = SelectField("Route", choices=[
-        SelectChoice("", "Any"), SelectChoice("ccm", "CCM"),
-        SelectChoice("internal", "Internal relay"), SelectChoice("external", "MX")],
+        SelectChoice("", "Any"), SelectChoice(Route.CCM, "CCM"),
+        SelectChoice(Route.INTERNAL, "Internal relay"), SelectChoice(Route.EXTERNAL, "MX")],
         validators=[Optional()])
 
 

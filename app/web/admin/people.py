@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from app.domain import audit, people, second_factor
 from app.extensions import db
-from app.models import ApplicationSettings
+from app.models import ApplicationSettings, Role, Side
 from app.web.admin import bp
 from app.web.admin.forms import ActionForm, NewUserForm, ProfileForm, UserForm
 from app.web.rendering import page, redirect_to
@@ -37,7 +37,7 @@ def _user(user_id: int):
 
 def _apply(form: UserForm, user) -> None:
     chosen = next((p for p in _profiles() if str(p.id) == form.application_settings.data), None)
-    if user.kind == "internal":
+    if user.kind == Side.INTERNAL:
         user.role = form.role.data
     user.application_settings = chosen
     user.portal_ccm_override = _OVERRIDE[form.portal_ccm.data]
@@ -82,13 +82,13 @@ def user(user_id: int):
     form = UserForm(obj=None)
     _profile_choices(form)
     if request.method == "GET":
-        form.role.data = person.role if person.role != "external" else "internal"
+        form.role.data = person.role if person.role != Role.EXTERNAL else Role.INTERNAL
         form.application_settings.data = str(person.application_settings_id or "")
         form.portal_ccm.data = {None: "", True: "yes", False: "no"}[person.portal_ccm_override]
         form.send_secure.data = {None: "", True: "yes", False: "no"}[person.send_secure_override]
         form.disabled.data = person.disabled
     elif form.validate_on_submit():
-        if person.id == current_user.id and (form.disabled.data or form.role.data != "admin"):
+        if person.id == current_user.id and (form.disabled.data or form.role.data != Role.ADMIN):
             form.form_errors.append("You cannot disable yourself or give up your own role.")
         else:
             _apply(form, person)

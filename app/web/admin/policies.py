@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from app.domain import audit, composing, ingest, policy_rules
 from app.extensions import db
-from app.models import Policy
+from app.models import Fallback, Policy, PolicyKind, TlsLevel
 from app.web.admin import bp
 from app.web.admin.forms import ActionForm, PolicyForm, TesterForm
 from app.web.rendering import page, redirect_to
@@ -46,10 +46,11 @@ def policy(policy_id: int | None = None):
     if request.method == "GET" and existing is not None:
         form.phrases.data = "\n".join(existing.phrases or [])
         form.where.data = list(existing.where or [])
-        form.tls.data, form.fallback.data = existing.tls or "encrypt", existing.fallback or "ccm"
+        form.tls.data = existing.tls or TlsLevel.ENCRYPT
+        form.fallback.data = existing.fallback or Fallback.CCM
     if form.validate_on_submit():
         kind = form.kind.data
-        content, secure = kind == "content", kind == "secure_delivery"
+        content, secure = kind == PolicyKind.CONTENT, kind == PolicyKind.SECURE_DELIVERY
         # Only the fields of the chosen kind count: the others are hidden in the form.
         values = {
             "from_pattern": (form.from_pattern.data or "").strip() or None,

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from app.domain import audit, people
 from app.extensions import db
 from app.mail import addresses
-from app.models import ApplicationSettings, Domain, Tenant
+from app.models import ApplicationSettings, Domain, Role, Tenant
 from app.web.admin import bp
 from app.web.admin.forms import TenantForm
 from app.web.admin.settings import domains_problem
@@ -48,7 +48,7 @@ def new_tenant():
             tenant.domains = [Domain(name=n) for n in names]
             tenant.application_settings = [ApplicationSettings(name="Default", is_default=True)]
             db.session.add(tenant)
-            admin, password = people.create_internal(tenant, form.admin_email.data, "admin")
+            admin, password = people.create_internal(tenant, form.admin_email.data, Role.ADMIN)
             db.session.flush()
             audit.record("tenant created", f"{tenant.slug} ({tenant.name}), administrator "
                          f"{admin.email}")

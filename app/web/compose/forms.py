@@ -6,7 +6,7 @@ from wtforms import HiddenField, SelectField, StringField, TextAreaField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired
 
-from app.domain.routing import MODES
+from app.models import Mode
 from app.web.inbox.forms import MODE_LABELS
 from app.web.inputs import Form
 
@@ -18,8 +18,8 @@ class ComposeForm(Form):
     subject = StringField("Subject")
     body = TextAreaField("Message")
     attachments = MultipleFileField("Attach files")
-    mode = SelectField("CCM mode", choices=[SelectChoice(m, MODE_LABELS[m]) for m in MODES],
-                       default="off")
+    mode = SelectField("CCM mode", choices=[SelectChoice(m, MODE_LABELS[m]) for m in Mode],
+                       default=Mode.OFF)
 
 
 class RevokeForm(Form):

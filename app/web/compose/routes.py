@@ -9,6 +9,7 @@ from flask_login import current_user, login_required
 
 from app.domain import access_log, composing, isolation
 from app.extensions import db
+from app.models import Side
 from app.web import uploads
 from app.web.compose import bp
 from app.web.compose.forms import ComposeForm, RevokeForm
@@ -22,7 +23,7 @@ def internal_only(view):
     @wraps(view)
     @login_required
     def guarded(*args, **kwargs):
-        if current_user.kind != "internal":
+        if current_user.kind != Side.INTERNAL:
             abort(403)
         return view(*args, **kwargs)
 

@@ -6,10 +6,11 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length
 from wtforms.widgets import CheckboxInput, ListWidget
 
-from app.domain.routing import MODES
+from app.models import Mode
 from app.web.inputs import Form
 
-MODE_LABELS = {"off": "Off", "external": "External Recipients Only", "all": "All Recipients"}
+MODE_LABELS = {Mode.OFF: "Off", Mode.EXTERNAL: "External Recipients Only",
+               Mode.ALL: "All Recipients"}
 
 
 class ReplyForm(Form):
@@ -19,5 +20,5 @@ class ReplyForm(Form):
     )
     body = TextAreaField("Your reply", validators=[DataRequired(), Length(max=200_000)])
     attachments = MultipleFileField("Attach files")
-    mode = SelectField("CCM mode", choices=[SelectChoice(m, MODE_LABELS[m]) for m in MODES],
-                       default="external")
+    mode = SelectField("CCM mode", choices=[SelectChoice(m, MODE_LABELS[m]) for m in Mode],
+                       default=Mode.EXTERNAL)

@@ -10,6 +10,7 @@ from flask_login import current_user, login_required
 from app.domain import access_log, composing, mailbox, reading, replies
 from app.extensions import db
 from app.mail.sanitize import clean_html, text_to_html
+from app.models import RecipientState, Side
 from app.web import uploads
 from app.web.inbox import bp
 from app.web.inbox.forms import ReplyForm
@@ -43,7 +44,7 @@ def _own_copy(public_id: str):
 
 def _unavailable(copy):
     """The page for a copy that can no longer be read, or None while it can."""
-    if copy.state == "revoked":
+    if copy.state == RecipientState.REVOKED:
         return page("inbox/withdrawn.html", "inbox/_withdrawn.html"), 410
     if mailbox.is_expired(copy):
         return page("inbox/expired.html", "inbox/_expired.html", copy=copy), 410
@@ -165,7 +166,7 @@ def reply(public_id: str):
     form = ReplyForm()
     parties = replies.parties(copy)
     form.recipients.choices = parties
-    internal = current_user.kind == "internal"
+    internal = current_user.kind == Side.INTERNAL
     if not (internal and current_user.may_use_portal_ccm):
         del form.mode
     if request.method == "GET":

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
-from app.clock import utcnow
+from app import clock
 from app.domain import reading
 from app.domain.mailbox import PER_PAGE, Page
 from app.extensions import db
-from app.models import Message, OutboundItem, Recipient, User
+from app.models import Message, OutboundItem, QueueState, Recipient, RecipientState, Route, User
 
 
 def sent(user: User, *, number: int = 1) -> Page:
@@ -44,19 +44,22 @@ def blind_copies(message: Message) -> set[str]:
 
 def status(recipient: Recipient) -> str:
     """Where a recipient's copy stands, in a few words."""
-    if recipient.state == "revoked":
+    if recipient.state == RecipientState.REVOKED:
         return "Revoked"
-    if recipient.route == "ccm":
-        if recipient.visible_until and recipient.visible_until <= utcnow():
+    if recipient.route == Route.CCM:
+        if recipient.visible_until and recipient.visible_until <= clock.utcnow():
             return "Expired"
         if recipient.replied_at:
             return f"Replied {recipient.replied_at:%d %b %H:%M} UTC"
         if recipient.first_opened_at:
             return f"Opened {recipient.first_opened_at:%d %b %H:%M} UTC"
-        return {"done": "Notified", "failed": "Notification could not be delivered"}.get(
+        return {QueueState.DONE: "Notified",
+                QueueState.FAILED: "Notification could not be delivered"}.get(
             _notification_state(recipient), "Held, notification queued")
-    return {"delivered": "Delivered by SMTP", "deferred": "Deferred, will retry",
-            "bounced": "Bounced", "queued": "Queued"}.get(recipient.state, recipient.state)
+    return {RecipientState.DELIVERED: "Delivered by SMTP",
+            RecipientState.DEFERRED: "Deferred, will retry",
+            RecipientState.BOUNCED: "Bounced",
+            RecipientState.QUEUED: "Queued"}.get(recipient.state, recipient.state)
 
 
 def _notification_state(recipient: Recipient) -> str | None:
