@@ -11,7 +11,7 @@ from app import config as settings
 from app.clock import utcnow
 from app.domain import composing
 from app.extensions import csrf, db, htmx, limiter, login_manager, migrate
-from app.web import inputs, proxies
+from app.web import health, inputs, proxies
 
 MIGRATIONS = str(Path(__file__).parent / "migrations")
 
@@ -38,6 +38,8 @@ def create_app(overrides: dict | None = None, instance_path: str | None = None) 
 
     app.wsgi_app = proxies.TrustedProxies(app.wsgi_app, app.config["PROXY_HOPS"],
                                           settings.networks(app.config["PROXY_NETWORKS"]))
+    # Outermost: a probe is answered before anything else of the portal runs.
+    app.wsgi_app = health.Probes(app.wsgi_app, app.config["DATABASE_URL"])
 
     from app import database
 

@@ -11,6 +11,7 @@ import click
 import waitress
 from flask import Flask, current_app
 from flask.cli import FlaskGroup
+from sqlalchemy.exc import OperationalError
 
 from app import config as settings
 from app import database, worker
@@ -23,10 +24,17 @@ from app.smtp import ingress
 
 def main() -> None:
     """Entry point of the ``ccm`` console script."""
-    FlaskGroup(
-        create_app=_create_app,
-        help="Closed Circuit Messaging: the secure-mail gateway and portal.",
-    )()
+    try:
+        FlaskGroup(
+            create_app=_create_app,
+            help="Closed Circuit Messaging: the secure-mail gateway and portal.",
+        )()
+    except OperationalError as error:
+        # A database that is down at start is the operator's to fix: one line, not a
+        # traceback (a process manager starts the command again later).
+        reason = str(error.orig or error).strip().splitlines()
+        click.echo(f"ccm: database: {reason[0] if reason else error}", err=True)
+        sys.exit(1)
 
 
 def _create_app() -> Flask:
