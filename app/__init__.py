@@ -9,7 +9,7 @@ from flask import Flask
 
 from app import config as settings
 from app.clock import utcnow
-from app.domain import composing
+from app.domain import composing, config_checks
 from app.extensions import csrf, db, htmx, limiter, login_manager, migrate
 from app.web import health, inputs, proxies
 
@@ -27,7 +27,7 @@ def create_app(overrides: dict | None = None, instance_path: str | None = None) 
     app = Flask(__name__, instance_path=instance_path, instance_relative_config=True)
     app.url_map.converters["int"] = inputs.IdConverter  # before any route is added
     os.makedirs(instance_path, exist_ok=True)
-    app.config.from_mapping(settings.load(instance_path))
+    app.config.from_mapping(settings.load(instance_path, checks=config_checks.SETTING_CHECKS))
     app.config["PASSWORD_HASH"] = settings.PASSWORD_HASH
     # Room in a multipart form for the composer's longest message text at 4 bytes a
     # character (Werkzeug's default is 500 kB), so that its own limit is what speaks.

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import yaml
-from sqlalchemy import select
+from sqlalchemy import inspect, select
 
 from app.delivery import destinations
 from app.domain import accounts, config_checks, passwords
@@ -44,6 +44,30 @@ def import_text(text: str) -> ImportResult:
         for tenant_data in data["tenants"]:
             _apply_tenant(tenant_data, result)
     return result
+
+
+def pending_changes() -> list[str]:
+    """What an import left in the session, one line a record, before the caller commits
+    or (for ``ccm config import --dry-run``) rolls back."""
+    lines = [f"create {_label(record)}" for record in db.session.new]
+    for record in db.session.dirty:
+        state = inspect(record)
+        changed = [attribute.key.removesuffix("_hash")
+                   for attribute in state.mapper.column_attrs
+                   if state.attrs[attribute.key].history.has_changes()]
+        if changed:
+            lines.append(f"update {_label(record)}: {', '.join(changed)}")
+    return sorted(lines)
+
+
+def _label(record) -> str:
+    tenant = getattr(record, "tenant", None)
+    of = f" of tenant {tenant.slug}" if tenant is not None else ""
+    names = {Tenant: ("tenant", "slug"), Domain: ("domain", "name"), User: ("user", "email"),
+             ApplicationSettings: ("application settings", "name"),
+             Policy: ("policy", "name"), NotificationTemplate: ("template", "kind")}
+    kind, key = names.get(type(record), (type(record).__name__, "id"))
+    return f"{kind} {getattr(record, key)}{of}"
 
 
 def export_text() -> str:

@@ -17,6 +17,8 @@ from sqlalchemy.pool import NullPool
 
 #: how long readiness waits for the database, within any prober's own timeout
 TIMEOUT_SECONDS = 2
+#: what readiness says of a database that answers but has no CCM tables
+NOT_MIGRATED = "database: no CCM tables (run ccm db upgrade)"
 _HEADERS = [("Content-Type", "text/plain; charset=utf-8"), ("Cache-Control", "no-store"),
             ("X-Content-Type-Options", "nosniff")]
 
@@ -45,7 +47,7 @@ class DatabaseProbe:
             try:
                 connection.execute(text("SELECT version_num FROM alembic_version")).all()
             except SQLAlchemyError:
-                return "database: no CCM tables (run ccm db upgrade)"
+                return NOT_MIGRATED
         return None
 
     def engine(self) -> Engine:
