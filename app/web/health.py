@@ -15,6 +15,8 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
+from app import config as settings
+
 #: how long readiness waits for the database, within any prober's own timeout
 TIMEOUT_SECONDS = 2
 #: what readiness says of a database that answers but has no CCM tables
@@ -58,9 +60,12 @@ class DatabaseProbe:
                     url = url.set(database=f"file:{quote(url.database)}",
                                   query={**url.query, "mode": "ro", "uri": "true"})
                 arguments: dict = {"timeout": TIMEOUT_SECONDS}
-            else:
-                arguments = {"connect_timeout": TIMEOUT_SECONDS,
-                             "options": f"-c statement_timeout={TIMEOUT_SECONDS * 1000}"}
+            else:  # every wait bounded as for the pool, only shorter
+                arguments = settings.postgresql_timeouts(
+                    dict.fromkeys(("DATABASE_CONNECT_TIMEOUT", "DATABASE_STATEMENT_TIMEOUT",
+                                   "DATABASE_LOCK_TIMEOUT"), TIMEOUT_SECONDS),
+                    url.query.get("options"))
+                url = url.difference_update_query(["options"])
             self._engine = create_engine(url, poolclass=NullPool, connect_args=arguments)
         return self._engine
 
