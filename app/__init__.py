@@ -9,9 +9,9 @@ from flask import Flask
 
 from app import clock
 from app import config as settings
-from app.domain import composing
+from app.domain import composing, config_checks
 from app.extensions import csrf, db, htmx, limiter, login_manager, migrate
-from app.web import inputs, proxies
+from app.web import health, inputs, proxies
 
 MIGRATIONS = str(Path(__file__).parent / "migrations")
 
@@ -27,7 +27,7 @@ def create_app(overrides: dict | None = None, instance_path: str | None = None) 
     app = Flask(__name__, instance_path=instance_path, instance_relative_config=True)
     app.url_map.converters["int"] = inputs.IdConverter  # before any route is added
     os.makedirs(instance_path, exist_ok=True)
-    app.config.from_mapping(settings.load(instance_path))
+    app.config.from_mapping(settings.load(instance_path, checks=config_checks.SETTING_CHECKS))
     app.config["PASSWORD_HASH"] = settings.PASSWORD_HASH
     # Room in a multipart form for the composer's longest message text at 4 bytes a
     # character (Werkzeug's default is 500 kB), so that its own limit is what speaks.
@@ -38,6 +38,8 @@ def create_app(overrides: dict | None = None, instance_path: str | None = None) 
 
     app.wsgi_app = proxies.TrustedProxies(app.wsgi_app, app.config["PROXY_HOPS"],
                                           settings.networks(app.config["PROXY_NETWORKS"]))
+    # Outermost: a probe is answered before anything else of the portal runs.
+    app.wsgi_app = health.Probes(app.wsgi_app, app.config["DATABASE_URL"])
 
     from app import database
 

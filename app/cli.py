@@ -11,9 +11,10 @@ import click
 import waitress
 from flask import Flask, current_app
 from flask.cli import FlaskGroup
+from sqlalchemy.exc import OperationalError
 
 from app import config as settings
-from app import database, worker
+from app import database, operations, worker
 from app.delivery import queue
 from app.domain import accounts, config_checks, config_file, ingest
 from app.extensions import db
@@ -23,10 +24,17 @@ from app.smtp import ingress
 
 def main() -> None:
     """Entry point of the ``ccm`` console script."""
-    FlaskGroup(
-        create_app=_create_app,
-        help="Closed Circuit Messaging: the secure-mail gateway and portal.",
-    )()
+    try:
+        FlaskGroup(
+            create_app=_create_app,
+            help="Closed Circuit Messaging: the secure-mail gateway and portal.",
+        )()
+    except OperationalError as error:
+        # A database that is down at start is the operator's to fix: one line, not a
+        # traceback (a process manager starts the command again later).
+        reason = str(error.orig or error).strip().splitlines()
+        click.echo(f"ccm: database: {reason[0] if reason else error}", err=True)
+        sys.exit(1)
 
 
 def _create_app() -> Flask:
@@ -37,7 +45,8 @@ def _create_app() -> Flask:
     try:
         return create_app()
     except settings.ConfigError as error:
-        click.echo(f"ccm: {error}", err=True)
+        for problem in error.problems:
+            click.echo(f"ccm: {problem}", err=True)
         sys.exit(2)
 
 
@@ -46,6 +55,7 @@ def register(app: Flask) -> None:
     for command in (serve, web, smtp, worker_command, jobs_group, send, config_group,
                     queue_group):
         app.cli.add_command(command)
+    app.cli.add_command(operations.reporting_upgrade(app.cli.commands["db"]))
 
 
 #: waitress's own default. With more, Python threads contend for the interpreter lock:
@@ -184,20 +194,33 @@ def config_group() -> None:
     """Import or export tenants, domains, users and application settings."""
 
 
+config_group.add_command(operations.config_check)
+
+
 @config_group.command("import")
 @click.argument("file", type=click.File("r", encoding="utf-8"))
-def config_import(file) -> None:
+@click.option("--dry-run", is_flag=True,
+              help="Check FILE and list what importing it would change; write nothing.")
+def config_import(file, dry_run: bool) -> None:
     """Create or update what FILE describes; nothing is written if any of it is wrong."""
-    database.upgrade()
+    if not dry_run:
+        database.upgrade()
     try:
         result = config_file.import_text(file.read())
-        db.session.commit()
+        changes = config_file.pending_changes() if dry_run else []
+        db.session.rollback() if dry_run else db.session.commit()
     except config_checks.ConfigFileError as error:
         db.session.rollback()
         click.echo(f"{file.name}: not imported, nothing was changed:", err=True)
         for problem in error.problems:
             click.echo(f"  {problem}", err=True)
         sys.exit(1)
+    if dry_run:
+        click.echo(f"{file.name}: valid; importing it would make {len(changes) or 'no'} "
+                   f"change(s). Nothing was written.")
+        for change in changes:
+            click.echo(f"  {change}")
+        return
     click.echo(f"{file.name}: {result.created} created, {result.updated} updated.")
     for slug, email, password in result.generated:
         click.echo(f"  new password for {email} at {slug}: {password}"

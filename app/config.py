@@ -14,10 +14,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from flask import current_app
 from sqlalchemy.engine import make_url
+
+from app import config_values as values
 
 #: (setting, environment variable, default, meaning).  Defaults that depend on the
 #: instance folder are filled in by :func:`load` and shown here as ``None``.
@@ -89,37 +91,56 @@ ENVIRONMENT = [
      "From address of generated mail; default postmaster@ the portal's host name"),
 ]
 
-INTEGER_SETTINGS = {"SMTP_DELIVERY_PORT", "MAX_MESSAGE_BYTES", "MAX_RECIPIENTS", "HOP_LIMIT",
-                    "PROXY_HOPS",
-                    "RETRY_FIRST_SECONDS", "RETRY_MAX_SECONDS", "RETRY_GIVE_UP_SECONDS",
-                    "SMTP_TIMEOUT", "WORKER_INTERVAL", "DELIVERY_THREADS",
-                    "SMTP_IDLE_TIMEOUT", "SMTP_MIN_DATA_RATE", "SMTP_STORE_TIMEOUT",
-                    "DATABASE_CONNECT_TIMEOUT", "DATABASE_STATEMENT_TIMEOUT",
-                    "DATABASE_LOCK_TIMEOUT"}
+#: whole-number settings: the least and the most each may be (None: no limit)
+INTEGER_SETTINGS = {"SMTP_DELIVERY_PORT": (1, 65535), "MAX_MESSAGE_BYTES": (1, None),
+                    "MAX_RECIPIENTS": (1, None), "HOP_LIMIT": (1, None),
+                    "PROXY_HOPS": (0, 16), "RETRY_FIRST_SECONDS": (1, None),
+                    "RETRY_MAX_SECONDS": (1, None), "RETRY_GIVE_UP_SECONDS": (1, None),
+                    "SMTP_TIMEOUT": (1, None), "WORKER_INTERVAL": (1, None),
+                    "DELIVERY_THREADS": (1, 256), "SMTP_IDLE_TIMEOUT": (1, None),
+                    "SMTP_MIN_DATA_RATE": (1, None), "SMTP_STORE_TIMEOUT": (1, None),
+                    "DATABASE_CONNECT_TIMEOUT": (1, None),
+                    "DATABASE_STATEMENT_TIMEOUT": (1, None), "DATABASE_LOCK_TIMEOUT": (1, None)}
 #: lists of networks: one that cannot be read stops the start, not a request or a delivery
 NETWORK_SETTINGS = {"RELAY_NETWORKS", "MX_ALLOWED_NETWORKS", "TENANT_RELAY_ALLOWED_NETWORKS",
                     "PROXY_NETWORKS"}
+#: settings whose value is a secret: ``ccm config check`` never shows them
+SECRET_SETTINGS = {"SECRET_KEY"}
 
 
 class ConfigError(ValueError):
-    """A setting cannot be read: the message names its variable and says why."""
+    """Settings cannot be read: ``problems`` has one line for each, naming its variable
+    and saying why."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("\n".join(problems))
+        self.problems = problems
 
 
-def load(instance_path: str, environ: os._Environ | dict | None = None) -> dict:
-    """Return the configuration mapping for an application using ``instance_path``."""
+def load(instance_path: str, environ: os._Environ | dict | None = None,
+         checks: dict | None = None) -> dict:
+    """Return the configuration mapping for an application using ``instance_path``.
+
+    Every setting is read by its check (:data:`CHECKS`, and ``checks`` for those whose
+    grammar lives in a layer above this module): ConfigError lists every one that
+    cannot be read, so a process refuses to start rather than fail later on a page or
+    a delivery.
+    """
     environ = os.environ if environ is None else environ
+    checks = {**CHECKS, **(checks or {})}
     instance = Path(instance_path)
     config: dict = {}
+    problems = []
     for name, variable, default, _meaning in ENVIRONMENT:
         value = environ.get(variable) or default
-        if value is not None and name in INTEGER_SETTINGS:
+        if value not in (None, "") and name in checks:
             try:
-                value = int(value)
-            except ValueError:
-                raise ConfigError(f"{variable}: {value!r} is not a whole number") from None
-        if name in NETWORK_SETTINGS:
-            _check_networks(variable, value)
+                value = checks[name](value)
+            except ValueError as error:
+                problems.append(f"{variable}: {error}")
         config[name] = value
+    if problems:
+        raise ConfigError(problems)
 
     config["DATABASE_URL"] = config["DATABASE_URL"] or f"sqlite:///{instance / 'ccm.sqlite3'}"
     config["OUTBOUND"] = config["OUTBOUND"] or f"maildir:{instance / 'outbox'}"
@@ -156,11 +177,26 @@ def networks(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, 
                  for part in text.split(",") if part.strip())
 
 
-def _check_networks(variable: str, value: str) -> None:
-    try:
-        networks(value)
-    except ValueError as error:
-        raise ConfigError(f"{variable}: {error}") from None
+def shown(name: str, value) -> str:
+    """A setting as ``ccm config check`` prints it: a secret masked, and so is the
+    password in any URL (a database's, Redis's)."""
+    if value is None or value == "":
+        return ""
+    if name in SECRET_SETTINGS or "PASSWORD" in name or ("DKIM" in name and "KEY" in name):
+        return "********"
+    text = str(value)
+    parts = urlsplit(text) if "://" in text else None
+    if parts is None:
+        return text
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    if parts.password is None and not any("password" in key.lower() for key, _ in pairs):
+        return text
+    netloc = parts.netloc
+    if parts.password is not None:
+        netloc = f"{parts.username or ''}:***@{netloc.rpartition('@')[2]}"
+    query = "&".join(f"{key}=***" if "password" in key.lower() else f"{key}={item}"
+                     for key, item in pairs)
+    return parts._replace(netloc=netloc, query=query).geturl()
 
 
 def database_settings(config: Mapping) -> dict:
@@ -285,3 +321,23 @@ def _instance_secret(instance: Path) -> str:
         finally:
             os.unlink(temporary)
     return path.read_text().strip()
+
+
+def _network_list(text: str) -> str:
+    networks(text)
+    return text
+
+
+#: how each setting is read; the others are texts taken as they are
+CHECKS = {
+    **{name: values.whole_number(*bounds) for name, bounds in INTEGER_SETTINGS.items()},
+    **dict.fromkeys(NETWORK_SETTINGS, _network_list),
+    "DATABASE_URL": values.database_url,
+    "BASE_URL": values.web_address,
+    "HTTP_LISTEN": values.listen(several=True),  # waitress listens on several at once
+    "SMTP_LISTEN": values.listen(several=False),
+    "DNS_SERVERS": values.dns_servers,
+    "RATELIMIT_STORAGE_URI": values.rate_limit_storage,
+    "HELO_NAME": values.host_name,
+    "MAIL_FROM": values.mail_address,
+}

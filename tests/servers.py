@@ -700,7 +700,8 @@ class TcpRelay:
 
 NGINX = Path("/usr/sbin/nginx")
 
-_NGINX_CONF = """\
+#: nginx's main file: one process, with everything it writes in ``directory``
+_NGINX_MAIN = """\
 daemon off;
 master_process off;
 pid {directory}/nginx.pid;
@@ -713,16 +714,20 @@ http {{
     fastcgi_temp_path {directory}/fastcgi;
     uwsgi_temp_path {directory}/uwsgi;
     scgi_temp_path {directory}/scgi;
-    server {{
-        listen {LOOPBACK}:{port}{ssl};
-        {certificate}
-        location / {{
-            proxy_pass http://{LOOPBACK}:{upstream};
-            proxy_bind {source};
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-            proxy_set_header X-Forwarded-Proto $scheme;
-            proxy_set_header X-Forwarded-Host $http_host;
-        }}
+    include {site};
+}}
+"""
+
+_NGINX_PROXY_SITE = """\
+server {{
+    listen {LOOPBACK}:{port}{ssl};
+    {certificate}
+    location / {{
+        proxy_pass http://{LOOPBACK}:{upstream};
+        proxy_bind {source};
+        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+        proxy_set_header X-Forwarded-Proto $scheme;
+        proxy_set_header X-Forwarded-Host $http_host;
     }}
 }}
 """
@@ -769,20 +774,40 @@ class Nginx(_ServerProcess):
         self._process: subprocess.Popen | None = None
 
     def __enter__(self) -> Nginx:
-        self.directory.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
-        conf = self.directory / "nginx.conf"
-        conf.write_text(_NGINX_CONF.format(
-            directory=self.directory, LOOPBACK=LOOPBACK, port=self.port,
+        _start_nginx(self, _NGINX_PROXY_SITE.format(
+            LOOPBACK=LOOPBACK, port=self.port,
             upstream=self.upstream, source=self.source, ssl=" ssl" if self.tls else "",
             certificate=f"ssl_certificate {self.tls}; ssl_certificate_key {self.tls};"
             if self.tls else ""))
-        self._process = subprocess.Popen(
-            [str(NGINX), "-p", str(self.directory), "-c", str(conf),
-             "-e", str(self.directory / "error.log")],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self._wait_until_listening(self.directory / "error.log")
         return self
+
+
+class NginxSite(_ServerProcess):
+    """Debian's nginx serving ``site``, the text of a site file (``server`` blocks), in a
+    throwaway instance like :class:`Nginx`'s; it is up once it listens on ``port``."""
+
+    def __init__(self, directory: Path, site: str, port: int):
+        self.directory = Path(directory)
+        self.site = site
+        self.port = port
+        self._process: subprocess.Popen | None = None
+
+    def __enter__(self) -> NginxSite:
+        _start_nginx(self, self.site)
+        return self
+
+
+def _start_nginx(server: Nginx | NginxSite, site: str) -> None:
+    directory = server.directory
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "site.conf").write_text(site)
+    conf = directory / "nginx.conf"
+    conf.write_text(_NGINX_MAIN.format(directory=directory, site=directory / "site.conf"))
+    server._process = subprocess.Popen(
+        [str(NGINX), "-p", str(directory), "-c", str(conf), "-e", str(directory / "error.log")],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server._wait_until_listening(directory / "error.log")
 
 
 def wait_for_port(port: int, process: subprocess.Popen, log: Path, *,

@@ -285,4 +285,22 @@ class _Checker:
                     self.flag((*here, key), user[key])
 
 
-# --- writing -------------------------------------------------------------------------
+# --- environment variables -------------------------------------------------------------
+
+
+def delivery_target(value: str) -> str:
+    """``CCM_OUTBOUND``, ``CCM_INTERNAL_RELAY``: ``mx``, ``smtp://host[:port]`` (the relay
+    grammar a tenant's internal relay has) or ``maildir:PATH``; ValueError says why not."""
+    if value == "mx" or (value.startswith("maildir:") and value.removeprefix("maildir:")):
+        return value
+    if not value.startswith("smtp://"):
+        raise ValueError(f"{value!r} is none of mx, smtp://host:port and maildir:PATH")
+    try:
+        destinations.parse_relay(value)
+    except ValueError as error:
+        raise ValueError(f"{value!r}: {error}") from None
+    return value
+
+
+#: the settings whose grammar lives above app/config.py, which reads them with these
+SETTING_CHECKS = {"OUTBOUND": delivery_target, "INTERNAL_RELAY": delivery_target}

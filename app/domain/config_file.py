@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 import yaml
-from sqlalchemy import select
+from sqlalchemy import inspect, select
 
 from app.delivery import destinations
 from app.domain import accounts, config_checks, passwords
@@ -56,6 +56,28 @@ class _Dumper(yaml.SafeDumper):
 
 
 _Dumper.add_multi_representer(StrEnum, lambda dumper, word: dumper.represent_str(str(word)))
+def pending_changes() -> list[str]:
+    """What an import left in the session, one line a record, before the caller commits
+    or (for ``ccm config import --dry-run``) rolls back."""
+    lines = [f"create {_label(record)}" for record in db.session.new]
+    for record in db.session.dirty:
+        state = inspect(record)
+        changed = [attribute.key.removesuffix("_hash")
+                   for attribute in state.mapper.column_attrs
+                   if state.attrs[attribute.key].history.has_changes()]
+        if changed:
+            lines.append(f"update {_label(record)}: {', '.join(changed)}")
+    return sorted(lines)
+
+
+def _label(record) -> str:
+    tenant = getattr(record, "tenant", None)
+    of = f" of tenant {tenant.slug}" if tenant is not None else ""
+    names = {Tenant: ("tenant", "slug"), Domain: ("domain", "name"), User: ("user", "email"),
+             ApplicationSettings: ("application settings", "name"),
+             Policy: ("policy", "name"), NotificationTemplate: ("template", "kind")}
+    kind, key = names.get(type(record), (type(record).__name__, "id"))
+    return f"{kind} {getattr(record, key)}{of}"
 
 
 def export_text() -> str:

@@ -1,8 +1,16 @@
 """Error pages: plain words, no tracebacks, the same layout as every other page."""
 
+import logging
+
 from flask import Flask, render_template
 from flask_wtf.csrf import CSRFError
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
+
+from app.extensions import login_manager
+
+log = logging.getLogger(__name__)
 
 MESSAGES = {
     400: ("Something in that request was not right", "Go back, reload the page and try again."),
@@ -13,6 +21,8 @@ MESSAGES = {
     429: ("Too many attempts", "Wait a minute, then try again."),
     500: ("Something went wrong", "The problem has been logged. Try again in a moment."),
 }
+#: how long a client is asked to wait while the database cannot be reached
+RETRY_AFTER_SECONDS = 30
 
 
 def register(app: Flask) -> None:
@@ -30,3 +40,35 @@ def register(app: Flask) -> None:
         title, detail = MESSAGES.get(error.code, (error.name, ""))
         return render_template("errors/error.html", title=title, detail=detail), error.code
 
+    app.register_error_handler(DBAPIError, database_unavailable)
+    app.register_error_handler(PoolTimeout, database_unavailable)
+
+
+def database_unavailable(error: Exception):
+    """503 and a page asking to come back, while the database cannot be reached (down,
+    unreachable, or every pooled connection busy): one line in the log, no traceback,
+    since the cause is outside the code and the same for every request meanwhile."""
+    if not is_outage(error):
+        raise error  # a fault in the code: a 500, and its traceback in the log
+    reason = str(getattr(error, "orig", None) or error).strip().splitlines()
+    log.warning("database unavailable, answered 503: %s", reason[0] if reason else "")
+    # The page is drawn as for a visitor who is not signed in: who is signed in is
+    # in the database too.
+    page = render_template(
+        "errors/error.html", current_user=login_manager.anonymous_user(),
+        title="Temporarily unavailable",
+        detail="The portal cannot reach its data just now. Try again in a minute.")
+    return page, 503, {"Retry-After": str(RETRY_AFTER_SECONDS)}
+
+
+def is_outage(error: Exception) -> bool:
+    """Whether ``error`` says the database cannot be used now, rather than that the code
+    asked it something wrong."""
+    if isinstance(error, PoolTimeout) or getattr(error, "connection_invalidated", False):
+        return True
+    if not isinstance(error, OperationalError):
+        return False
+    # SQLite raises OperationalError for a mistake in the SQL too (no such column), with
+    # its generic code; what stops it working has codes of its own (CANTOPEN, BUSY,
+    # IOERR, FULL, READONLY...).
+    return getattr(error.orig, "sqlite_errorname", None) != "SQLITE_ERROR"
