@@ -310,6 +310,9 @@ def controller(app: Flask, listen: str | None = None, *, share_port: bool = Fals
         hostname=host.strip("[]") or "127.0.0.1",
         port=int(port),
         ident="CCM gateway",
+        # named once: without it aiosmtpd asks socket.getfqdn() (perhaps DNS) on the event
+        # loop at every connection, stalling every other session meanwhile
+        server_hostname=trace.host_name(app.config["HELO_NAME"]),
         data_size_limit=app.config["MAX_MESSAGE_BYTES"],
         enable_SMTPUTF8=True,
         tls_context=tls_context(app),
