@@ -14,9 +14,10 @@ import zlib
 
 import pytest
 from axe import check_accessibility, summary
+from flows import sign_in_at
 from playwright.sync_api import BrowserContext, Page, expect
 from sqlalchemy import select
-from support import PASSWORD, mail
+from support import mail
 
 from app.domain import ingest
 from app.extensions import db
@@ -60,15 +61,8 @@ def send(subject: str, to: str = PAT, body: str = "Numbers attached.") -> None:
     db.session.commit()
 
 
-def sign_in(page: Page, base_url: str, email: str, password: str = PASSWORD) -> None:
-    page.goto(f"{base_url}/t/acme/sign-in")
-    page.get_by_label("Email address").fill(email)
-    page.get_by_label("Password", exact=True).fill(password)
-    page.get_by_role("button", name="Sign in", exact=True).click()
-
-
 def sign_in_as_admin(page: Page, base_url: str) -> None:
-    sign_in(page, base_url, ADMIN)
+    sign_in_at(page, base_url, ADMIN)
     expect(page.get_by_role("navigation", name="Account")).to_contain_text(ADMIN)
     page.get_by_role("navigation", name="Sections").get_by_role(
         "link", name="Administration").click()
@@ -388,7 +382,7 @@ def test_an_administrator_resets_a_recipients_password(
 
     pat_context, pat = new_context(browser, console_errors)
     try:
-        sign_in(pat, live_server, PAT, password.group(1))
+        sign_in_at(pat, live_server, PAT, password.group(1))
         expect(pat.get_by_role("heading", name="Choose your own password")).to_be_visible()
         pat.get_by_label("Current password").fill(password.group(1))
         pat.get_by_label("New password", exact=True).fill(PAT_PASSWORD)

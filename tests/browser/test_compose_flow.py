@@ -12,8 +12,8 @@ import re
 from urllib.parse import parse_qs, quote
 
 import pytest
+from flows import sign_in_at
 from playwright.sync_api import BrowserContext, Page, expect
-from support import PASSWORD
 
 from app.domain.composing import MAX_BODY
 from app.extensions import db
@@ -34,13 +34,6 @@ ATTACHMENT = {
 VIEWPORT = {"width": 1280, "height": 800}
 
 # --- helpers ---------------------------------------------------------------------------
-
-
-def sign_in(page: Page, base_url: str, email: str, password: str = PASSWORD) -> None:
-    page.goto(f"{base_url}/t/acme/sign-in")
-    page.get_by_label("Email address").fill(email)
-    page.get_by_label("Password", exact=True).fill(password)
-    page.get_by_role("button", name="Sign in", exact=True).click()
 
 
 def open_compose(page: Page) -> None:
@@ -102,7 +95,7 @@ def test_compose_track_reply_and_withdraw(
     live_server, page, browser, acme, outbox, screenshot, console_errors
 ):
     # --- alice writes the message ---
-    sign_in(page, live_server, ALICE)
+    sign_in_at(page, live_server, ALICE)
     expect(page.get_by_role("heading", name="Secure messages")).to_be_visible()
     open_compose(page)
     expect(page).to_have_url(f"{live_server}/compose/")
@@ -149,7 +142,7 @@ def test_compose_track_reply_and_withdraw(
     # --- pat, in a browser of his own ---
     pat_context, pat = new_context(browser, console_errors)
     try:
-        sign_in(pat, live_server, PAT, password)
+        sign_in_at(pat, live_server, PAT, password)
         expect(pat.get_by_role("heading", name="Choose your own password")).to_be_visible()
         pat.get_by_label("Current password").fill(password)
         pat.get_by_label("New password", exact=True).fill(PAT_PASSWORD)
@@ -210,7 +203,7 @@ def test_compose_track_reply_and_withdraw(
 
 
 def test_autosave_keeps_the_form(live_server, page, acme, screenshot):
-    sign_in(page, live_server, ALICE)
+    sign_in_at(page, live_server, ALICE)
     expect(page.get_by_role("heading", name="Secure messages")).to_be_visible()
     open_compose(page)
     page.get_by_label("To", exact=True).fill(PAT)
@@ -237,7 +230,7 @@ def only_draft() -> Draft:
 
 
 def test_autosaves_update_one_draft(live_server, page, acme):
-    sign_in(page, live_server, ALICE)
+    sign_in_at(page, live_server, ALICE)
     expect(page.get_by_role("heading", name="Secure messages")).to_be_visible()
     open_compose(page)
     page.get_by_label("To", exact=True).fill(PAT)
@@ -252,7 +245,7 @@ def test_autosaves_update_one_draft(live_server, page, acme):
 def test_what_is_typed_while_a_save_is_on_its_way_is_saved_into_the_same_draft(
     live_server, page, acme
 ):
-    sign_in(page, live_server, ALICE)
+    sign_in_at(page, live_server, ALICE)
     expect(page.get_by_role("heading", name="Secure messages")).to_be_visible()
     open_compose(page)
     draft_url = f"{live_server}/compose/draft"
@@ -285,7 +278,7 @@ def test_what_is_typed_while_a_save_is_on_its_way_is_saved_into_the_same_draft(
 def test_text_over_the_limit_is_refused_in_the_composer_and_the_draft_kept(
     live_server, page, app, acme, screenshot, console_errors
 ):
-    sign_in(page, live_server, ALICE)
+    sign_in_at(page, live_server, ALICE)
     expect(page.get_by_role("heading", name="Secure messages")).to_be_visible()
     open_compose(page)
     page.get_by_label("To", exact=True).fill(PAT)
@@ -328,7 +321,7 @@ def test_text_over_the_limit_is_refused_in_the_composer_and_the_draft_kept(
 def test_autosave_of_a_draft_deleted_elsewhere_says_so(
     live_server, page, acme, console_errors, screenshot
 ):
-    sign_in(page, live_server, ALICE)
+    sign_in_at(page, live_server, ALICE)
     expect(page.get_by_role("heading", name="Secure messages")).to_be_visible()
     open_compose(page)
     page.get_by_label("To", exact=True).fill(PAT)
@@ -344,7 +337,7 @@ def test_autosave_of_a_draft_deleted_elsewhere_says_so(
 
 
 def test_autosave_does_not_upload_the_attachments(live_server, page, acme):
-    sign_in(page, live_server, ALICE)
+    sign_in_at(page, live_server, ALICE)
     expect(page.get_by_role("heading", name="Secure messages")).to_be_visible()
     open_compose(page)
     bodies: list[bytes] = []
@@ -369,7 +362,7 @@ def test_autosave_does_not_upload_the_attachments(live_server, page, acme):
 def test_attachments_over_the_limit_are_refused_before_uploading(
     live_server, page, app, acme, screenshot
 ):  # the autosave would otherwise remove the form
-    sign_in(page, live_server, ALICE)
+    sign_in_at(page, live_server, ALICE)
     expect(page.get_by_role("heading", name="Secure messages")).to_be_visible()
     app.config["MAX_MESSAGE_BYTES"] = 2000
     page.goto(f"{live_server}/compose/")
@@ -406,7 +399,7 @@ def test_without_the_permission_there_is_no_ccm_mode(
     live_server, page, acme, make_user, screenshot
 ):
     make_user(acme, BOB, role="internal")
-    sign_in(page, live_server, BOB)
+    sign_in_at(page, live_server, BOB)
     expect(page.get_by_role("heading", name="Secure messages")).to_be_visible()
     open_compose(page)
     expect(page.get_by_label("To", exact=True)).to_be_visible()

@@ -17,6 +17,7 @@ from types import SimpleNamespace
 
 import pytest
 from axe import check_accessibility, summary
+from flows import expect_inbox, sign_in
 from playwright.sync_api import Page, expect
 from sqlalchemy import select
 from support import mail
@@ -135,22 +136,11 @@ def open_notification(page: Page, live_server: str, outbox) -> str:
     return password.group(1)
 
 
-def sign_in(page: Page, email: str, password: str) -> None:
-    page.get_by_label("Email address").fill(email)
-    page.get_by_label("Password", exact=True).fill(password)
-    page.get_by_role("button", name="Sign in", exact=True).click()
-
-
 def choose_password(page: Page, generated: str) -> None:
     page.get_by_label("Current password").fill(generated)
     page.get_by_label("New password", exact=True).fill(NEW_PASSWORD)
     page.get_by_label("Repeat the new password").fill(NEW_PASSWORD)
     page.get_by_role("button", name="Save and continue").click()
-
-
-def expect_inbox(page: Page, live_server: str) -> None:
-    expect(page.get_by_role("heading", name="Secure messages")).to_be_visible()
-    expect(page).to_have_url(f"{live_server}/inbox/")
 
 
 def sign_in_from_the_notifications(page: Page, live_server: str, outbox) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 
 import pytest
-from playwright.sync_api import Page, expect
+from flows import expect_inbox, sign_in
+from playwright.sync_api import expect
 
 from app.domain import passwords
 from app.domain.accounts import set_generated_password
@@ -15,18 +16,6 @@ from app.web.auth.routes import SIGN_IN_REFUSED
 EMAIL = "ann@example.org"
 OLD_PASSWORD = "correct horse battery staple"  # make_user's default
 NEW_PASSWORD = "plum orbit lantern meadow"
-
-
-def sign_in(page: Page, email: str, password: str) -> None:
-    """Fill and send the sign-in form of the page the browser is on."""
-    page.get_by_label("Email address").fill(email)
-    page.get_by_label("Password", exact=True).fill(password)
-    page.get_by_role("button", name="Sign in", exact=True).click()
-
-
-def expect_inbox(page: Page, base_url: str) -> None:
-    expect(page.get_by_role("heading", name="Secure messages")).to_be_visible()
-    expect(page).to_have_url(f"{base_url}/inbox/")
 
 
 @pytest.fixture
