@@ -234,3 +234,26 @@ def without_trace(raw: bytes) -> bytes:
     match = GATEWAY_TRACE.match(raw)
     assert match is not None and b"(CCM" in match.group(), raw[:300]
     return raw[match.end():]
+
+
+def run_queue_in_workers(app, workers: int = 2, limit: int = 5) -> None:
+    """Run the delivery queue dry in ``workers`` threads at once, each taking ``limit``
+    items a run, as that many ``ccm worker`` processes would (PostgreSQL only)."""
+    import threading
+
+    from app.delivery import runner
+    from app.extensions import db
+
+    def work():
+        with app.app_context():
+            try:
+                while runner.run_due(limit=limit):
+                    pass
+            finally:
+                db.session.remove()
+
+    threads = [threading.Thread(target=work) for _ in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)

@@ -3,12 +3,11 @@ per recipient, each recipient's outcome its own, and one session carrying messag
 message to the same server."""
 
 import ipaddress
-import threading
 from datetime import timedelta
 
 import pytest
 from servers import serve_mail_for
-from support import mail
+from support import mail, run_queue_in_workers
 
 from app.clock import utcnow
 from app.delivery import runner, sessions, transport
@@ -172,19 +171,7 @@ def test_two_workers_on_postgresql_take_disjoint_groups(app, gateway, partner):
     for n in range(10):
         gateway.send(mail(subject=f"number {n}"), [f"r{n}.{k}@partner.test" for k in range(5)])
 
-    def work():
-        with app.app_context():
-            try:
-                while runner.run_due(limit=3):
-                    pass
-            finally:
-                db.session.remove()
-
-    workers = [threading.Thread(target=work) for _ in range(2)]
-    for thread in workers:
-        thread.start()
-    for thread in workers:
-        thread.join(timeout=60)
+    run_queue_in_workers(app, workers=2, limit=3)
     rcpts = sorted(r for d in partner.wait_for(10) for r in d.rcpt_tos)
     assert rcpts == sorted(f"r{n}.{k}@partner.test" for n in range(10) for k in range(5))
     # Each transaction carries one message's recipients. (Two workers taking at the same

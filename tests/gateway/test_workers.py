@@ -4,10 +4,9 @@ import threading
 import time
 
 import pytest
-from support import in_app_context, mail
+from support import in_app_context, mail, run_queue_in_workers
 
 from app import worker
-from app.delivery import runner
 from app.extensions import db
 
 
@@ -25,19 +24,7 @@ def test_two_workers_on_postgresql_deliver_each_item_exactly_once(app, make_tena
                        "alice@acme.test", [f"r{n}@partner.test"])
     db.session.commit()
 
-    def work():
-        with app.app_context():
-            try:
-                while runner.run_due(limit=5):
-                    pass
-            finally:
-                db.session.remove()
-
-    workers = [threading.Thread(target=work) for _ in range(2)]
-    for thread in workers:
-        thread.start()
-    for thread in workers:
-        thread.join(timeout=60)
+    run_queue_in_workers(app, workers=2, limit=5)
     delivered = sorted(d.message["Subject"] for d in sink.wait_for(40))
     assert delivered == sorted(f"number {n}" for n in range(40))
 
