@@ -11,6 +11,7 @@ from datetime import datetime
 
 from sqlalchemy import JSON, ForeignKey, Index, LargeBinary, String, Text, event, text
 from sqlalchemy.orm import Mapped, deferred, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
 
 from app import clock
 from app.extensions import db
@@ -21,6 +22,28 @@ from app.models.vocabulary import RecipientState, Route
 
 #: how a recipient is reached
 ROUTES = tuple(Route)
+
+
+def _without_nul(value):
+    # PostgreSQL's text cannot hold NUL, which received mail may carry in a header (SQLite
+    # can): it is kept as U+FFFD, which is what a reader shows for it anyway.
+    return value.replace("\x00", "\ufffd") if isinstance(value, str) else value
+
+
+class MailString(TypeDecorator):
+    """A string taken from received mail (a header, an address), storable everywhere."""
+
+    impl = String
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        return _without_nul(value)
+
+
+class MailText(MailString):
+    """Longer text that may quote received mail (a delivery event, a routing reason)."""
+
+    impl = Text
 
 
 class Message(db.Model):
@@ -39,10 +62,10 @@ class Message(db.Model):
     public_id: Mapped[str] = mapped_column(String(32), unique=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenant.id", ondelete="CASCADE"),
                                            index=True)
-    mail_from: Mapped[str] = mapped_column(String(320))
-    header_from: Mapped[str] = mapped_column(String(998), default="")
-    subject: Mapped[str] = mapped_column(String(998), default="")
-    message_id_header: Mapped[str] = mapped_column(String(998), default="")
+    mail_from: Mapped[str] = mapped_column(MailString(320))
+    header_from: Mapped[str] = mapped_column(MailString(998), default="")
+    subject: Mapped[str] = mapped_column(MailString(998), default="")
+    message_id_header: Mapped[str] = mapped_column(MailString(998), default="")
     received_at: Mapped[datetime] = mapped_column(default=clock.utcnow, index=True)
     client_address: Mapped[str] = mapped_column(String(64), default="")
     received_over_tls: Mapped[bool] = mapped_column(default=False)
@@ -75,13 +98,13 @@ class Recipient(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     message_id: Mapped[int] = mapped_column(ForeignKey("message.id", ondelete="CASCADE"),
                                             index=True)
-    address: Mapped[str] = mapped_column(String(320))
+    address: Mapped[str] = mapped_column(MailString(320))
     #: a Side: internal or external to the tenant
     kind: Mapped[str] = mapped_column(String(16))
     #: a Route
     route: Mapped[str] = mapped_column(String(16))
     #: why the route was chosen, in words an administrator reads
-    reason: Mapped[str] = mapped_column(Text, default="")
+    reason: Mapped[str] = mapped_column(MailText, default="")
     policy_id: Mapped[int | None] = mapped_column(ForeignKey("policy.id", ondelete="SET NULL"))
     #: the secure-delivery requirement for this recipient, if any
     tls: Mapped[str | None] = mapped_column(String(10))
@@ -124,7 +147,7 @@ class DeliveryEvent(db.Model):
                                               index=True)
     at: Mapped[datetime] = mapped_column(default=clock.utcnow)
     kind: Mapped[str] = mapped_column(String(20))
-    text: Mapped[str] = mapped_column(Text)
+    text: Mapped[str] = mapped_column(MailText)
 
     recipient: Mapped[Recipient] = relationship(back_populates="events")
 
