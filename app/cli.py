@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import getpass
 import signal
 import sys
 import threading
@@ -15,10 +16,9 @@ from sqlalchemy.exc import OperationalError
 
 from app import config as settings
 from app import database, operations, worker
-from app.delivery import queue
-from app.domain import accounts, config_checks, config_file, ingest
+from app.domain import accounts, config_checks, config_file, ingest, outbound_queue
 from app.extensions import db
-from app.models import Job
+from app.models import Job, OutboundItem, QueueState, Tenant
 from app.smtp import ingress
 
 
@@ -238,14 +238,90 @@ def queue_group() -> None:
     """The outbound queue."""
 
 
-@queue_group.command("retry")
-@click.argument("ids", nargs=-1, type=int)
-@click.option("--all", "every", is_flag=True, help="Every item set aside.")
-def queue_retry(ids: tuple[int, ...], every: bool) -> None:
-    """Try again the items IDS set aside after an unexpected error (state shunted)."""
-    if bool(ids) == every:
-        raise click.UsageError("name the items to retry, or give --all")
-    database.upgrade()
-    count = queue.retry_shunted(None if every else ids)
+def _operator() -> str:
+    """Who the audit log names for a queue command: the system user at the console."""
+    return f"operator {getpass.getuser()} (ccm)"
+
+
+def _tenant(slug: str) -> Tenant:
+    tenant = db.session.query(Tenant).filter_by(slug=slug).one_or_none()
+    if tenant is None:
+        raise click.ClickException(f"no tenant {slug!r}")
+    return tenant
+
+
+def _report(action: str, changed: list[OutboundItem]) -> None:
     db.session.commit()
-    click.echo(f"{count} item(s) back in the queue.")
+    click.echo(f"{action}: {len(changed)} item(s)"
+               + (f" ({', '.join(str(i.id) for i in changed)})" if changed else ""))
+
+
+def _items(ids: tuple[int, ...], every: bool) -> list[int] | None:
+    if bool(ids) == every:
+        raise click.UsageError("name the items, or give --all")
+    database.upgrade()
+    return None if every else list(ids)
+
+
+@queue_group.command("list")
+@click.option("--state", type=click.Choice([str(s) for s in QueueState]),
+              help="Only items in this state (default: every one not finished).")
+@click.option("--tenant", "slug", help="Only this tenant's items.")
+def queue_list(state: str | None, slug: str | None) -> None:
+    """List the queue, oldest first, as postqueue -p does."""
+    database.upgrade()
+    tenant = _tenant(slug) if slug else None
+    items = outbound_queue.listing(state=state, tenant=tenant)
+    for item in items:
+        due = f" due {item.next_attempt_at:%Y-%m-%d %H:%M}" \
+            if item.state == QueueState.PENDING else ""
+        click.echo(f"{item.id:>8} {item.state:<8} {item.kind:<12} "
+                   f"{item.tenant.slug if item.tenant else '-':<12} tries {item.attempts}"
+                   f"{due}  <{item.mail_from}> -> <{item.rcpt_to}>")
+        if item.last_error:
+            click.echo(f"{'':>9}({item.last_error})")
+    click.echo(f"-- {len(items)} item(s)")
+
+
+@queue_group.command("show")
+@click.argument("item_id", type=int)
+def queue_show(item_id: int) -> None:
+    """Show one item and its recipient's delivery history."""
+    database.upgrade()
+    item = db.session.get(OutboundItem, item_id)
+    if item is None:
+        raise click.ClickException(f"no queue item {item_id}")
+    for name in ("id", "kind", "route", "state", "attempts", "mail_from", "rcpt_to",
+                 "created_at", "next_attempt_at", "lease_until", "finished_at",
+                 "last_error"):
+        click.echo(f"{name + ':':<17}{getattr(item, name)}")
+    click.echo(f"{'tenant:':<17}{item.tenant.slug if item.tenant else '-'}")
+    if item.recipient is not None:
+        message = item.recipient.message
+        click.echo(f"{'message:':<17}{message.public_id} {message.message_id_header}")
+        for event in item.recipient.events:
+            click.echo(f"  {event.at:%Y-%m-%d %H:%M:%S} {event.kind:<10} {event.text}")
+
+
+def _queue_command(name: str, change, help_text: str):
+    @queue_group.command(name, help=help_text)
+    @click.argument("ids", nargs=-1, type=int)
+    @click.option("--all", "every", is_flag=True, help="Every item it applies to.")
+    def command(ids: tuple[int, ...], every: bool) -> None:
+        _report(name, change(_items(ids, every), by=_operator()))
+    return command
+
+
+_queue_command("retry", outbound_queue.retry,
+               "Make items due now (postqueue -f): waiting, set aside, or on hold.")
+_queue_command("hold", outbound_queue.hold, "Keep items from being sent (postsuper -h).")
+_queue_command("release", outbound_queue.release, "Let items on hold go (postsuper -H).")
+
+
+@queue_group.command("delete")
+@click.argument("ids", nargs=-1, type=int)
+@click.option("--all", "every", is_flag=True, help="Every unfinished item.")
+@click.option("--bounce", is_flag=True, help="Tell a delivery's sender with a bounce report.")
+def queue_delete(ids: tuple[int, ...], every: bool, bounce: bool) -> None:
+    """End items unsent (postsuper -d), in the audit log."""
+    _report("delete", outbound_queue.delete(_items(ids, every), by=_operator(), bounce=bounce))

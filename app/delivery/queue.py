@@ -7,16 +7,12 @@ nothing committed is lost. The worker's :mod:`app.delivery.runner` sends them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from email.message import Message as MimeMessage
 from email.policy import SMTP
 
-from sqlalchemy import update
-
-from app import clock
 from app.delivery import dkim_signing
 from app.extensions import db
-from app.models import OutboundItem, QueueState, Recipient, Tenant
+from app.models import OutboundItem, Recipient, Tenant
 
 
 def queue(message: MimeMessage | bytes, *, tenant: Tenant | None = None,
@@ -61,14 +57,3 @@ def signed(message: MimeMessage | bytes, tenant: Tenant | None) -> bytes:
     raw = message if isinstance(message, bytes) else message.as_bytes(policy=SMTP)
     return dkim_signing.sign(raw, tenant)
 
-
-def retry_shunted(item_ids: Iterable[int] | None = None) -> int:
-    """Put items set aside after an unexpected error (state ``shunted``) back in the
-    queue, due now: those of ``item_ids``, or all of them; how many. The operator does
-    this once the bug is fixed. The caller commits."""
-    query = update(OutboundItem).where(OutboundItem.state == QueueState.SHUNTED)
-    if item_ids is not None:
-        query = query.where(OutboundItem.id.in_(list(item_ids)))
-    return db.session.execute(
-        query.values(state="pending", next_attempt_at=clock.utcnow())
-        .execution_options(synchronize_session=False)).rowcount

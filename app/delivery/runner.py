@@ -164,7 +164,7 @@ def _count_as_a_try(lease: _Lease, reply: str) -> None:
 def _shunt(lease: _Lease, error: Exception) -> None:
     """Set the item aside (state ``shunted``) with the error on it and in the
     recipient's history: not tried again until an operator retries it
-    (queue.retry_shunted)."""
+    (``ccm queue retry``)."""
     problem = f"Unexpected error ({type(error).__name__}: {error})"
 
     def set_aside(item: OutboundItem) -> None:

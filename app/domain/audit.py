@@ -11,11 +11,15 @@ from app.extensions import db
 from app.models import AuditEvent, Tenant
 
 
-def record(action: str, detail: str = "", *, tenant: Tenant | None = None) -> None:
-    """Log an action of the signed-in administrator, in the current transaction."""
+def record(action: str, detail: str = "", *, tenant: Tenant | None = None,
+           actor: str | None = None) -> None:
+    """Log an action of the signed-in administrator (or of ``actor``, an operator at
+    the command line), in the current transaction."""
+    if actor is None:
+        actor = current_user.email if current_user.is_authenticated else "unknown"
     db.session.add(AuditEvent(
         tenant_id=tenant.id if tenant is not None else None,
-        actor=current_user.email if current_user.is_authenticated else "unknown",
+        actor=actor,
         client_address=request.remote_addr if request else None,
         action=action, detail=detail[:4000]))
 

@@ -64,13 +64,14 @@ def due_for_purge(now, size: int) -> Select:
 
     ix_message_unpurged_expires_at serves it: its rows are the messages not purged yet,
     in this order, so each batch starts where the last one ended. A message still to be
-    delivered is kept, and so is one set aside for the operator (shunted), whose retry
-    needs its content.
+    delivered is kept, and so is one the operator set aside or holds (shunted, on hold),
+    whose retry or release needs its content.
     """
     unfinished = exists().where(
         OutboundItem.recipient_id == Recipient.id, Recipient.message_id == Message.id,
         OutboundItem.kind == "delivery",
-        OutboundItem.state.in_((QueueState.PENDING, QueueState.SENDING, QueueState.SHUNTED)))
+        OutboundItem.state.in_((QueueState.PENDING, QueueState.SENDING, QueueState.SHUNTED,
+                                QueueState.ON_HOLD)))
     return (select(Message.id)
             .where(Message.purged_at.is_(None), Message.expires_at <= now, ~unfinished)
             .order_by(Message.expires_at, Message.id)

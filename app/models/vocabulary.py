@@ -62,6 +62,7 @@ class QueueState(StrEnum):
     DONE = "done"
     FAILED = "failed"  # bounced: the sender was told
     SHUNTED = "shunted"  # set aside after an unexpected error, until an operator retries it
+    ON_HOLD = "on_hold"  # kept from sending by an operator until released (ccm queue hold)
 
 
 class PolicyKind(StrEnum):

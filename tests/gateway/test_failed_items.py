@@ -1,6 +1,6 @@
 """An unexpected error while delivering (a bug, not the remote's answer) sets the item
 aside for the operator: not retried, no bounce to the sender, the error on the item and
-in the history, logged with its traceback; retry_shunted puts it back."""
+in the history, logged with its traceback; the operator's retry puts it back."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import pytest
 from sqlalchemy.exc import OperationalError
 from support import mail
 
-from app.delivery import mail_templates, queue, transport
+from app.delivery import mail_templates, transport
+from app.domain import outbound_queue
 from app.extensions import db
 from app.models import OutboundItem
 
@@ -65,7 +66,7 @@ def test_a_delivery_that_hits_a_bug_is_set_aside_and_retried_by_the_operator(
     assert logged.exc_info[0] is TypeError and "set aside" in logged.getMessage()
     assert sink.messages == []
 
-    assert queue.retry_shunted() == 1
+    assert len(outbound_queue.retry(by="ops")) == 1
     db.session.commit()
     gateway.run_queue()
     assert len(sink.wait_for(1)) == 1
@@ -90,14 +91,14 @@ def test_a_notification_that_cannot_be_built_keeps_what_it_would_send(
     assert len(errors_logged(caplog)) == 1
     delivered = len(sink.messages)
 
-    assert queue.retry_shunted([shunted[0].id]) == 1
+    assert len(outbound_queue.retry([shunted[0].id], by="ops")) == 1
     db.session.commit()
     gateway.run_queue()
     assert len(sink.wait_for(delivered + 1)) == delivered + 1
     assert {i.state for i in items("notification")} == {"done"}
 
 
-def test_retry_shunted_takes_only_the_items_named(gateway, network, monkeypatch):
+def test_a_retry_takes_only_the_items_named(gateway, network, monkeypatch):
     network.mx("partner.test")
     monkeypatch.setattr(transport, "send", lambda *a, **k: 1 / 0)
     for n in range(3):
@@ -105,11 +106,10 @@ def test_retry_shunted_takes_only_the_items_named(gateway, network, monkeypatch)
         gateway.run_queue()
     first = items("delivery")[0]
     assert {i.state for i in items("delivery")} == {"shunted"}
-    assert queue.retry_shunted([first.id, 10_000]) == 1
+    assert outbound_queue.retry([first.id, 10_000], by="ops") == [first]
     db.session.commit()
     assert [i.state for i in items("delivery")] == ["pending", "shunted", "shunted"]
-    assert queue.retry_shunted([first.id]) == 0  # pending is not shunted
-    assert queue.retry_shunted() == 2
+    assert len(outbound_queue.retry(by="ops")) == 3  # all: the pending one is due now too
 
 
 @pytest.mark.parametrize("stage", ["MAIL", "RCPT", "DATA"])
@@ -142,7 +142,7 @@ def test_ccm_queue_retry_puts_items_back(gateway, network, monkeypatch, runner):
     first, _ = items("delivery")
     assert runner.invoke(args=["queue", "retry"]).exit_code == 2  # neither ids nor --all
     result = runner.invoke(args=["queue", "retry", str(first.id)])
-    assert (result.exit_code, result.output) == (0, "1 item(s) back in the queue.\n")
+    assert (result.exit_code, result.output) == (0, f"retry: 1 item(s) ({first.id})\n")
     assert [i.state for i in items("delivery")] == ["pending", "shunted"]
-    assert runner.invoke(args=["queue", "retry", "--all"]).output == \
-        "1 item(s) back in the queue.\n"
+    assert runner.invoke(args=["queue", "retry", "--all"]).output.startswith(
+        "retry: 2 item(s)")

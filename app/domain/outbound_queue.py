@@ -1,0 +1,108 @@
+"""The operator's tools for the outbound queue, as Postfix's ``postqueue`` and
+``postsuper``: list, show, retry now, hold and release, delete (with a bounce report to
+the sender if asked).
+
+An item a worker is sending now (``sending``, under its lease) is left alone: the
+worker records its outcome, and a change here would be overwritten or would race it.
+Each function changes rows in the caller's transaction and returns what it changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlalchemy import Select, select
+
+from app import clock
+from app.delivery import dsn
+from app.domain import audit
+from app.domain.delivery_events import record
+from app.extensions import db
+from app.models import OutboundItem, QueueState, RecipientState, Tenant
+
+#: what `retry` puts back: items waiting for their next try, set aside, or on hold
+RETRIED = (QueueState.PENDING, QueueState.SHUNTED, QueueState.ON_HOLD)
+#: what `hold` and `delete` take: anything not finished and not being sent now
+UNFINISHED = (QueueState.PENDING, QueueState.SHUNTED, QueueState.ON_HOLD)
+
+
+def listing(*, state: str | None = None, tenant: Tenant | None = None,
+            limit: int = 500) -> list[OutboundItem]:
+    """Items not finished (or in ``state``), oldest first, as ``postqueue -p`` lists."""
+    query = select(OutboundItem).order_by(OutboundItem.id).limit(limit)
+    if state is not None:
+        query = query.where(OutboundItem.state == state)
+    else:
+        query = query.where(OutboundItem.state.not_in((QueueState.DONE, QueueState.FAILED)))
+    if tenant is not None:
+        query = query.where(OutboundItem.tenant_id == tenant.id)
+    return list(db.session.scalars(query))
+
+
+def _chosen(item_ids: Iterable[int] | None, states: Iterable[str]) -> Select:
+    query = select(OutboundItem).where(OutboundItem.state.in_(list(states)))
+    if item_ids is not None:
+        query = query.where(OutboundItem.id.in_(list(item_ids)))
+    return query.order_by(OutboundItem.id).with_for_update(skip_locked=True)
+
+
+def retry(item_ids: Iterable[int] | None = None, *, by: str) -> list[OutboundItem]:
+    """Make items due now (``postqueue -f``): those of ``item_ids``, or every one
+    waiting for its next try or set aside after an unexpected error (not those on hold,
+    which ``release`` lets go)."""
+    states = RETRIED if item_ids is not None else (QueueState.PENDING, QueueState.SHUNTED)
+    return _change(item_ids, states, QueueState.PENDING, "retry",
+                   f"Retried now by {by}", by)
+
+
+def hold(item_ids: Iterable[int], *, by: str) -> list[OutboundItem]:
+    """Keep items from being sent until released (``postsuper -h``)."""
+    return _change(item_ids, (QueueState.PENDING, QueueState.SHUNTED), QueueState.ON_HOLD,
+                   "hold", f"Put on hold by {by}", by)
+
+
+def release(item_ids: Iterable[int], *, by: str) -> list[OutboundItem]:
+    """Let items on hold go, due now (``postsuper -H``)."""
+    return _change(item_ids, (QueueState.ON_HOLD,), QueueState.PENDING, "release",
+                   f"Released from hold by {by}", by)
+
+
+def delete(item_ids: Iterable[int], *, by: str, bounce: bool = False) -> list[OutboundItem]:
+    """End items unsent (``postsuper -d``); with ``bounce``, a delivery's sender gets a
+    report saying the operator deleted it."""
+    reason = f"5.0.0 Deleted from the queue by {by}"
+    items = list(db.session.scalars(_chosen(item_ids, UNFINISHED)))
+    for item in items:
+        item.state, item.last_error = QueueState.FAILED, reason
+        item.finished_at = clock.utcnow()
+        item.lease_until = item.lease_token = None
+        if item.kind != "delivery":
+            item.raw = item.notice = None  # a password notification is not kept
+        if item.recipient is not None:
+            record(item.recipient, "bounced", f"Deleted from the queue by {by}"
+                   + ("; the sender was told" if bounce and item.kind == "delivery" else ""))
+            if item.kind == "delivery":
+                item.recipient.state = RecipientState.BOUNCED
+                if bounce:
+                    dsn.queue_failure_report(item.recipient, reason)
+        _audit("delete", item, by)
+    return items
+
+
+def _change(item_ids, states, to: str, action: str, event: str, by: str
+            ) -> list[OutboundItem]:
+    items = list(db.session.scalars(_chosen(item_ids, states)))
+    now = clock.utcnow()
+    for item in items:
+        item.state = to
+        if to == QueueState.PENDING:
+            item.next_attempt_at = now
+        if item.recipient is not None:
+            record(item.recipient, "queue", event)
+        _audit(action, item, by)
+    return items
+
+
+def _audit(action: str, item: OutboundItem, by: str) -> None:
+    audit.record(f"queue {action}", f"item {item.id} ({item.kind}) to {item.rcpt_to}",
+                 tenant=item.tenant, actor=by)
