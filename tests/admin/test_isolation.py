@@ -470,3 +470,50 @@ def test_platform_events_are_for_platform_administrators_only(app, world, acme_a
     page = acme_admin.get("/admin/audit").get_data(as_text=True)
     assert "Platform-wide" in page
     assert "Globex partners (route)" not in page  # another tenant's own log stays its own
+
+
+# --- message tracking across tenants: the platform administrator's only -----------------
+
+
+def test_tracking_every_tenant_is_the_platform_administrators_only(app, world, acme_admin):
+    """A tenant administrator asking for every tenant still sees only their own; the
+    platform administrator sees both, with each message's tenant, and opens either."""
+    asked = "/admin/tracking?subject=quarterly&every_tenant=y"
+    page = acme_admin.get(asked).get_data(as_text=True)
+    assert "Acme quarterly" in page and "Globex quarterly" not in page
+    assert 'name="every_tenant"' not in page
+
+    admin = db.session.scalars(select(User).where(User.email == "admin@acme.test")).one()
+    admin.is_platform_admin = True
+    db.session.commit()
+    page = acme_admin.get(asked).get_data(as_text=True)
+    assert "Acme quarterly" in page and "Globex quarterly" in page
+    assert '<th scope="col">Tenant</th>' in page
+    globex_message = db.session.scalars(select(Message).where(
+        Message.subject == "Globex quarterly")).one()
+    assert acme_admin.get(f"/admin/tracking/{globex_message.public_id}").status_code == 200
+    own_only = acme_admin.get("/admin/tracking?subject=quarterly").get_data(as_text=True)
+    assert "Globex quarterly" not in own_only
+
+
+@pytest.mark.parametrize(("query", "found"), [
+    ("state=held", {"Acme quarterly", "Acme merger"}),
+    ("state=queued", {"Acme quarterly", "Acme invoice"}),
+    ("state=bounced", set()),
+    ("message_id=nonexistent", set()),
+])
+def test_tracking_finds_by_recipient_state_and_message_id(app, world, acme_admin, query,
+                                                          found):
+    page = acme_admin.get(f"/admin/tracking?{query}").get_data(as_text=True)
+    subjects = {s for s in ("Acme quarterly", "Acme invoice", "Acme merger") if s in page}
+    assert subjects == found
+
+
+def test_tracking_finds_by_message_id_as_written_in_the_header(app, world, acme_admin):
+    message = db.session.scalars(select(Message).where(
+        Message.subject == "Acme invoice")).one()
+    assert message.message_id_header
+    for written in (message.message_id_header, message.message_id_header.strip("<>")):
+        page = acme_admin.get("/admin/tracking", query_string={"message_id": written})
+        text = page.get_data(as_text=True)
+        assert "Acme invoice" in text and "Acme merger" not in text

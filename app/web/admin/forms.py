@@ -23,7 +23,7 @@ from wtforms.validators import (
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from app.delivery import destinations
-from app.models import Fallback, Mode, PolicyKind, Role, Route, TlsLevel
+from app.models import Fallback, Mode, PolicyKind, RecipientState, Role, Route, TlsLevel
 from app.web.inputs import Form
 
 
@@ -122,6 +122,15 @@ class TrackingForm(Form):
         SelectChoice("", "Any"), SelectChoice(Route.CCM, "CCM"),
         SelectChoice(Route.INTERNAL, "Internal relay"), SelectChoice(Route.EXTERNAL, "MX")],
         validators=[Optional()])
+    state = SelectField("Recipient state", choices=[SelectChoice("", "Any")] + [
+        SelectChoice(state, label) for state, label in (
+            (RecipientState.QUEUED, "Queued"), (RecipientState.DEFERRED, "Deferred"),
+            (RecipientState.DELIVERED, "Delivered"), (RecipientState.BOUNCED, "Bounced"),
+            (RecipientState.HELD, "In the isolation area"), (RecipientState.REVOKED, "Withdrawn"),
+            (RecipientState.EXPIRED, "Expired"))], validators=[Optional()])
+    message_id = StringField("Message-ID", validators=[Optional(), Length(max=998)])
+    #: the platform administrator's: every tenant's messages (ignored for anyone else)
+    every_tenant = BooleanField("Every tenant")
 
 
 class RevokeForm(Form):

@@ -18,18 +18,24 @@ def tracking():
     """Search by sender, recipient, subject, dates and route."""
     form = TrackingForm(request.args)
     messages = []
+    everywhere = current_user.is_platform_admin and form.every_tenant.data
     if form.validate():
-        messages = tracking_search.search(current_user.tenant, tracking_search.Criteria(
-            sender=form.sender.data or "", recipient=form.recipient.data or "",
-            subject=form.subject.data or "", since=form.since.data, until=form.until.data,
-            route=form.route.data or ""))
+        messages = tracking_search.search(
+            None if everywhere else current_user.tenant, tracking_search.Criteria(
+                sender=form.sender.data or "", recipient=form.recipient.data or "",
+                subject=form.subject.data or "", since=form.since.data, until=form.until.data,
+                route=form.route.data or "", state=form.state.data or "",
+                message_id=form.message_id.data or ""))
     return page("admin/tracking.html", {"results": "admin/_tracking_results.html",
                                         None: "admin/_tracking.html"},
-                form=form, messages=messages)
+                form=form, messages=messages, everywhere=everywhere)
 
 
 def _message(public_id: str):
-    message = tracking_search.message_of(current_user.tenant, public_id)
+    """The message, if it is the administrator's tenant's (any, for the platform
+    administrator)."""
+    scope = None if current_user.is_platform_admin else current_user.tenant
+    message = tracking_search.message_of(scope, public_id)
     if message is None:
         abort(404)
     return message
@@ -61,7 +67,7 @@ def revoke(public_id: str):
                      if isolation.revoke(r, by=f"the administrator {current_user.email}")]
         if withdrawn:
             audit.record("message revoked", f"{message.subject!r} from {', '.join(withdrawn)}",
-                         tenant=current_user.tenant)
+                         tenant=message.tenant)
         db.session.commit()
         flash(f"Withdrawn from {', '.join(withdrawn)}." if withdrawn
               else "There was nothing left to withdraw.", "success" if withdrawn else "info")
