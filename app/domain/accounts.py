@@ -174,7 +174,9 @@ def awaits_generated_password(user: User | None, given: str | None) -> bool:
     """Whether a password notification may give ``user`` a (new) generated password: the
     account has none yet, or only the one this notification gave at an earlier try
     (``given``, :func:`fingerprint` of its hash). A password set meanwhile by other
-    means (a reset or activation link, a change) is never overwritten."""
+    means (a reset or activation link, a change) is never overwritten; nor one another
+    password notification gave (first contact, then an administrator's reset, both
+    waiting): the first sent gives the password, the other is not sent."""
     if user is None or user.disabled or not user.must_change_password:
         return False
     if user.password_hash is None:
