@@ -246,3 +246,24 @@ def test_an_administrators_reset_keeps_no_password_in_the_queue_and_sends_one_th
     assert signs_in("pat@partner.test", new)
     assert "has reset the password" in parsed(notices_server.accepted[0]).get_body(
         ("plain",)).get_content()
+
+
+def test_a_password_notification_queued_before_the_upgrade_is_sent_as_it_was(
+        gateway, notices_server):
+    """One queued by an earlier version carries its password (whose hash is stored):
+    it goes out with that password, and nothing is generated."""
+    from app.delivery import queue
+    from app.domain import links
+
+    pat = User(tenant=gateway.tenant, email="pat@partner.test", kind="external",
+               role="external", failed_signins=0, disabled=False)
+    old = accounts.set_generated_password(pat)
+    db.session.add(pat)
+    queue.notify("password", pat.email, {
+        "tenant_name": "Acme Corp", "portal_url": links.sign_in(gateway.tenant),
+        "login": pat.email, "password": old, "reset": False}, tenant=gateway.tenant)
+    db.session.commit()
+    kept = pat.password_hash
+    gateway.run_queue()
+    assert notices_server.passwords() == {"pat@partner.test": old}
+    assert gateway.account("pat@partner.test").password_hash == kept
