@@ -44,6 +44,9 @@ KINDS = {
     "password_reset": ("tenant_name", "email", "reset_url", "lifetime_minutes", "portal_url"),
     "expiry_warning": ("tenant_name", "recipient", "portal_url", "visible_until"),
 }
+#: variables filled only when the notification is sent, never queued: the generated
+#: password (app/domain/notices.py, password_to_give)
+AT_SENDING = {"password": {"password"}}
 #: sample values for previews and for checking a template before it is saved
 SAMPLES = {
     "tenant_name": "Acme Corp",

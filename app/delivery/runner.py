@@ -48,7 +48,7 @@ from app import clock
 from app.delivery import dsn, mail_templates, transport
 from app.delivery.destinations import RemoteAnswer
 from app.delivery.queue import signed
-from app.domain import isolation
+from app.domain import isolation, notices
 from app.domain.delivery_events import record
 from app.extensions import db
 from app.mail import mime
@@ -345,11 +345,12 @@ def _attempt(item_id: int, token: str, *others: int,
         db.session.rollback()
         return
     lead = items[0]
-    raw = _content(lead)
     ids, rcpts = [item.id for item in items], [item.rcpt_to for item in items]
+    raw = _content(lead, token)
     if raw is None:
-        _record_each(ids, token, lambda item: _finish(
-            item, "done", "Not sent: the message was withdrawn or has expired"))
+        why = ("the account's password was set meanwhile by other means"
+               if lead.kind == "notification" else "the message was withdrawn or has expired")
+        _record_each(ids, token, lambda item: _finish(item, "done", f"Not sent: {why}"))
         return
     tls = lead.recipient.tls if lead.kind == "delivery" and lead.recipient else None
     (target, restricted), mail_from = target_of(lead), lead.mail_from
@@ -402,14 +403,41 @@ def _delivered(item: OutboundItem, event: str, raw: bytes) -> None:
         item.recipient.state = "delivered"
 
 
-def _content(item: OutboundItem) -> bytes | None:
+def _content(item: OutboundItem, token: str) -> bytes | None:
     """The bytes to send: the message itself, or the generated mail (rendered now)."""
     if item.kind == "delivery":
         return item.recipient.message.raw
-    if item.notice is not None:
-        return signed(mail_templates.build(item.notice["kind"], item.rcpt_to, item.tenant,
-                                           **item.notice["context"]), item.tenant)
-    return item.raw
+    if item.notice is None:
+        return item.raw
+    context = item.notice["context"]
+    if item.notice["kind"] == "password" and "password" not in context:
+        password = _given_password(item, token)
+        if password is None:
+            return None
+        context = {**context, "password": password}
+    return signed(mail_templates.build(item.notice["kind"], item.rcpt_to, item.tenant,
+                                       **context), item.tenant)
+
+
+def _given_password(item: OutboundItem, token: str) -> str | None:
+    """A new password for the notification's account, its hash stored and committed
+    before the mail goes to the transport, so the password in a mail the remote has
+    accepted always works; None when there is none to give (or the lease was lost).
+
+    A retry (after a deferral) gives a fresh password and the last one stops working:
+    the latest mail wins. The password is never stored in clear.
+    """
+    to_give = notices.password_to_give(item)  # hashed here, with no write transaction open
+    if to_give is None:
+        return None
+    password, password_hash = to_give
+    db.session.commit()  # ends the reading; the next statement takes the lease's row
+    if _update_if_held(item.id, token, lease_token=token) \
+            and notices.give_password(item, password_hash):
+        db.session.commit()
+        return password
+    db.session.rollback()  # taken over (then not recorded here either) or set meanwhile
+    return None
 
 
 def _generated_event(item: OutboundItem, raw: bytes) -> str:

@@ -6,6 +6,8 @@ pages call them. Callers commit.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from datetime import timedelta
 
 from sqlalchemy import select, update
@@ -156,6 +158,44 @@ def set_generated_password(user: User) -> str:
     user.password_changed_at = clock.utcnow()
     auth_sessions.end_all(user)
     return password
+
+
+def withdraw_password(user: User) -> None:
+    """Leave ``user`` with no usable password until a password notification gives them
+    one (:func:`give_generated_password`), and end every session they had. Cheap: the
+    password is generated and hashed by the worker that sends it, not here."""
+    user.password_hash = None
+    user.must_change_password = True
+    user.password_changed_at = clock.utcnow()
+    auth_sessions.end_all(user)
+
+
+def awaits_generated_password(user: User | None, given: str | None) -> bool:
+    """Whether a password notification may give ``user`` a (new) generated password: the
+    account has none yet, or only the one this notification gave at an earlier try
+    (``given``, :func:`fingerprint` of its hash). A password set meanwhile by other
+    means (a reset or activation link, a change) is never overwritten; nor one another
+    password notification gave (first contact, then an administrator's reset, both
+    waiting): the first sent gives the password, the other is not sent."""
+    if user is None or user.disabled or not user.must_change_password:
+        return False
+    if user.password_hash is None:
+        return True
+    return given is not None and hmac.compare_digest(fingerprint(user.password_hash), given)
+
+
+def fingerprint(password_hash: str) -> str:
+    """A short digest of a password hash, kept with its notification so that a retry
+    knows the password is still the one it gave; it tells nothing of the password."""
+    return hashlib.sha256(password_hash.encode()).hexdigest()[:32]
+
+
+def give_generated_password(user: User, password_hash: str) -> None:
+    """Store the hash of a generated password the worker is about to send ``user``."""
+    user.password_hash = password_hash
+    user.must_change_password = True
+    user.password_changed_at = clock.utcnow()
+    auth_sessions.end_all(user)  # a retry's new password: the last one's sessions end
 
 
 def start_reset(user: User, *, purpose: str = "reset",

@@ -46,8 +46,9 @@ def hold(recipient: Recipient) -> None:
         notices.activation(user, links.set_password(token), tenant.activation_hours,
                            recipient=recipient)
     else:
-        notices.password(user, accounts.set_generated_password(user), reset=False,
-                         recipient=recipient)
+        # No password yet (the row is created with none): the worker generates and
+        # hashes it when it sends the notification, outside this storing transaction.
+        notices.password(user, reset=False, recipient=recipient)
 
 
 def _account(tenant, address: str) -> tuple[User, bool]:

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from sqlalchemy import select
+
 from app.config import RESET_LINK_LIFETIME
 from app.delivery import mail_templates, queue
-from app.domain import links
+from app.domain import accounts, links, passwords
+from app.extensions import db
 from app.models import OutboundItem, Recipient, Route, Side, Tenant, User
 
 
@@ -24,12 +27,50 @@ def secure_message(recipient: Recipient, *, new_account: bool) -> OutboundItem:
                    new_account=new_account, visible_until=_day(recipient.visible_until))
 
 
-def password(user: User, password_: str, *, reset: bool,
-             recipient: Recipient | None = None) -> OutboundItem:
-    """``user``'s login name and generated password: at first contact, or after an
-    administrator's reset."""
+def password(user: User, *, reset: bool, recipient: Recipient | None = None) -> OutboundItem:
+    """``user``'s login name and a generated password: at first contact, or after an
+    administrator's reset. The account has no usable password until the worker sends
+    this: only then is the password generated and hashed (:func:`password_to_give`),
+    so neither intake nor the queue holds it, and hashing never holds up intake."""
     return _notify("password", user.tenant, user.email, user.kind, about=recipient,
-                   login=user.email, password=password_, reset=reset)
+                   login=user.email, reset=reset)
+
+
+def password_to_give(item: OutboundItem) -> tuple[str, str] | None:
+    """For a password notification about to be sent: a fresh password and its hash; None
+    when its account's password was set by other means meanwhile (then nothing is sent).
+
+    Only reads: the caller hashes before it opens a write transaction, then stores the
+    hash with :func:`give_password`. Each try generates a new password: the latest mail
+    sent is the one whose password works.
+    """
+    user = _account_of(item)
+    if not accounts.awaits_generated_password(user, item.notice.get("given")):
+        return None
+    new = passwords.generate()
+    return new, accounts.hash_for(user, new)
+
+
+def give_password(item: OutboundItem, password_hash: str) -> bool:
+    """Store ``password_hash`` on the notification's account and remember on the item
+    that it gave it; False, changing nothing, when the account's password was set by
+    other means since :func:`password_to_give` looked. The caller commits."""
+    user = _account_of(item, lock=True)
+    if not accounts.awaits_generated_password(user, item.notice.get("given")):
+        return False
+    accounts.give_generated_password(user, password_hash)
+    item.notice = {**item.notice, "given": accounts.fingerprint(password_hash)}
+    return True
+
+
+def _account_of(item: OutboundItem, *, lock: bool = False) -> User | None:
+    """The account a password notification is for (its addressee, at its tenant); with
+    ``lock``, read afresh and held until the commit (PostgreSQL), so that no password
+    set meanwhile is overwritten."""
+    query = select(User).where(User.tenant_id == item.tenant_id, User.email == item.rcpt_to)
+    if lock:
+        query = query.with_for_update().execution_options(populate_existing=True)
+    return db.session.scalar(query)
 
 
 def activation(user: User, activation_url: str, lifetime_hours: int,
@@ -60,9 +101,9 @@ def _notify(kind: str, tenant: Tenant, to: str, people: str, *,
     then tell of it); ``people`` is the addressee's kind, internal or external."""
     context = {"tenant_name": tenant.display_name, "portal_url": links.sign_in(tenant),
                **values}
-    if set(context) != set(mail_templates.KINDS[kind]):
-        raise ValueError(f"{kind} takes {sorted(mail_templates.KINDS[kind])}, "
-                         f"not {sorted(context)}")
+    expected = set(mail_templates.KINDS[kind]) - mail_templates.AT_SENDING.get(kind, set())
+    if set(context) != expected:
+        raise ValueError(f"{kind} takes {sorted(expected)}, not {sorted(context)}")
     route = Route.INTERNAL if people == Side.INTERNAL else Route.EXTERNAL
     return queue.notify(kind, to, context, tenant=tenant, recipient=about, route=route)
 

@@ -55,10 +55,12 @@ def reset_password(user: User) -> None:
 
     Every session ends, and a second factor or lock-out no longer stands in the way.
     """
-    password = accounts.set_generated_password(user)
+    # The old password stops working now; the new one is generated and hashed when the
+    # notification is sent, so it is never kept in clear in the queue.
+    accounts.withdraw_password(user)
     unlock(user)
     second_factor.reset(user)
-    notices.password(user, password, reset=True)
+    notices.password(user, reset=True)
 
 
 def unlock(user: User) -> None:
