@@ -44,6 +44,7 @@ class MailText(MailString):
     """Longer text that may quote received mail (a delivery event, a routing reason)."""
 
     impl = Text
+    cache_ok = True
 
 
 class Message(db.Model):
