@@ -15,7 +15,7 @@ from flask.cli import FlaskGroup
 from sqlalchemy.exc import OperationalError
 
 from app import config as settings
-from app import database, operations, worker
+from app import database, logs, operations, worker
 from app.domain import accounts, config_checks, config_file, ingest, outbound_queue
 from app.extensions import db
 from app.models import Job, OutboundItem, QueueState, Tenant
@@ -43,11 +43,13 @@ def _create_app() -> Flask:
     from app import create_app
 
     try:
-        return create_app()
+        app = create_app()
     except settings.ConfigError as error:
         for problem in error.problems:
             click.echo(f"ccm: {problem}", err=True)
         sys.exit(2)
+    logs.configure(app.config["LOG_FORMAT"], app.config["LOG_LEVEL"])
+    return app
 
 
 def register(app: Flask) -> None:

@@ -87,6 +87,10 @@ ENVIRONMENT = [
     ("DELIVERY_THREADS", "CCM_DELIVERY_THREADS", "4",
      "deliveries a worker makes at once, each to a different recipient domain"),
     ("SITE_NAME", "CCM_SITE_NAME", "Secure Mail", "the portal's name where no tenant is known"),
+    ("LOG_FORMAT", "CCM_LOG_FORMAT", "text",
+     "`text` (time, process id, level, logger, message) or `json` (one object a line)"),
+    ("LOG_LEVEL", "CCM_LOG_LEVEL", "INFO",
+     "the least severe messages logged: DEBUG, INFO, WARNING or ERROR"),
     ("MAIL_FROM", "CCM_MAIL_FROM", "",
      "From address of generated mail; default postmaster@ the portal's host name"),
 ]
@@ -340,4 +344,6 @@ CHECKS = {
     "RATELIMIT_STORAGE_URI": values.rate_limit_storage,
     "HELO_NAME": values.host_name,
     "MAIL_FROM": values.mail_address,
+    "LOG_FORMAT": values.one_of("text", "json"),
+    "LOG_LEVEL": values.one_of("DEBUG", "INFO", "WARNING", "ERROR"),
 }

@@ -126,3 +126,12 @@ def mail_address(text: str) -> str:
         raise ValueError(f"{text!r} is not an address such as postmaster@example.com")
     host_name(domain)
     return text
+
+
+def one_of(*choices: str):
+    def read(text: str) -> str:
+        if text not in choices:
+            raise ValueError(f"{text!r} is not one of {', '.join(choices)}")
+        return text
+
+    return read

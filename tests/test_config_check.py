@@ -23,6 +23,8 @@ CCM = Path(sys.executable).with_name("ccm")
 #: for each kind of setting, values that cannot be read: the whole class, not one example
 NOT_WHOLE_NUMBERS = ["sixty", "4.5", "1e3", "0x10", "5 s", "٣", "--1", "1_000"]
 BAD = {
+    "CCM_LOG_FORMAT": ["JSON", "syslog", "txt"],
+    "CCM_LOG_LEVEL": ["info", "verbose", "10"],
     "CCM_SMTP_TIMEOUT": [*NOT_WHOLE_NUMBERS, "0", "-1", "-60"],
     "CCM_DELIVERY_THREADS": [*NOT_WHOLE_NUMBERS, "0", "-4", "100000"],
     "CCM_PROXY_HOPS": ["one", "-1", "1.0", "99"],

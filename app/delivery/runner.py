@@ -455,6 +455,16 @@ def _finish(item: OutboundItem, state: str, event: str | None) -> None:
         item.raw = item.notice = None
     if item.recipient is not None and event:
         record(item.recipient, "delivered" if state == "done" else "bounced", event)
+    _log(item, "sent" if state == "done" else "bounced", event or "")
+
+
+def _log(item: OutboundItem, status: str, detail: str) -> None:
+    """One line an attempt's outcome, as Postfix's maillog has it, with the message's id."""
+    message = item.recipient.message if item.recipient is not None else None
+    message_id = message.public_id if message is not None else None
+    log.info("message %s item %s (%s) to=<%s> tries=%s status=%s (%s)", message_id or "-",
+             item.id, item.kind, item.rcpt_to, item.attempts, status, detail,
+             extra={"message_id": message_id, "item_id": item.id})
 
 
 def _defer(item: OutboundItem, reply: str) -> None:
@@ -474,6 +484,7 @@ def _defer(item: OutboundItem, reply: str) -> None:
             item.recipient.state = "deferred"
         record(item.recipient, "deferred",
                f"Deferred: {reply}; next try at {item.next_attempt_at:%Y-%m-%d %H:%M} UTC")
+    _log(item, "deferred", f"{reply}; next try {item.next_attempt_at:%Y-%m-%d %H:%M:%S} UTC")
 
 
 def _bounce(item: OutboundItem, reply: str, remote: RemoteAnswer | None = None) -> None:
@@ -498,7 +509,7 @@ def _bounce(item: OutboundItem, reply: str, remote: RemoteAnswer | None = None) 
 def _tls_failed(item: OutboundItem, problem: str) -> None:
     recipient = item.recipient
     if recipient.fallback == "ccm":
-        _finish(item, "done", None)
+        _finish(item, "done", "TLS could not be negotiated: fell back to CCM")
         record(recipient, "tls_fallback",
                f"TLS could not be negotiated ({problem}); fell back to CCM")
         recipient.route = "ccm"

@@ -6,6 +6,7 @@ never holds a lock long enough to stall the portal.
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 from sqlalchemy import Select, and_, exists, select, update
@@ -27,6 +28,8 @@ from app.models import (
     Tenant,
 )
 
+log = logging.getLogger(__name__)
+
 BATCH = 500
 
 
@@ -44,9 +47,10 @@ def purge_expired(*, batch: int = BATCH, limit: int | None = None) -> int:
         if not ids:
             break
         # Four statements a batch, whatever its size: no row is loaded into the session.
-        db.session.execute(update(Message).where(Message.id.in_(ids))
-                           .values(raw=None, parts=None, purged_at=now)
-                           .execution_options(synchronize_session=False))
+        public_ids = db.session.scalars(
+            update(Message).where(Message.id.in_(ids))
+            .values(raw=None, parts=None, purged_at=now).returning(Message.public_id)
+            .execution_options(synchronize_session=False)).all()
         db.session.execute(update(Recipient)
                            .where(Recipient.message_id.in_(ids),
                                   Recipient.state == RecipientState.HELD)
@@ -55,6 +59,9 @@ def purge_expired(*, batch: int = BATCH, limit: int | None = None) -> int:
         record_all(select(Recipient.id).where(Recipient.message_id.in_(ids)), "expired",
                    "Expired: the visibility window ended and the content was deleted")
         db.session.commit()
+        for public_id in public_ids:
+            log.info("message %s expired: its content was deleted", public_id,
+                     extra={"message_id": public_id})
         purged += len(ids)
     return purged
 

@@ -14,7 +14,9 @@ config = context.config
 # Interpret the config file for Python logging.
 # This line sets up loggers basically.
 # Keep the application's own loggers working when migrations run inside it.
-fileConfig(config.config_file_name, disable_existing_loggers=False)
+# (Not when the process has set up its own: `ccm` logs as app/logs.py says.)
+if not logging.getLogger().handlers:
+    fileConfig(config.config_file_name, disable_existing_loggers=False)
 logger = logging.getLogger('alembic.env')
 
 

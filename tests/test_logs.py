@@ -1,0 +1,71 @@
+"""Logs an operator can follow a message by: one line an event, with the time and the
+process id, as text or as JSON (CCM_LOG_FORMAT), from the real ``ccm`` commands."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+CCM = Path(sys.executable).with_name("ccm")
+
+ACME = """\
+tenants:
+  - slug: acme
+    name: Acme Corp
+    domains: [acme.test]
+    users:
+      - {email: alice@acme.test, role: internal}
+"""
+
+MESSAGE = b"""\
+From: alice@acme.test\r
+To: pat@partner.test\r
+Subject: Figures\r
+\r
+Attached.\r
+"""
+
+
+def ccm(instance: Path, *args: str, **environ: str) -> subprocess.CompletedProcess:
+    env = {name: value for name, value in os.environ.items() if not name.startswith("CCM_")}
+    env.update(CCM_INSTANCE_PATH=str(instance), **environ)
+    done = subprocess.run([str(CCM), *args], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done
+
+
+def a_message_sent(tmp_path: Path, **environ: str) -> str:
+    """What ``ccm`` logs while a message is taken and delivered (to the maildir)."""
+    (tmp_path / "acme.yaml").write_text(ACME)
+    (tmp_path / "message.eml").write_bytes(MESSAGE)
+    ccm(tmp_path, "config", "import", str(tmp_path / "acme.yaml"))
+    ccm(tmp_path, "send", str(tmp_path / "message.eml"), "--mail-from", "alice@acme.test",
+        "--rcpt", "pat@partner.test", **environ)
+    return ccm(tmp_path, "jobs", "run", "deliver", **environ).stderr
+
+
+def test_text_lines_carry_the_time_the_process_and_the_message(tmp_path):
+    logged = a_message_sent(tmp_path).splitlines()
+    sent = [line for line in logged if "status=sent" in line]
+    assert len(sent) == 1, logged
+    assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} \d+ INFO app\.delivery\.runner: "
+                    r"message \S+ item \d+ \(delivery\) to=<pat@partner\.test> tries=1 "
+                    r"status=sent \(Delivered to the maildir ", sent[0]), sent[0]
+
+
+def test_json_lines_are_objects_with_the_messages_id_as_a_field(tmp_path):
+    logged = a_message_sent(tmp_path, CCM_LOG_FORMAT="json").splitlines()
+    entries = [json.loads(line) for line in logged]  # every line is one JSON object
+    (sent,) = [e for e in entries if "status=sent" in e["message"]]
+    assert sent["level"] == "INFO" and sent["logger"] == "app.delivery.runner"
+    assert isinstance(sent["pid"], int) and re.match(r"\d{4}-\d\d-\d\dT", sent["time"])
+    assert sent["message_id"] in sent["message"] and isinstance(sent["item_id"], int)
+
+
+def test_the_level_is_a_setting(tmp_path):
+    assert "status=sent" not in a_message_sent(tmp_path, CCM_LOG_LEVEL="WARNING")
