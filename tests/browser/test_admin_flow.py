@@ -613,9 +613,14 @@ PAGES = {
 }
 
 
+@pytest.mark.parametrize("scheme", ["light", "dark"])
 @pytest.mark.parametrize("where", list(PAGES))
-def test_accessibility(live_server, page, falcon, where):
+def test_accessibility(live_server, page, falcon, where, scheme, screenshot):
+    """axe, colour contrast included, on every console page in either scheme."""
+    page.emulate_media(color_scheme=scheme)
     sign_in_as_admin(page, live_server)
     PAGES[where](page)
+    if scheme == "dark":
+        screenshot(page, where)
     violations = check_accessibility(page)
     assert not violations, f"axe found problems on {where}:\n{summary(violations)}"

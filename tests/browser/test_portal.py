@@ -335,9 +335,12 @@ def test_reply_all_with_an_attachment(live_server, page, delivered, outbox):
     assert copy.replied_at is not None
 
 
-@pytest.mark.parametrize("width, height", [(1280, 800), (390, 844)], ids=["desktop", "phone"])
-def test_screenshots(live_server, page, delivered, outbox, screenshot, width, height):
+@pytest.mark.parametrize("width, height, scheme", [
+    (1280, 800, "light"), (390, 844, "light"), (1280, 800, "dark"), (390, 844, "dark")],
+    ids=["desktop", "phone", "desktop-dark", "phone-dark"])
+def test_screenshots(live_server, page, delivered, outbox, screenshot, width, height, scheme):
     page.set_viewport_size({"width": width, "height": height})
+    page.emulate_media(color_scheme=scheme)
     sign_in_from_the_notifications(page, live_server, outbox)
     # One message read, so the list shows both kinds of row.
     page.goto(f"{live_server}/inbox/{delivered.board.public_id}")
@@ -402,7 +405,10 @@ def assert_accessible(page: Page, where: str) -> None:
     assert not violations, f"axe found problems on {where}:\n{summary(violations)}"
 
 
-def test_accessibility(live_server, page, delivered, outbox, console_errors):
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_accessibility(live_server, page, delivered, outbox, console_errors, scheme):
+    """axe, colour contrast included, in either scheme the reader's system asks for."""
+    page.emulate_media(color_scheme=scheme)
     generated = open_notification(page, live_server, outbox)
     assert_accessible(page, "the sign-in page")
     sign_in(page, PAT, generated)
