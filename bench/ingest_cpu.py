@@ -3,9 +3,11 @@
 Runs ``ingest.receive`` + commit N times on a fresh instance (the same tenant and route
 policy as ``ingest.py``) and prints CPU milliseconds a message, with the bare parse of
 the same message as the baseline measured in the same run; ``--profile`` prints the
-top functions by cumulative time (cProfile).
+top functions by cumulative time (cProfile). ``--group N`` stores the messages N at a
+time through the ingress's group commit (``GroupCommit._store``, one transaction a
+group), as ``ccm smtp`` does when N messages arrive together.
 
-    .venv/bin/python bench/ingest_cpu.py -n 500 [--postgres] [--profile]
+    .venv/bin/python bench/ingest_cpu.py -n 500 [--postgres] [--profile] [--group 4]
 """
 
 from __future__ import annotations
@@ -27,10 +29,13 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=500)
     parser.add_argument("--postgres", action="store_true")
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--group", type=int, default=0, metavar="N",
+                        help="store N messages a transaction by the group commit")
     args = parser.parse_args()
 
     from app.domain import ingest
     from app.extensions import db
+    from app.smtp.group_commit import GroupCommit, Job
 
     with harness.Instance("ingest-cpu", postgres=args.postgres) as instance:
         instance.import_config(harness.tenant_yaml(ccm=True))
@@ -44,6 +49,15 @@ def main() -> None:
                 db.session.commit()
                 db.session.remove()
 
+        def store_groups(raws: list[bytes]) -> None:
+            grouped = GroupCommit(app)
+            for start in range(0, len(raws), args.group):
+                outcomes = grouped._store([
+                    Job((raw, "alice@acme.test", ["pat@partner.test"],
+                         {"client_address": "127.0.0.1"}))
+                    for raw in raws[start:start + args.group]])
+                assert outcomes == [None] * len(outcomes), outcomes
+
         for raw in messages[:20]:  # the first creates the account; warm caches
             store(raw)
         started = time.process_time()
@@ -54,13 +68,17 @@ def main() -> None:
         started = time.process_time()
         if profiler:
             profiler.enable()
-        for raw in messages[20:]:
-            store(raw)
+        if args.group:
+            store_groups(messages[20:])
+        else:
+            for raw in messages[20:]:
+                store(raw)
         if profiler:
             profiler.disable()
         store_ms = (time.process_time() - started) * 1000 / args.n
         database = "PostgreSQL" if args.postgres else "SQLite"
-        print(f"receive + commit on {database}: {store_ms:.2f} ms CPU a message "
+        how = f"groups of {args.group}" if args.group else "one a transaction"
+        print(f"receive + commit on {database}, {how}: {store_ms:.2f} ms CPU a message "
               f"({args.n} messages); parsing alone: {parse_ms:.2f} ms "
               f"({store_ms / parse_ms:.1f}x)")
         if profiler:

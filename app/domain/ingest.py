@@ -26,7 +26,11 @@ from app.models import Domain, Message, Policy, Recipient, Tenant, User
 
 
 class Refused(Exception):
-    """The message cannot be taken; ``reply`` is the SMTP answer that says why."""
+    """The message cannot be taken; ``reply`` is the SMTP answer that says why.
+
+    ``receive`` raises it before it adds anything to the session, so a group commit
+    answers it without undoing the other messages of its group (app/smtp/group_commit.py).
+    """
 
     def __init__(self, reply: str):
         super().__init__(reply)

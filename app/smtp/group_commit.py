@@ -47,8 +47,9 @@ class GroupCommit:
 
     A commit waits for the disk, and SQLite lets one transaction write at a time: rather
     than connections queueing for the lock, the messages that arrived meanwhile are
-    stored together, each in a savepoint of its own (one refused or failing message
-    does not take the others with it), and one commit answers them all. No 250 goes out
+    stored together and one commit answers them all. They are written in one flush;
+    when one fails midway, the group is stored again with each message in a savepoint
+    of its own, so one refused or failing message never takes the others with it. No 250 goes out
     before the commit that holds its message.
 
     **The deadline.** A stalled database must neither keep clients waiting until their
@@ -156,15 +157,12 @@ class GroupCommit:
             try:
                 database.begin_writing()
                 process = database.server_process()
-                for job in batch:
-                    raw, mail_from, rcpt_tos, arrival = job.message
-                    try:
-                        with db.session.begin_nested():
-                            message = ingest.receive(raw, mail_from, rcpt_tos, **arrival)
-                        outcomes.append(None)
-                        probe = probe or message.id
-                    except Exception as problem:  # this message only
-                        outcomes.append(problem)
+                outcomes, probe = self._receive_together(batch)
+                if outcomes is None:  # one failed midway: each in a savepoint of its own
+                    db.session.rollback()
+                    database.begin_writing()
+                    process = database.server_process()
+                    outcomes, probe = self._receive_apart(batch)
                 if not self._claim_all(batch):
                     db.session.rollback()
                     return None
@@ -177,6 +175,49 @@ class GroupCommit:
             finally:
                 db.session.remove()
         return outcomes
+
+    @staticmethod
+    def _receive_together(batch: list[Job]) -> tuple[list | None, int | None]:
+        """Receive every job, then write them all in one flush: the unit of work then
+        inserts each table's rows of the whole group in one statement, where a flush a
+        message cost a statement a row (the flush was half of the DATA transaction's CPU).
+
+        A refused message adds nothing to the session (``ingest.receive`` refuses before
+        it stores), so it is only answered; any other failure returns None, and the
+        caller stores the group again with a savepoint a message.
+        """
+        outcomes: list[BaseException | None] = []
+        messages = []
+        try:
+            with db.session.no_autoflush:  # else each message's queries flush the last one
+                for job in batch:
+                    raw, mail_from, rcpt_tos, arrival = job.message
+                    try:
+                        messages.append(ingest.receive(raw, mail_from, rcpt_tos, **arrival))
+                        outcomes.append(None)
+                    except ingest.Refused as refused:
+                        outcomes.append(refused)
+            db.session.flush()
+        except Exception:
+            log.debug("a message failed in a group: storing each apart", exc_info=True)
+            return None, None
+        return outcomes, messages[0].id if messages else None
+
+    @staticmethod
+    def _receive_apart(batch: list[Job]) -> tuple[list, int | None]:
+        """Receive each job in a savepoint of its own: one that fails takes only itself."""
+        outcomes: list[BaseException | None] = []
+        probe = None
+        for job in batch:
+            raw, mail_from, rcpt_tos, arrival = job.message
+            try:
+                with db.session.begin_nested():
+                    message = ingest.receive(raw, mail_from, rcpt_tos, **arrival)
+                outcomes.append(None)
+                probe = probe or message.id
+            except Exception as problem:  # this message only
+                outcomes.append(problem)
+        return outcomes, probe
 
     def _committed_after_all(self, problem: Exception, process: int | None,
                              probe: int | None) -> bool:

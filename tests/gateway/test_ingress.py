@@ -149,9 +149,9 @@ def test_a_failure_midway_leaves_no_half_stored_message(app, gateway, ingress_se
 
     calls = []
 
-    def fail_on_second(recipient):
+    def fail_on_second(recipient):  # of each attempt: a group is stored again apart
         calls.append(recipient.address)
-        if len(calls) == 2:
+        if len(calls) % 2 == 0:
             raise RuntimeError("disk full")
         return real(recipient)
 
@@ -196,6 +196,38 @@ def test_in_a_group_commit_a_refused_message_does_not_take_the_others_with_it(ap
     assert outcomes[0] is None and outcomes[2] is None
     assert isinstance(outcomes[1], Refused) and outcomes[1].reply == FOREIGN_SENDER
     assert [m.subject for m in stored()] == ["First", "Third"]
+
+
+@pytest.mark.parametrize("failing", [0, 1, 2])
+def test_in_a_group_commit_a_message_failing_midway_does_not_take_the_others_with_it(
+        app, gateway, monkeypatch, failing):
+    """The group is written in one flush; a message that fails after it added its rows
+    (wherever it stands in the group) leaves nothing half stored, and the others are
+    stored all the same."""
+    from app.domain import ingest
+    from app.smtp.group_commit import GroupCommit, Job
+
+    real = ingest._route
+
+    def route(message, routing, how):
+        real(message, routing, how)  # its rows are in the session now
+        if message.subject == f"Message {failing}":
+            raise RuntimeError("disk full")
+
+    monkeypatch.setattr(ingest, "_route", route)
+    batch = [Job((mail(subject=f"Message {n}").replace("\n", "\r\n").encode(),
+                  "alice@acme.test", ["pat@partner.test"],
+                  {"client_address": "127.0.0.1", "tls": False})) for n in range(3)]
+    outcomes = GroupCommit(app)._store(batch)
+    assert [isinstance(outcome, RuntimeError) for outcome in outcomes] == \
+        [n == failing for n in range(3)]
+    assert sorted(m.subject for m in stored()) == \
+        [f"Message {n}" for n in range(3) if n != failing]
+    for message in stored():  # each whole: its recipient, events and notification
+        recipient, = message.recipients
+        assert recipient.events
+    assert sorted(item.recipient.message.subject for item in
+                  db.session.query(OutboundItem)) == sorted(m.subject for m in stored())
 
 
 def test_a_client_that_hung_up_before_its_message_was_stored_leaves_the_others_answered(
