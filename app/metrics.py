@@ -71,12 +71,13 @@ def configure(directory: str) -> str:
         values.ValueClass = values.MultiProcessValue()
     with _locked(directory, fcntl.LOCK_EX):
         _fold_dead_processes(directory)
+    _directory = directory
+    _families()  # this process's series, at zero, in its own files
     # Nothing of ours is a "live" gauge today; this keeps one that is added honest.
     atexit.register(multiprocess.mark_process_dead, os.getpid(), directory)
     closing = getattr(values, "close_all_multiprocess_files", None)  # 0.22 and later
     if closing is not None:
         atexit.register(closing)
-    _directory = directory
     return directory
 
 
@@ -94,7 +95,7 @@ def _families() -> SimpleNamespace:
     def histogram(name, text, labels, buckets):
         return Histogram(name, text, labels, buckets=buckets, registry=None)
 
-    return SimpleNamespace(
+    found = SimpleNamespace(
         messages=counter("ccm_messages_received", "Messages received and stored"),
         recipients=counter("ccm_recipients_received",
                            "Recipients of received messages, by the route chosen", ["route"]),
@@ -116,6 +117,20 @@ def _families() -> SimpleNamespace:
                                  "Failed sign-in attempts (portal and SMTP AUTH)", ["factor"]),
         lockouts=counter("ccm_lockouts", "Accounts locked after too many failures"),
     )
+    # Every series of a closed set at zero from the start: a rate or an alert on one
+    # works before its first event, and a missing series means a missing process.
+    for route in ROUTES:
+        found.recipients.labels(route)
+        for kind in KINDS:
+            found.latency.labels(kind, route)
+            for outcome in OUTCOMES:
+                found.outcomes.labels(kind, route, outcome)
+    for kind in KINDS[1:]:
+        found.notifications.labels(kind)
+    for factor in FACTORS:
+        found.sign_in_failures.labels(factor)
+    found.portal.labels(OTHER)  # each endpoint appears at its first request
+    return found
 
 
 def _known(value: str | None, allowed: Iterable[str]) -> str:
