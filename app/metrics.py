@@ -27,6 +27,7 @@ import os
 from collections.abc import Iterable, Iterator
 from types import SimpleNamespace
 
+from flask import has_app_context
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -37,6 +38,10 @@ from prometheus_client import (
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.mmap_dict import MmapedDict, mmap_key
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+from app.extensions import db
 
 #: label values a caller may give; anything else is counted as "other", so that no input
 #: can make the number of series grow
@@ -138,16 +143,22 @@ def _known(value: str | None, allowed: Iterable[str]) -> str:
 
 
 def received(routes: Iterable[str]) -> None:
-    """One message stored, with one route per recipient; call after its commit."""
-    found = _families()
-    found.messages.inc()
-    for route in routes:
-        found.recipients.labels(_known(route, ROUTES)).inc()
+    """One message stored, with one route per recipient: counted when its transaction
+    commits."""
+    routes = [_known(route, ROUTES) for route in routes]
+
+    def count() -> None:
+        found = _families()
+        found.messages.inc()
+        for route in routes:
+            found.recipients.labels(route).inc()
+
+    _when_committed(count)
 
 
 def held() -> None:
-    """One recipient's copy kept in the isolation area."""
-    _families().held.inc()
+    """One recipient's copy kept in the isolation area, when the transaction commits."""
+    _when_committed(_families().held.inc)
 
 
 def stored(seconds: float) -> None:
@@ -158,14 +169,20 @@ def stored(seconds: float) -> None:
 def delivery_outcome(kind: str, route: str, outcome: str, seconds_since_created: float
                      ) -> None:
     """One attempt's outcome for an outbound item: sent, deferred, bounced or shunted.
-    A sent item's age is its delivery latency; sent generated mail is a notification."""
-    found = _families()
-    kind, route = _known(kind, KINDS), _known(route, ROUTES)
-    found.outcomes.labels(kind, route, _known(outcome, OUTCOMES)).inc()
-    if outcome == "sent":
-        found.latency.labels(kind, route).observe(max(seconds_since_created, 0.0))
-        if kind != "delivery":
-            notification_sent(kind)
+    A sent item's age is its delivery latency; sent generated mail is a notification.
+    Counted when the transaction recording it commits."""
+    kind, route, outcome = _known(kind, KINDS), _known(route, ROUTES), \
+        _known(outcome, OUTCOMES)
+
+    def count() -> None:
+        found = _families()
+        found.outcomes.labels(kind, route, outcome).inc()
+        if outcome == "sent":
+            found.latency.labels(kind, route).observe(max(seconds_since_created, 0.0))
+            if kind != "delivery":
+                notification_sent(kind)
+
+    _when_committed(count)
 
 
 def notification_sent(kind: str) -> None:
@@ -183,6 +200,33 @@ def sign_in_failed(factor: str = "password") -> None:
 
 def locked_out() -> None:
     _families().lockouts.inc()
+
+
+_PENDING = "ccm_metrics_pending"
+
+
+def _when_committed(count) -> None:
+    """Count what a transaction records when it commits, and never when it is rolled
+    back (a group of received messages whose commit failed is sent again, and would be
+    counted twice). Outside an application there is no transaction: counted now."""
+    if not has_app_context():
+        count()
+        return
+    db.session().info.setdefault(_PENDING, []).append(count)
+
+
+@event.listens_for(Session, "after_commit")
+def _committed(session: Session) -> None:
+    if session.in_nested_transaction():  # a savepoint: its outer transaction decides
+        return
+    for count in session.info.pop(_PENDING, ()):
+        count()
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _ended(session: Session, transaction) -> None:
+    if transaction.parent is None:  # rolled back or closed (after a commit: empty)
+        session.info.pop(_PENDING, None)
 
 
 def exposition(*collectors) -> tuple[bytes, str]:

@@ -143,6 +143,7 @@ def test_label_values_outside_the_closed_sets_count_as_other(client):
     for strange in ("", "x" * 500, "ccm\n", None):
         metrics.received([strange])
         metrics.delivery_outcome(strange, strange, strange, 1.0)
+    db.session.commit()
     after = scrape(client.get)
     recipients = ("ccm_recipients_received_total", (("route", "other"),))
     outcomes = ("ccm_delivery_outcomes_total",
@@ -156,6 +157,7 @@ def test_a_sent_item_is_an_outcome_a_latency_and_for_generated_mail_a_notificati
     before = scrape(client.get)
     metrics.delivery_outcome("notification", "external", "sent", 42.0)
     metrics.delivery_outcome("delivery", "internal", "deferred", 42.0)
+    db.session.commit()
     after = scrape(client.get)
 
     def grew(name, **labels):
@@ -170,6 +172,26 @@ def test_a_sent_item_is_an_outcome_a_latency_and_for_generated_mail_a_notificati
                 route="external") == 42.0
     assert grew("ccm_delivery_latency_seconds_count", kind="delivery", route="internal") == 0
     assert grew("ccm_notifications_sent_total", kind="notification") == 1
+
+
+def test_what_a_transaction_records_counts_only_when_it_commits(client, app):
+    """A group of received messages whose commit fails is sent again by its clients:
+    counted at the failed attempt too, it would be counted twice."""
+    messages = ("ccm_messages_received_total", ())
+    held = ("ccm_recipients_held_total", ())
+    before = scrape(client.get)
+    for end in (db.session.rollback, db.session.close, db.session.remove):
+        metrics.received(["ccm"])
+        metrics.held()
+        end()
+    with db.session.begin_nested():  # a savepoint's commit is not the transaction's
+        metrics.received(["ccm"])
+    assert scrape(client.get)[messages] == before[messages]
+    metrics.held()
+    db.session.commit()
+    after = scrape(client.get)
+    assert after[messages] - before[messages] == 1
+    assert after[held] - before[held] == 1
 
 
 # --- several processes ------------------------------------------------------------------
