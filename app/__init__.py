@@ -7,11 +7,11 @@ from pathlib import Path
 
 from flask import Flask
 
-from app import clock
+from app import clock, metrics
 from app import config as settings
 from app.domain import composing, config_checks
 from app.extensions import csrf, db, htmx, limiter, login_manager, migrate
-from app.web import health, inputs, proxies
+from app.web import health, inputs, monitoring, proxies
 
 MIGRATIONS = str(Path(__file__).parent / "migrations")
 
@@ -36,6 +36,11 @@ def create_app(overrides: dict | None = None, instance_path: str | None = None) 
         app.config.update(overrides)
         app.config.update(settings.database_settings(app.config))
 
+    # Every process of the installation counts into one directory (app/metrics.py).
+    metrics.configure(app.config["METRICS_DIR"])
+    monitoring.register(app)  # first of the request hooks: the others' time counts
+    app.wsgi_app = monitoring.MetricsEndpoint(
+        app.wsgi_app, app, settings.networks(app.config["METRICS_NETWORKS"]))
     app.wsgi_app = proxies.TrustedProxies(app.wsgi_app, app.config["PROXY_HOPS"],
                                           settings.networks(app.config["PROXY_NETWORKS"]))
     # Outermost: a probe is answered before anything else of the portal runs.

@@ -91,6 +91,10 @@ ENVIRONMENT = [
      "`text` (time, process id, level, logger, message) or `json` (one object a line)"),
     ("LOG_LEVEL", "CCM_LOG_LEVEL", "INFO",
      "the least severe messages logged: DEBUG, INFO, WARNING or ERROR"),
+    ("METRICS_DIR", "CCM_METRICS_DIR", None,
+     "where every process writes its Prometheus counts; default instance/metrics"),
+    ("METRICS_NETWORKS", "CCM_METRICS_NETWORKS", "127.0.0.0/8,::1/128",
+     "client networks that may read the portal's /metrics; others get 404"),
     ("MAIL_FROM", "CCM_MAIL_FROM", "",
      "From address of generated mail; default postmaster@ the portal's host name"),
 ]
@@ -107,7 +111,7 @@ INTEGER_SETTINGS = {"SMTP_DELIVERY_PORT": (1, 65535), "MAX_MESSAGE_BYTES": (1, N
                     "DATABASE_STATEMENT_TIMEOUT": (1, None), "DATABASE_LOCK_TIMEOUT": (1, None)}
 #: lists of networks: one that cannot be read stops the start, not a request or a delivery
 NETWORK_SETTINGS = {"RELAY_NETWORKS", "MX_ALLOWED_NETWORKS", "TENANT_RELAY_ALLOWED_NETWORKS",
-                    "PROXY_NETWORKS"}
+                    "PROXY_NETWORKS", "METRICS_NETWORKS"}
 #: settings whose value is a secret: ``ccm config check`` never shows them
 SECRET_SETTINGS = {"SECRET_KEY"}
 
@@ -149,6 +153,7 @@ def load(instance_path: str, environ: os._Environ | dict | None = None,
     config["DATABASE_URL"] = config["DATABASE_URL"] or f"sqlite:///{instance / 'ccm.sqlite3'}"
     config["OUTBOUND"] = config["OUTBOUND"] or f"maildir:{instance / 'outbox'}"
     config["INTERNAL_RELAY"] = config["INTERNAL_RELAY"] or config["OUTBOUND"]
+    config["METRICS_DIR"] = config["METRICS_DIR"] or str(instance / "metrics")
     config["SECRET_KEY"] = config["SECRET_KEY"] or _instance_secret(instance)
     config.update(_derived(config))
     return config

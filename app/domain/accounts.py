@@ -12,7 +12,7 @@ from datetime import timedelta
 
 from sqlalchemy import select, update
 
-from app import clock
+from app import clock, metrics
 from app.config import RESET_LINK_LIFETIME
 from app.domain import auth_sessions, passwords, tokens
 from app.extensions import db
@@ -61,6 +61,7 @@ def check_credentials(email: str, password: str, tenant: Tenant | None = None) -
     matched = [user for user, hit in zip(candidates, found, strict=True) if hit]
     if not matched:
         record_failures(candidates)
+        metrics.sign_in_failed("password")
     for user in matched:
         sibling = _sibling_hash(user)
         if passwords.needs_rehash(user.password_hash, salt_of=sibling):
@@ -95,8 +96,10 @@ def is_locked(user: User) -> bool:
 
 
 def record_failure(user: User) -> None:
-    """Count a failed attempt (password or second factor); lock after too many."""
+    """Count a refused second factor; lock after too many (a wrong password is counted
+    by :func:`check_credentials`)."""
     record_failures([user])
+    metrics.sign_in_failed("second_factor")
 
 
 def record_failures(users: list[User]) -> None:
@@ -115,6 +118,7 @@ def record_failures(users: list[User]) -> None:
         excess = user.failed_signins - MAX_FAILURES
         if excess >= 0:
             user.locked_until = now + min(LOCK_BASE * 2**excess, LOCK_MAX)
+            metrics.locked_out()
 
 
 def signed_in(user: User) -> None:

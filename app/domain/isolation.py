@@ -8,7 +8,7 @@ from datetime import timedelta
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from app import clock
+from app import clock, metrics
 from app.domain import accounts, links, notices
 from app.domain.delivery_events import record
 from app.extensions import db
@@ -36,6 +36,7 @@ def hold(recipient: Recipient) -> None:
     message.expires_at = max(message.expires_at or recipient.visible_until,
                              recipient.visible_until)
     record(recipient, "ccm", DELIVERED_TO_CCM)
+    metrics.held()
 
     notices.secure_message(recipient, new_account=first_contact)
     if not first_contact:

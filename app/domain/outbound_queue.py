@@ -10,8 +10,9 @@ Each function changes rows in the caller's transaction and returns what it chang
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, func, select
 
 from app import clock
 from app.delivery import dsn
@@ -24,6 +25,8 @@ from app.models import OutboundItem, QueueState, RecipientState, Tenant
 RETRIED = (QueueState.PENDING, QueueState.SHUNTED, QueueState.ON_HOLD)
 #: what `hold` and `delete` take: anything not finished and not being sent now
 UNFINISHED = (QueueState.PENDING, QueueState.SHUNTED, QueueState.ON_HOLD)
+#: the states an item waits in: what the queue's depth counts
+WAITING = (QueueState.PENDING, QueueState.SENDING, QueueState.SHUNTED, QueueState.ON_HOLD)
 
 
 def listing(*, state: str | None = None, tenant: Tenant | None = None,
@@ -37,6 +40,17 @@ def listing(*, state: str | None = None, tenant: Tenant | None = None,
     if tenant is not None:
         query = query.where(OutboundItem.tenant_id == tenant.id)
     return list(db.session.scalars(query))
+
+
+def depth() -> dict[str, tuple[int, datetime | None]]:
+    """For each waiting state, how many items are in it and when the oldest was created;
+    one query, for the metrics a monitoring system reads every few seconds."""
+    rows = db.session.execute(
+        select(OutboundItem.state, func.count(), func.min(OutboundItem.created_at))
+        .where(OutboundItem.state.in_(WAITING)).group_by(OutboundItem.state))
+    found: dict[str, tuple[int, datetime | None]] = dict.fromkeys(WAITING, (0, None))
+    found.update({state: (count, oldest) for state, count, oldest in rows})
+    return found
 
 
 def _chosen(item_ids: Iterable[int] | None, states: Iterable[str]) -> Select:

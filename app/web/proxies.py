@@ -36,7 +36,7 @@ class TrustedProxies:
         self._warned = False
 
     def __call__(self, environ, start_response):
-        if _within(environ.get("REMOTE_ADDR"), self.trusted):
+        if within(environ.get("REMOTE_ADDR"), self.trusted):
             return self.forwarded(environ, start_response)
         forwarded = [key for key in environ
                      if key.startswith("HTTP_X_FORWARDED_") or key == "HTTP_FORWARDED"]
@@ -67,6 +67,6 @@ def _address(text: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address 
     return getattr(address, "ipv4_mapped", None) or address
 
 
-def _within(peer: str | None, trusted: tuple[Network, ...]) -> bool:
+def within(peer: str | None, trusted: tuple[Network, ...]) -> bool:
     address = _address(peer)
     return address is not None and any(address in network for network in trusted)

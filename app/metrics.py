@@ -1,0 +1,300 @@
+"""Prometheus metrics: what the gateway counts, and the one place that counts it.
+
+The rest of CCM calls the small functions below (``metrics.received(routes)``,
+``metrics.sign_in_failed(...)``); none of it touches prometheus_client.
+
+Several processes count at once (``ccm web``, several ``ccm smtp --share-port`` and
+``ccm worker``, or ``ccm serve`` alone), so prometheus_client runs in its multi-process mode: each
+process writes its counts to memory-mapped files of its own in one directory
+(``CCM_METRICS_DIR``), and the portal's ``/metrics`` adds up the files of all of them.
+prometheus_client chooses between in-memory and file-backed values when it is imported,
+from ``PROMETHEUS_MULTIPROC_DIR``; :func:`configure` sets that variable and switches the
+value class itself, and the metric objects are built only on first use, after it.
+
+A process that ends leaves its files: its counts stay part of the totals, so a counter
+never goes down. Each process, as it starts, folds the files of processes no longer
+running into one archive file per kind, so the directory does not grow with restarts.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import fcntl
+import functools
+import glob
+import os
+from collections.abc import Iterable, Iterator
+from types import SimpleNamespace
+
+from flask import has_app_context
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+    values,
+)
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.mmap_dict import MmapedDict, mmap_key
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+from app.extensions import db
+
+#: label values a caller may give; anything else is counted as "other", so that no input
+#: can make the number of series grow
+ROUTES = ("ccm", "internal", "external")
+KINDS = ("delivery", "notification", "dsn")
+OUTCOMES = ("sent", "deferred", "bounced", "shunted")
+FACTORS = ("password", "second_factor")
+OTHER = "other"
+
+#: from a fraction of a second (a relay next door) to the five days of giving up
+LATENCY_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600, 86400, 432000)
+#: one SMTP transaction, MAIL FROM to the reply after DATA (CCM_SMTP_STORE_TIMEOUT: 30 s)
+SMTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+#: a portal page
+PORTAL_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+_LOCK = ".lock"
+_directory: str | None = None
+
+
+def configure(directory: str) -> str:
+    """Count into ``directory`` from now on; the first call in a process decides (each
+    test builds applications of its own, the process keeps one directory). Returns the
+    directory in use."""
+    global _directory
+    if _directory is not None:
+        return _directory
+    directory = os.path.abspath(directory)
+    os.makedirs(directory, exist_ok=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory  # where the value class writes
+    if not getattr(values.ValueClass, "_multiprocess", False):
+        values.ValueClass = values.MultiProcessValue()
+    with _locked(directory, fcntl.LOCK_EX):
+        _fold_dead_processes(directory)
+    _directory = directory
+    _families()  # this process's series, at zero, in its own files
+    # Nothing of ours is a "live" gauge today; this keeps one that is added honest.
+    atexit.register(multiprocess.mark_process_dead, os.getpid(), directory)
+    closing = getattr(values, "close_all_multiprocess_files", None)  # 0.22 and later
+    if closing is not None:
+        atexit.register(closing)
+    return directory
+
+
+def directory() -> str | None:
+    return _directory
+
+
+@functools.cache
+def _families() -> SimpleNamespace:
+    """The metric objects, built on first use: after :func:`configure`, so that their
+    values are the file-backed ones. ``registry=None``: the files are what is exported."""
+    def counter(name, text, labels=()):
+        return Counter(name, text, labels, registry=None)
+
+    def histogram(name, text, labels, buckets):
+        return Histogram(name, text, labels, buckets=buckets, registry=None)
+
+    found = SimpleNamespace(
+        messages=counter("ccm_messages_received", "Messages received and stored"),
+        recipients=counter("ccm_recipients_received",
+                           "Recipients of received messages, by the route chosen", ["route"]),
+        held=counter("ccm_recipients_held",
+                     "Recipients whose copy was kept in the isolation area"),
+        outcomes=counter("ccm_delivery_outcomes",
+                         "Outbound items' attempt outcomes", ["kind", "route", "outcome"]),
+        latency=histogram("ccm_delivery_latency_seconds",
+                          "From an outbound item's creation to its delivery",
+                          ["kind", "route"], LATENCY_BUCKETS),
+        smtp=histogram("ccm_smtp_transaction_seconds",
+                       "SMTP transactions, MAIL FROM to the reply after DATA", (),
+                       SMTP_BUCKETS),
+        notifications=counter("ccm_notifications_sent",
+                              "Generated mail delivered, by kind", ["kind"]),
+        portal=histogram("ccm_portal_request_seconds", "Portal requests, by endpoint",
+                         ["endpoint"], PORTAL_BUCKETS),
+        sign_in_failures=counter("ccm_sign_in_failures",
+                                 "Failed sign-in attempts (portal and SMTP AUTH)", ["factor"]),
+        lockouts=counter("ccm_lockouts", "Accounts locked after too many failures"),
+    )
+    # Every series of a closed set at zero from the start: a rate or an alert on one
+    # works before its first event, and a missing series means a missing process.
+    for route in ROUTES:
+        found.recipients.labels(route)
+        for kind in KINDS:
+            found.latency.labels(kind, route)
+            for outcome in OUTCOMES:
+                found.outcomes.labels(kind, route, outcome)
+    for kind in KINDS[1:]:
+        found.notifications.labels(kind)
+    for factor in FACTORS:
+        found.sign_in_failures.labels(factor)
+    found.portal.labels(OTHER)  # each endpoint appears at its first request
+    return found
+
+
+def _known(value: str | None, allowed: Iterable[str]) -> str:
+    return value if value in allowed else OTHER
+
+
+def received(routes: Iterable[str]) -> None:
+    """One message stored, with one route per recipient: counted when its transaction
+    commits."""
+    routes = [_known(route, ROUTES) for route in routes]
+
+    def count() -> None:
+        found = _families()
+        found.messages.inc()
+        for route in routes:
+            found.recipients.labels(route).inc()
+
+    _when_committed(count)
+
+
+def held() -> None:
+    """One recipient's copy kept in the isolation area, when the transaction commits."""
+    _when_committed(_families().held.inc)
+
+
+def stored(seconds: float) -> None:
+    """One SMTP transaction ended with the message stored (250)."""
+    _families().smtp.observe(seconds)
+
+
+def delivery_outcome(kind: str, route: str, outcome: str, seconds_since_created: float
+                     ) -> None:
+    """One attempt's outcome for an outbound item: sent, deferred, bounced or shunted.
+    A sent item's age is its delivery latency; sent generated mail is a notification.
+    Counted when the transaction recording it commits."""
+    kind, route, outcome = _known(kind, KINDS), _known(route, ROUTES), \
+        _known(outcome, OUTCOMES)
+
+    def count() -> None:
+        found = _families()
+        found.outcomes.labels(kind, route, outcome).inc()
+        if outcome == "sent":
+            found.latency.labels(kind, route).observe(max(seconds_since_created, 0.0))
+            if kind != "delivery":
+                notification_sent(kind)
+
+    _when_committed(count)
+
+
+def notification_sent(kind: str) -> None:
+    _families().notifications.labels(_known(kind, KINDS)).inc()
+
+
+def request_served(endpoint: str, seconds: float) -> None:
+    """One portal request; ``endpoint`` a Flask endpoint name, never a URL."""
+    _families().portal.labels(endpoint).observe(seconds)
+
+
+def sign_in_failed(factor: str = "password") -> None:
+    _families().sign_in_failures.labels(_known(factor, FACTORS)).inc()
+
+
+def locked_out() -> None:
+    _families().lockouts.inc()
+
+
+_PENDING = "ccm_metrics_pending"
+
+
+def _when_committed(count) -> None:
+    """Count what a transaction records when it commits, and never when it is rolled
+    back (a group of received messages whose commit failed is sent again, and would be
+    counted twice). Outside an application there is no transaction: counted now."""
+    if not has_app_context():
+        count()
+        return
+    db.session().info.setdefault(_PENDING, []).append(count)
+
+
+@event.listens_for(Session, "after_commit")
+def _committed(session: Session) -> None:
+    if session.in_nested_transaction():  # a savepoint: its outer transaction decides
+        return
+    for count in session.info.pop(_PENDING, ()):
+        count()
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _ended(session: Session, transaction) -> None:
+    if transaction.parent is None:  # rolled back or closed (after a commit: empty)
+        session.info.pop(_PENDING, None)
+
+
+def exposition(*collectors) -> tuple[bytes, str]:
+    """The text ``/metrics`` answers: every process's counts added up, and what
+    ``collectors`` read now (the queue, from the database)."""
+    registry = CollectorRegistry()
+    for collector in collectors:
+        registry.register(collector)
+    path = _directory
+    if path is None:
+        raise RuntimeError("metrics.configure() was not called: no directory to read")
+    multiprocess.MultiProcessCollector(registry, path=path)
+    with _locked(path, fcntl.LOCK_SH):  # never half-way through a fold
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+@contextlib.contextmanager
+def _locked(path: str, how: int) -> Iterator[None]:
+    with open(os.path.join(path, _LOCK), "a") as handle:
+        fcntl.flock(handle, how)
+        yield
+
+
+def _pid(path: str) -> int | None:
+    tail = os.path.basename(path)[:-len(".db")].rpartition("_")[2]
+    return int(tail) if tail.isdigit() else None
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def _fold_dead_processes(path: str) -> None:
+    """Add the counts of processes no longer running to ``<kind>_archive.db`` and remove
+    their files. Gauges of dead processes mean nothing and are removed."""
+    dead = [f for f in glob.glob(os.path.join(path, "*.db"))
+            if (pid := _pid(f)) is not None and pid != os.getpid() and not _running(pid)]
+    for kind in ("counter", "histogram", "summary"):
+        files = [f for f in dead if os.path.basename(f).startswith(kind + "_")]
+        if not files:
+            continue
+        archive = os.path.join(path, f"{kind}_archive.db")
+        existing = [archive] if os.path.exists(archive) else []
+        _write(multiprocess.MultiProcessCollector.merge(existing + files, accumulate=False),
+               archive)
+    for name in dead:
+        os.remove(name)
+
+
+def _write(families, archive: str) -> None:
+    """Write merged families to a new file and put it in place at once."""
+    folder, name = os.path.split(archive)
+    fresh = os.path.join(folder, f".{name}.new")  # not *.db: no scrape reads it
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(fresh)
+    target = MmapedDict(fresh)
+    try:
+        for family in families:
+            for sample in family.samples:
+                key = mmap_key(family.name, sample.name, list(sample.labels),
+                               list(sample.labels.values()), family.documentation)
+                target.write_value(key, sample.value, 0.0)
+    finally:
+        target.close()
+    os.replace(fresh, archive)
