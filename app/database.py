@@ -5,7 +5,9 @@ import time
 from collections.abc import Callable
 
 import flask_migrate
+from flask import has_app_context
 from sqlalchemy import Connection, Engine, event, exc, text
+from sqlalchemy.orm import Session
 
 from app.extensions import db
 
@@ -48,6 +50,34 @@ def begin_writing() -> None:
     """
     if db.engine.dialect.name == "sqlite":
         db.session.execute(text("BEGIN IMMEDIATE"))
+
+
+_ON_COMMIT = "ccm_on_commit"
+
+
+def when_committed(action: Callable[[], object]) -> None:
+    """Run ``action`` once the session's transaction commits, and never if it is rolled
+    back: what a transaction records is counted and logged only when it is true (a group
+    of received messages whose commit failed is sent again, and would be told twice).
+    Outside an application there is no transaction: run now."""
+    if not has_app_context():
+        action()
+        return
+    db.session().info.setdefault(_ON_COMMIT, []).append(action)
+
+
+@event.listens_for(Session, "after_commit")
+def _committed(session: Session) -> None:
+    if session.in_nested_transaction():  # a savepoint: its outer transaction decides
+        return
+    for action in session.info.pop(_ON_COMMIT, ()):
+        action()
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _ended(session: Session, transaction) -> None:
+    if transaction.parent is None:  # rolled back or closed (after a commit: empty)
+        session.info.pop(_ON_COMMIT, None)
 
 
 def server_process() -> int | None:

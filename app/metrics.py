@@ -27,7 +27,6 @@ import os
 from collections.abc import Iterable, Iterator
 from types import SimpleNamespace
 
-from flask import has_app_context
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -38,10 +37,8 @@ from prometheus_client import (
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.mmap_dict import MmapedDict, mmap_key
-from sqlalchemy import event
-from sqlalchemy.orm import Session
 
-from app.extensions import db
+from app import database
 
 #: label values a caller may give; anything else is counted as "other", so that no input
 #: can make the number of series grow
@@ -153,12 +150,12 @@ def received(routes: Iterable[str]) -> None:
         for route in routes:
             found.recipients.labels(route).inc()
 
-    _when_committed(count)
+    database.when_committed(count)
 
 
 def held() -> None:
     """One recipient's copy kept in the isolation area, when the transaction commits."""
-    _when_committed(_families().held.inc)
+    database.when_committed(_families().held.inc)
 
 
 def stored(seconds: float) -> None:
@@ -182,7 +179,7 @@ def delivery_outcome(kind: str, route: str, outcome: str, seconds_since_created:
             if kind != "delivery":
                 notification_sent(kind)
 
-    _when_committed(count)
+    database.when_committed(count)
 
 
 def notification_sent(kind: str) -> None:
@@ -200,33 +197,6 @@ def sign_in_failed(factor: str = "password") -> None:
 
 def locked_out() -> None:
     _families().lockouts.inc()
-
-
-_PENDING = "ccm_metrics_pending"
-
-
-def _when_committed(count) -> None:
-    """Count what a transaction records when it commits, and never when it is rolled
-    back (a group of received messages whose commit failed is sent again, and would be
-    counted twice). Outside an application there is no transaction: counted now."""
-    if not has_app_context():
-        count()
-        return
-    db.session().info.setdefault(_PENDING, []).append(count)
-
-
-@event.listens_for(Session, "after_commit")
-def _committed(session: Session) -> None:
-    if session.in_nested_transaction():  # a savepoint: its outer transaction decides
-        return
-    for count in session.info.pop(_PENDING, ()):
-        count()
-
-
-@event.listens_for(Session, "after_transaction_end")
-def _ended(session: Session, transaction) -> None:
-    if transaction.parent is None:  # rolled back or closed (after a commit: empty)
-        session.info.pop(_PENDING, None)
 
 
 def exposition(*collectors) -> tuple[bytes, str]:

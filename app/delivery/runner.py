@@ -44,7 +44,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import aliased
 
-from app import clock
+from app import clock, metrics
 from app.delivery import dsn, mail_templates, transport
 from app.delivery.destinations import RemoteAnswer
 from app.delivery.queue import signed
@@ -172,6 +172,7 @@ def _shunt(lease: _Lease, error: Exception) -> None:
         _tried(item)
         item.state, item.last_error = QueueState.SHUNTED, problem
         item.lease_until = item.lease_token = None
+        metrics.delivery_outcome(item.kind, item.route, "shunted", 0.0)
         if item.recipient is not None:
             record(item.recipient, QueueState.SHUNTED,
                    f"Held for the operator: {problem}; not tried again until an operator "
@@ -459,7 +460,10 @@ def _finish(item: OutboundItem, state: str, event: str | None) -> None:
 
 
 def _log(item: OutboundItem, status: str, detail: str) -> None:
-    """One line an attempt's outcome, as Postfix's maillog has it, with the message's id."""
+    """One line an attempt's outcome, as Postfix's maillog has it, with the message's id;
+    and its count in the metrics (delivery latency, notifications sent)."""
+    metrics.delivery_outcome(item.kind, item.route, status,
+                             (clock.utcnow() - item.created_at).total_seconds())
     message = item.recipient.message if item.recipient is not None else None
     message_id = message.public_id if message is not None else None
     log.info("message %s item %s (%s) to=<%s> tries=%s status=%s (%s)", message_id or "-",

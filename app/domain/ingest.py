@@ -7,6 +7,7 @@ transaction. The SMTP ingress commits and only then answers 250.
 
 from __future__ import annotations
 
+import logging
 import secrets
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -14,7 +15,7 @@ from email.errors import InvalidHeaderDefect
 
 from sqlalchemy import select
 
-from app import clock
+from app import clock, database, metrics
 from app.config import settings
 from app.delivery import queue
 from app.domain import isolation
@@ -23,6 +24,8 @@ from app.domain.routing import MODES, Content, Decision, decide
 from app.extensions import db
 from app.mail import addresses, mime, trace
 from app.models import Domain, Message, Policy, Recipient, Tenant, User
+
+log = logging.getLogger(__name__)
 
 
 class Refused(Exception):
@@ -223,6 +226,15 @@ def receive(raw: bytes, mail_from: str, rcpt_tos: list[str], *, client_address: 
     else:
         how = f"Written in the {via} from {client_address or 'unknown'}"
     _route(message, routing, f"{how}, queue id {queue_id}")
+    routes = [decision.route for _, decision in routing.decisions]
+    metrics.received(routes)
+    # Logged as Postfix logs "queued as": once the commit has made it so.
+    public_id, line = message.public_id, (
+        f"from=<{mail_from}>, {how[0].lower()}{how[1:]}, {len(routes)} recipient(s) "
+        f"({', '.join(sorted(set(routes)))})")
+    database.when_committed(lambda: log.info(
+        "message %s received: queue id %s, %s", public_id, queue_id, line,
+        extra={"message_id": public_id, "queue_id": queue_id}))
     return message
 
 

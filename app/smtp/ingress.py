@@ -23,6 +23,7 @@ from aiosmtpd.smtp import MISSING, AuthResult, LoginPassword
 from flask import Flask
 from limits import parse_many
 
+from app import metrics
 from app.config import networks
 from app.delivery import destinations
 from app.domain import accounts, ingest, second_factor
@@ -95,6 +96,7 @@ class IngressHandler:
             return reply
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
+        envelope.ccm_started = time.monotonic()  # the transaction's duration, for metrics
         return OK_SENDER
 
     async def _served(self, address: str) -> str | None:
@@ -147,6 +149,7 @@ class IngressHandler:
             # tries again; we log what went wrong.
             log.exception("could not store a message from %s", envelope.mail_from)
             return TRY_AGAIN
+        metrics.stored(time.monotonic() - envelope.ccm_started)
         return ACCEPTED
 
     async def _client_name(self, session) -> str:
