@@ -9,6 +9,7 @@ broken stop from hanging the run.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import smtplib
 import socket
@@ -183,3 +184,40 @@ def _read_until_closed(connection: socket.socket) -> bytes:
     while chunk := connection.recv(65536):
         received += chunk
     return received
+
+
+# -- ccm serve: the three in one process
+
+
+def test_serve_stops_all_three_at_once(app, make_tenant):
+    item_id = queue_one_message(make_tenant)
+    http, smtp = free_port(), free_port()
+    with SmtpSink() as sink:
+        sink.delay(3600)
+        with Ccm(app, "serve", port=http, CCM_HTTP_LISTEN=f"{LOOPBACK}:{http}",
+                 CCM_SMTP_LISTEN=f"{LOOPBACK}:{smtp}", CCM_SHUTDOWN_GRACE="1",
+                 CCM_OUTBOUND=f"smtp://{LOOPBACK}:{sink.port}") as serve:
+            wait_for_port(smtp, serve.process, serve.log)
+            client = smtplib.SMTP(LOOPBACK, smtp, timeout=30)
+            client.ehlo("idle.test")
+            sink.wait_for_command("DATA")
+            assert serve.stop(1) == 0, serve.output()
+            assert client.getreply()[0] == 421
+            client.close()
+        assert "Traceback" not in serve.output()
+        assert item(item_id).state == "pending"
+
+
+def test_service_managers_wait_longer_than_the_grace_period():
+    """systemd and compose send SIGKILL after their stop timeout: it must leave the
+    default grace period and the hand-back time to finish."""
+    from app.config import ENVIRONMENT
+
+    grace = next(int(default) for name, _, default, _ in ENVIRONMENT
+                 if name == "SHUTDOWN_GRACE")
+    deploy = Path(__file__).resolve().parents[1] / "deploy"
+    for unit in (deploy / "systemd").glob("*.service"):
+        timeout = re.search(r"^TimeoutStopSec=(\d+)$", unit.read_text(), re.M)
+        assert timeout and int(timeout[1]) >= grace + 10, unit.name
+    compose = re.search(r"stop_grace_period: (\d+)s", (deploy / "compose.yaml").read_text())
+    assert compose and int(compose[1]) >= grace + 10
