@@ -128,9 +128,9 @@ def serve() -> None:
             "You will be asked to choose a new password. This password is not shown again.\n"
         )
     app = current_app._get_current_object()
+    controller = _start_smtp()
     portal = _portal()
     stop = _stop_signal(portal.wake)
-    controller = _start_smtp()
     jobs = worker.scheduler(app, blocking=False)
     jobs.start()
     portal.serve_until(stop)

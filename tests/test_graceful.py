@@ -8,6 +8,7 @@ broken stop from hanging the run.
 
 from __future__ import annotations
 
+import http.client
 import os
 import re
 import signal
@@ -160,14 +161,14 @@ def test_the_portal_answers_a_request_in_flight_and_then_exits(app):
     port = free_port()
     with Ccm(app, "web", port=port, CCM_HTTP_LISTEN=f"{LOOPBACK}:{port}",
              CCM_SHUTDOWN_GRACE="60") as web:
-        kept_alive = socket.create_connection((LOOPBACK, port), timeout=30)
-        kept_alive.sendall(f"GET /healthz HTTP/1.1\r\nHost: {LOOPBACK}\r\n\r\n".encode())
-        assert kept_alive.recv(65536).startswith(b"HTTP/1.1 200")
+        kept_alive = http.client.HTTPConnection(LOOPBACK, port, timeout=30)
+        kept_alive.request("GET", "/healthz")
+        assert kept_alive.getresponse().read() == b"ok\n"  # and the connection stays open
         slow = socket.create_connection((LOOPBACK, port), timeout=30)
         slow.sendall(f"GET /healthz HTTP/1.1\r\nHost: {LOOPBACK}\r\n".encode())
 
         web.process.send_signal(signal.SIGTERM)
-        assert kept_alive.recv(65536) == b""  # an idle connection is closed at once
+        assert kept_alive.sock.recv(65536) == b""  # an idle connection is closed at once
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection((LOOPBACK, port), timeout=5)
         slow.sendall(b"\r\n")  # the rest of the request that was arriving

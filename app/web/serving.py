@@ -53,13 +53,14 @@ class Portal:
         deadline = time.monotonic() + grace
         for listener in self.listeners:
             wasyncore.dispatcher.close(listener)  # the socket only; the trigger stays
+        wait = 0.0  # first read what has arrived: a request begun is not idle
         while (channels := self._channels()) and time.monotonic() < deadline:
-            for channel in channels:
+            wasyncore.loop(timeout=wait, map=self.map, use_poll=self.adj.asyncore_use_poll,
+                           count=1)
+            for channel in self._channels():
                 if _idle(channel):
                     channel.will_close = True  # closed at the loop's next turn
-            wasyncore.loop(timeout=min(self.adj.asyncore_loop_timeout,
-                                       max(0.0, deadline - time.monotonic())),
-                           map=self.map, use_poll=self.adj.asyncore_use_poll, count=1)
+            wait = min(self.adj.asyncore_loop_timeout, max(0.0, deadline - time.monotonic()))
         if channels:
             log.warning("stopping: %d portal connection(s) still busy after %s s, cut",
                         len(channels), grace)
