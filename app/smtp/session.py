@@ -21,7 +21,8 @@ is stored yet and the client sends it all again later, as after any 421 (RFC 532
 whereas a message already on the wire may be large and is let in: it is stored and
 answered 250 (or 451), and then the session gets its 421. The grace period
 (CCM_SHUTDOWN_GRACE) bounds the wait; a DATA still running then is cut with the same
-421 and nothing of it is stored, so its client keeps the message and tries again.
+421, so its client keeps the message and tries again (a duplicate only if the message
+was being committed at that very moment, as after a crash).
 """
 
 from __future__ import annotations
