@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import getpass
+import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import click
-import waitress
 from flask import Flask, current_app
 from flask.cli import FlaskGroup
 from sqlalchemy.exc import OperationalError
@@ -20,6 +21,7 @@ from app.domain import accounts, config_checks, config_file, ingest, outbound_qu
 from app.extensions import db
 from app.models import Job, OutboundItem, QueueState, Tenant
 from app.smtp import ingress
+from app.web import serving
 
 
 def main() -> None:
@@ -67,22 +69,51 @@ def register(app: Flask) -> None:
 PORTAL_THREADS = 4
 
 
-def _start_portal(*, threads: int = PORTAL_THREADS) -> None:
+def _portal(*, threads: int = PORTAL_THREADS) -> serving.Portal:
     listen = current_app.config["HTTP_LISTEN"]
-    # X-Forwarded-* pass through untouched: app/web/proxies.py alone decides whose to
-    # believe (CCM_PROXY_HOPS, CCM_PROXY_NETWORKS) and removes all others.
-    server = waitress.create_server(current_app._get_current_object(), listen=listen,
-                                    threads=threads, ident="ccm",
-                                    clear_untrusted_proxy_headers=False)
+    portal = serving.Portal(current_app._get_current_object(), listen=listen,
+                            threads=threads)
     public = current_app.config["BASE_URL"]
     click.echo(f"CCM portal listening on http://{listen} (public address {public})")
-    server.run()
+    return portal
 
 
-def _start_smtp(share_port: bool = False) -> None:
+def _start_smtp(share_port: bool = False):
     controller = ingress.controller(current_app._get_current_object(), share_port=share_port)
     controller.start()
     click.echo(f"CCM SMTP ingress listening on {current_app.config['SMTP_LISTEN']}")
+    return controller
+
+
+def _stop_signal(*wake: Callable[[], None]) -> threading.Event:
+    """An event SIGTERM (or SIGINT, Ctrl-C) sets, calling ``wake`` too; a second signal
+    ends the process at once, status 1, for an operator who will not wait.
+
+    The process then stops gracefully within CCM_SHUTDOWN_GRACE (docs/operations.md,
+    "Stopping and restarting"): each command below says how.
+    """
+    stop = threading.Event()
+
+    def handle(*_) -> None:
+        if stop.is_set():
+            os._exit(1)
+        stop.set()
+        for call in wake:
+            call()
+
+    for number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(number, handle)
+    return stop
+
+
+def _exit(finished: bool) -> None:
+    """End the process with status 0. When some work did not end within the grace
+    period, without waiting for its threads (Python would join the scheduler's)."""
+    click.echo("CCM stopped")
+    if not finished:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 @click.command()
@@ -98,9 +129,22 @@ def serve() -> None:
             f"  address:  {user.email}\n  password: {password}\n"
             "You will be asked to choose a new password. This password is not shown again.\n"
         )
-    _start_smtp()
-    worker.scheduler(current_app._get_current_object(), blocking=False).start()
-    _start_portal()
+    app = current_app._get_current_object()
+    controller = _start_smtp()
+    portal = _portal()
+    stop = _stop_signal(portal.wake)
+    jobs = worker.scheduler(app, blocking=False)
+    jobs.start()
+    portal.serve_until(stop)
+    # All three stop at once, each within the grace period.
+    grace = app.config["SHUTDOWN_GRACE"]
+    with ThreadPoolExecutor(2) as stopping:
+        smtp_stopped = stopping.submit(controller.shut_down, grace)
+        worker_stopped = stopping.submit(worker.stop, app, jobs, grace)
+        portal.drain(grace)
+        smtp_stopped.result()
+        finished = worker_stopped.result()
+    _exit(finished)
 
 
 @click.command()
@@ -109,7 +153,10 @@ def serve() -> None:
 def web(threads: int) -> None:
     """Run the portal only, for scale-out behind a load balancer."""
     database.upgrade()
-    _start_portal(threads=threads)
+    portal = _portal(threads=threads)
+    portal.serve_until(_stop_signal(portal.wake))
+    portal.drain(current_app.config["SHUTDOWN_GRACE"])
+    _exit(True)
 
 
 @click.command()
@@ -119,20 +166,24 @@ def web(threads: int) -> None:
 def smtp(share_port: bool) -> None:
     """Run the SMTP ingress only, for scale-out."""
     database.upgrade()
-    _start_smtp(share_port)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with contextlib.suppress(KeyboardInterrupt):
-        stop.wait()
+    stop = _stop_signal()
+    controller = _start_smtp(share_port)
+    stop.wait()
+    controller.shut_down(current_app.config["SHUTDOWN_GRACE"])
+    _exit(True)
 
 
 @click.command("worker")
 def worker_command() -> None:
     """Run the background worker only: outbound queue, expiry, clean-ups."""
     database.upgrade()
+    app = current_app._get_current_object()
+    stop = _stop_signal()
+    jobs = worker.scheduler(app, blocking=False)
+    jobs.start()
     click.echo("CCM worker started")
-    with contextlib.suppress(KeyboardInterrupt):
-        worker.scheduler(current_app._get_current_object(), blocking=True).start()
+    stop.wait()
+    _exit(worker.stop(app, jobs, app.config["SHUTDOWN_GRACE"]))
 
 
 @click.group("jobs", invoke_without_command=True)

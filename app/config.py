@@ -86,6 +86,8 @@ ENVIRONMENT = [
     ("WORKER_INTERVAL", "CCM_WORKER_INTERVAL", "5", "seconds between outbound queue runs"),
     ("DELIVERY_THREADS", "CCM_DELIVERY_THREADS", "4",
      "deliveries a worker makes at once, each to a different recipient domain"),
+    ("SHUTDOWN_GRACE", "CCM_SHUTDOWN_GRACE", "30",
+     "seconds a stopping process lets work in progress finish (deliveries, DATA, requests)"),
     ("SITE_NAME", "CCM_SITE_NAME", "Secure Mail", "the portal's name where no tenant is known"),
     ("LOG_FORMAT", "CCM_LOG_FORMAT", "text",
      "`text` (time, process id, level, logger, message) or `json` (one object a line)"),
@@ -106,6 +108,7 @@ INTEGER_SETTINGS = {"SMTP_DELIVERY_PORT": (1, 65535), "MAX_MESSAGE_BYTES": (1, N
                     "RETRY_MAX_SECONDS": (1, None), "RETRY_GIVE_UP_SECONDS": (1, None),
                     "SMTP_TIMEOUT": (1, None), "WORKER_INTERVAL": (1, None),
                     "DELIVERY_THREADS": (1, 256), "SMTP_IDLE_TIMEOUT": (1, None),
+                    "SHUTDOWN_GRACE": (0, None),
                     "SMTP_MIN_DATA_RATE": (1, None), "SMTP_STORE_TIMEOUT": (1, None),
                     "DATABASE_CONNECT_TIMEOUT": (1, None),
                     "DATABASE_STATEMENT_TIMEOUT": (1, None), "DATABASE_LOCK_TIMEOUT": (1, None)}

@@ -4,11 +4,18 @@ Started only by ``ccm worker`` and ``ccm serve``, never by web processes. Each r
 the job's lease first (a conditional UPDATE, atomic on SQLite and PostgreSQL), so with
 several workers a job runs once per interval, not once per worker; the outbound queue
 is shared out item by item besides (app/delivery/runner.py).
+
+Stopping (:func:`stop`, on SIGTERM): no job starts and no delivery thread takes another
+item from then on; the runs in progress get the grace period (CCM_SHUTDOWN_GRACE) to
+finish and record what they sent. Whatever this process still leases after it goes back
+to the queue at once (``runner.hand_back``), rather than waiting out its 10-minute lease,
+so a restart delays no mail by more than the grace period.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +35,10 @@ from app.extensions import db
 from app.models import Job
 
 log = logging.getLogger(__name__)
+
+#: how many job runs this process has in progress; notified as each ends
+_running = 0
+_run_ended = threading.Condition()
 
 
 @dataclass(frozen=True)
@@ -102,13 +113,45 @@ def scheduler(app: Flask, *, blocking: bool) -> BaseScheduler:
     return result
 
 
+def stop(app: Flask, running: BaseScheduler, grace: float) -> bool:
+    """Stop ``running``: start no job, let the runs in progress finish within ``grace``
+    seconds, then hand back the deliveries still leased; whether every run ended.
+
+    When one has not (a delivery to a slow server, a long clean-up), its thread is left
+    running: the caller ends the process without waiting for it, and it records nothing
+    more of what it handed back.
+    """
+    deadline = time.monotonic() + grace
+    runner.stopping.set()
+    running.shutdown(wait=False)  # no new runs; those in progress go on in their threads
+    with _run_ended:
+        ended = _run_ended.wait_for(lambda: _running == 0,
+                                    max(0.0, deadline - time.monotonic()))
+    with app.app_context():
+        try:
+            runner.hand_back()
+        finally:
+            db.session.remove()
+    if not ended:
+        log.warning("stopping: %d job run(s) did not end within %s s", _running, grace)
+    return ended
+
+
 def _in_context(app: Flask, name: str):
     def run():
-        with app.app_context():
-            try:
-                run_job(app, name)
-            finally:
-                db.session.remove()
+        global _running
+        with _run_ended:
+            _running += 1
+        try:
+            with app.app_context():
+                try:
+                    run_job(app, name)
+                finally:
+                    db.session.remove()
+        finally:
+            with _run_ended:
+                _running -= 1
+                _run_ended.notify_all()
 
     run.__name__ = name
     return run

@@ -150,7 +150,7 @@ HARDENING = {"User": "ccm", "Group": "ccm", "NoNewPrivileges": "yes",
              "ProtectSystem": "strict", "ProtectHome": "yes", "PrivateTmp": "yes",
              "ReadWritePaths": "/var/lib/ccm", "EnvironmentFile": "/etc/ccm/ccm.env",
              "Environment": "CCM_INSTANCE_PATH=/var/lib/ccm", "Restart": "on-failure",
-             "KillSignal": "SIGTERM", "TimeoutStopSec": "30", "UMask": "0077"}
+             "KillSignal": "SIGTERM", "TimeoutStopSec": "45", "UMask": "0077"}
 
 
 def test_units_run_real_commands_hardened(commands):

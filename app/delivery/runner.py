@@ -62,6 +62,13 @@ LEASE = timedelta(minutes=10)
 #: smtp_destination_recipient_limit); RFC 5321 4.5.3.1.8 has servers take 100
 RCPTS_PER_TRANSACTION = 50
 
+#: set when the process is stopping (``ccm worker`` on SIGTERM): no thread of a run takes
+#: another item; those in flight finish, or are handed back (:func:`hand_back`)
+stopping = threading.Event()
+#: the start of every lease token this process draws: what it still holds when it stops
+#: is exactly the items in ``sending`` under a token with this mark
+_PROCESS_MARK = secrets.token_hex(4)
+
 
 def target_of(item: OutboundItem) -> tuple[str, bool]:
     """Where an item goes (the tenant's internal relay, CCM_INTERNAL_RELAY or
@@ -125,7 +132,7 @@ class _Run:
         while True:
             self.sessions.close_idle()
             with self.changed:
-                if self.limit is not None and self.taken >= self.limit:
+                if stopping.is_set() or (self.limit is not None and self.taken >= self.limit):
                     return
                 lease = _take(self.busy)
                 if lease is None:
@@ -219,7 +226,7 @@ def _take(busy: set[str]) -> _Lease | None:
     """Lease the next due item for a domain not in ``busy`` and, for a delivery, the
     message's other due items that go with it in one transaction: two statements."""
     now = clock.utcnow()
-    token = secrets.token_hex(16)
+    token = _PROCESS_MARK + secrets.token_hex(12)
     recipient_domain = func.lower(OutboundItem.rcpt_to)
     next_one = (
         select(OutboundItem.id)
@@ -244,6 +251,33 @@ def _take(busy: set[str]) -> _Lease | None:
         if taken.kind == "delivery" else []
     db.session.commit()
     return _Lease((taken.id, *sorted(others)), token, destination)
+
+
+def hand_back() -> list[int]:
+    """Put the items this process still leases back in the queue, due as they were (a
+    stopping worker, once its grace period is over); their ids.
+
+    Only items still in ``sending`` under one of this process's tokens change, in one
+    statement: an outcome recorded meanwhile (which first takes the row under the same
+    token) is never undone, and an item another worker took over is not touched. The
+    handed-back item is not counted as a try. One handed back while its delivery was in
+    the middle of DATA, or after the remote server's 250 but before our commit, may
+    reach its recipient twice: the same window as a worker killed outright, only retried
+    at once rather than when the lease runs out. Its thread records nothing more (the
+    token no longer holds the item).
+    """
+    handed = list(db.session.execute(
+        update(OutboundItem)
+        .where(OutboundItem.state == "sending",
+               OutboundItem.lease_token.startswith(_PROCESS_MARK, autoescape=True))
+        .values(state="pending", lease_until=None, lease_token=None)
+        .returning(OutboundItem.id)
+        .execution_options(synchronize_session=False)).scalars())
+    db.session.commit()
+    if handed:
+        log.warning("stopping: outbound items %s handed back to the queue unfinished",
+                    sorted(handed))
+    return handed
 
 
 def _take_companions(lead, destination: str, token: str, now) -> list[int]:

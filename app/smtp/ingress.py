@@ -30,7 +30,7 @@ from app.domain import accounts, ingest, second_factor
 from app.extensions import db, limiter
 from app.mail import addresses, trace
 from app.smtp.group_commit import GroupCommit, StoreTimeout
-from app.smtp.session import Session, data_timeout
+from app.smtp.session import Session, Sessions, data_timeout
 
 log = logging.getLogger(__name__)
 
@@ -280,15 +280,29 @@ def tls_context(app: Flask) -> ssl.SSLContext | None:
 class _Controller(Controller):
     """aiosmtpd's controller, serving our ``Session``, optionally sharing its port with
     other ``ccm smtp`` processes: the kernel spreads new connections over them
-    (SO_REUSEPORT, which only processes of the same user can join)."""
+    (SO_REUSEPORT, which only processes of the same user can join), and once one has
+    closed its listener to shut down, over the others only."""
 
     def __init__(self, *args, share_port: bool = False, data_timeout: float, **kwargs):
         super().__init__(*args, **kwargs)
         self.share_port = share_port
         self.data_timeout = data_timeout
+        self.sessions = Sessions()
 
     def factory(self):
-        return Session(self.handler, data_timeout=self.data_timeout, **self.SMTP_kwargs)
+        return Session(self.handler, data_timeout=self.data_timeout, sessions=self.sessions,
+                       **self.SMTP_kwargs)
+
+    def shut_down(self, grace: float) -> None:
+        """Stop listening, let the messages in DATA in, answer every session 421 4.3.2
+        (app/smtp/session.py), then stop the event loop; ``grace`` seconds at most.
+        Called from another thread than the loop's."""
+        asyncio.run_coroutine_threadsafe(self._shut_down(grace), self.loop).result()
+        self.stop()
+
+    async def _shut_down(self, grace: float) -> None:
+        self.server.close()  # new connections are refused from here on
+        await self.sessions.shut_down(grace)
 
     def _create_server(self):
         return self.loop.create_server(self._factory_invoker, host=self.hostname,

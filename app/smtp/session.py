@@ -13,6 +13,16 @@ when the timer runs out mid-DATA; and it refuses a DATA line longer than 1,001 o
   client that may not send mail cannot make us buffer a long line.
 
 Both timeouts answer ``421 4.4.2`` and close, as Postfix does; nothing is stored.
+
+Shutting down (``ccm smtp`` on SIGTERM, :meth:`Sessions.shut_down`): the listener is
+closed first, then every session answers ``421 4.3.2`` and closes at once unless it is
+inside DATA. A session between MAIL and DATA counts as idle: nothing of its transaction
+is stored yet and the client sends it all again later, as after any 421 (RFC 5321 3.8),
+whereas a message already on the wire may be large and is let in: it is stored and
+answered 250 (or 451), and then the session gets its 421. The grace period
+(CCM_SHUTDOWN_GRACE) bounds the wait; a DATA still running then is cut with the same
+421, so its client keeps the message and tries again (a duplicate only if the message
+was being committed at that very moment, as after a crash).
 """
 
 from __future__ import annotations
@@ -26,6 +36,7 @@ log = logging.getLogger(__name__)
 
 IDLE = "421 4.4.2 {host} Error: timeout exceeded"
 TOO_SLOW = "421 4.4.2 {host} Error: message transfer took too long"
+SHUTTING_DOWN = "421 4.3.2 {host} Service shutting down"
 
 
 def data_timeout(size_limit: int, min_rate: int, idle_timeout: float) -> float:
@@ -37,10 +48,29 @@ def data_timeout(size_limit: int, min_rate: int, idle_timeout: float) -> float:
 class Session(SMTP):
     """aiosmtpd's SMTP protocol with the timeouts and line lengths above."""
 
-    def __init__(self, handler, *, data_timeout: float, **kwargs):
+    def __init__(self, handler, *, data_timeout: float, sessions: Sessions | None = None,
+                 **kwargs):
         super().__init__(handler, **kwargs)
         self.data_timeout = data_timeout
         self._transfer: asyncio.TimerHandle | None = None
+        self.sessions = sessions
+        #: inside DATA, from the command to our reply: shutting down waits for it
+        self.in_data = False
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)  # again after STARTTLS: the set keeps one
+        if self.sessions is not None:
+            self.sessions.add(self)
+
+    def connection_lost(self, error) -> None:
+        super().connection_lost(error)
+        if self.sessions is not None:
+            self.sessions.discard(self)
+
+    def shut_down(self) -> None:
+        """Answer 421 and close now, or once the DATA in progress is answered."""
+        if not self.in_data:
+            self._close(SHUTTING_DOWN, "shutting down")
 
     def data_received(self, data: bytes) -> None:
         # Any byte shows the client alive: Postfix's smtpd_timeout bounds each read.
@@ -58,12 +88,16 @@ class Session(SMTP):
         # lift both for DATA only (asyncio's reader keeps its limit in _limit).
         limit = (self.data_size_limit or 2**31) + len(b".\r\n")
         self.line_length_limit = self._reader._limit = limit
+        self.in_data = True
         try:
             await super().smtp_DATA(arg)
         finally:
+            self.in_data = False
             self._transfer.cancel()
             del self.line_length_limit  # the class's again, for commands
             self._reader._limit = self.line_length_limit
+        if self.sessions is not None and self.sessions.stopping:
+            self._close(SHUTTING_DOWN, "shutting down after DATA")
 
     async def _call_handler_hook(self, command: str, *args):
         if command == "DATA" and self._transfer is not None:
@@ -77,3 +111,39 @@ class Session(SMTP):
         log.info("%r: %s, closing", self.session.peer, why)
         self._writer.write(reply.format(host=self.hostname).encode() + b"\r\n")
         self.transport.close()  # sends what is written first, then ends the session
+
+
+class Sessions:
+    """The live sessions of one listener, to shut them down (used on its event loop)."""
+
+    def __init__(self):
+        self.live: set[Session] = set()
+        self.stopping = False
+        self._none_left = asyncio.Event()
+        self._none_left.set()
+
+    def add(self, session: Session) -> None:
+        self.live.add(session)
+        self._none_left.clear()
+        if self.stopping:  # accepted just before the listener closed
+            session.shut_down()
+
+    def discard(self, session: Session) -> None:
+        self.live.discard(session)
+        if not self.live:
+            self._none_left.set()
+
+    async def shut_down(self, grace: float) -> None:
+        """421 to every session not in DATA now, to the others once their DATA is
+        answered; any left after ``grace`` seconds are cut with 421 all the same."""
+        self.stopping = True
+        for session in list(self.live):
+            session.shut_down()
+        try:
+            await asyncio.wait_for(self._none_left.wait(), grace)
+        except TimeoutError:
+            log.warning("shutting down: %d session(s) still in DATA after %s s, cut",
+                        len(self.live), grace)
+            for session in list(self.live):
+                session._close(SHUTTING_DOWN, "shutting down, grace period over")
+            await asyncio.sleep(0)  # their connection_lost, before the loop stops
