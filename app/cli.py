@@ -60,6 +60,7 @@ def register(app: Flask) -> None:
                     queue_group):
         app.cli.add_command(command)
     app.cli.add_command(operations.reporting_upgrade(app.cli.commands["db"]))
+    app.cli.add_command(operations.status)
 
 
 #: waitress's own default. With more, Python threads contend for the interpreter lock:

@@ -10,17 +10,22 @@ database answers.
 from __future__ import annotations
 
 import os
+import socket
 import ssl
 import sys
+from datetime import timedelta
 
 import click
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from flask import current_app
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
+from app import clock
 from app import config as settings
 from app.extensions import db
+from app.models import Job
 from app.smtp import ingress
 from app.web import health
 
@@ -109,3 +114,63 @@ def _report(before: tuple[str, ...], after: tuple[str, ...]) -> None:
     applied = list(scripts.iterate_revisions(after, before or "base"))
     for script in reversed(applied):
         click.echo(f"applied {script.revision}: {script.doc}")
+
+
+#: seconds ``ccm status`` waits for an answer
+STATUS_TIMEOUT = 5
+#: what ``ccm status`` can ask about, in the order it answers
+PARTS = ("database", "smtp", "worker")
+
+
+@click.command("status")
+@click.argument("parts", nargs=-1, type=click.Choice(PARTS))
+def status(parts: tuple[str, ...]) -> None:
+    """Whether the database answers, the SMTP ingress greets, and a worker delivers:
+    one line each, status 0 when all asked about are well, 1 otherwise (for a process
+    manager's or a container's health check: ``ccm status smtp``)."""
+    config = current_app.config
+    problems = 0
+    for part in parts or PARTS:
+        problem = {"database": lambda: health.DatabaseProbe(config["DATABASE_URL"]).problem(),
+                   "smtp": lambda: _smtp_problem(config["SMTP_LISTEN"]),
+                   "worker": lambda: _worker_problem(config["WORKER_INTERVAL"])}[part]()
+        click.echo(f"{part}: {problem or 'ok'}")
+        problems += problem is not None
+    if problems:
+        sys.exit(1)
+
+
+def _smtp_problem(listen: str) -> str | None:
+    """The ingress's greeting at CCM_SMTP_LISTEN (any address: asked on loopback)."""
+    host, _, port = listen.rpartition(":")
+    host = host.strip("[]")
+    # a listener on every address is asked on loopback, not "connected to 0.0.0.0"
+    host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)  # noqa: S104
+    try:
+        with socket.create_connection((host, int(port)), timeout=STATUS_TIMEOUT) as server:
+            server.settimeout(STATUS_TIMEOUT)
+            greeting = server.recv(512).decode("ascii", "replace")
+            server.sendall(b"QUIT\r\n")
+    except OSError as error:
+        return f"does not answer at {listen}: {error.strerror or error}"
+    if not greeting.startswith("220"):
+        return f"answers at {listen} without greeting: {greeting.strip()[:80]!r}"
+    return None
+
+
+def _worker_problem(interval: int) -> str | None:
+    """A worker runs the ``deliver`` job every CCM_WORKER_INTERVAL seconds: none has run
+    it for three intervals (a minute at least) means no worker is delivering."""
+    try:
+        job = db.session.get(Job, "deliver")
+    except SQLAlchemyError as error:
+        return f"cannot be asked: the database does not answer ({type(error).__name__})"
+    finally:
+        db.session.rollback()
+    allowed = timedelta(seconds=max(3 * interval, 60))
+    if job is None or job.last_finished_at is None:
+        return "no worker has delivered yet"
+    if clock.utcnow() - job.last_finished_at > allowed:
+        return (f"no delivery run since {job.last_finished_at:%Y-%m-%d %H:%M:%S} UTC "
+                f"(a worker runs one every {interval} s)")
+    return None

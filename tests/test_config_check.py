@@ -112,7 +112,8 @@ def test_empty_means_the_default(tmp_path):
 
 def test_every_variable_is_checked_or_is_free_text():
     free_text = {"SECRET_KEY", "SITE_NAME", "RATELIMIT_PREFIX", "TLS_CA_FILE", "SMTP_TLS_CERT",
-                 "SMTP_TLS_KEY"}  # the files are loaded by ccm config check and the processes
+                 "SMTP_TLS_KEY",  # the files are loaded by ccm config check and the processes
+                 "METRICS_DIR"}  # a folder, made at start
     checked = set(config.CHECKS) | set(config_checks.SETTING_CHECKS)
     assert {name for name, *_ in config.ENVIRONMENT} - checked == free_text
 

@@ -253,8 +253,10 @@ def test_compose_runs_real_commands_with_settings_ccm_accepts(commands, tmp_path
     web = services["web"]
     port = web["environment"]["CCM_HTTP_LISTEN"].rpartition(":")[2]
     assert f"http://127.0.0.1:{port}/readyz" in " ".join(web["healthcheck"]["test"])
-    smtp_port = services["smtp"]["environment"]["CCM_SMTP_LISTEN"].rpartition(":")[2]
-    assert f"'127.0.0.1', {smtp_port}," in " ".join(services["smtp"]["healthcheck"]["test"])
+    for name in ("smtp", "worker"):  # processes without HTTP: `ccm status` asks them
+        check = services[name]["healthcheck"]["test"]
+        assert check == ["CMD", "ccm", "status", name]
+        check_ccm_command(commands, check[1:])
     # The secrets come from the environment, never the file.
     text = (DEPLOY / "compose.yaml").read_text()
     for secret in ("CCM_SECRET_KEY", "POSTGRES_PASSWORD"):
