@@ -8,7 +8,7 @@ is shared out item by item besides (app/delivery/runner.py).
 Stopping (:func:`stop`, on SIGTERM): no job starts and no delivery thread takes another
 item from then on; the runs in progress get the grace period (CCM_SHUTDOWN_GRACE) to
 finish and record what they sent. Whatever this process still leases after it goes back
-to the queue at once (``runner.hand_back``), rather than waiting out its 10-minute lease,
+to the queue at once (``leases.hand_back``), rather than waiting out its 10-minute lease,
 so a restart delays no mail by more than the grace period.
 """
 
@@ -29,7 +29,7 @@ from sqlalchemy import or_, update
 from sqlalchemy.exc import IntegrityError
 
 from app import clock
-from app.delivery import runner
+from app.delivery import leases, runner
 from app.domain import expiry
 from app.extensions import db
 from app.models import Job
@@ -129,7 +129,7 @@ def stop(app: Flask, running: BaseScheduler, grace: float) -> bool:
                                     max(0.0, deadline - time.monotonic()))
     with app.app_context():
         try:
-            runner.hand_back()
+            leases.hand_back()
         finally:
             db.session.remove()
     if not ended:

@@ -3,8 +3,8 @@
 ``run_due`` (the worker's job)
 delivers due items on a few threads at once, each with its own application context and
 database session: each thread leases one message's due items for one recipient domain
-at a time (up to :data:`RCPTS_PER_TRANSACTION`, those with the same route and TLS
-requirement; a lease of :data:`LEASE` under a token drawn for that take), hands them to
+at a time (up to :data:`leases.RCPTS_PER_TRANSACTION`, those with the same route and TLS
+requirement; a lease of :data:`leases.LEASE` under a token drawn for that take), hands them to
 the transport, which sends them in one SMTP transaction with a RCPT each, and records
 what happened to each item in a transaction of its own: delivered, deferred with growing
 back-off, bounced with a delivery status notification to the sender, or sent by CCM
@@ -32,42 +32,29 @@ what remains).
 from __future__ import annotations
 
 import logging
-import secrets
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
 
 from flask import Flask, current_app
-from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import aliased
 
 from app import clock, metrics
-from app.delivery import dsn, mail_templates, transport
+from app.delivery import dsn, leases, mail_templates, transport
 from app.delivery.destinations import RemoteAnswer
 from app.delivery.queue import signed
 from app.domain import isolation, notices
 from app.domain.delivery_events import record
 from app.extensions import db
 from app.mail import mime
-from app.models import OutboundItem, QueueState, Recipient
+from app.models import OutboundItem, QueueState
 
 log = logging.getLogger(__name__)
 
-#: how long a worker may hold an item before another may take it
-LEASE = timedelta(minutes=10)
-#: recipients of one message sent in one SMTP transaction at most (Postfix's
-#: smtp_destination_recipient_limit); RFC 5321 4.5.3.1.8 has servers take 100
-RCPTS_PER_TRANSACTION = 50
-
 #: set when the process is stopping (``ccm worker`` on SIGTERM): no thread of a run takes
-#: another item; those in flight finish, or are handed back (:func:`hand_back`)
+#: another item; those in flight finish, or are handed back (:func:`leases.hand_back`)
 stopping = threading.Event()
-#: the start of every lease token this process draws: what it still holds when it stops
-#: is exactly the items in ``sending`` under a token with this mark
-_PROCESS_MARK = secrets.token_hex(4)
 
 
 def target_of(item: OutboundItem) -> tuple[str, bool]:
@@ -134,7 +121,7 @@ class _Run:
             with self.changed:
                 if stopping.is_set() or (self.limit is not None and self.taken >= self.limit):
                     return
-                lease = _take(self.busy)
+                lease = leases.take(self.busy)
                 if lease is None:
                     if not self.busy:
                         return  # nothing due, nothing in flight
@@ -164,11 +151,11 @@ class _Run:
                     self.changed.notify_all()
 
 
-def _count_as_a_try(lease: _Lease, reply: str) -> None:
+def _count_as_a_try(lease: leases.Lease, reply: str) -> None:
     _record_failure(lease, lambda item: _defer(_tried(item), reply))
 
 
-def _shunt(lease: _Lease, error: Exception) -> None:
+def _shunt(lease: leases.Lease, error: Exception) -> None:
     """Set the item aside (state ``shunted``) with the error on it and in the
     recipient's history: not tried again until an operator retries it
     (``ccm queue retry``)."""
@@ -188,181 +175,12 @@ def _shunt(lease: _Lease, error: Exception) -> None:
     _record_failure(lease, set_aside)
 
 
-def _record_failure(lease: _Lease, outcome: Callable[[OutboundItem], None]) -> None:
+def _record_failure(lease: leases.Lease, outcome: Callable[[OutboundItem], None]) -> None:
     try:
-        _record_each(lease.item_ids, lease.token, outcome)
+        leases.record_each(lease.item_ids, lease.token, outcome)
     except Exception:  # the database itself failing: the lease runs out, as before
         db.session.rollback()
         log.exception("could not record the failure of outbound items %s", lease.item_ids)
-
-
-@dataclass(frozen=True)
-class _Lease:
-    """Items taken together under one token: one message to one destination."""
-
-    item_ids: tuple[int, ...]
-    token: str
-    destination: str
-
-    @property
-    def item_id(self) -> int:
-        return self.item_ids[0]
-
-
-def _destination(rcpt_to: str) -> str:
-    """What one thread of a run delivers to at a time: the recipient's domain, as
-    ``_take`` matches it."""
-    return rcpt_to.rpartition("@")[2].lower()
-
-
-def _due(now):
-    return or_(
-        (OutboundItem.state == "pending") & (OutboundItem.next_attempt_at <= now),
-        (OutboundItem.state == "sending") & (OutboundItem.lease_until < now),
-    )
-
-
-def _take(busy: set[str]) -> _Lease | None:
-    """Lease the next due item for a domain not in ``busy`` and, for a delivery, the
-    message's other due items that go with it in one transaction: two statements."""
-    now = clock.utcnow()
-    token = _PROCESS_MARK + secrets.token_hex(12)
-    recipient_domain = func.lower(OutboundItem.rcpt_to)
-    next_one = (
-        select(OutboundItem.id)
-        .where(_due(now),
-               *(~recipient_domain.endswith(f"@{domain}", autoescape=True) for domain in busy))
-        .order_by(OutboundItem.next_attempt_at, OutboundItem.id)
-        .limit(1)
-        .with_for_update(skip_locked=True)
-        .scalar_subquery()
-    )
-    taken = db.session.execute(
-        update(OutboundItem).where(OutboundItem.id == next_one)
-        .values(state="sending", lease_until=now + LEASE, lease_token=token)
-        .returning(OutboundItem.id, OutboundItem.rcpt_to, OutboundItem.kind,
-                   OutboundItem.route, OutboundItem.recipient_id)
-        .execution_options(synchronize_session=False)).first()
-    if taken is None:
-        db.session.commit()
-        return None
-    destination = _destination(taken.rcpt_to)
-    others = _take_companions(taken, destination, token, now) \
-        if taken.kind == "delivery" else []
-    db.session.commit()
-    return _Lease((taken.id, *sorted(others)), token, destination)
-
-
-def hand_back() -> list[int]:
-    """Put the items this process still leases back in the queue, due as they were (a
-    stopping worker, once its grace period is over); their ids.
-
-    Only items still in ``sending`` under one of this process's tokens change, in one
-    statement: an outcome recorded meanwhile (which first takes the row under the same
-    token) is never undone, and an item another worker took over is not touched. The
-    handed-back item is not counted as a try. One handed back while its delivery was in
-    the middle of DATA, or after the remote server's 250 but before our commit, may
-    reach its recipient twice: the same window as a worker killed outright, only retried
-    at once rather than when the lease runs out. Its thread records nothing more (the
-    token no longer holds the item).
-    """
-    handed = list(db.session.execute(
-        update(OutboundItem)
-        .where(OutboundItem.state == "sending",
-               OutboundItem.lease_token.startswith(_PROCESS_MARK, autoescape=True))
-        .values(state="pending", lease_until=None, lease_token=None)
-        .returning(OutboundItem.id)
-        .execution_options(synchronize_session=False)).scalars())
-    db.session.commit()
-    if handed:
-        log.warning("stopping: outbound items %s handed back to the queue unfinished",
-                    sorted(handed))
-    return handed
-
-
-def _take_companions(lead, destination: str, token: str, now) -> list[int]:
-    """Lease the due deliveries of the lead item's message that go where it goes: the
-    same route, the same recipient domain, the same TLS requirement."""
-    lead_recipient = aliased(Recipient)
-    companions = (
-        select(OutboundItem.id)
-        .join(Recipient, OutboundItem.recipient_id == Recipient.id)
-        .join(lead_recipient, lead_recipient.id == lead.recipient_id)
-        .where(_due(now), OutboundItem.id != lead.id, OutboundItem.kind == "delivery",
-               OutboundItem.route == lead.route,
-               Recipient.message_id == lead_recipient.message_id,
-               Recipient.tls.is_not_distinct_from(lead_recipient.tls),
-               func.lower(OutboundItem.rcpt_to).endswith(f"@{destination}",
-                                                         autoescape=True))
-        .order_by(OutboundItem.id)
-        .limit(RCPTS_PER_TRANSACTION - 1)
-        .with_for_update(skip_locked=True, of=OutboundItem)
-    )
-    return list(db.session.execute(
-        update(OutboundItem).where(OutboundItem.id.in_(companions.scalar_subquery()))
-        .values(state="sending", lease_until=now + LEASE, lease_token=token)
-        .returning(OutboundItem.id)
-        .execution_options(synchronize_session=False)).scalars())
-
-
-def _holds(item: OutboundItem, token: str) -> bool:
-    return (item.state == "sending" and item.lease_token == token
-            and item.lease_until is not None and item.lease_until > clock.utcnow())
-
-
-class _LeaseLost(Exception):
-    """Another worker holds the item now: this one must stop sending it."""
-
-
-def _renew(item_ids: list[int], token: str) -> set[int]:
-    """Extend the leases before the next server is tried, so that a delivery going
-    through many slow servers does not outlive them; the items still held. Raises
-    _LeaseLost when none is: their leases ran out and another worker took them over."""
-    renewed = {item_id for item_id in item_ids
-               if _update_if_held(item_id, token, lease_until=clock.utcnow() + LEASE)}
-    db.session.commit()
-    if not renewed:
-        raise _LeaseLost(item_ids)
-    return renewed
-
-
-def _update_if_held(item_id: int, token: str, **values) -> bool:
-    """Set ``values`` on the item if the lease ``token`` still holds it; whether it did.
-    The UPDATE locks the row (PostgreSQL) or the database (SQLite) until the commit."""
-    return db.session.execute(
-        update(OutboundItem)
-        .where(OutboundItem.id == item_id, OutboundItem.state == "sending",
-               OutboundItem.lease_token == token)
-        .values(**values)
-        .execution_options(synchronize_session=False)).rowcount == 1
-
-
-def _record(item_id: int, token: str, outcome: Callable[[OutboundItem], None]) -> bool:
-    """Apply ``outcome`` to the item and commit, if the lease ``token`` still holds it.
-
-    Its first statement holds the item until the commit, so no other worker can take it
-    over in between.
-    """
-    if not _update_if_held(item_id, token, lease_token=token):
-        db.session.rollback()
-        log.warning("outbound item %s was taken over by another worker: its outcome "
-                    "here is not recorded", item_id)
-        return False
-    item = db.session.get(OutboundItem, item_id, populate_existing=True)
-    outcome(item)
-    db.session.commit()
-    return True
-
-
-def _record_each(item_ids, token: str, outcome: Callable[[OutboundItem], None]) -> None:
-    """Apply ``outcome`` to each item the lease ``token`` still holds, in one commit."""
-    for item_id in item_ids:
-        if _update_if_held(item_id, token, lease_token=token):
-            outcome(db.session.get(OutboundItem, item_id, populate_existing=True))
-        else:
-            log.warning("outbound item %s was taken over by another worker: its outcome "
-                        "here is not recorded", item_id)
-    db.session.commit()
 
 
 def _attempt(item_id: int, token: str, *others: int,
@@ -372,10 +190,10 @@ def _attempt(item_id: int, token: str, *others: int,
     items = [item for item in (db.session.get(OutboundItem, one, populate_existing=True)
                                for one in (item_id, *others)) if item is not None]
     for item in items:
-        if not _holds(item, token):
+        if not leases.holds(item, token):
             log.warning("outbound item %s is no longer leased to this worker: not sent",
                         item.id)
-    items = [item for item in items if _holds(item, token)]
+    items = [item for item in items if leases.holds(item, token)]
     if not items:
         db.session.rollback()
         return
@@ -385,7 +203,7 @@ def _attempt(item_id: int, token: str, *others: int,
     if raw is None:
         why = ("the account's password was set meanwhile by other means"
                if lead.kind == "notification" else "the message was withdrawn or has expired")
-        _record_each(ids, token, lambda item: _finish(item, "done", f"Not sent: {why}"))
+        leases.record_each(ids, token, lambda item: _finish(item, "done", f"Not sent: {why}"))
         return
     tls = lead.recipient.tls if lead.kind == "delivery" and lead.recipient else None
     (target, restricted), mail_from = target_of(lead), lead.mail_from
@@ -394,25 +212,25 @@ def _attempt(item_id: int, token: str, *others: int,
     db.session.commit()
 
     def delivered(positions: list[int], event: str) -> None:
-        _record_each([ids[p] for p in positions], token,
+        leases.record_each([ids[p] for p in positions], token,
                      lambda item: _delivered(item, event, raw))
 
     def still_ours() -> list[int]:
-        held = _renew(ids, token)
+        held = leases.renew(ids, token)
         return [p for p, item_id in enumerate(ids) if item_id in held]
 
     try:
         failures = transport.send(target, raw, mail_from, rcpts, tls=tls, options=options,
                                   restricted=restricted, accepted=delivered,
                                   before_next=still_ours, sessions=sessions)
-    except _LeaseLost:
+    except leases.LeaseLost:
         log.warning("outbound items %s were taken over by another worker while this one "
                     "tried their servers: not sent further", ids)
         return
     except (transport.TlsUnavailable, transport.DeliveryFailed) as whole:
         failures = dict.fromkeys(range(len(ids)), whole)
     for position, failure in failures.items():
-        _record(ids[position], token, _failed(failure))
+        leases.record_outcome(ids[position], token, _failed(failure))
 
 
 def _failed(failure: transport.DeliveryFailed | transport.TlsUnavailable
@@ -467,7 +285,7 @@ def _given_password(item: OutboundItem, token: str) -> str | None:
         return None
     password, password_hash = to_give
     db.session.commit()  # ends the reading; the next statement takes the lease's row
-    if _update_if_held(item.id, token, lease_token=token) \
+    if leases.update_if_held(item.id, token, lease_token=token) \
             and notices.give_password(item, password_hash):
         db.session.commit()
         return password

@@ -8,8 +8,8 @@ from sqlalchemy import text
 from support import in_app_context, mail
 
 from app.clock import utcnow
-from app.delivery import runner
-from app.delivery.runner import LEASE
+from app.delivery import leases, runner
+from app.delivery.leases import LEASE
 from app.extensions import db
 from app.models import DELIVERED_VIA_MX, OutboundItem
 
@@ -388,7 +388,7 @@ def test_the_delivery_is_recorded_before_quit_and_a_failed_quit_changes_nothing(
 def test_an_item_taken_over_is_not_sent_by_its_old_holder(gateway):
     sink = gateway.network.mx("partner.test")
     gateway.send(mail(), ["pat@partner.test"])
-    lease = runner._take(set())
+    lease = leases.take(set())
     (item,) = items("delivery")
     # The lease ran out (a stalled worker) and another worker took the item over.
     item.lease_token, item.lease_until = "another worker", utcnow() + LEASE
@@ -404,7 +404,7 @@ def test_an_item_taken_over_while_it_was_sent_is_recorded_by_its_new_holder_only
     sink = gateway.network.mx("partner.test")
     sink.delay(2)
     message = gateway.send(mail(), ["pat@partner.test"])
-    lease = runner._take(set())
+    lease = leases.take(set())
     sending = threading.Thread(target=in_app_context,
                                args=(app, runner._attempt, lease.item_id, lease.token))
     sending.start()
@@ -429,7 +429,7 @@ def test_the_lease_is_renewed_before_each_further_server_and_a_lost_one_stops_th
     backup = gateway.network.mx("partner.test", preference=20)
     backup.delay(1.5)
     gateway.send(mail(), ["pat@partner.test"])
-    lease = runner._take(set())
+    lease = leases.take(set())
     taken_until = _lease_in_database()[1]
     sending = threading.Thread(target=in_app_context,
                                args=(app, runner._attempt, lease.item_id, lease.token))
@@ -442,7 +442,7 @@ def test_the_lease_is_renewed_before_each_further_server_and_a_lost_one_stops_th
 
     # Once another worker has taken the item over, the old holder tries no further server.
     gateway.send(mail(subject="Second"), ["pat@partner.test"])
-    lease = runner._take(set())
+    lease = leases.take(set())
     sending = threading.Thread(target=in_app_context,
                                args=(app, runner._attempt, lease.item_id, lease.token))
     sending.start()

@@ -10,7 +10,7 @@ from servers import serve_mail_for
 from support import mail, run_queue_in_workers
 
 from app.clock import utcnow
-from app.delivery import runner, sessions, transport
+from app.delivery import leases, runner, sessions, transport
 from app.extensions import db
 from app.models import OutboundItem
 
@@ -131,7 +131,7 @@ def test_only_recipients_that_go_the_same_way_share_a_transaction(gateway, netwo
 
 def test_an_item_taken_over_is_left_out_of_its_message_s_transaction(gateway, partner):
     gateway.send(mail(to=", ".join(FIVE[:3])), FIVE[:3])
-    lease = runner._take(set())
+    lease = leases.take(set())
     assert len(lease.item_ids) == 3
     taken_over = db.session.get(OutboundItem, lease.item_ids[1])
     taken_over.lease_token = "another worker"

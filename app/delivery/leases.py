@@ -1,0 +1,204 @@
+"""Leases on outbound items: how a worker takes items to send, holds them while it
+sends, records what happened only while it still holds them, and hands them back when it
+stops (app/delivery/runner.py's docstring tells the whole story).
+
+A lease is a token drawn for one take and a time (:data:`LEASE`): an item is recorded only
+while it is ``sending`` under the token that took it, so an item taken over after its
+lease ran out is recorded once, by its new holder. Several workers on PostgreSQL take
+disjoint items (``FOR UPDATE SKIP LOCKED``).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import aliased
+
+from app import clock
+from app.extensions import db
+from app.models import OutboundItem, Recipient
+
+log = logging.getLogger(__name__)
+
+#: how long a worker may hold an item before another may take it
+LEASE = timedelta(minutes=10)
+#: recipients of one message sent in one SMTP transaction at most (Postfix's
+#: smtp_destination_recipient_limit); RFC 5321 4.5.3.1.8 has servers take 100
+RCPTS_PER_TRANSACTION = 50
+#: the start of every lease token this process draws: what it still holds when it stops
+#: is exactly the items in ``sending`` under a token with this mark
+_PROCESS_MARK = secrets.token_hex(4)
+
+
+@dataclass(frozen=True)
+class Lease:
+    """Items taken together under one token: one message to one destination."""
+
+    item_ids: tuple[int, ...]
+    token: str
+    destination: str
+
+    @property
+    def item_id(self) -> int:
+        return self.item_ids[0]
+
+
+def destination_of(rcpt_to: str) -> str:
+    """What one thread of a run delivers to at a time: the recipient's domain, as
+    ``take`` matches it."""
+    return rcpt_to.rpartition("@")[2].lower()
+
+
+def due(now):
+    return or_(
+        (OutboundItem.state == "pending") & (OutboundItem.next_attempt_at <= now),
+        (OutboundItem.state == "sending") & (OutboundItem.lease_until < now),
+    )
+
+
+def take(busy: set[str]) -> Lease | None:
+    """Lease the next due item for a domain not in ``busy`` and, for a delivery, the
+    message's other due items that go with it in one transaction: two statements."""
+    now = clock.utcnow()
+    token = _PROCESS_MARK + secrets.token_hex(12)
+    recipient_domain = func.lower(OutboundItem.rcpt_to)
+    next_one = (
+        select(OutboundItem.id)
+        .where(due(now),
+               *(~recipient_domain.endswith(f"@{domain}", autoescape=True) for domain in busy))
+        .order_by(OutboundItem.next_attempt_at, OutboundItem.id)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    taken = db.session.execute(
+        update(OutboundItem).where(OutboundItem.id == next_one)
+        .values(state="sending", lease_until=now + LEASE, lease_token=token)
+        .returning(OutboundItem.id, OutboundItem.rcpt_to, OutboundItem.kind,
+                   OutboundItem.route, OutboundItem.recipient_id)
+        .execution_options(synchronize_session=False)).first()
+    if taken is None:
+        db.session.commit()
+        return None
+    destination = destination_of(taken.rcpt_to)
+    others = _take_companions(taken, destination, token, now) \
+        if taken.kind == "delivery" else []
+    db.session.commit()
+    return Lease((taken.id, *sorted(others)), token, destination)
+
+
+def hand_back() -> list[int]:
+    """Put the items this process still leases back in the queue, due as they were (a
+    stopping worker, once its grace period is over); their ids.
+
+    Only items still in ``sending`` under one of this process's tokens change, in one
+    statement: an outcome recorded meanwhile (which first takes the row under the same
+    token) is never undone, and an item another worker took over is not touched. The
+    handed-back item is not counted as a try. One handed back while its delivery was in
+    the middle of DATA, or after the remote server's 250 but before our commit, may
+    reach its recipient twice: the same window as a worker killed outright, only retried
+    at once rather than when the lease runs out. Its thread records nothing more (the
+    token no longer holds the item).
+    """
+    handed = list(db.session.execute(
+        update(OutboundItem)
+        .where(OutboundItem.state == "sending",
+               OutboundItem.lease_token.startswith(_PROCESS_MARK, autoescape=True))
+        .values(state="pending", lease_until=None, lease_token=None)
+        .returning(OutboundItem.id)
+        .execution_options(synchronize_session=False)).scalars())
+    db.session.commit()
+    if handed:
+        log.warning("stopping: outbound items %s handed back to the queue unfinished",
+                    sorted(handed))
+    return handed
+
+
+def _take_companions(lead, destination: str, token: str, now) -> list[int]:
+    """Lease the due deliveries of the lead item's message that go where it goes: the
+    same route, the same recipient domain, the same TLS requirement."""
+    lead_recipient = aliased(Recipient)
+    companions = (
+        select(OutboundItem.id)
+        .join(Recipient, OutboundItem.recipient_id == Recipient.id)
+        .join(lead_recipient, lead_recipient.id == lead.recipient_id)
+        .where(due(now), OutboundItem.id != lead.id, OutboundItem.kind == "delivery",
+               OutboundItem.route == lead.route,
+               Recipient.message_id == lead_recipient.message_id,
+               Recipient.tls.is_not_distinct_from(lead_recipient.tls),
+               func.lower(OutboundItem.rcpt_to).endswith(f"@{destination}",
+                                                         autoescape=True))
+        .order_by(OutboundItem.id)
+        .limit(RCPTS_PER_TRANSACTION - 1)
+        .with_for_update(skip_locked=True, of=OutboundItem)
+    )
+    return list(db.session.execute(
+        update(OutboundItem).where(OutboundItem.id.in_(companions.scalar_subquery()))
+        .values(state="sending", lease_until=now + LEASE, lease_token=token)
+        .returning(OutboundItem.id)
+        .execution_options(synchronize_session=False)).scalars())
+
+
+def holds(item: OutboundItem, token: str) -> bool:
+    return (item.state == "sending" and item.lease_token == token
+            and item.lease_until is not None and item.lease_until > clock.utcnow())
+
+
+class LeaseLost(Exception):
+    """Another worker holds the item now: this one must stop sending it."""
+
+
+def renew(item_ids: list[int], token: str) -> set[int]:
+    """Extend the leases before the next server is tried, so that a delivery going
+    through many slow servers does not outlive them; the items still held. Raises
+    LeaseLost when none is: their leases ran out and another worker took them over."""
+    renewed = {item_id for item_id in item_ids
+               if update_if_held(item_id, token, lease_until=clock.utcnow() + LEASE)}
+    db.session.commit()
+    if not renewed:
+        raise LeaseLost(item_ids)
+    return renewed
+
+
+def update_if_held(item_id: int, token: str, **values) -> bool:
+    """Set ``values`` on the item if the lease ``token`` still holds it; whether it did.
+    The UPDATE locks the row (PostgreSQL) or the database (SQLite) until the commit."""
+    return db.session.execute(
+        update(OutboundItem)
+        .where(OutboundItem.id == item_id, OutboundItem.state == "sending",
+               OutboundItem.lease_token == token)
+        .values(**values)
+        .execution_options(synchronize_session=False)).rowcount == 1
+
+
+def record_outcome(item_id: int, token: str, outcome: Callable[[OutboundItem], None]) -> bool:
+    """Apply ``outcome`` to the item and commit, if the lease ``token`` still holds it.
+
+    Its first statement holds the item until the commit, so no other worker can take it
+    over in between.
+    """
+    if not update_if_held(item_id, token, lease_token=token):
+        db.session.rollback()
+        log.warning("outbound item %s was taken over by another worker: its outcome "
+                    "here is not recorded", item_id)
+        return False
+    item = db.session.get(OutboundItem, item_id, populate_existing=True)
+    outcome(item)
+    db.session.commit()
+    return True
+
+
+def record_each(item_ids, token: str, outcome: Callable[[OutboundItem], None]) -> None:
+    """Apply ``outcome`` to each item the lease ``token`` still holds, in one commit."""
+    for item_id in item_ids:
+        if update_if_held(item_id, token, lease_token=token):
+            outcome(db.session.get(OutboundItem, item_id, populate_existing=True))
+        else:
+            log.warning("outbound item %s was taken over by another worker: its outcome "
+                        "here is not recorded", item_id)
+    db.session.commit()
