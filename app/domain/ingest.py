@@ -226,16 +226,21 @@ def receive(raw: bytes, mail_from: str, rcpt_tos: list[str], *, client_address: 
     else:
         how = f"Written in the {via} from {client_address or 'unknown'}"
     _route(message, routing, f"{how}, queue id {queue_id}")
-    routes = [decision.route for _, decision in routing.decisions]
+    _announce(message.public_id, queue_id, mail_from, how,
+              [decision.route for _, decision in routing.decisions])
+    return message
+
+
+def _announce(public_id: str, queue_id: str, mail_from: str, how: str,
+              routes: list[str]) -> None:
+    """Count the message in the metrics and log it, as Postfix logs "queued as": once the
+    commit has made it so."""
     metrics.received(routes)
-    # Logged as Postfix logs "queued as": once the commit has made it so.
-    public_id, line = message.public_id, (
-        f"from=<{mail_from}>, {how[0].lower()}{how[1:]}, {len(routes)} recipient(s) "
-        f"({', '.join(sorted(set(routes)))})")
+    line = (f"from=<{mail_from}>, {how[0].lower()}{how[1:]}, {len(routes)} recipient(s) "
+            f"({', '.join(sorted(set(routes)))})")
     database.when_committed(lambda: log.info(
         "message %s received: queue id %s, %s", public_id, queue_id, line,
         extra={"message_id": public_id, "queue_id": queue_id}))
-    return message
 
 
 def _route(message: Message, routing: Plan, how: str) -> None:
