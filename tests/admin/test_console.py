@@ -309,3 +309,33 @@ def test_a_platform_administrator_creates_a_tenant(as_admin, acme):
         "admin_email": "boss@initech.test"})  # someone else's address
     assert "Use an address at one of the domains above." in response.get_data(as_text=True)
     assert db.session.query(Tenant).filter_by(slug="hooli").count() == 0
+
+
+def test_the_side_navigation_says_where_you_are_on_every_page(as_admin, acme):
+    """Each page, a detail page too, marks its own section, and only that one."""
+    db.session.add(Policy(tenant=acme, name="Partners", kind="route", to_pattern="*@p.test",
+                          position=0))
+    db.session.commit()
+    policy = db.session.query(Policy).one()
+    alice = db.session.query(User).filter_by(email="alice@acme.test").one()
+    expected = {
+        "/admin/policies": "Policies", "/admin/policies/new": "Policies",
+        f"/admin/policies/{policy.id}": "Policies", "/admin/policies/test": "Policy tester",
+        "/admin/people": "People", "/admin/people/new": "People",
+        f"/admin/people/{alice.id}": "People", "/admin/profiles/new": "Application settings",
+        "/admin/templates/secure_message": "Notifications", "/admin/tracking": "Message tracking",
+        "/admin/settings": "Settings", "/admin/audit": "Audit log", "/admin/access": "Access log",
+    }
+    for path, section in expected.items():
+        page = as_admin.get(path).get_data(as_text=True)
+        current = re.findall(r'aria-current="page">([^<]+)</a>', page)
+        assert section in current and len([c for c in current if c in expected.values()]) == 1, \
+            (path, current)
+
+
+def test_a_tracked_message_is_opened_by_its_subject(as_admin, acme):
+    raw = mail(subject="Board minutes").replace("\n", "\r\n").encode()
+    message = ingest.receive(raw, "alice@acme.test", ["pat@partner.test"])
+    db.session.commit()
+    page = as_admin.get("/admin/tracking").get_data(as_text=True)
+    assert f'<a href="/admin/tracking/{message.public_id}">Board minutes</a>' in page
