@@ -44,7 +44,7 @@ from app import clock, metrics
 from app.delivery import dsn, leases, mail_templates, transport
 from app.delivery.destinations import RemoteAnswer
 from app.delivery.queue import signed
-from app.domain import isolation, notices
+from app.domain import isolation, notices, outbound_queue
 from app.domain.delivery_events import record
 from app.extensions import db
 from app.mail import mime
@@ -300,14 +300,7 @@ def _generated_event(item: OutboundItem, raw: bytes) -> str:
 
 
 def _finish(item: OutboundItem, state: str, event: str | None) -> None:
-    item.state = state
-    item.lease_until = item.lease_token = None
-    item.finished_at = clock.utcnow()
-    if item.kind != "delivery":
-        # a password notification must not outlive its sending
-        item.raw = item.notice = None
-    if item.recipient is not None and event:
-        record(item.recipient, "delivered" if state == "done" else "bounced", event)
+    outbound_queue.finish(item, state, event)
     _log(item, "sent" if state == "done" else "bounced", event or "")
 
 
@@ -365,9 +358,10 @@ def _bounce(item: OutboundItem, reply: str, remote: RemoteAnswer | None = None) 
 def _tls_failed(item: OutboundItem, problem: str) -> None:
     recipient = item.recipient
     if recipient.fallback == "ccm":
-        _finish(item, "done", "TLS could not be negotiated: fell back to CCM")
+        outbound_queue.finish(item, "done", None)  # not delivered: held, as the policy says
         record(recipient, "tls_fallback",
                f"TLS could not be negotiated ({problem}); fell back to CCM")
+        _log(item, "ccm", f"TLS could not be negotiated ({problem}); fell back to CCM")
         recipient.route = "ccm"
         isolation.hold(recipient)
     else:

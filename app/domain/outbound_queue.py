@@ -81,24 +81,32 @@ def release(item_ids: Iterable[int], *, by: str) -> list[OutboundItem]:
                    f"Released from hold by {by}", by)
 
 
+def finish(item: OutboundItem, state: str, event: str | None) -> None:
+    """End an item (done or failed), by the worker or the operator: its lease let go, a
+    generated mail's content dropped, and ``event`` in its recipient's history."""
+    item.state = state
+    item.lease_until = item.lease_token = None
+    item.finished_at = clock.utcnow()
+    if item.kind != "delivery":
+        # a password notification must not outlive its sending
+        item.raw = item.notice = None
+    if item.recipient is not None and event:
+        record(item.recipient, "delivered" if state == QueueState.DONE else "bounced", event)
+
+
 def delete(item_ids: Iterable[int], *, by: str, bounce: bool = False) -> list[OutboundItem]:
     """End items unsent (``postsuper -d``); with ``bounce``, a delivery's sender gets a
     report saying the operator deleted it."""
     reason = f"5.0.0 Deleted from the queue by {by}"
     items = list(db.session.scalars(_chosen(item_ids, UNFINISHED)))
     for item in items:
-        item.state, item.last_error = QueueState.FAILED, reason
-        item.finished_at = clock.utcnow()
-        item.lease_until = item.lease_token = None
-        if item.kind != "delivery":
-            item.raw = item.notice = None  # a password notification is not kept
-        if item.recipient is not None:
-            record(item.recipient, "bounced", f"Deleted from the queue by {by}"
-                   + ("; the sender was told" if bounce and item.kind == "delivery" else ""))
-            if item.kind == "delivery":
-                item.recipient.state = RecipientState.BOUNCED
-                if bounce:
-                    dsn.queue_failure_report(item.recipient, reason)
+        item.last_error = reason
+        finish(item, QueueState.FAILED, f"Deleted from the queue by {by}"
+               + ("; the sender was told" if bounce and item.kind == "delivery" else ""))
+        if item.recipient is not None and item.kind == "delivery":
+            item.recipient.state = RecipientState.BOUNCED
+            if bounce:
+                dsn.queue_failure_report(item.recipient, reason)
         _audit("delete", item, by)
     return items
 

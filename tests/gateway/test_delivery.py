@@ -69,6 +69,9 @@ def test_encrypt_against_a_server_without_starttls_falls_back_to_ccm(app, gatewa
     texts = events(recipient)
     assert any("does not offer STARTTLS" in t and "fell back to CCM" in t for t in texts)
     assert "Delivered to CCM isolation area" in texts
+    # the history tells the fallback once, and never as a delivery
+    fallback = [e for e in recipient.events if "fell back to CCM" in e.text]
+    assert [e.kind for e in fallback] == ["tls_fallback"]
     # The recipient was told, by notification, through the same loopback MX.
     notifications = [d.message["Subject"] for d in sink.wait_for(2)]
     assert "You have a new secure message" in notifications
