@@ -182,6 +182,13 @@ def settings() -> Settings:
     return Settings(**{name: config[name.upper()] for name in Settings.__dataclass_fields__})
 
 
+def smtp_listener(listen: str) -> tuple[str, int]:
+    """The host and port the ingress listens on, as it reads CCM_SMTP_LISTEN
+    (``host:port`` or ``[v6]:port``; no host is 127.0.0.1)."""
+    host, _, port = listen.rpartition(":")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
 def networks(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
     """A setting's comma-separated list of addresses or networks, the one way every
     part of CCM reads such a list; ValueError names the first that is neither."""

@@ -142,12 +142,11 @@ def status(parts: tuple[str, ...]) -> None:
 
 def _smtp_problem(listen: str) -> str | None:
     """The ingress's greeting at CCM_SMTP_LISTEN (any address: asked on loopback)."""
-    host, _, port = listen.rpartition(":")
-    host = host.strip("[]")
+    host, port = settings.smtp_listener(listen)
     # a listener on every address is asked on loopback, not "connected to 0.0.0.0"
-    host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)  # noqa: S104
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)  # noqa: S104
     try:
-        with socket.create_connection((host, int(port)), timeout=STATUS_TIMEOUT) as server:
+        with socket.create_connection((host, port), timeout=STATUS_TIMEOUT) as server:
             server.settimeout(STATUS_TIMEOUT)
             greeting = server.recv(512).decode("ascii", "replace")
             server.sendall(b"QUIT\r\n")

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import dns.exception
 import dns.resolver
 
-from app.config import networks
+from app.config import networks, smtp_listener
 from app.mail import addresses
 
 
@@ -293,14 +293,13 @@ def loops_back(address: str, port: int, listen: str) -> bool:
     machine (:: its IPv4 ones too, as Linux's dual-stack sockets do); an address is this
     machine's when a socket can be bound to it. A public address that a NAT forwards to
     the gateway cannot be seen from here."""
-    host, _, listen_port = listen.rpartition(":")
-    if not listen_port.isdigit() or int(listen_port) != port:
-        return False
     try:
+        host, listen_port = smtp_listener(listen)
         target = _unmapped(ipaddress.ip_address(address))
     except ValueError:
         return False
-    host = host.strip("[]") or "127.0.0.1"  # as the ingress reads it
+    if listen_port != port:
+        return False
     for listening in _addresses_by_system(host):
         ip = _unmapped(ipaddress.ip_address(listening.partition("%")[0]))
         if ip == target or (ip.is_unspecified and (ip.version == 6 or target.version == 4)

@@ -24,7 +24,7 @@ from flask import Flask
 from limits import parse_many
 
 from app import metrics
-from app.config import networks
+from app.config import networks, smtp_listener
 from app.delivery import destinations
 from app.domain import accounts, ingest, second_factor
 from app.extensions import db, limiter
@@ -320,12 +320,12 @@ class _Controller(Controller):
 
 def controller(app: Flask, listen: str | None = None, *, share_port: bool = False) -> Controller:
     """An aiosmtpd controller for the ingress, not yet started."""
-    host, _, port = (listen or app.config["SMTP_LISTEN"]).rpartition(":")
+    host, port = smtp_listener(listen or app.config["SMTP_LISTEN"])
     handler = IngressHandler(app)
     return _Controller(
         handler,
-        hostname=host.strip("[]") or "127.0.0.1",
-        port=int(port),
+        hostname=host,
+        port=port,
         ident="CCM gateway",
         # named once: without it aiosmtpd asks socket.getfqdn() (perhaps DNS) on the event
         # loop at every connection, stalling every other session meanwhile
