@@ -65,6 +65,9 @@ class IngressHandler:
         self.app = app
         self.networks = networks(app.config["RELAY_NETWORKS"])
         self.store = GroupCommit(app)
+        # Made once: making one reads the system's resolver settings (a file), which
+        # would otherwise happen on the event loop at every session.
+        self.reverse_resolver = reverse_resolver(app)
         # Only served domains are remembered: DATA checks the sender again as it stores
         # the message, so a domain removed meanwhile is still refused there, and one
         # just added is served at once. (Touched only on the event loop.)
@@ -156,7 +159,8 @@ class IngressHandler:
         """The client address's reverse DNS name, for the trace line; "" when it has
         none or DNS is slow (looked up once a session, on the event loop)."""
         if not hasattr(session, "ccm_client_name"):
-            session.ccm_client_name = await reverse_name(self.app, str(session.peer[0]))
+            session.ccm_client_name = await reverse_name(self.reverse_resolver,
+                                                         str(session.peer[0]))
         return session.ccm_client_name
 
     async def handle_exception(self, error: Exception) -> str:
@@ -253,13 +257,19 @@ def may_relay(user) -> bool:
         not second_factor.enrolled(user) and second_factor.policy_for(user) != "required"
 
 
-async def reverse_name(app: Flask, client_address: str) -> str:
-    """The PTR name of ``client_address`` by the gateway's resolver (CCM_DNS_SERVERS),
-    checked to be a host name; "" when there is none or no answer comes soon."""
+def reverse_resolver(app: Flask) -> dns.asyncresolver.Resolver:
+    """An asynchronous resolver asking the gateway's DNS servers (CCM_DNS_SERVERS, else
+    the system's), giving up after REVERSE_DNS_SECONDS."""
     look_up = dns.asyncresolver.Resolver(configure=False)
     system = destinations.resolver(destinations.Options.from_config(app.config))
     look_up.nameservers, look_up.nameserver_ports = system.nameservers, system.nameserver_ports
     look_up.lifetime = REVERSE_DNS_SECONDS
+    return look_up
+
+
+async def reverse_name(look_up: dns.asyncresolver.Resolver, client_address: str) -> str:
+    """The PTR name of ``client_address``, checked to be a host name; "" when there is
+    none or no answer comes soon."""
     try:
         answer = await look_up.resolve_address(client_address)
         name = answer[0].target.to_text(omit_final_dot=True)
