@@ -21,8 +21,8 @@ from app import config as settings
 TIMEOUT_SECONDS = 2
 #: what readiness says of a database that answers but has no CCM tables
 NOT_MIGRATED = "database: no CCM tables (run ccm db upgrade)"
-_HEADERS = [("Content-Type", "text/plain; charset=utf-8"), ("Cache-Control", "no-store"),
-            ("X-Content-Type-Options", "nosniff")]
+TEXT = "text/plain; charset=utf-8"
+_HEADERS = [("Cache-Control", "no-store"), ("X-Content-Type-Options", "nosniff")]
 
 
 class DatabaseProbe:
@@ -81,16 +81,26 @@ class Probes:
         path = environ.get("PATH_INFO")
         if path not in ("/healthz", "/readyz"):
             return self.app(environ, start_response)
-        if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
-            return _answer(start_response, "405 Method Not Allowed", "use GET or HEAD",
-                           [("Allow", "GET, HEAD")])
+        if refused := not_get(environ, start_response):
+            return refused
         problem = self.database.problem() if path == "/readyz" else None
         if problem:
-            return _answer(start_response, "503 Service Unavailable", problem)
-        return _answer(start_response, "200 OK", "ok")
+            return answer(environ, start_response, "503 Service Unavailable", problem)
+        return answer(environ, start_response, "200 OK", "ok")
 
 
-def _answer(start_response, status: str, body: str, extra: list | None = None):
-    data = f"{body}\n".encode()
-    start_response(status, [*_HEADERS, ("Content-Length", str(len(data))), *(extra or [])])
-    return [data]
+def not_get(environ, start_response) -> list[bytes] | None:
+    """The 405 answer for a probe's address asked with anything but GET or HEAD."""
+    if environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
+        return None
+    return answer(environ, start_response, "405 Method Not Allowed", "use GET or HEAD",
+                  extra=[("Allow", "GET, HEAD")])
+
+
+def answer(environ, start_response, status: str, body: str | bytes, *,
+           content_type: str = TEXT, extra: list | None = None) -> list[bytes]:
+    """A probe's answer, never cached, its body left out for HEAD (its length said)."""
+    data = body if isinstance(body, bytes) else f"{body}\n".encode()
+    start_response(status, [("Content-Type", content_type), *_HEADERS,
+                            ("Content-Length", str(len(data))), *(extra or [])])
+    return [b"" if environ.get("REQUEST_METHOD") == "HEAD" else data]

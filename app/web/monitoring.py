@@ -22,12 +22,11 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app import clock, metrics
 from app.domain import outbound_queue
-from app.web import proxies
+from app.web import health, proxies
 
 log = logging.getLogger(__name__)
 
 PATH = "/metrics"
-_HEADERS = [("Cache-Control", "no-store"), ("X-Content-Type-Options", "nosniff")]
 
 
 class MetricsEndpoint:
@@ -42,14 +41,11 @@ class MetricsEndpoint:
         if environ.get("PATH_INFO") != PATH \
                 or not proxies.within(environ.get("REMOTE_ADDR"), self.allowed):
             return self.app(environ, start_response)
-        if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
-            start_response("405 Method Not Allowed",
-                           [*_HEADERS, ("Allow", "GET, HEAD"), ("Content-Length", "0")])
-            return [b""]
+        if refused := health.not_get(environ, start_response):
+            return refused
         body, content_type = metrics.exposition(self.queue)
-        start_response("200 OK", [*_HEADERS, ("Content-Type", content_type),
-                                  ("Content-Length", str(len(body)))])
-        return [b"" if environ["REQUEST_METHOD"] == "HEAD" else body]
+        return health.answer(environ, start_response, "200 OK", body,
+                             content_type=content_type)
 
 
 class QueueCollector:
