@@ -56,7 +56,7 @@ def web_address(text: str) -> str:
     return text
 
 
-def _host_and_port(text: str) -> tuple[str, str | None]:
+def host_and_port(text: str) -> tuple[str, str | None]:
     """``host:port``, ``[v6]:port``, or a host (a bare IPv6 address too) without a port."""
     if text.startswith("["):
         host, closed, rest = text[1:].partition("]")
@@ -80,7 +80,7 @@ def listen(*, several: bool):
         if len(addresses) > 1 and not several:
             raise ValueError(f"{text!r} is not one address such as 127.0.0.1:2525")
         for address in addresses:
-            host, port = _host_and_port(address)
+            host, port = host_and_port(address)
             _port(address, port)
             if host not in ("", "*") and not re.fullmatch(r"[A-Za-z0-9.:-]+", host):
                 raise ValueError(f"{address!r}: {host!r} is neither a host name nor an "
@@ -92,7 +92,7 @@ def listen(*, several: bool):
 
 def dns_servers(text: str) -> str:
     for server in filter(None, (part.strip() for part in text.split(","))):
-        host, port = _host_and_port(server)
+        host, port = host_and_port(server)
         try:
             ipaddress.ip_address(host)
         except ValueError:

@@ -129,11 +129,12 @@ def status(parts: tuple[str, ...]) -> None:
     one line each, status 0 when all asked about are well, 1 otherwise (for a process
     manager's or a container's health check: ``ccm status smtp``)."""
     config = current_app.config
+    asks = {"database": lambda: health.DatabaseProbe(config["DATABASE_URL"]).problem(),
+            "smtp": lambda: _smtp_problem(config["SMTP_LISTEN"]),
+            "worker": lambda: _worker_problem(config["WORKER_INTERVAL"])}
     problems = 0
     for part in parts or PARTS:
-        problem = {"database": lambda: health.DatabaseProbe(config["DATABASE_URL"]).problem(),
-                   "smtp": lambda: _smtp_problem(config["SMTP_LISTEN"]),
-                   "worker": lambda: _worker_problem(config["WORKER_INTERVAL"])}[part]()
+        problem = asks[part]()
         click.echo(f"{part}: {problem or 'ok'}")
         problems += problem is not None
     if problems:

@@ -19,6 +19,7 @@ import dns.exception
 import dns.resolver
 
 from app.config import networks, smtp_listener
+from app.config_values import host_and_port
 from app.mail import addresses
 
 
@@ -86,14 +87,10 @@ def resolver(options: Options) -> dns.resolver.Resolver:
 
 
 def _host_port(server: str) -> tuple[str, int | None]:
-    """``host``, ``host:port``, ``[v6]:port`` or a bare IPv6 address."""
-    if server.startswith("["):
-        host, _, port = server[1:].partition("]:")
-        return host.rstrip("]"), int(port) if port else None
-    if server.count(":") == 1:
-        host, _, port = server.partition(":")
-        return host, int(port)
-    return server, None
+    """``host``, ``host:port``, ``[v6]:port`` or a bare IPv6 address (as the setting's
+    check read it at start)."""
+    host, port = host_and_port(server)
+    return host, int(port) if port else None
 
 
 def mx_hosts(domain: str, options: Options) -> list[tuple[str, list[str]]]:
