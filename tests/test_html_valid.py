@@ -154,3 +154,19 @@ def test_every_page_is_valid_html(app, client, world, tmp_path):  # noqa: F811
               f"{m['message']}\n    {m.get('extract', '').strip()[:160]}" for m in problems]
     assert not report, f"{len(report)} problems in {len(pages.names)} pages:\n" + \
         "\n".join(report)
+
+
+def test_a_fragments_title_is_for_htmx_alone(app, client, auth, make_tenant, make_user):
+    """htmx moves a swapped fragment's <title> into the head; in a whole page the head
+    has its own, and a second one in <main> would be invalid."""
+    acme = make_tenant("acme", domains=["acme.test"])
+    make_user(acme, "pat@partner.test")
+    auth.sign_in("pat@partner.test", slug="acme")
+    swapped = client.get("/inbox/", headers={"HX-Request": "true"}).get_data(as_text=True)
+    whole = client.get("/inbox/").get_data(as_text=True)
+    restored = client.get("/inbox/", headers={"HX-Request": "true",
+                                              "HX-History-Restore-Request": "true"})
+    assert swapped.lstrip().startswith("<title>Inbox · ")
+    for page in (whole, restored.get_data(as_text=True)):
+        assert page.count("<title>") == 1
+        assert page.index("<title>") < page.index("</head>")
