@@ -1,7 +1,8 @@
 """Template filters for showing mail and moments: people by name, times in the reader's zone.
 
 A moment is stored as naive UTC. The page shows it in the time zone of the reader's
-tenant (its setting, UTC by default), with the zone's abbreviation, inside a ``<time>``
+tenant (its setting, UTC by default), with the zone's abbreviation (its name in the
+``title``), inside a ``<time>``
 whose ``datetime`` is the moment in UTC to the millisecond. Where JavaScript runs,
 app/static/js/ccm.js rewrites the text into the browser's own zone, in the same style
 (``data-style``: one of :data:`STYLES`).
@@ -57,8 +58,9 @@ def moment(value: datetime | None, style: str = "minute") -> Markup:
     """``<time>`` for a stored moment, shown in the reader's zone; nothing for None."""
     if value is None:
         return Markup("")
-    return Markup('<time datetime="{}" data-style="{}">{}</time>').format(
-        iso_utc(value), style, shown_in(value, reader_zone(), style))
+    zone = reader_zone()
+    return Markup('<time datetime="{}" data-style="{}" title="{}">{}</time>').format(
+        iso_utc(value), style, zone, shown_in(value, zone, style))
 
 
 def mail_date(value: str, fallback: datetime | None = None) -> Markup:

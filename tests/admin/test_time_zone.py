@@ -28,8 +28,8 @@ def test_a_tenant_starts_in_utc_and_its_pages_say_so(as_admin):
     assert zone_of("acme") == "UTC"
     assert settings_form(as_admin)["time_zone"] == "UTC"
     activity = as_admin.get("/account/activity").get_data(as_text=True)  # the sign-in
-    assert re.search(r'<time datetime="[\d:T.-]+Z" data-style="minute">[^<]+ UTC</time>',
-                     activity)
+    assert re.search(r'<time datetime="[\d:T.-]+Z" data-style="minute" title="UTC">'
+                     r"[^<]+ UTC</time>", activity)
 
 
 def test_the_administrator_chooses_a_zone_and_the_pages_use_it(as_admin, acme):
@@ -42,8 +42,8 @@ def test_the_administrator_chooses_a_zone_and_the_pages_use_it(as_admin, acme):
     assert "time zone Europe/Berlin" in saved.detail
     audit = as_admin.get("/admin/audit").get_data(as_text=True)
     # the datetime attribute stays UTC; the text is Berlin's, CET or CEST by the season
-    shown = re.findall(r'<time datetime="([\d:T.-]+)Z" data-style="second">([^<]+)</time>',
-                       audit)
+    shown = re.findall(r'<time datetime="([\d:T.-]+)Z" data-style="second" '
+                       r'title="Europe/Berlin">([^<]+)</time>', audit)
     assert shown and all(re.search(r" CES?T$", text) for _, text in shown)
 
 

@@ -59,8 +59,8 @@ def test_each_style():
 
 def test_the_time_element_outside_a_request_is_in_utc():
     markup = filters.moment(datetime(2026, 12, 6, 5, 53, 55, 558176), "second")
-    assert markup == ('<time datetime="2026-12-06T05:53:55.558Z" data-style="second">'
-                      "06 Dec 2026, 05:53:55 UTC</time>")
+    assert markup == ('<time datetime="2026-12-06T05:53:55.558Z" data-style="second" '
+                      'title="UTC">06 Dec 2026, 05:53:55 UTC</time>')
     assert filters.moment(None) == ""
 
 

@@ -109,6 +109,7 @@
         formats[style] = formats[style] || new Intl.DateTimeFormat(LOCALE, STYLES[style]);
         element.textContent = formats[style].format(moment);
         element.setAttribute("data-zone", formats[style].resolvedOptions().timeZone);
+        element.title = formats[style].resolvedOptions().timeZone;
       } catch (error) {
         // An engine without these options: the server's text stays.
       }

@@ -56,6 +56,7 @@ def test_the_browser_shows_a_time_in_its_own_zone(browser, live_server, berlin_m
         expect(date).to_have_text(shown)
         expect(date).to_have_attribute("datetime", "2026-07-15T12:00:00Z")
         expect(date).to_have_attribute("data-zone", zone)
+        expect(date).to_have_attribute("title", zone)
         screenshot(page, zone)
         page.set_viewport_size({"width": 360, "height": 800})
         screenshot(page, f"{zone}-360")
@@ -75,6 +76,7 @@ def test_without_javascript_the_tenants_zone_is_shown(browser, live_server, berl
     try:
         date = page.locator("dd time[data-style=minute]")
         expect(date).to_have_text("15 Jul 2026, 14:00 CEST")
+        expect(date).to_have_attribute("title", "Europe/Berlin")
         expect(date).to_have_attribute("datetime", "2026-07-15T12:00:00Z")
         screenshot(page, "no-javascript")
         assert errors == []
