@@ -101,7 +101,9 @@
 
   function localTimes(root) {
     if (!window.Intl || !root.querySelectorAll) { return; }
-    root.querySelectorAll("time[datetime][data-style]").forEach(function (element) {
+    var times = Array.prototype.slice.call(root.querySelectorAll("time[datetime][data-style]"));
+    if (root.matches && root.matches("time[datetime][data-style]")) { times.push(root); }
+    times.forEach(function (element) {
       var style = element.getAttribute("data-style");
       var moment = new Date(element.getAttribute("datetime"));
       if (!STYLES[style] || isNaN(moment.getTime())) { return; }
