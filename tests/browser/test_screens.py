@@ -1,0 +1,350 @@
+"""Every page fits a phone: nothing wider than 360 px, and controls large enough to tap.
+
+The pages come from ``app.url_map``: each page a browser can open (a GET route) is
+visited by whoever can see it, or named in ``NOT_PAGES`` with the reason it is not a page
+a person reads. The address the browser ends up at tells which route a visit reached, so
+a page added later without a visit fails ``test_every_page_fits_a_360_px_screen``.
+
+The world is made to provoke overflow: long unbroken addresses, subjects, file names and
+policy names, the sort of text real mail brings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from email.message import EmailMessage
+from urllib.parse import urlsplit
+
+import pyotp
+import pytest
+from flows import sign_in, sign_in_at
+from playwright.sync_api import Page, expect
+from werkzeug.exceptions import HTTPException
+
+from app import clock
+from app.domain import accounts, composing, ingest, second_factor
+from app.extensions import db
+from app.models import ApplicationSettings, Policy, RecipientState, User
+
+PHONE = {"width": 360, "height": 740}
+WIDE = {"width": 1280, "height": 800}
+
+#: GET routes that are not pages a person reads, and why each is left out
+NOT_PAGES = {
+    "static": "stylesheets, scripts and images",
+    "auth.logo": "a tenant's logo, an image",
+    "auth.home": "sends the browser on to sign in or to the inbox, shows nothing",
+    "admin.home": "sends the browser on to Policies, shows nothing",
+    "inbox.attachment": "a download",
+    "inbox.inline": "an image inside a message body",
+    "inbox.body": "the message body, a document inside the message page's frame: "
+                  "measured as part of that page",
+}
+
+LONG_LOCAL = "quarterly.reporting.distribution.list.for.the.board"
+SENDER = f"{LONG_LOCAL}@acme.test"
+SUBJECT = "Figures:" + "Q3-revenue-by-region-and-product-line-" * 3 + "final"
+FILE_NAME = "board-pack-" + "quarterly-figures-" * 5 + "final-v12.xlsx"
+POLICY_NAME = "Partners-of-the-north-western-region-with-a-rather-long-name"
+PASSWORD_OF = "correct horse battery staple"
+
+
+# --- the world --------------------------------------------------------------------------
+
+
+@dataclass
+class World:
+    message: str
+    withdrawn: str
+    expired: str
+    draft: str
+    token: str
+    user_id: int
+    policy_id: int
+    profile_id: int
+
+
+def _mail(subject: str, body_lines: int = 3) -> bytes:
+    message = EmailMessage()
+    message["From"] = f'"{LONG_LOCAL}" <{SENDER}>'
+    message["To"] = ", ".join(f"partner-{n}-{LONG_LOCAL}@partner.test" for n in range(3))
+    message["Cc"] = "admin@acme.test"
+    message["Subject"] = subject
+    paragraphs = "\n".join(f"<p>Paragraph {n}: the numbers for the quarter, region by "
+                           f"region.</p>" for n in range(body_lines))
+    message.set_content("The figures.")
+    message.add_alternative(f"<p>See https://example.test/{'x' * 120}</p>{paragraphs}"
+                            "<p>The last paragraph.</p>", subtype="html")
+    message.add_attachment(b"a,b\n1,2\n", "text", "csv", filename=FILE_NAME)
+    return message.as_bytes().replace(b"\n", b"\r\n")
+
+
+def _receive(subject: str, body_lines: int = 3) -> str:
+    message = ingest.receive(_mail(subject, body_lines), SENDER,
+                             ["pat@partner.test", "alice@acme.test", "admin@acme.test"],
+                             mode="all")
+    return message.public_id
+
+
+@pytest.fixture
+def world(app, make_tenant, make_user) -> World:
+    acme = make_tenant("acme", domains=["acme.test"])
+    globex = make_tenant("globex", domains=["globex.test"])
+    make_user(acme, "admin@acme.test", role="admin")
+    make_user(acme, "root@acme.test", role="admin", is_platform_admin=True)
+    make_user(acme, "alice@acme.test", role="internal")
+    make_user(acme, SENDER, role="internal")
+    colleague = make_user(acme, f"{LONG_LOCAL}.deputy@acme.test", role="internal")
+    make_user(acme, "pat@partner.test")
+    make_user(globex, "pat@partner.test")  # one password, two organisations: "which one?"
+    with_factor = make_user(acme, "factor@acme.test", role="internal")
+    secret = second_factor.new_secret()
+    second_factor.enrol(with_factor, secret, pyotp.TOTP(secret).now())
+    token = accounts.start_reset(make_user(acme, "reset@acme.test", role="internal"))
+    profile = ApplicationSettings(tenant=acme, name="Senders-of-the-board-pack-" * 2,
+                                  portal_ccm=True, send_secure=True)
+    db.session.add_all([
+        Policy(tenant=acme, position=0, name=POLICY_NAME, kind="route",
+               to_pattern="*@partner.test", phrases=[], where=["subject", "body"]),
+        Policy(tenant=acme, position=1, name="Words", kind="content",
+               phrases=["board-pack-confidential-figures"], where=["subject", "body"]),
+        profile,
+    ])
+    db.session.flush()
+    message = _receive(SUBJECT, body_lines=60)
+    withdrawn, expired = _receive("Withdrawn"), _receive("Expired")
+    alice = db.session.scalar(db.select(User).filter_by(email="alice@acme.test"))
+    draft = composing.save_draft(alice, None, to=f"partner-{LONG_LOCAL}@partner.test", cc="",
+                                 subject=SUBJECT, body="Unfinished", mode="off")
+    db.session.commit()
+    from app.models import Message
+    for public_id, change in ((withdrawn, "revoked"), (expired, "expired")):
+        found = db.session.scalar(db.select(Message).filter_by(public_id=public_id))
+        for copy in found.recipients:
+            if change == "revoked":
+                copy.state = RecipientState.REVOKED
+            else:
+                copy.visible_until = clock.utcnow() - timedelta(seconds=1)
+    db.session.commit()
+    return World(message=message, withdrawn=withdrawn, expired=expired,
+                 draft=draft.public_id, token=token, user_id=colleague.id,
+                 policy_id=acme.policies[0].id, profile_id=profile.id)
+
+
+# --- visits -----------------------------------------------------------------------------
+
+
+@dataclass
+class Visit:
+    """One screen: an address to open, or steps that lead to it."""
+
+    label: str
+    go: str | Callable[[Page, str, World], None]
+
+
+def _tester_result(page: Page, base: str, world: World) -> None:
+    page.goto(f"{base}/admin/policies/test")
+    page.get_by_label("Sender", exact=True).fill(SENDER)
+    page.get_by_label("Recipients", exact=True).fill(
+        f"partner-{LONG_LOCAL}@partner.test, {LONG_LOCAL}.deputy@acme.test")
+    page.get_by_label("Subject", exact=True).fill("board-pack-confidential-figures")
+    page.get_by_role("button", name="Test", exact=True).click()
+    expect(page.get_by_role("region", name="Result")).to_be_visible()
+
+
+def _template_preview(page: Page, base: str, world: World) -> None:
+    page.goto(f"{base}/admin/templates/secure_message")
+    page.wait_for_load_state("load")
+
+
+def _tracking_results(page: Page, base: str, world: World) -> None:
+    page.goto(f"{base}/admin/tracking?sender={SENDER}")
+
+
+def _password_shown(page: Page, base: str, world: World) -> None:
+    page.goto(f"{base}/admin/people/{world.user_id}")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Reset password").click()
+    page.wait_for_load_state("load")
+
+
+def _code(page: Page, base: str, world: World) -> None:
+    sign_in_at(page, base, "factor@acme.test")
+    page.wait_for_url("**/sign-in/code")
+
+
+def _choose(page: Page, base: str, world: World) -> None:
+    page.goto(f"{base}/sign-in")
+    sign_in(page, "pat@partner.test")
+    page.wait_for_url("**/sign-in/organisation")
+
+
+def _forgot_sent(page: Page, base: str, world: World) -> None:
+    page.goto(f"{base}/t/acme/password/forgot")
+    page.get_by_label("Email address").fill(f"{LONG_LOCAL}.nobody@acme.test")
+    page.get_by_role("button").last.click()
+    page.wait_for_load_state("load")
+
+
+def _sign_out(page: Page, base: str, world: World) -> None:
+    page.context.clear_cookies()
+
+
+def _signed_in(email: str) -> Callable[[Page, str, World], None]:
+    def go(page: Page, base: str, world: World) -> None:
+        page.context.clear_cookies()
+        sign_in_at(page, base, email)
+        page.wait_for_url(lambda url: "/sign-in" not in url)
+    return go
+
+
+VISITOR = [
+    Visit("sign in", "/sign-in"),
+    Visit("a tenant's sign in", "/t/acme/sign-in"),
+    Visit("forgotten password", "/password/forgot"),
+    Visit("a tenant's forgotten password", "/t/acme/password/forgot"),
+    Visit("reset link sent", _forgot_sent),
+    Visit("reset password", "/password/reset/{token}"),
+    Visit("reset link not valid", "/password/reset/not-a-token"),
+    Visit("page not found", f"/no-such-page/{LONG_LOCAL}"),
+    Visit("second factor code", _code),
+    Visit("which organisation", _choose),
+]
+EXTERNAL = [
+    Visit("sign in as pat", _signed_in("pat@partner.test")),
+    Visit("inbox", "/inbox/"),
+    Visit("message", "/inbox/{message}"),
+    Visit("reply", "/inbox/{message}/reply"),
+    Visit("reply all", "/inbox/{message}/reply?all=1"),
+    Visit("withdrawn", "/inbox/{withdrawn}"),
+    Visit("expired", "/inbox/{expired}"),
+    Visit("second factor set-up", "/account/second-factor"),
+    Visit("change password", "/password/change"),
+    Visit("activity", "/account/activity"),
+]
+INTERNAL = [
+    Visit("sign in as alice", _signed_in("alice@acme.test")),
+    Visit("compose", "/compose/"),
+    Visit("drafts", "/compose/drafts"),
+    Visit("sent", "/sent/"),
+    Visit("a sent message", "/sent/{message}"),
+    Visit("a message not found", "/inbox/no-such-message"),
+]
+ADMINISTRATOR = [
+    Visit("sign in as the administrator", _signed_in("admin@acme.test")),
+    Visit("policies", "/admin/policies"),
+    Visit("a policy", "/admin/policies/{policy_id}"),
+    Visit("new policy", "/admin/policies/new"),
+    Visit("policy tester", "/admin/policies/test"),
+    Visit("policy tester result", _tester_result),
+    Visit("people", "/admin/people"),
+    Visit("a person", "/admin/people/{user_id}"),
+    Visit("a new password shown", _password_shown),
+    Visit("new person", "/admin/people/new"),
+    Visit("application settings", "/admin/profiles"),
+    Visit("a profile", "/admin/profiles/{profile_id}"),
+    Visit("new profile", "/admin/profiles/new"),
+    Visit("notifications", "/admin/templates"),
+    Visit("template editor", _template_preview),
+    Visit("message tracking", "/admin/tracking"),
+    Visit("message tracking results", _tracking_results),
+    Visit("a tracked message", "/admin/tracking/{message}"),
+    Visit("settings", "/admin/settings"),
+    Visit("audit log", "/admin/audit"),
+    Visit("access log", "/admin/access"),
+]
+PLATFORM_ADMINISTRATOR = [
+    Visit("sign in as the platform administrator", _signed_in("root@acme.test")),
+    Visit("tenants", "/admin/tenants"),
+    Visit("new tenant", "/admin/tenants/new"),
+]
+EVERYONE = VISITOR + EXTERNAL + INTERNAL + ADMINISTRATOR + PLATFORM_ADMINISTRATOR
+
+
+def visit(page: Page, base: str, world: World, step: Visit) -> None:
+    if callable(step.go):
+        step.go(page, base, world)
+    else:
+        page.goto(base + step.go.format(**vars(world)))
+    page.wait_for_load_state("load")
+
+
+def endpoint_of(app, url: str) -> str:
+    """The route that answered ``url`` (the page the browser is on), or "error"."""
+    parts = urlsplit(url)
+    try:
+        endpoint, _ = app.url_map.bind("localhost").match(parts.path, query_args=parts.query)
+    except HTTPException:
+        return "error"
+    return endpoint
+
+
+# --- measuring --------------------------------------------------------------------------
+
+#: the elements that reach past the right edge of the window and are not inside a
+#: scrolling container of their own, innermost first (the culprits, not their parents)
+OVERFLOW = """() => {
+  const width = window.innerWidth;
+  const root = document.scrollingElement;
+  if (root.scrollWidth <= width) return null;
+  const scrolls = (el) => {
+    for (let a = el.parentElement; a && a !== document.body; a = a.parentElement) {
+      if (getComputedStyle(a).overflowX !== "visible") return true;
+    }
+    return false;
+  };
+  // an element's own box, or the text it holds directly (a long word overflows its box)
+  const right = (el) => {
+    let edge = el.getBoundingClientRect().width > 0 ? el.getBoundingClientRect().right : 0;
+    for (const node of el.childNodes) {
+      if (node.nodeType === Node.TEXT_NODE && node.textContent.trim()) {
+        const range = document.createRange();
+        range.selectNodeContents(node);
+        edge = Math.max(edge, range.getBoundingClientRect().right);
+      }
+    }
+    return edge;
+  };
+  const wide = [...document.body.querySelectorAll("*")].filter(
+    (el) => right(el) > width + 0.5 && !scrolls(el));
+  const innermost = wide.filter((el) => !wide.some((other) => other !== el && el.contains(other)));
+  const name = (el) => el.tagName.toLowerCase() + (el.id ? "#" + el.id : "") +
+    [...el.classList].map((c) => "." + c).join("") +
+    (el.getAttribute("name") ? `[name=${el.getAttribute("name")}]` : "") +
+    ` "${(el.innerText || el.value || "").trim().slice(0, 40)}"` +
+    ` (right edge at ${Math.round(right(el))} px)`;
+  return {scrollWidth: root.scrollWidth, offenders: innermost.slice(0, 5).map(name)};
+}"""
+
+
+def overflow(page: Page) -> str | None:
+    """None when the page fits its window's width, else what sticks out."""
+    found = page.evaluate(OVERFLOW)
+    if found is None:
+        return None
+    return (f"{found['scrollWidth']} px wide, sticking out: "
+            + "; ".join(found["offenders"] or ["(nothing found to name)"]))
+
+
+# --- the tests --------------------------------------------------------------------------
+
+
+def test_every_page_fits_a_360_px_screen(app, live_server, page, world, screenshot,
+                                         console_errors):
+    console_errors.allow(r"the server responded with a status of (404|410)")
+    page.set_viewport_size(PHONE)
+    reached: set[str] = set()
+    problems = []
+    for step in EVERYONE:
+        visit(page, live_server, world, step)
+        reached.add(endpoint_of(app, page.url))
+        if (found := overflow(page)) is not None:
+            screenshot(page, step.label)
+            problems.append(f"{step.label} ({urlsplit(page.url).path}): {found}")
+    pages = {rule.endpoint for rule in app.url_map.iter_rules() if "GET" in rule.methods}
+    assert not pages - set(NOT_PAGES) - reached, (
+        "pages no visit reached: add a Visit (or, for a route that is no page, a reason "
+        "in NOT_PAGES)")
+    assert not problems, "pages wider than 360 px:\n  " + "\n  ".join(problems)
