@@ -6,11 +6,14 @@ a person reads. The address the browser ends up at tells which route a visit rea
 a page added later without a visit fails ``test_every_page_fits_a_360_px_screen``.
 
 The world is made to provoke overflow: long unbroken addresses, subjects, file names and
-policy names, the sort of text real mail brings.
+policy names, the sort of text real mail brings. With ``CCM_SCREENSHOTS=1`` the test also
+saves a picture of every page at 360 px, at 1280 px and in the dark scheme, to look at
+(tests/artifacts/).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -82,7 +85,8 @@ def _mail(subject: str, body_lines: int = 3) -> bytes:
 
 
 def _receive(subject: str, body_lines: int = 3) -> str:
-    message = ingest.receive(_mail(subject, body_lines), SENDER,
+    # from alice, so that her Sent shows it; its From line is the long address
+    message = ingest.receive(_mail(subject, body_lines), "alice@acme.test",
                              ["pat@partner.test", "alice@acme.test", "admin@acme.test"],
                              mode="all")
     return message.public_id
@@ -142,6 +146,8 @@ class Visit:
 
     label: str
     go: str | Callable[[Page, str, World], None]
+    #: the status the page is answered with (an error page's is its error)
+    status: int = 200
 
 
 def _tester_result(page: Page, base: str, world: World) -> None:
@@ -207,8 +213,8 @@ VISITOR = [
     Visit("a tenant's forgotten password", "/t/acme/password/forgot"),
     Visit("reset link sent", _forgot_sent),
     Visit("reset password", "/password/reset/{token}"),
-    Visit("reset link not valid", "/password/reset/not-a-token"),
-    Visit("page not found", f"/no-such-page/{LONG_LOCAL}"),
+    Visit("reset link not valid", "/password/reset/not-a-token", 404),
+    Visit("page not found", f"/no-such-page/{LONG_LOCAL}", 404),
     Visit("second factor code", _code),
     Visit("which organisation", _choose),
 ]
@@ -218,8 +224,8 @@ EXTERNAL = [
     Visit("message", "/inbox/{message}"),
     Visit("reply", "/inbox/{message}/reply"),
     Visit("reply all", "/inbox/{message}/reply?all=1"),
-    Visit("withdrawn", "/inbox/{withdrawn}"),
-    Visit("expired", "/inbox/{expired}"),
+    Visit("withdrawn", "/inbox/{withdrawn}", 410),
+    Visit("expired", "/inbox/{expired}", 410),
     Visit("second factor set-up", "/account/second-factor"),
     Visit("change password", "/password/change"),
     Visit("activity", "/account/activity"),
@@ -230,7 +236,7 @@ INTERNAL = [
     Visit("drafts", "/compose/drafts"),
     Visit("sent", "/sent/"),
     Visit("a sent message", "/sent/{message}"),
-    Visit("a message not found", "/inbox/no-such-message"),
+    Visit("a message not found", "/inbox/no-such-message", 404),
 ]
 ADMINISTRATOR = [
     Visit("sign in as the administrator", _signed_in("admin@acme.test")),
@@ -269,6 +275,8 @@ def visit(page: Page, base: str, world: World, step: Visit) -> None:
     else:
         page.goto(base + step.go.format(**vars(world)))
     page.wait_for_load_state("load")
+    status = page.evaluate("performance.getEntriesByType('navigation')[0].responseStatus")
+    assert status == step.status, f"{step.label}: answered {status}, not {step.status}"
 
 
 def endpoint_of(app, url: str) -> str:
@@ -328,6 +336,17 @@ def overflow(page: Page) -> str | None:
             + "; ".join(found["offenders"] or ["(nothing found to name)"]))
 
 
+def pictures(page: Page, label: str, screenshot) -> None:
+    """The page as it is (360 px), at 1280 px, and at 360 px in the dark scheme."""
+    screenshot(page, f"{label}-360")
+    page.set_viewport_size(WIDE)
+    screenshot(page, f"{label}-1280")
+    page.set_viewport_size(PHONE)
+    page.emulate_media(color_scheme="dark")
+    screenshot(page, f"{label}-360-dark")
+    page.emulate_media(color_scheme="light")
+
+
 # --- the tests --------------------------------------------------------------------------
 
 
@@ -339,7 +358,10 @@ def test_every_page_fits_a_360_px_screen(app, live_server, page, world, screensh
     problems = []
     for step in EVERYONE:
         visit(page, live_server, world, step)
-        reached.add(endpoint_of(app, page.url))
+        if step.status < 400:  # an error page is no proof its route's page was seen
+            reached.add(endpoint_of(app, page.url))
+        if os.environ.get("CCM_SCREENSHOTS"):
+            pictures(page, step.label, screenshot)
         if (found := overflow(page)) is not None:
             screenshot(page, step.label)
             problems.append(f"{step.label} ({urlsplit(page.url).path}): {found}")
@@ -348,3 +370,50 @@ def test_every_page_fits_a_360_px_screen(app, live_server, page, world, screensh
         "pages no visit reached: add a Visit (or, for a route that is no page, a reason "
         "in NOT_PAGES)")
     assert not problems, "pages wider than 360 px:\n  " + "\n  ".join(problems)
+
+
+#: the pages people use most, where every control is measured for its size
+MAIN_PAGES = ["sign in", "forgotten password", "second factor code", "sign in as pat", "inbox",
+              "message", "reply", "second factor set-up", "change password", "activity",
+              "sign in as alice", "compose", "drafts", "sent", "a sent message",
+              "sign in as the administrator", "policies", "policy tester result", "people",
+              "a person", "template editor", "message tracking results", "settings",
+              "audit log"]
+
+#: links and buttons smaller than 24 x 24 CSS px (WCAG 2.2, 2.5.8), except a link inside
+#: running text, which WCAG exempts: one whose paragraph (or list item, or cell) holds
+#: words besides the link
+TOO_SMALL = """() => {
+  const controls = document.querySelectorAll(
+    "a[href], button, input[type=submit], input[type=button], input[type=file], select, summary");
+  const inText = (el) => {
+    if (el.tagName !== "A") return false;
+    const block = el.closest("p, li, td, dd");
+    return block !== null && block.textContent.trim().length > el.textContent.trim().length;
+  };
+  const name = (el) => el.tagName.toLowerCase() + [...el.classList].map((c) => "." + c).join("") +
+    ` "${(el.innerText || el.value || el.getAttribute("aria-label") || "").trim().slice(0, 30)}"`;
+  return [...controls].filter((el) => {
+    if (el.closest(".skip-link, .visually-hidden") || el.matches(".skip-link")) return false;
+    const box = el.getBoundingClientRect();
+    if (box.width === 0 && box.height === 0) return false;  // not shown
+    return !inText(el) && (box.width < 23.5 || box.height < 23.5);
+  }).map((el) => {
+    const box = el.getBoundingClientRect();
+    return `${name(el)} ${Math.round(box.width)} x ${Math.round(box.height)}`;
+  });
+}"""
+
+
+def test_links_and_buttons_are_large_enough_to_tap(app, live_server, page, world):
+    page.set_viewport_size(PHONE)
+    problems = []
+    for step in EVERYONE:
+        if step.label not in MAIN_PAGES and not step.label.startswith("sign in as"):
+            continue
+        visit(page, live_server, world, step)
+        if small := page.evaluate(TOO_SMALL):
+            problems.append(f"{step.label}: " + "; ".join(small))
+    visited = {step.label for step in EVERYONE}
+    assert not set(MAIN_PAGES) - visited, "MAIN_PAGES names a page no visit has"
+    assert not problems, "controls under 24 x 24 px:\n  " + "\n  ".join(problems)
