@@ -14,6 +14,7 @@ saves a picture of every page at 360 px, at 1280 px and in the dark scheme, to l
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -417,3 +418,74 @@ def test_links_and_buttons_are_large_enough_to_tap(app, live_server, page, world
     visited = {step.label for step in EVERYONE}
     assert not set(MAIN_PAGES) - visited, "MAIN_PAGES names a page no visit has"
     assert not problems, "controls under 24 x 24 px:\n  " + "\n  ".join(problems)
+
+
+# --- the message body without script, and on paper ----------------------------------------
+
+
+def _open_message(page: Page, base: str, world: World) -> None:
+    sign_in_at(page, base, "pat@partner.test")
+    page.wait_for_url(f"{base}/inbox/")
+    page.goto(f"{base}/inbox/{world.message}")
+
+
+def test_without_script_the_whole_body_shows(app, live_server, browser, world, screenshot):
+    context = browser.new_context(java_script_enabled=False, viewport=PHONE)
+    try:
+        page = context.new_page()
+        _open_message(page, live_server, world)
+        expect(page.get_by_role("heading", name=SUBJECT)).to_be_visible()
+        # the frame cannot be sized without script: the body's text stands in for it
+        expect(page.locator("iframe.message-frame")).to_be_hidden()
+        for words in ("Paragraph 0:", "Paragraph 59:", "The last paragraph."):
+            expect(page.get_by_text(words)).to_be_visible()
+        assert overflow(page) is None
+        screenshot(page, "no-script")
+    finally:
+        context.close()
+
+
+def test_with_script_the_frame_fits_the_whole_body(app, live_server, page, world):
+    _open_message(page, live_server, world)
+    frame = page.locator("iframe.message-frame")
+    expect(frame).to_be_visible()
+    expect(page.frame_locator("iframe.message-frame").get_by_text("The last paragraph.")
+           ).to_be_attached()
+    expect(page.locator(".message-text-fallback")).to_be_hidden()
+    assert frame_fits(page)
+    page.set_viewport_size(PHONE)  # narrower, so taller: the frame follows
+    assert frame_fits(page)
+    assert overflow(page) is None
+
+
+def frame_fits(page: Page) -> bool:
+    """Whether the body's frame is as tall as what it shows, within five seconds (polled
+    here: the page's policy refuses the eval that wait_for_function needs)."""
+    fits = """() => { const frame = document.querySelector("iframe.message-frame");
+        return frame.contentDocument.documentElement.scrollHeight <= frame.clientHeight; }"""
+    for _ in range(50):
+        if page.evaluate(fits):
+            return True
+        page.wait_for_timeout(100)
+    return False
+
+
+def test_a_printed_message_has_its_headers_body_and_attachments_only(
+        app, live_server, page, world, screenshot):
+    _open_message(page, live_server, world)
+    page.emulate_media(media="print")
+    expect(page.get_by_role("heading", name=SUBJECT)).to_be_visible()
+    for header in ("From", "To", "Date"):
+        expect(page.get_by_role("term").filter(has_text=header).first).to_be_visible()
+    for words in ("Paragraph 0:", "The last paragraph.", FILE_NAME):
+        expect(page.get_by_text(words)).to_be_visible()
+    expect(page.locator("iframe.message-frame")).to_be_hidden()
+    for chrome in ("header.topbar", "footer", "nav", "form", "button", ".button"):
+        for element in page.locator(chrome).all():
+            expect(element).to_be_hidden()
+    assert overflow(page) is None
+    picture = screenshot(page, "print")
+    pdf = page.pdf(format="A4")
+    picture.with_suffix(".pdf").write_bytes(pdf)
+    pages = len(re.findall(rb"/Type\s*/Page\b(?!s)", pdf))
+    assert pages >= 2, "the long body is cut at the end of the first page"
