@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 import pyotp
 import pytest
-from flows import sign_in, sign_in_at
+from flows import overflow, sign_in, sign_in_at
 from playwright.sync_api import Page, expect
 from werkzeug.exceptions import HTTPException
 
@@ -288,53 +288,6 @@ def endpoint_of(app, url: str) -> str:
     except HTTPException:
         return "error"
     return endpoint
-
-
-# --- measuring --------------------------------------------------------------------------
-
-#: the elements that reach past the right edge of the window and are not inside a
-#: scrolling container of their own, innermost first (the culprits, not their parents)
-OVERFLOW = """() => {
-  const width = window.innerWidth;
-  const root = document.scrollingElement;
-  if (root.scrollWidth <= width) return null;
-  const scrolls = (el) => {
-    for (let a = el.parentElement; a && a !== document.body; a = a.parentElement) {
-      if (getComputedStyle(a).overflowX !== "visible") return true;
-    }
-    return false;
-  };
-  // an element's own box, or the text it holds directly (a long word overflows its box)
-  const right = (el) => {
-    let edge = el.getBoundingClientRect().width > 0 ? el.getBoundingClientRect().right : 0;
-    for (const node of el.childNodes) {
-      if (node.nodeType === Node.TEXT_NODE && node.textContent.trim()) {
-        const range = document.createRange();
-        range.selectNodeContents(node);
-        edge = Math.max(edge, range.getBoundingClientRect().right);
-      }
-    }
-    return edge;
-  };
-  const wide = [...document.body.querySelectorAll("*")].filter(
-    (el) => right(el) > width + 0.5 && !scrolls(el));
-  const innermost = wide.filter((el) => !wide.some((other) => other !== el && el.contains(other)));
-  const name = (el) => el.tagName.toLowerCase() + (el.id ? "#" + el.id : "") +
-    [...el.classList].map((c) => "." + c).join("") +
-    (el.getAttribute("name") ? `[name=${el.getAttribute("name")}]` : "") +
-    ` "${(el.innerText || el.value || "").trim().slice(0, 40)}"` +
-    ` (right edge at ${Math.round(right(el))} px)`;
-  return {scrollWidth: root.scrollWidth, offenders: innermost.slice(0, 5).map(name)};
-}"""
-
-
-def overflow(page: Page) -> str | None:
-    """None when the page fits its window's width, else what sticks out."""
-    found = page.evaluate(OVERFLOW)
-    if found is None:
-        return None
-    return (f"{found['scrollWidth']} px wide, sticking out: "
-            + "; ".join(found["offenders"] or ["(nothing found to name)"]))
 
 
 def pictures(page: Page, label: str, screenshot) -> None:
