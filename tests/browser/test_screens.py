@@ -3,11 +3,11 @@
 The pages come from ``app.url_map``: each page a browser can open (a GET route) is
 visited by whoever can see it, or named in ``NOT_PAGES`` with the reason it is not a page
 a person reads. The address the browser ends up at tells which route a visit reached, so
-a page added later without a visit fails ``test_every_page_fits_a_360_px_screen``.
+a page added later without a visit fails ``test_every_page_fits_the_screen``.
 
 The world is made to provoke overflow: long unbroken addresses, subjects, file names and
 policy names, the sort of text real mail brings. With ``CCM_SCREENSHOTS=1`` the test also
-saves a picture of every page at 360 px, at 1280 px and in the dark scheme, to look at
+saves a picture of every page at its width, at 1280 px and in the dark scheme, to look at
 (tests/artifacts/).
 """
 
@@ -291,23 +291,26 @@ def endpoint_of(app, url: str) -> str:
 
 
 def pictures(page: Page, label: str, screenshot) -> None:
-    """The page as it is (360 px), at 1280 px, and at 360 px in the dark scheme."""
-    screenshot(page, f"{label}-360")
+    """The page as it is, at 1280 px, and as it is in the dark scheme."""
+    size = page.viewport_size
+    screenshot(page, f"{label}-{size['width']}")
     page.set_viewport_size(WIDE)
     screenshot(page, f"{label}-1280")
-    page.set_viewport_size(PHONE)
+    page.set_viewport_size(size)
     page.emulate_media(color_scheme="dark")
-    screenshot(page, f"{label}-360-dark")
+    screenshot(page, f"{label}-{size['width']}-dark")
     page.emulate_media(color_scheme="light")
 
 
 # --- the tests --------------------------------------------------------------------------
 
 
-def test_every_page_fits_a_360_px_screen(app, live_server, page, world, screenshot,
-                                         console_errors):
+#: a phone, and the narrowest window that has the administrator's console beside its menu
+@pytest.mark.parametrize("width", [360, 820])
+def test_every_page_fits_the_screen(app, live_server, page, world, screenshot, console_errors,
+                                    width):
     console_errors.allow(r"the server responded with a status of (404|410)")
-    page.set_viewport_size(PHONE)
+    page.set_viewport_size({**PHONE, "width": width})
     reached: set[str] = set()
     problems = []
     for step in EVERYONE:
@@ -323,7 +326,7 @@ def test_every_page_fits_a_360_px_screen(app, live_server, page, world, screensh
     assert not pages - set(NOT_PAGES) - reached, (
         "pages no visit reached: add a Visit (or, for a route that is no page, a reason "
         "in NOT_PAGES)")
-    assert not problems, "pages wider than 360 px:\n  " + "\n  ".join(problems)
+    assert not problems, f"pages wider than {width} px:\n  " + "\n  ".join(problems)
 
 
 #: the pages people use most, where every control is measured for its size
