@@ -68,3 +68,22 @@ def overflow(page: Page) -> str | None:
         return None
     return (f"{found['scrollWidth']} px wide, sticking out: "
             + "; ".join(found["offenders"] or ["(nothing found to name)"]))
+
+
+#: boxes that cut off what they hold sideways (overflow hidden or clip, not a scroller the
+#: reader can move): the page fits, but part of it cannot be seen. Text cut short with an
+#: ellipsis on purpose, the visually hidden text for screen readers, and a field's long
+#: value (the field scrolls as one types) are no loss.
+CUT_OFF = """() => [...document.body.querySelectorAll("*")].filter((el) => {
+    const style = getComputedStyle(el);
+    return ["hidden", "clip"].includes(style.overflowX) && style.textOverflow !== "ellipsis"
+      && !el.closest(".visually-hidden") && !el.matches("input, textarea, select")
+      && el.clientWidth > 1
+      && el.scrollWidth > el.clientWidth + 1;
+  }).map((el) => el.tagName.toLowerCase() + [...el.classList].map((c) => "." + c).join("") +
+    ` (shows ${el.clientWidth} of ${el.scrollWidth} px)`)"""
+
+
+def cut_off(page: Page) -> list[str]:
+    """The boxes on the page that hide part of what they hold, sideways."""
+    return page.evaluate(CUT_OFF)

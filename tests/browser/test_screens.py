@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 import pyotp
 import pytest
-from flows import overflow, sign_in, sign_in_at
+from flows import cut_off, overflow, sign_in, sign_in_at
 from playwright.sync_api import Page, expect
 from werkzeug.exceptions import HTTPException
 
@@ -322,11 +322,15 @@ def test_every_page_fits_the_screen(app, live_server, page, world, screenshot, c
         if (found := overflow(page)) is not None:
             screenshot(page, step.label)
             problems.append(f"{step.label} ({urlsplit(page.url).path}): {found}")
+        if hidden := cut_off(page):
+            screenshot(page, step.label)
+            problems.append(f"{step.label} ({urlsplit(page.url).path}): cut off: "
+                            + "; ".join(hidden))
     pages = {rule.endpoint for rule in app.url_map.iter_rules() if "GET" in rule.methods}
     assert not pages - set(NOT_PAGES) - reached, (
         "pages no visit reached: add a Visit (or, for a route that is no page, a reason "
         "in NOT_PAGES)")
-    assert not problems, f"pages wider than {width} px:\n  " + "\n  ".join(problems)
+    assert not problems, f"pages that do not fit {width} px:\n  " + "\n  ".join(problems)
 
 
 #: the pages people use most, where every control is measured for its size
