@@ -1,5 +1,9 @@
 """Every page fits a phone: nothing wider than 360 px, and controls large enough to tap.
 
+"Fits" is two things: the page does not scroll sideways (and the test names what sticks
+out when it does), and no box cuts off part of what it holds (a table past its panel's
+hidden edge). Wide data may scroll inside a container of its own.
+
 The pages come from ``app.url_map``: each page a browser can open (a GET route) is
 visited by whoever can see it, or named in ``NOT_PAGES`` with the reason it is not a page
 a person reads. The address the browser ends up at tells which route a visit reached, so
@@ -108,6 +112,7 @@ def world(app, make_tenant, make_user) -> World:
     secret = second_factor.new_secret()
     second_factor.enrol(with_factor, secret, pyotp.TOTP(secret).now())
     token = accounts.start_reset(make_user(acme, "reset@acme.test", role="internal"))
+    make_user(acme, "first@acme.test", role="internal", must_change=True)
     profile = ApplicationSettings(tenant=acme, name="Senders-of-the-board-pack-" * 2,
                                   portal_ccm=True, send_secure=True)
     db.session.add_all([
@@ -170,7 +175,22 @@ def _tracking_results(page: Page, base: str, world: World) -> None:
     page.goto(f"{base}/admin/tracking?sender={SENDER}")
 
 
-def _password_shown(page: Page, base: str, world: World) -> None:
+def _account_created(page: Page, base: str, world: World) -> None:
+    page.goto(f"{base}/admin/people/new")
+    page.get_by_label("Email address").fill(f"{LONG_LOCAL}.new@acme.test")
+    page.get_by_role("button", name="Create").click()
+    expect(page.get_by_role("heading", name="Account created")).to_be_visible()
+
+
+def _recovery_codes(page: Page, base: str, world: World) -> None:
+    page.goto(f"{base}/account/second-factor")
+    secret = page.locator("code.secret").inner_text()
+    page.get_by_label("Code").fill(pyotp.TOTP(secret).now())
+    page.get_by_role("button", name="Turn on").click()
+    expect(page.get_by_role("heading", name="Keep these recovery codes")).to_be_visible()
+
+
+def _password_reset(page: Page, base: str, world: World) -> None:
     page.goto(f"{base}/admin/people/{world.user_id}")
     page.once("dialog", lambda dialog: dialog.accept())
     page.get_by_role("button", name="Reset password").click()
@@ -218,6 +238,7 @@ VISITOR = [
     Visit("page not found", f"/no-such-page/{LONG_LOCAL}", 404),
     Visit("second factor code", _code),
     Visit("which organisation", _choose),
+    Visit("a password to change at first sign-in", _signed_in("first@acme.test")),
 ]
 EXTERNAL = [
     Visit("sign in as pat", _signed_in("pat@partner.test")),
@@ -230,6 +251,7 @@ EXTERNAL = [
     Visit("second factor set-up", "/account/second-factor"),
     Visit("change password", "/password/change"),
     Visit("activity", "/account/activity"),
+    Visit("recovery codes", _recovery_codes),
 ]
 INTERNAL = [
     Visit("sign in as alice", _signed_in("alice@acme.test")),
@@ -248,7 +270,8 @@ ADMINISTRATOR = [
     Visit("policy tester result", _tester_result),
     Visit("people", "/admin/people"),
     Visit("a person", "/admin/people/{user_id}"),
-    Visit("a new password shown", _password_shown),
+    Visit("a password reset", _password_reset),
+    Visit("account created", _account_created),
     Visit("new person", "/admin/people/new"),
     Visit("application settings", "/admin/profiles"),
     Visit("a profile", "/admin/profiles/{profile_id}"),
