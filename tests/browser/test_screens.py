@@ -456,7 +456,11 @@ def frame_fits(page: Page) -> bool:
 def test_a_printed_message_has_its_headers_body_and_attachments_only(
         app, live_server, page, world, screenshot):
     _open_message(page, live_server, world)
-    page.emulate_media(media="print")
+    # a reader in the dark scheme still prints black on white
+    page.emulate_media(media="print", color_scheme="dark")
+    colours = page.evaluate("""() => [getComputedStyle(document.body).color,
+                                      getComputedStyle(document.body).backgroundColor]""")
+    assert colours == ["rgb(0, 0, 0)", "rgb(255, 255, 255)"]
     expect(page.get_by_role("heading", name=SUBJECT)).to_be_visible()
     for header in ("From", "To", "Date"):
         expect(page.get_by_role("term").filter(has_text=header).first).to_be_visible()
