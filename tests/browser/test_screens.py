@@ -48,7 +48,7 @@ NOT_PAGES = {
     "inbox.attachment": "a download",
     "inbox.inline": "an image inside a message body",
     "inbox.body": "the message body, a document inside the message page's frame: "
-                  "measured as part of that page",
+                  "test_with_script_the_frame_fits_the_whole_body measures it there",
 }
 
 LONG_LOCAL = "quarterly.reporting.distribution.list.for.the.board"
@@ -439,6 +439,9 @@ def test_with_script_the_frame_fits_the_whole_body(app, live_server, page, world
     page.set_viewport_size(PHONE)  # narrower, so taller: the frame follows
     assert frame_fits(page)
     assert overflow(page) is None
+    body = page.frame_locator("iframe.message-frame").locator("html")
+    assert body.evaluate("html => html.scrollWidth <= html.clientWidth"), \
+        "the body is wider than its frame"
 
 
 def frame_fits(page: Page) -> bool:
