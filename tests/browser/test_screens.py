@@ -442,15 +442,20 @@ def test_with_script_the_frame_fits_the_whole_body(app, live_server, page, world
     body = page.frame_locator("iframe.message-frame").locator("html")
     assert body.evaluate("html => html.scrollWidth <= html.clientWidth"), \
         "the body is wider than its frame"
+    page.set_viewport_size(WIDE)  # wider, so shorter: the frame shrinks, leaving no gap
+    assert frame_fits(page, tight=True)
 
 
-def frame_fits(page: Page) -> bool:
-    """Whether the body's frame is as tall as what it shows, within five seconds (polled
-    here: the page's policy refuses the eval that wait_for_function needs)."""
-    fits = """() => { const frame = document.querySelector("iframe.message-frame");
-        return frame.contentDocument.documentElement.scrollHeight <= frame.clientHeight; }"""
+def frame_fits(page: Page, tight: bool = False) -> bool:
+    """Whether the body's frame is as tall as what it shows (and, ``tight``, no more than
+    a few pixels taller), within five seconds (polled here: the page's policy refuses the
+    eval that wait_for_function needs)."""
+    fits = """(tight) => { const frame = document.querySelector("iframe.message-frame");
+        const html = frame.contentDocument.documentElement;
+        return html.scrollHeight <= frame.clientHeight &&
+          (!tight || frame.clientHeight <= html.getBoundingClientRect().height + 16); }"""
     for _ in range(50):
-        if page.evaluate(fits):
+        if page.evaluate(fits, tight):
             return True
         page.wait_for_timeout(100)
     return False
