@@ -7,7 +7,10 @@
     try {
       var doc = frame.contentDocument;
       if (doc && doc.documentElement) {
-        frame.style.height = (doc.documentElement.scrollHeight + 8) + "px";
+        // The content's own height: scrollHeight is never less than the frame's, so a
+        // frame grown on a narrow window would not shrink when the window widens.
+        var height = Math.ceil(doc.documentElement.getBoundingClientRect().height);
+        frame.style.height = (height + 8) + "px";
       }
     } catch (error) {
       // Not readable (another origin): keep the stylesheet's height.

@@ -9,6 +9,7 @@ from flask_login import current_user, login_required
 
 from app.domain import access_log, composing, mailbox, reading, replies
 from app.extensions import db
+from app.mail import mime
 from app.mail.sanitize import clean_html, text_to_html
 from app.models import RecipientState, Side
 from app.web import uploads
@@ -63,7 +64,10 @@ def message(public_id: str):
     if readable.html is not None:
         _, has_remote = clean_html(readable.html)
     show_remote = request.args.get("remote") == "1"
-    text = text_to_html(readable.text) if readable.html is None else None
+    # An HTML body also goes in as its text: what a browser without script (which cannot
+    # size the body's frame) and a printer (which cuts a frame at the page's end) show.
+    text = text_to_html(readable.text if readable.html is None
+                        else mime.html_to_text(readable.html))
     response = page("inbox/message.html", "inbox/_message.html", copy=copy,
                     readable=readable, text=text, has_remote=has_remote,
                     show_remote=show_remote)
