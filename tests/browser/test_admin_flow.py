@@ -321,7 +321,7 @@ def test_the_template_editor_previews_live_and_the_next_notification_uses_it(
     open_secure_message_template(page)
     preview = page.locator("#preview")
     preview_subject = preview.locator(".preview-subject")
-    expect(preview_subject).to_have_text("Subject: You have a new secure message")
+    expect(preview_subject).to_have_text("Subject: Secure message from Acme Corp: sign in to read it")
 
     # Typing updates the preview, debounced, without saving anything.
     page.get_by_label("Subject", exact=True).fill(NEW_SUBJECT)
