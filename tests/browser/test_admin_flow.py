@@ -321,7 +321,8 @@ def test_the_template_editor_previews_live_and_the_next_notification_uses_it(
     open_secure_message_template(page)
     preview = page.locator("#preview")
     preview_subject = preview.locator(".preview-subject")
-    expect(preview_subject).to_have_text("Subject: Secure message from Acme Corp: sign in to read it")
+    expect(preview_subject).to_have_text(
+        "Subject: Secure message from Acme Corp: sign in to read it")
 
     # Typing updates the preview, debounced, without saving anything.
     page.get_by_label("Subject", exact=True).fill(NEW_SUBJECT)
@@ -478,7 +479,7 @@ def test_the_audit_log_names_the_administrator(live_server, page, acme, screensh
     for action, detail in [("policy created", f"{POLICY} (content)"),
                            ("template saved", "Secure message notification"),
                            ("password reset", PAT),
-                           ("settings saved", "domains acme.test")]:
+                           ("settings saved", f"portal name: none → {PORTAL_NAME}")]:
         row = rows.filter(has_text=action)
         expect(row).to_have_count(1)
         cells = row.get_by_role("cell")

@@ -113,7 +113,8 @@ def text_of(message) -> str:
 def open_notification(page: Page, live_server: str, outbox) -> str:
     """Read Pat's two notifications, open the portal link; returns the emailed password."""
     to_pat = [m for m in outbox() if m["To"] == PAT]
-    secure = [m for m in to_pat if m["Subject"] == "Secure message from Acme Corp: sign in to read it"]
+    secure = [m for m in to_pat
+              if m["Subject"] == "Secure message from Acme Corp: sign in to read it"]
     details = [m for m in to_pat if m["Subject"].startswith("Your sign-in details")]
     assert len(secure) == PLAIN_COUNT + 1, [m["Subject"] for m in to_pat]
     assert len(details) == 1, "one password notification, for the first message only"

@@ -44,7 +44,8 @@ def texts(message) -> str:
 
 def test_the_secure_message_notification_names_no_sender_subject_or_content(gateway, outbox):
     secure(gateway)
-    notice = next(m for m in outbox() if m["Subject"] == "Secure message from Acme Corp: sign in to read it")
+    notice = next(m for m in outbox()
+                  if m["Subject"] == "Secure message from Acme Corp: sign in to read it")
     everything = texts(notice)
     for secret in (SECRET_SUBJECT, SECRET_BODY, "alice", "Falcon", "42 million"):
         assert secret not in everything

@@ -161,7 +161,7 @@ class SettingsForm(Form):
     second_factor_internal = SelectField("Second factor for internal users",
                                          choices=[SelectChoice(v, v.capitalize()) for v in
                                                   ("off", "optional", "required")])
-    mail_from = StringField("From address of notifications",
+    mail_from = StringField("Notification sender address",
                             validators=[Optional(), Length(max=320), ADDRESS])
 
 
