@@ -460,8 +460,10 @@ def test_settings_name_and_logo_show_on_the_sign_in_page(
 def test_the_notification_sender_hint_says_what_empty_means(live_server, page, acme):
     sign_in_as_admin(page, live_server)
     section(page, "Settings")
-    expect(page.get_by_label("From address of notifications")).to_have_accessible_description(
-        re.compile(r"^Empty: the gateway's postmaster address\. "))
+    expect(page.get_by_label("Notification sender address")).to_have_accessible_description(
+        re.compile(r"^Notifications come from your portal name at this address \(now: Acme "
+                   r"Corp <postmaster@127\.0\.0\.1>\)\..* Empty: the gateway's postmaster "
+                   r"address\.$"))
 
 
 def test_the_audit_log_names_the_administrator(live_server, page, acme, screenshot):

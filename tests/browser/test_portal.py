@@ -127,7 +127,7 @@ def open_notification(page: Page, live_server: str, outbox) -> str:
              in text_of(m)]
     assert len(first) == 1
     notice = text_of(first[0])
-    assert f"Your login name is your email address, {PAT}." in notice
+    assert re.search(rf"^Sign in with:\s+{re.escape(PAT)}$", notice, re.MULTILINE)
     link = re.search(r"https?://\S+", notice)
     assert link, notice
     assert link.group(0) == f"{live_server}/t/acme/sign-in"
