@@ -48,7 +48,8 @@ def dns_record(tenant: Tenant, domain: str) -> tuple[str, str] | None:
 def from_domain(raw: bytes) -> str:
     """The domain of the From address, lower case; "" without one. The header is read
     whole: a display name makes it long enough to be folded onto a second line."""
-    header = BytesHeaderParser(policy=SMTP).parsebytes(raw).get("From")
+    head = raw.partition(b"\r\n\r\n")[0] + b"\r\n\r\n"  # a report may hold a large original
+    header = BytesHeaderParser(policy=SMTP).parsebytes(head).get("From")
     found = getattr(header, "addresses", ())
     return found[0].domain.lower() if found else ""
 
