@@ -204,3 +204,26 @@ def test_subjects_are_plain_and_name_the_tenant(app, make_tenant):
     for subject in subjects.values():
         assert "Acme Corp" in subject and subject.isascii() and "!" not in subject
         assert not any(word in subject.lower() for word in ("urgent", "verify", "action"))
+
+
+def test_through_the_gateway_a_notification_carries_name_address_and_logo(app, gateway):
+    """The whole way: a message held for CCM, its notifications queued, the worker sends
+    them by CCM_OUTBOUND (a maildir here) with the tenant's sender and logo."""
+    from pathlib import Path
+
+    from support import mail, read_outbox
+
+    app.config["OUTBOUND"] = f"maildir:{Path(app.instance_path) / 'outbox'}"
+    gateway.tenant.portal_name = "Acme Secure"
+    gateway.tenant.mail_from = "secure@acme.test"
+    gateway.tenant.logo, gateway.tenant.logo_type = PNG, "image/png"
+    db.session.commit()
+    gateway.send(mail(to="pat@partner.test"), ["pat@partner.test"], mode="external")
+    sent = read_outbox(app)
+    assert sorted(str(m["Subject"]) for m in sent) == [
+        "Secure message from Acme Secure: sign in to read it",
+        "Your sign-in details for the Acme Secure secure message portal"]
+    for message in sent:
+        assert str(message["From"]) == "Acme Secure <secure@acme.test>"
+        images = [p for p in message.walk() if p.get_content_maintype() == "image"]
+        assert [p.get_content() for p in images] == [PNG]
