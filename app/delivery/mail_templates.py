@@ -293,6 +293,8 @@ def builtin(kind: str) -> dict[str, str]:
     for part, suffix in (("text", "txt"), ("html", "html")):
         parts[part] = read(f"_layout.{suffix}").replace(CONTENT, parts[part].strip())
     parts["html"] = parts["html"].replace(PREHEADER, read(f"{kind}.preheader.txt").strip())
+    # A subject is one line: not the file's closing line feed (the editor's input shows it).
+    parts["subject"] = parts["subject"].rstrip("\n")
     return parts
 
 

@@ -159,7 +159,7 @@ def test_compose_track_reply_and_withdraw(
         # Alice sees it opened.
         page.reload()
         expect(pat_row.locator(".delivery-status")).to_have_text(
-            re.compile(r"^Opened \d\d \w{3} \d\d:\d\d UTC$")
+            re.compile(r"^Opened \d\d \w{3},? \d\d:\d\d UTC$")
         )
 
         pat.get_by_role("link", name="Reply", exact=True).click()
@@ -172,7 +172,7 @@ def test_compose_track_reply_and_withdraw(
         # Alice sees it answered, and the whole history.
         page.reload()
         expect(pat_row.locator(".delivery-status")).to_have_text(
-            re.compile(r"^Replied \d\d \w{3} \d\d:\d\d UTC$")
+            re.compile(r"^Replied \d\d \w{3},? \d\d:\d\d UTC$")
         )
         pat_row.get_by_text("Delivery events").click()
         events = pat_row.locator("ol.events")

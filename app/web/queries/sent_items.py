@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from markupsafe import Markup
 from sqlalchemy import func, select
 
 from app import clock
@@ -9,6 +10,7 @@ from app.domain import reading
 from app.domain.mailbox import PER_PAGE, Page
 from app.extensions import db
 from app.models import Message, OutboundItem, QueueState, Recipient, RecipientState, Route, User
+from app.web.filters import moment
 
 
 def sent(user: User, *, number: int = 1) -> Page:
@@ -50,9 +52,9 @@ def status(recipient: Recipient) -> str:
         if recipient.visible_until and recipient.visible_until <= clock.utcnow():
             return "Expired"
         if recipient.replied_at:
-            return f"Replied {recipient.replied_at:%d %b %H:%M} UTC"
+            return Markup("Replied {}").format(moment(recipient.replied_at, "short"))
         if recipient.first_opened_at:
-            return f"Opened {recipient.first_opened_at:%d %b %H:%M} UTC"
+            return Markup("Opened {}").format(moment(recipient.first_opened_at, "short"))
         return {QueueState.DONE: "Notified",
                 QueueState.FAILED: "Notification could not be delivered"}.get(
             _notification_state(recipient), "Held, notification queued")
