@@ -100,7 +100,8 @@ def test_the_dkim_panel_says_when_notifications_go_unsigned(as_admin, acme, app)
     dkim_signing.generate(acme)
     db.session.commit()
     page = as_admin.get("/admin/settings").get_data(as_text=True)
-    assert "which is not at one of your domains, so your key does not sign them" in page
+    assert "which is not at one of your domains, so they go unsigned" in page
+    assert "to have them signed with your key." in page
     save(as_admin, mail_from="notifications@acme.test")
     page = as_admin.get("/admin/settings").get_data(as_text=True)
     assert "are signed with selector" in page and "._domainkey.acme.test" in page
