@@ -76,7 +76,14 @@ def _portal(*, threads: int = PORTAL_THREADS) -> serving.Portal:
                             threads=threads)
     public = current_app.config["BASE_URL"]
     click.echo(f"CCM portal listening on http://{listen} (public address {public})")
+    _warn_at_start()
     return portal
+
+
+def _warn_at_start() -> None:
+    """Log what a portal or worker starts with that makes notifications look suspect."""
+    for warning in config_checks.base_url_warnings(current_app.config["BASE_URL"]):
+        current_app.logger.warning("%s", warning)
 
 
 def _start_smtp(share_port: bool = False):
@@ -183,6 +190,7 @@ def worker_command() -> None:
     jobs = worker.scheduler(app, blocking=False)
     jobs.start()
     click.echo("CCM worker started")
+    _warn_at_start()
     stop.wait()
     _exit(worker.stop(app, jobs, app.config["SHUTDOWN_GRACE"]))
 

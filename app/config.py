@@ -174,6 +174,7 @@ class Settings:
     password_hash: Mapping
     helo_name: str
     hop_limit: int
+    site_name: str
 
 
 def settings() -> Settings:

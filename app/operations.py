@@ -24,6 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app import clock
 from app import config as settings
+from app.domain import config_checks
 from app.extensions import db
 from app.models import Job
 from app.smtp import ingress
@@ -44,6 +45,8 @@ def config_check() -> None:
         problems.append(f"CCM_DATABASE_URL: {problem}")
     for problem in problems:
         click.echo(f"ccm: {problem}", err=True)
+    for warning in config_checks.base_url_warnings(config["BASE_URL"]):
+        click.echo(f"ccm: warning: {warning}", err=True)
     if problems:
         sys.exit(2)
 

@@ -278,3 +278,36 @@ def test_db_upgrade_says_what_it_applied_then_that_it_is_at_head(tmp_path):
     assert runner.invoke(args=["db", "upgrade"]).output == f"already at head {head}\n"
     with app.app_context():
         db.engine.dispose()
+
+
+@pytest.mark.parametrize(("url", "warned"), [
+    ("https://mail.example.com", []),
+    ("http://127.0.0.1:8000", []),
+    ("http://localhost:8000", []),
+    ("http://[::1]:8000", []),
+    ("http://mail.example.com", ["plain http"]),
+    ("https://203.0.113.7", ["IP address"]),
+    ("http://203.0.113.7:8000", ["plain http", "IP address"]),
+    ("https://[2001:db8::7]", ["IP address"]),
+])
+def test_a_base_url_that_makes_notifications_look_suspect_is_warned_about(url, warned):
+    warnings = config_checks.base_url_warnings(url)
+    assert len(warnings) == len(warned)
+    for warning, words in zip(warnings, warned, strict=True):
+        assert warning.startswith("CCM_BASE_URL: ") and words in warning
+
+
+def test_config_check_and_start_up_warn_about_a_plain_http_base_url(tmp_path, caplog):
+    from app import cli
+
+    done = ccm(tmp_path, "config", "check", CCM_BASE_URL="http://mail.example.com")
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ("ccm: warning: CCM_BASE_URL: http://mail.example.com is plain "
+                           "http: notifications link to it and recipients sign in there, "
+                           "so use https://\n")
+    app = create_app({"BASE_URL": "http://203.0.113.7"}, instance_path=str(tmp_path))
+    with app.app_context():
+        cli._warn_at_start()
+    logged = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert [line.split(" is ")[1].split(":")[0] for line in logged] == [
+        "plain http", "an IP address"]

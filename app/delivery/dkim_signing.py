@@ -1,13 +1,18 @@
 """DKIM for mail the gateway writes itself (notifications, reports), per tenant.
 
 The key is generated on request in the administrator's settings; the DNS record to
-publish is shown there. The signing domain is the From address's, so that DMARC aligns.
+publish is shown there. The signing domain (d=) is the From address's, so that DMARC
+aligns, and the tenant's key signs only for its own domains, where its record can be
+published: mail from an address at any other domain (the site-wide CCM_MAIL_FROM, or
+postmaster at the portal's host, when the tenant has set no sender address of its own)
+goes unsigned, since a signature whose key no DNS record holds would only fail.
 """
 
 from __future__ import annotations
 
 import base64
-from email.utils import parseaddr
+from email.parser import BytesHeaderParser
+from email.policy import SMTP
 
 import dkim
 from cryptography.hazmat.primitives import serialization
@@ -41,15 +46,27 @@ def dns_record(tenant: Tenant, domain: str) -> tuple[str, str] | None:
 
 
 def from_domain(raw: bytes) -> str:
-    for line in raw.split(b"\r\n\r\n", 1)[0].split(b"\r\n"):
-        if line.lower().startswith(b"from:"):
-            return parseaddr(line[5:].decode("utf-8", "replace"))[1].rpartition("@")[2]
-    return ""
+    """The domain of the From address, lower case; "" without one. The header is read
+    whole: a display name makes it long enough to be folded onto a second line."""
+    head = raw.partition(b"\r\n\r\n")[0] + b"\r\n\r\n"  # a report may hold a large original
+    header = BytesHeaderParser(policy=SMTP).parsebytes(head).get("From")
+    found = getattr(header, "addresses", ())
+    return found[0].domain.lower() if found else ""
+
+
+def signing_domain(raw: bytes, tenant: Tenant | None) -> str | None:
+    """The domain to sign ``raw`` for: its From domain, when the tenant has a key and the
+    domain is one of its own; else None (sent unsigned)."""
+    if tenant is None or not tenant.dkim_private_key:
+        return None
+    domain = from_domain(raw)
+    return domain if domain and tenant.is_internal(f"x@{domain}") else None
 
 
 def sign(raw: bytes, tenant: Tenant | None) -> bytes:
-    """``raw`` with a DKIM-Signature for its From domain, when the tenant has a key."""
-    if tenant is None or not tenant.dkim_private_key or not (domain := from_domain(raw)):
+    """``raw`` with a DKIM-Signature aligned with its From domain (:func:`signing_domain`),
+    or unchanged."""
+    if (domain := signing_domain(raw, tenant)) is None:
         return raw
     signature = dkim.sign(raw, tenant.dkim_selector.encode(), domain.encode(),
                           tenant.dkim_private_key.encode(), include_headers=SIGNED_HEADERS)

@@ -2,8 +2,14 @@
 
 Each kind has a subject, a text and an HTML template. A tenant's own version (edited by
 its administrator, or imported) is used when there is one, else the built-in one from
-``app/templates/email/KIND.{subject.txt,txt,html}``. Both are rendered the same way, in
-an immutable sandbox, because an administrator's template is untrusted input.
+``app/templates/email/KIND.{subject.txt,txt,html}``, whose HTML is set in the shared
+frame ``_layout.html``. Both are rendered the same way, in an immutable sandbox,
+because an administrator's template is untrusted input.
+
+A notification should not look like phishing: it comes from the tenant's portal name at
+an address of the tenant's (:func:`sender`), carries the tenant's logo inside the mail
+(an inline ``cid:`` image, never a remote one) and no attachment, and says how to tell a
+genuine one.
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
+from email.utils import formataddr, formatdate, make_msgid
 from functools import cache, lru_cache
 from importlib import resources
 from urllib.parse import urlsplit
@@ -38,15 +44,23 @@ log = logging.getLogger(__name__)
 #: every kind, and the variables its templates may use (shown beside the editor)
 KINDS = {
     "secure_message": ("tenant_name", "recipient", "portal_url", "visible_until",
-                       "new_account"),
-    "password": ("tenant_name", "login", "password", "portal_url", "reset"),
-    "activation": ("tenant_name", "login", "activation_url", "lifetime_hours", "portal_url"),
-    "password_reset": ("tenant_name", "email", "reset_url", "lifetime_minutes", "portal_url"),
-    "expiry_warning": ("tenant_name", "recipient", "portal_url", "visible_until"),
+                       "new_account", "portal_host", "logo_src"),
+    "password": ("tenant_name", "login", "password", "portal_url", "reset", "portal_host",
+                 "logo_src"),
+    "activation": ("tenant_name", "login", "activation_url", "lifetime_hours", "portal_url",
+                   "portal_host", "logo_src"),
+    "password_reset": ("tenant_name", "email", "reset_url", "lifetime_minutes", "portal_url",
+                       "portal_host", "logo_src"),
+    "expiry_warning": ("tenant_name", "recipient", "portal_url", "visible_until",
+                       "portal_host", "logo_src"),
 }
-#: variables filled only when the notification is sent, never queued: the generated
-#: password (app/domain/notices.py, password_to_give)
-AT_SENDING = {"password": {"password"}}
+#: filled by :func:`build` for every kind: the portal's host name (how a recipient tells
+#: a genuine notification) and the logo's ``cid:`` address, empty without a logo
+EVERY_KIND_AT_SENDING = frozenset({"portal_host", "logo_src"})
+#: variables filled only when the notification is sent, never queued: those above, and
+#: the generated password (app/domain/notices.py, password_to_give)
+AT_SENDING = {kind: EVERY_KIND_AT_SENDING | ({"password"} if kind == "password" else set())
+              for kind in KINDS}
 #: sample values for previews and for checking a template before it is saved
 SAMPLES = {
     "tenant_name": "Acme Corp",
@@ -62,6 +76,8 @@ SAMPLES = {
     "reset": False,
     "lifetime_hours": 72,
     "lifetime_minutes": 60,
+    "portal_host": "securemail.example.com",
+    "logo_src": "",
 }
 PARTS = ("subject", "text", "html")
 _SUFFIX = {"subject": "subject.txt", "text": "txt", "html": "html"}
@@ -258,15 +274,28 @@ def _too_long(node: nodes.Node) -> str | None:
     return None
 
 
+#: where ``_layout.html`` and ``_layout.txt`` take a kind's own part, and where the HTML
+#: takes the line a mail client previews after the subject (``KIND.preheader.txt``)
+CONTENT, PREHEADER = "<!-- content -->", "<!-- preheader -->"
+
+
 @cache
 def builtin(kind: str) -> dict[str, str]:
-    """The shipped subject, text and HTML of ``kind``."""
+    """The shipped subject, text and HTML of ``kind``, its text and HTML each set in the
+    shared layout (header, how to tell a genuine notification, footer) as one template:
+    what the editor shows and a tenant's own version starts from."""
     folder = resources.files("app").joinpath("templates/email")
-    shipped = {part: folder.joinpath(f"{kind}.{_SUFFIX[part]}").read_text(encoding="utf-8")
-               for part in PARTS}
+
+    def read(name: str) -> str:
+        return folder.joinpath(name).read_text(encoding="utf-8")
+
+    parts = {part: read(f"{kind}.{_SUFFIX[part]}") for part in PARTS}
+    for part, suffix in (("text", "txt"), ("html", "html")):
+        parts[part] = read(f"_layout.{suffix}").replace(CONTENT, parts[part].strip())
+    parts["html"] = parts["html"].replace(PREHEADER, read(f"{kind}.preheader.txt").strip())
     # A subject is one line: not the file's closing line feed (the editor's input shows it).
-    shipped["subject"] = shipped["subject"].rstrip("\n")
-    return shipped
+    parts["subject"] = parts["subject"].rstrip("\n")
+    return parts
 
 
 def sources(kind: str, tenant: Tenant | None) -> dict[str, str]:
@@ -357,7 +386,12 @@ def check(kind: str, templates: dict[str, str]) -> str | None:
 
 
 def build(kind: str, to: str, tenant: Tenant | None = None, **context) -> EmailMessage:
-    """A ready-to-send message of notification ``kind`` for ``to``."""
+    """A ready-to-send message of notification ``kind`` for ``to``: text and HTML, the
+    HTML with the tenant's logo inline when it shows it (multipart/related)."""
+    logo = _logo(tenant)
+    cid = make_msgid("logo", domain=portal_host())[1:-1] if logo else ""
+    context = {"portal_host": portal_host(), "logo_src": f"cid:{cid}" if cid else "",
+               **context}
     try:
         rendered = render_sources(sources(kind, tenant), context)
     except Exception:
@@ -367,7 +401,7 @@ def build(kind: str, to: str, tenant: Tenant | None = None, **context) -> EmailM
                       kind, tenant.slug if tenant else "-")
         rendered = render_sources(builtin(kind), context)
     message = EmailMessage()
-    message["From"] = sender_address(tenant)
+    message["From"] = sender(tenant)
     message["To"] = to
     message["Subject"] = rendered["subject"]
     message["Date"] = formatdate(localtime=False)
@@ -376,11 +410,32 @@ def build(kind: str, to: str, tenant: Tenant | None = None, **context) -> EmailM
     message["Auto-Submitted"] = "auto-generated"
     message.set_content(rendered["text"])
     message.add_alternative(rendered["html"], subtype="html")
+    if logo and f"cid:{cid}" in rendered["html"]:
+        # Only a logo the HTML shows goes in: an unreferenced part would show as an
+        # attachment, and a genuine notification says it never has one.
+        data, subtype = logo
+        message.get_payload()[1].add_related(data, maintype="image", subtype=subtype,
+                                             cid=f"<{cid}>", disposition="inline")
     return message
 
 
+def _logo(tenant: Tenant | None) -> tuple[bytes, str] | None:
+    """The tenant's uploaded logo and its image subtype (png, jpeg), if it has one."""
+    if tenant is None or not tenant.logo_type or not tenant.logo:
+        return None
+    return tenant.logo, tenant.logo_type.partition("/")[2]
+
+
+def sender(tenant: Tenant | None = None) -> str:
+    """The From header of generated mail: the tenant's portal name (the site's name
+    without a tenant) at :func:`sender_address`."""
+    name = tenant.display_name if tenant is not None else settings().site_name
+    return formataddr((" ".join(name.split()), sender_address(tenant)))
+
+
 def sender_address(tenant: Tenant | None = None) -> str:
-    """The tenant's own From address, else the gateway's."""
+    """The tenant's notification sender address, else the site-wide CCM_MAIL_FROM, else
+    postmaster at the portal's host."""
     if tenant is not None and tenant.mail_from:
         return tenant.mail_from
     return settings().mail_from or f"postmaster@{portal_host()}"

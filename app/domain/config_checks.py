@@ -7,6 +7,9 @@ so a file is imported whole or not at all. The format is docs/configuration.md's
 
 from __future__ import annotations
 
+import ipaddress
+from urllib.parse import urlsplit
+
 import yaml
 from sqlalchemy import select
 
@@ -309,3 +312,24 @@ def delivery_target(value: str) -> str:
 
 #: the settings whose grammar lives above app/config.py, which reads them with these
 SETTING_CHECKS = {"OUTBOUND": delivery_target, "INTERNAL_RELAY": delivery_target}
+
+
+def base_url_warnings(base_url: str) -> list[str]:
+    """What about CCM_BASE_URL makes notifications look like phishing, one line each:
+    their links are to it, and a recipient is taught to check its address. Plain http
+    and a bare IP address are warned about, except on a loopback host (a trial)."""
+    host = urlsplit(base_url).hostname or ""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        address = None
+    if host == "localhost" or (address is not None and address.is_loopback):
+        return []
+    warnings = []
+    if base_url.lower().startswith("http://"):
+        warnings.append(f"CCM_BASE_URL: {base_url} is plain http: notifications link to it "
+                        "and recipients sign in there, so use https://")
+    if address is not None:
+        warnings.append(f"CCM_BASE_URL: {host} is an IP address: notifications tell recipients "
+                        "to check the portal's address, so use a host name of yours")
+    return warnings

@@ -38,7 +38,8 @@ class Tenant(db.Model):
     #: second factor for external recipients and for internal users: off, optional, required
     second_factor_external: Mapped[str] = mapped_column(String(10), default="optional")
     second_factor_internal: Mapped[str] = mapped_column(String(10), default="optional")
-    #: From of generated mail (notifications); the gateway's default when empty
+    #: the notification sender address (Settings): From of generated mail, shown with the
+    #: portal name, at one of the tenant's domains; CCM_MAIL_FROM when empty
     mail_from: Mapped[str | None] = mapped_column(String(320))
     #: DKIM signing of generated mail: selector and private key (PEM), generated on request
     dkim_selector: Mapped[str | None] = mapped_column(String(63))

@@ -141,7 +141,8 @@ def test_accounts_and_the_notification_sender_stay_at_the_tenants_own_domains(
         "visibility_days": "30", "expiry_warning_days": "3", "first_contact": "password",
         "activation_hours": "72", "second_factor_external": "off",
         "second_factor_internal": "off", "mail_from": "ceo@globex.test"})
-    assert "Use an address at one of your domains." in response.get_data(as_text=True)
+    assert "ceo@globex.test is not at one of your domains (acme.test)." in \
+        response.get_data(as_text=True)
     db.session.expire_all()
     assert db.session.get(Tenant, acme.id).mail_from is None
 

@@ -255,7 +255,7 @@ def test_a_hostile_template_in_the_database_sends_the_built_in_wording(app, make
     outcome, value = in_child(
         lambda: [(m["Subject"], len(m.as_bytes())) for m in read_outbox(app)])
     assert outcome == "ok", value
-    assert "You have a new secure message" in [subject for subject, _ in value]
+    assert "Secure message from Acme Corp: sign in to read it" in [subject for subject, _ in value]
     assert all(size < PAGE for _, size in value)
 
 

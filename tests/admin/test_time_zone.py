@@ -39,7 +39,7 @@ def test_the_administrator_chooses_a_zone_and_the_pages_use_it(as_admin, acme):
     assert "Settings saved." in response.get_data(as_text=True)
     assert zone_of("acme") == "Europe/Berlin"
     saved = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "settings saved"))
-    assert "time zone Europe/Berlin" in saved.detail
+    assert "time zone: UTC → Europe/Berlin" in saved.detail
     audit = as_admin.get("/admin/audit").get_data(as_text=True)
     # the datetime attribute stays UTC; the text is Berlin's, CET or CEST by the season
     shown = re.findall(r'<time datetime="([\d:T.-]+)Z" data-style="second" '

@@ -321,7 +321,8 @@ def test_the_template_editor_previews_live_and_the_next_notification_uses_it(
     open_secure_message_template(page)
     preview = page.locator("#preview")
     preview_subject = preview.locator(".preview-subject")
-    expect(preview_subject).to_have_text("Subject: You have a new secure message")
+    expect(preview_subject).to_have_text(
+        "Subject: Secure message from Acme Corp: sign in to read it")
 
     # Typing updates the preview, debounced, without saving anything.
     page.get_by_label("Subject", exact=True).fill(NEW_SUBJECT)
@@ -459,8 +460,10 @@ def test_settings_name_and_logo_show_on_the_sign_in_page(
 def test_the_notification_sender_hint_says_what_empty_means(live_server, page, acme):
     sign_in_as_admin(page, live_server)
     section(page, "Settings")
-    expect(page.get_by_label("From address of notifications")).to_have_accessible_description(
-        re.compile(r"^Empty: the gateway's postmaster address\. "))
+    expect(page.get_by_label("Notification sender address")).to_have_accessible_description(
+        re.compile(r"^Notifications come from your portal name at this address \(now: Acme "
+                   r"Corp <postmaster@127\.0\.0\.1>\)\..* Empty: the gateway's postmaster "
+                   r"address\.$"))
 
 
 def test_the_audit_log_names_the_administrator(live_server, page, acme, screenshot):
@@ -478,7 +481,7 @@ def test_the_audit_log_names_the_administrator(live_server, page, acme, screensh
     for action, detail in [("policy created", f"{POLICY} (content)"),
                            ("template saved", "Secure message notification"),
                            ("password reset", PAT),
-                           ("settings saved", "domains acme.test")]:
+                           ("settings saved", f"portal name: none → {PORTAL_NAME}")]:
         row = rows.filter(has_text=action)
         expect(row).to_have_count(1)
         cells = row.get_by_role("cell")

@@ -113,7 +113,8 @@ def text_of(message) -> str:
 def open_notification(page: Page, live_server: str, outbox) -> str:
     """Read Pat's two notifications, open the portal link; returns the emailed password."""
     to_pat = [m for m in outbox() if m["To"] == PAT]
-    secure = [m for m in to_pat if m["Subject"] == "You have a new secure message"]
+    secure = [m for m in to_pat
+              if m["Subject"] == "Secure message from Acme Corp: sign in to read it"]
     details = [m for m in to_pat if m["Subject"].startswith("Your sign-in details")]
     assert len(secure) == PLAIN_COUNT + 1, [m["Subject"] for m in to_pat]
     assert len(details) == 1, "one password notification, for the first message only"
@@ -126,7 +127,7 @@ def open_notification(page: Page, live_server: str, outbox) -> str:
              in text_of(m)]
     assert len(first) == 1
     notice = text_of(first[0])
-    assert f"Your login name is your email address, {PAT}." in notice
+    assert re.search(rf"^Sign in with:\s+{re.escape(PAT)}$", notice, re.MULTILINE)
     link = re.search(r"https?://\S+", notice)
     assert link, notice
     assert link.group(0) == f"{live_server}/t/acme/sign-in"

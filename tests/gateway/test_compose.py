@@ -41,7 +41,7 @@ def test_each_mode_with_internal_and_external_recipients(gateway, client, mode, 
     assert len(delivered_to_mx) == (routes["pat@partner.test"] == "external")
     assert len(delivered_internally) == (routes["bob@acme.test"] == "internal")
     notified = [d.rcpt_tos[0] for d in [*mx.messages, *gateway.relay.messages]
-                if d.message["Subject"] == "You have a new secure message"]
+                if d.message["Subject"] == "Secure message from Acme Corp: sign in to read it"]
     assert sorted(notified) == sorted(a for a, r in routes.items() if r == "ccm")
 
 

@@ -74,7 +74,7 @@ def test_encrypt_against_a_server_without_starttls_falls_back_to_ccm(app, gatewa
     assert [e.kind for e in fallback] == ["tls_fallback"]
     # The recipient was told, by notification, through the same loopback MX.
     notifications = [d.message["Subject"] for d in sink.wait_for(2)]
-    assert "You have a new secure message" in notifications
+    assert "Secure message from Acme Corp: sign in to read it" in notifications
 
 
 def _refusing_starttls(address: str, port: int, reply: bytes):

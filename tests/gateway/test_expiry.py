@@ -121,10 +121,10 @@ def test_no_warning_before_the_tenants_number_of_days(gateway, frozen_clock):
 
 
 def test_the_warning_names_no_sender_subject_or_content(gateway, monkeypatch):
-    from app.delivery.mail_templates import SAMPLES, render_sources, sources
+    from app.delivery.mail_templates import KINDS, SAMPLES, render_sources, sources
 
     rendered = render_sources(sources("expiry_warning", gateway.tenant), {
-        k: SAMPLES[k] for k in ("tenant_name", "recipient", "portal_url", "visible_until")})
+        k: SAMPLES[k] for k in KINDS["expiry_warning"]})
     assert "30 December 2026" in rendered["text"]
     assert SAMPLES["portal_url"] in rendered["text"]
 

@@ -203,7 +203,7 @@ def test_a_password_set_or_an_account_closed_meanwhile_is_left_alone(
     gateway.run_queue()
     assert notices_server.passwords() == {}
     assert [parsed(raw)["Subject"] for raw in notices_server.accepted] == [
-        "You have a new secure message"]
+        "Secure message from Acme Corp: sign in to read it"]
     db.session.expire_all()
     assert gateway.account("pat@partner.test").password_hash == kept
     item = db.session.scalars(select(OutboundItem).where(

@@ -44,7 +44,8 @@ def texts(message) -> str:
 
 def test_the_secure_message_notification_names_no_sender_subject_or_content(gateway, outbox):
     secure(gateway)
-    notice = next(m for m in outbox() if m["Subject"] == "You have a new secure message")
+    notice = next(m for m in outbox()
+                  if m["Subject"] == "Secure message from Acme Corp: sign in to read it")
     everything = texts(notice)
     for secret in (SECRET_SUBJECT, SECRET_BODY, "alice", "Falcon", "42 million"):
         assert secret not in everything
@@ -57,7 +58,7 @@ def test_the_first_message_brings_a_password_that_works_once_changed(gateway, ou
                                                                      auth):
     secure(gateway)
     subjects = sorted(m["Subject"] for m in outbox())
-    assert subjects == ["You have a new secure message",
+    assert subjects == ["Secure message from Acme Corp: sign in to read it",
                         "Your sign-in details for the Acme Corp secure message portal"]
     password_mail = next(m for m in outbox() if "sign-in details" in m["Subject"])
     text = password_mail.get_body(("plain",)).get_content()
@@ -76,7 +77,7 @@ def test_later_messages_send_only_the_secure_message_notification(gateway, outbo
     first = len(outbox())
     secure(gateway)
     later = outbox()[first:]
-    assert [m["Subject"] for m in later] == ["You have a new secure message"]
+    assert [m["Subject"] for m in later] == ["Secure message from Acme Corp: sign in to read it"]
 
 
 def test_another_tenant_is_a_first_contact_again(gateway, outbox, make_tenant):

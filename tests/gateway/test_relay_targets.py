@@ -203,8 +203,8 @@ def test_the_platform_administrator_may_aim_it_anywhere(gateway, names, admin, v
     assert tenant.internal_relay == str(destinations.parse_relay(value))
     assert tenant.internal_relay_trusted
     (event,) = db.session.query(AuditEvent).filter_by(action="settings saved")
-    assert f"internal relay {tenant.internal_relay}, set by the platform administrator" in \
-        event.detail
+    assert (f"internal relay: none → {tenant.internal_relay}, set by the platform "
+            "administrator") in event.detail
 
 
 @pytest.mark.parametrize(("value", "allows"),

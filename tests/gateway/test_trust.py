@@ -25,8 +25,8 @@ def test_a_notification_verifies_under_dkim_with_the_published_key(app, gateway,
     gateway.send(mail(), ["pat@partner.test"], mode="external")
     gateway.run_queue()
     notice = next(d for d in sink.wait_for(2)
-                  if d.message["Subject"] == "You have a new secure message")
-    assert notice.message["From"] == "secure@acme.test"
+                  if d.message["Subject"] == "Secure message from Acme Corp: sign in to read it")
+    assert notice.message["From"] == "Acme Corp <secure@acme.test>"
     assert notice.message["DKIM-Signature"]
 
     resolver = dns.resolver.Resolver(configure=False)

@@ -168,7 +168,7 @@ class SettingsForm(Form):
     second_factor_internal = SelectField("Second factor for internal users",
                                          choices=[SelectChoice(v, v.capitalize()) for v in
                                                   ("off", "optional", "required")])
-    mail_from = StringField("From address of notifications",
+    mail_from = StringField("Notification sender address",
                             validators=[Optional(), Length(max=320), ADDRESS])
     time_zone = StringField("Time zone of the portal's pages",
                             validators=[DataRequired(), Length(max=64), time_zone_name])

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from flask import current_app, flash, url_for
 from flask_login import current_user
 from sqlalchemy import select
 
+from app import config
 from app.delivery import destinations, dkim_signing, mail_templates
 from app.domain import audit
 from app.extensions import db
@@ -52,16 +55,64 @@ def relay_problem(tenant, relay: str | None, *, by_platform_admin: bool) -> str 
                                    destinations.Options.from_config(current_app.config))
 
 
-def set_relay(tenant, relay: str | None, *, by_platform_admin: bool) -> str:
+def set_relay(tenant, relay: str | None, *, by_platform_admin: bool) -> None:
     """Store the relay, trusted if the platform administrator set it (or kept it: they
-    vouch for what they save); for the audit log, what changed."""
+    vouch for what they save)."""
     trusted = relay is not None and by_platform_admin
     if relay == tenant.internal_relay and \
             (not by_platform_admin or trusted == tenant.internal_relay_trusted):
-        return ""
+        return
     tenant.internal_relay, tenant.internal_relay_trusted = relay, trusted
-    return f"; internal relay {relay or 'the default'}" + \
-        (", set by the platform administrator" if trusted else "")
+
+
+def sender_problem(address: str, names: list[str]) -> str | None:
+    """Why ``address`` cannot be the tenant's notification sender address, given the
+    tenant's domains ``names`` as saved; None when it can."""
+    local, at, domain = address.rpartition("@")
+    example = f"notifications@{names[0]}" if names else "notifications@example.com"
+    if not at or not local or any(c.isspace() or c in '<>(),;:"[]\\' for c in local) \
+            or addresses.domain_problem(domain):
+        return f"{address} is not an email address. Use one such as {example}."
+    if addresses.domain_of(address) not in names:
+        # Notifications must not claim to come from another organisation.
+        return (f"{address} is not at one of your domains ({', '.join(names)}). Use an "
+                f"address such as {example}, or leave this empty for the gateway's own.")
+    return None
+
+
+#: what the audit log names when it changes, in the form's order: (label, how it is read)
+AUDITED = {
+    "organisation name": lambda t: t.name,
+    "portal name": lambda t: t.portal_name,
+    "internal domains": lambda t: ", ".join(sorted(d.name for d in t.domains)),
+    "internal relay": lambda t: t.internal_relay and (
+        config.shown("INTERNAL_RELAY", t.internal_relay)  # a password in it is masked
+        + (", set by the platform administrator" if t.internal_relay_trusted else "")),
+    "visibility window (days)": lambda t: t.visibility_days,
+    "expiry warning (days)": lambda t: t.expiry_warning_days,
+    "first contact": lambda t: t.first_contact,
+    "activation link (hours)": lambda t: t.activation_hours,
+    "second factor, external": lambda t: t.second_factor_external,
+    "second factor, internal": lambda t: t.second_factor_internal,
+    "notification sender address": lambda t: t.mail_from,
+    "time zone": lambda t: t.time_zone,
+    # the image itself is no text to log: its type, size and the start of its SHA-256
+    "logo": lambda t: t.logo_type and (f"{t.logo_type}, {len(t.logo or b''):,} bytes, "
+                                       f"sha256 {hashlib.sha256(t.logo or b'').hexdigest()[:12]}"),
+}
+
+
+def snapshot(tenant) -> dict[str, str]:
+    """The audited settings of ``tenant`` as the audit log shows them."""
+    return {label: "none" if (value := read(tenant)) in (None, "") else str(value)
+            for label, read in AUDITED.items()}
+
+
+def changes(before: dict[str, str], after: dict[str, str]) -> str:
+    """Every setting that differs, ``label: old → new``; "no changes" when none does."""
+    changed = [f"{label}: {before[label]} → {after[label]}"
+               for label in after if before[label] != after[label]]
+    return "; ".join(changed) or "no changes"
 
 
 @bp.route("/settings", methods=["GET", "POST"])
@@ -78,49 +129,47 @@ def settings():
         relay = (form.internal_relay.data or "").strip() or None
         relay = relay and str(destinations.parse_relay(relay))  # the form checked its syntax
         by_platform_admin = current_user.is_platform_admin
+        sender = (form.mail_from.data or "").strip().lower()
         if problem := domains_problem(tenant, names):
             form.domains.errors = [*form.domains.errors, problem]
         elif problem := relay_problem(tenant, relay, by_platform_admin=by_platform_admin):
             form.internal_relay.errors = [*form.internal_relay.errors, problem]
-        elif form.mail_from.data and \
-                addresses.domain_of(form.mail_from.data) not in names:
-            # Notifications must not claim to come from another organisation.
-            form.mail_from.errors = [*form.mail_from.errors,
-                                     "Use an address at one of your domains."]
+        elif sender and (problem := sender_problem(sender, names)):
+            form.mail_from.errors = [*form.mail_from.errors, problem]
         elif logo and (len(logo) > LOGO_BYTES or not logo_type(logo)):
             form.logo.errors = [*form.logo.errors, "Use a PNG or JPEG file of 200 KB or less."]
         else:
+            before = snapshot(tenant)
             tenant.name = form.name.data.strip()
             tenant.portal_name = (form.portal_name.data or "").strip() or None
-            relay_change = set_relay(tenant, relay, by_platform_admin=by_platform_admin)
+            set_relay(tenant, relay, by_platform_admin=by_platform_admin)
             tenant.visibility_days = form.visibility_days.data
             tenant.expiry_warning_days = form.expiry_warning_days.data or 0
             tenant.first_contact = form.first_contact.data
             tenant.activation_hours = form.activation_hours.data
             tenant.second_factor_external = form.second_factor_external.data
             tenant.second_factor_internal = form.second_factor_internal.data
-            tenant.mail_from = (form.mail_from.data or "").strip().lower() or None
+            tenant.mail_from = sender or None
             tenant.time_zone = form.time_zone.data.strip()
             tenant.domains = [d for d in tenant.domains if d.name in names] + [
                 Domain(name=n) for n in names if n not in {d.name for d in tenant.domains}]
             if logo:
                 tenant.logo, tenant.logo_type = logo, logo_type(logo)
-            audit.record("settings saved", f"domains {', '.join(names)}; visibility "
-                         f"{tenant.visibility_days} days; first contact {tenant.first_contact}; "
-                         f"time zone {tenant.time_zone}"
-                         f"{relay_change}", tenant=tenant)
+            audit.record("settings saved", changes(before, snapshot(tenant)), tenant=tenant)
             db.session.commit()
             flash("Settings saved.", "success")
             return redirect_to(url_for("admin.settings"))
     sender = mail_templates.sender_address(tenant)
+    domain = addresses.domain_of(sender)
     return page("admin/settings.html", "admin/_settings.html", form=form, tenant=tenant,
-                sender=sender, dkim=dkim_signing.dns_record(tenant, sender.rpartition("@")[2]),
+                sender=f"{tenant.display_name} <{sender}>", sender_domain=domain,
+                signed=tenant.is_internal(sender), dkim=dkim_signing.dns_record(tenant, domain),
                 action=ActionForm())
 
 
 @bp.route("/settings/dkim", methods=["POST"])
 def dkim_key():
-    """Generate a new DKIM key for the tenant's mail_templates."""
+    """Generate a new DKIM key for the tenant's notifications."""
     tenant = current_user.tenant
     if not ActionForm().validate_on_submit():
         return redirect_to(url_for("admin.settings"))

@@ -1,0 +1,107 @@
+"""The settings page: the notification sender address, and the audit log's account of
+every setting a save changed."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+from support import post_form
+
+from app.delivery import dkim_signing
+from app.extensions import db
+from app.models import AuditEvent, Tenant
+from app.web.admin import settings as settings_view
+
+FORM = {"name": "Acme Corp", "portal_name": "", "domains": "acme.test", "internal_relay": "",
+        "visibility_days": "30", "expiry_warning_days": "3", "first_contact": "password",
+        "activation_hours": "72", "second_factor_external": "optional",
+        "second_factor_internal": "optional", "mail_from": ""}
+
+
+def save(client, **changes):
+    return post_form(client, "/admin/settings", {**FORM, **changes})
+
+
+def saved_detail() -> str:
+    return db.session.query(AuditEvent).filter_by(action="settings saved") \
+        .order_by(AuditEvent.id.desc()).first().detail
+
+
+@pytest.mark.parametrize(("address", "error"), [
+    ("notifications@globex.test",
+     "notifications@globex.test is not at one of your domains (acme.test). Use an address "
+     "such as notifications@acme.test, or leave this empty for the gateway&#39;s own."),
+    ("notifications@mail.acme.test", "is not at one of your domains (acme.test)"),
+    ("notifications<@acme.test", "notifications&lt;@acme.test is not an email address. Use "
+                                 "one such as notifications@acme.test."),
+    ("no tifications@acme.test", "Enter an email address."),
+    ("notifications@acme", "notifications@acme is not an email address."),
+    ("notifications", "Enter an email address."),
+])
+def test_a_sender_address_must_be_at_one_of_the_tenants_domains(as_admin, acme, address,
+                                                                error):
+    response = save(as_admin, mail_from=address)
+    assert response.status_code == 200
+    assert error in response.get_data(as_text=True)
+    db.session.expire_all()
+    assert db.session.get(Tenant, acme.id).mail_from is None
+
+
+def test_a_sender_address_at_a_domain_added_in_the_same_save_is_taken(as_admin, acme):
+    response = save(as_admin, domains="acme.test\nacme.example",
+                    mail_from="Notifications@ACME.example")
+    assert response.status_code == 302
+    db.session.expire_all()
+    assert db.session.get(Tenant, acme.id).mail_from == "notifications@acme.example"
+    page = as_admin.get("/admin/settings").get_data(as_text=True)
+    assert "Notification sender address" in page
+    assert "Acme Corp &lt;notifications@acme.example&gt;" in page
+
+
+def test_the_audit_log_names_every_changed_setting_old_and_new(as_admin, acme):
+    save(as_admin)  # the form as the page shows it: saving it changes nothing
+    assert saved_detail() == "no changes"
+    save(as_admin, name="Acme Corporation", portal_name="Acme Secure", visibility_days="14",
+         mail_from="notifications@acme.test", second_factor_external="required",
+         domains="acme.test\nacme.example")
+    assert saved_detail() == (
+        "organisation name: Acme Corp → Acme Corporation; portal name: none → Acme Secure; "
+        "internal domains: acme.test → acme.example, acme.test; "
+        "visibility window (days): 30 → 14; second factor, external: optional → required; "
+        "notification sender address: none → notifications@acme.test")
+    save(as_admin, name="Acme Corporation", portal_name="Acme Secure", visibility_days="14",
+         second_factor_external="required", domains="acme.test\nacme.example")
+    assert saved_detail() == "notification sender address: notifications@acme.test → none"
+
+
+def test_a_new_logo_is_logged_by_type_size_and_digest_not_its_bytes(as_admin, acme):
+    from io import BytesIO
+
+    png = b"\x89PNG\r\n\x1a\n" + b"\0" * 64
+    save(as_admin, logo=(BytesIO(png), "logo.png", "image/png"))
+    assert saved_detail().startswith("logo: none → image/png, 72 bytes, sha256 ")
+
+
+def test_secrets_in_a_setting_are_masked_in_the_audit_log():
+    tenant = SimpleNamespace(
+        name="Acme", portal_name=None, domains=[], visibility_days=30, expiry_warning_days=3,
+        first_contact="password", activation_hours=72, second_factor_external="optional",
+        second_factor_internal="optional", mail_from=None, logo_type=None, logo=None,
+        internal_relay=None, internal_relay_trusted=False, time_zone="UTC")
+    before = settings_view.snapshot(tenant)
+    tenant.internal_relay = "smtp://relay:s3cret@relay.acme.test:25"
+    detail = settings_view.changes(before, settings_view.snapshot(tenant))
+    assert "s3cret" not in detail and detail.startswith("internal relay: none → smtp://")
+
+
+def test_the_dkim_panel_says_when_notifications_go_unsigned(as_admin, acme, app):
+    app.config["MAIL_FROM"] = "securemail@gateway.example"
+    dkim_signing.generate(acme)
+    db.session.commit()
+    page = as_admin.get("/admin/settings").get_data(as_text=True)
+    assert "which is not at one of your domains, so they go unsigned" in page
+    assert "to have them signed with your key." in page
+    save(as_admin, mail_from="notifications@acme.test")
+    page = as_admin.get("/admin/settings").get_data(as_text=True)
+    assert "are signed with selector" in page and "._domainkey.acme.test" in page

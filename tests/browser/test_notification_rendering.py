@@ -1,0 +1,84 @@
+"""Each built-in notification's HTML as a mail client shows it: Chromium at 1280 and
+360 px wide, in the light and the dark scheme, with and without the tenant's logo.
+
+The HTML is the very mail `mail_templates.build` makes; its ``cid:`` logo is handed to
+the page as the image it names, as a mail client resolves it from the mail's own part.
+Screenshots: tests/artifacts/test_each_notification_*.png.
+"""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from app.delivery import mail_templates
+
+WIDTHS = {"wide": 1280, "phone": 360}
+
+
+def sample(kind: str) -> dict:
+    """The sample values of ``kind``, less those build() fills in itself."""
+    return {name: mail_templates.SAMPLES[name] for name in mail_templates.KINDS[kind]
+            if name not in mail_templates.EVERY_KIND_AT_SENDING}
+
+
+@pytest.fixture
+def logo_png(browser) -> bytes:
+    """A wordmark logo, drawn by Chromium itself: dark on transparent, the hard case on a
+    dark background."""
+    context = browser.new_context(viewport={"width": 400, "height": 120})
+    try:
+        tab = context.new_page()
+        tab.set_content('<div id="logo" style="display:inline-block;padding:6px 10px;'
+                        'font:700 34px/1 sans-serif;color:#0b3d2e;letter-spacing:-1px">'
+                        '<span style="color:#16a34a">&#9679;</span> ACME</div>')
+        return tab.locator("#logo").screenshot(omit_background=True)
+    finally:
+        context.close()
+
+
+def shown(message) -> str:
+    """The HTML part with every cid: image replaced by a data: URL of its part."""
+    html_part = message.get_body(("html",))
+    html = html_part.get_content()
+    for part in message.walk():
+        if part["Content-ID"]:
+            cid = part["Content-ID"].strip("<>")
+            data = base64.b64encode(part.get_payload(decode=True)).decode()
+            html = html.replace(f"cid:{cid}", f"data:{part.get_content_type()};base64,{data}")
+    return html
+
+
+@pytest.mark.parametrize("kind", sorted(mail_templates.KINDS))
+@pytest.mark.parametrize("with_logo", [False, True], ids=["text-header", "logo"])
+def test_each_notification_reads_well_wide_narrow_and_dark(app, make_tenant, page, screenshot,
+                                                          logo_png, kind, with_logo):
+    tenant = make_tenant("acme", name="Acme Corp")
+    if with_logo:
+        tenant.logo, tenant.logo_type = logo_png, "image/png"
+    message = mail_templates.build(kind, "pat@example.com", tenant, **sample(kind))
+    html = shown(message)
+    assert "cid:" not in html
+    for scheme in ("light", "dark"):
+        page.emulate_media(color_scheme=scheme)
+        for label, width in WIDTHS.items():
+            page.set_viewport_size({"width": width, "height": 900})
+            page.set_content(html)
+            # Nothing wider than the screen: no sideways scrolling on a phone.
+            assert page.evaluate("document.documentElement.scrollWidth") <= width
+            # The preheader is for the inbox list only; the call to act is on screen.
+            assert not page.locator("body > div").first.is_visible()
+            assert page.locator(".ccm-button a").is_visible()
+            sources = page.eval_on_selector_all("img", "images => images.map(i => i.src)")
+            assert all(source.startswith("data:image/png") for source in sources)
+            if with_logo:
+                logo = page.get_by_role("img", name="Acme Corp")
+                assert logo.evaluate("image => image.naturalWidth") > 0
+            else:
+                assert page.locator(".ccm-head").inner_text().startswith("Acme Corp")
+            card = page.locator(".ccm-card").evaluate(
+                "card => getComputedStyle(card).backgroundColor")
+            assert (card == "rgb(24, 33, 43)") == (scheme == "dark"), card
+            screenshot(page, f"{scheme}-{label}")
+
