@@ -10,7 +10,7 @@ from flask_login import current_user, login_required
 from app.domain import access_log, composing, mailbox, reading, replies
 from app.extensions import db
 from app.mail.sanitize import clean_html, text_to_html
-from app.models import RecipientState, Side
+from app.models import Side
 from app.web import uploads
 from app.web.inbox import bp
 from app.web.inbox.forms import ReplyForm
@@ -44,11 +44,11 @@ def _own_copy(public_id: str):
 
 def _unavailable(copy):
     """The page for a copy that can no longer be read, or None while it can."""
-    if copy.state == RecipientState.REVOKED:
-        return page("inbox/withdrawn.html", "inbox/_withdrawn.html"), 410
-    if mailbox.is_expired(copy):
-        return page("inbox/expired.html", "inbox/_expired.html", copy=copy), 410
-    return None
+    fate = mailbox.fate_of(copy)
+    if fate is None:
+        return None
+    name = "withdrawn" if fate.withdrawn else "expired"
+    return page(f"inbox/{name}.html", f"inbox/_{name}.html", copy=copy, fate=fate), 410
 
 
 @bp.route("/<public_id>")
