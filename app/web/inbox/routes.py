@@ -7,7 +7,7 @@ import re
 from flask import Response, abort, flash, render_template, request, url_for
 from flask_login import current_user, login_required
 
-from app.domain import access_log, composing, mailbox, reading, replies
+from app.domain import access_log, composing, conversations, mailbox, reading, replies
 from app.extensions import db
 from app.mail.sanitize import clean_html, text_to_html
 from app.models import Side
@@ -64,9 +64,13 @@ def message(public_id: str):
         _, has_remote = clean_html(readable.html)
     show_remote = request.args.get("remote") == "1"
     text = text_to_html(readable.text) if readable.html is None else None
+    earlier, later = conversations.around(current_user, copy.message)
     response = page("inbox/message.html", "inbox/_message.html", copy=copy,
                     readable=readable, text=text, has_remote=has_remote,
-                    show_remote=show_remote)
+                    show_remote=show_remote, earlier=earlier,
+                    later=[(turn, None if turn.fate else text_to_html(turn.text()))
+                           for turn in later],
+                    internal=current_user.kind == Side.INTERNAL)
     # Written once the page is ready, so a write holds the database only for itself;
     # a view that changes nothing (a reload) writes nothing.
     access_log.record_opened(tenant=copy.message.tenant, user=current_user,
@@ -172,6 +176,7 @@ def reply(public_id: str):
     if request.method == "GET":
         to, cc = replies.defaults(copy, reply_all=reply_all)
         form.recipients.data = [*to, *cc]
+        form.body.data = replies.draft(copy)
     elif form.validate_on_submit():
         try:
             replies.send(
