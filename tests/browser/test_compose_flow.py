@@ -199,7 +199,7 @@ def test_compose_track_reply_and_withdraw(
             pat.get_by_role("heading", name="This message was withdrawn by the sender")
         ).to_be_visible()
         expect(pat.locator(".gone-fate")).to_have_text(
-            re.compile(r"^Withdrawn by the sender on \d{1,2} \w+ \d{4}\.$")
+            re.compile(r"^The sender withdrew it on \d{1,2} \w+ \d{4}\.$")
         )
         expect(pat.get_by_text("The draft settlement terms")).to_have_count(0)
         screenshot(pat, "withdrawn")

@@ -130,7 +130,8 @@ def test_an_expired_message_shows_that_it_expired_and_when_never_its_content(
     assert page.status_code == 410
     text = page.get_data(as_text=True)
     assert "This message has expired" in text
-    assert f"Expired on {pat.visible_until.day} {pat.visible_until:%B %Y}." in text
+    ended = pat.visible_until
+    assert f"Its time in the portal ended on {ended.day} {ended:%B %Y}." in text
     assert "Numbers attached." not in text and f"{delivered.public_id}/body" not in text
     for url in urls(delivered)[1:4]:
         assert client.get(url).status_code in (404, 410)
