@@ -9,6 +9,7 @@ import re
 from datetime import timedelta
 
 import pytest
+from axe import check_accessibility, summary
 from flows import sign_in_at
 from playwright.sync_api import Page, expect
 
@@ -61,9 +62,11 @@ def mailbox(acme):
 
 
 def look(page: Page, screenshot, label: str) -> None:
-    """Screenshots at 1280 px and 360 px, light and dark."""
+    """Screenshots at 1280 px and 360 px, light and dark; axe in both schemes."""
     for scheme in ("light", "dark"):
         page.emulate_media(color_scheme=scheme)
+        violations = check_accessibility(page)
+        assert not violations, f"axe on {label} ({scheme}):\n{summary(violations)}"
         for name, size in (("wide", WIDE), ("narrow", NARROW)):
             page.set_viewport_size(size)
             screenshot(page, f"{label}-{name}-{scheme}")
