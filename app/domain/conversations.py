@@ -11,14 +11,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy import and_, exists, func, literal, or_, select, tuple_
 
 from app.domain import mailbox, reading
 from app.extensions import db
 from app.mail import mime
 from app.models import Message, Recipient, Route, User
 
-#: the most messages a conversation shows around one message
+#: the most messages a conversation shows on either side of one message
 LIMIT = 50
 
 
@@ -49,21 +49,25 @@ class Turn:
 
 def around(user: User, message: Message) -> tuple[list[Turn], list[Turn]]:
     """(earlier, later): the other messages of ``message``'s thread this user may see,
-    each in the order they arrived."""
+    each in the order they arrived; at most LIMIT on either side, the nearest ones."""
     if not message.thread:
         return [], []
     own_copy = and_(Recipient.message_id == Message.id, Recipient.user_id == user.id,
                     Recipient.route == Route.CCM)
-    found = list(db.session.scalars(
-        select(Message)
-        .where(Message.tenant_id == user.tenant_id, Message.thread == message.thread,
-               Message.id != message.id,
-               or_(exists().where(own_copy), func.lower(Message.mail_from) == user.email))
+    visible = (select(Message).where(
+        Message.tenant_id == user.tenant_id, Message.thread == message.thread,
+        Message.id != message.id,
+        or_(exists().where(own_copy), func.lower(Message.mail_from) == user.email)))
+    position = tuple_(Message.received_at, Message.id)
+    here = tuple_(literal(message.received_at), literal(message.id))
+    earlier = list(db.session.scalars(
+        visible.where(position < here)
+        .order_by(Message.received_at.desc(), Message.id.desc()).limit(LIMIT)))[::-1]
+    later = list(db.session.scalars(
+        visible.where(position > here)
         .order_by(Message.received_at, Message.id).limit(LIMIT)))
     copies = {r.message_id: r for r in db.session.scalars(select(Recipient).where(
-        Recipient.message_id.in_([m.id for m in found]), Recipient.user_id == user.id,
-        Recipient.route == Route.CCM))}
-    turns = [Turn(m, copies.get(m.id)) for m in found]
-    earlier = [t for t in turns if (t.message.received_at, t.message.id)
-               < (message.received_at, message.id)]
-    return earlier, turns[len(earlier):]
+        Recipient.message_id.in_([m.id for m in earlier + later]),
+        Recipient.user_id == user.id, Recipient.route == Route.CCM))}
+    return ([Turn(m, copies.get(m.id)) for m in earlier],
+            [Turn(m, copies.get(m.id)) for m in later])
