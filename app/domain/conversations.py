@@ -46,6 +46,23 @@ class Turn:
         readable = reading.read_message(self.message)
         return readable.text if readable.text is not None else mime.html_to_text(readable.html)
 
+    def said(self) -> tuple[str, str]:
+        """(what this message says, the quote it ends with): the conversation shows the
+        quote folded, since the messages it quotes are on the same page."""
+        return split_quote(self.text())
+
+
+def split_quote(text: str) -> tuple[str, str]:
+    """``text`` less its trailing quote ("On …, … wrote:" and "> " lines, as replies.quoted
+    and mail programs write it), and that quote; ("text", "") when it ends otherwise."""
+    lines = text.rstrip().splitlines()
+    start = len(lines)
+    while start > 0 and (lines[start - 1].startswith(">") or not lines[start - 1].strip()):
+        start -= 1
+    if start == len(lines) or start == 0 or not lines[start - 1].rstrip().endswith("wrote:"):
+        return text.strip(), ""
+    return "\n".join(lines[:start - 1]).strip(), "\n".join(lines[start - 1:])
+
 
 def around(user: User, message: Message) -> tuple[list[Turn], list[Turn]]:
     """(earlier, later): the other messages of ``message``'s thread this user may see,

@@ -145,8 +145,12 @@ def test_reply_with_the_quote_and_see_the_conversation(
     expect(turns.nth(1)).to_contain_text("Signed copy follows.")
     expect(page.get_by_text("Internal note")).to_have_count(0)
     # The quote was sent once, as typed.
-    text = turns.nth(0).locator(".turn-text").inner_text()
-    assert text.count("wrote:") == 1 and text.startswith("We accept 40.")
+    expect(turns.nth(0).locator(".turn-text")).to_have_text("We accept 40.")
+    quote = turns.nth(0).locator(".turn-quote")
+    expect(quote.locator(".message-text")).to_be_hidden()  # folded: it is on the page above
+    quote.get_by_text("Quoted text").click()
+    expect(quote.locator(".message-text")).to_contain_text("> Our offer stands at 40.")
+    assert turns.nth(0).inner_text().count("wrote:") == 1
     look(page, screenshot, "conversation")
 
 

@@ -179,3 +179,13 @@ def test_ingest_takes_the_thread_from_references_first(acme):
         .replace("\n", "\r\n").encode(), "alice@acme.test", ["pat@partner.test"],
         mode="external")
     assert message.thread == "<a@x>"
+
+
+def test_a_trailing_quote_is_told_apart_from_what_the_reply_says():
+    split = conversations.split_quote
+    assert split("Yes.\n\nOn Mon, Alice wrote:\n> Deal?\n>\n> A\n") == (
+        "Yes.", "On Mon, Alice wrote:\n> Deal?\n>\n> A")
+    assert split("No quote here.\n") == ("No quote here.", "")
+    assert split("> only a quote\n") == ("> only a quote", "")
+    assert split("Inline > signs\nand a line ending wrote:\nmore") == (
+        "Inline > signs\nand a line ending wrote:\nmore", "")

@@ -55,7 +55,7 @@ def message(public_id: str):
     earlier, later = conversations.around(current_user, copy.message)
     response = page("inbox/message.html", "inbox/_message.html", copy=copy,
                     **message_body.shown(copy.message), earlier=earlier,
-                    later=[(turn, None if turn.fate else text_to_html(turn.text()))
+                    later=[(turn, None if turn.fate else [text_to_html(t) for t in turn.said()])
                            for turn in later],
                     internal=current_user.kind == Side.INTERNAL)
     # Written once the page is ready, so a write holds the database only for itself;
