@@ -152,6 +152,16 @@ def test_reply_with_the_quote_and_see_the_conversation(
     expect(quote.locator(".message-text")).to_contain_text("> Our offer stands at 40.")
     assert turns.nth(0).inner_text().count("wrote:") == 1
     look(page, screenshot, "conversation")
+    # Alice's answer lists what came before it, in order, above its own text.
+    turns.nth(1).get_by_role("link", name=re.compile("^Open")).click()
+    expect(page.get_by_role("heading", name="Re: Settlement offer")).to_be_visible()
+    earlier = page.locator(".conversation-earlier li")
+    expect(earlier).to_have_count(2)
+    expect(earlier.nth(0)).to_contain_text("Alice Example")
+    expect(earlier.nth(0).get_by_role("link")).to_have_text("Settlement offer")
+    expect(earlier.nth(1)).to_contain_text("You")
+    expect(page.locator("ol.turns")).to_have_count(0)
+    look(page, screenshot, "earlier")
 
 
 HOSTILE = (

@@ -489,3 +489,20 @@ def test_a_reload_is_not_logged_again_nor_written(client, auth, delivered):
     db.session.commit()
     client.get(url, environ_base={"REMOTE_ADDR": "198.51.100.7"})
     assert len(openings()) == 4
+
+
+def test_a_purged_copy_stays_listed_as_expired_on_the_day_its_window_ended(
+        client, auth, delivered, frozen_clock):
+    from app.domain import expiry
+
+    pat = next(r for r in delivered.recipients if r.address == "pat@partner.test")
+    ended = pat.visible_until
+    frozen_clock.set(ended + timedelta(days=30))
+    assert expiry.purge_expired() == 1
+    auth.sign_in("pat@partner.test", slug="acme")
+    listed = client.get("/inbox/").get_data(as_text=True)
+    assert f"Expired on {ended.day} {ended:%B %Y}" in listed and "message-gone" in listed
+    page = client.get(f"/inbox/{delivered.public_id}")
+    assert page.status_code == 410
+    assert f"Its time in the portal ended on {ended.day} {ended:%B %Y}." in page.get_data(
+        as_text=True)
