@@ -262,8 +262,11 @@ def _too_long(node: nodes.Node) -> str | None:
 def builtin(kind: str) -> dict[str, str]:
     """The shipped subject, text and HTML of ``kind``."""
     folder = resources.files("app").joinpath("templates/email")
-    return {part: folder.joinpath(f"{kind}.{_SUFFIX[part]}").read_text(encoding="utf-8")
-            for part in PARTS}
+    shipped = {part: folder.joinpath(f"{kind}.{_SUFFIX[part]}").read_text(encoding="utf-8")
+               for part in PARTS}
+    # A subject is one line: not the file's closing line feed (the editor's input shows it).
+    shipped["subject"] = shipped["subject"].rstrip("\n")
+    return shipped
 
 
 def sources(kind: str, tenant: Tenant | None) -> dict[str, str]:

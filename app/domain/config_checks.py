@@ -10,6 +10,7 @@ from __future__ import annotations
 import yaml
 from sqlalchemy import select
 
+from app import clock
 from app.delivery import destinations, mail_templates
 from app.domain import passwords, policy_rules
 from app.extensions import db
@@ -17,7 +18,7 @@ from app.mail import addresses
 from app.models import ROLES, Domain, Tenant
 
 TENANT_KEYS = {"slug", "name", "domains", "visibility_days", "internal_relay",
-               "internal_relay_trusted",
+               "internal_relay_trusted", "time_zone",
                "first_contact", "activation_hours", "application_settings", "users",
                "policies", "templates"}
 POLICY_KEYS = {"name", "kind", "enabled", "from", "to", "phrases", "where", "tls", "fallback",
@@ -178,6 +179,10 @@ class _Checker:
                 self.fail((*path, "internal_relay"), f"expected smtp://host:port: {error}")
         if "internal_relay_trusted" in tenant:
             self.flag((*path, "internal_relay_trusted"), tenant["internal_relay_trusted"])
+        zone = tenant.get("time_zone", "UTC")
+        if not isinstance(zone, str) or clock.zone_problem(zone):
+            self.fail((*path, "time_zone"), "expected an IANA time zone name such as "
+                      "Europe/Berlin")
         names = self.settings(path, tenant.get("application_settings", []))
         self.users(path, tenant.get("users", []), names)
         self.policies(path, tenant.get("policies", []))

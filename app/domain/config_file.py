@@ -91,6 +91,8 @@ def export_text() -> str:
             entry["internal_relay"] = tenant.internal_relay
             if not tenant.internal_relay_trusted:  # a tenant administrator set it
                 entry["internal_relay_trusted"] = False
+        if tenant.time_zone != "UTC":
+            entry["time_zone"] = tenant.time_zone
         if tenant.first_contact != "password":
             entry["first_contact"] = tenant.first_contact
             entry["activation_hours"] = tenant.activation_hours
@@ -173,7 +175,8 @@ def _apply_tenant(data: dict, result: ImportResult) -> None:
     _set(tenant, result, name=data["name"], visibility_days=data.get("visibility_days", 30),
          internal_relay=relay, internal_relay_trusted=trusted,
          first_contact=data.get("first_contact", "password"),
-         activation_hours=data.get("activation_hours", 72))
+         activation_hours=data.get("activation_hours", 72),
+         time_zone=data.get("time_zone", "UTC"))
 
     known = {d.name for d in tenant.domains}
     for name in data.get("domains", []):

@@ -80,25 +80,6 @@ class Fate:
     withdrawn: bool
     at: datetime | None
 
-    @property
-    def day(self) -> str:
-        return f"{self.at.day} {self.at:%B %Y}" if self.at else ""
-
-    @property
-    def words(self) -> str:
-        """For a line of a list: "Withdrawn by the sender on 3 December 2026"."""
-        when = f" on {self.day}" if self.at else ""
-        return f"Withdrawn by the sender{when}" if self.withdrawn else f"Expired{when}"
-
-    @property
-    def sentence(self) -> str:
-        """For the page that says so, under its heading."""
-        if self.withdrawn:
-            return f"The sender withdrew it on {self.day}." if self.at else \
-                "The sender withdrew it."
-        return f"Its time in the portal ended on {self.day}." if self.at else \
-            "Its time in the portal has ended."
-
 
 def fate(state: str, revoked_at: datetime | None, visible_until: datetime | None,
          purged_at: datetime | None) -> Fate | None:

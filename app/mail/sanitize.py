@@ -75,6 +75,8 @@ class _Rewrite(Filter):
             yield token
 
     def _image(self, attributes: dict) -> None:
+        # HTML requires an alt; the sender gave none, so the image says nothing more.
+        attributes.setdefault((None, "alt"), "")
         source = attributes.get((None, "src"), "")
         if source.lower().startswith("cid:"):
             local = self.cid_url(source[4:].strip("<>"))

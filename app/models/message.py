@@ -70,7 +70,7 @@ class Message(db.Model):
     subject: Mapped[str] = mapped_column(MailString(998), default="")
     message_id_header: Mapped[str] = mapped_column(MailString(998), default="")
     #: the conversation it belongs to: the Message-ID that began it, as its References
-    #: or In-Reply-To name it (app/mail/threads.py); "" for messages stored before 0013
+    #: or In-Reply-To name it (app/mail/threads.py); "" for messages stored before 0014
     thread: Mapped[str] = mapped_column(MailString(998), default="", server_default="")
     received_at: Mapped[datetime] = mapped_column(default=clock.utcnow, index=True)
     client_address: Mapped[str] = mapped_column(String(64), default="")

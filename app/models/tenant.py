@@ -47,6 +47,8 @@ class Tenant(db.Model):
     portal_name: Mapped[str | None] = mapped_column(String(200))
     logo: Mapped[bytes | None] = deferred(mapped_column(LargeBinary))
     logo_type: Mapped[str | None] = mapped_column(String(40))
+    #: the IANA time zone its pages show times in (app/web/filters.py); UTC by default
+    time_zone: Mapped[str] = mapped_column(String(64), default="UTC")
     created_at: Mapped[datetime] = mapped_column(default=clock.utcnow)
 
     domains: Mapped[list[Domain]] = relationship(

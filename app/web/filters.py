@@ -1,10 +1,33 @@
-"""Template filters for showing mail: people by name, dates as people write them."""
+"""Template filters for showing mail and moments: people by name, times in the reader's zone.
 
-from datetime import UTC, datetime
+A moment is stored as naive UTC. The page shows it in the time zone of the reader's
+tenant (its setting, UTC by default), with the zone's abbreviation (its name in the
+``title``), inside a ``<time>``
+whose ``datetime`` is the moment in UTC to the millisecond. Where JavaScript runs,
+app/static/js/ccm.js rewrites the text into the browser's own zone, in the same style
+(``data-style``: one of :data:`STYLES`).
+"""
+
+from datetime import UTC, datetime, tzinfo
 from email.utils import parseaddr, parsedate_to_datetime
 from functools import lru_cache
 
-from flask import Flask
+from flask import Flask, g, has_request_context
+from flask_login import current_user
+from markupsafe import Markup, escape
+
+from app import clock
+from app.extensions import htmx
+
+#: how each style of moment reads, by strftime; ccm.js knows the same names
+STYLES = {
+    "date": "%d %B %Y",  # 06 December 2026
+    "day": "%d %b",  # 06 Dec
+    "minute": "%d %b %Y, %H:%M %Z",  # 06 Dec 2026, 14:05 CET
+    "second": "%d %b %Y, %H:%M:%S %Z",
+    "short": "%d %b, %H:%M %Z",  # 06 Dec, 14:05 CET: rows of this year's lists
+    "time": "%H:%M:%S %Z",
+}
 
 
 @lru_cache(maxsize=4096)  # the inbox shows the same few senders on every row
@@ -18,18 +41,67 @@ def address(value: str) -> str:
     return parseaddr(value or "")[1] or value
 
 
-def mail_date(value: str, fallback: datetime | None = None) -> str:
-    """A Date header as '30 Nov 2026, 14:05', else the time the gateway received it."""
+def iso_utc(moment: datetime) -> str:
+    """The moment in UTC as HTML's ``datetime`` wants it: at most three digits of the
+    second's fraction (cut, not rounded, so a moment never moves into the next second)."""
+    moment = _in_utc(moment)
+    fraction = f".{moment.microsecond // 1000:03d}" if moment.microsecond else ""
+    return moment.strftime("%Y-%m-%dT%H:%M:%S") + fraction + "Z"
+
+
+def shown_in(moment: datetime, zone: tzinfo, style: str = "minute") -> str:
+    """The moment as a person in ``zone`` reads it, in one of :data:`STYLES`."""
+    return _in_utc(moment).astimezone(zone).strftime(STYLES[style])
+
+
+def moment(value: datetime | None, style: str = "minute") -> Markup:
+    """``<time>`` for a stored moment, shown in the reader's zone; nothing for None."""
+    if value is None:
+        return Markup("")
+    zone = reader_zone()
+    return Markup('<time datetime="{}" data-style="{}" title="{}">{}</time>').format(
+        iso_utc(value), style, zone, shown_in(value, zone, style))
+
+
+def mail_date(value: str, fallback: datetime | None = None) -> Markup:
+    """A Date header in the reader's zone, else the time the gateway received it.
+
+    A Date without a zone is shown as it was written: there is nothing to convert from.
+    """
     try:
-        moment = parsedate_to_datetime(value)
-        if moment.tzinfo is not None:
-            return moment.astimezone(UTC).strftime("%d %b %Y, %H:%M UTC")
-        return moment.strftime("%d %b %Y, %H:%M")
+        written = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
-        return fallback.strftime("%d %b %Y, %H:%M UTC") if fallback else value
+        return moment(fallback) if fallback else escape(value)
+    if written.tzinfo is None:
+        return escape(written.strftime("%d %b %Y, %H:%M"))
+    return moment(written)
+
+
+def reader_zone() -> tzinfo:
+    """The time zone of the signed-in person's tenant; UTC for anyone else."""
+    if not has_request_context():
+        return UTC
+    if "reader_zone" not in g:
+        tenant = current_user.tenant if current_user.is_authenticated else None
+        g.reader_zone = clock.zone(tenant.time_zone if tenant else None)
+    return g.reader_zone
+
+
+def _in_utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _swapped() -> dict:
+    """``swapped``: this answer is a fragment htmx swaps into a page (rendering.page
+    chooses the same way), so a ``<title>`` in it is htmx's to move into the head."""
+    return {"swapped": has_request_context() and bool(htmx)
+            and not htmx.history_restore_request}
 
 
 def register(app: Flask) -> None:
     app.add_template_filter(person)
     app.add_template_filter(address)
     app.add_template_filter(mail_date)
+    app.add_template_filter(moment)
+    app.add_template_filter(iso_utc)
+    app.context_processor(_swapped)

@@ -102,6 +102,13 @@ def checks_for(field) -> list:
 class Form(FlaskForm):
     """Every form of the portal: a FlaskForm whose fields also get :func:`checks_for`."""
 
+    class Meta:
+        def render_field(self, field, render_kw):
+            # The CSRF token field has no id: a page with several forms would repeat it.
+            if field.type == "CSRFTokenField":
+                render_kw = {"id": False, **render_kw}
+            return super().render_field(field, render_kw)
+
     def validate(self, extra_validators=None) -> bool:
         extra = extra_validators or {}
         return super().validate({name: [*checks_for(field), *extra.get(name, ())]

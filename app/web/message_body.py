@@ -10,6 +10,7 @@ from collections.abc import Callable
 from flask import Response, render_template, request
 
 from app.domain import reading
+from app.mail import mime
 from app.mail.sanitize import clean_html, text_to_html
 from app.models import Message
 
@@ -25,15 +26,18 @@ _MEDIA_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*
 
 
 def shown(message: Message) -> dict:
-    """What templates/_message_body.html needs: the readable message, its text body
-    escaped, whether its HTML asks for remote images and whether they are shown."""
+    """What templates/_message_body.html needs: the readable message, its text (an HTML
+    body's too) escaped, whether its HTML asks for remote images and whether they are shown."""
     readable = reading.read_message(message)
     has_remote = False
     if readable.html is not None:
         _, has_remote = clean_html(readable.html)
+    # An HTML body also goes in as its text: what a browser without script (which cannot
+    # size the body's frame) and a printer (which cuts a frame at the page's end) show.
     return {"readable": readable, "has_remote": has_remote,
             "show_remote": request.args.get("remote") == "1",
-            "text": text_to_html(readable.text) if readable.html is None else None}
+            "text": text_to_html(readable.text if readable.html is None
+                                 else mime.html_to_text(readable.html))}
 
 
 def framed(message: Message, cid_url: Callable[[int], str]) -> Response:

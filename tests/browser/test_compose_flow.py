@@ -159,7 +159,7 @@ def test_compose_track_reply_and_withdraw(
         # Alice sees it opened.
         page.reload()
         expect(pat_row.locator(".delivery-status")).to_have_text(
-            re.compile(r"^Opened \d\d \w{3} \d\d:\d\d UTC$")
+            re.compile(r"^Opened \d\d \w{3},? \d\d:\d\d UTC$")
         )
 
         pat.get_by_role("link", name="Reply", exact=True).click()
@@ -172,7 +172,7 @@ def test_compose_track_reply_and_withdraw(
         # Alice sees it answered, and the whole history.
         page.reload()
         expect(pat_row.locator(".delivery-status")).to_have_text(
-            re.compile(r"^Replied \d\d \w{3} \d\d:\d\d UTC$")
+            re.compile(r"^Replied \d\d \w{3},? \d\d:\d\d UTC$")
         )
         pat_row.get_by_text("Delivery events").click()
         events = pat_row.locator("ol.events")
@@ -187,7 +187,7 @@ def test_compose_track_reply_and_withdraw(
         pat_row.get_by_role("button", name=f"Withdraw from {PAT}").click()
         expect(page.get_by_role("status")).to_have_text(f"Withdrawn from {PAT}.")
         expect(pat_row.locator(".delivery-status")).to_have_text(
-            re.compile(r"^Withdrawn \d\d \w{3} \d\d:\d\d UTC$")
+            re.compile(r"^Withdrawn \d\d \w{3},? \d\d:\d\d UTC$")
         )
         expect(pat_row.get_by_role("button", name=f"Withdraw from {PAT}")).to_have_count(0)
 
@@ -199,7 +199,7 @@ def test_compose_track_reply_and_withdraw(
             pat.get_by_role("heading", name="This message was withdrawn by the sender")
         ).to_be_visible()
         expect(pat.locator(".gone-fate")).to_have_text(
-            re.compile(r"^The sender withdrew it on \d{1,2} \w+ \d{4}\.$")
+            re.compile(r"^The sender withdrew it on \d\d \w+ \d{4}\.$")
         )
         expect(pat.get_by_text("The draft settlement terms")).to_have_count(0)
         screenshot(pat, "withdrawn")

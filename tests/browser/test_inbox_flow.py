@@ -86,7 +86,7 @@ def test_withdrawn_and_expired_stay_listed_and_the_sender_shows_on_a_phone(
     expect(gone).to_have_count(2)
     today = clock.utcnow()
     expect(gone.filter(has_text="Sent in error")).to_contain_text(
-        f"Withdrawn by the sender on {today.day} {today:%B %Y}")
+        f"Withdrawn by the sender on {today:%d %B %Y}")
     expect(gone.filter(has_text="Last year's figures")).to_contain_text("Expired on")
     look(page, screenshot, "inbox")
     page.set_viewport_size(NARROW)
@@ -103,7 +103,7 @@ def test_withdrawn_and_expired_stay_listed_and_the_sender_shows_on_a_phone(
     expect(page.get_by_role("heading", name="This message was withdrawn by the sender")
            ).to_be_visible()
     expect(page.locator(".gone-fate")).to_have_text(
-        f"The sender withdrew it on {today.day} {today:%B %Y}.")
+        f"The sender withdrew it on {today:%d %B %Y}.")
     expect(page.get_by_text("Wrong file.")).to_have_count(0)
     look(page, screenshot, "withdrawn")
 

@@ -19,6 +19,11 @@ from app.models import AccessEvent, Message, Recipient, Tenant, User
 SECRET = "Merger terms Falcon"
 
 
+def without_tags(html: str) -> str:
+    """The text of some markup: a date is in a <time> element."""
+    return re.sub(r"<[^>]+>", "", html)
+
+
 def deliver(raw: str | bytes, rcpts, sender="alice@acme.test", mode="external") -> Message:
     if isinstance(raw, str):
         raw = raw.replace("\n", "\r\n").encode()
@@ -131,7 +136,7 @@ def test_an_expired_message_shows_that_it_expired_and_when_never_its_content(
     text = page.get_data(as_text=True)
     assert "This message has expired" in text
     ended = pat.visible_until
-    assert f"Its time in the portal ended on {ended.day} {ended:%B %Y}." in text
+    assert f"Its time in the portal ended on {ended:%d %B %Y}." in without_tags(text)
     assert "Numbers attached." not in text and f"{delivered.public_id}/body" not in text
     for url in urls(delivered)[1:4]:
         assert client.get(url).status_code in (404, 410)
@@ -411,8 +416,9 @@ def test_revoked_and_expired_copies_stay_in_the_listing_and_the_search_greyed(
         assert len(rows) == 3, path
         gone = {re.search(r"Quarterly 0\d", row)[0]: row for row in rows if "message-gone" in row}
         assert set(gone) == {"Quarterly 00", "Quarterly 01"}, path
-        assert f"Withdrawn by the sender on {revoked.day} {revoked:%B %Y}" in gone["Quarterly 00"]
-        assert f"Expired on {ended.day} {ended:%B %Y}" in gone["Quarterly 01"]
+        assert f"Withdrawn by the sender on {revoked:%d %B %Y}" in without_tags(
+            gone["Quarterly 00"])
+        assert f"Expired on {ended:%d %B %Y}" in without_tags(gone["Quarterly 01"])
         assert "hx-get" not in gone["Quarterly 00"]  # its page answers 410: a full load
 
 
@@ -501,8 +507,8 @@ def test_a_purged_copy_stays_listed_as_expired_on_the_day_its_window_ended(
     assert expiry.purge_expired() == 1
     auth.sign_in("pat@partner.test", slug="acme")
     listed = client.get("/inbox/").get_data(as_text=True)
-    assert f"Expired on {ended.day} {ended:%B %Y}" in listed and "message-gone" in listed
+    assert f"Expired on {ended:%d %B %Y}" in without_tags(listed) and "message-gone" in listed
     page = client.get(f"/inbox/{delivered.public_id}")
     assert page.status_code == 410
-    assert f"Its time in the portal ended on {ended.day} {ended:%B %Y}." in page.get_data(
-        as_text=True)
+    assert f"Its time in the portal ended on {ended:%d %B %Y}." in without_tags(
+        page.get_data(as_text=True))

@@ -17,6 +17,7 @@ GOOD = textwrap.dedent(
         domains: [acme.test, Acme-Mail.test]
         visibility_days: 30
         internal_relay: smtp://127.0.0.1:2626
+        time_zone: Europe/Berlin
         application_settings:
           - {name: Default, default: true, portal_ccm: false, send_secure: false}
           - {name: Legal, portal_ccm: true, send_secure: true}
@@ -95,6 +96,13 @@ def test_round_trip_import_export_import_changes_nothing(app):
     assert (result.created, result.updated, result.generated) == (0, 0, [])
     assert snapshot() == before
     assert config_file.export_text() == exported
+
+
+def test_a_time_zone_is_imported_and_exported_and_utc_is_the_default(app):
+    import_(GOOD)
+    zones = dict(db.session.execute(select(Tenant.slug, Tenant.time_zone)).all())
+    assert zones == {"acme": "Europe/Berlin", "globex": "UTC"}
+    assert config_file.export_text().count("time_zone:") == 1
 
 
 def test_export_never_contains_passwords_or_hashes(app):
@@ -201,6 +209,8 @@ BAD = [
     ("tenants:\n  - slug: acme\n    name: A\n    users:\n"
      "      - {email: a@acme.test, role: admin, application_settings: Nope}\n",
      "line 5, tenants[0].users[0].application_settings", "no profile named 'Nope'"),
+    ("tenants:\n  - slug: acme\n    name: A\n    time_zone: Mars/Olympus\n",
+     "line 4, tenants[0].time_zone", "expected an IANA time zone name"),
     ("tenants:\n  - slug: acme\n    name: A\n    visibility_days: forever\n",
      "line 4, tenants[0].visibility_days", "whole number of days"),
     ("tenants:\n  - slug: acme\n    name: A\n    internal_relay: relay.acme.test\n",

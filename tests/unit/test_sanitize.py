@@ -661,3 +661,10 @@ def test_message_page_frames_the_body_in_a_sandbox_without_scripts(client, deliv
     assert "allow-scripts" not in tokens
     assert "allow-top-navigation" not in tokens
     assert "allow-forms" not in tokens
+
+
+def test_an_image_without_alt_gets_an_empty_one_and_a_given_alt_stays():
+    """HTML requires alt on img (tests/test_html_valid.py): what the sender wrote stays."""
+    output, _ = clean_html('<img src="cid:a@b"><img src="cid:c@d" alt="Chart">',
+                           cid_url=lambda cid: f"/inline/{cid}")
+    assert output == '<img src="/inline/a@b" alt=""><img src="/inline/c@d" alt="Chart">'

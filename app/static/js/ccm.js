@@ -7,7 +7,10 @@
     try {
       var doc = frame.contentDocument;
       if (doc && doc.documentElement) {
-        frame.style.height = (doc.documentElement.scrollHeight + 8) + "px";
+        // The content's own height: scrollHeight is never less than the frame's, so a
+        // frame grown on a narrow window would not shrink when the window widens.
+        var height = Math.ceil(doc.documentElement.getBoundingClientRect().height);
+        frame.style.height = (height + 8) + "px";
       }
     } catch (error) {
       // Not readable (another origin): keep the stylesheet's height.
@@ -82,6 +85,44 @@
     var box = document.getElementById("request-error");
     if (box && event.detail.successful) { box.hidden = true; }
   });
+
+  // Times: the server writes them in the tenant's zone (app/web/filters.py); here they
+  // are rewritten into the browser's own, with its name. data-style names the same
+  // styles as the server's STYLES; the datetime attribute is the moment in UTC.
+  var STYLES = {
+    date: {day: "2-digit", month: "long", year: "numeric"},
+    day: {day: "2-digit", month: "short"},
+    minute: {day: "2-digit", month: "short", year: "numeric", hour: "2-digit", minute: "2-digit", timeZoneName: "short"},
+    second: {day: "2-digit", month: "short", year: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit", timeZoneName: "short"},
+    "short": {day: "2-digit", month: "short", hour: "2-digit", minute: "2-digit", timeZoneName: "short"},
+    time: {hour: "2-digit", minute: "2-digit", second: "2-digit", timeZoneName: "short"}
+  };
+  var formats = {};
+
+  // Written as the server writes them (day, month, 24 hours): only the zone changes.
+  var LOCALE = "en-GB";
+
+  function localTimes(root) {
+    if (!window.Intl || !root.querySelectorAll) { return; }
+    var times = Array.prototype.slice.call(root.querySelectorAll("time[datetime][data-style]"));
+    if (root.matches && root.matches("time[datetime][data-style]")) { times.push(root); }
+    times.forEach(function (element) {
+      var style = element.getAttribute("data-style");
+      var moment = new Date(element.getAttribute("datetime"));
+      if (!STYLES[style] || isNaN(moment.getTime())) { return; }
+      try {
+        formats[style] = formats[style] || new Intl.DateTimeFormat(LOCALE, STYLES[style]);
+        element.textContent = formats[style].format(moment);
+        element.setAttribute("data-zone", formats[style].resolvedOptions().timeZone);
+        element.title = formats[style].resolvedOptions().timeZone;
+      } catch (error) {
+        // An engine without these options: the server's text stays.
+      }
+    });
+  }
+
+  localTimes(document);
+  document.addEventListener("htmx:load", function (event) { localTimes(event.detail.elt); });
 
   window.addEventListener("resize", function () {
     document.querySelectorAll("iframe.message-frame").forEach(fit);

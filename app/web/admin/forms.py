@@ -22,6 +22,7 @@ from wtforms.validators import (
 )
 from wtforms.widgets import CheckboxInput, ListWidget
 
+from app import clock
 from app.delivery import destinations
 from app.models import Fallback, Mode, PolicyKind, RecipientState, Role, Route, TlsLevel
 from app.web.inputs import Form
@@ -137,6 +138,12 @@ class RevokeForm(Form):
     recipient = HiddenField(validators=[DataRequired()])
 
 
+def time_zone_name(form, field) -> None:
+    """An IANA time zone name this system knows (app/clock.py)."""
+    if problem := clock.zone_problem((field.data or "").strip()):
+        raise ValidationError(problem)
+
+
 class SettingsForm(Form):
     name = StringField("Organisation name", validators=[DataRequired(), Length(max=200)])
     portal_name = StringField("Portal name (on the sign-in page and in notifications)",
@@ -163,6 +170,8 @@ class SettingsForm(Form):
                                                   ("off", "optional", "required")])
     mail_from = StringField("From address of notifications",
                             validators=[Optional(), Length(max=320), ADDRESS])
+    time_zone = StringField("Time zone of the portal's pages",
+                            validators=[DataRequired(), Length(max=64), time_zone_name])
 
 
 class TenantForm(Form):

@@ -100,12 +100,14 @@ def settings():
             tenant.second_factor_external = form.second_factor_external.data
             tenant.second_factor_internal = form.second_factor_internal.data
             tenant.mail_from = (form.mail_from.data or "").strip().lower() or None
+            tenant.time_zone = form.time_zone.data.strip()
             tenant.domains = [d for d in tenant.domains if d.name in names] + [
                 Domain(name=n) for n in names if n not in {d.name for d in tenant.domains}]
             if logo:
                 tenant.logo, tenant.logo_type = logo, logo_type(logo)
             audit.record("settings saved", f"domains {', '.join(names)}; visibility "
-                         f"{tenant.visibility_days} days; first contact {tenant.first_contact}"
+                         f"{tenant.visibility_days} days; first contact {tenant.first_contact}; "
+                         f"time zone {tenant.time_zone}"
                          f"{relay_change}", tenant=tenant)
             db.session.commit()
             flash("Settings saved.", "success")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from markupsafe import Markup
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
@@ -10,6 +11,7 @@ from app.domain import mailbox, reading
 from app.domain.mailbox import PER_PAGE, Page
 from app.extensions import db
 from app.models import Message, OutboundItem, QueueState, Recipient, RecipientState, Route, User
+from app.web.filters import moment
 
 
 def sent(user: User, *, number: int = 1) -> Page:
@@ -72,17 +74,15 @@ def _fate(recipient: Recipient) -> mailbox.Fate | None:
 def status(recipient: Recipient) -> str:
     """Where a recipient's copy stands, in a few words."""
     if recipient.state == RecipientState.REVOKED:
-        return "Withdrawn" + (f" {recipient.revoked_at:%d %b %H:%M} UTC"
-                              if recipient.revoked_at else "")
+        return Markup("Withdrawn {}").format(moment(recipient.revoked_at, "short")).rstrip()
     if recipient.route == Route.CCM:
         if recipient.state == RecipientState.EXPIRED or (
                 recipient.visible_until and recipient.visible_until <= clock.utcnow()):
-            return "Expired" + (f" {recipient.visible_until:%d %b %H:%M} UTC"
-                                if recipient.visible_until else "")
+            return Markup("Expired {}").format(moment(recipient.visible_until, "short")).rstrip()
         if recipient.replied_at:
-            return f"Replied {recipient.replied_at:%d %b %H:%M} UTC"
+            return Markup("Replied {}").format(moment(recipient.replied_at, "short"))
         if recipient.first_opened_at:
-            return f"Opened {recipient.first_opened_at:%d %b %H:%M} UTC"
+            return Markup("Opened {}").format(moment(recipient.first_opened_at, "short"))
         return {QueueState.DONE: "Notified",
                 QueueState.FAILED: "Notification could not be delivered"}.get(
             _notification_state(recipient), "Held, notification queued")

@@ -7,8 +7,8 @@ message.thread names a message's conversation: the first Message-ID of its Refer
 else its In-Reply-To, else its own Message-ID (app/mail/threads.py). Messages stored
 before this keep "" and are shown without their conversation.
 
-Revision ID: 0013
-Revises: 0012
+Revision ID: 0014
+Revises: 0013
 Create Date: 2026-12-06 06:00:00
 
 """
@@ -16,8 +16,8 @@ import sqlalchemy as sa
 from alembic import op
 
 # revision identifiers, used by Alembic.
-revision = '0013'
-down_revision = '0012'
+revision = '0014'
+down_revision = '0013'
 branch_labels = None
 depends_on = None
 
