@@ -212,7 +212,7 @@ def receive(raw: bytes, mail_from: str, rcpt_tos: list[str], *, client_address: 
     message = Message(
         public_id=secrets.token_urlsafe(16), tenant=tenant, mail_from=mail_from,
         header_from=parsed.header_from, subject=parsed.subject,
-        message_id_header=parsed.message_id, client_address=client_address,
+        message_id_header=parsed.message_id, thread=parsed.thread, client_address=client_address,
         received_over_tls=tls, size=len(raw), raw=raw, parts=mime.stored_index(raw, parsed),
         received_at=received_at,
         # kept for the tenant's window at least; a longer CCM window extends it

@@ -8,10 +8,10 @@ page cannot hint that a message exists.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from functools import cache
 
 from sqlalchemy import bindparam, func, or_, select
-from sqlalchemy.engine import Row
 from sqlalchemy.orm import contains_eager
 
 from app import clock
@@ -53,7 +53,7 @@ class Listing:
     One row more than a page is read instead, which says whether an older page exists.
     """
 
-    copies: list[Row]
+    copies: list[Entry]
     number: int
     query: str
     has_next: bool
@@ -73,21 +73,63 @@ class Listing:
 MAX_PAGE = 100_000
 
 
+@dataclass(frozen=True)
+class Fate:
+    """What became of a copy that can no longer be read, and when."""
+
+    withdrawn: bool
+    at: datetime | None
+
+
+def fate(state: str, revoked_at: datetime | None, visible_until: datetime | None,
+         purged_at: datetime | None) -> Fate | None:
+    """Withdrawn or expired, with the day; None while the copy can be read."""
+    if state == RecipientState.REVOKED:
+        return Fate(True, revoked_at)
+    if (state == RecipientState.EXPIRED or purged_at is not None or visible_until is None
+            or visible_until <= clock.utcnow()):
+        return Fate(False, visible_until or purged_at)
+    return None
+
+
+def fate_of(copy: Recipient) -> Fate | None:
+    return fate(copy.state, copy.revoked_at, copy.visible_until, copy.message.purged_at)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One line of the inbox: what it shows of a copy and its message."""
+
+    public_id: str
+    header_from: str
+    mail_from: str
+    subject: str
+    received_at: datetime
+    visible_until: datetime | None
+    first_opened_at: datetime | None
+    fate: Fate | None
+
+
+#: the states of a CCM copy the inbox lists: nothing leaves it silently
+LISTED = (RecipientState.HELD, RecipientState.REVOKED, RecipientState.EXPIRED)
+
+
 @cache
 def _listing(searching: bool):
     """The inbox's statement, built once: what each row shows of a copy and its message.
 
-    The first conditions walk ix_recipient_inbox (user_id, state, received_at, id) newest
+    The first condition walks ix_recipient_inbox (user_id, received_at, id) newest
     first; the others are checked on the rows that walk yields, so a search reads only
-    the user's own copies. Rows, not ORM objects: the list only shows them.
+    the user's own copies. Withdrawn and expired copies stay, greyed, saying so.
+    Rows, not ORM objects: the list only shows them.
     """
     statement = (
-        select(Recipient.first_opened_at, Recipient.visible_until, Message.public_id,
-               Message.header_from, Message.mail_from, Message.subject, Message.received_at)
+        select(Recipient.first_opened_at, Recipient.visible_until, Recipient.state,
+               Recipient.revoked_at, Message.public_id, Message.header_from,
+               Message.mail_from, Message.subject, Message.received_at, Message.purged_at)
         .join(Recipient.message)
-        .where(Recipient.user_id == bindparam("user_id"), Recipient.state == RecipientState.HELD,
-               Recipient.route == Route.CCM, Message.tenant_id == bindparam("tenant_id"),
-               Recipient.visible_until > bindparam("now"))
+        .where(Recipient.user_id == bindparam("user_id"), Recipient.state.in_(LISTED),
+               Recipient.route == Route.CCM, Message.tenant_id == bindparam("tenant_id"))
     )
     if searching:
         pattern = bindparam("pattern")
@@ -110,7 +152,7 @@ def _page_of(searching: bool):
 def inbox(user: User, *, query: str = "", number: int = 1) -> Listing:
     """The user's CCM messages at their tenant, newest first, searched and paged."""
     query = search_text(query)
-    values = {"user_id": user.id, "tenant_id": user.tenant_id, "now": clock.utcnow()}
+    values = {"user_id": user.id, "tenant_id": user.tenant_id}
     if query:
         escaped = query.replace("/", "//").replace("%", "/%").replace("_", "/_")
         values["pattern"] = f"%{escaped}%"
@@ -125,9 +167,13 @@ def inbox(user: User, *, query: str = "", number: int = 1) -> Listing:
     return Listing(copies[:PER_PAGE], number, query, has_next=len(copies) > PER_PAGE)
 
 
-def _page(query: str, values: dict, number: int) -> list[Row]:
-    return list(db.session.execute(_page_of(bool(query)), {
-        **values, "offset": (number - 1) * PER_PAGE, "limit": PER_PAGE + 1}))
+def _page(query: str, values: dict, number: int) -> list[Entry]:
+    rows = db.session.execute(_page_of(bool(query)), {
+        **values, "offset": (number - 1) * PER_PAGE, "limit": PER_PAGE + 1})
+    return [Entry(row.public_id, row.header_from, row.mail_from, row.subject,
+                  row.received_at, row.visible_until, row.first_opened_at,
+                  fate(row.state, row.revoked_at, row.visible_until, row.purged_at))
+            for row in rows]
 
 
 def copy_for(user: User, public_id: str) -> Recipient | None:
@@ -141,7 +187,7 @@ def copy_for(user: User, public_id: str) -> Recipient | None:
 
 def is_expired(copy: Recipient) -> bool:
     return copy.visible_until is None or copy.visible_until <= clock.utcnow() or \
-        copy.message.purged_at is not None
+        copy.message.purged_at is not None or copy.state == RecipientState.EXPIRED
 
 
 def opened(copy: Recipient, client_address: str | None) -> None:

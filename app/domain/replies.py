@@ -37,11 +37,27 @@ def defaults(copy: Recipient, *, reply_all: bool) -> tuple[list[str], list[str]]
     return allowed[:1], allowed[1:] if reply_all else []
 
 
+#: the most of the original a reply quotes, in characters
+QUOTE_LIMIT = 100_000
+
+
 def quoted(copy: Recipient) -> str:
+    """The original quoted as mail programs quote it. The reply form starts with it in the
+    text, where the replier may edit or remove it; nothing adds it again on sending."""
     readable = reading.read_message(copy.message)
     text = readable.text if readable.text is not None else mime.html_to_text(readable.html)
-    lines = "\n".join(f"> {line}" for line in text.strip().splitlines())
-    return f"On {readable.date}, {readable.sender} wrote:\n{lines}\n"
+    text = text.strip()
+    if len(text) > QUOTE_LIMIT:  # the reply's text has a limit too (app/web/inbox/forms.py)
+        text = text[:QUOTE_LIMIT].rstrip() + "\n[…]"
+    lines = "\n".join(f"> {line}".rstrip() for line in text.splitlines())
+    when = readable.date or f"{copy.message.received_at:%a, %d %b %Y %H:%M} UTC"
+    sender = readable.sender or copy.message.mail_from
+    return f"On {when}, {sender} wrote:\n{lines}\n"
+
+
+def draft(copy: Recipient) -> str:
+    """What the reply's text starts as: room to write above the quoted original."""
+    return f"\n\n{quoted(copy)}"
 
 
 def send(copy: Recipient, user: User, *, to: list[str], cc: list[str], body: str,
@@ -70,7 +86,7 @@ def send(copy: Recipient, user: User, *, to: list[str], cc: list[str], body: str
     composing.submit(
         user, to=to_line, cc=[a for a in chosen if a not in to_line],
         subject=subject if subject.lower().startswith("re:") else f"Re: {subject}",
-        text=f"{body.rstrip()}\n\n{quoted(copy)}", uploads=uploads, mode=mode,
+        text=body.rstrip() + "\n", uploads=uploads, mode=mode,
         client_address=client_address, headers=headers)
     copy.replied_at = clock.utcnow()
     record(copy, "replied", f"Replied by the recipient to {', '.join(chosen)}")

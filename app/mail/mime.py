@@ -12,7 +12,7 @@ from email.message import EmailMessage
 from email.parser import BytesParser
 from html import unescape
 
-from app.mail import parts
+from app.mail import parts, threads
 from app.mail.decoding import DECODE_ERRORS, fall_back
 from app.mail.email_policy import RECEIVED
 
@@ -24,6 +24,8 @@ class Parsed:
     subject: str = ""
     header_from: str = ""
     message_id: str = ""
+    #: the conversation: app/mail/threads.py
+    thread: str = ""
     #: the text of the body: plain parts, and the HTML parts' text (no markup)
     body_text: str = ""
     defects: list[str] = field(default_factory=list)
@@ -55,6 +57,8 @@ def parse(raw: bytes, *, light: bool = True) -> Parsed:
         subject=header(message, "Subject"),
         header_from=header(message, "From"),
         message_id=header(message, "Message-ID"),
+        thread=threads.root(header(message, "Message-ID"), header(message, "In-Reply-To"),
+                            header(message, "References")),
         body_text="\n".join(body_texts(message)),
     )
     parsed.defects = [type(d).__name__ for part in message.walk() for d in part.defects]

@@ -56,6 +56,8 @@ class Message(db.Model):
         Index("ix_message_unpurged_expires_at", "expires_at", "id",
               sqlite_where=text("purged_at IS NULL"),
               postgresql_where=text("purged_at IS NULL")),
+        # A conversation's messages at a tenant (app/domain/conversations.py).
+        Index("ix_message_thread", "tenant_id", "thread"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -67,6 +69,9 @@ class Message(db.Model):
     header_from: Mapped[str] = mapped_column(MailString(998), default="")
     subject: Mapped[str] = mapped_column(MailString(998), default="")
     message_id_header: Mapped[str] = mapped_column(MailString(998), default="")
+    #: the conversation it belongs to: the Message-ID that began it, as its References
+    #: or In-Reply-To name it (app/mail/threads.py); "" for messages stored before 0014
+    thread: Mapped[str] = mapped_column(MailString(998), default="", server_default="")
     received_at: Mapped[datetime] = mapped_column(default=clock.utcnow, index=True)
     client_address: Mapped[str] = mapped_column(String(64), default="")
     received_over_tls: Mapped[bool] = mapped_column(default=False)
@@ -91,9 +96,9 @@ class Recipient(db.Model):
     """One recipient of a message: the route chosen for them and where it stands."""
 
     __table_args__ = (
-        # The inbox: a user's held copies, newest first, read 21 index entries at a time
+        # The inbox: a user's copies, newest first, read 21 index entries at a time
         # instead of sorting all of them (see app/domain/mailbox.py).
-        Index("ix_recipient_inbox", "user_id", "state", "received_at", "id"),
+        Index("ix_recipient_inbox", "user_id", "received_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

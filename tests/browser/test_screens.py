@@ -49,6 +49,10 @@ NOT_PAGES = {
     "inbox.inline": "an image inside a message body",
     "inbox.body": "the message body, a document inside the message page's frame: "
                   "test_with_script_the_frame_fits_the_whole_body measures it there",
+    "compose.sent_attachment": "a download",
+    "compose.sent_inline": "an image inside a message body",
+    "compose.sent_body": "the sent message's body, the same document as inbox.body, "
+                         "inside the Sent page's frame",
 }
 
 LONG_LOCAL = "quarterly.reporting.distribution.list.for.the.board"

@@ -466,7 +466,8 @@ def test_revoke_before_the_recipient_opened_it(app, gateway, client, sent_by_ali
     reader, page = read_as(app, "pat@partner.test", message)
     assert page.status_code == 410
     assert "withdrawn by the sender" in page.get_data(as_text=True)
-    assert "Offer" not in reader.get("/inbox/").get_data(as_text=True)
+    # It stays in the inbox, greyed, saying so (app/domain/mailbox.py).
+    assert "Withdrawn by the sender on" in reader.get("/inbox/").get_data(as_text=True)
     # Sam, the other recipient, still has it.
     _, sams = read_as(app, "sam@partner.test", message)
     assert sams.status_code == 200

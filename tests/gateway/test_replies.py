@@ -1,5 +1,8 @@
 """Replies from the portal take the gateway path: real relay and MX sinks on loopback."""
 
+import html
+import re
+
 import pytest
 from support import mail, post_form
 
@@ -39,8 +42,7 @@ def test_an_external_reply_reaches_internal_people_by_smtp(gateway, client, orig
     assert message["In-Reply-To"] == original.message_id_header
     assert message["References"] == f"<older@acme.test> {original.message_id_header}"
     text = message.get_body(("plain",)).get_content()
-    assert text.startswith("Agreed.")
-    assert "> Numbers attached." in text
+    assert text.strip() == "Agreed."  # the quote is the form's to offer, not the server's to add
 
 
 def test_an_external_reply_to_another_external_party_goes_by_ccm(gateway, client, original,
@@ -152,3 +154,41 @@ def test_parties_are_the_sender_and_to_cc_without_the_replier(gateway, original)
     assert replies.defaults(pat, reply_all=True) == (
         ["alice@acme.test"], ["sam@partner.test", "bob@acme.test"])
     assert isinstance(pat.user, User)
+
+
+def test_the_reply_form_offers_the_quoted_original_and_it_is_sent_once(
+        gateway, client, original, signed_in):
+    signed_in("pat@partner.test")
+    page = client.get(f"/inbox/{original.public_id}/reply").get_data(as_text=True)
+    textarea = re.search(r'<textarea[^>]*name="body"[^>]*>(.*?)</textarea>', page, re.S)[1]
+    offered = html.unescape(textarea).removeprefix("\r\n")  # as a browser reads it
+    assert offered.startswith("\n\nOn ") and "alice@acme.test wrote:\n> Numbers attached." \
+        in offered
+    gateway.run_queue()
+    before = len(gateway.relay.messages)
+    reply(client, original, ["alice@acme.test"], body="Agreed." + offered)
+    gateway.run_queue()
+    text = gateway.relay.wait_for(before + 1)[-1].message.get_body(("plain",)).get_content()
+    text = text.replace("\r\n", "\n")
+    assert text.startswith("Agreed.\n\nOn ")
+    assert text.count("wrote:") == 1 and text.count("> Numbers attached.") == 1
+
+
+def test_a_reply_without_the_quote_goes_without_it(gateway, client, original, signed_in):
+    signed_in("pat@partner.test")
+    reply(client, original, ["alice@acme.test"], body="Short answer.")
+    text = replies.reading.read_message(gateway.latest()).text
+    assert "wrote:" not in text and "Numbers attached." not in text
+
+
+def test_a_hostile_original_is_quoted_as_text_and_escaped_in_the_form(gateway, client, signed_in):
+    message = gateway.send(
+        "From: alice@acme.test\nTo: pat@partner.test\nSubject: Markup\n"
+        "Message-ID: <markup@acme.test>\nContent-Type: text/html\n\n"
+        "<p>Hello</p><script>alert(1)</script></textarea><b>bold</b>\n",
+        ["pat@partner.test"], mode="external")
+    signed_in("pat@partner.test")
+    page = client.get(f"/inbox/{message.public_id}/reply").get_data(as_text=True)
+    assert "<script>" not in page and "</textarea><b>" not in page
+    textarea = re.search(r'<textarea[^>]*name="body"[^>]*>(.*?)</textarea>', page, re.S)[1]
+    assert "> Hello" in html.unescape(textarea)

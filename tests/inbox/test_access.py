@@ -19,6 +19,11 @@ from app.models import AccessEvent, Message, Recipient, Tenant, User
 SECRET = "Merger terms Falcon"
 
 
+def without_tags(html: str) -> str:
+    """The text of some markup: a date is in a <time> element."""
+    return re.sub(r"<[^>]+>", "", html)
+
+
 def deliver(raw: str | bytes, rcpts, sender="alice@acme.test", mode="external") -> Message:
     if isinstance(raw, str):
         raw = raw.replace("\n", "\r\n").encode()
@@ -120,7 +125,8 @@ def test_signed_out_visitors_are_sent_to_sign_in(client, delivered):
         assert client.get(url).status_code == 302
 
 
-def test_an_expired_message_shows_only_that_it_expired(client, auth, delivered):
+def test_an_expired_message_shows_that_it_expired_and_when_never_its_content(
+        client, auth, delivered):
     pat = next(r for r in delivered.recipients if r.address == "pat@partner.test")
     pat.visible_until = utcnow() - timedelta(seconds=1)
     db.session.commit()
@@ -129,11 +135,12 @@ def test_an_expired_message_shows_only_that_it_expired(client, auth, delivered):
     assert page.status_code == 410
     text = page.get_data(as_text=True)
     assert "This message has expired" in text
-    assert SECRET not in text and "alice" not in text
+    ended = pat.visible_until
+    assert f"Its time in the portal ended on {ended:%d %B %Y}." in without_tags(text)
+    assert "Numbers attached." not in text and f"{delivered.public_id}/body" not in text
     for url in urls(delivered)[1:4]:
         assert client.get(url).status_code in (404, 410)
     assert client.get(f"/inbox/{delivered.public_id}/reply").status_code == 410
-    assert SECRET not in client.get("/inbox/").get_data(as_text=True)
 
 
 def test_a_message_just_inside_its_window_is_shown(client, auth, delivered):
@@ -392,18 +399,27 @@ def test_search_says_how_many_it_found_without_counting_past_the_page(client, au
     assert ">25 messages found<" in rest and "Report 00" in rest
 
 
-def test_revoked_and_expired_copies_leave_the_listing_and_the_search(client, auth, acme):
+def test_revoked_and_expired_copies_stay_in_the_listing_and_the_search_greyed(
+        client, auth, acme):
     reports(3, subject="Quarterly")
     copies = {r.message.subject: r for r in
               db.session.scalars(select(Recipient).where(Recipient.address == "pat@partner.test"))}
     copies["Quarterly 00"].state = "revoked"
+    copies["Quarterly 00"].revoked_at = utcnow()
     copies["Quarterly 01"].visible_until = utcnow() - timedelta(seconds=1)
     db.session.commit()
     auth.sign_in("pat@partner.test", slug="acme")
+    revoked, ended = copies["Quarterly 00"].revoked_at, copies["Quarterly 01"].visible_until
     for path in ("/inbox/", "/inbox/?q=quarterly"):
         text = client.get(path).get_data(as_text=True)
-        assert "Quarterly 02" in text, path
-        assert "Quarterly 00" not in text and "Quarterly 01" not in text, path
+        rows = re.findall(r'<li class="message-row[^"]*">.*?</li>', text, re.S)
+        assert len(rows) == 3, path
+        gone = {re.search(r"Quarterly 0\d", row)[0]: row for row in rows if "message-gone" in row}
+        assert set(gone) == {"Quarterly 00", "Quarterly 01"}, path
+        assert f"Withdrawn by the sender on {revoked:%d %B %Y}" in without_tags(
+            gone["Quarterly 00"])
+        assert f"Expired on {ended:%d %B %Y}" in without_tags(gone["Quarterly 01"])
+        assert "hx-get" not in gone["Quarterly 00"]  # its page answers 410: a full load
 
 
 def test_a_copy_keeps_its_messages_arrival_time(acme):
@@ -479,3 +495,20 @@ def test_a_reload_is_not_logged_again_nor_written(client, auth, delivered):
     db.session.commit()
     client.get(url, environ_base={"REMOTE_ADDR": "198.51.100.7"})
     assert len(openings()) == 4
+
+
+def test_a_purged_copy_stays_listed_as_expired_on_the_day_its_window_ended(
+        client, auth, delivered, frozen_clock):
+    from app.domain import expiry
+
+    pat = next(r for r in delivered.recipients if r.address == "pat@partner.test")
+    ended = pat.visible_until
+    frozen_clock.set(ended + timedelta(days=30))
+    assert expiry.purge_expired() == 1
+    auth.sign_in("pat@partner.test", slug="acme")
+    listed = client.get("/inbox/").get_data(as_text=True)
+    assert f"Expired on {ended:%d %B %Y}" in without_tags(listed) and "message-gone" in listed
+    page = client.get(f"/inbox/{delivered.public_id}")
+    assert page.status_code == 410
+    assert f"Its time in the portal ended on {ended:%d %B %Y}." in without_tags(
+        page.get_data(as_text=True))

@@ -10,7 +10,7 @@ from flask_login import current_user, login_required
 from app.domain import access_log, composing, isolation
 from app.extensions import db
 from app.models import Side
-from app.web import uploads
+from app.web import message_body, uploads
 from app.web.compose import bp
 from app.web.compose.forms import ComposeForm, RevokeForm
 from app.web.queries import sent_items
@@ -121,20 +121,62 @@ def sent():
         number = 1
     return page("compose/sent.html", {"sent": "compose/_sent.html", None: "compose/_sent.html"},
                 listing=sent_items.sent(current_user, number=number),
-                status=sent_items.status)
+                status=sent_items.status, by_ccm=sent_items.by_ccm,
+                outcomes=sent_items.outcomes)
+
+
+def _own_sent(public_id: str):
+    """A message this user sent; 404 for anyone else's."""
+    message = sent_items.sent_message(current_user, public_id)
+    if message is None:
+        abort(404)
+    return message
 
 
 @bp.route("/sent/<public_id>")
 @internal_only
 def sent_message(public_id: str):
-    """One sent message: per recipient, route, state and every delivery event."""
-    message = sent_items.sent_message(current_user, public_id)
-    if message is None:
-        abort(404)
+    """One sent message: its body, and per recipient route, state and every delivery event."""
+    message = _own_sent(public_id)
+    body = {} if message.purged_at else message_body.shown(message)
     return page("compose/sent_message.html", "compose/_sent_message.html", message=message,
                 status=sent_items.status, blind=sent_items.blind_copies(message),
-                form=RevokeForm(),
-                accesses=access_log.of_message(message))
+                by_ccm=sent_items.by_ccm(message), form=RevokeForm(),
+                accesses=access_log.of_message(message), **body)
+
+
+@bp.route("/sent/<public_id>/body")
+@internal_only
+def sent_body(public_id: str):
+    """The sent message's HTML body, sanitized and framed as its recipients see it."""
+    message = _own_sent(public_id)
+    if message.purged_at:
+        abort(410)
+    return message_body.framed(message, lambda number: url_for(
+        "compose.sent_inline", public_id=public_id, number=number))
+
+
+@bp.route("/sent/<public_id>/inline/<int:number>")
+@internal_only
+def sent_inline(public_id: str, number: int):
+    """An image the sent message carries for its HTML."""
+    message = _own_sent(public_id)
+    if message.purged_at:
+        abort(410)
+    return message_body.inline_image(message, number) or abort(404)
+
+
+@bp.route("/sent/<public_id>/parts/<int:number>")
+@internal_only
+def sent_attachment(public_id: str, number: int):
+    """Download an attachment of the sent message (not recorded as a recipient's access)."""
+    message = _own_sent(public_id)
+    if message.purged_at:
+        abort(410)
+    found = message_body.attachment(message, number)
+    if found is None:
+        abort(404)
+    return found[0]
 
 
 @bp.route("/sent/<public_id>/revoke", methods=["POST"])

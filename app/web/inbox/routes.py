@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-import re
-
-from flask import Response, abort, flash, render_template, request, url_for
+from flask import abort, flash, request, url_for
 from flask_login import current_user, login_required
 
-from app.domain import access_log, composing, mailbox, reading, replies
+from app.domain import access_log, composing, conversations, mailbox, replies
 from app.extensions import db
-from app.mail import mime
-from app.mail.sanitize import clean_html, text_to_html
-from app.models import RecipientState, Side
-from app.web import uploads
+from app.mail.sanitize import text_to_html
+from app.models import Side
+from app.web import message_body, uploads
 from app.web.inbox import bp
 from app.web.inbox.forms import ReplyForm
 from app.web.rendering import page, redirect_to
-
-#: the framed message body may show inline styles, and nothing may run in it
-_BODY_POLICY = ("default-src 'none'; style-src 'unsafe-inline'; img-src 'self'{remote}; "
-                "base-uri 'none'; form-action 'none'; frame-ancestors 'self'")
 
 
 @bp.route("/")
@@ -45,11 +38,11 @@ def _own_copy(public_id: str):
 
 def _unavailable(copy):
     """The page for a copy that can no longer be read, or None while it can."""
-    if copy.state == RecipientState.REVOKED:
-        return page("inbox/withdrawn.html", "inbox/_withdrawn.html"), 410
-    if mailbox.is_expired(copy):
-        return page("inbox/expired.html", "inbox/_expired.html", copy=copy), 410
-    return None
+    fate = mailbox.fate_of(copy)
+    if fate is None:
+        return None
+    name = "withdrawn" if fate.withdrawn else "expired"
+    return page(f"inbox/{name}.html", f"inbox/_{name}.html", copy=copy, fate=fate), 410
 
 
 @bp.route("/<public_id>")
@@ -59,18 +52,12 @@ def message(public_id: str):
     copy = _own_copy(public_id)
     if gone := _unavailable(copy):
         return gone
-    readable = reading.read_message(copy.message)
-    has_remote = False
-    if readable.html is not None:
-        _, has_remote = clean_html(readable.html)
-    show_remote = request.args.get("remote") == "1"
-    # An HTML body also goes in as its text: what a browser without script (which cannot
-    # size the body's frame) and a printer (which cuts a frame at the page's end) show.
-    text = text_to_html(readable.text if readable.html is None
-                        else mime.html_to_text(readable.html))
+    earlier, later = conversations.around(current_user, copy.message)
     response = page("inbox/message.html", "inbox/_message.html", copy=copy,
-                    readable=readable, text=text, has_remote=has_remote,
-                    show_remote=show_remote)
+                    **message_body.shown(copy.message), earlier=earlier,
+                    later=[(turn, None if turn.fate else [text_to_html(t) for t in turn.said()])
+                           for turn in later],
+                    internal=current_user.kind == Side.INTERNAL)
     # Written once the page is ready, so a write holds the database only for itself;
     # a view that changes nothing (a reload) writes nothing.
     access_log.record_opened(tenant=copy.message.tenant, user=current_user,
@@ -88,22 +75,8 @@ def body(public_id: str):
     copy = _own_copy(public_id)
     if _unavailable(copy):
         abort(410)
-    readable = reading.read_message(copy.message)
-    allow_remote = request.args.get("remote") == "1"
-
-    def cid_url(content_id: str) -> str | None:
-        # By the part's number, never by the Content-ID itself: the sender writes that,
-        # and "../../<another id>/parts/0" would be a same-origin path of the mailbox.
-        if (described := readable.inline.get(content_id)) is not None:
-            return url_for("inbox.inline", public_id=public_id, number=described.number)
-        return None
-
-    html, _ = clean_html(readable.html or "", cid_url=cid_url, allow_remote=allow_remote)
-    response = Response(render_template("inbox/body.html", html=html))
-    response.headers["Content-Security-Policy"] = _BODY_POLICY.format(
-        remote=" https: http:" if allow_remote else "")
-    response.headers["X-Frame-Options"] = "SAMEORIGIN"
-    return response
+    return message_body.framed(copy.message, lambda number: url_for(
+        "inbox.inline", public_id=public_id, number=number))
 
 
 @bp.route("/<public_id>/parts/<int:number>")
@@ -113,21 +86,14 @@ def attachment(public_id: str, number: int):
     copy = _own_copy(public_id)
     if _unavailable(copy):
         abort(410)
-    part = reading.download(copy.message, number)
-    if part is None:
+    found = message_body.attachment(copy.message, number)
+    if found is None:
         abort(404)
-    data, size, content_type, filename = part
+    response, filename = found
     access_log.record("downloaded", tenant=copy.message.tenant, user=current_user,
                       message=copy.message, detail=filename)
     db.session.commit()
-    response = _sent(data, size, content_type)
-    response.headers.set("Content-Disposition", "attachment", filename=filename)
-    response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
     return response
-
-
-#: inline images shown in the body; anything else (SVG included) is only downloadable
-_INLINE_TYPES = {"image/png", "image/jpeg", "image/gif", "image/webp"}
 
 
 @bp.route("/<public_id>/inline/<int:number>")
@@ -137,26 +103,7 @@ def inline(public_id: str, number: int):
     copy = _own_copy(public_id)
     if _unavailable(copy):
         abort(410)
-    described = next((part for part in reading.read_message(copy.message).inline.values()
-                      if part.number == number), None)
-    if described is None or described.content_type not in _INLINE_TYPES:
-        abort(404)
-    data, size, content_type, _ = reading.download(copy.message, described.number)
-    return _sent(data, size, content_type)
-
-
-#: a media type as RFC 2045 spells one; the sender's anything else is served as bytes
-_MEDIA_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*")
-
-
-def _sent(data, size: int, content_type: str) -> Response:
-    """A part's content: whole, or streamed slice by slice as it is read and decoded
-    (then Flask cannot know its length)."""
-    if not _MEDIA_TYPE.fullmatch(content_type):
-        content_type = "application/octet-stream"
-    response = Response(data, mimetype=content_type)
-    response.headers["Content-Length"] = str(size)
-    return response
+    return message_body.inline_image(copy.message, number) or abort(404)
 
 
 @bp.route("/<public_id>/reply", methods=["GET", "POST"])
@@ -176,6 +123,7 @@ def reply(public_id: str):
     if request.method == "GET":
         to, cc = replies.defaults(copy, reply_all=reply_all)
         form.recipients.data = [*to, *cc]
+        form.body.data = replies.draft(copy)
     elif form.validate_on_submit():
         try:
             replies.send(

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from markupsafe import Markup
 from sqlalchemy import func, select
+from sqlalchemy.orm import selectinload
 
 from app import clock
-from app.domain import reading
+from app.domain import mailbox, reading
 from app.domain.mailbox import PER_PAGE, Page
 from app.extensions import db
 from app.models import Message, OutboundItem, QueueState, Recipient, RecipientState, Route, User
@@ -21,6 +22,7 @@ def sent(user: User, *, number: int = 1) -> Page:
     number = max(1, min(number, max(1, -(-total // PER_PAGE))))
     messages = db.session.scalars(statement.order_by(Message.received_at.desc(),
                                                      Message.id.desc())
+                                  .options(selectinload(Message.recipients))
                                   .offset((number - 1) * PER_PAGE).limit(PER_PAGE))
     return Page(list(messages), total, number, "")
 
@@ -44,13 +46,39 @@ def blind_copies(message: Message) -> set[str]:
     return {r.address for r in message.recipients if r.address.lower() not in named}
 
 
+def by_ccm(message: Message) -> bool:
+    """Whether any recipient got the message by CCM (the secure portal)."""
+    return any(r.route == Route.CCM for r in message.recipients)
+
+
+def outcomes(message: Message) -> list[str]:
+    """What became of the CCM copies that can no longer be read, for the Sent list:
+    "Withdrawn", "Expired", or "Withdrawn from 1 of 3" when only some were."""
+    copies = [r for r in message.recipients if r.route == Route.CCM]
+    found = []
+    for word, gone in (("Withdrawn", [r for r in copies if _fate(r) and _fate(r).withdrawn]),
+                       ("Expired", [r for r in copies if _fate(r) and not _fate(r).withdrawn])):
+        if gone:
+            found.append(word if len(gone) == len(copies)
+                         else f"{word} for {len(gone)} of {len(copies)}")
+    return found
+
+
+def _fate(recipient: Recipient) -> mailbox.Fate | None:
+    # A copy still queued (a TLS fall-back on its way to CCM) has no window yet.
+    if recipient.state not in mailbox.LISTED:
+        return None
+    return mailbox.fate_of(recipient)
+
+
 def status(recipient: Recipient) -> str:
     """Where a recipient's copy stands, in a few words."""
     if recipient.state == RecipientState.REVOKED:
-        return "Revoked"
+        return Markup("Withdrawn {}").format(moment(recipient.revoked_at, "short")).rstrip()
     if recipient.route == Route.CCM:
-        if recipient.visible_until and recipient.visible_until <= clock.utcnow():
-            return "Expired"
+        if recipient.state == RecipientState.EXPIRED or (
+                recipient.visible_until and recipient.visible_until <= clock.utcnow()):
+            return Markup("Expired {}").format(moment(recipient.visible_until, "short")).rstrip()
         if recipient.replied_at:
             return Markup("Replied {}").format(moment(recipient.replied_at, "short"))
         if recipient.first_opened_at:
