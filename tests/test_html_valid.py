@@ -33,8 +33,9 @@ JAR = Path(os.environ.get("CCM_VNU_JAR")
 HTMX_ATTRIBUTE = re.compile(r'^Attribute “hx-[a-z-]+” not allowed on element “[a-z0-9]+” '
                             r"at this point\.$")
 #: answers that are not pages: files, downloads, and the logo
-NOT_PAGES = {"static", "inbox.attachment", "inbox.inline", "auth.logo", "health.healthz",
-             "health.readyz", "monitoring.metrics"}
+NOT_PAGES = {"static", "inbox.attachment", "inbox.inline", "compose.sent_attachment",
+             "compose.sent_inline", "auth.logo", "health.healthz", "health.readyz",
+             "monitoring.metrics"}
 
 #: fragments that views choose by the element htmx swaps (rendering.page)
 TARGETED = [("/inbox/", "messages"), ("/admin/people", "people"),
