@@ -9,6 +9,7 @@ from flask_login import current_user, login_required
 
 from app.domain import access_log, composing, mailbox, reading, replies
 from app.extensions import db
+from app.mail import filenames
 from app.mail.sanitize import clean_html, text_to_html
 from app.models import RecipientState, Side
 from app.web import uploads
@@ -117,7 +118,7 @@ def attachment(public_id: str, number: int):
                       message=copy.message, detail=filename)
     db.session.commit()
     response = _sent(data, size, content_type)
-    response.headers.set("Content-Disposition", "attachment", filename=filename)
+    response.headers["Content-Disposition"] = filenames.content_disposition(filename)
     response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
     return response
 
