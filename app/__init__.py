@@ -11,7 +11,7 @@ from app import clock, metrics
 from app import config as settings
 from app.domain import composing, config_checks
 from app.extensions import csrf, db, htmx, limiter, login_manager, migrate
-from app.web import health, inputs, monitoring, proxies
+from app.web import health, inputs, monitoring, proxies, static_files
 
 MIGRATIONS = str(Path(__file__).parent / "migrations")
 
@@ -56,6 +56,7 @@ def create_app(overrides: dict | None = None, instance_path: str | None = None) 
     limiter.init_app(app)
     login_manager.init_app(app)
     inputs.register(app)  # before the blueprints' own hooks read anything
+    static_files.register(app)  # fingerprinted, cached for a year, compressed
 
     from app.web import admin, auth, compose, errors, filters, inbox, security
 

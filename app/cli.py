@@ -17,6 +17,7 @@ from sqlalchemy.exc import OperationalError
 
 from app import config as settings
 from app import database, logs, operations, worker
+from app.delivery import outbox
 from app.domain import accounts, config_checks, config_file, ingest, outbound_queue
 from app.extensions import db
 from app.models import Job, OutboundItem, QueueState, Tenant
@@ -57,7 +58,7 @@ def _create_app() -> Flask:
 def register(app: Flask) -> None:
     """Attach the commands to ``app.cli`` (Flask-Migrate adds ``db`` itself)."""
     for command in (serve, web, smtp, worker_command, jobs_group, send, config_group,
-                    queue_group):
+                    queue_group, outbox_group):
         app.cli.add_command(command)
     app.cli.add_command(operations.reporting_upgrade(app.cli.commands["db"]))
     app.cli.add_command(operations.status)
@@ -387,3 +388,45 @@ _queue_command("release", outbound_queue.release, "Let items on hold go (postsup
 def queue_delete(ids: tuple[int, ...], every: bool, bounce: bool) -> None:
     """End items unsent (postsuper -d), in the audit log."""
     _report("delete", outbound_queue.delete(_items(ids, every), by=_operator(), bounce=bounce))
+
+
+@click.group("outbox")
+def outbox_group() -> None:
+    """The maildir outbox, decoded (where mail goes when no mail server is set up)."""
+
+
+def _outbox_path(path: str | None) -> str:
+    config = current_app.config
+    return path or outbox.path_of(config["OUTBOUND"], config["INTERNAL_RELAY"],
+                                  current_app.instance_path)
+
+
+_PATH_OPTION = click.option("--path", help="Another maildir (default: CCM_OUTBOUND's, "
+                                           "else instance/outbox).")
+
+
+@outbox_group.command("list")
+@_PATH_OPTION
+def outbox_list(path: str | None) -> None:
+    """List the outbox, oldest first: number, date (UTC), envelope recipient, subject."""
+    try:
+        entries = outbox.listing(_outbox_path(path))
+    except outbox.NotFound as missing:
+        raise click.ClickException(str(missing)) from None
+    width = max((len(e.recipient) for e in entries), default=9)
+    for entry in entries:
+        click.echo(f"{entry.number:>4}  {entry.written_at:%Y-%m-%d %H:%M:%S}  "
+                   f"{entry.recipient:<{width}}  {entry.subject}")
+    click.echo(f"-- {len(entries)} message(s)")
+
+
+@outbox_group.command("show")
+@click.argument("message_id", metavar="ID")
+@_PATH_OPTION
+def outbox_show(message_id: str, path: str | None) -> None:
+    """Print one message (its number in the list, or its file name): headers, then its
+    text, decoded."""
+    try:
+        click.echo(outbox.show(_outbox_path(path), message_id), nl=False)
+    except outbox.NotFound as missing:
+        raise click.ClickException(str(missing)) from None

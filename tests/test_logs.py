@@ -55,7 +55,10 @@ def test_text_lines_carry_the_time_the_process_and_the_message(tmp_path):
     assert len(sent) == 1, logged
     assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} \d+ INFO app\.delivery\.runner: "
                     r"message \S+ item \d+ \(delivery\) to=<pat@partner\.test> tries=1 "
-                    r"status=sent \(Delivered to the maildir ", sent[0]), sent[0]
+                    r"status=sent \(Written to the outbox \(maildir\)\)", sent[0]), sent[0]
+    # the people's event names no path; the operator's log does
+    assert any(f"to=<pat@partner.test> written to the maildir {tmp_path / 'outbox'}" in line
+               for line in logged), logged
 
 
 def test_json_lines_are_objects_with_the_messages_id_as_a_field(tmp_path):

@@ -24,6 +24,7 @@ copy.
 
 from __future__ import annotations
 
+import logging
 import mailbox
 import smtplib
 from collections.abc import Callable, Collection, Sequence
@@ -40,9 +41,14 @@ from app.delivery.destinations import (
     relay_addresses,
 )
 from app.delivery.sessions import Key, Session, Sessions, TlsUnavailable, close, failure
-from app.models import DELIVERED_VIA_MX
+from app.models import DELIVERED_VIA_MX, WRITTEN_TO_OUTBOX
 
 __all__ = ["DeliveryFailed", "Options", "Sessions", "TlsUnavailable", "send"]
+
+log = logging.getLogger(__name__)
+
+#: longest part of a server's reply quoted in a delivery event
+REPLY_QUOTED = 200
 
 #: why a recipient was not delivered
 Failure = DeliveryFailed | TlsUnavailable
@@ -71,30 +77,28 @@ def send(target: str, raw: bytes, mail_from: str, rcpts: Sequence[str], *,
     options = options or Options()
     pending = dict(enumerate(rcpts))
     if target.startswith("maildir:"):
-        folder = mailbox.Maildir(target.removeprefix("maildir:"), create=True)
-        for _ in pending:
-            folder.add(raw)
+        to_maildir(target.removeprefix("maildir:"), raw, mail_from, pending.values())
         if accepted is not None:
-            accepted(list(pending), f"Delivered to the maildir {target.removeprefix('maildir:')}")
+            accepted(list(pending), WRITTEN_TO_OUTBOX)
         return {}
     if target.startswith("smtp://"):
         host, port, addresses = _relay_addresses(target, options, restricted)
         hosts, destination = [(host, addresses)], host
 
-        def describe(host: str, session: Session) -> str:
-            return f"Relayed to {host}:{port} ({session.tls_version or 'no TLS'})"
+        def describe(host: str, session: Session, reply: str) -> str:
+            return f"Relayed to {host}:{port}, which accepted it ({_how(session, reply)})"
     elif target == "mx":
         destination = _one_domain(rcpts)
         hosts, port = mx_hosts(destination, options), options.delivery_port
 
-        def describe(host: str, session: Session) -> str:
-            return f"{DELIVERED_VIA_MX}: {host} ({session.tls_version or 'no TLS'})"
+        def describe(host: str, session: Session, reply: str) -> str:
+            return f"{DELIVERED_VIA_MX}: {host} accepted it ({_how(session, reply)})"
     else:
         raise ValueError(f"unknown delivery target {target!r}")
 
-    def then(positions: list[int], host: str, session: Session) -> None:
+    def then(positions: list[int], host: str, session: Session, reply: str) -> None:
         if accepted is not None:
-            accepted(positions, describe(host, session))
+            accepted(positions, describe(host, session, reply))
 
     kept = sessions if sessions is not None else Sessions()
     try:
@@ -103,6 +107,32 @@ def send(target: str, raw: bytes, mail_from: str, rcpts: Sequence[str], *,
     finally:
         if sessions is None:
             kept.close()
+
+
+def _how(session: Session, reply: str) -> str:
+    """The server's answer and the encryption, as a delivery event quotes them."""
+    tls = f"encrypted with {session.tls_version}" if session.tls_version else "not encrypted"
+    return f"{reply}; {tls}" if reply else tls
+
+
+def to_maildir(path: str, raw: bytes, mail_from: str, rcpts: Collection[str]) -> None:
+    """Write one copy for each of ``rcpts`` to the maildir at ``path``, each with the
+    envelope on top as Postfix's local delivery puts it (``Return-Path``,
+    ``X-Original-To``, ``Delivered-To``): the headers alone do not say who a copy was
+    for (a Bcc, a notification's recipient). The path goes to the operator's log only."""
+    folder = mailbox.Maildir(path, create=True)
+    newline = b"\r\n" if raw.split(b"\n", 1)[0].endswith(b"\r") else b"\n"
+    for rcpt in rcpts:
+        envelope = [f"Return-Path: <{mail_from}>", f"X-Original-To: {rcpt}",
+                    f"Delivered-To: {rcpt}"]
+        # the envelope was checked on the way in; a line break here would forge headers
+        top = newline.join(_one_line(line).encode() for line in envelope)
+        key = folder.add(top + newline + raw)
+        log.info("to=<%s> written to the maildir %s as %s", rcpt, path, key)
+
+
+def _one_line(text: str) -> str:
+    return "".join(c if c.isprintable() else " " for c in text)
 
 
 def _one_domain(rcpts: Sequence[str]) -> str:
@@ -198,8 +228,8 @@ class _Attempt:
         host = key[0]
         session = self.sessions.open(key, self.options)
 
-        def delivered(positions: list[int]) -> None:
-            self.then(positions, host, session)
+        def delivered(positions: list[int], reply: str) -> None:
+            self.then(positions, host, session, reply)
 
         try:
             outcomes, closing = _transaction(session, host, self.raw, self.mail_from,
@@ -219,7 +249,7 @@ class _Attempt:
 
 
 def _transaction(session: Session, host: str, raw: bytes, mail_from: str,
-                 pending: dict[int, str], delivered: Callable[[list[int]], None]
+                 pending: dict[int, str], delivered: Callable[[list[int], str], None]
                  ) -> tuple[dict[int, DeliveryFailed | None], bool]:
     """MAIL, one RCPT per recipient, DATA; the outcome of each recipient, and whether
     the server is closing the session (421)."""
@@ -271,5 +301,13 @@ def _transaction(session: Session, host: str, raw: bytes, mail_from: str,
             client.rset()
     if code != 250:
         return outcomes | dict.fromkeys(taken, failure(host, code, reply)), code == 421
-    delivered(taken)  # before anything else is said to the server
+    delivered(taken, _quoted(code, reply))  # before anything else is said to the server
     return outcomes | dict.fromkeys(taken), False
+
+
+def _quoted(code: int, reply: bytes | str) -> str:
+    """A server's reply on one line, bounded, as a delivery event quotes it."""
+    text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
+    text = _one_line(" ".join(text.split()))
+    text = f"{code} {text}".strip()
+    return text if len(text) <= REPLY_QUOTED else text[:REPLY_QUOTED - 1] + "…"

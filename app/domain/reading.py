@@ -19,10 +19,9 @@ from email.message import EmailMessage
 from email.utils import getaddresses
 
 from sqlalchemy import LargeBinary, func, select
-from werkzeug.utils import secure_filename
 
 from app.extensions import db
-from app.mail import decoding, mime, parts
+from app.mail import decoding, filenames, mime, parts
 from app.models import Message
 
 #: how much of a part a download reads from the database at a time
@@ -242,14 +241,14 @@ def addresses(message: EmailMessage, name: str) -> list[str]:
 
 
 def filename(part: EmailMessage, number: int) -> str:
-    """A file name that is safe on any system, whatever the sender wrote."""
+    """The sender's file name, safe on any system whatever they wrote (app/mail/filenames.py)."""
     try:
         given = part.get_filename() or ""
     except mime.DECODE_ERRORS as error:
         decoding.fall_back(error, "a file name")
         given = ""
-    safe = secure_filename(given)[:120]
-    if not safe or safe.startswith("."):
+    safe = filenames.safe(given)
+    if not safe:
         extension = {"text/plain": ".txt", "text/html": ".html", "image/png": ".png",
                      "image/jpeg": ".jpg", "application/pdf": ".pdf"}.get(
             part.get_content_type(), ".bin")

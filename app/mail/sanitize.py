@@ -1,7 +1,9 @@
 """Making received HTML safe to show: bleach with an allowlist, then our own rewrites.
 
 Only the tags, attributes, CSS properties and URL schemes listed here survive. Links
-open outside the portal without a referrer; ``cid:`` images point at the message's own
+open outside the portal without a referrer; a link whose address was removed (a
+``javascript:`` one, say) or goes nowhere a reader can follow becomes plain text, so
+it does not look clickable; ``cid:`` images point at the message's own
 parts; remote images are replaced by a placeholder unless the reader asked for them.
 The framed page that shows the result also carries a CSP that blocks what slips past.
 """
@@ -51,6 +53,10 @@ CSS_PROPERTIES = frozenset({
     "word-break", "word-spacing",
 })
 BLOCKED_IMAGE = "/static/img/remote-image-blocked.svg"
+#: the schemes a link keeps (a cid: or relative address leads nowhere from the frame)
+LINK_SCHEMES = frozenset({"http", "https", "mailto"})
+#: what a link whose address was removed says when the reader points at it
+LINK_REMOVED = "Link removed: its address was not safe to open"
 
 
 class _Rewrite(Filter):
@@ -64,14 +70,25 @@ class _Rewrite(Filter):
         self.found_remote = found_remote
 
     def __iter__(self):
+        links: list[bool] = []  # for each <a> open: whether it stays a link
         for token in super().__iter__():
             if token["type"] in ("StartTag", "EmptyTag"):
                 attributes = token["data"]
-                if token["name"] == "a" and (None, "href") in attributes:
-                    attributes[(None, "target")] = "_blank"
-                    attributes[(None, "rel")] = "noopener noreferrer"
+                if token["name"] == "a":
+                    href = attributes.get((None, "href"), "").strip()
+                    link = href.startswith("#") or _followable(href)
+                    if token["type"] == "StartTag":
+                        links.append(link or (None, "name") in attributes)
+                    if link:
+                        attributes[(None, "target")] = "_blank"
+                        attributes[(None, "rel")] = "noopener noreferrer"
+                    else:
+                        token = _plain_text(token)
                 if token["name"] == "img":
                     self._image(attributes)
+            elif token["type"] == "EndTag" and token["name"] == "a" and links \
+                    and not links.pop():
+                token = {**token, "name": "span"}
             yield token
 
     def _image(self, attributes: dict) -> None:
@@ -92,6 +109,24 @@ class _Rewrite(Filter):
                 described = attributes.get((None, "alt"), "").strip()
                 attributes[(None, "alt")] = "Remote image blocked" + (
                     f": {described}" if described else "")
+
+
+def _followable(href: str) -> bool:
+    """Whether an address the allowlist let through is one a reader can follow."""
+    scheme, colon, _ = href.partition(":")
+    return bool(colon) and scheme.lower() in LINK_SCHEMES
+
+
+def _plain_text(token: dict) -> dict:
+    """A link that leads nowhere, with no style of its own: its text alone, neither
+    underlined nor with a pointer, whatever the sender's style said. A named anchor
+    (``<a name>``, a place other links lead to) stays one; anything else is a span."""
+    kept = {key: value for key, value in token["data"].items()
+            if key in ((None, "dir"), (None, "lang"), (None, "name"))}
+    if (None, "name") in kept:
+        return {**token, "data": kept}
+    kept[(None, "title")] = LINK_REMOVED
+    return {**token, "name": "span", "data": kept}
 
 
 # Elements whose text a browser never shows. Removing them first only spares the reader

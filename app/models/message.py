@@ -141,6 +141,9 @@ class Recipient(db.Model):
 #: verbatim texts administrators look for in delivery events (docs/architecture.md)
 DELIVERED_TO_CCM = "Delivered to CCM isolation area"
 DELIVERED_VIA_MX = "Email Delivered via MX resolution"
+#: a copy written to the maildir outbox (CCM_OUTBOUND=maildir:PATH): never its path, which
+#: is the server's business (the operator's log has it)
+WRITTEN_TO_OUTBOX = "Written to the outbox (maildir)"
 
 
 class DeliveryEvent(db.Model):

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from flask import Response, render_template, request
 
 from app.domain import reading
-from app.mail import mime
+from app.mail import filenames, mime
 from app.mail.sanitize import clean_html, text_to_html
 from app.models import Message
 
@@ -79,7 +79,7 @@ def attachment(message: Message, number: int) -> tuple[Response, str] | None:
         return None
     data, size, content_type, filename = part
     response = part_response(data, size, content_type)
-    response.headers.set("Content-Disposition", "attachment", filename=filename)
+    response.headers["Content-Disposition"] = filenames.content_disposition(filename)
     response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
     return response, filename
 

@@ -3,19 +3,20 @@
 import re
 
 from werkzeug.datastructures import FileStorage
-from werkzeug.utils import secure_filename
 
 from app.domain.composing import Upload
+from app.mail import filenames
 
 
 def from_files(files: list[FileStorage] | None) -> list[Upload]:
-    """The files chosen in a form's file field (empty file inputs are skipped)."""
+    """The files chosen in a form's file field (empty file inputs are skipped), each
+    under the name its person gave it, made safe (app/mail/filenames.py)."""
     uploads = []
     for file in files or []:
         if not file or not file.filename:
             continue
         uploads.append(Upload(
-            filename=secure_filename(file.filename) or "attachment",
+            filename=filenames.safe(file.filename) or "attachment",
             content_type=media_type(file.mimetype), data=file.read()))
     return uploads
 

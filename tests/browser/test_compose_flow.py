@@ -136,7 +136,7 @@ def test_compose_track_reply_and_withdraw(
     messages = outbox()
     page.goto(sent_url)
     expect(pat_row.locator(".delivery-status")).to_have_text("Notified")
-    expect(bob_row.locator(".delivery-status")).to_have_text("Delivered by SMTP")
+    expect(bob_row.locator(".delivery-status")).to_have_text("Written to the outbox")
     password = generated_password(messages, PAT)
 
     # --- pat, in a browser of his own ---

@@ -272,12 +272,12 @@ def test_inline_image_remote_image_and_attachment(
 
     # The attachment is a download under a safe name, with the bytes sent.
     attachment = page.get_by_role("region", name="Attachments")
-    link = attachment.get_by_role("link", name="evil_name.pdf")
+    link = attachment.get_by_role("link", name="evil name.pdf")
     expect(attachment).to_contain_text("application/pdf")
     with page.expect_download() as info:
         link.click()
     download = info.value
-    assert download.suggested_filename == "evil_name.pdf"
+    assert download.suggested_filename == "evil name.pdf"
     assert "/" not in download.suggested_filename and "\\" not in download.suggested_filename
     with open(download.path(), "rb") as handle:
         assert handle.read() == PDF
@@ -469,11 +469,13 @@ def test_inbox_page_weight(live_server, page, delivered, outbox):
     assert body_bytes < 150 * 1024, sizes
     assert transferred < 150 * 1024, transferred
 
-    scripts = {response.url.removeprefix(live_server) for response in responses
-               if response.request.resource_type == "script"}
+    # (each with its fingerprint, ?v=, which app/web/static_files.py adds)
+    scripts = {response.url.removeprefix(live_server).partition("?")[0]
+               for response in responses if response.request.resource_type == "script"}
     assert scripts == {"/static/js/htmx-2.0.11.min.js", "/static/js/ccm.js"}, scripts
     in_page = page.evaluate("[...document.scripts].map(s => s.getAttribute('src'))")
-    assert sorted(in_page) == ["/static/js/ccm.js", "/static/js/htmx-2.0.11.min.js"], in_page
+    assert sorted(src.partition("?")[0] for src in in_page) == [
+        "/static/js/ccm.js", "/static/js/htmx-2.0.11.min.js"], in_page
 
 
 def test_the_title_follows_navigation_in_place(live_server, page, delivered, outbox):

@@ -179,9 +179,15 @@ def routes(app, gateway, tmp_path):
     return gateway.network.mx("partner.test"), relay
 
 
+#: the envelope the maildir transport writes on top of each copy, as Postfix's local does
+MAILDIR_ENVELOPE = re.compile(rb"\AReturn-Path: [^\r\n]*\r\nX-Original-To: [^\r\n]*\r\n"
+                              rb"Delivered-To: [^\r\n]*\r\n")
+
+
 def maildir_copies(path) -> list[bytes]:
+    """Each copy in the maildir, less its envelope lines (which name one recipient)."""
     box = mailbox.Maildir(path, create=False)
-    return [box.get_bytes(key) for key in box.iterkeys()]
+    return [MAILDIR_ENVELOPE.sub(b"", box.get_bytes(key), count=1) for key in box.iterkeys()]
 
 
 def activate(gateway, email: str) -> User:

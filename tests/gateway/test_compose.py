@@ -103,7 +103,7 @@ def test_attachments_are_sent(gateway, client, signed_in):
     gateway.run_queue()
     (delivery,) = [d for d in gateway.relay.messages if d.message["Subject"] == "Offer"]
     (attached,) = list(delivery.message.iter_attachments())
-    assert attached.get_filename() == "Q3_figures.pdf"
+    assert attached.get_filename() == "Q3 figures.pdf"  # the name its person gave
 
 
 @pytest.mark.parametrize(("declared", "sent_as"), [

@@ -33,7 +33,7 @@ def test_starttls_is_used_whenever_offered(gateway):
     gateway.run_queue()
     (delivery,) = sink.wait_for(1)
     assert delivery.tls_version == "TLSv1.3"
-    assert "(TLSv1.3)" in events(message.recipients[0])[-1]
+    assert "encrypted with TLSv1.3)" in events(message.recipients[0])[-1]
 
 
 def test_plain_delivery_when_tls_is_not_offered_and_not_required(gateway):

@@ -292,6 +292,12 @@ _CSS_ESCAPE = re.compile(r"\\([0-9a-fA-F]{1,6})\s?|\\(.)", re.DOTALL)
 _TAG = re.compile(r"<[a-zA-Z][^\s/>]*(?:\"[^\"]*\"|'[^']*'|[^'\">])*>")
 
 
+def followable(href: str | None) -> bool:
+    """A link a reader can follow from the framed body: what stays a link."""
+    url = url_form(href or "")
+    return url.startswith("#") or bool(re.match(r"(https?|mailto):", url))
+
+
 def url_form(value: str) -> str:
     """What a browser makes of a URL: controls, spaces, tabs and newlines gone, any case."""
     return re.sub(r"[\x00-\x20\x7f]+", "", value).lower()
@@ -364,6 +370,11 @@ def hazards(output: str, *, allow_remote: bool = False, local_images=()) -> list
                 attributes.get("target") != "_blank"
                 or attributes.get("rel") != "noopener noreferrer"):
             found.append(f"link that does not open outside without referrer <a {attributes}>")
+        if tag == "a" and not followable(attributes.get("href")) and "name" not in attributes:
+            found.append(f"link that leads nowhere yet looks like one <a {attributes}>")
+        if tag == "a" and "href" not in attributes and set(attributes) - {
+                "name", "dir", "lang"}:
+            found.append(f"anchor with a link's style or target <a {attributes}>")
 
     # Second line of defence: substrings of the raw output, in case the parser and a
     # browser disagree. Text never holds a raw "<" (it is escaped), so "<x" is markup.
@@ -418,6 +429,8 @@ def test_the_checker_itself_catches_what_it_should():
     assert hazards('<img src="https://evil.example/t.png">')
     assert hazards('<table background="https://evil.example/t.png"></table>')
     assert hazards("<!--[if IE]>x<![endif]-->")
+    assert hazards('<a style="text-decoration:underline">x</a>')  # a link's look, no link
+    assert hazards('<a name="x" target="_blank">x</a>')
     assert not hazards('<img src="https://evil.example/t.png">', allow_remote=True)
     assert not hazards(f'<p style="color:red;">x</p><img src="{BLOCKED_IMAGE}">')
 
@@ -516,6 +529,54 @@ def test_links_open_outside_without_referrer(body):
     assert len(links) == 1
     assert links[0]["target"] == "_blank"
     assert links[0]["rel"] == "noopener noreferrer"
+
+
+#: links whose address is not one to follow, each spelt as attackers and odd mailers do
+UNFOLLOWABLE_LINKS = [
+    "javascript:alert(1)", "JaVaScRiPt:alert(1)", " javascript:alert(1)",
+    "jav\tascript:alert(1)", "java\nscript:alert(1)", "jav&#x09;ascript:alert(1)",
+    "&#106;avascript:alert(1)", "&#x6A;avascript:alert(1)", "&#106avascript&#58alert(1)",
+    "javascript&colon;alert(1)", "\x01javascript:alert(1)", "%6Aavascript:alert(1)",
+    "vbscript:msgbox(1)", "livescript:alert(1)", "data:text/html,<script>alert(1)</script>",
+    "DaTa:text/html;base64,PHNjcmlwdD4=", "file:///etc/passwd", "ftp://files.example/x",
+    "jar:https://x.example/a!/b", "view-source:https://x.example/", "intent://x#Intent;end",
+    "ms-settings:", "cid:part@x", "relative/path.html", "/inbox/1", "", "   ",
+]
+
+
+@pytest.mark.parametrize("href", UNFOLLOWABLE_LINKS)
+def test_a_link_that_leads_nowhere_is_plain_text(href):
+    """The sanitizer took its address away (or it never led anywhere a reader can go
+    from the frame): what is left must not look clickable, whatever its own style."""
+    body = (f'<p>Please <a href="{href}" class="button" target="_top" '
+            f'style="color:#00f;text-decoration:underline;cursor:pointer">'
+            f"confirm <b>here</b></a> today.</p>")
+    output, _ = clean_html(body)
+    assert output == (f'<p>Please <span title="{sanitize.LINK_REMOVED}">confirm '
+                      f"<b>here</b></span> today.</p>"), href
+    assert hazards(output) == []
+
+
+@pytest.mark.parametrize("href", ["https://example.com/a", "HTTP://EXAMPLE.COM",
+                                  "mailto:pat@partner.test", "#section-2"])
+def test_a_link_a_reader_can_follow_stays_one(href):
+    output, _ = clean_html(f'<a href="{href}" style="color:red">x</a>')
+    (link,) = [attrs for tag, attrs in parse(output).tags if tag == "a"]
+    assert link["href"] == href and link["style"] == "color:red;"
+
+
+def test_a_named_anchor_stays_a_place_without_the_look_of_a_link():
+    output, _ = clean_html('<a name="top" style="text-decoration:underline">Top</a>'
+                           '<a href="#top">back</a>')
+    assert output.startswith('<a name="top">Top</a><a href="#top" ')
+
+
+def test_nested_and_unclosed_links_close_as_they_opened():
+    output, _ = clean_html('<a href="javascript:x">one <a href="https://ok.example/">two'
+                           '</a> three</a><a href="vbscript:y">four')
+    assert hazards(output) == []
+    assert output.count("<span") == output.count("</span>")
+    assert output.count("<a ") == output.count("</a>") == 1
 
 
 def test_benign_formatting_survives():
@@ -645,6 +706,12 @@ def test_body_with_remote_images_allows_them_and_nothing_more(client, delivered)
     page = response.get_data(as_text=True)
     assert "<script" not in page.lower()
     assert 'src="https://tracker.example/pixel.png"' in page
+
+
+def test_the_framed_body_shows_a_removed_link_as_text(client, delivered):
+    page = client.get(f"/inbox/{delivered}/body").get_data(as_text=True)
+    assert f'<span title="{sanitize.LINK_REMOVED}">click</span>' in page
+    assert "a[href] {" in page  # the frame's own link colour is for real links only
 
 
 def test_message_page_frames_the_body_in_a_sandbox_without_scripts(client, delivered):

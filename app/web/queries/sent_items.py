@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
 from app import clock
-from app.domain import mailbox, reading
+from app.domain import delivery_events, mailbox, reading
 from app.domain.mailbox import PER_PAGE, Page
 from app.extensions import db
 from app.models import Message, OutboundItem, QueueState, Recipient, RecipientState, Route, User
@@ -86,8 +86,9 @@ def status(recipient: Recipient) -> str:
         return {QueueState.DONE: "Notified",
                 QueueState.FAILED: "Notification could not be delivered"}.get(
             _notification_state(recipient), "Held, notification queued")
-    return {RecipientState.DELIVERED: "Delivered by SMTP",
-            RecipientState.DEFERRED: "Deferred, will retry",
+    if recipient.state == RecipientState.DELIVERED:
+        return delivery_events.delivered_how(recipient)
+    return {RecipientState.DEFERRED: "Deferred, will retry",
             RecipientState.BOUNCED: "Bounced",
             RecipientState.QUEUED: "Queued"}.get(recipient.state, recipient.state)
 
