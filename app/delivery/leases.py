@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -37,19 +37,28 @@ _PROCESS_MARK = secrets.token_hex(4)
 
 @dataclass(frozen=True)
 class Lease:
-    """Items taken together under one token: one message to one destination."""
+    """Items taken together under one token, all to one destination: one or more
+    messages (``sends``, in the order they are due), each sent in one SMTP transaction
+    with a RCPT an item."""
 
-    item_ids: tuple[int, ...]
+    sends: tuple[tuple[int, ...], ...]
     token: str
     destination: str
+    #: the recipients' addresses (lower case), which no other delivery of the run may
+    #: overtake while this lease is being sent
+    recipients: frozenset[str] = frozenset()
+
+    @property
+    def item_ids(self) -> tuple[int, ...]:
+        return tuple(item_id for send in self.sends for item_id in send)
 
     @property
     def item_id(self) -> int:
-        return self.item_ids[0]
+        return self.sends[0][0]
 
 
 def destination_of(rcpt_to: str) -> str:
-    """What one thread of a run delivers to at a time: the recipient's domain, as
+    """What a run limits its concurrent deliveries by: the recipient's domain, as
     ``take`` matches it."""
     return rcpt_to.rpartition("@")[2].lower()
 
@@ -61,16 +70,25 @@ def due(now):
     )
 
 
-def take(busy: set[str]) -> Lease | None:
-    """Lease the next due item for a domain not in ``busy`` and, for a delivery, the
-    message's other due items that go with it in one transaction: two statements."""
+def take(full: Collection[str], in_flight: Collection[str] = (), items: int = 1
+         ) -> Lease | None:
+    """Lease the next due item for a destination not in ``full`` and a recipient not in
+    ``in_flight`` (lower case: a run's deliveries under way), with, for a delivery, the
+    message's other due items that go with it in one transaction; then, up to ``items``
+    items in all, the next due items for the same destination. One commit.
+
+    Leaving out the recipients in flight keeps each recipient's mail in order while
+    several deliveries to one domain run at once.
+    """
     now = clock.utcnow()
     token = _PROCESS_MARK + secrets.token_hex(12)
     recipient_domain = func.lower(OutboundItem.rcpt_to)
+    not_in_flight = [func.lower(OutboundItem.rcpt_to).not_in(sorted(in_flight))] \
+        if in_flight else []
     next_one = (
         select(OutboundItem.id)
-        .where(due(now),
-               *(~recipient_domain.endswith(f"@{domain}", autoescape=True) for domain in busy))
+        .where(due(now), *not_in_flight,
+               *(~recipient_domain.endswith(f"@{domain}", autoescape=True) for domain in full))
         .order_by(OutboundItem.next_attempt_at, OutboundItem.id)
         .limit(1)
         .with_for_update(skip_locked=True)
@@ -86,10 +104,15 @@ def take(busy: set[str]) -> Lease | None:
         db.session.commit()
         return None
     destination = destination_of(taken.rcpt_to)
-    others = _take_companions(taken, destination, token, now) \
-        if taken.kind == "delivery" else []
+    others = dict(_take_companions(taken, destination, token, now, not_in_flight)) \
+        if taken.kind == "delivery" else {}
+    sends = [(taken.id, *sorted(others))]
+    recipients = {taken.rcpt_to.lower(), *(rcpt.lower() for rcpt in others.values())}
+    if items > 1 + len(others):
+        sends += _take_followers(destination, token, now, not_in_flight,
+                                 items - 1 - len(others), recipients)
     db.session.commit()
-    return Lease((taken.id, *sorted(others)), token, destination)
+    return Lease(tuple(sends), token, destination, frozenset(recipients))
 
 
 def hand_back() -> list[int]:
@@ -119,16 +142,17 @@ def hand_back() -> list[int]:
     return handed
 
 
-def _take_companions(lead, destination: str, token: str, now) -> list[int]:
+def _take_companions(lead, destination: str, token: str, now, not_in_flight) -> list:
     """Lease the due deliveries of the lead item's message that go where it goes: the
-    same route, the same recipient domain, the same TLS requirement."""
+    same route, the same recipient domain, the same TLS requirement; (id, address)
+    each."""
     lead_recipient = aliased(Recipient)
     companions = (
         select(OutboundItem.id)
         .join(Recipient, OutboundItem.recipient_id == Recipient.id)
         .join(lead_recipient, lead_recipient.id == lead.recipient_id)
         .where(due(now), OutboundItem.id != lead.id, OutboundItem.kind == "delivery",
-               OutboundItem.route == lead.route,
+               OutboundItem.route == lead.route, *not_in_flight,
                Recipient.message_id == lead_recipient.message_id,
                Recipient.tls.is_not_distinct_from(lead_recipient.tls),
                func.lower(OutboundItem.rcpt_to).endswith(f"@{destination}",
@@ -140,8 +164,64 @@ def _take_companions(lead, destination: str, token: str, now) -> list[int]:
     return list(db.session.execute(
         update(OutboundItem).where(OutboundItem.id.in_(companions.scalar_subquery()))
         .values(state="sending", lease_until=now + LEASE, lease_token=token)
+        .returning(OutboundItem.id, OutboundItem.rcpt_to)
+        .execution_options(synchronize_session=False)).all())
+
+
+def _take_followers(destination: str, token: str, now, not_in_flight, count: int,
+                    recipients: set[str]) -> list[tuple[int, ...]]:
+    """Lease the next ``count`` due items for ``destination`` (after the lead's), as the
+    messages to send, in the order they are due: a message's deliveries by the same
+    route and TLS requirement together, each notification alone. Their addresses are
+    added to ``recipients``."""
+    following = (
+        select(OutboundItem.id)
+        .where(due(now), *not_in_flight,
+               func.lower(OutboundItem.rcpt_to).endswith(f"@{destination}",
+                                                         autoescape=True))
+        .order_by(OutboundItem.next_attempt_at, OutboundItem.id)
+        .limit(count)
+        .with_for_update(skip_locked=True)
+    )
+    taken = list(db.session.execute(
+        update(OutboundItem).where(OutboundItem.id.in_(following.scalar_subquery()))
+        .values(state="sending", lease_until=now + LEASE, lease_token=token)
         .returning(OutboundItem.id)
         .execution_options(synchronize_session=False)).scalars())
+    if not taken:
+        return []
+    rows = db.session.execute(
+        select(OutboundItem.id, OutboundItem.kind, OutboundItem.route,
+               OutboundItem.rcpt_to, Recipient.message_id, Recipient.tls)
+        .outerjoin(Recipient, OutboundItem.recipient_id == Recipient.id)
+        .where(OutboundItem.id.in_(taken))
+        .order_by(OutboundItem.next_attempt_at, OutboundItem.id))
+    sends: list[list[int]] = []
+    open_for: dict[tuple, list[int]] = {}  # a message's transaction still taking RCPTs
+    for row in rows:
+        recipients.add(row.rcpt_to.lower())
+        if row.kind != "delivery":
+            sends.append([row.id])
+            continue
+        together = (row.message_id, row.route, row.tls)
+        send = open_for.get(together)
+        if send is None or len(send) >= RCPTS_PER_TRANSACTION:
+            send = open_for[together] = []
+            sends.append(send)
+        send.append(row.id)
+    return [tuple(ids) for ids in sends]
+
+
+def release(item_ids, token: str) -> None:
+    """Put items still leased under ``token`` back in the queue untried, due as they were
+    (the rest of a lease a stopping run does not send)."""
+    db.session.execute(
+        update(OutboundItem)
+        .where(OutboundItem.id.in_(list(item_ids)), OutboundItem.state == "sending",
+               OutboundItem.lease_token == token)
+        .values(state="pending", lease_until=None, lease_token=None)
+        .execution_options(synchronize_session=False))
+    db.session.commit()
 
 
 def holds(item: OutboundItem, token: str) -> bool:

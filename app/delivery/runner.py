@@ -33,6 +33,8 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections import Counter
 from collections.abc import Callable
 from datetime import timedelta
 from functools import partial
@@ -72,13 +74,15 @@ def run_due(limit: int | None = None) -> int:
     """Deliver what is due, until nothing is due and nothing is in flight (or ``limit``
     items were taken); the number of items handled.
 
-    ``CCM_DELIVERY_THREADS`` deliveries at once, this thread one of them. A maildir is
+    ``CCM_DELIVERY_THREADS`` deliveries at once, this thread one of them, at most
+    ``CCM_DESTINATION_CONCURRENCY`` of them to one recipient domain. A maildir is
     written one message at a time: there is no network to wait for.
     """
     app = current_app._get_current_object()
     threads = 1 if app.config["OUTBOUND"].startswith("maildir:") \
         else max(1, app.config["DELIVERY_THREADS"])
-    run = _Run(limit, poll=app.config["WORKER_INTERVAL"])
+    run = _Run(limit, poll=app.config["WORKER_INTERVAL"],
+               per_destination=app.config["DESTINATION_CONCURRENCY"])
     helpers = [threading.Thread(target=_helper, args=(app, run), name=f"deliver-{n}",
                                 daemon=True) for n in range(1, threads)]
     for helper in helpers:
@@ -106,11 +110,13 @@ def _helper(app: Flask, run: _Run) -> None:
 class _Run:
     """One run of the queue, shared by its threads: what they took, where they send."""
 
-    def __init__(self, limit: int | None, poll: float):
-        self.limit, self.poll = limit, poll
+    def __init__(self, limit: int | None, poll: float, per_destination: int = 1):
+        self.limit, self.poll, self.per_destination = limit, poll, per_destination
         self.taken = 0
-        #: recipient domains a thread of this run is delivering to now
-        self.busy: set[str] = set()
+        #: deliveries under way, by recipient domain
+        self.in_flight: Counter[str] = Counter()
+        #: the addresses those deliveries are for: none is overtaken by a later one
+        self.recipients: Counter[str] = Counter()
         self.changed = threading.Condition()
         #: SMTP sessions kept open for the next message to the same server
         self.sessions = transport.Sessions()
@@ -121,41 +127,81 @@ class _Run:
             with self.changed:
                 if stopping.is_set() or (self.limit is not None and self.taken >= self.limit):
                     return
-                lease = leases.take(self.busy)
+                full = {domain for domain, count in self.in_flight.items()
+                        if count >= self.per_destination}
+                room = ITEMS_PER_LEASE if self.limit is None \
+                    else min(ITEMS_PER_LEASE, self.limit - self.taken)
+                lease = leases.take(full, set(self.recipients), items=room)
                 if lease is None:
-                    if not self.busy:
+                    if not self.in_flight:
                         return  # nothing due, nothing in flight
                     # Watch for mail that falls due while another thread is sending.
                     self.changed.wait(self.poll)
                     continue
                 self.taken += len(lease.item_ids)
-                self.busy.add(lease.destination)
+                self.in_flight[lease.destination] += 1
+                self.recipients.update(lease.recipients)
             try:
-                _attempt(lease.item_id, lease.token, *lease.item_ids[1:],
-                         sessions=self.sessions)
-            except OperationalError as error:
-                # The database failing (locked, gone): a try, retried like a busy server.
-                db.session.rollback()
-                log.exception("outbound items %s: the database failed", lease.item_ids)
-                _count_as_a_try(lease, f"4.3.0 Database error ({type(error).__name__})")
-            except Exception as error:
-                # A bug: it must not stop the queue, nor leave the item "sending" for ever,
-                # nor bounce the sender for it. The items are set aside for the operator.
-                db.session.rollback()
-                log.exception("outbound items %s failed unexpectedly: set aside until an "
-                              "operator retries them", lease.item_ids)
-                _shunt(lease, error)
+                self._send(lease)
             finally:
                 with self.changed:
-                    self.busy.discard(lease.destination)
+                    self.in_flight -= Counter({lease.destination: 1})
+                    self.recipients -= Counter(lease.recipients)
                     self.changed.notify_all()
 
+    def _send(self, lease: leases.Lease) -> None:
+        """Send the lease's messages one after the other, each recorded as it goes; the
+        rest goes back to the queue if the run is stopping or the lease grows old."""
+        taken_at = time.monotonic()
+        for number, item_ids in enumerate(lease.sends):
+            if number and (stopping.is_set()
+                           or time.monotonic() - taken_at > LEASE_USED_SECONDS):
+                _release([item for rest in lease.sends[number:] for item in rest],
+                         lease.token)
+                return
+            _deliver(item_ids, lease.token, self.sessions)
 
-def _count_as_a_try(lease: leases.Lease, reply: str) -> None:
-    _record_failure(lease, lambda item: _defer(_tried(item), reply))
+
+#: items one thread leases at once, sent as one or more messages one after the other:
+#: one commit takes them all (more would leave other threads idle on a short queue)
+ITEMS_PER_LEASE = 8
+#: how long a thread sends a lease's messages before it hands the rest back (a lease
+#: lasts leases.LEASE; slow servers must not let it run out under the later messages)
+LEASE_USED_SECONDS = leases.LEASE.total_seconds() / 4
 
 
-def _shunt(lease: leases.Lease, error: Exception) -> None:
+def _release(item_ids, token: str) -> None:
+    try:
+        leases.release(item_ids, token)
+    except Exception:  # the database failing: the leases run out, as for a dead worker
+        db.session.rollback()
+        log.exception("could not hand back outbound items %s", item_ids)
+
+
+def _deliver(item_ids: tuple[int, ...], token: str, sessions: transport.Sessions) -> None:
+    """Send one message of a lease and record the outcome; what goes wrong with this
+    message stays with it."""
+    try:
+        _attempt(item_ids[0], token, *item_ids[1:], sessions=sessions)
+    except OperationalError as error:
+        # The database failing (locked, gone): a try, retried like a busy server.
+        db.session.rollback()
+        log.exception("outbound items %s: the database failed", item_ids)
+        _count_as_a_try(item_ids, token, f"4.3.0 Database error ({type(error).__name__})")
+    except Exception as error:
+        # A bug: it must not stop the queue, nor leave the item "sending" for ever,
+        # nor bounce the sender for it. The items are set aside for the operator.
+        db.session.rollback()
+        log.exception("outbound items %s failed unexpectedly: set aside until an "
+                      "operator retries them", item_ids)
+        _shunt(item_ids, token, error)
+
+
+def _count_as_a_try(item_ids, token: str, reply: str) -> None:
+    _record_failure(item_ids, token, lambda item: _defer(_tried(item), reply))
+
+
+def _shunt(item_ids, token: str, error: Exception) -> None:
     """Set the item aside (state ``shunted``) with the error on it and in the
     recipient's history: not tried again until an operator retries it
     (``ccm queue retry``)."""
@@ -172,15 +218,15 @@ def _shunt(lease: leases.Lease, error: Exception) -> None:
                    f"Held for the operator: {problem}; not tried again until an operator "
                    "retries it")
 
-    _record_failure(lease, set_aside)
+    _record_failure(item_ids, token, set_aside)
 
 
-def _record_failure(lease: leases.Lease, outcome: Callable[[OutboundItem], None]) -> None:
+def _record_failure(item_ids, token: str, outcome: Callable[[OutboundItem], None]) -> None:
     try:
-        leases.record_each(lease.item_ids, lease.token, outcome)
+        leases.record_each(item_ids, token, outcome)
     except Exception:  # the database itself failing: the lease runs out, as before
         db.session.rollback()
-        log.exception("could not record the failure of outbound items %s", lease.item_ids)
+        log.exception("could not record the failure of outbound items %s", item_ids)
 
 
 def _attempt(item_id: int, token: str, *others: int,
