@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import threading
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import timedelta
@@ -80,6 +81,11 @@ def take(full: Collection[str], in_flight: Collection[str] = (), items: int = 1
     Leaving out the recipients in flight keeps each recipient's mail in order while
     several deliveries to one domain run at once.
     """
+    with _group_commit.writing:
+        return _take(full, in_flight, items)
+
+
+def _take(full: Collection[str], in_flight: Collection[str], items: int) -> Lease | None:
     now = clock.utcnow()
     token = _PROCESS_MARK + secrets.token_hex(12)
     recipient_domain = func.lower(OutboundItem.rcpt_to)
@@ -256,29 +262,82 @@ def update_if_held(item_id: int, token: str, **values) -> bool:
         .execution_options(synchronize_session=False)).rowcount == 1
 
 
-def record_outcome(item_id: int, token: str, outcome: Callable[[OutboundItem], None]) -> bool:
-    """Apply ``outcome`` to the item and commit, if the lease ``token`` still holds it.
+def record_each(item_ids, token: str, outcome: Callable[[OutboundItem], None]) -> None:
+    """Apply ``outcome`` to each item the lease ``token`` still holds, and commit.
 
-    Its first statement holds the item until the commit, so no other worker can take it
+    The commit is shared with the outcomes other threads of this process record at the
+    same moment (a group commit: one disk sync for several deliveries); this returns
+    once it is done, or raises what applying or committing this outcome raised. Each
+    item's first statement holds it until the commit, so no other worker can take it
     over in between.
     """
-    if not update_if_held(item_id, token, lease_token=token):
-        db.session.rollback()
-        log.warning("outbound item %s was taken over by another worker: its outcome "
-                    "here is not recorded", item_id)
-        return False
-    item = db.session.get(OutboundItem, item_id, populate_existing=True)
-    outcome(item)
-    db.session.commit()
-    return True
+    _group_commit.record(_Outcome(tuple(item_ids), token, outcome))
 
 
-def record_each(item_ids, token: str, outcome: Callable[[OutboundItem], None]) -> None:
-    """Apply ``outcome`` to each item the lease ``token`` still holds, in one commit."""
-    for item_id in item_ids:
-        if update_if_held(item_id, token, lease_token=token):
-            outcome(db.session.get(OutboundItem, item_id, populate_existing=True))
-        else:
-            log.warning("outbound item %s was taken over by another worker: its outcome "
-                        "here is not recorded", item_id)
-    db.session.commit()
+@dataclass
+class _Outcome:
+    item_ids: tuple[int, ...]
+    token: str
+    apply: Callable[[OutboundItem], None]
+    done: bool = False
+    error: Exception | None = None
+
+    def apply_where_held(self) -> None:
+        for item_id in self.item_ids:
+            if update_if_held(item_id, self.token, lease_token=self.token):
+                self.apply(db.session.get(OutboundItem, item_id, populate_existing=True))
+            else:
+                log.warning("outbound item %s was taken over by another worker: its "
+                            "outcome here is not recorded", item_id)
+
+
+class _GroupCommit:
+    """Outcomes recorded by several threads at once, written in one transaction by
+    whichever of them gets to commit first, in its own session; the others wait for
+    that commit. If the group fails, each outcome is recorded again alone, so one
+    failing outcome takes no other with it.
+
+    ``writing`` is held by the thread writing; a take holds it too, so that within the
+    process writers queue here rather than in SQLite's busy timeout, which sleeps.
+    """
+
+    def __init__(self):
+        self.writing = threading.Lock()
+        self._waiting: list[_Outcome] = []
+        self._waiting_lock = threading.Lock()
+
+    def record(self, outcome: _Outcome) -> None:
+        with self._waiting_lock:
+            self._waiting.append(outcome)
+        with self.writing:
+            if not outcome.done:  # else the thread before wrote it
+                with self._waiting_lock:
+                    group, self._waiting = self._waiting, []
+                self._commit(group)
+        if outcome.error is not None:
+            raise outcome.error
+
+    @staticmethod
+    def _commit(group: list[_Outcome]) -> None:
+        try:
+            for outcome in group:
+                outcome.apply_where_held()
+            db.session.commit()
+        except Exception as error:
+            db.session.rollback()
+            if len(group) == 1:
+                group[0].error = error
+            else:
+                for outcome in group:
+                    try:
+                        outcome.apply_where_held()
+                        db.session.commit()
+                    except Exception as alone:
+                        db.session.rollback()
+                        outcome.error = alone
+        finally:
+            for outcome in group:
+                outcome.done = True
+
+
+_group_commit = _GroupCommit()

@@ -276,7 +276,7 @@ def _attempt(item_id: int, token: str, *others: int,
     except (transport.TlsUnavailable, transport.DeliveryFailed) as whole:
         failures = dict.fromkeys(range(len(ids)), whole)
     for position, failure in failures.items():
-        leases.record_outcome(ids[position], token, _failed(failure))
+        leases.record_each([ids[position]], token, _failed(failure))
 
 
 def _failed(failure: transport.DeliveryFailed | transport.TlsUnavailable
