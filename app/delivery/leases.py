@@ -45,7 +45,7 @@ class Lease:
     sends: tuple[tuple[int, ...], ...]
     token: str
     destination: str
-    #: the recipients' addresses (lower case), which no other delivery of the run may
+    #: the addresses of its generated mail (lower case), which no other of the run may
     #: overtake while this lease is being sent
     recipients: frozenset[str] = frozenset()
 
@@ -73,13 +73,16 @@ def due(now):
 
 def take(full: Collection[str], in_flight: Collection[str] = (), items: int = 1
          ) -> Lease | None:
-    """Lease the next due item for a destination not in ``full`` and a recipient not in
-    ``in_flight`` (lower case: a run's deliveries under way), with, for a delivery, the
-    message's other due items that go with it in one transaction; then, up to ``items``
-    items in all, the next due items for the same destination. One commit.
+    """Lease the next due item for a destination not in ``full``, with, for a delivery,
+    the message's other due items that go with it in one transaction; then, up to
+    ``items`` items in all, the next due items for the same destination. One commit.
 
-    Leaving out the recipients in flight keeps each recipient's mail in order while
-    several deliveries to one domain run at once.
+    Generated mail to an address in ``in_flight`` (lower case: the run's generated
+    mail under way) is left for later, so that a recipient's notifications arrive in
+    order (the password before the messages it opens) while several deliveries to one
+    domain run at once. Received messages relayed on are not held back so: SMTP makes
+    no promise of order between messages, and Postfix, like any MTA, sends several at
+    once to one recipient.
     """
     with _group_commit.writing:
         return _take(full, in_flight, items)
@@ -89,7 +92,8 @@ def _take(full: Collection[str], in_flight: Collection[str], items: int) -> Leas
     now = clock.utcnow()
     token = _PROCESS_MARK + secrets.token_hex(12)
     recipient_domain = func.lower(OutboundItem.rcpt_to)
-    not_in_flight = [func.lower(OutboundItem.rcpt_to).not_in(sorted(in_flight))] \
+    not_in_flight = [or_(OutboundItem.kind == "delivery",
+                         func.lower(OutboundItem.rcpt_to).not_in(sorted(in_flight)))] \
         if in_flight else []
     next_one = (
         select(OutboundItem.id)
@@ -110,10 +114,10 @@ def _take(full: Collection[str], in_flight: Collection[str], items: int) -> Leas
         db.session.commit()
         return None
     destination = destination_of(taken.rcpt_to)
-    others = dict(_take_companions(taken, destination, token, now, not_in_flight)) \
-        if taken.kind == "delivery" else {}
+    others = _take_companions(taken, destination, token, now) \
+        if taken.kind == "delivery" else []
     sends = [(taken.id, *sorted(others))]
-    recipients = {taken.rcpt_to.lower(), *(rcpt.lower() for rcpt in others.values())}
+    recipients = {taken.rcpt_to.lower()} if taken.kind != "delivery" else set()
     if items > 1 + len(others):
         sends += _take_followers(destination, token, now, not_in_flight,
                                  items - 1 - len(others), recipients)
@@ -148,17 +152,16 @@ def hand_back() -> list[int]:
     return handed
 
 
-def _take_companions(lead, destination: str, token: str, now, not_in_flight) -> list:
+def _take_companions(lead, destination: str, token: str, now) -> list[int]:
     """Lease the due deliveries of the lead item's message that go where it goes: the
-    same route, the same recipient domain, the same TLS requirement; (id, address)
-    each."""
+    same route, the same recipient domain, the same TLS requirement."""
     lead_recipient = aliased(Recipient)
     companions = (
         select(OutboundItem.id)
         .join(Recipient, OutboundItem.recipient_id == Recipient.id)
         .join(lead_recipient, lead_recipient.id == lead.recipient_id)
         .where(due(now), OutboundItem.id != lead.id, OutboundItem.kind == "delivery",
-               OutboundItem.route == lead.route, *not_in_flight,
+               OutboundItem.route == lead.route,
                Recipient.message_id == lead_recipient.message_id,
                Recipient.tls.is_not_distinct_from(lead_recipient.tls),
                func.lower(OutboundItem.rcpt_to).endswith(f"@{destination}",
@@ -170,16 +173,16 @@ def _take_companions(lead, destination: str, token: str, now, not_in_flight) -> 
     return list(db.session.execute(
         update(OutboundItem).where(OutboundItem.id.in_(companions.scalar_subquery()))
         .values(state="sending", lease_until=now + LEASE, lease_token=token)
-        .returning(OutboundItem.id, OutboundItem.rcpt_to)
-        .execution_options(synchronize_session=False)).all())
+        .returning(OutboundItem.id)
+        .execution_options(synchronize_session=False)).scalars())
 
 
 def _take_followers(destination: str, token: str, now, not_in_flight, count: int,
                     recipients: set[str]) -> list[tuple[int, ...]]:
     """Lease the next ``count`` due items for ``destination`` (after the lead's), as the
     messages to send, in the order they are due: a message's deliveries by the same
-    route and TLS requirement together, each notification alone. Their addresses are
-    added to ``recipients``."""
+    route and TLS requirement together, each notification alone. The addresses of the
+    generated mail are added to ``recipients``."""
     following = (
         select(OutboundItem.id)
         .where(due(now), *not_in_flight,
@@ -205,8 +208,8 @@ def _take_followers(destination: str, token: str, now, not_in_flight, count: int
     sends: list[list[int]] = []
     open_for: dict[tuple, list[int]] = {}  # a message's transaction still taking RCPTs
     for row in rows:
-        recipients.add(row.rcpt_to.lower())
         if row.kind != "delivery":
+            recipients.add(row.rcpt_to.lower())
             sends.append([row.id])
             continue
         together = (row.message_id, row.route, row.tls)

@@ -115,7 +115,7 @@ class _Run:
         self.taken = 0
         #: deliveries under way, by recipient domain
         self.in_flight: Counter[str] = Counter()
-        #: the addresses those deliveries are for: none is overtaken by a later one
+        #: the addresses of the generated mail under way: none is overtaken by a later one
         self.recipients: Counter[str] = Counter()
         self.changed = threading.Condition()
         #: SMTP sessions kept open for the next message to the same server
