@@ -14,7 +14,7 @@ in a process of its own) holds them all:
 
     .venv/bin/python bench/delivery.py               # 500 messages, SQLite
     .venv/bin/python bench/delivery.py --postgres --rcpts 3
-    PY_SPY=.venv/bin/py-spy .venv/bin/python bench/delivery.py --profile --only-ordinary
+    PY_SPY=.venv/bin/py-spy .venv/bin/python bench/delivery.py --profile gil --only-ordinary
 
 CPU a message is each CCM process's CPU time over the messages it handled (for "delivery
 alone", the worker's CPU from the moment it is ready: its cost a message).
@@ -44,16 +44,17 @@ def wait_for(sink: ingest.ServerProcess, count: int, seconds: float = 600) -> fl
     return time.perf_counter()
 
 
-def _record_wall_profile(pid: int, name: str):
-    """py-spy on ``pid`` counting waiting threads too (``--idle``): the worker is mostly
-    waiting (for the sink, for a commit), so wall time says where a delivery's time goes."""
+def _record_profile(pid: int, name: str, mode: str):
+    """py-spy on ``pid``: ``wall`` counts waiting threads too (``--idle``: where a
+    delivery's time goes), ``gil`` only the thread holding the GIL (where the CPU goes)."""
     spy = harness.py_spy()
     if spy is None:
         print("  (py-spy not found: set PY_SPY=/path/to/py-spy for a profile)")
         return None
     harness.PROFILES.mkdir(exist_ok=True)
     return subprocess.Popen(
-        [spy, "record", "--pid", str(pid), "--format", "raw", "--rate", "200", "--idle",
+        [spy, "record", "--pid", str(pid), "--format", "raw", "--rate", "200",
+         "--idle" if mode == "wall" else "--gil",
          "--output", str(harness.PROFILES / f"{name}.txt"), "--nonblocking"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -88,7 +89,8 @@ def run_ccm(args, messages, rcpts, *, ccm_route: bool) -> dict:
                 worker = instance.worker()
                 started_cpu = harness.cpu_seconds(worker.pid)  # its start-up, not counted
                 name = f"delivery-worker-{instance.database.lower()}"
-                recorder = _record_wall_profile(worker.pid, name) if args.profile else None
+                recorder = _record_profile(worker.pid, name, args.profile) \
+                    if args.profile else None
                 done = wait_for(sink, before + len(messages) * per_message)
                 harness.stop_profile(recorder)
                 result["delivery_alone"] = len(messages) / (done - started)
@@ -112,9 +114,9 @@ def main() -> None:
     parser.add_argument("--only-ordinary", action="store_true",
                         help="skip the run with every recipient routed by CCM")
     parser.add_argument("--no-postfix", action="store_true")
-    parser.add_argument("--profile", action="store_true",
-                        help="py-spy the worker while it delivers alone ($PY_SPY), wall "
-                             "time (waiting threads counted)")
+    parser.add_argument("--profile", choices=("wall", "gil"),
+                        help="py-spy the worker while it delivers alone ($PY_SPY): wall "
+                             "time (waiting threads counted) or the thread holding the GIL")
     args = parser.parse_args()
 
     rcpts = [f"r{n}@partner.test" for n in range(args.rcpts)]
