@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import func, or_, select, update
-from sqlalchemy.orm import aliased
+from sqlalchemy.orm import aliased, joinedload
 
 from app import clock
 from app.extensions import db
@@ -285,13 +285,35 @@ class _Outcome:
     done: bool = False
     error: Exception | None = None
 
-    def apply_where_held(self) -> None:
-        for item_id in self.item_ids:
-            if update_if_held(item_id, self.token, lease_token=self.token):
-                self.apply(db.session.get(OutboundItem, item_id, populate_existing=True))
+
+def _apply_where_held(group: list[_Outcome]) -> None:
+    """Apply each outcome to the items its token still holds: an UPDATE an outcome
+    takes them (holding them to the commit), one SELECT loads them all with their
+    recipients and messages, so that recording does not stop to load them one by one
+    (each such load would flush what the outcomes before had changed)."""
+    held: list[tuple[_Outcome, int]] = []
+    for outcome in group:
+        still = set(db.session.execute(
+            update(OutboundItem)
+            .where(OutboundItem.id.in_(outcome.item_ids), OutboundItem.state == "sending",
+                   OutboundItem.lease_token == outcome.token)
+            .values(lease_token=outcome.token)
+            .returning(OutboundItem.id)
+            .execution_options(synchronize_session=False)).scalars())
+        for item_id in outcome.item_ids:
+            if item_id in still:
+                held.append((outcome, item_id))
             else:
                 log.warning("outbound item %s was taken over by another worker: its "
                             "outcome here is not recorded", item_id)
+    if not held:
+        return
+    items = {item.id: item for item in db.session.scalars(
+        select(OutboundItem).where(OutboundItem.id.in_([item_id for _, item_id in held]))
+        .options(joinedload(OutboundItem.recipient).joinedload(Recipient.message))
+        .execution_options(populate_existing=True))}
+    for outcome, item_id in held:
+        outcome.apply(items[item_id])
 
 
 class _GroupCommit:
@@ -323,8 +345,7 @@ class _GroupCommit:
     @staticmethod
     def _commit(group: list[_Outcome]) -> None:
         try:
-            for outcome in group:
-                outcome.apply_where_held()
+            _apply_where_held(group)
             db.session.commit()
         except Exception as error:
             db.session.rollback()
@@ -333,7 +354,7 @@ class _GroupCommit:
             else:
                 for outcome in group:
                     try:
-                        outcome.apply_where_held()
+                        _apply_where_held([outcome])
                         db.session.commit()
                     except Exception as alone:
                         db.session.rollback()
