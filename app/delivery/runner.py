@@ -1,32 +1,40 @@
 """The delivery runner: the worker's job that sends what the queue holds.
 
-``run_due`` (the worker's job)
-delivers due items on a few threads at once, each with its own application context and
-database session: each thread leases one message's due items for one recipient domain
-at a time (up to :data:`leases.RCPTS_PER_TRANSACTION`, those with the same route and TLS
-requirement; a lease of :data:`leases.LEASE` under a token drawn for that take), hands them to
-the transport, which sends them in one SMTP transaction with a RCPT each, and records
-what happened to each item in a transaction of its own: delivered, deferred with growing
-back-off, bounced with a delivery status notification to the sender, or sent by CCM
-after a TLS failure. The run's threads share the SMTP sessions the transport keeps
-open, so the next message to the same server goes over the same session.
+``run_due`` (the worker's job) delivers due items on ``CCM_DELIVERY_THREADS`` threads at
+once, each with its own application context and database session, at most
+``CCM_DESTINATION_CONCURRENCY`` of them to one recipient domain (Postfix's
+default_destination_concurrency_limit). A thread leases a message's due items for one
+recipient domain (up to :data:`leases.RCPTS_PER_TRANSACTION`, those with the same route
+and TLS requirement) under a token drawn for that take, and, when the other threads
+are busy, the next messages due for that domain too, up to :data:`ITEMS_PER_LEASE`
+items in one commit. It sends them one message after the other, each in one SMTP
+transaction with a RCPT an item, and records what happened to each message's items
+as soon as the server answered: delivered, deferred with growing back-off, bounced
+with a delivery status notification to the sender, or sent by CCM after a TLS
+failure. The outcomes the threads record at the same moment share one commit
+(:func:`leases.record_each`). The run's threads share the SMTP sessions the transport
+keeps open, so the next message to the same server goes over the same session.
 
-One slow server holds up only its own mail: a run delivers to one recipient domain at
-a time on one thread (so mail to one recipient keeps its order), the other threads go
-on with other domains, and while a delivery is still in progress they keep taking mail
-that falls due meanwhile. A worker that dies holds the one item per thread it was
-sending; those items wait for their lease to run out, nothing else does.
+Order: relayed messages to one recipient may go several at once, as from Postfix
+(SMTP promises no order between messages); a recipient's generated mail (a password
+notice, then the messages it opens) is sent one at a time, in order. One slow server
+holds up only its own domain's deliveries, the other threads go on with other domains,
+and while deliveries are in progress they keep taking mail that falls due meanwhile.
+A worker that dies holds what its threads had leased (up to ITEMS_PER_LEASE items
+each); those items wait for their lease to run out, nothing else does.
 
 Several workers on PostgreSQL take disjoint items (``FOR UPDATE SKIP LOCKED``); on
 SQLite, one worker process is the supported setup, its threads' writes serialised by
-SQLite's lock (and its busy timeout). A worker records an attempt only if it still
-holds the item under its token, so an item taken over after its lease ran out is
-recorded once, by its new holder; it checks the lease before it sends, and renews it
-before each further server it tries (many slow MX hosts can take longer than a lease),
-stopping if another worker has taken the item over meanwhile. The one
-window in which a recipient can get a message twice is between the remote server's 250
-and our commit of it, which comes right after that 250 (app/delivery/transport.py says
-what remains).
+the process (:class:`leases._GroupCommit`) and SQLite's lock. A worker records an
+attempt only if it still holds the item under its token, so an item taken over after
+its lease ran out is recorded once, by its new holder; it checks the lease before it
+sends each message, and renews it before each further server it tries (many slow MX
+hosts can take longer than a lease), stopping if another worker has taken the item
+over meanwhile; a thread hands back the rest of its lease once it has spent
+:data:`LEASE_USED_SECONDS` on it. The one window in which a recipient can get a
+message twice is between the remote server's 250 and our commit of it, which comes
+right after that 250, shared with whatever other outcomes are being committed at that
+moment (app/delivery/transport.py says what remains).
 """
 
 from __future__ import annotations
@@ -81,7 +89,7 @@ def run_due(limit: int | None = None) -> int:
     app = current_app._get_current_object()
     threads = 1 if app.config["OUTBOUND"].startswith("maildir:") \
         else max(1, app.config["DELIVERY_THREADS"])
-    run = _Run(limit, poll=app.config["WORKER_INTERVAL"],
+    run = _Run(limit, poll=app.config["WORKER_INTERVAL"], threads=threads,
                per_destination=app.config["DESTINATION_CONCURRENCY"])
     helpers = [threading.Thread(target=_helper, args=(app, run), name=f"deliver-{n}",
                                 daemon=True) for n in range(1, threads)]
@@ -110,8 +118,12 @@ def _helper(app: Flask, run: _Run) -> None:
 class _Run:
     """One run of the queue, shared by its threads: what they took, where they send."""
 
-    def __init__(self, limit: int | None, poll: float, per_destination: int = 1):
+    def __init__(self, limit: int | None, poll: float, threads: int = 1,
+                 per_destination: int = 1):
         self.limit, self.poll, self.per_destination = limit, poll, per_destination
+        #: deliveries at once beyond which a thread has no use for more work than it
+        #: takes (exact for one destination, near enough for several)
+        self.slots = min(threads, per_destination)
         self.taken = 0
         #: deliveries under way, by recipient domain
         self.in_flight: Counter[str] = Counter()
@@ -129,8 +141,7 @@ class _Run:
                     return
                 full = {domain for domain, count in self.in_flight.items()
                         if count >= self.per_destination}
-                room = ITEMS_PER_LEASE if self.limit is None \
-                    else min(ITEMS_PER_LEASE, self.limit - self.taken)
+                room = self._room()
                 lease = leases.take(full, set(self.recipients), items=room)
                 if lease is None:
                     if not self.in_flight:
@@ -148,6 +159,13 @@ class _Run:
                     self.in_flight -= Counter({lease.destination: 1})
                     self.recipients -= Counter(lease.recipients)
                     self.changed.notify_all()
+
+    def _room(self) -> int:
+        """How many items to take: several when this take fills the last free slot (a
+        commit saved a message), one while other slots are free, so that a short queue
+        is shared out among the threads instead of sent by one."""
+        room = ITEMS_PER_LEASE if sum(self.in_flight.values()) + 1 >= self.slots else 1
+        return room if self.limit is None else min(room, self.limit - self.taken)
 
     def _send(self, lease: leases.Lease) -> None:
         """Send the lease's messages one after the other, each recorded as it goes; the
