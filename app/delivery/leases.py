@@ -85,6 +85,7 @@ def take(full: Collection[str], in_flight: Collection[str] = (), items: int = 1
     once to one recipient.
     """
     with _group_commit.writing:
+        _group_commit.commit_waiting()  # a delivered message's record never waits on a take
         return _take(full, in_flight, items)
 
 
@@ -323,7 +324,9 @@ class _GroupCommit:
     failing outcome takes no other with it.
 
     ``writing`` is held by the thread writing; a take holds it too, so that within the
-    process writers queue here rather than in SQLite's busy timeout, which sleeps.
+    process writers queue here rather than in SQLite's busy timeout, which sleeps, and
+    writes the outcomes waiting first, so that no take comes between a remote server's
+    250 and our commit of it.
     """
 
     def __init__(self):
@@ -335,12 +338,16 @@ class _GroupCommit:
         with self._waiting_lock:
             self._waiting.append(outcome)
         with self.writing:
-            if not outcome.done:  # else the thread before wrote it
-                with self._waiting_lock:
-                    group, self._waiting = self._waiting, []
-                self._commit(group)
+            self.commit_waiting()  # ours, unless the thread before wrote it
         if outcome.error is not None:
             raise outcome.error
+
+    def commit_waiting(self) -> None:
+        """Write the outcomes waiting (the caller holds ``writing``)."""
+        with self._waiting_lock:
+            group, self._waiting = self._waiting, []
+        if group:
+            self._commit(group)
 
     @staticmethod
     def _commit(group: list[_Outcome]) -> None:

@@ -13,7 +13,7 @@ from app.models import OutboundItem
 @pytest.fixture
 def partner(gateway, network):
     sink = serve_mail_for(network, "partner.test", "127.0.1.1")
-    sink.delay(0.3)  # each DATA takes a while, so deliveries overlap if they can
+    sink.delay(0.5)  # each DATA takes a while, so deliveries overlap if they can
     return sink
 
 
@@ -46,8 +46,10 @@ def test_deliveries_to_one_domain_run_at_once_up_to_the_limit(app, gateway, part
         gateway.send(mail(to=rcpt), [rcpt])
     gateway.run_queue()
     assert len(partner.wait_for(6)) == 6
-    # One session per delivery under way at once: sessions are kept and reused.
-    assert partner.sessions == per_destination
+    # One session per delivery under way at once: sessions are kept and reused. (A
+    # thread that starts late, on a busy machine, may find one kept for it.)
+    assert partner.sessions == 1 if per_destination == 1 \
+        else 2 <= partner.sessions <= per_destination
     assert set(item_states().values()) == {"done"}
 
 
