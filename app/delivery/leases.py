@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import func, or_, select, update
-from sqlalchemy.orm import aliased
+from sqlalchemy.orm import aliased, joinedload
 
 from app import clock
 from app.extensions import db
@@ -37,19 +38,28 @@ _PROCESS_MARK = secrets.token_hex(4)
 
 @dataclass(frozen=True)
 class Lease:
-    """Items taken together under one token: one message to one destination."""
+    """Items taken together under one token, all to one destination: one or more
+    messages (``sends``, in the order they are due), each sent in one SMTP transaction
+    with a RCPT an item."""
 
-    item_ids: tuple[int, ...]
+    sends: tuple[tuple[int, ...], ...]
     token: str
     destination: str
+    #: the addresses of its generated mail (lower case), which no other of the run may
+    #: overtake while this lease is being sent
+    recipients: frozenset[str] = frozenset()
+
+    @property
+    def item_ids(self) -> tuple[int, ...]:
+        return tuple(item_id for send in self.sends for item_id in send)
 
     @property
     def item_id(self) -> int:
-        return self.item_ids[0]
+        return self.sends[0][0]
 
 
 def destination_of(rcpt_to: str) -> str:
-    """What one thread of a run delivers to at a time: the recipient's domain, as
+    """What a run limits its concurrent deliveries by: the recipient's domain, as
     ``take`` matches it."""
     return rcpt_to.rpartition("@")[2].lower()
 
@@ -61,16 +71,35 @@ def due(now):
     )
 
 
-def take(busy: set[str]) -> Lease | None:
-    """Lease the next due item for a domain not in ``busy`` and, for a delivery, the
-    message's other due items that go with it in one transaction: two statements."""
+def take(full: Collection[str], in_flight: Collection[str] = (), items: int = 1
+         ) -> Lease | None:
+    """Lease the next due item for a destination not in ``full``, with, for a delivery,
+    the message's other due items that go with it in one transaction; then, up to
+    ``items`` items in all, the next due items for the same destination. One commit.
+
+    Generated mail to an address in ``in_flight`` (lower case: the run's generated
+    mail under way) is left for later, so that a recipient's notifications arrive in
+    order (the password before the messages it opens) while several deliveries to one
+    domain run at once. Received messages relayed on are not held back so: SMTP makes
+    no promise of order between messages, and Postfix, like any MTA, sends several at
+    once to one recipient.
+    """
+    with _group_commit.writing:
+        _group_commit.commit_waiting()  # a delivered message's record never waits on a take
+        return _take(full, in_flight, items)
+
+
+def _take(full: Collection[str], in_flight: Collection[str], items: int) -> Lease | None:
     now = clock.utcnow()
     token = _PROCESS_MARK + secrets.token_hex(12)
     recipient_domain = func.lower(OutboundItem.rcpt_to)
+    not_in_flight = [or_(OutboundItem.kind == "delivery",
+                         func.lower(OutboundItem.rcpt_to).not_in(sorted(in_flight)))] \
+        if in_flight else []
     next_one = (
         select(OutboundItem.id)
-        .where(due(now),
-               *(~recipient_domain.endswith(f"@{domain}", autoescape=True) for domain in busy))
+        .where(due(now), *not_in_flight,
+               *(~recipient_domain.endswith(f"@{domain}", autoescape=True) for domain in full))
         .order_by(OutboundItem.next_attempt_at, OutboundItem.id)
         .limit(1)
         .with_for_update(skip_locked=True)
@@ -88,8 +117,13 @@ def take(busy: set[str]) -> Lease | None:
     destination = destination_of(taken.rcpt_to)
     others = _take_companions(taken, destination, token, now) \
         if taken.kind == "delivery" else []
+    sends = [(taken.id, *sorted(others))]
+    recipients = {taken.rcpt_to.lower()} if taken.kind != "delivery" else set()
+    if items > 1 + len(others):
+        sends += _take_followers(destination, token, now, not_in_flight,
+                                 items - 1 - len(others), recipients)
     db.session.commit()
-    return Lease((taken.id, *sorted(others)), token, destination)
+    return Lease(tuple(sends), token, destination, frozenset(recipients))
 
 
 def hand_back() -> list[int]:
@@ -144,6 +178,62 @@ def _take_companions(lead, destination: str, token: str, now) -> list[int]:
         .execution_options(synchronize_session=False)).scalars())
 
 
+def _take_followers(destination: str, token: str, now, not_in_flight, count: int,
+                    recipients: set[str]) -> list[tuple[int, ...]]:
+    """Lease the next ``count`` due items for ``destination`` (after the lead's), as the
+    messages to send, in the order they are due: a message's deliveries by the same
+    route and TLS requirement together, each notification alone. The addresses of the
+    generated mail are added to ``recipients``."""
+    following = (
+        select(OutboundItem.id)
+        .where(due(now), *not_in_flight,
+               func.lower(OutboundItem.rcpt_to).endswith(f"@{destination}",
+                                                         autoescape=True))
+        .order_by(OutboundItem.next_attempt_at, OutboundItem.id)
+        .limit(count)
+        .with_for_update(skip_locked=True)
+    )
+    taken = list(db.session.execute(
+        update(OutboundItem).where(OutboundItem.id.in_(following.scalar_subquery()))
+        .values(state="sending", lease_until=now + LEASE, lease_token=token)
+        .returning(OutboundItem.id)
+        .execution_options(synchronize_session=False)).scalars())
+    if not taken:
+        return []
+    rows = db.session.execute(
+        select(OutboundItem.id, OutboundItem.kind, OutboundItem.route,
+               OutboundItem.rcpt_to, Recipient.message_id, Recipient.tls)
+        .outerjoin(Recipient, OutboundItem.recipient_id == Recipient.id)
+        .where(OutboundItem.id.in_(taken))
+        .order_by(OutboundItem.next_attempt_at, OutboundItem.id))
+    sends: list[list[int]] = []
+    open_for: dict[tuple, list[int]] = {}  # a message's transaction still taking RCPTs
+    for row in rows:
+        if row.kind != "delivery":
+            recipients.add(row.rcpt_to.lower())
+            sends.append([row.id])
+            continue
+        together = (row.message_id, row.route, row.tls)
+        send = open_for.get(together)
+        if send is None or len(send) >= RCPTS_PER_TRANSACTION:
+            send = open_for[together] = []
+            sends.append(send)
+        send.append(row.id)
+    return [tuple(ids) for ids in sends]
+
+
+def release(item_ids, token: str) -> None:
+    """Put items still leased under ``token`` back in the queue untried, due as they were
+    (the rest of a lease a stopping run does not send)."""
+    db.session.execute(
+        update(OutboundItem)
+        .where(OutboundItem.id.in_(list(item_ids)), OutboundItem.state == "sending",
+               OutboundItem.lease_token == token)
+        .values(state="pending", lease_until=None, lease_token=None)
+        .execution_options(synchronize_session=False))
+    db.session.commit()
+
+
 def holds(item: OutboundItem, token: str) -> bool:
     return (item.state == "sending" and item.lease_token == token
             and item.lease_until is not None and item.lease_until > clock.utcnow())
@@ -176,29 +266,109 @@ def update_if_held(item_id: int, token: str, **values) -> bool:
         .execution_options(synchronize_session=False)).rowcount == 1
 
 
-def record_outcome(item_id: int, token: str, outcome: Callable[[OutboundItem], None]) -> bool:
-    """Apply ``outcome`` to the item and commit, if the lease ``token`` still holds it.
+def record_each(item_ids, token: str, outcome: Callable[[OutboundItem], None]) -> None:
+    """Apply ``outcome`` to each item the lease ``token`` still holds, and commit.
 
-    Its first statement holds the item until the commit, so no other worker can take it
+    The commit is shared with the outcomes other threads of this process record at the
+    same moment (a group commit: one disk sync for several deliveries); this returns
+    once it is done, or raises what applying or committing this outcome raised. Each
+    item's first statement holds it until the commit, so no other worker can take it
     over in between.
     """
-    if not update_if_held(item_id, token, lease_token=token):
-        db.session.rollback()
-        log.warning("outbound item %s was taken over by another worker: its outcome "
-                    "here is not recorded", item_id)
-        return False
-    item = db.session.get(OutboundItem, item_id, populate_existing=True)
-    outcome(item)
-    db.session.commit()
-    return True
+    _group_commit.record(_Outcome(tuple(item_ids), token, outcome))
 
 
-def record_each(item_ids, token: str, outcome: Callable[[OutboundItem], None]) -> None:
-    """Apply ``outcome`` to each item the lease ``token`` still holds, in one commit."""
-    for item_id in item_ids:
-        if update_if_held(item_id, token, lease_token=token):
-            outcome(db.session.get(OutboundItem, item_id, populate_existing=True))
-        else:
-            log.warning("outbound item %s was taken over by another worker: its outcome "
-                        "here is not recorded", item_id)
-    db.session.commit()
+@dataclass
+class _Outcome:
+    item_ids: tuple[int, ...]
+    token: str
+    apply: Callable[[OutboundItem], None]
+    done: bool = False
+    error: Exception | None = None
+
+
+def _apply_where_held(group: list[_Outcome]) -> None:
+    """Apply each outcome to the items its token still holds: an UPDATE an outcome
+    takes them (holding them to the commit), one SELECT loads them all with their
+    recipients and messages, so that recording does not stop to load them one by one
+    (each such load would flush what the outcomes before had changed)."""
+    held: list[tuple[_Outcome, int]] = []
+    for outcome in group:
+        still = set(db.session.execute(
+            update(OutboundItem)
+            .where(OutboundItem.id.in_(outcome.item_ids), OutboundItem.state == "sending",
+                   OutboundItem.lease_token == outcome.token)
+            .values(lease_token=outcome.token)
+            .returning(OutboundItem.id)
+            .execution_options(synchronize_session=False)).scalars())
+        for item_id in outcome.item_ids:
+            if item_id in still:
+                held.append((outcome, item_id))
+            else:
+                log.warning("outbound item %s was taken over by another worker: its "
+                            "outcome here is not recorded", item_id)
+    if not held:
+        return
+    items = {item.id: item for item in db.session.scalars(
+        select(OutboundItem).where(OutboundItem.id.in_([item_id for _, item_id in held]))
+        .options(joinedload(OutboundItem.recipient).joinedload(Recipient.message))
+        .execution_options(populate_existing=True))}
+    for outcome, item_id in held:
+        outcome.apply(items[item_id])
+
+
+class _GroupCommit:
+    """Outcomes recorded by several threads at once, written in one transaction by
+    whichever of them gets to commit first, in its own session; the others wait for
+    that commit. If the group fails, each outcome is recorded again alone, so one
+    failing outcome takes no other with it.
+
+    ``writing`` is held by the thread writing; a take holds it too, so that within the
+    process writers queue here rather than in SQLite's busy timeout, which sleeps, and
+    writes the outcomes waiting first, so that no take comes between a remote server's
+    250 and our commit of it.
+    """
+
+    def __init__(self):
+        self.writing = threading.Lock()
+        self._waiting: list[_Outcome] = []
+        self._waiting_lock = threading.Lock()
+
+    def record(self, outcome: _Outcome) -> None:
+        with self._waiting_lock:
+            self._waiting.append(outcome)
+        with self.writing:
+            self.commit_waiting()  # ours, unless the thread before wrote it
+        if outcome.error is not None:
+            raise outcome.error
+
+    def commit_waiting(self) -> None:
+        """Write the outcomes waiting (the caller holds ``writing``)."""
+        with self._waiting_lock:
+            group, self._waiting = self._waiting, []
+        if group:
+            self._commit(group)
+
+    @staticmethod
+    def _commit(group: list[_Outcome]) -> None:
+        try:
+            _apply_where_held(group)
+            db.session.commit()
+        except Exception as error:
+            db.session.rollback()
+            if len(group) == 1:
+                group[0].error = error
+            else:
+                for outcome in group:
+                    try:
+                        _apply_where_held([outcome])
+                        db.session.commit()
+                    except Exception as alone:
+                        db.session.rollback()
+                        outcome.error = alone
+        finally:
+            for outcome in group:
+                outcome.done = True
+
+
+_group_commit = _GroupCommit()

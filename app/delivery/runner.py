@@ -1,38 +1,48 @@
 """The delivery runner: the worker's job that sends what the queue holds.
 
-``run_due`` (the worker's job)
-delivers due items on a few threads at once, each with its own application context and
-database session: each thread leases one message's due items for one recipient domain
-at a time (up to :data:`leases.RCPTS_PER_TRANSACTION`, those with the same route and TLS
-requirement; a lease of :data:`leases.LEASE` under a token drawn for that take), hands them to
-the transport, which sends them in one SMTP transaction with a RCPT each, and records
-what happened to each item in a transaction of its own: delivered, deferred with growing
-back-off, bounced with a delivery status notification to the sender, or sent by CCM
-after a TLS failure. The run's threads share the SMTP sessions the transport keeps
-open, so the next message to the same server goes over the same session.
+``run_due`` (the worker's job) delivers due items on ``CCM_DELIVERY_THREADS`` threads at
+once, each with its own application context and database session, at most
+``CCM_DESTINATION_CONCURRENCY`` of them to one recipient domain (Postfix's
+default_destination_concurrency_limit). A thread leases a message's due items for one
+recipient domain (up to :data:`leases.RCPTS_PER_TRANSACTION`, those with the same route
+and TLS requirement) under a token drawn for that take, and, when the other threads
+are busy, the next messages due for that domain too, up to :data:`ITEMS_PER_LEASE`
+items in one commit. It sends them one message after the other, each in one SMTP
+transaction with a RCPT an item, and records what happened to each message's items
+as soon as the server answered: delivered, deferred with growing back-off, bounced
+with a delivery status notification to the sender, or sent by CCM after a TLS
+failure. The outcomes the threads record at the same moment share one commit
+(:func:`leases.record_each`). The run's threads share the SMTP sessions the transport
+keeps open, so the next message to the same server goes over the same session.
 
-One slow server holds up only its own mail: a run delivers to one recipient domain at
-a time on one thread (so mail to one recipient keeps its order), the other threads go
-on with other domains, and while a delivery is still in progress they keep taking mail
-that falls due meanwhile. A worker that dies holds the one item per thread it was
-sending; those items wait for their lease to run out, nothing else does.
+Order: relayed messages to one recipient may go several at once, as from Postfix
+(SMTP promises no order between messages); a recipient's generated mail (a password
+notice, then the messages it opens) is sent one at a time, in order. One slow server
+holds up only its own domain's deliveries, the other threads go on with other domains,
+and while deliveries are in progress they keep taking mail that falls due meanwhile.
+A worker that dies holds what its threads had leased (up to ITEMS_PER_LEASE items
+each); those items wait for their lease to run out, nothing else does.
 
 Several workers on PostgreSQL take disjoint items (``FOR UPDATE SKIP LOCKED``); on
 SQLite, one worker process is the supported setup, its threads' writes serialised by
-SQLite's lock (and its busy timeout). A worker records an attempt only if it still
-holds the item under its token, so an item taken over after its lease ran out is
-recorded once, by its new holder; it checks the lease before it sends, and renews it
-before each further server it tries (many slow MX hosts can take longer than a lease),
-stopping if another worker has taken the item over meanwhile. The one
-window in which a recipient can get a message twice is between the remote server's 250
-and our commit of it, which comes right after that 250 (app/delivery/transport.py says
-what remains).
+the process (:class:`leases._GroupCommit`) and SQLite's lock. A worker records an
+attempt only if it still holds the item under its token, so an item taken over after
+its lease ran out is recorded once, by its new holder; it checks the lease before it
+sends each message, and renews it before each further server it tries (many slow MX
+hosts can take longer than a lease), stopping if another worker has taken the item
+over meanwhile; a thread hands back the rest of its lease once it has spent
+:data:`LEASE_USED_SECONDS` on it. The one window in which a recipient can get a
+message twice is between the remote server's 250 and our commit of it, which comes
+right after that 250, shared with whatever other outcomes are being committed at that
+moment (app/delivery/transport.py says what remains).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections import Counter
 from collections.abc import Callable
 from datetime import timedelta
 from functools import partial
@@ -72,13 +82,15 @@ def run_due(limit: int | None = None) -> int:
     """Deliver what is due, until nothing is due and nothing is in flight (or ``limit``
     items were taken); the number of items handled.
 
-    ``CCM_DELIVERY_THREADS`` deliveries at once, this thread one of them. A maildir is
+    ``CCM_DELIVERY_THREADS`` deliveries at once, this thread one of them, at most
+    ``CCM_DESTINATION_CONCURRENCY`` of them to one recipient domain. A maildir is
     written one message at a time: there is no network to wait for.
     """
     app = current_app._get_current_object()
     threads = 1 if app.config["OUTBOUND"].startswith("maildir:") \
         else max(1, app.config["DELIVERY_THREADS"])
-    run = _Run(limit, poll=app.config["WORKER_INTERVAL"])
+    run = _Run(limit, poll=app.config["WORKER_INTERVAL"], threads=threads,
+               per_destination=app.config["DESTINATION_CONCURRENCY"])
     helpers = [threading.Thread(target=_helper, args=(app, run), name=f"deliver-{n}",
                                 daemon=True) for n in range(1, threads)]
     for helper in helpers:
@@ -106,11 +118,17 @@ def _helper(app: Flask, run: _Run) -> None:
 class _Run:
     """One run of the queue, shared by its threads: what they took, where they send."""
 
-    def __init__(self, limit: int | None, poll: float):
-        self.limit, self.poll = limit, poll
+    def __init__(self, limit: int | None, poll: float, threads: int = 1,
+                 per_destination: int = 1):
+        self.limit, self.poll, self.per_destination = limit, poll, per_destination
+        #: deliveries at once beyond which a thread has no use for more work than it
+        #: takes (exact for one destination, near enough for several)
+        self.slots = min(threads, per_destination)
         self.taken = 0
-        #: recipient domains a thread of this run is delivering to now
-        self.busy: set[str] = set()
+        #: deliveries under way, by recipient domain
+        self.in_flight: Counter[str] = Counter()
+        #: the addresses of the generated mail under way: none is overtaken by a later one
+        self.recipients: Counter[str] = Counter()
         self.changed = threading.Condition()
         #: SMTP sessions kept open for the next message to the same server
         self.sessions = transport.Sessions()
@@ -121,41 +139,87 @@ class _Run:
             with self.changed:
                 if stopping.is_set() or (self.limit is not None and self.taken >= self.limit):
                     return
-                lease = leases.take(self.busy)
+                full = {domain for domain, count in self.in_flight.items()
+                        if count >= self.per_destination}
+                room = self._room()
+                lease = leases.take(full, set(self.recipients), items=room)
                 if lease is None:
-                    if not self.busy:
+                    if not self.in_flight:
                         return  # nothing due, nothing in flight
                     # Watch for mail that falls due while another thread is sending.
                     self.changed.wait(self.poll)
                     continue
                 self.taken += len(lease.item_ids)
-                self.busy.add(lease.destination)
+                self.in_flight[lease.destination] += 1
+                self.recipients.update(lease.recipients)
             try:
-                _attempt(lease.item_id, lease.token, *lease.item_ids[1:],
-                         sessions=self.sessions)
-            except OperationalError as error:
-                # The database failing (locked, gone): a try, retried like a busy server.
-                db.session.rollback()
-                log.exception("outbound items %s: the database failed", lease.item_ids)
-                _count_as_a_try(lease, f"4.3.0 Database error ({type(error).__name__})")
-            except Exception as error:
-                # A bug: it must not stop the queue, nor leave the item "sending" for ever,
-                # nor bounce the sender for it. The items are set aside for the operator.
-                db.session.rollback()
-                log.exception("outbound items %s failed unexpectedly: set aside until an "
-                              "operator retries them", lease.item_ids)
-                _shunt(lease, error)
+                self._send(lease)
             finally:
                 with self.changed:
-                    self.busy.discard(lease.destination)
+                    self.in_flight -= Counter({lease.destination: 1})
+                    self.recipients -= Counter(lease.recipients)
                     self.changed.notify_all()
 
+    def _room(self) -> int:
+        """How many items to take: several when this take fills the last free slot (a
+        commit saved a message), one while other slots are free, so that a short queue
+        is shared out among the threads instead of sent by one."""
+        room = ITEMS_PER_LEASE if sum(self.in_flight.values()) + 1 >= self.slots else 1
+        return room if self.limit is None else min(room, self.limit - self.taken)
 
-def _count_as_a_try(lease: leases.Lease, reply: str) -> None:
-    _record_failure(lease, lambda item: _defer(_tried(item), reply))
+    def _send(self, lease: leases.Lease) -> None:
+        """Send the lease's messages one after the other, each recorded as it goes; the
+        rest goes back to the queue if the run is stopping or the lease grows old."""
+        taken_at = time.monotonic()
+        for number, item_ids in enumerate(lease.sends):
+            if number and (stopping.is_set()
+                           or time.monotonic() - taken_at > LEASE_USED_SECONDS):
+                _release([item for rest in lease.sends[number:] for item in rest],
+                         lease.token)
+                return
+            _deliver(item_ids, lease.token, self.sessions)
 
 
-def _shunt(lease: leases.Lease, error: Exception) -> None:
+#: items one thread leases at once, sent as one or more messages one after the other:
+#: one commit takes them all (more would leave other threads idle on a short queue)
+ITEMS_PER_LEASE = 8
+#: how long a thread sends a lease's messages before it hands the rest back (a lease
+#: lasts leases.LEASE; slow servers must not let it run out under the later messages)
+LEASE_USED_SECONDS = leases.LEASE.total_seconds() / 4
+
+
+def _release(item_ids, token: str) -> None:
+    try:
+        leases.release(item_ids, token)
+    except Exception:  # the database failing: the leases run out, as for a dead worker
+        db.session.rollback()
+        log.exception("could not hand back outbound items %s", item_ids)
+
+
+def _deliver(item_ids: tuple[int, ...], token: str, sessions: transport.Sessions) -> None:
+    """Send one message of a lease and record the outcome; what goes wrong with this
+    message stays with it."""
+    try:
+        _attempt(item_ids[0], token, *item_ids[1:], sessions=sessions)
+    except OperationalError as error:
+        # The database failing (locked, gone): a try, retried like a busy server.
+        db.session.rollback()
+        log.exception("outbound items %s: the database failed", item_ids)
+        _count_as_a_try(item_ids, token, f"4.3.0 Database error ({type(error).__name__})")
+    except Exception as error:
+        # A bug: it must not stop the queue, nor leave the item "sending" for ever,
+        # nor bounce the sender for it. The items are set aside for the operator.
+        db.session.rollback()
+        log.exception("outbound items %s failed unexpectedly: set aside until an "
+                      "operator retries them", item_ids)
+        _shunt(item_ids, token, error)
+
+
+def _count_as_a_try(item_ids, token: str, reply: str) -> None:
+    _record_failure(item_ids, token, lambda item: _defer(_tried(item), reply))
+
+
+def _shunt(item_ids, token: str, error: Exception) -> None:
     """Set the item aside (state ``shunted``) with the error on it and in the
     recipient's history: not tried again until an operator retries it
     (``ccm queue retry``)."""
@@ -172,15 +236,15 @@ def _shunt(lease: leases.Lease, error: Exception) -> None:
                    f"Held for the operator: {problem}; not tried again until an operator "
                    "retries it")
 
-    _record_failure(lease, set_aside)
+    _record_failure(item_ids, token, set_aside)
 
 
-def _record_failure(lease: leases.Lease, outcome: Callable[[OutboundItem], None]) -> None:
+def _record_failure(item_ids, token: str, outcome: Callable[[OutboundItem], None]) -> None:
     try:
-        leases.record_each(lease.item_ids, lease.token, outcome)
+        leases.record_each(item_ids, token, outcome)
     except Exception:  # the database itself failing: the lease runs out, as before
         db.session.rollback()
-        log.exception("could not record the failure of outbound items %s", lease.item_ids)
+        log.exception("could not record the failure of outbound items %s", item_ids)
 
 
 def _attempt(item_id: int, token: str, *others: int,
@@ -230,7 +294,7 @@ def _attempt(item_id: int, token: str, *others: int,
     except (transport.TlsUnavailable, transport.DeliveryFailed) as whole:
         failures = dict.fromkeys(range(len(ids)), whole)
     for position, failure in failures.items():
-        leases.record_outcome(ids[position], token, _failed(failure))
+        leases.record_each([ids[position]], token, _failed(failure))
 
 
 def _failed(failure: transport.DeliveryFailed | transport.TlsUnavailable

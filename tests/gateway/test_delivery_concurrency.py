@@ -1,0 +1,124 @@
+"""Several deliveries to one domain at once, bounded; several messages under one lease;
+the outcomes of a run's threads recorded in one commit."""
+
+import pytest
+from servers import serve_mail_for
+from support import mail
+
+from app.delivery import leases, queue, runner, sessions
+from app.extensions import db
+from app.models import OutboundItem
+
+
+@pytest.fixture
+def partner(gateway, network):
+    sink = serve_mail_for(network, "partner.test", "127.0.1.1")
+    sink.delay(0.5)  # each DATA takes a while, so deliveries overlap if they can
+    return sink
+
+
+@pytest.fixture(autouse=True)
+def patient(monkeypatch):
+    """Sessions wait for the next message however slowly the test machine runs."""
+    monkeypatch.setattr(sessions, "IDLE_SECONDS", 600)
+
+
+def send_alone(lease: leases.Lease) -> None:
+    """What a run's thread does with a lease."""
+    run = runner._Run(None, poll=1)
+    try:
+        run._send(lease)
+    finally:
+        run.sessions.close()
+
+
+def item_states() -> dict[str, str]:
+    db.session.expire_all()
+    return {item.rcpt_to: item.state for item in db.session.query(OutboundItem)}
+
+
+@pytest.mark.parametrize("per_destination", [1, 2, 4])
+def test_deliveries_to_one_domain_run_at_once_up_to_the_limit(app, gateway, partner,
+                                                              per_destination):
+    app.config.update(DELIVERY_THREADS=4, DESTINATION_CONCURRENCY=per_destination)
+    rcpts = [f"r{n}@partner.test" for n in range(6)]
+    for rcpt in rcpts:
+        gateway.send(mail(to=rcpt), [rcpt])
+    gateway.run_queue()
+    assert len(partner.wait_for(6)) == 6
+    # One session per delivery under way at once: sessions are kept and reused. (A
+    # thread that starts late, on a busy machine, may find one kept for it.)
+    assert partner.sessions == 1 if per_destination == 1 \
+        else 2 <= partner.sessions <= per_destination
+    assert set(item_states().values()) == {"done"}
+
+
+def test_a_recipient_s_generated_mail_waits_for_the_one_under_way_messages_do_not(
+        gateway, partner):
+    notice = queue.queue(mail(to="kim@partner.test").replace("\n", "\r\n").encode(),
+                         tenant=gateway.tenant, to="kim@partner.test")
+    db.session.commit()
+    # While a run sends kim generated mail, the next waits...
+    assert leases.take(set(), {"kim@partner.test"}, items=8) is None
+    # ...but a message relayed to kim does not.
+    message = gateway.send(mail(to="kim@partner.test"), ["kim@partner.test"])
+    lease = leases.take(set(), {"kim@partner.test"}, items=8)
+    (delivery,) = db.session.query(OutboundItem).filter_by(
+        recipient_id=message.recipients[0].id)
+    assert lease.item_ids == (delivery.id,)
+    assert lease.recipients == frozenset()
+    taken = leases.take(set(), set(), items=8)
+    assert taken.item_ids == (notice.id,) and taken.recipients == {"kim@partner.test"}
+
+
+def test_one_lease_takes_several_messages_for_one_destination_in_order(gateway, partner):
+    for n in range(3):
+        gateway.send(mail(subject=f"number {n}"), ["pat@partner.test"])
+    gateway.send(mail(to="ann@elsewhere.test"), ["ann@elsewhere.test"])
+    lease = leases.take(set(), items=8)
+    assert lease.destination == "partner.test" and len(lease.sends) == 3
+    assert all(len(send) == 1 for send in lease.sends)
+    send_alone(lease)
+    assert [d.message["Subject"] for d in partner.wait_for(3)] == [f"number {n}"
+                                                                   for n in range(3)]
+    assert partner.sessions == 1
+    assert item_states()["pat@partner.test"] == "done"
+    assert item_states()["ann@elsewhere.test"] == "pending"
+
+
+def test_a_stopping_run_hands_back_the_rest_of_its_lease(gateway, partner):
+    for n in range(3):
+        gateway.send(mail(subject=f"number {n}"), ["pat@partner.test"])
+    lease = leases.take(set(), items=8)
+    runner.stopping.set()
+    try:
+        send_alone(lease)
+    finally:
+        runner.stopping.clear()
+    assert [d.message["Subject"] for d in partner.wait_for(1)] == ["number 0"]
+    db.session.expire_all()
+    items = sorted(db.session.query(OutboundItem), key=lambda item: item.id)
+    assert [(i.state, i.attempts, i.lease_token) for i in items] == [
+        ("done", 1, None), ("pending", 0, None), ("pending", 0, None)]
+
+
+def test_an_outcome_that_fails_in_a_group_commit_takes_no_other_with_it(gateway,
+                                                                        partner):
+    for n in range(2):
+        gateway.send(mail(subject=f"number {n}"), ["pat@partner.test"])
+    lease = leases.take(set(), items=8)
+    (good,), (bad,) = lease.sends
+
+    def broken(item):
+        raise RuntimeError("a bug in recording")
+
+    def done(item):
+        item.state, item.lease_token = "done", None
+
+    outcomes = [leases._Outcome((good,), lease.token, done),
+                leases._Outcome((bad,), lease.token, broken)]
+    leases._GroupCommit._commit(outcomes)
+    assert outcomes[0].error is None and isinstance(outcomes[1].error, RuntimeError)
+    db.session.expire_all()
+    assert db.session.get(OutboundItem, good).state == "done"
+    assert db.session.get(OutboundItem, bad).state == "sending"
