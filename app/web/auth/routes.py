@@ -34,10 +34,13 @@ LAST_TENANT_COOKIE = "ccm_last_tenant"
 #: How long the "which organisation?" choice stays open after the password was proven.
 CHOICE_SECONDS = 300
 
-# Endpoints a user who must change their password may still reach.
-_OPEN_WHILE_CHANGE_PENDING = {"auth.change_password", "auth.sign_out", "static"}
+# Endpoints a user who must change their password may still reach (a message's link
+# only leads on, to a page that is then held back with the change leading to it).
+_OPEN_WHILE_CHANGE_PENDING = {"auth.change_password", "auth.sign_out", "auth.message_link",
+                              "static"}
 # ...and one who must set up a second factor.
-_OPEN_WHILE_ENROLMENT_PENDING = {"auth.enrol", "auth.sign_out", "static"}
+_OPEN_WHILE_ENROLMENT_PENDING = {"auth.enrol", "auth.sign_out", "auth.message_link",
+                                 "static"}
 # Where a sign-in leads when no other page was asked for.
 _LANDINGS = {"auth.home", "inbox.index"}
 
