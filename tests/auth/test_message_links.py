@@ -288,3 +288,24 @@ def test_the_domain_refuses_a_change_without_the_proof(app, send):
     pat = db.session.scalar(db.select(User).where(User.email == PAT))
     with pytest.raises(accounts.PasswordRejected):
         accounts.replace_given_password(pat, NEW)  # no session at all
+
+
+def test_a_required_second_factor_is_set_up_on_the_way_to_the_message(app, client, acme,
+                                                                      send):
+    import pyotp
+
+    acme.second_factor_external = "required"
+    db.session.commit()
+    message = send()
+    change_page, after = first_sign_in(app, client, message)
+    done = client.post(change_page, data={"csrf_token": csrf_token(client, change_page),
+                                          "new": NEW, "confirm": NEW})
+    assert done.headers["Location"] == after
+    enrol = client.get(after).headers["Location"]
+    assert enrol == f"/account/second-factor?next={after}"
+    page = client.get(enrol).get_data(as_text=True)
+    secret = re.search(r'<code class="secret">([A-Z2-7]+)</code>', page).group(1)
+    codes = client.post(enrol, data={"csrf_token": csrf_token(client, enrol),
+                                     "code": pyotp.TOTP(secret).now()})
+    assert f'href="{after}">Continue</a>' in codes.get_data(as_text=True)
+    assert "Contract draft" in client.get(after).get_data(as_text=True)

@@ -69,21 +69,20 @@ def require_password_change():
 
     Static files are open to all, so they are served without loading the session.
     """
-    if request.endpoint == "static":
+    if request.endpoint == "static" or not current_user.is_authenticated:
+        return None
+    # The page asked for (a message's link, say) is where each step leads afterwards.
+    if current_user.must_change_password:
+        # The password first, then any second factor: each step sending to the other
+        # was an endless loop for a new recipient where a second factor is required.
+        if request.endpoint not in _OPEN_WHILE_CHANGE_PENDING:
+            return redirect_to(url_for("auth.change_password", next=_asked_for()))
         return None
     if (
-        current_user.is_authenticated
-        and current_user.must_change_password
-        and request.endpoint not in _OPEN_WHILE_CHANGE_PENDING
-    ):
-        # The page asked for (a message's link, say) is where the change leads.
-        return redirect_to(url_for("auth.change_password", next=_asked_for()))
-    if (
-        current_user.is_authenticated
-        and second_factor.must_enrol(current_user)
+        second_factor.must_enrol(current_user)
         and request.endpoint not in _OPEN_WHILE_ENROLMENT_PENDING
     ):
-        return redirect_to(url_for("auth.enrol"))
+        return redirect_to(url_for("auth.enrol", next=_asked_for()))
     return None
 
 
@@ -249,8 +248,10 @@ def code():
 @login_required
 @limiter.limit("10/minute", methods=["POST"])
 def enrol():
-    """Set up (or review) the second factor: scan the code, prove it with one code."""
+    """Set up (or review) the second factor: scan the code, prove it with one code; then
+    on to the page asked for, if any."""
     user = current_user._get_current_object()
+    next_url = safe_next(request.args.get("next"))
     form = CodeForm()
     if second_factor.enrolled(user):
         return page("auth/second_factor.html", "auth/_second_factor.html", user=user,
@@ -262,12 +263,13 @@ def enrol():
         if codes:
             session.pop("enrol_secret", None)
             db.session.commit()
-            return page("auth/recovery_codes.html", "auth/_recovery_codes.html", codes=codes)
+            return page("auth/recovery_codes.html", "auth/_recovery_codes.html", codes=codes,
+                        next_url=next_url)
         form.code.errors = [*form.code.errors, "That code does not match. Check the time on "
                             "your phone and enter the code now shown."]
     return page("auth/enrol.html", "auth/_enrol.html", form=form, secret=secret,
                 qr=second_factor.enrolment_qr(user, secret),
-                required=second_factor.policy_for(user) == "required")
+                required=second_factor.policy_for(user) == "required", next_url=next_url)
 
 
 @bp.route("/account/second-factor/off", methods=["POST"])
