@@ -222,3 +222,24 @@ def test_someone_else_s_link_is_not_found_after_sign_in(live_server, page, retur
     page.goto(f"{live_server}/t/acme/messages/never-sent-AAAAAAAAAAAAAAA")
     expect(page).to_have_url(f"{live_server}/inbox/never-sent-AAAAAAAAAAAAAAA")
     assert page.locator("main").inner_text() == theirs
+
+
+def test_signed_in_elsewhere_the_link_asks_to_sign_in_here(
+        live_server, page, returning, outbox, make_tenant, make_user, screenshot):
+    """Pat has an account at Globex too and is signed in there: Acme's link asks him to
+    sign in to Acme, whatever the message, and then opens it."""
+    globex = make_tenant("globex", domains=["globex.test"])
+    make_user(globex, PAT)
+    message = returning("From Acme")
+    link, _ = notified(outbox, message)
+    page.set_viewport_size({"width": 360, "height": 800})
+    page.emulate_media(color_scheme="dark")
+    page.goto(f"{live_server}/t/globex/sign-in")
+    sign_in(page, PAT, PASSWORD)
+    expect(page.get_by_role("heading", name="Secure messages")).to_be_visible()
+    page.goto(link)
+    expect(page.get_by_role("heading", name="Sign in to Acme Corp")).to_be_visible()
+    expect(page.get_by_text("You are signed in to Globex Corp.")).to_be_visible()
+    screenshot(page, "sign-in-here")
+    sign_in(page, PAT, PASSWORD)
+    expect_message(page, live_server, message)
