@@ -21,6 +21,7 @@ from app.models import ApplicationSettings, OutboundItem, Recipient, User
 PAT = "pat@partner.test"
 NEW = "plum orbit lantern meadow"
 MISSING = "no-such-message-AAAAAAAAAAAAAA"
+NOTICE = "Secure message from Acme Corp: sign in to read it"
 
 
 @pytest.fixture
@@ -81,7 +82,7 @@ def test_every_notification_about_a_message_links_to_it(app, acme, send, frozen_
     expected = {f"http://localhost{link_path(m)}" for m in (first, second)}
     mails = notices_to(app)
     assert sorted(m["Subject"] for m in mails) == [
-        "You have a new secure message", "You have a new secure message",
+        NOTICE, NOTICE,
         "Your sign-in details for the Acme Corp secure message portal"]
     found = {url for m in mails for url in re.findall(r"https?://\S+", text_of(m))}
     assert found == expected, "the password notification links to the first message"

@@ -29,6 +29,7 @@ from app.smtp import ingress
 PAT = "pat@partner.test"
 ALICE = "alice@acme.test"
 NEW_PASSWORD = "plum orbit lantern meadow"
+NOTICE = "Secure message from Acme Corp: sign in to read it"
 CHANGED = "Your password has been changed. Other devices have been signed out."
 
 
@@ -67,7 +68,7 @@ def notified(outbox, message: Message) -> tuple[str, str | None]:
     details if this was the first contact."""
     link = f"/t/acme/messages/{message.public_id}"
     to_pat = [m for m in outbox() if m["To"] == PAT]
-    links = [found for m in to_pat if m["Subject"] == "You have a new secure message"
+    links = [found for m in to_pat if m["Subject"] == NOTICE
              for found in re.findall(r"https?://\S+", text_of(m)) if found.endswith(link)]
     assert links, [text_of(m) for m in to_pat]
     # the sign-in details given with this message (its first contact) lead to it too
