@@ -310,3 +310,18 @@ def test_a_required_second_factor_is_set_up_on_the_way_to_the_message(app, clien
                                      "code": pyotp.TOTP(secret).now()})
     assert f'href="{after}">Continue</a>' in codes.get_data(as_text=True)
     assert "Contract draft" in client.get(after).get_data(as_text=True)
+
+
+def test_an_expired_message_s_link_says_so_after_sign_in(app, client, send, frozen_clock):
+    message = send()
+    pat = db.session.scalar(db.select(User).where(User.email == PAT))
+    pat.password_hash, pat.must_change_password = passwords.hash_password(PASSWORD), False
+    db.session.commit()
+    frozen_clock.advance(copy_of(message).visible_until - frozen_clock.now + timedelta(hours=1))
+    path, after = sign_in_page_of(client.get(link_path(message)))
+    post_form(client, path, {"email": PAT, "password": PASSWORD},
+              query_string={"next": after}, form_path=f"{path}?next={after}")
+    gone = client.get(after)
+    assert gone.status_code == 410
+    assert "This message has expired" in gone.get_data(as_text=True)
+    assert "Numbers attached." not in gone.get_data(as_text=True)
