@@ -8,6 +8,7 @@ from app import clock
 from app.domain import composing, reading
 from app.domain.delivery_events import record
 from app.mail import mime
+from app.mail.sanitize import visible_text
 from app.models import Recipient, User
 
 
@@ -45,7 +46,7 @@ def quoted(copy: Recipient) -> str:
     """The original quoted as mail programs quote it. The reply form starts with it in the
     text, where the replier may edit or remove it; nothing adds it again on sending."""
     readable = reading.read_message(copy.message)
-    text = readable.text if readable.text is not None else mime.html_to_text(readable.html)
+    text = readable.text if readable.text is not None else visible_text(readable.html)
     text = text.strip()
     if len(text) > QUOTE_LIMIT:  # the reply's text has a limit too (app/web/inbox/forms.py)
         text = text[:QUOTE_LIMIT].rstrip() + "\n[…]"

@@ -126,8 +126,10 @@ _BREAKS = frozenset({"br", "p", "div", "li", "tr", "h1", "h2", "h3"})
 
 
 def html_to_text(html: str) -> str:
-    """The text of an HTML document, for routing and quoting: no markup, no scripts or
-    styles, entities decoded, a line break for each block."""
+    """The text of an HTML document, for routing: every word, hidden ones too (a policy
+    must not be slipped past by hiding a word), no markup, no scripts or styles, entities
+    decoded, a line break for each block. What a reader is shown, quoted or printed is
+    ``sanitize.visible_text``: this, read from the sanitized tree."""
     chunks: list[str] = []
     skipping, position = 0, 0
     while position < len(html):

@@ -6,19 +6,28 @@ open outside the portal without a referrer; a link whose address was removed (a
 it does not look clickable; ``cid:`` images point at the message's own
 parts; remote images are replaced by a placeholder unless the reader asked for them.
 The framed page that shows the result also carries a CSP that blocks what slips past.
+
+What the sender hid with inline style (``display:none``, a tiny font, no opacity, ...)
+is removed here, not left for the browser to hide: the frame and the body's text
+(``visible_text``: printing, no script, conversations, reply quotes) come from this one
+tree, so they agree, and a reply never quotes words its writer was never shown.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from functools import partial
-from html import escape
+from dataclasses import dataclass
+from functools import lru_cache, partial
+from html import escape, unescape
 
+import tinycss2
 from bleach.css_sanitizer import CSSSanitizer
 from bleach.html5lib_shim import Filter
 from bleach.linkifier import Linker
 from bleach.sanitizer import Cleaner
+
+from app.mail import mime
 
 TAGS = frozenset({
     "a", "abbr", "address", "b", "big", "blockquote", "br", "caption", "center", "cite",
@@ -156,23 +165,200 @@ def _drop_invisible(html: str) -> str:
     return "".join(kept)
 
 
+# --- What the sender hid --------------------------------------------------------------
+# One rule, read from inline style only: <style> blocks and classes are removed above,
+# so nothing else can hide an element in the frame. Phishing hides words from the reader
+# that a filter still reads, and newsletters hide a preheader meant for the inbox list:
+# neither belongs on the screen, on paper or in a quote.
+
+#: text smaller than this many CSS pixels cannot be read
+TINY_FONT_PX = 3.0
+#: an element this transparent (its own opacity times its ancestors') cannot be seen
+FAINT_OPACITY = 0.1
+#: an element moved this many pixels off the page is not on it
+OFF_PAGE_PX = 1000.0
+_ROOT_FONT_PX = 16.0
+_LENGTH = re.compile(r"([+-]?(?:\d+\.?\d*|\.\d+))(px|pt|pc|em|rem|%|ex|ch|in|cm|mm|q)?")
+#: pixels per unit of an absolute length
+_ABSOLUTE = {"px": 1.0, "pt": 4 / 3, "pc": 16.0, "in": 96.0, "cm": 96 / 2.54,
+             "mm": 96 / 25.4, "q": 96 / 101.6}
+
+
+def style_of(style: str) -> dict[str, str]:
+    """An inline style's declarations as a browser reads them, {property: value}: parsed
+    by tinycss2 as bleach parses them (so ``d\\isplay:n\\one`` is display: none), names and
+    keywords lower-cased, the last of a property winning unless an earlier one is
+    ``!important``. The font shorthand's size is read as font-size."""
+    declarations: dict[str, str] = {}
+    important: set[str] = set()
+    for declaration in tinycss2.parse_declaration_list(style, skip_comments=True,
+                                                       skip_whitespace=True):
+        if declaration.type != "declaration":
+            continue
+        name, value = declaration.lower_name, _value(declaration.value)
+        if name == "font":
+            name, value = "font-size", _font_size(declaration.value)
+        if value is None or (name in important and not declaration.important):
+            continue
+        declarations[name] = value
+        if declaration.important:
+            important.add(name)
+    return declarations
+
+
+def _value(tokens) -> str:
+    """A declaration's value, its keywords lower-cased and its blanks single spaces."""
+    words = []
+    for token in tokens:
+        if token.type == "whitespace":
+            continue
+        if token.type == "ident":
+            words.append(token.lower_value)
+        elif token.type == "dimension":
+            words.append(f"{token.representation}{token.lower_unit}")
+        elif token.type == "percentage":
+            words.append(f"{token.representation}%")
+        else:
+            words.append(token.serialize().lower())
+    return " ".join(words)
+
+
+def _font_size(tokens) -> str | None:
+    """The size in a font shorthand ("bold 0/0 a", "12px Arial"): its first length,
+    percentage or bare 0 (a bare number before it is a weight)."""
+    for token in tokens:
+        if token.type in ("dimension", "percentage") or (
+                token.type == "number" and token.value == 0):
+            return _value([token])
+    return None
+
+
+def _pixels(value: str, font_px: float) -> float | None:
+    """A CSS length in pixels (em and % of ``font_px``); None when it is not one."""
+    match = _LENGTH.fullmatch(value)
+    if match is None:
+        return None
+    number, unit = float(match.group(1)), match.group(2) or "px"
+    if match.group(2) is None and number:
+        return None  # a bare number is no length (the frame is in standards mode)
+    if unit in _ABSOLUTE:
+        return number * _ABSOLUTE[unit]
+    if unit == "rem":
+        return number * _ROOT_FONT_PX
+    if unit == "%":
+        return number * font_px / 100
+    return number * font_px * (0.5 if unit in ("ex", "ch") else 1.0)
+
+
+def _at_most(css: dict[str, str], names: tuple[str, ...], limit: float,
+             font_px: float) -> bool:
+    return any((size := _pixels(css.get(name, ""), font_px)) is not None and size <= limit
+               for name in names)
+
+
+@dataclass(frozen=True)
+class Seen:
+    """How an element's text is seen, as its children inherit it."""
+
+    font_px: float = _ROOT_FONT_PX
+    opacity: float = 1.0
+    visible: bool = True  # visibility, which a child may set back to visible
+
+    @property
+    def readable(self) -> bool:
+        return self.visible and self.font_px >= TINY_FONT_PX
+
+
+@lru_cache(maxsize=4096)  # mail repeats a few styles thousands of times
+def seen_inside(outer: Seen, style: str, *, hidden: bool = False) -> Seen | None:
+    """How the contents of an element with this inline style are seen inside ``outer``;
+    None when the element and all it holds are hidden (display, opacity, a zero box with
+    its overflow hidden, moved off the page, the ``hidden`` attribute, Outlook's mso-hide)."""
+    css = style_of(style)
+    if hidden or css.get("display") == "none" or css.get("mso-hide") == "all":
+        return None
+    opacity = outer.opacity
+    if (match := _LENGTH.fullmatch(css.get("opacity", ""))) is not None:
+        opacity *= float(match.group(1)) / (100 if match.group(2) == "%" else 1)
+    if opacity < FAINT_OPACITY:
+        return None
+    font_px = _font_px(css.get("font-size", ""), outer.font_px)
+    clipped = any(css.get(name) == "hidden" for name in ("overflow", "overflow-x", "overflow-y"))
+    if clipped and _at_most(css, ("height", "max-height", "width", "max-width"), 1, font_px):
+        return None  # a box of a pixel or none, showing nothing beyond it
+    if css.get("position") in ("absolute", "fixed", "relative") and _at_most(
+            css, ("left", "top", "right", "margin-left", "margin-top", "text-indent"),
+            -OFF_PAGE_PX, font_px):
+        return None
+    visible = outer.visible
+    if css.get("visibility") in ("hidden", "collapse"):
+        visible = False
+    elif css.get("visibility") == "visible":
+        visible = True
+    return Seen(font_px, opacity, visible)
+
+
+def _font_px(value: str, outer_px: float) -> float:
+    """The font size ``value`` sets inside an element whose font is ``outer_px``."""
+    relative = {"smaller": 5 / 6, "larger": 6 / 5}
+    if value in relative:
+        return outer_px * relative[value]
+    size = _pixels(value, outer_px)
+    return outer_px if size is None else size
+
+
+class _Hidden(Filter):
+    """Leaves out what the sender hid: a hidden element with all it holds; text set too
+    small or invisible (a child may show its own: a zero font-size on a table is a common
+    way to close gaps between columns, whose cells set their own); images set invisible."""
+
+    def __iter__(self):
+        seen, outer, skipping = Seen(), [], 0
+        for token in super().__iter__():
+            kind = token["type"]
+            if skipping:
+                skipping += {"StartTag": 1, "EndTag": -1}.get(kind, 0)
+                continue
+            if kind in ("StartTag", "EmptyTag"):
+                attributes = token["data"]
+                # bleach leaves entities in attributes; a browser reads "&#58;" as ":"
+                inner = seen_inside(seen, unescape(attributes.get((None, "style"), "")),
+                                    hidden=(None, "hidden") in attributes)
+                if inner is None or (kind == "EmptyTag" and token["name"] == "img"
+                                     and not inner.visible):
+                    skipping = 1 if kind == "StartTag" else 0
+                    continue
+                if kind == "StartTag":
+                    outer.append(seen)
+                    seen = inner
+            elif kind == "EndTag" and outer:
+                seen = outer.pop()
+            elif kind == "Characters" and not seen.readable:
+                continue
+            yield token
+
+
 class _CSS(CSSSanitizer):
     """bleach checks property names only; drop declarations whose value could fetch or run
     something (url(), image-set(), IE's expression(), behaviours, bindings)."""
 
     _HAZARDS = ("url(", "image-set(", "expression(", "behavior", "binding", "javascript:")
+    #: what the hiding rule reads (seen_inside) must be what it can read: a computed
+    #: size such as calc(0px) or var(--x, 0) would hide text in the frame and not in print
+    _COMPUTED = re.compile(r"(display|font|font-size):.*\(")
 
     def sanitize_css(self, style: str) -> str:
         cleaned = super().sanitize_css(style)
         declarations = [d for d in cleaned.split(";") if d.strip()]
         safe = [d for d in declarations
-                if not any(h in re.sub(r"/\*.*?\*/|\s", "", d.lower()) for h in self._HAZARDS)]
+                if not any(h in re.sub(r"/\*.*?\*/|\s", "", d.lower()) for h in self._HAZARDS)
+                and not self._COMPUTED.match(re.sub(r"\s", "", d.lower()))]
         return "".join(f"{d.strip()};" for d in safe)
 
 
 def clean_html(html: str, *, cid_url: Callable[[str], str | None] = lambda _: None,
                allow_remote: bool = False) -> tuple[str, bool]:
-    """(safe HTML, whether it referred to remote images)."""
+    """(safe HTML without what the sender hid, whether it referred to remote images)."""
     found: list = []
     cleaner = Cleaner(
         tags=TAGS,
@@ -184,7 +370,18 @@ def clean_html(html: str, *, cid_url: Callable[[str], str | None] = lambda _: No
         filters=[partial(_Rewrite, cid_url=cid_url, allow_remote=allow_remote,
                          found_remote=found)],
     )
+    # Hidden elements go before the allowlist: it drops the very properties (opacity,
+    # visibility, overflow) that hid them, which would make them show in the frame.
+    walk = cleaner.walker
+    cleaner.walker = lambda tree: _Hidden(walk(tree))
     return cleaner.clean(_drop_invisible(html)), bool(found)
+
+
+def visible_text(html: str) -> str:
+    """The text a reader sees of ``html``: the sanitized tree's, so what the sender hid
+    is no more in it than on the screen. Routing reads every word instead
+    (``mime.html_to_text``): hiding one must not slip a message past a policy."""
+    return mime.html_to_text(clean_html(html)[0])
 
 
 def _external_links(attrs, new=False):

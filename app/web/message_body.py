@@ -29,15 +29,16 @@ def shown(message: Message) -> dict:
     """What templates/_message_body.html needs: the readable message, its text (an HTML
     body's too) escaped, whether its HTML asks for remote images and whether they are shown."""
     readable = reading.read_message(message)
-    has_remote = False
+    has_remote, text = False, readable.text
     if readable.html is not None:
-        _, has_remote = clean_html(readable.html)
-    # An HTML body also goes in as its text: what a browser without script (which cannot
-    # size the body's frame) and a printer (which cuts a frame at the page's end) show.
+        # An HTML body also goes in as its text: what a browser without script (which
+        # cannot size the body's frame) and a printer (which cuts a frame at the page's
+        # end) show. It is the sanitized tree's text (sanitize.visible_text, cleaned once
+        # here), so what the sender hid is missing from paper as from the screen.
+        cleaned, has_remote = clean_html(readable.html)
+        text = mime.html_to_text(cleaned)
     return {"readable": readable, "has_remote": has_remote,
-            "show_remote": request.args.get("remote") == "1",
-            "text": text_to_html(readable.text if readable.html is None
-                                 else mime.html_to_text(readable.html))}
+            "show_remote": request.args.get("remote") == "1", "text": text_to_html(text)}
 
 
 def framed(message: Message, cid_url: Callable[[int], str]) -> Response:
