@@ -4,10 +4,12 @@ Every module asks ``clock.utcnow()``. The time it answers can be held still at a
 (:func:`freeze`); the state is kept here, so freezing moves the time for every module at
 once, even one that imported ``utcnow`` by name. Only tests freeze it (tests/conftest.py,
 ``frozen_clock``). Time zones are looked up here too: times are stored in UTC and shown
-in a tenant's zone (app/web/filters.py).
+in a tenant's zone (app/web/filters.py for pages; :func:`written` for the text the
+gateway writes, in notifications and reply quotes).
 """
 
 from datetime import UTC, datetime, tzinfo
+from email.utils import parsedate_to_datetime
 from functools import cache
 from zoneinfo import ZoneInfo, available_timezones
 
@@ -47,3 +49,32 @@ def zone_problem(name: str) -> str | None:
 def _zone_names() -> frozenset[str]:
     # Looked up in the list, never as a file name: the name may come from a form.
     return frozenset(available_timezones())
+
+
+#: a moment written out in full, with its zone, where no page can show it in the reader's
+#: own: "29 December 2026, 21:00 EST" (the pages' "date" style, to the minute)
+WRITTEN = "%d %B %Y, %H:%M %Z"
+
+
+def written(moment: datetime, zone_name: str | None) -> str:
+    """``moment`` (naive: UTC) as a person in the zone ``zone_name`` reads it, the zone
+    named: its abbreviation, or its offset from UTC where it has none ("UTC-03")."""
+    aware = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+    local = aware.astimezone(zone(zone_name))
+    text = local.strftime(WRITTEN)
+    name = local.tzname() or ""
+    if name[:1] in ("+", "-"):  # tzdata writes "-03" where a zone has no abbreviation
+        text = text.removesuffix(name) + "UTC" + name
+    return text
+
+
+def written_date(header: str | None, fallback: datetime, zone_name: str | None) -> str:
+    """A message's Date header as :func:`written` writes a moment, in ``zone_name``;
+    ``fallback`` (when the gateway received it) for a missing or unreadable one, and for
+    one without a zone (or "-0000", which the parser cannot tell from none): a time
+    named in the wrong zone would be worse than one a few seconds late."""
+    try:
+        moment = parsedate_to_datetime(header or "")
+    except (TypeError, ValueError, IndexError):
+        moment = None
+    return written(fallback if moment is None or moment.tzinfo is None else moment, zone_name)

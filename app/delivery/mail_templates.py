@@ -71,7 +71,7 @@ SAMPLES = {
     "portal_url": "https://securemail.example.com/t/acme/sign-in",
     "activation_url": "https://securemail.example.com/password/reset/sample-token",
     "reset_url": "https://securemail.example.com/password/reset/sample-token",
-    "visible_until": "30 December 2026",
+    "visible_until": "29 December 2026, 21:00 EST",
     "new_account": True,
     "reset": False,
     "lifetime_hours": 72,

@@ -9,10 +9,9 @@ portal it links to shows it. The mail itself is rendered when it is sent.
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from sqlalchemy import select
 
+from app import clock
 from app.config import RESET_LINK_LIFETIME
 from app.delivery import mail_templates, queue
 from app.domain import accounts, links, passwords
@@ -24,7 +23,7 @@ def secure_message(recipient: Recipient, *, new_account: bool) -> OutboundItem:
     """A secure message awaits ``recipient`` in the portal."""
     return _notify("secure_message", recipient.message.tenant, recipient.address,
                    recipient.kind, about=recipient, recipient=recipient.address,
-                   new_account=new_account, visible_until=_day(recipient.visible_until))
+                   new_account=new_account, visible_until=_until(recipient))
 
 
 def password(user: User, *, reset: bool, recipient: Recipient | None = None) -> OutboundItem:
@@ -92,7 +91,7 @@ def expiry_warning(recipient: Recipient) -> OutboundItem:
     """An unopened message leaves the portal soon."""
     return _notify("expiry_warning", recipient.message.tenant, recipient.address,
                    recipient.kind, about=recipient, recipient=recipient.address,
-                   visible_until=_day(recipient.visible_until))
+                   visible_until=_until(recipient))
 
 
 def _notify(kind: str, tenant: Tenant, to: str, people: str, *,
@@ -109,5 +108,7 @@ def _notify(kind: str, tenant: Tenant, to: str, people: str, *,
     return queue.notify(kind, to, context, tenant=tenant, recipient=about, route=route)
 
 
-def _day(moment: datetime) -> str:
-    return f"{moment:%d %B %Y}"
+def _until(recipient: Recipient) -> str:
+    """When the copy leaves the portal, to the minute in its tenant's zone, the zone named:
+    a day alone (and in UTC) put a message due at 21:00 on 29 December in New York on 30."""
+    return clock.written(recipient.visible_until, recipient.message.tenant.time_zone)

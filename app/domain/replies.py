@@ -51,7 +51,8 @@ def quoted(copy: Recipient) -> str:
     if len(text) > QUOTE_LIMIT:  # the reply's text has a limit too (app/web/inbox/forms.py)
         text = text[:QUOTE_LIMIT].rstrip() + "\n[…]"
     lines = "\n".join(f"> {line}".rstrip() for line in text.splitlines())
-    when = readable.date or f"{copy.message.received_at:%a, %d %b %Y %H:%M} UTC"
+    when = clock.written_date(readable.date, copy.message.received_at,
+                              copy.message.tenant.time_zone)
     sender = readable.sender or copy.message.mail_from
     return f"On {when}, {sender} wrote:\n{lines}\n"
 

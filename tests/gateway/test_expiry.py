@@ -125,7 +125,7 @@ def test_the_warning_names_no_sender_subject_or_content(gateway, monkeypatch):
 
     rendered = render_sources(sources("expiry_warning", gateway.tenant), {
         k: SAMPLES[k] for k in KINDS["expiry_warning"]})
-    assert "30 December 2026" in rendered["text"]
+    assert SAMPLES["visible_until"] in rendered["text"]
     assert SAMPLES["portal_url"] in rendered["text"]
 
 
