@@ -21,7 +21,7 @@ from email.utils import getaddresses
 from sqlalchemy import LargeBinary, func, select
 
 from app.extensions import db
-from app.mail import decoding, filenames, mime, parts
+from app.mail import decoding, filenames, mime, parts, sanitize
 from app.models import Message
 
 #: how much of a part a download reads from the database at a time
@@ -127,7 +127,8 @@ def _readable(message: EmailMessage, size: Callable[[int, EmailMessage], int],
             if part.get_content_subtype() != "html":
                 readable.text = content
             elif len(content) > HTML_DISPLAY_LIMIT:
-                readable.text, readable.html_as_text = mime.html_to_text(content), True
+                readable.text = sanitize.visible_text(content, large=True)
+                readable.html_as_text = True
             else:
                 readable.html = content
             continue

@@ -7,6 +7,7 @@ what cannot be decoded is shown with replacement characters.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.parser import BytesParser
@@ -125,13 +126,22 @@ _SKIPPED = frozenset({"script", "style", "head", "title"})
 _BREAKS = frozenset({"br", "p", "div", "li", "tr", "h1", "h2", "h3"})
 
 
-def html_to_text(html: str) -> str:
+#: elements with no content, and those a new one of their kind closes (HTML's optional
+#: end tags): a hidden one of these holds nothing after its next sibling
+_VOID = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta",
+                   "param", "source", "track", "wbr"})
+_ENDS_AT_NEXT = frozenset({"p", "li", "dt", "dd", "tr", "td", "th", "option"})
+
+
+def html_to_text(html: str, hidden: Callable[[str], bool] | None = None) -> str:
     """The text of an HTML document, for routing: every word, hidden ones too (a policy
     must not be slipped past by hiding a word), no markup, no scripts or styles, entities
     decoded, a line break for each block. What a reader is shown, quoted or printed is
-    ``sanitize.visible_text``: this, read from the sanitized tree."""
+    ``sanitize.visible_text``, which passes ``hidden``: whether a tag's attributes hide
+    it and all it holds, then left out to its end tag."""
     chunks: list[str] = []
     skipping, position = 0, 0
+    hiding, depth = "", 0  # the hidden element being left out, and its own nesting
     while position < len(html):
         match = _MARKUP.match(html, position)
         position = match.end()
@@ -139,10 +149,21 @@ def html_to_text(html: str) -> str:
         if piece == "<!--":
             end = html.find("-->", position)
             position = len(html) if end < 0 else end + 3
-        elif name in _SKIPPED and not match.group(3).endswith("/"):
+            continue
+        opens = bool(name) and not closing and name not in _VOID  # "<div/>" opens a div
+        if hiding:
+            if name == hiding and opens and name in _ENDS_AT_NEXT:
+                hiding = ""  # its sibling ended it: read this tag as any other
+            else:
+                depth += (name == hiding) * (-1 if closing else opens)
+                hiding = hiding if depth else ""
+                continue
+        if name in _SKIPPED and not match.group(3).endswith("/"):
             skipping = max(0, skipping - 1) if closing else skipping + 1
         elif name:
-            if name in _BREAKS and not closing:
+            if opens and hidden is not None and hidden(match.group(3)):
+                hiding, depth = name, 1
+            elif name in _BREAKS and not closing:
                 chunks.append("\n")
         elif not skipping and (piece == "<" or not piece.startswith("<")):
             chunks.append(unescape(piece))

@@ -269,11 +269,18 @@ class Seen:
         return self.visible and self.font_px >= TINY_FONT_PX
 
 
+#: a property seen_inside reads, or an escape that could spell one
+_MAY_HIDE = re.compile(r"display|visibility|opacity|font|overflow|position|mso-hide|\\",
+                       re.IGNORECASE)
+
+
 @lru_cache(maxsize=4096)  # mail repeats a few styles thousands of times
 def seen_inside(outer: Seen, style: str, *, hidden: bool = False) -> Seen | None:
     """How the contents of an element with this inline style are seen inside ``outer``;
     None when the element and all it holds are hidden (display, opacity, a zero box with
     its overflow hidden, moved off the page, the ``hidden`` attribute, Outlook's mso-hide)."""
+    if not hidden and not _MAY_HIDE.search(style):
+        return outer  # the usual case, without parsing: no property the rule reads
     css = style_of(style)
     if hidden or css.get("display") == "none" or css.get("mso-hide") == "all":
         return None
@@ -377,11 +384,31 @@ def clean_html(html: str, *, cid_url: Callable[[str], str | None] = lambda _: No
     return cleaner.clean(_drop_invisible(html)), bool(found)
 
 
-def visible_text(html: str) -> str:
+def visible_text(html: str, *, large: bool = False) -> str:
     """The text a reader sees of ``html``: the sanitized tree's, so what the sender hid
     is no more in it than on the screen. Routing reads every word instead
-    (``mime.html_to_text``): hiding one must not slip a message past a policy."""
+    (``mime.html_to_text``): hiding one must not slip a message past a policy.
+
+    A body too ``large`` to sanitize (app/domain/reading.py, HTML_DISPLAY_LIMIT) is read
+    in one linear pass instead, which leaves out each element the same rule hides with
+    all it holds, but not text hidden by a font size or visibility it inherits."""
+    if large:
+        return mime.html_to_text(html, hidden=_hides)
     return mime.html_to_text(clean_html(html)[0])
+
+
+_ATTRIBUTE = re.compile(r"""([^\s"'=<>/]+)(?:\s*=\s*("[^"]*"|'[^']*'|[^\s"'>]+))?""")
+
+
+def _hides(attributes: str) -> bool:
+    """Whether a tag's attributes (its text as written) hide it and all it holds."""
+    style, hidden = "", False
+    for name, value in _ATTRIBUTE.findall(attributes):
+        name = name.lower()
+        if name == "style" and not style:  # a browser takes the first of a name
+            style = unescape(value[1:-1] if value[:1] in ("'", '"') else value)
+        hidden = hidden or name == "hidden"
+    return seen_inside(Seen(), style, hidden=hidden) is None
 
 
 def _external_links(attrs, new=False):

@@ -61,3 +61,19 @@ def test_routing_still_reads_every_word():
     """A content policy sees hidden words too: hiding one must not slip a message past it."""
     body = mime.parse(html_mail("hidden-4").replace("\n", "\r\n").encode()).body_text
     assert HIDDEN in body and PREHEADER in body
+
+
+def test_a_body_too_large_to_sanitize_leaves_out_what_was_hidden_too(
+        acme, client, auth, monkeypatch):
+    from app.domain import reading
+
+    monkeypatch.setattr(reading, "HTML_DISPLAY_LIMIT", 200)
+    message = deliver(html_mail("hidden-5"), ["pat@partner.test"])
+    activate("acme", "pat@partner.test")
+    auth.sign_in("pat@partner.test", slug="acme")
+    page = html.unescape(client.get(f"/inbox/{message.public_id}").get_data(as_text=True))
+    assert "too large to show with its formatting" in page
+    assert "The figures are attached." in page and "Regards, Alice" in page
+    # the preheader and the transparent paragraph hide all they hold; the zero font
+    # only its own text, which the linear pass cannot see inherited (visible_text)
+    assert PREHEADER not in page and page.count(HIDDEN) == 1

@@ -135,3 +135,45 @@ def test_style_is_read_as_a_browser_reads_it():
     assert style_of("font: italic bold 0.5em/2 Georgia") == {"font-size": "0.5em"}
     assert style_of("display:none !important; display:block") == {"display": "none"}
     assert style_of("garbage; :x; y:") == {"y": ""}
+
+
+# --- A body too large to sanitize: one linear pass, the same rule ----------------------
+
+@pytest.mark.parametrize("html", [
+    f'<div style="display:none">{HIDDEN}</div>',
+    f'<div style="DISPLAY : none !important"><div><b>{HIDDEN}</b></div></div>',
+    f"<div style='opacity:0'>{HIDDEN}</div>",
+    f"<div style=display:none>{HIDDEN}</div>",
+    f'<div style="display&#58;none">{HIDDEN}</div>',
+    f'<div style="max-height:0;overflow:hidden;mso-hide:all">{HIDDEN}</div>',
+    f'<table style="position:absolute;left:-9999px"><tr><td>{HIDDEN}</td></tr></table>',
+    f"<div hidden>{HIDDEN}</div>",
+    f'<p style="display:none">{HIDDEN}',
+    f'<ul style="display:none"><li>{HIDDEN}<li>{HIDDEN}</ul>',
+    f'<div style="display:none"/>{HIDDEN}',  # "/" does not close a div
+])
+def test_a_large_body_leaves_out_hidden_elements(html):
+    text = visible_text(f"<p>Before</p>{html}<p>After</p>", large=True)
+    assert HIDDEN not in text and "Before" in text
+    assert ("After" in text) is ("/>" not in html)  # an unclosed div holds all after it
+
+
+@pytest.mark.parametrize(("html", "text"), [
+    ('<p style="display:none">Preheader<p>Visible</p>', "Visible"),  # a <p> ends a <p>
+    ('<div style="display:none"><div>x</div>y</div>After', "After"),
+    ('<div title="hidden" class="hidden">Shown</div>', "Shown"),
+    ('<div style="overflow:hidden">Shown</div>', "Shown"),
+    ('<div style="font-size:0"><p style="font-size:14px">Shown</p></div>', "Shown"),
+    ('<img style="display:none" src="x">Shown', "Shown"),
+])
+def test_a_large_body_keeps_visible_text(html, text):
+    assert visible_text(html, large=True) == text
+
+
+def test_a_large_body_is_read_in_one_pass():
+    import time
+    hostile = ('<div style="display:none">x' * 50_000 + "<p style='color:red'>t</p>" * 50_000
+               + "".join(f'<p style="font-size:{i}px">t</p>' for i in range(50_000)))
+    started = time.perf_counter()
+    visible_text(hostile, large=True)
+    assert time.perf_counter() - started < 5  # about 0.3 s here
