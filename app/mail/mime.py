@@ -124,6 +124,7 @@ _MARKUP = re.compile(r"""<!--|<(/?)([A-Za-z][A-Za-z0-9]*)((?:[^<>"']|"[^"<]*"|'[
                      r"|<[!?/][^<>]*>|[^<]+|<")
 _SKIPPED = frozenset({"script", "style", "head", "title"})
 _BREAKS = frozenset({"br", "p", "div", "li", "tr", "h1", "h2", "h3"})
+_CELLS = frozenset({"td", "th"})
 
 
 #: elements with no content, and those a new one of their kind closes (HTML's optional
@@ -165,9 +166,11 @@ def html_to_text(html: str, hidden: Callable[[str], bool] | None = None) -> str:
                 hiding, depth = name, 1
             elif name in _BREAKS and not closing:
                 chunks.append("\n")
+            elif name in _CELLS and not closing:
+                chunks.append(" ")  # a table's cells are apart on the screen
         elif not skipping and (piece == "<" or not piece.startswith("<")):
             chunks.append(unescape(piece))
-    return re.sub(r"[ \t]+", " ", "".join(chunks)).strip()
+    return re.sub(r" ?\n ?", "\n", re.sub(r"[ \t]+", " ", "".join(chunks))).strip()
 
 
 #: where the header section ends: at its first empty line, which may be the very first

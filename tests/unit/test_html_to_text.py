@@ -30,3 +30,9 @@ def test_markup_is_left_out_and_text_kept(html, text):
 ])
 def test_hostile_markup_is_read_in_one_pass(hostile, text):
     assert html_to_text(hostile) == text  # in a fraction of a second: html.parser took minutes
+
+
+def test_table_cells_are_apart_and_lines_carry_no_edge_blanks():
+    assert html_to_text("<table><tr><th>Price</th><td>42</td></tr>"
+                        "<tr><td><p>Left</p></td><td> Right </td></tr></table>") == \
+        "Price 42\n\nLeft Right"
