@@ -6,8 +6,8 @@ objects than the rest of the DATA transaction, mostly on bookkeeping: which obje
 depends on which, what changed, what to expire. A received message's rows are all new
 and only ever inserted, so ``insert_new`` writes them itself: each table's rows of the
 whole group in one INSERT, parents first, their new ids handed to the children's
-foreign keys. What it does not know (an object that is not new, a table it cannot
-order) it leaves to the ORM's own flush.
+foreign keys. When rows already stored changed as well (first contact), it leaves the
+whole group to the ORM's own flush.
 """
 
 from __future__ import annotations
@@ -23,7 +23,16 @@ from app.extensions import db
 
 def insert_new(session: Session) -> None:
     """Write every new object of ``session`` with one INSERT a table and set their ids;
-    they leave the session (nothing reads them after the commit but their ids)."""
+    they leave the session (nothing reads them after the commit but their ids).
+
+    When objects already in the database changed too (first contact: its account's
+    savepoint flushed the group's earlier rows, which then go on changing), the ORM
+    flushes the lot, as it would have: mixing the two would leave it collections that
+    point at objects it no longer has.
+    """
+    if session.dirty:
+        session.flush()
+        return
     pending: dict[Mapper, list] = defaultdict(list)
     new = list(session.new)
     for obj in new:
