@@ -89,7 +89,8 @@ def once_a_transaction(key: tuple, look_up: Callable[[], T]) -> T:
     """``look_up()``, called once for each ``key`` in the session's transaction: for
     what a group commit would otherwise look up again for every message of the group
     (the sender's tenant, its policies, a recipient's account). Not shared with the
-    next transaction, which may see other data."""
+    next transaction, which may see other data; a None is not kept (what was not found
+    may be created in this transaction)."""
     session = db.session()
     transaction = session.get_transaction()
     if transaction is None:
@@ -97,9 +98,12 @@ def once_a_transaction(key: tuple, look_up: Callable[[], T]) -> T:
     memo = session.info.get(_MEMO)
     if memo is None or memo[0] is not transaction:
         memo = session.info[_MEMO] = (transaction, {})
-    if key not in memo[1]:
-        memo[1][key] = look_up()
-    return memo[1][key]
+    found = memo[1].get(key)
+    if found is None:
+        found = look_up()
+        if found is not None:
+            memo[1][key] = found
+    return found
 
 
 def server_process() -> int | None:

@@ -22,8 +22,9 @@ from app.extensions import db
 
 
 def insert_new(session: Session) -> None:
-    """Write every new object of ``session`` with one INSERT a table and set their ids;
-    they leave the session (nothing reads them after the commit but their ids).
+    """Write every new object of ``session`` with one INSERT a table, and set the ids of
+    those that others point at (a message's, a recipient's); they leave the session
+    (nothing reads them after the commit but those ids).
 
     When objects already in the database changed too (first contact: its account's
     savepoint flushed the group's earlier rows, which then go on changing), the ORM
@@ -42,11 +43,14 @@ def insert_new(session: Session) -> None:
             session.expunge(obj)
     order = {table: position for position, table in enumerate(db.metadata.sorted_tables)}
     connection = session.connection()
+    # the ids of rows that others point at come back (RETURNING); the others' need not
+    parents = {relationship.mapper for mapper in pending for relationship in mapper.relationships
+               if relationship.direction is MANYTOONE}
     for mapper in sorted(pending, key=lambda mapper: order[mapper.local_table]):
-        _insert(connection, mapper, pending[mapper])
+        _insert(connection, mapper, pending[mapper], mapper in parents)
 
 
-def _insert(connection, mapper: Mapper, objects: list) -> None:
+def _insert(connection, mapper: Mapper, objects: list, ids_wanted: bool) -> None:
     table = mapper.local_table
     for obj in objects:  # e.g. a recipient takes its message's received_at
         mapper.dispatch.before_insert(mapper, connection, inspect(obj))
@@ -57,6 +61,9 @@ def _insert(connection, mapper: Mapper, objects: list) -> None:
         shapes[tuple(row)].append((obj, row))
     key = mapper.primary_key[0]
     for rows in shapes.values():
+        if not ids_wanted:
+            connection.execute(insert(table), [row for _, row in rows])
+            continue
         ids = connection.execute(
             insert(table).returning(key, sort_by_parameter_order=True),
             [row for _, row in rows]).scalars().all()
