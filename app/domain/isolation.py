@@ -45,8 +45,8 @@ def hold(recipient: Recipient) -> None:
     if tenant.first_contact == "activation_link":
         token = accounts.start_reset(user, purpose="activation",
                                      lifetime=timedelta(hours=tenant.activation_hours))
-        notices.activation(user, links.set_password(token), tenant.activation_hours,
-                           recipient=recipient)
+        notices.activation(user, links.set_password(token, links.message_path(recipient)),
+                           tenant.activation_hours, recipient=recipient)
     else:
         # No password yet (the row is created with none): the worker generates and
         # hashes it when it sends the notification, outside this storing transaction.
