@@ -368,6 +368,7 @@ def forgot_password(slug: str | None = None):
 def reset_password(token: str):
     """Choose a new password from a reset link. Opening the link (GET) uses nothing up."""
     reset = accounts.find_reset(token)
+    then = safe_next(request.args.get("next"))
     if reset is None:
         return page("auth/reset_invalid.html", "auth/_reset_invalid.html"), 404
     form = NewPasswordForm()
@@ -381,5 +382,7 @@ def reset_password(token: str):
             slug = reset.user.tenant.slug
             db.session.commit()
             flash("Your new password is set. Sign in with it.", "success")
-            return redirect_to(url_for("auth.sign_in", slug=slug))
-    return page("auth/reset.html", "auth/_reset_form.html", form=form, user=reset.user)
+            # an activation link's message (its own link leads through sign-in)
+            return redirect_to(then or url_for("auth.sign_in", slug=slug))
+    return page("auth/reset.html", "auth/_reset_form.html", form=form, user=reset.user,
+                action=url_for("auth.reset_password", token=token, next=then))
