@@ -35,9 +35,10 @@ LAST_TENANT_COOKIE = "ccm_last_tenant"
 CHOICE_SECONDS = 300
 
 # Endpoints a user who must change their password may still reach.
-_OPEN_WHILE_CHANGE_PENDING = {"auth.change_password", "auth.sign_out", "static"}
+_OPEN_WHILE_CHANGE_PENDING = {"auth.change_password", "auth.sign_out", "static",
+                              "language.choose"}
 # ...and one who must set up a second factor.
-_OPEN_WHILE_ENROLMENT_PENDING = {"auth.enrol", "auth.sign_out", "static"}
+_OPEN_WHILE_ENROLMENT_PENDING = {"auth.enrol", "auth.sign_out", "static", "language.choose"}
 
 login_manager.session_protection = None  # sessions are checked server-side instead
 login_manager.login_view = "auth.sign_in"
