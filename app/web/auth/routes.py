@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from flask import Response, abort, current_app, flash, request, session, url_for
+from flask_babel import gettext as _
 from flask_login import current_user, login_required, login_user, logout_user
 from sqlalchemy import select
 from wtforms.fields.choices import SelectChoice
@@ -22,10 +23,12 @@ from app.web.auth.forms import (
     NewPasswordForm,
     SignInForm,
 )
+from app.web.languages import N_
 from app.web.rendering import page, redirect_to, safe_next
 
-#: One message for every refusal, so answers never tell whether an account exists.
-SIGN_IN_REFUSED = (
+#: One message for every refusal, so answers never tell whether an account exists
+#: (in English here; each answer translates it).
+SIGN_IN_REFUSED = N_(
     "That email address and password do not match an account, or the account is "
     "locked for a few minutes after too many attempts. Try again, or reset your password."
 )
@@ -160,7 +163,7 @@ def sign_in(slug: str | None = None):
                 "next": safe_next(request.args.get("next")),
             }
             return redirect_to(url_for("auth.choose_account"))
-        form.form_errors.append(SIGN_IN_REFUSED)
+        form.form_errors.append(_(SIGN_IN_REFUSED))
     return page("auth/sign_in.html", "auth/_sign_in_form.html", form=form, tenant=tenant)
 
 
@@ -211,8 +214,8 @@ def code():
         access_log.record("sign_in_failed", tenant=user.tenant, user=user,
                           detail="second factor refused")
         db.session.commit()
-        form.form_errors.append("That code did not work. Codes change every 30 seconds and "
-                                "work once; try the next one, or a recovery code.")
+        form.form_errors.append(_("That code did not work. Codes change every 30 seconds and "
+                                  "work once; try the next one, or a recovery code."))
     return page("auth/code.html", "auth/_code_form.html", form=form, tenant=user.tenant)
 
 
@@ -234,8 +237,8 @@ def enrol():
             session.pop("enrol_secret", None)
             db.session.commit()
             return page("auth/recovery_codes.html", "auth/_recovery_codes.html", codes=codes)
-        form.code.errors = [*form.code.errors, "That code does not match. Check the time on "
-                            "your phone and enter the code now shown."]
+        form.code.errors = [*form.code.errors, _("That code does not match. Check the time on "
+                            "your phone and enter the code now shown.")]
     return page("auth/enrol.html", "auth/_enrol.html", form=form, secret=secret,
                 qr=second_factor.enrolment_qr(user, secret),
                 required=second_factor.policy_for(user) == "required")
@@ -249,7 +252,7 @@ def second_factor_off():
     if second_factor.policy_for(user) != "required":  # CSRFProtect checked the token
         second_factor.reset(user)
         db.session.commit()
-        flash("The second factor is off.", "info")
+        flash(_("The second factor is off."), "info")
     return redirect_to(url_for("auth.enrol"))
 
 
@@ -271,7 +274,7 @@ def sign_out():
         db.session.commit()
         logout_user()
     session.clear()
-    flash("You have signed out.", "info")
+    flash(_("You have signed out."), "info")
     return redirect_to(url_for("auth.sign_in", slug=slug))
 
 
@@ -293,7 +296,8 @@ def change_password():
             # Every session of this user ended with the change; this browser gets a new one
             # (which clears the old session, so the notice comes after).
             response = _sign_in_as(user, factor_checked=True)
-            flash("Your password has been changed. Other devices have been signed out.", "success")
+            flash(_("Your password has been changed. Other devices have been signed out."),
+                  "success")
             return response
     return page("auth/change_password.html", "auth/_change_password_form.html",
                 form=form, forced=forced)
@@ -338,6 +342,6 @@ def reset_password(token: str):
         else:
             slug = reset.user.tenant.slug
             db.session.commit()
-            flash("Your new password is set. Sign in with it.", "success")
+            flash(_("Your new password is set. Sign in with it."), "success")
             return redirect_to(url_for("auth.sign_in", slug=slug))
     return page("auth/reset.html", "auth/_reset_form.html", form=form, user=reset.user)
