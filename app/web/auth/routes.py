@@ -212,7 +212,7 @@ def code():
             return _sign_in_as(user, pending.get("next"), factor_checked=True)
         accounts.record_failure(user)
         access_log.record("sign_in_failed", tenant=user.tenant, user=user,
-                          detail="second factor refused")
+                          detail=N_("second factor refused"))
         db.session.commit()
         form.form_errors.append(_("That code did not work. Codes change every 30 seconds and "
                                   "work once; try the next one, or a recovery code."))
