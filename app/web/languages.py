@@ -45,7 +45,17 @@ def select_locale() -> str:
         return chosen
     if request.cookies.get(COOKIE) in LANGUAGES:
         return request.cookies[COOKIE]
-    return request.accept_languages.best_match(LANGUAGES.keys(), default=DEFAULT)
+    return _best_accepted() or DEFAULT
+
+
+def _best_accepted() -> str | None:
+    """The first language offered in the browser's order of preference, by its primary
+    subtag (``en-GB`` is English, before a German the browser ranks lower)."""
+    for value, _quality in request.accept_languages:  # highest quality first
+        primary = value.split("-")[0].split("_")[0].lower()
+        if primary in LANGUAGES:
+            return primary
+    return None
 
 
 def _remembered() -> str | None:
