@@ -26,6 +26,9 @@ LOCK_BASE = timedelta(minutes=1)
 #: ...up to this, so an attacker can slow a victim down but never lock them out for good;
 #: a password reset by email also lifts the lock.
 LOCK_MAX = timedelta(minutes=15)
+#: how long after signing in with a given password its forced change may skip asking for
+#: it again: long enough to choose a password, short enough for an unattended browser
+JUST_PROVEN = timedelta(minutes=10)
 #: password attempts allowed from one client address: at the portal's sign-in forms, and
 #: failed ones over SMTP AUTH
 SIGN_IN_LIMIT = "10/minute;60/hour"
@@ -139,6 +142,30 @@ def change_password(user: User, current: str, new: str) -> None:
         raise PasswordRejected(["Your current password is not right."])
     if current == new:
         raise PasswordRejected(["Choose a password different from the current one."])
+    set_password(user, new)
+
+
+def just_proven(user: User) -> bool:
+    """Whether ``user`` must change a given password and proved it moments ago, by
+    signing in with it in this very session: then the change need not ask for it again.
+
+    A session starts only once a password (and any second factor) was proven, and every
+    way of giving a password ends the sessions open before; so a session begun after the
+    password was set, and less than :data:`JUST_PROVEN` ago, began with this password.
+    """
+    if not user.must_change_password or user.password_changed_at is None:
+        return False
+    began = auth_sessions.started_at(user.session_token)
+    return began is not None and (user.password_changed_at <= began
+                                  and clock.utcnow() - began <= JUST_PROVEN)
+
+
+def replace_given_password(user: User, new: str) -> None:
+    """The forced change of a given password that :func:`just_proven` vouches for."""
+    if not just_proven(user):
+        raise PasswordRejected(["Enter the password you were given."])
+    if passwords.verify_password(user.password_hash, new):
+        raise PasswordRejected(["Choose a password different from the one you were given."])
     set_password(user, new)
 
 

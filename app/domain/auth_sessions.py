@@ -7,7 +7,7 @@ administrator can end. Idle and absolute time-outs are enforced here too.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import cache
 
 from sqlalchemy import bindparam, select, update
@@ -70,6 +70,14 @@ def resume(token: str) -> User | None:
         db.session.commit()
     record.user.session_token = token
     return record.user
+
+
+def started_at(token: str | None) -> datetime | None:
+    """When the live session ``token`` names began; None for no such live session."""
+    if not token:
+        return None
+    return db.session.scalar(select(AuthSession.created_at).where(
+        AuthSession.token_digest == tokens.digest(token), AuthSession.ended_at.is_(None)))
 
 
 def end(token: str) -> None:

@@ -5,8 +5,10 @@ address into a reset link (password-reset poisoning). These also work outside an
 request, in the SMTP ingress and the worker.
 """
 
+from urllib.parse import quote
+
 from app.config import settings
-from app.models import Tenant
+from app.models import Recipient, Tenant
 
 
 def absolute(path: str) -> str:
@@ -15,6 +17,14 @@ def absolute(path: str) -> str:
 
 def sign_in(tenant: Tenant) -> str:
     return absolute(f"/t/{tenant.slug}/sign-in")
+
+
+def message(recipient: Recipient) -> str:
+    """The link to ``recipient``'s copy of a message, at its tenant: signed out, it leads
+    through that tenant's sign-in page to the message (auth.message_link)."""
+    held = recipient.message
+    return absolute(f"/t/{quote(held.tenant.slug, safe='')}/messages/"
+                    f"{quote(held.public_id, safe='')}")
 
 
 def set_password(token: str) -> str:

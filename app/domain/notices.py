@@ -98,9 +98,10 @@ def expiry_warning(recipient: Recipient) -> OutboundItem:
 def _notify(kind: str, tenant: Tenant, to: str, people: str, *,
             about: Recipient | None = None, **values) -> OutboundItem:
     """Queue ``kind`` for ``to``, about the copy ``about`` if any (its delivery events
-    then tell of it); ``people`` is the addressee's kind, internal or external."""
-    context = {"tenant_name": tenant.display_name, "portal_url": links.sign_in(tenant),
-               **values}
+    then tell of it, and its link goes to that message, not the inbox); ``people`` is
+    the addressee's kind, internal or external."""
+    portal_url = links.message(about) if about is not None else links.sign_in(tenant)
+    context = {"tenant_name": tenant.display_name, "portal_url": portal_url, **values}
     expected = set(mail_templates.KINDS[kind]) - mail_templates.AT_SENDING.get(kind, set())
     if set(context) != expected:
         raise ValueError(f"{kind} takes {sorted(expected)}, not {sorted(context)}")

@@ -147,3 +147,27 @@ def test_an_unsafe_next_on_a_page_that_needs_sign_in_is_never_a_server_error(cli
     for target, _ in SENT:
         response = client.get("/sign-in", query_string={"next": target})
         assert response.status_code == 200, repr(target)
+
+
+def test_the_forced_change_sends_only_to_a_path_here(app, client, acme, make_user):
+    """A notification's sign-in carries ``next`` through the new-password page."""
+    from app.domain import accounts
+
+    user = make_user(acme, "new@partner.test", password=None)
+    for target, _ in SENT:
+        given = accounts.set_generated_password(user)
+        db.session.commit()
+        client = app.test_client()
+        signed = post_form(client, "/t/acme/sign-in", {"email": user.email, "password": given},
+                           query_string={"next": target})
+        assert signed.status_code == 302, (repr(target), signed.get_data(as_text=True)[:300])
+        change = signed.headers["Location"]
+        assert urlsplit(change).path == "/password/change", repr(target)
+        assert parse_qs(urlsplit(change).query).get("next") == (
+            [safe_next(target)] if safe_next(target) else None), repr(target)
+        done = client.post("/password/change", query_string={"next": target},
+                           data={"csrf_token": csrf_token(client, change),
+                                 "new": "plum orbit lantern meadow",
+                                 "confirm": "plum orbit lantern meadow"})
+        assert done.headers["Location"] == landing(target), repr(target)
+        db.session.expire_all()

@@ -117,8 +117,11 @@ def test_a_tenant_can_require_it_before_any_page(client, auth, acme, alice, make
     setattr(acme, f"second_factor_{kind}", "required")
     db.session.commit()
     auth.sign_in(email)
-    for path in ("/inbox/", "/account/activity", "/"):
+    for path in ("/inbox/", "/"):
         assert client.get(path).headers["Location"] == "/account/second-factor"
+    # any other page asked for is where the enrolment leads
+    assert client.get("/account/activity").headers["Location"] == \
+        "/account/second-factor?next=/account/activity"
     assert client.get("/inbox/", headers={"HX-Request": "true"}).headers["HX-Redirect"] == \
         "/account/second-factor"
 
@@ -196,3 +199,15 @@ def test_only_a_complete_sign_in_starts_the_count_again(client, auth, enrolled):
     assert auth.signed_in()
     db.session.expire_all()
     assert alice.failed_signins == 0 and alice.locked_until is None
+
+
+def test_a_new_password_comes_before_a_required_second_factor(client, auth, acme, alice):
+    """The two steps each sent to the other: an endless loop for a new recipient."""
+    acme.second_factor_external = "required"
+    alice.must_change_password = True
+    db.session.commit()
+    auth.sign_in("alice@partner.test")
+    assert client.get("/password/change").status_code == 200
+    assert client.get("/account/second-factor").headers["Location"] == \
+        "/password/change?next=/account/second-factor"
+    assert client.get("/inbox/").headers["Location"] == "/password/change"

@@ -44,6 +44,8 @@ NOT_PAGES = {
     "static": "stylesheets, scripts and images",
     "auth.logo": "a tenant's logo, an image",
     "auth.home": "sends the browser on to sign in or to the inbox, shows nothing",
+    "auth.message_link": "a notification's link: sends the browser on to sign in or to the "
+                         "message, shows nothing (tests/browser/test_message_link_flow.py)",
     "admin.home": "sends the browser on to Policies, shows nothing",
     "inbox.attachment": "a download",
     "inbox.inline": "an image inside a message body",

@@ -43,13 +43,14 @@ def texts(message) -> str:
 
 
 def test_the_secure_message_notification_names_no_sender_subject_or_content(gateway, outbox):
-    secure(gateway)
+    message = secure(gateway)
     notice = next(m for m in outbox()
                   if m["Subject"] == "Secure message from Acme Corp: sign in to read it")
     everything = texts(notice)
     for secret in (SECRET_SUBJECT, SECRET_BODY, "alice", "Falcon", "42 million"):
         assert secret not in everything
-    assert "http://localhost/t/acme/sign-in" in notice.get_body(("plain",)).get_content()
+    link = f"http://localhost/t/acme/messages/{message.public_id}"  # the message's own
+    assert link in notice.get_body(("plain",)).get_content()
     assert notice["Auto-Submitted"] == "auto-generated"
     assert notice["To"] == "pat@partner.test"
 

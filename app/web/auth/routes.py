@@ -37,11 +37,15 @@ LAST_TENANT_COOKIE = "ccm_last_tenant"
 #: How long the "which organisation?" choice stays open after the password was proven.
 CHOICE_SECONDS = 300
 
-# Endpoints a user who must change their password may still reach.
-_OPEN_WHILE_CHANGE_PENDING = {"auth.change_password", "auth.sign_out", "static",
-                              "language.choose"}
+# Endpoints a user who must change their password may still reach (a message's link
+# only leads on, to a page that is then held back with the change leading to it).
+_OPEN_WHILE_CHANGE_PENDING = {"auth.change_password", "auth.sign_out", "auth.message_link",
+                              "static", "language.choose"}
 # ...and one who must set up a second factor.
-_OPEN_WHILE_ENROLMENT_PENDING = {"auth.enrol", "auth.sign_out", "static", "language.choose"}
+_OPEN_WHILE_ENROLMENT_PENDING = {"auth.enrol", "auth.sign_out", "auth.message_link",
+                                 "static", "language.choose"}
+# Where a sign-in leads when no other page was asked for.
+_LANDINGS = {"auth.home", "inbox.index"}
 
 login_manager.session_protection = None  # sessions are checked server-side instead
 login_manager.login_view = "auth.sign_in"
@@ -68,21 +72,29 @@ def require_password_change():
 
     Static files are open to all, so they are served without loading the session.
     """
-    if request.endpoint == "static":
+    if request.endpoint == "static" or not current_user.is_authenticated:
+        return None
+    # The page asked for (a message's link, say) is where each step leads afterwards.
+    if current_user.must_change_password:
+        # The password first, then any second factor: each step sending to the other
+        # was an endless loop for a new recipient where a second factor is required.
+        if request.endpoint not in _OPEN_WHILE_CHANGE_PENDING:
+            return redirect_to(url_for("auth.change_password", next=_asked_for()))
         return None
     if (
-        current_user.is_authenticated
-        and current_user.must_change_password
-        and request.endpoint not in _OPEN_WHILE_CHANGE_PENDING
-    ):
-        return redirect_to(url_for("auth.change_password"))
-    if (
-        current_user.is_authenticated
-        and second_factor.must_enrol(current_user)
+        second_factor.must_enrol(current_user)
         and request.endpoint not in _OPEN_WHILE_ENROLMENT_PENDING
     ):
-        return redirect_to(url_for("auth.enrol"))
+        return redirect_to(url_for("auth.enrol", next=_asked_for()))
     return None
+
+
+def _asked_for() -> str | None:
+    """The page this GET asked for, as a safe way back; None for anything else, and for
+    the front door and the inbox, where a sign-in leads anyway."""
+    if request.method != "GET" or request.endpoint in _LANDINGS:
+        return None
+    return safe_next(request.full_path if request.query_string else request.path)
 
 
 def _tenant(slug: str | None) -> Tenant | None:
@@ -116,7 +128,7 @@ def _sign_in_as(user: User, next_url: str | None = None, *, factor_checked: bool
     login_user(user)
     session.permanent = True
     if user.must_change_password:
-        response = redirect_to(url_for("auth.change_password"))
+        response = redirect_to(url_for("auth.change_password", next=safe_next(next_url)))
     else:
         response = redirect_to(safe_next(next_url) or url_for("inbox.index"))
     # Next time, the sign-in page can show this organisation's name and logo at once.
@@ -131,6 +143,22 @@ def home():
     if current_user.is_authenticated:
         return redirect_to(url_for("inbox.index"))
     return redirect_to(url_for("auth.sign_in"))
+
+
+@bp.route("/t/<slug>/messages/<public_id>")
+def message_link(slug: str, public_id: str):
+    """A notification's link: the message, by way of its tenant's sign-in page.
+
+    The message is not looked up here. Signed in at this tenant, the browser goes to the
+    inbox's page for it, which alone decides, with one "not found" for a message that is
+    missing and for one that is someone else's; otherwise to the tenant's sign-in page,
+    which leads there afterwards. So no answer here depends on the message.
+    """
+    tenant = _tenant(slug)
+    target = url_for("inbox.message", public_id=public_id)
+    if current_user.is_authenticated and current_user.tenant_id == tenant.id:
+        return redirect_to(target)
+    return redirect_to(url_for("auth.sign_in", slug=tenant.slug, next=target))
 
 
 @bp.route("/sign-in", methods=["GET", "POST"])
@@ -223,8 +251,10 @@ def code():
 @login_required
 @limiter.limit("10/minute", methods=["POST"])
 def enrol():
-    """Set up (or review) the second factor: scan the code, prove it with one code."""
+    """Set up (or review) the second factor: scan the code, prove it with one code; then
+    on to the page asked for, if any."""
     user = current_user._get_current_object()
+    next_url = safe_next(request.args.get("next"))
     form = CodeForm()
     if second_factor.enrolled(user):
         return page("auth/second_factor.html", "auth/_second_factor.html", user=user,
@@ -236,12 +266,13 @@ def enrol():
         if codes:
             session.pop("enrol_secret", None)
             db.session.commit()
-            return page("auth/recovery_codes.html", "auth/_recovery_codes.html", codes=codes)
+            return page("auth/recovery_codes.html", "auth/_recovery_codes.html", codes=codes,
+                        next_url=next_url)
         form.code.errors = [*form.code.errors, _("That code does not match. Check the time on "
                             "your phone and enter the code now shown.")]
     return page("auth/enrol.html", "auth/_enrol.html", form=form, secret=secret,
                 qr=second_factor.enrolment_qr(user, secret),
-                required=second_factor.policy_for(user) == "required")
+                required=second_factor.policy_for(user) == "required", next_url=next_url)
 
 
 @bp.route("/account/second-factor/off", methods=["POST"])
@@ -282,25 +313,36 @@ def sign_out():
 @login_required
 @limiter.limit("10/minute", methods=["POST"])
 def change_password():
-    """Change the password; forced after a generated password or an administrator reset."""
+    """Change the password; forced after a generated password or an administrator reset.
+
+    Right after signing in with a given password, its forced change does not ask for it
+    again (accounts.just_proven); then, or later, it leads to the page asked for.
+    """
+    user = current_user._get_current_object()
+    next_url = safe_next(request.args.get("next"))
+    forced = user.must_change_password
+    proven = accounts.just_proven(user)
     form = ChangePasswordForm()
-    forced = current_user.must_change_password
+    if proven:
+        del form.current
     if form.validate_on_submit():
-        user = current_user._get_current_object()
         try:
-            accounts.change_password(user, form.current.data, form.new.data)
+            if proven:
+                accounts.replace_given_password(user, form.new.data)
+            else:
+                accounts.change_password(user, form.current.data, form.new.data)
         except accounts.PasswordRejected as rejected:
             db.session.rollback()
             form.new.errors = [*form.new.errors, *rejected.problems]
         else:
             # Every session of this user ended with the change; this browser gets a new one
             # (which clears the old session, so the notice comes after).
-            response = _sign_in_as(user, factor_checked=True)
+            response = _sign_in_as(user, next_url, factor_checked=True)
             flash(_("Your password has been changed. Other devices have been signed out."),
                   "success")
             return response
     return page("auth/change_password.html", "auth/_change_password_form.html",
-                form=form, forced=forced)
+                form=form, forced=forced, next_url=next_url, email=user.email)
 
 
 def _form_address() -> str:
