@@ -46,6 +46,9 @@ def test_sign_in_and_inbox_in_each_language(live_server, browser, screenshot, la
         for size, name in ((WIDE, "wide"), (NARROW, "narrow")):
             page.set_viewport_size(size)
             screenshot(page, f"sign-in-{name}")
+        page.emulate_media(color_scheme="dark")
+        screenshot(page, "sign-in-narrow-dark")
+        page.emulate_media(color_scheme="light")
 
         # A wrong password: the refusal and the field errors in the language too
         page.locator("#email").fill(PAT)
