@@ -172,3 +172,11 @@ def test_moments_are_written_in_the_page_language(app, language, style, expected
         tag = str(filters.moment(moment, style))
         assert 'datetime="2026-12-06T14:05:09Z"' in tag  # the machine's reading stays UTC
         assert tag.endswith(f">{expected}</time>")
+
+
+def test_a_translated_sentence_escapes_what_it_holds(client):
+    """The markup of the translation stays; the address put into it is escaped."""
+    token = csrf_token(client, "/password/forgot")
+    sent = client.post("/password/forgot", headers={"Accept-Language": "fr"},
+                       data={"csrf_token": token, "email": "a<i>b@x.test"})
+    assert "Si <strong>a&lt;i&gt;b@x.test</strong> a un compte" in sent.get_data(as_text=True)
