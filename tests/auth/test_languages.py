@@ -180,3 +180,11 @@ def test_a_translated_sentence_escapes_what_it_holds(client):
     sent = client.post("/password/forgot", headers={"Accept-Language": "fr"},
                        data={"csrf_token": token, "email": "a<i>b@x.test"})
     assert "Si <strong>a&lt;i&gt;b@x.test</strong> a un compte" in sent.get_data(as_text=True)
+
+
+def test_password_refusals_speak_the_language(client, auth, alice):
+    auth.sign_in("alice@partner.test")
+    refused = post_form(client, "/password/change", {
+        "current": PASSWORD, "new": "short", "confirm": "short"},
+        headers={"Accept-Language": "de"})
+    assert "Verwenden Sie mindestens 12 Zeichen." in refused.get_data(as_text=True)
