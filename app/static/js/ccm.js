@@ -100,7 +100,9 @@
   var formats = {};
 
   // Written as the server writes them (day, month, 24 hours): only the zone changes.
-  var LOCALE = "en-GB";
+  // In the page's language (<html lang>), with the Latin digits the server writes too.
+  var PAGE_LANG = document.documentElement.lang || "en";
+  var LOCALE = PAGE_LANG === "en" ? "en-GB" : PAGE_LANG + "-u-nu-latn";
 
   function localTimes(root) {
     if (!window.Intl || !root.querySelectorAll) { return; }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import abort, flash, request, url_for
+from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
 from app.domain import access_log, composing, conversations, mailbox, replies
@@ -138,7 +139,7 @@ def reply(public_id: str):
             access_log.record("replied", tenant=copy.message.tenant, user=current_user,
                               message=copy.message)
             db.session.commit()
-            flash("Your reply has been sent.", "success")
+            flash(_("Your reply has been sent."), "success")
             return redirect_to(url_for("inbox.message", public_id=public_id))
     return page("inbox/reply.html", "inbox/_reply_form.html", copy=copy, form=form,
                 reply_all=reply_all, internal=internal,
