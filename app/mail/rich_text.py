@@ -48,13 +48,12 @@ class _Tree(HTMLParser):
 
 
 def to_text(html: str) -> str:
-    """The plain text of cleaned editor HTML, ending with one line break."""
+    """The plain text of cleaned editor HTML (the MIME part adds its last line break)."""
     parser = _Tree()
     parser.feed(html)
     parser.close()
     text = "\n".join(_lines(parser.root.children))
-    text = re.sub(r"\n{3,}", "\n\n", text).strip("\n")
-    return f"{text}\n" if text else ""
+    return re.sub(r"\n{3,}", "\n\n", text).strip("\n")
 
 
 def _lines(children: list[_Node | str]) -> list[str]:
