@@ -8,7 +8,7 @@ from html import escape
 from app import clock
 from app.domain import composing, reading
 from app.domain.delivery_events import record
-from app.mail import mime
+from app.mail import mime, rich_text, sanitize
 from app.models import Recipient, User
 
 
@@ -53,7 +53,9 @@ def quoted(copy: Recipient) -> str:
 def _original(copy: Recipient) -> tuple[str, list[str]]:
     """("On <date>, <sender> wrote:", the lines of the original's text)."""
     readable = reading.read_message(copy.message)
-    text = readable.text if readable.text is not None else mime.html_to_text(readable.html)
+    # HTML quoted as its text part would say it: lists, links and quotes kept readable.
+    text = readable.text if readable.text is not None else \
+        rich_text.to_text(sanitize.clean_html(readable.html)[0])
     text = text.strip()
     if len(text) > QUOTE_LIMIT:  # the reply's text has a limit too (app/web/inbox/forms.py)
         text = text[:QUOTE_LIMIT].rstrip() + "\n[…]"

@@ -1,9 +1,11 @@
-"""The text/plain twin of HTML written in the portal's editor.
+"""The text/plain twin of HTML written in the portal's editor, and of received HTML
+when a reply quotes it.
 
-It reads HTML that ``sanitize.clean_composed`` has already cleaned (paragraphs, line
-breaks, bold, italic, lists, links and quotes) and writes it as mail programs write
-plain text: list items as "- " or "1. ", links as "text <address>", quotes as "> ".
-Bold and italic keep their words and lose their weight, as in any text part.
+It reads HTML that ``sanitize`` has already cleaned (the editor's paragraphs, line
+breaks, bold, italic, lists, links and quotes; and for received mail headings, tables
+and preformatted text too) and writes it as mail programs write plain text: list items
+as "- " or "1. ", links as "text <address>", quotes as "> ". Bold and italic keep their
+words and lose their weight, as in any text part.
 """
 
 from __future__ import annotations
@@ -13,7 +15,13 @@ from html.parser import HTMLParser
 
 _BLANKS = re.compile(r"[ \t\r\n\f]+")
 _VOID = {"br", "hr", "img", "input", "meta", "link", "col", "wbr"}
-_BLOCKS = {"p", "div", "ul", "ol", "li", "blockquote"}
+_BLOCKS = {"p", "div", "ul", "ol", "li", "blockquote", "pre", "h1", "h2", "h3", "h4", "h5",
+           "h6", "table", "thead", "tbody", "tfoot", "tr", "caption", "dl", "dt", "dd",
+           "address", "center", "hr"}
+#: blocks followed by an empty line, as paragraphs are
+_SPACED = {"p", "h1", "h2", "h3", "h4", "h5", "h6", "table", "pre"}
+#: table cells: side by side on their row's line
+_CELLS = {"td", "th"}
 
 
 class _Node:
@@ -97,12 +105,23 @@ def _block(node: _Node) -> list[str]:
     if node.name == "li":
         inner = _lines(node.children) or [""]
         return ["- " + inner[0], *("  " + line if line else "" for line in inner[1:])]
+    if node.name == "pre":
+        return [*_raw(node).strip("\n").split("\n"), ""]
+    if node.name == "hr":
+        return ["", "-" * 20, ""]
     if node.name == "blockquote":
         inner = _trim(_lines(node.children))
         return [f"> {line}" if line and not line.startswith(">") else f">{line}"
                 for line in inner]
     inner = _lines(node.children)
-    return [*inner, ""] if node.name == "p" else inner
+    return [*inner, ""] if node.name in _SPACED else inner
+
+
+def _raw(node: _Node | str) -> str:
+    """Preformatted text as it was written, its spaces and lines kept."""
+    if isinstance(node, str):
+        return node
+    return "\n" if node.name == "br" else "".join(_raw(child) for child in node.children)
 
 
 def _trim(lines: list[str]) -> list[str]:
@@ -119,6 +138,8 @@ def _inline(node: _Node | str) -> str:
     if node.name == "br":
         return "\n"
     text = "".join(_inline(child) for child in node.children)
+    if node.name in _CELLS:
+        return f" {text.strip()} "
     if node.name == "a" and (href := node.attributes.get("href", "").strip()):
         words = " ".join(text.split())
         if not words:
