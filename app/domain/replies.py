@@ -8,7 +8,7 @@ from html import escape
 from app import clock
 from app.domain import composing, reading
 from app.domain.delivery_events import record
-from app.mail import mime, rich_text, sanitize
+from app.mail import mime, rich_text
 from app.models import Recipient, User
 
 
@@ -55,7 +55,7 @@ def _original(copy: Recipient) -> tuple[str, list[str]]:
     readable = reading.read_message(copy.message)
     # HTML quoted as its text part would say it: lists, links and quotes kept readable.
     text = readable.text if readable.text is not None else \
-        rich_text.to_text(sanitize.clean_html(readable.html)[0])
+        rich_text.html_as_text(readable.html)
     text = text.strip()
     if len(text) > QUOTE_LIMIT:  # the reply's text has a limit too (app/web/inbox/forms.py)
         text = text[:QUOTE_LIMIT].rstrip() + "\n[…]"

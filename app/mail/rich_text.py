@@ -13,6 +13,8 @@ from __future__ import annotations
 import re
 from html.parser import HTMLParser
 
+from app.mail.sanitize import clean_html
+
 _BLANKS = re.compile(r"[ \t\r\n\f]+")
 _VOID = {"br", "hr", "img", "input", "meta", "link", "col", "wbr"}
 _BLOCKS = {"p", "div", "ul", "ol", "li", "blockquote", "pre", "h1", "h2", "h3", "h4", "h5",
@@ -53,6 +55,12 @@ class _Tree(HTMLParser):
 
     def handle_data(self, data):
         self.open[-1].children.append(data)
+
+
+def html_as_text(html: str) -> str:
+    """Any HTML (received mail's too) as its text part would say it: sanitized first,
+    then written by ``to_text``, so lists, links and quotes stay readable as text."""
+    return to_text(clean_html(html)[0])
 
 
 def to_text(html: str) -> str:

@@ -10,7 +10,7 @@ from app.domain import composing
 from app.models import Mode
 from app.web.inputs import Form
 
-#: the name under which the editor (app/static/js/editor.js) posts its HTML
+#: the name under which the editor (end of app/static/js/ccm.js) posts its HTML
 RICH_FIELD = "body_html"
 
 
