@@ -11,8 +11,9 @@ import pytest
 from flows import sign_in_at
 from playwright.sync_api import Page, expect
 
+from app.domain import reading
 from app.extensions import db
-from app.models import ApplicationSettings, Draft
+from app.models import ApplicationSettings, Draft, Message
 
 ALICE = "alice@acme.test"
 PAT = "pat@partner.test"
@@ -181,3 +182,28 @@ def test_a_hostile_paste_is_cleaned_in_the_editor_and_on_the_server(
     screenshot(page, "pasted")
     page.get_by_role("button", name="Send", exact=True).click()
     expect(page.get_by_role("status")).to_have_text("Your message has been sent.")
+
+
+def test_without_javascript_the_textarea_sends_plain_text(live_server, browser, acme, outbox,
+                                                          screenshot):
+    context = browser.new_context(viewport={"width": 1280, "height": 800},
+                                  java_script_enabled=False)
+    context.set_default_timeout(10_000)
+    page = context.new_page()
+    try:
+        sign_in_at(page, live_server, ALICE)
+        page.goto(f"{live_server}/compose/")
+        expect(page.get_by_role("toolbar", name="Formatting")).to_have_count(0)
+        page.get_by_label("To", exact=True).fill(PAT)
+        page.get_by_label("Subject", exact=True).fill("Plain")
+        page.get_by_label("Message", exact=True).fill("Just text\n> and a line like a quote")
+        screenshot(page, "no-js-compose")
+        page.get_by_role("button", name="Send", exact=True).click()
+        expect(page.get_by_role("status")).to_have_text("Your message has been sent.")
+    finally:
+        context.close()
+    db.session.expire_all()
+    message = db.session.query(Message).order_by(Message.id.desc()).first()
+    readable = reading.read_message(message)
+    assert readable.html is None
+    assert readable.text.replace("\r\n", "\n") == "Just text\n> and a line like a quote\n"

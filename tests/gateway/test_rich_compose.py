@@ -178,3 +178,14 @@ def test_formatting_over_the_limit_is_refused_beside_the_text(gateway, client, s
     page = response.get_data(as_text=True)
     assert response.status_code == 200 and "with its formatting, the most is" in page
     assert gateway.latest() is None
+
+
+def test_a_refused_message_comes_back_with_its_formatting(gateway, client, signed_in):
+    signed_in("alice@acme.test")
+    page = compose(client, to="not an address", body_html=RICH + HOSTILE).get_data(
+        as_text=True)
+    assert "Not an email address" in page
+    textarea = re.search(r"<textarea[^>]*>", page)[0]
+    again = html.unescape(re.search(r'data-rich-html="([^"]*)"', textarea)[1])
+    assert "<b>Pat</b>" in again and "<blockquote>" in again
+    assert_harmless(again)
