@@ -12,7 +12,7 @@ import re
 from urllib.parse import parse_qs, quote
 
 import pytest
-from flows import sign_in_at
+from flows import rich_editor, sign_in_at
 from playwright.sync_api import BrowserContext, Page, expect
 
 from app.domain.composing import MAX_BODY
@@ -114,7 +114,7 @@ def test_compose_track_reply_and_withdraw(
     page.get_by_label("Attach files").set_input_files(files=[ATTACHMENT])
     # The autosave fires 1.5 s after the last input: after the message text.
     with page.expect_response(lambda r: r.url == f"{live_server}/compose/draft") as saved:
-        page.get_by_label("Message", exact=True).fill(BODY)
+        rich_editor(page, "Message").fill(BODY)
     assert saved.value.status == 200
     expect(page.locator("#draft-state")).to_contain_text(
         re.compile(r"Draft saved at \d\d:\d\d:\d\d UTC")
@@ -171,7 +171,7 @@ def test_compose_track_reply_and_withdraw(
         pat.get_by_role("link", name="Reply", exact=True).click()
         expect(pat.get_by_role("heading", name=f"Reply: {SUBJECT}")).to_be_visible()
         expect(pat.get_by_role("checkbox", name=ALICE)).to_be_checked()
-        pat.get_by_label("Your reply").fill(REPLY)
+        rich_editor(pat, "Your reply").fill(REPLY)
         pat.get_by_role("button", name="Send reply").click()
         expect(pat.get_by_role("status")).to_have_text("Your reply has been sent.")
 
@@ -219,7 +219,7 @@ def test_autosave_keeps_the_form(live_server, page, acme, screenshot):
     open_compose(page)
     page.get_by_label("To", exact=True).fill(PAT)
     page.get_by_label("Subject", exact=True).fill(SUBJECT)
-    page.get_by_label("Message", exact=True).fill(BODY)
+    rich_editor(page, "Message").fill(BODY)
     expect(page.locator("#draft-state")).to_contain_text("Draft saved at")
     screenshot(page, "after-autosave")
     expect(page.get_by_label("To", exact=True)).to_have_value(PAT, timeout=2_000)
@@ -228,9 +228,9 @@ def test_autosave_keeps_the_form(live_server, page, acme, screenshot):
 
 
 def autosave(page: Page, base_url: str, label: str, text: str) -> int:
-    """Type ``text`` into the field ``label`` and wait for the autosave's answer."""
+    """Type ``text`` into the editor ``label`` and wait for the autosave's answer."""
     with page.expect_response(f"{base_url}/compose/draft") as saved:
-        page.get_by_label(label, exact=True).fill(text)
+        rich_editor(page, label).fill(text)
     return saved.value.status
 
 
@@ -271,8 +271,8 @@ def test_what_is_typed_while_a_save_is_on_its_way_is_saved_into_the_same_draft(
     page.route(draft_url, hold_the_first)
     page.get_by_label("To", exact=True).fill(PAT)
     with page.expect_request(draft_url):
-        page.get_by_label("Message", exact=True).fill("Hello")
-    page.get_by_label("Message", exact=True).fill("Second thoughts")
+        rich_editor(page, "Message").fill("Hello")
+    rich_editor(page, "Message").fill("Second thoughts")
     page.wait_for_timeout(2_000)  # past the autosave's delay: this save waits its turn
     with page.expect_response(
         lambda r: r.url == draft_url
@@ -414,7 +414,7 @@ def test_without_the_permission_there_is_no_ccm_mode(
     expect(page.get_by_role("heading", name="Secure messages")).to_be_visible()
     open_compose(page)
     expect(page.get_by_label("To", exact=True)).to_be_visible()
-    expect(page.get_by_label("Message", exact=True)).to_be_visible()
+    expect(rich_editor(page, "Message")).to_be_visible()
     expect(page.get_by_label("CCM mode")).to_have_count(0)
     expect(page.get_by_text("CCM mode")).to_have_count(0)
     screenshot(page, "compose")

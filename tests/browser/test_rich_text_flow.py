@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from flows import sign_in_at
+from flows import rich_editor, sign_in_at
 from playwright.sync_api import Page, expect
 
 from app.domain import reading
@@ -33,7 +33,7 @@ def acme(make_tenant, make_user):
 
 
 def editor(page: Page, name: str):
-    return page.get_by_role("textbox", name=name, exact=True)
+    return rich_editor(page, name)
 
 
 def tool(page: Page, name: str):
