@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from app.config import settings
 from app.delivery import mail_templates
-from app.domain import ingest
+from app.domain import ingest, reading
 from app.domain.routing import MODES
 from app.extensions import db
 from app.mail import rich_text, sanitize
@@ -36,8 +36,9 @@ MAX_RECIPIENTS = 100
 MAX_SUBJECT = 998
 #: characters of message text (a longer document goes as an attachment)
 MAX_BODY = 500_000
-#: characters of the editor's HTML: the markup around the text takes room of its own
-MAX_HTML = 2 * MAX_BODY
+#: characters of the editor's HTML kept as HTML; a longer one goes as its text alone, as
+#: a recipient would be shown it (sanitizing costs more than linear time on dense markup)
+MAX_HTML = reading.HTML_DISPLAY_LIMIT
 #: drafts one person keeps: room for work in progress, not a store of documents
 MAX_DRAFTS = 50
 
@@ -75,7 +76,8 @@ class Formatted:
 
 def formatted(html: str | None) -> Formatted | None:
     """What the editor sent, made safe by the sanitizer that cleans received mail; None
-    when it sent nothing that shows (no editor, no script, or an empty editor).
+    when it sent nothing that shows (no editor, no script, or an empty editor) or more
+    than MAX_HTML: then the text alone goes, as for a browser without script.
 
     The browser's HTML is never kept as it came: only the cleaned HTML and the text
     made from it, never the browser's own text, go any further.
@@ -83,9 +85,7 @@ def formatted(html: str | None) -> Formatted | None:
     if not html or not html.strip():
         return None
     if len(html) > MAX_HTML:
-        raise ComposeRefused(
-            f"Message is too long: {len(html):,} characters with its formatting, the most "
-            f"is {MAX_HTML:,}.", "body")
+        return None
     if _NOT_TEXT.search(html):
         raise ComposeRefused(
             "Message holds characters that are not text (a control character such as NUL, "
