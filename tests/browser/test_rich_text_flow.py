@@ -182,6 +182,13 @@ def test_a_hostile_paste_is_cleaned_in_the_editor_and_on_the_server(
     screenshot(page, "pasted")
     page.get_by_role("button", name="Send", exact=True).click()
     expect(page.get_by_role("status")).to_have_text("Your message has been sent.")
+    db.session.expire_all()
+    stored = reading.read_message(db.session.query(Message).order_by(Message.id.desc()).first())
+    body = stored.html.lower().split("<body", 1)[1]
+    for bad in ("<img", "<script", "onerror", "javascript:", "style=", "<svg", "<form",
+                "tracker.test"):
+        assert bad not in body, body
+    assert "<b>bold</b>" in body
 
 
 def test_without_javascript_the_textarea_sends_plain_text(live_server, browser, acme, outbox,
