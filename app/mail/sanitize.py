@@ -171,20 +171,37 @@ class _CSS(CSSSanitizer):
 
 
 def clean_html(html: str, *, cid_url: Callable[[str], str | None] = lambda _: None,
-               allow_remote: bool = False) -> tuple[str, bool]:
-    """(safe HTML, whether it referred to remote images)."""
+               allow_remote: bool = False, tags: frozenset[str] = TAGS,
+               attributes: dict[str, list[str]] = ATTRIBUTES,
+               css_properties: frozenset[str] = CSS_PROPERTIES) -> tuple[str, bool]:
+    """(safe HTML, whether it referred to remote images). A narrower allowlist
+    (``tags``, ``attributes``, ``css_properties``) serves text written in the portal."""
     found: list = []
     cleaner = Cleaner(
-        tags=TAGS,
-        attributes=ATTRIBUTES,
+        tags=tags,
+        attributes=attributes,
         protocols=PROTOCOLS,
-        css_sanitizer=_CSS(allowed_css_properties=CSS_PROPERTIES),
+        css_sanitizer=_CSS(allowed_css_properties=css_properties),
         strip=True,
         strip_comments=True,
         filters=[partial(_Rewrite, cid_url=cid_url, allow_remote=allow_remote,
                          found_remote=found)],
     )
     return cleaner.clean(_drop_invisible(html)), bool(found)
+
+
+# --- text written in the portal's editor ------------------------------------------------
+# Only what its toolbar makes: bold, italic, lists, links and quotes, in paragraphs. No
+# style, class or image: whatever else a paste or a forged request carries is dropped.
+COMPOSED_TAGS = frozenset({"a", "b", "blockquote", "br", "div", "em", "i", "li", "ol", "p",
+                           "strong", "ul"})
+COMPOSED_ATTRIBUTES = {"a": ["href"]}
+
+
+def clean_composed(html: str) -> str:
+    """HTML from the portal's editor, as safe as received mail and narrower still."""
+    return clean_html(html, tags=COMPOSED_TAGS, attributes=COMPOSED_ATTRIBUTES,
+                      css_properties=frozenset())[0]
 
 
 def _external_links(attrs, new=False):
