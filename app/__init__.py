@@ -58,12 +58,13 @@ def create_app(overrides: dict | None = None, instance_path: str | None = None) 
     inputs.register(app)  # before the blueprints' own hooks read anything
     static_files.register(app)  # fingerprinted, cached for a year, compressed
 
-    from app.web import admin, auth, compose, errors, filters, inbox, security
+    from app.web import admin, auth, compose, errors, filters, inbox, languages, security
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(inbox.bp)
     app.register_blueprint(compose.bp)
     app.register_blueprint(admin.bp)
+    languages.register(app)
     errors.register(app)
     filters.register(app)
     app.context_processor(lambda: {"site_name": app.config["SITE_NAME"], "now": clock.utcnow()})

@@ -3,6 +3,7 @@
 import sqlite3
 import time
 from collections.abc import Callable
+from typing import TypeVar
 
 import flask_migrate
 from flask import has_app_context
@@ -78,6 +79,31 @@ def _committed(session: Session) -> None:
 def _ended(session: Session, transaction) -> None:
     if transaction.parent is None:  # rolled back or closed (after a commit: empty)
         session.info.pop(_ON_COMMIT, None)
+
+
+_MEMO = "ccm_once_a_transaction"
+T = TypeVar("T")
+
+
+def once_a_transaction(key: tuple, look_up: Callable[[], T]) -> T:
+    """``look_up()``, called once for each ``key`` in the session's transaction: for
+    what a group commit would otherwise look up again for every message of the group
+    (the sender's tenant, its policies, a recipient's account). Not shared with the
+    next transaction, which may see other data; a None is not kept (what was not found
+    may be created in this transaction)."""
+    session = db.session()
+    transaction = session.get_transaction()
+    if transaction is None:
+        return look_up()
+    memo = session.info.get(_MEMO)
+    if memo is None or memo[0] is not transaction:
+        memo = session.info[_MEMO] = (transaction, {})
+    found = memo[1].get(key)
+    if found is None:
+        found = look_up()
+        if found is not None:
+            memo[1][key] = found
+    return found
 
 
 def server_process() -> int | None:

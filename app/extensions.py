@@ -1,5 +1,6 @@
 """Flask extensions, created unbound and attached to an application by ``create_app``."""
 
+from flask_babel import Babel
 from flask_htmx import HTMX
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
@@ -24,3 +25,4 @@ login_manager = LoginManager()
 csrf = CSRFProtect()
 htmx = HTMX()
 limiter = Limiter(key_func=get_remote_address, default_limits=[])
+babel = Babel()

@@ -13,9 +13,10 @@ from sqlalchemy import func, select
 
 from app.config import settings
 from app.delivery import mail_templates
-from app.domain import ingest
+from app.domain import ingest, reading
 from app.domain.routing import MODES
 from app.extensions import db
+from app.mail import rich_text, sanitize
 from app.models import Draft, Message, Mode, Side, User
 
 _PART = r"[^@\s<>,;\"\x00-\x1f\x7f]+"  # no separator, quote or control character
@@ -35,6 +36,9 @@ MAX_RECIPIENTS = 100
 MAX_SUBJECT = 998
 #: characters of message text (a longer document goes as an attachment)
 MAX_BODY = 500_000
+#: characters of the editor's HTML kept as HTML; a longer one goes as its text alone, as
+#: a recipient would be shown it (sanitizing costs more than linear time on dense markup)
+MAX_HTML = reading.HTML_DISPLAY_LIMIT
 #: drafts one person keeps: room for work in progress, not a store of documents
 MAX_DRAFTS = 50
 
@@ -60,6 +64,43 @@ class ComposeRefused(ValueError):
 
 class DraftNotFound(LookupError):
     """No draft of this user has that id: another's, already sent, or deleted."""
+
+
+@dataclass(frozen=True)
+class Formatted:
+    """Text written in the editor: its HTML, sanitized, and the plain text of that HTML."""
+
+    html: str
+    text: str
+
+
+def formatted(html: str | None) -> Formatted | None:
+    """What the editor sent, made safe by the sanitizer that cleans received mail; None
+    when it sent nothing that shows (no editor, no script, or an empty editor) or more
+    than MAX_HTML: then the text alone goes, as for a browser without script.
+
+    The browser's HTML is never kept as it came: only the cleaned HTML and the text
+    made from it, never the browser's own text, go any further.
+    """
+    if not html or not html.strip():
+        return None
+    if len(html) > MAX_HTML:
+        return None
+    if _NOT_TEXT.search(html):
+        raise ComposeRefused(
+            "Message holds characters that are not text (a control character such as NUL, "
+            "or bytes that are not UTF-8). Remove them and try again.", "body")
+    clean = sanitize.clean_composed(html)
+    text = rich_text.to_text(clean)
+    return Formatted(clean, text) if text.strip() else None
+
+
+def formatted_or_none(html: str | None) -> Formatted | None:
+    """``formatted``, or None for what it refuses: to show a form again as it was sent."""
+    try:
+        return formatted(html)
+    except ComposeRefused:
+        return None
 
 
 @dataclass
@@ -128,11 +169,13 @@ def submit(
     mode: str,
     client_address: str | None,
     headers: dict[str, str] | None = None,
+    html: str | None = None,
 ) -> Message:
     """Build the MIME of a message written in the portal and hand it to the gateway.
 
     ``mode`` is the CCM mode to ask for; the caller has already decided whether this
-    user may choose one. The caller commits.
+    user may choose one. With ``html`` (already sanitized: ``formatted``) the text and
+    the HTML go as multipart/alternative, the text first. The caller commits.
     """
     if mode not in MODES:
         raise ComposeRefused("Choose a CCM mode from the list.")
@@ -150,6 +193,8 @@ def submit(
     for name, value in (headers or {}).items():
         message[name] = value
     message.set_content(text)
+    if html is not None:
+        message.add_alternative(_HTML_PAGE.format(body=html), subtype="html")
     for upload in uploads:
         maintype, _, subtype = upload.content_type.partition("/")
         message.add_attachment(
@@ -176,6 +221,11 @@ def submit(
     )
 
 
+#: the sanitized editor HTML as a document of its own
+_HTML_PAGE = ('<!DOCTYPE html>\n<html><head><meta charset="utf-8"></head>\n'
+              "<body>{body}</body></html>\n")
+
+
 def send_new(
     user: User,
     *,
@@ -186,8 +236,15 @@ def send_new(
     uploads: list[Upload],
     mode: str | None,
     client_address: str | None,
+    body_html: str | None = None,
 ) -> Message:
-    """Send a new message, in the mode ``mode_for`` allows, within the composer's limits."""
+    """Send a new message, in the mode ``mode_for`` allows, within the composer's limits.
+
+    With ``body_html`` from the editor, its sanitized HTML and the text made from it are
+    sent, and ``body`` (the browser's text) is not used.
+    """
+    rich = formatted(body_html)
+    body = rich.text if rich else body
     check(to=to, cc=cc, subject=subject, body=body)
     chosen = mode_for(user, mode)
     return submit(
@@ -199,6 +256,7 @@ def send_new(
         uploads=uploads,
         mode=chosen,
         client_address=client_address,
+        html=rich.html if rich else None,
     )
 
 
@@ -243,17 +301,20 @@ def save_draft(
     subject: str,
     body: str,
     mode: str | None,
+    body_html: str | None = None,
 ) -> Draft:
     """Update the user's draft ``public_id``, or without one start a new draft; the
     caller commits.
 
     Raises DraftNotFound for an id that is not one of the user's drafts, and
     ComposeRefused for what could not be sent either or for a draft beyond MAX_DRAFTS;
-    either way nothing has changed.
+    either way nothing has changed. Formatting is kept sanitized, as it would be sent.
     """
     draft = draft_for(user, public_id) if public_id else None
     if public_id and draft is None:
         raise DraftNotFound(public_id)
+    rich = formatted(body_html)
+    body = rich.text if rich else body
     check(to=to, cc=cc, subject=subject, body=body)
     if draft is None:
         if _draft_count(user) >= MAX_DRAFTS:
@@ -264,6 +325,7 @@ def save_draft(
         draft = Draft(user=user, public_id=secrets.token_urlsafe(16))
         db.session.add(draft)
     draft.to, draft.cc, draft.subject, draft.body = to, cc, subject, body
+    draft.body_html = rich.html if rich else ""
     draft.mode = mode if user.may_use_portal_ccm and mode in MODES else Mode.OFF
     return draft
 

@@ -72,7 +72,8 @@ def tenant_of(address: str) -> Tenant | None:
     domain = addresses.domain_of(address)
     if not domain or not _is_text(domain):
         return None
-    return db.session.scalar(select(Tenant).join(Domain).where(Domain.name == domain))
+    return database.once_a_transaction(("tenant", domain), lambda: db.session.scalar(
+        select(Tenant).join(Domain).where(Domain.name == domain)))
 
 
 def _is_text(value: str) -> bool:
@@ -114,9 +115,10 @@ def plan(tenant: Tenant, raw: bytes, mail_from: str, rcpt_tos: list[str],
     notes = []
     if mode is None and asked:
         mode = _asked_mode(tenant, sender, asked, notes)
-    policies = list(db.session.scalars(
-        select(Policy).where(Policy.tenant_id == tenant.id, Policy.enabled.is_(True))
-        .order_by(Policy.position, Policy.id)))
+    policies = database.once_a_transaction(("policies", tenant.id), lambda: list(
+        db.session.scalars(select(Policy).where(Policy.tenant_id == tenant.id,
+                                                Policy.enabled.is_(True))
+                           .order_by(Policy.position, Policy.id))))
     content = Content(parsed.subject, parsed.body_text)
     decisions = [(address, decide(tenant, policies, sender, address, content,
                                   mode or "off")) for address in recipients_of(rcpt_tos)]

@@ -8,7 +8,7 @@ from datetime import timedelta
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from app import clock, metrics
+from app import clock, database, metrics
 from app.domain import accounts, links, notices
 from app.domain.delivery_events import record
 from app.extensions import db
@@ -28,9 +28,10 @@ def hold(recipient: Recipient) -> None:
     """
     message = recipient.message
     tenant = message.tenant
-    user, first_contact = _account(tenant, recipient.address)
+    account, user = _account(tenant, recipient.address)
+    first_contact = user is not None
     days = (recipient.policy and recipient.policy.visibility_days) or tenant.visibility_days
-    recipient.user = user
+    recipient.user_id = account
     recipient.state = RecipientState.HELD
     recipient.visible_until = message.received_at + timedelta(days=days)
     message.expires_at = max(message.expires_at or recipient.visible_until,
@@ -44,24 +45,25 @@ def hold(recipient: Recipient) -> None:
     if tenant.first_contact == "activation_link":
         token = accounts.start_reset(user, purpose="activation",
                                      lifetime=timedelta(hours=tenant.activation_hours))
-        notices.activation(user, links.set_password(token), tenant.activation_hours,
-                           recipient=recipient)
+        notices.activation(user, links.set_password(token, links.message_path(recipient)),
+                           tenant.activation_hours, recipient=recipient)
     else:
         # No password yet (the row is created with none): the worker generates and
         # hashes it when it sends the notification, outside this storing transaction.
         notices.password(user, reset=False, recipient=recipient)
 
 
-def _account(tenant, address: str) -> tuple[User, bool]:
-    """The recipient's account at ``tenant``, created on first use; and whether it is new."""
+def _account(tenant, address: str) -> tuple[int, User | None]:
+    """The id of the recipient's account at ``tenant``, created on first use; and the
+    account itself when it is new (first contact)."""
     email = addresses.normalise(address)
     # Without autoflush: the message's rows go to the database once, at the commit,
     # instead of being inserted here and updated after. (A message's addresses are
     # already distinct, so no account for this address is pending in this session.)
     with db.session.no_autoflush:
-        user = _existing(tenant, email)
-    if user is not None:
-        return user, False
+        found = _existing(tenant, email)
+    if found is not None:
+        return found, None
     internal = tenant.is_internal(email)
     user = User(tenant=tenant, email=email, kind=Side.INTERNAL if internal else Side.EXTERNAL,
                 role=Role.INTERNAL if internal else Role.EXTERNAL, failed_signins=0,
@@ -75,14 +77,17 @@ def _account(tenant, address: str) -> tuple[User, bool]:
         existing = _existing(tenant, email)
         if existing is None:
             raise
-        return existing, False
+        return existing, None
     log.info("created a portal account for %s at %s", email, tenant.slug)
-    return user, True
+    return user.id, user
 
 
-def _existing(tenant, email: str) -> User | None:
-    return db.session.scalar(select(User).where(User.tenant_id == tenant.id,
-                                                User.email == email))
+def _existing(tenant, email: str) -> int | None:
+    """The id of ``email``'s account at ``tenant``: its id only (loading the account
+    would cost more than the query), and once a transaction, which a group commit's
+    messages to one person share."""
+    return database.once_a_transaction(("account", tenant.id, email), lambda: db.session.scalar(
+        select(User.id).where(User.tenant_id == tenant.id, User.email == email)))
 
 
 def revoke(recipient: Recipient, *, by: str) -> bool:

@@ -22,10 +22,16 @@ def sign_in(tenant: Tenant) -> str:
 def message(recipient: Recipient) -> str:
     """The link to ``recipient``'s copy of a message, at its tenant: signed out, it leads
     through that tenant's sign-in page to the message (auth.message_link)."""
+    return absolute(message_path(recipient))
+
+
+def message_path(recipient: Recipient) -> str:
     held = recipient.message
-    return absolute(f"/t/{quote(held.tenant.slug, safe='')}/messages/"
-                    f"{quote(held.public_id, safe='')}")
+    return (f"/t/{quote(held.tenant.slug, safe='')}/messages/"
+            f"{quote(held.public_id, safe='')}")
 
 
-def set_password(token: str) -> str:
-    return absolute(f"/password/reset/{token}")
+def set_password(token: str, then: str | None = None) -> str:
+    """A reset or activation link; ``then``, a path on the portal, is where the browser
+    goes once the password is chosen (the message an activation link is about)."""
+    return absolute(f"/password/reset/{token}" + (f"?next={quote(then, safe='/')}" if then else ""))

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from email.message import EmailMessage
+from html import escape
 
 from app import clock
 from app.domain import composing, reading
 from app.domain.delivery_events import record
-from app.mail import mime
-from app.mail.sanitize import visible_text
+from app.mail import mime, rich_text
 from app.models import Recipient, User
 
 
@@ -45,16 +45,24 @@ QUOTE_LIMIT = 100_000
 def quoted(copy: Recipient) -> str:
     """The original quoted as mail programs quote it. The reply form starts with it in the
     text, where the replier may edit or remove it; nothing adds it again on sending."""
+    intro, original = _original(copy)
+    lines = "\n".join(f"> {line}".rstrip() for line in original)
+    return f"{intro}\n{lines}\n"
+
+
+def _original(copy: Recipient) -> tuple[str, list[str]]:
+    """("On <date>, <sender> wrote:", the lines of the original's text)."""
     readable = reading.read_message(copy.message)
-    text = readable.text if readable.text is not None else visible_text(readable.html)
+    # HTML quoted as its text part would say it: lists, links and quotes kept readable.
+    text = readable.text if readable.text is not None else \
+        rich_text.html_as_text(readable.html)
     text = text.strip()
     if len(text) > QUOTE_LIMIT:  # the reply's text has a limit too (app/web/inbox/forms.py)
         text = text[:QUOTE_LIMIT].rstrip() + "\n[…]"
-    lines = "\n".join(f"> {line}".rstrip() for line in text.splitlines())
     when = clock.written_date(readable.date, copy.message.received_at,
                               copy.message.tenant.time_zone)
     sender = readable.sender or copy.message.mail_from
-    return f"On {when}, {sender} wrote:\n{lines}\n"
+    return f"On {when}, {sender} wrote:", text.splitlines()
 
 
 def draft(copy: Recipient) -> str:
@@ -62,9 +70,21 @@ def draft(copy: Recipient) -> str:
     return f"\n\n{quoted(copy)}"
 
 
+def draft_html(copy: Recipient) -> str:
+    """What the reply starts as in the editor: the same as ``draft``, the original in a
+    <blockquote> instead of "> " lines."""
+    intro, original = _original(copy)
+    quote = "<br>".join(escape(line) for line in original)
+    return (f"<div><br></div><div><br></div><div>{escape(intro)}</div>"
+            f"<blockquote>{quote}</blockquote>")
+
+
 def send(copy: Recipient, user: User, *, to: list[str], cc: list[str], body: str,
-         uploads: list[composing.Upload], mode: str, client_address: str | None) -> None:
-    """Send a reply to ``copy``'s message through the gateway; the caller commits."""
+         uploads: list[composing.Upload], mode: str, client_address: str | None,
+         body_html: str | None = None) -> None:
+    """Send a reply to ``copy``'s message through the gateway; the caller commits. With
+    ``body_html`` from the editor, its sanitized HTML and its text go instead of ``body``."""
+    rich = composing.formatted(body_html)
     original_headers = _headers(copy)
     allowed = set(_parties(copy, original_headers))
     chosen = list(dict.fromkeys(a.strip().lower() for a in [*to, *cc] if a.strip()))
@@ -88,7 +108,7 @@ def send(copy: Recipient, user: User, *, to: list[str], cc: list[str], body: str
     composing.submit(
         user, to=to_line, cc=[a for a in chosen if a not in to_line],
         subject=subject if subject.lower().startswith("re:") else f"Re: {subject}",
-        text=body.rstrip() + "\n", uploads=uploads, mode=mode,
-        client_address=client_address, headers=headers)
+        text=rich.text if rich else body.rstrip() + "\n", uploads=uploads, mode=mode,
+        client_address=client_address, headers=headers, html=rich.html if rich else None)
     copy.replied_at = clock.utcnow()
     record(copy, "replied", f"Replied by the recipient to {', '.join(chosen)}")

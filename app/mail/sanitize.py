@@ -8,9 +8,10 @@ parts; remote images are replaced by a placeholder unless the reader asked for t
 The framed page that shows the result also carries a CSP that blocks what slips past.
 
 What the sender hid with inline style (``display:none``, a tiny font, no opacity, ...)
-is removed here, not left for the browser to hide: the frame and the body's text
-(``visible_text``: printing, no script, conversations, reply quotes) come from this one
-tree, so they agree, and a reply never quotes words its writer was never shown.
+is removed here, not left for the browser to hide: the frame and every text of the body
+(``visible_text`` for printing and no script, ``rich_text.html_as_text`` for conversations
+and reply quotes) come from this one tree, so they agree, and a reply never quotes words
+its writer was never shown.
 """
 
 from __future__ import annotations
@@ -364,14 +365,18 @@ class _CSS(CSSSanitizer):
 
 
 def clean_html(html: str, *, cid_url: Callable[[str], str | None] = lambda _: None,
-               allow_remote: bool = False) -> tuple[str, bool]:
-    """(safe HTML without what the sender hid, whether it referred to remote images)."""
+               allow_remote: bool = False, tags: frozenset[str] = TAGS,
+               attributes: dict[str, list[str]] = ATTRIBUTES,
+               css_properties: frozenset[str] = CSS_PROPERTIES) -> tuple[str, bool]:
+    """(safe HTML without what the sender hid, whether it referred to remote images). A
+    narrower allowlist (``tags``, ``attributes``, ``css_properties``) serves text written
+    in the portal."""
     found: list = []
     cleaner = Cleaner(
-        tags=TAGS,
-        attributes=ATTRIBUTES,
+        tags=tags,
+        attributes=attributes,
         protocols=PROTOCOLS,
-        css_sanitizer=_CSS(allowed_css_properties=CSS_PROPERTIES),
+        css_sanitizer=_CSS(allowed_css_properties=css_properties),
         strip=True,
         strip_comments=True,
         filters=[partial(_Rewrite, cid_url=cid_url, allow_remote=allow_remote,
@@ -409,6 +414,20 @@ def _hides(attributes: str) -> bool:
             style = unescape(value[1:-1] if value[:1] in ("'", '"') else value)
         hidden = hidden or name == "hidden"
     return seen_inside(Seen(), style, hidden=hidden) is None
+
+
+# --- text written in the portal's editor ------------------------------------------------
+# Only what its toolbar makes: bold, italic, lists, links and quotes, in paragraphs. No
+# style, class or image: whatever else a paste or a forged request carries is dropped.
+COMPOSED_TAGS = frozenset({"a", "b", "blockquote", "br", "div", "em", "i", "li", "ol", "p",
+                           "strong", "ul"})
+COMPOSED_ATTRIBUTES = {"a": ["href"]}
+
+
+def clean_composed(html: str) -> str:
+    """HTML from the portal's editor, as safe as received mail and narrower still."""
+    return clean_html(html, tags=COMPOSED_TAGS, attributes=COMPOSED_ATTRIBUTES,
+                      css_properties=frozenset())[0]
 
 
 def _external_links(attrs, new=False):

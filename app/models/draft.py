@@ -14,7 +14,8 @@ from app.models.vocabulary import Mode
 
 
 class Draft(db.Model):
-    """Addresses, subject, text and CCM mode; attachments are added when sending."""
+    """Addresses, subject, text (with its formatting, if any) and CCM mode; attachments
+    are added when sending."""
 
     id: Mapped[int] = mapped_column(primary_key=True)
     public_id: Mapped[str] = mapped_column(String(32), unique=True)
@@ -24,6 +25,8 @@ class Draft(db.Model):
     cc: Mapped[str] = mapped_column(Text, default="")
     subject: Mapped[str] = mapped_column(String(998), default="")
     body: Mapped[str] = mapped_column(Text, default="")
+    #: the editor's formatting, sanitized; empty for a draft written as plain text
+    body_html: Mapped[str] = mapped_column(Text, default="")
     mode: Mapped[str] = mapped_column(String(10), default=Mode.OFF)
     updated_at: Mapped[datetime] = mapped_column(default=clock.utcnow, onupdate=clock.utcnow)
 

@@ -46,6 +46,8 @@ class User(db.Model):
     #: per-user overrides of the profile: True allow, False deny, None as the profile says
     portal_ccm_override: Mapped[bool | None]
     send_secure_override: Mapped[bool | None]
+    #: the portal language this person chose (a code of app/web/languages.py), None until then
+    language: Mapped[str | None] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(default=clock.utcnow)
     last_signin_at: Mapped[datetime | None]
     password_changed_at: Mapped[datetime | None]

@@ -3,23 +3,27 @@
 import logging
 
 from flask import Flask, render_template
+from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 from app.extensions import login_manager
+from app.web.languages import N_
 
 log = logging.getLogger(__name__)
 
+#: Titles and details in English, marked for translation; each page translates them.
 MESSAGES = {
-    400: ("Something in that request was not right", "Go back, reload the page and try again."),
-    403: ("Not allowed", "Your account may not open this page."),
-    404: ("Not found", "There is nothing at this address, or it is not yours to see."),
-    405: ("Not allowed", "That action is not available here."),
-    413: ("Too large", "What you sent is larger than this portal accepts."),
-    429: ("Too many attempts", "Wait a minute, then try again."),
-    500: ("Something went wrong", "The problem has been logged. Try again in a moment."),
+    400: (N_("Something in that request was not right"),
+          N_("Go back, reload the page and try again.")),
+    403: (N_("Not allowed"), N_("Your account may not open this page.")),
+    404: (N_("Not found"), N_("There is nothing at this address, or it is not yours to see.")),
+    405: (N_("Not allowed"), N_("That action is not available here.")),
+    413: (N_("Too large"), N_("What you sent is larger than this portal accepts.")),
+    429: (N_("Too many attempts"), N_("Wait a minute, then try again.")),
+    500: (N_("Something went wrong"), N_("The problem has been logged. Try again in a moment.")),
 }
 #: how long a client is asked to wait while the database cannot be reached
 RETRY_AFTER_SECONDS = 30
@@ -30,15 +34,16 @@ def register(app: Flask) -> None:
     def csrf_failed(error):
         return render_template(
             "errors/error.html",
-            title="This form has expired",
-            detail="For your security, forms stop working after a while or after you sign "
-            "out. Reload the page and try again.",
+            title=_("This form has expired"),
+            detail=_("For your security, forms stop working after a while or after you sign "
+                     "out. Reload the page and try again."),
         ), 400
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):
         title, detail = MESSAGES.get(error.code, (error.name, ""))
-        return render_template("errors/error.html", title=title, detail=detail), error.code
+        return render_template("errors/error.html", title=_(title) if title else title,
+                               detail=_(detail) if detail else detail), error.code
 
     app.register_error_handler(DBAPIError, database_unavailable)
     app.register_error_handler(PoolTimeout, database_unavailable)
@@ -56,8 +61,8 @@ def database_unavailable(error: Exception):
     # in the database too.
     page = render_template(
         "errors/error.html", current_user=login_manager.anonymous_user(),
-        title="Temporarily unavailable",
-        detail="The portal cannot reach its data just now. Try again in a minute.")
+        title=_("Temporarily unavailable"),
+        detail=_("The portal cannot reach its data just now. Try again in a minute."))
     return page, 503, {"Retry-After": str(RETRY_AFTER_SECONDS)}
 
 

@@ -6,13 +6,19 @@ tenant (its setting, UTC by default), with the zone's abbreviation (its name in 
 whose ``datetime`` is the moment in UTC to the millisecond. Where JavaScript runs,
 app/static/js/ccm.js rewrites the text into the browser's own zone, in the same style
 (``data-style``: one of :data:`STYLES`).
+
+English reads as :data:`STYLES` says; every other language is written by Babel in that
+language's own order and words (:data:`SKELETONS`), with the same zone abbreviation.
 """
 
 from datetime import UTC, datetime, tzinfo
 from email.utils import parseaddr, parsedate_to_datetime
 from functools import lru_cache
 
+from babel import Locale
+from babel.dates import format_skeleton
 from flask import Flask, g, has_request_context
+from flask_babel import get_locale
 from flask_login import current_user
 from markupsafe import Markup, escape
 
@@ -27,6 +33,15 @@ STYLES = {
     "second": "%d %b %Y, %H:%M:%S %Z",
     "short": "%d %b, %H:%M %Z",  # 06 Dec, 14:05 CET: rows of this year's lists
     "time": "%H:%M:%S %Z",
+}
+#: each style for the other languages: CLDR skeletons of its date and of its time
+SKELETONS = {
+    "date": ("yMMMMd", None),
+    "day": ("MMMd", None),
+    "minute": ("yMMMd", "Hm"),
+    "second": ("yMMMd", "Hms"),
+    "short": ("MMMd", "Hm"),
+    "time": (None, "Hms"),
 }
 
 
@@ -50,8 +65,28 @@ def iso_utc(moment: datetime) -> str:
 
 
 def shown_in(moment: datetime, zone: tzinfo, style: str = "minute") -> str:
-    """The moment as a person in ``zone`` reads it, in one of :data:`STYLES`."""
-    return _in_utc(moment).astimezone(zone).strftime(STYLES[style])
+    """The moment as a person in ``zone`` reads it, in one of :data:`STYLES`, in the
+    language of the page."""
+    local = _in_utc(moment).astimezone(zone)
+    locale = _page_locale()
+    if locale is None:
+        return local.strftime(STYLES[style])
+    day, time = SKELETONS[style]
+    parts = [format_skeleton(skeleton, local, tzinfo=local.tzinfo, locale=locale)
+             if skeleton else None for skeleton in (day, time)]
+    if all(parts):
+        text = locale.datetime_formats["medium"].format(parts[1], parts[0]).replace("'", "")
+    else:
+        text = parts[0] or parts[1]
+    return f"{text} {local.strftime('%Z')}" if time else text
+
+
+def _page_locale() -> Locale | None:
+    """The page's language when it is not English; None outside a request or in English."""
+    if not has_request_context():
+        return None
+    locale = get_locale()
+    return None if locale is None or locale.language == "en" else locale
 
 
 def moment(value: datetime | None, style: str = "minute") -> Markup:
@@ -73,7 +108,12 @@ def mail_date(value: str, fallback: datetime | None = None) -> Markup:
     except (TypeError, ValueError, IndexError):
         return moment(fallback) if fallback else escape(value)
     if written.tzinfo is None:
-        return escape(written.strftime("%d %b %Y, %H:%M"))
+        locale = _page_locale()
+        if locale is None:
+            return escape(written.strftime("%d %b %Y, %H:%M"))
+        return escape(locale.datetime_formats["medium"].format(
+            format_skeleton("Hm", written, locale=locale),
+            format_skeleton("yMMMd", written, locale=locale)).replace("'", ""))
     return moment(written)
 
 

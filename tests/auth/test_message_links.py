@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 from support import PASSWORD, csrf_token, mail, post_form, read_outbox, without_csrf_tokens
@@ -106,6 +106,42 @@ def test_an_activation_at_first_contact_links_to_the_message_too(acme, send):
     assert activation["context"]["portal_url"] == f"http://localhost{link_path(message)}"
 
 
+def test_an_activation_link_leads_to_the_message_once_the_password_is_chosen(app, acme, send):
+    """First contact by activation: choose a password, sign in, the message (three screens)."""
+    acme.first_contact = "activation_link"
+    db.session.commit()
+    message = send()
+    items = db.session.query(OutboundItem).filter_by(kind="notification").all()
+    activation = next(i.notice for i in items if i.notice["kind"] == "activation")
+    url = urlsplit(activation["context"]["activation_url"])
+    assert parse_qs(url.query)["next"] == [link_path(message)]
+    client = app.test_client()
+    page = client.get(f"{url.path}?{url.query}").get_data(as_text=True)
+    assert f'action="{url.path}?next=' in page
+    chosen = post_form(client, f"{url.path}?{url.query}",
+                       {"new": NEW, "confirm": NEW})
+    assert chosen.headers["Location"] == link_path(message)
+    path, after = sign_in_page_of(client.get(link_path(message)))
+    signed_in = post_form(client, f"{path}?next={after}", {"email": PAT, "password": NEW})
+    assert signed_in.headers["Location"] == after
+    assert "Contract draft" in client.get(after).get_data(as_text=True)
+
+
+@pytest.mark.parametrize("hostile", [
+    "//evil.example/", "https://evil.example/", "/\\evil.example", "javascript:alert(1)",
+    "/%09/evil.example", "/\r\nLocation: //evil.example"])
+def test_a_reset_link_with_a_hostile_next_goes_to_the_sign_in_page(app, acme, make_user,
+                                                                     hostile):
+    token = accounts.start_reset(make_user(acme, PAT), purpose="reset",
+                                 lifetime=timedelta(hours=1))
+    db.session.commit()
+    address = f"/password/reset/{token}?next={quote(hostile, safe='')}"
+    chosen = post_form(app.test_client(), address, {"new": NEW, "confirm": NEW})
+    location = chosen.headers["Location"]  # the sign-in page, or a harmless path here
+    assert location.startswith("/") and not location.startswith("//")
+    assert not urlsplit(location).netloc and not set("\\\t\r\n") & set(location)
+
+
 def test_notifications_about_no_message_keep_the_sign_in_page(acme, make_user):
     user = make_user(acme, PAT)
     for item in (notices.password(user, reset=True),
@@ -147,7 +183,10 @@ def test_a_missing_message_s_link_answers_as_an_existing_one_does(app, client, s
 
 
 def page_text(response) -> str:
-    return without_csrf_tokens(response.get_data(as_text=True))
+    """The page without its CSRF tokens and the language chooser's way back (the address
+    asked for, which the asker knows already)."""
+    return re.sub(r'name="next" value="[^"]*"', 'name="next"',
+                  without_csrf_tokens(response.get_data(as_text=True)))
 
 
 def test_someone_else_s_message_is_as_missing_as_a_missing_one(app, auth, client, send,

@@ -87,3 +87,9 @@ CUT_OFF = """() => [...document.body.querySelectorAll("*")].filter((el) => {
 def cut_off(page: Page) -> list[str]:
     """The boxes on the page that hide part of what they hold, sideways."""
     return page.evaluate(CUT_OFF)
+
+
+def rich_editor(page: Page, name: str):
+    """The rich text editor named ``name`` (compose, reply), once its script has replaced
+    the textarea: waiting for it, not the textarea the page starts with."""
+    return page.locator("[data-rich-area]").and_(page.get_by_role("textbox", name=name))

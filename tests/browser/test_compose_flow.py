@@ -12,7 +12,7 @@ import re
 from urllib.parse import parse_qs, quote
 
 import pytest
-from flows import sign_in_at
+from flows import rich_editor, sign_in_at
 from playwright.sync_api import BrowserContext, Page, expect
 
 from app.domain.composing import MAX_BODY
@@ -39,6 +39,12 @@ VIEWPORT = {"width": 1280, "height": 800}
 def open_compose(page: Page) -> None:
     page.get_by_role("navigation", name="Sections").get_by_role("link", name="New message").click()
     expect(page.get_by_role("heading", name="New message")).to_be_visible()
+
+
+def message_text(page: Page):
+    """The text of the message as the form posts it: the editor keeps the (hidden)
+    textarea up to date with its own text."""
+    return page.locator("#compose-form textarea[name=body]")
 
 
 def delivery(page: Page, address: str):
@@ -108,7 +114,7 @@ def test_compose_track_reply_and_withdraw(
     page.get_by_label("Attach files").set_input_files(files=[ATTACHMENT])
     # The autosave fires 1.5 s after the last input: after the message text.
     with page.expect_response(lambda r: r.url == f"{live_server}/compose/draft") as saved:
-        page.get_by_label("Message", exact=True).fill(BODY)
+        rich_editor(page, "Message").fill(BODY)
     assert saved.value.status == 200
     expect(page.locator("#draft-state")).to_contain_text(
         re.compile(r"Draft saved at \d\d:\d\d:\d\d UTC")
@@ -164,7 +170,7 @@ def test_compose_track_reply_and_withdraw(
         pat.get_by_role("link", name="Reply", exact=True).click()
         expect(pat.get_by_role("heading", name=f"Reply: {SUBJECT}")).to_be_visible()
         expect(pat.get_by_role("checkbox", name=ALICE)).to_be_checked()
-        pat.get_by_label("Your reply").fill(REPLY)
+        rich_editor(pat, "Your reply").fill(REPLY)
         pat.get_by_role("button", name="Send reply").click()
         expect(pat.get_by_role("status")).to_have_text("Your reply has been sent.")
 
@@ -212,18 +218,18 @@ def test_autosave_keeps_the_form(live_server, page, acme, screenshot):
     open_compose(page)
     page.get_by_label("To", exact=True).fill(PAT)
     page.get_by_label("Subject", exact=True).fill(SUBJECT)
-    page.get_by_label("Message", exact=True).fill(BODY)
+    rich_editor(page, "Message").fill(BODY)
     expect(page.locator("#draft-state")).to_contain_text("Draft saved at")
     screenshot(page, "after-autosave")
     expect(page.get_by_label("To", exact=True)).to_have_value(PAT, timeout=2_000)
-    expect(page.get_by_label("Message", exact=True)).to_have_value(BODY, timeout=2_000)
+    expect(message_text(page)).to_have_value(BODY, timeout=2_000)
     expect(page.get_by_role("button", name="Send", exact=True)).to_be_visible(timeout=2_000)
 
 
 def autosave(page: Page, base_url: str, label: str, text: str) -> int:
-    """Type ``text`` into the field ``label`` and wait for the autosave's answer."""
+    """Type ``text`` into the editor ``label`` and wait for the autosave's answer."""
     with page.expect_response(f"{base_url}/compose/draft") as saved:
-        page.get_by_label(label, exact=True).fill(text)
+        rich_editor(page, label).fill(text)
     return saved.value.status
 
 
@@ -264,8 +270,8 @@ def test_what_is_typed_while_a_save_is_on_its_way_is_saved_into_the_same_draft(
     page.route(draft_url, hold_the_first)
     page.get_by_label("To", exact=True).fill(PAT)
     with page.expect_request(draft_url):
-        page.get_by_label("Message", exact=True).fill("Hello")
-    page.get_by_label("Message", exact=True).fill("Second thoughts")
+        rich_editor(page, "Message").fill("Hello")
+    rich_editor(page, "Message").fill("Second thoughts")
     page.wait_for_timeout(2_000)  # past the autosave's delay: this save waits its turn
     with page.expect_response(
         lambda r: r.url == draft_url
@@ -303,7 +309,7 @@ def test_text_over_the_limit_is_refused_in_the_composer_and_the_draft_kept(
     page.get_by_role("button", name="Send", exact=True).click()
     expect(page.locator("#body-error")).to_have_text(
         "Message is too long: 500,001 characters, the most is 500,000.")
-    expect(page.get_by_label("Message", exact=True)).to_have_value("x" * (MAX_BODY + 1))
+    expect(message_text(page)).to_have_value("x" * (MAX_BODY + 1))
     screenshot(page, "send-refused")
 
     # Shortened, it saves again, into the same draft.
@@ -336,7 +342,7 @@ def test_autosave_of_a_draft_deleted_elsewhere_says_so(
     assert autosave(page, live_server, "Message", "Hello Pat") == 404
     expect(page.locator("#request-error")).to_have_text(
         "Not found: it is no longer there, or it is not yours to see.")
-    expect(page.get_by_label("Message", exact=True)).to_have_value("Hello Pat")
+    expect(message_text(page)).to_have_value("Hello Pat")
     screenshot(page, "draft-gone")
 
 
@@ -407,7 +413,7 @@ def test_without_the_permission_there_is_no_ccm_mode(
     expect(page.get_by_role("heading", name="Secure messages")).to_be_visible()
     open_compose(page)
     expect(page.get_by_label("To", exact=True)).to_be_visible()
-    expect(page.get_by_label("Message", exact=True)).to_be_visible()
+    expect(rich_editor(page, "Message")).to_be_visible()
     expect(page.get_by_label("CCM mode")).to_have_count(0)
     expect(page.get_by_text("CCM mode")).to_have_count(0)
     screenshot(page, "compose")

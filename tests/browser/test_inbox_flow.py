@@ -10,7 +10,7 @@ from datetime import timedelta
 
 import pytest
 from axe import check_accessibility, summary
-from flows import sign_in_at
+from flows import rich_editor, sign_in_at
 from playwright.sync_api import Page, expect
 
 from app import clock
@@ -114,10 +114,12 @@ def test_reply_with_the_quote_and_see_the_conversation(
     page.get_by_role("link", name=re.compile("Settlement offer")).click()
     expect(page.get_by_role("heading", name="Settlement offer")).to_be_visible()
     page.get_by_role("link", name="Reply", exact=True).click()
-    body = page.get_by_label("Your reply")
-    expect(body).to_have_value(re.compile(
-        r"^\n\nOn .*Alice Example <alice@acme.test> wrote:\n> Dear Pat,\n>\n"
-        r"> Our offer stands at 40\.\n>\n> Alice\n$"))
+    body = rich_editor(page, "Your reply")
+    expect(body.locator("blockquote")).to_contain_text("Our offer stands at 40.")
+    # the editor's text, which the hidden textarea holds, quotes as the text part will
+    expect(page.locator("textarea[name=body]")).to_have_value(re.compile(
+        r"^On .*Alice Example <alice@acme.test> wrote:\n> Dear Pat,\n>\n"
+        r"> Our offer stands at 40\.\n>\n> Alice$"))
     look(page, screenshot, "reply-form")
     body.press("Control+Home")
     body.type("We accept 40.")

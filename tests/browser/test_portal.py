@@ -17,7 +17,7 @@ from types import SimpleNamespace
 
 import pytest
 from axe import check_accessibility, summary
-from flows import expect_inbox, sign_in
+from flows import expect_inbox, rich_editor, sign_in
 from playwright.sync_api import Page, expect
 from sqlalchemy import select
 from support import mail
@@ -315,7 +315,7 @@ def test_reply_all_with_an_attachment(live_server, page, delivered, outbox):
     expect(recipients).not_to_contain_text(PAT)
     expect(page.get_by_label("CCM mode")).to_have_count(0)  # external users have no choice
 
-    page.get_by_label("Your reply").fill("Thank you, Alice. My comments are attached.")
+    rich_editor(page, "Your reply").fill("Thank you, Alice. My comments are attached.")
     page.get_by_label("Attach files").set_input_files(
         files=[{"name": "comments.txt", "mimeType": "text/plain",
                 "buffer": b"Page 3: the figures for Q1 look right.\n"}])
@@ -434,9 +434,9 @@ def test_accessibility(live_server, page, delivered, outbox, console_errors, sch
     page.get_by_role("link", name="Reply all").click()
     expect(page.get_by_role("group", name="Send to")).to_be_visible()
     assert_accessible(page, "the reply page")
-    page.get_by_label("Your reply").fill("")  # it starts with the quoted original
+    rich_editor(page, "Your reply").fill("")  # it starts with the quoted original
     page.get_by_role("button", name="Send reply").click()  # with no text: refused
-    expect(page.get_by_label("Your reply")).to_have_attribute("aria-invalid", "true")
+    expect(rich_editor(page, "Your reply")).to_have_attribute("aria-invalid", "true")
     assert_accessible(page, "the reply page with an error")
 
     # The message body's frame runs no script, so axe reads that document on its own.

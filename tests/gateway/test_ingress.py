@@ -230,6 +230,77 @@ def test_in_a_group_commit_a_message_failing_midway_does_not_take_the_others_wit
                   db.session.query(OutboundItem)) == sorted(m.subject for m in stored())
 
 
+def test_a_group_commit_writes_the_rows_the_orm_writes(app, gateway, monkeypatch):
+    """The group commit inserts its rows by Core (app/smtp/inserts.py), not by the ORM's
+    flush: the same messages give the same rows, column for column, either way (first
+    contact, a known account, a CCM route and an ordinary one, several recipients)."""
+    from app import clock
+    from app.models import DeliveryEvent, Recipient, User
+    from app.smtp import inserts
+    from app.smtp.group_commit import GroupCommit, Job
+
+    real_insert = inserts._insert
+    gateway.policy(name="Law firm", kind="route", to_pattern="*@lawfirm.test")
+    messages = [(mail(subject=f"Message {n}").replace("\n", "\r\n").encode(), rcpts)
+                for n, rcpts in enumerate([["counsel@lawfirm.test"],  # first contact
+                                           ["counsel@lawfirm.test", "pat@partner.test"],
+                                           ["pat@partner.test", "bob@acme.test"]])]
+    moment = clock.utcnow()
+    monkeypatch.setattr(clock, "utcnow", lambda: moment)
+
+    def rows() -> list:
+        db.session.expire_all()
+        dropped = {"id", "public_id", "message_id", "recipient_id", "raw", "user_id",
+                   "created_at", "next_attempt_at"}  # the column's default: now, each time
+
+        def columns(obj) -> dict:
+            return {c.key: getattr(obj, c.key) for c in obj.__table__.columns
+                    if c.key not in dropped}
+        def linked(notice: dict | None, recipient) -> dict | None:
+            """The notice, its message link checked and set aside: public ids are random."""
+            if not notice or "portal_url" not in notice.get("context", {}):
+                return notice
+            url = notice["context"]["portal_url"]
+            assert url.endswith(f"/messages/{recipient.message.public_id}")
+            return {**notice, "context": {**notice["context"], "portal_url": "(its message)"}}
+
+        found = []
+        for message in stored():
+            _, _, rest = message.raw.partition(b"\r\n\t")  # the queue id differs
+            found.append((columns(message), rest.partition(b"\r\n")[2], [
+                (columns(recipient), recipient.user.email if recipient.user else None,
+                 [(event.kind, event.text.split(", queue id")[0]) for event in
+                  db.session.query(DeliveryEvent).filter_by(recipient_id=recipient.id)
+                  .order_by(DeliveryEvent.id)],
+                 [{**columns(item), "notice": linked(item.notice, recipient), "raw": item.raw}
+                  for item in
+                  db.session.query(OutboundItem).filter_by(recipient_id=recipient.id)
+                  .order_by(OutboundItem.id)])
+                for recipient in message.recipients]))
+        return found
+
+    for raw, rcpts in messages:  # the ORM's flush, as ccm send and the composer store
+        gateway.send(raw, rcpts, client_address="127.0.0.1", tls=False)
+    by_orm = rows()
+    for model in (OutboundItem, DeliveryEvent, Recipient, Message):
+        db.session.query(model).delete()
+    db.session.query(User).filter_by(email="counsel@lawfirm.test").delete()
+    db.session.commit()
+
+    by_core = []
+    monkeypatch.setattr(inserts, "_insert", lambda connection, mapper, *args: (
+        by_core.append(mapper.class_.__name__), real_insert(connection, mapper, *args)))
+    store = GroupCommit(app)
+    jobs = [Job((raw, "alice@acme.test", rcpts, {"client_address": "127.0.0.1", "tls": False}))
+            for raw, rcpts in messages]
+    assert store._store(jobs[:1]) == [None]  # first contact: the ORM flushes this group
+    assert by_core == []
+    assert store._store(jobs[1:]) == [None, None]  # this one goes by Core
+    assert by_core == ["Message", "Recipient", "DeliveryEvent", "OutboundItem"]
+    by_group = rows()
+    assert len(by_group) == 3 and by_group == by_orm
+
+
 def test_a_client_that_hung_up_before_its_message_was_stored_leaves_the_others_answered(
         app, gateway):
     from app.smtp.group_commit import GroupCommit, Job

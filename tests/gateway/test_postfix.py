@@ -236,7 +236,10 @@ def test_a_message_in_utf_8_refused_by_the_remote_comes_back_as_an_rfc_6533_repo
 
 
 def test_one_session_carries_a_messages_recipients_and_the_next_message(
-        gateway, organisation, partner):
+        app, gateway, organisation, partner):
+    # one delivery at a time to the domain, so the second message must reuse the session
+    # (with more, Postfix's own way, the two would go side by side in two sessions)
+    app.config.update(DESTINATION_CONCURRENCY=1)
     for subject in ("First", "Second"):
         submit(organisation, "alice@acme.test",
                ["pat@partner.test", "sam@partner.test", "kim@partner.test"],

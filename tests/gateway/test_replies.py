@@ -129,7 +129,7 @@ def test_attachments_travel_with_the_reply(gateway, client, original, signed_in)
     gateway.run_queue()
     delivery = gateway.relay.messages[-1].message
     (attached,) = list(delivery.iter_attachments())
-    assert attached.get_filename() == "signed_contract.pdf"
+    assert attached.get_filename() == "signed contract.pdf"  # the name as given
     assert attached.get_content() == b"signed copy"
 
 

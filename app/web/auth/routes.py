@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from flask import Response, abort, current_app, flash, request, session, url_for
+from flask_babel import gettext as _
 from flask_login import current_user, login_required, login_user, logout_user
 from sqlalchemy import select
 from wtforms.fields.choices import SelectChoice
@@ -22,12 +23,27 @@ from app.web.auth.forms import (
     NewPasswordForm,
     SignInForm,
 )
+from app.web.languages import N_
 from app.web.rendering import page, redirect_to, safe_next
 
-#: One message for every refusal, so answers never tell whether an account exists.
-SIGN_IN_REFUSED = (
+#: One message for every refusal, so answers never tell whether an account exists
+#: (in English here; each answer translates it).
+SIGN_IN_REFUSED = N_(
     "That email address and password do not match an account, or the account is "
     "locked for a few minutes after too many attempts. Try again, or reset your password."
+)
+#: Why a new password is refused (app/domain/accounts.py and passwords.py say it in
+#: English), marked here to be translated where it is shown; tests/test_i18n.py checks
+#: that every refusal the domain can give is among them.
+PASSWORD_REFUSALS = (
+    N_("Your current password is not right."),
+    N_("Choose a password different from the current one."),
+    N_("Enter the password you were given."),
+    N_("Choose a password different from the one you were given."),
+    N_("Use at least 12 characters."),
+    N_("Use at most 128 characters."),
+    N_("Do not use your email address as your password."),
+    N_("This password is too common; choose a less predictable one."),
 )
 #: The organisation this browser last signed in to: its name and logo greet the next visit.
 LAST_TENANT_COOKIE = "ccm_last_tenant"
@@ -37,10 +53,10 @@ CHOICE_SECONDS = 300
 # Endpoints a user who must change their password may still reach (a message's link
 # only leads on, to a page that is then held back with the change leading to it).
 _OPEN_WHILE_CHANGE_PENDING = {"auth.change_password", "auth.sign_out", "auth.message_link",
-                              "static"}
+                              "static", "language.choose"}
 # ...and one who must set up a second factor.
 _OPEN_WHILE_ENROLMENT_PENDING = {"auth.enrol", "auth.sign_out", "auth.message_link",
-                                 "static"}
+                                 "static", "language.choose"}
 # Where a sign-in leads when no other page was asked for.
 _LANDINGS = {"auth.home", "inbox.index"}
 
@@ -188,7 +204,7 @@ def sign_in(slug: str | None = None):
                 "next": safe_next(request.args.get("next")),
             }
             return redirect_to(url_for("auth.choose_account"))
-        form.form_errors.append(SIGN_IN_REFUSED)
+        form.form_errors.append(_(SIGN_IN_REFUSED))
     return page("auth/sign_in.html", "auth/_sign_in_form.html", form=form, tenant=tenant)
 
 
@@ -237,10 +253,10 @@ def code():
             return _sign_in_as(user, pending.get("next"), factor_checked=True)
         accounts.record_failure(user)
         access_log.record("sign_in_failed", tenant=user.tenant, user=user,
-                          detail="second factor refused")
+                          detail=N_("second factor refused"))
         db.session.commit()
-        form.form_errors.append("That code did not work. Codes change every 30 seconds and "
-                                "work once; try the next one, or a recovery code.")
+        form.form_errors.append(_("That code did not work. Codes change every 30 seconds and "
+                                  "work once; try the next one, or a recovery code."))
     return page("auth/code.html", "auth/_code_form.html", form=form, tenant=user.tenant)
 
 
@@ -265,8 +281,8 @@ def enrol():
             db.session.commit()
             return page("auth/recovery_codes.html", "auth/_recovery_codes.html", codes=codes,
                         next_url=next_url)
-        form.code.errors = [*form.code.errors, "That code does not match. Check the time on "
-                            "your phone and enter the code now shown."]
+        form.code.errors = [*form.code.errors, _("That code does not match. Check the time on "
+                            "your phone and enter the code now shown.")]
     return page("auth/enrol.html", "auth/_enrol.html", form=form, secret=secret,
                 qr=second_factor.enrolment_qr(user, secret),
                 required=second_factor.policy_for(user) == "required", next_url=next_url)
@@ -280,7 +296,7 @@ def second_factor_off():
     if second_factor.policy_for(user) != "required":  # CSRFProtect checked the token
         second_factor.reset(user)
         db.session.commit()
-        flash("The second factor is off.", "info")
+        flash(_("The second factor is off."), "info")
     return redirect_to(url_for("auth.enrol"))
 
 
@@ -302,7 +318,7 @@ def sign_out():
         db.session.commit()
         logout_user()
     session.clear()
-    flash("You have signed out.", "info")
+    flash(_("You have signed out."), "info")
     return redirect_to(url_for("auth.sign_in", slug=slug))
 
 
@@ -330,12 +346,13 @@ def change_password():
                 accounts.change_password(user, form.current.data, form.new.data)
         except accounts.PasswordRejected as rejected:
             db.session.rollback()
-            form.new.errors = [*form.new.errors, *rejected.problems]
+            form.new.errors = [*form.new.errors, *map(_, rejected.problems)]
         else:
             # Every session of this user ended with the change; this browser gets a new one
             # (which clears the old session, so the notice comes after).
             response = _sign_in_as(user, next_url, factor_checked=True)
-            flash("Your password has been changed. Other devices have been signed out.", "success")
+            flash(_("Your password has been changed. Other devices have been signed out."),
+                  "success")
             return response
     return page("auth/change_password.html", "auth/_change_password_form.html",
                 form=form, forced=forced, next_url=next_url, email=user.email)
@@ -368,6 +385,7 @@ def forgot_password(slug: str | None = None):
 def reset_password(token: str):
     """Choose a new password from a reset link. Opening the link (GET) uses nothing up."""
     reset = accounts.find_reset(token)
+    then = safe_next(request.args.get("next"))
     if reset is None:
         return page("auth/reset_invalid.html", "auth/_reset_invalid.html"), 404
     form = NewPasswordForm()
@@ -376,10 +394,12 @@ def reset_password(token: str):
             accounts.complete_reset(reset, form.new.data)
         except accounts.PasswordRejected as rejected:
             db.session.rollback()
-            form.new.errors = [*form.new.errors, *rejected.problems]
+            form.new.errors = [*form.new.errors, *map(_, rejected.problems)]
         else:
             slug = reset.user.tenant.slug
             db.session.commit()
-            flash("Your new password is set. Sign in with it.", "success")
-            return redirect_to(url_for("auth.sign_in", slug=slug))
-    return page("auth/reset.html", "auth/_reset_form.html", form=form, user=reset.user)
+            flash(_("Your new password is set. Sign in with it."), "success")
+            # an activation link's message (its own link leads through sign-in)
+            return redirect_to(then or url_for("auth.sign_in", slug=slug))
+    return page("auth/reset.html", "auth/_reset_form.html", form=form, user=reset.user,
+                action=url_for("auth.reset_password", token=token, next=then))

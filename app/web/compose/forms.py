@@ -17,6 +17,8 @@ class ComposeForm(Form):
     cc = StringField("Cc")
     subject = StringField("Subject")
     body = TextAreaField("Message")
+    # Never rendered: only the editor's script adds it (see rich_editor).
+    body_html = TextAreaField()
     attachments = MultipleFileField("Attach files")
     mode = SelectField("CCM mode", choices=[SelectChoice(m, MODE_LABELS[m]) for m in Mode],
                        default=Mode.OFF)

@@ -13,6 +13,7 @@ from app.models import Side
 from app.web import message_body, uploads
 from app.web.compose import bp
 from app.web.compose.forms import ComposeForm, RevokeForm
+from app.web.inbox.forms import rich_editor, sent_again
 from app.web.queries import sent_items
 from app.web.rendering import page, redirect_to
 
@@ -38,18 +39,20 @@ def compose():
     may_choose = current_user.may_use_portal_ccm
     if not may_choose:
         del form.mode
+    rich = ""
     if request.method == "GET" and (wanted := request.args.get("draft")):
         draft = composing.draft_for(current_user, wanted) or abort(404)
         form.draft.data, form.to.data, form.cc.data = draft.public_id, draft.to, draft.cc
-        form.subject.data, form.body.data = draft.subject, draft.body
+        form.subject.data, form.body.data, rich = draft.subject, draft.body, draft.body_html
         if may_choose:
             form.mode.data = draft.mode
+    rich_editor(form.body, rich or sent_again(form))
     if form.validate_on_submit():
         try:
             message = composing.send_new(
                 current_user, to=form.to.data, cc=form.cc.data or "",
                 subject=form.subject.data or "", body=form.body.data or "",
-                uploads=uploads.from_files(form.attachments.data),
+                body_html=form.body_html.data, uploads=uploads.from_files(form.attachments.data),
                 mode=form.mode.data if may_choose else None,
                 client_address=request.remote_addr)
         except composing.ComposeRefused as refused:
@@ -84,7 +87,8 @@ def save_draft():
     try:
         draft = composing.save_draft(
             current_user, public_id, to=form.get("to", ""), cc=form.get("cc", ""),
-            subject=form.get("subject", ""), body=form.get("body", ""), mode=form.get("mode"))
+            subject=form.get("subject", ""), body=form.get("body", ""), mode=form.get("mode"),
+            body_html=form.get("body_html"))
     except composing.DraftNotFound:
         abort(404)
     except composing.ComposeRefused as refused:

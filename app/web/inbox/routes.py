@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import abort, flash, request, url_for
+from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
 from app.domain import access_log, composing, conversations, mailbox, replies
@@ -11,7 +12,7 @@ from app.mail.sanitize import text_to_html
 from app.models import Side
 from app.web import message_body, uploads
 from app.web.inbox import bp
-from app.web.inbox.forms import ReplyForm
+from app.web.inbox.forms import ReplyForm, rich_editor, sent_again
 from app.web.rendering import page, redirect_to
 
 
@@ -128,7 +129,8 @@ def reply(public_id: str):
         try:
             replies.send(
                 copy, current_user, to=form.recipients.data[:1], cc=form.recipients.data[1:],
-                body=form.body.data, uploads=uploads.from_files(form.attachments.data),
+                body=form.body.data, body_html=form.body_html.data,
+                uploads=uploads.from_files(form.attachments.data),
                 mode=form.mode.data if "mode" in form else None,
                 client_address=request.remote_addr)
         except composing.ComposeRefused as refused:
@@ -138,8 +140,10 @@ def reply(public_id: str):
             access_log.record("replied", tenant=copy.message.tenant, user=current_user,
                               message=copy.message)
             db.session.commit()
-            flash("Your reply has been sent.", "success")
+            flash(_("Your reply has been sent."), "success")
             return redirect_to(url_for("inbox.message", public_id=public_id))
+    rich_editor(form.body, sent_again(form) if request.method == "POST"
+                else replies.draft_html(copy))
     return page("inbox/reply.html", "inbox/_reply_form.html", copy=copy, form=form,
                 reply_all=reply_all, internal=internal,
                 max_bytes=composing.attachment_limit())

@@ -1,0 +1,93 @@
+"""Writing a group commit's new rows with one Core INSERT a table (``executemany``).
+
+The domain code (``ingest.receive`` and what it calls) builds its rows as ORM objects,
+the one place their rules live. The unit of work would then spend more CPU on those
+objects than the rest of the DATA transaction, mostly on bookkeeping: which object
+depends on which, what changed, what to expire. A received message's rows are all new
+and only ever inserted, so ``insert_new`` writes them itself: each table's rows of the
+whole group in one INSERT, parents first, their new ids handed to the children's
+foreign keys. When rows already stored changed as well (first contact), it leaves the
+whole group to the ORM's own flush.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from sqlalchemy import insert, inspect
+from sqlalchemy.orm import Mapper, Session
+from sqlalchemy.orm.interfaces import MANYTOONE
+
+from app.extensions import db
+
+
+def insert_new(session: Session) -> None:
+    """Write every new object of ``session`` with one INSERT a table, and set the ids of
+    those that others point at (a message's, a recipient's); they leave the session
+    (nothing reads them after the commit but those ids).
+
+    When objects already in the database changed too (first contact: its account's
+    savepoint flushed the group's earlier rows, which then go on changing), the ORM
+    flushes the lot, as it would have: mixing the two would leave it collections that
+    point at objects it no longer has.
+    """
+    if session.dirty:
+        session.flush()
+        return
+    pending: dict[Mapper, list] = defaultdict(list)
+    new = list(session.new)
+    for obj in new:
+        pending[inspect(obj).mapper].append(obj)
+    for obj in new:
+        if obj in session:  # expunging a message takes its recipients with it
+            session.expunge(obj)
+    order = {table: position for position, table in enumerate(db.metadata.sorted_tables)}
+    connection = session.connection()
+    # the ids of rows that others point at come back (RETURNING); the others' need not
+    parents = {relationship.mapper for mapper in pending for relationship in mapper.relationships
+               if relationship.direction is MANYTOONE}
+    for mapper in sorted(pending, key=lambda mapper: order[mapper.local_table]):
+        _insert(connection, mapper, pending[mapper], mapper in parents)
+
+
+def _insert(connection, mapper: Mapper, objects: list, ids_wanted: bool) -> None:
+    table = mapper.local_table
+    for obj in objects:  # e.g. a recipient takes its message's received_at
+        mapper.dispatch.before_insert(mapper, connection, inspect(obj))
+    # rows with the same columns go in one statement: executemany needs one shape
+    shapes: dict[tuple, list] = defaultdict(list)
+    for obj in objects:
+        row = _row(mapper, obj)
+        shapes[tuple(row)].append((obj, row))
+    key = mapper.primary_key[0]
+    for rows in shapes.values():
+        if not ids_wanted:
+            connection.execute(insert(table), [row for _, row in rows])
+            continue
+        ids = connection.execute(
+            insert(table).returning(key, sort_by_parameter_order=True),
+            [row for _, row in rows]).scalars().all()
+        for (obj, _), new_id in zip(rows, ids, strict=True):
+            inspect(obj).dict[mapper.get_property_by_column(key).key] = new_id
+
+
+def _row(mapper: Mapper, obj) -> dict:
+    """The column values of ``obj`` as the ORM would insert them: what was set, foreign
+    keys from the objects its many-to-one relationships point at, and no key for a
+    None that a column default (or the primary key) should fill."""
+    values = inspect(obj).dict
+    row = {}
+    for column in mapper.local_table.columns:
+        attribute = mapper.get_property_by_column(column).key
+        if attribute in values:
+            row[column.key] = values[attribute]
+    for relationship in mapper.relationships:
+        if relationship.direction is not MANYTOONE or relationship.key not in values:
+            continue
+        target = values[relationship.key]
+        for local, remote in relationship.local_remote_pairs:
+            row[local.key] = None if target is None else getattr(
+                target, inspect(target).mapper.get_property_by_column(remote).key)
+    return {name: value for name, value in row.items() if value is not None or not (
+        mapper.local_table.c[name].primary_key or mapper.local_table.c[name].default is not None
+        or mapper.local_table.c[name].server_default is not None)}

@@ -1,0 +1,251 @@
+"""Every string of the covered pages is marked for translation, and every catalog has a
+real translation of every marked string.
+
+Covered so far: the recipient's way in (sign-in, passwords, second factor, activity, the
+inbox and its messages), the layout, error pages and shared form pieces. What is not yet
+covered is listed in :data:`REMAINDER`; covering a template means moving it from there to
+:data:`COVERED` and making these tests pass.
+"""
+
+import ast
+import re
+from gettext import GNUTranslations
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from babel.messages.extract import extract_from_dir
+from babel.messages.mofile import read_mo
+from babel.messages.pofile import read_po
+from jinja2 import Environment
+
+from app.web.languages import DEFAULT, LANGUAGES
+
+ROOT = Path(__file__).resolve().parents[1]
+TEMPLATES = ROOT / "app" / "templates"
+TRANSLATIONS = ROOT / "app" / "translations"
+#: the keywords the README's `pybabel extract` passes (besides Babel's own: _, gettext, N_...)
+KEYWORDS = ("_l", "lazy_gettext")
+
+COVERED_TEMPLATES = [
+    "base.html", "_flashes.html", "_form.html", "errors/error.html",
+    *sorted(str(p.relative_to(TEMPLATES)) for p in (TEMPLATES / "auth").glob("*.html")),
+    *sorted(str(p.relative_to(TEMPLATES)) for p in (TEMPLATES / "inbox").glob("*.html")
+            if p.name != "_reply_form.html"),
+]
+COVERED_PYTHON = [
+    "app/web/auth/forms.py", "app/web/auth/routes.py", "app/web/inbox/routes.py",
+    "app/web/errors.py", "app/web/languages.py",
+]
+COVERED = {f"app/templates/{name}" for name in COVERED_TEMPLATES} | set(COVERED_PYTHON)
+#: not yet marked: the next steps of issue 19
+REMAINDER = [
+    "admin/*", "compose/*", "email/* (notifications: issue 19, part 2)",
+    "inbox/_reply_form.html", "_accesses.html", "_deliveries.html", "_message_body.html",
+    "app/web/admin/*.py", "app/web/compose/*.py",
+]
+
+#: attributes a person reads or hears
+READ_ATTRIBUTES = {"alt", "title", "placeholder", "aria-label", "hx-confirm", "label"}
+#: a literal in a template expression that is words, not a name or a CSS class
+WORDS = re.compile(r"[A-Za-z]\s+[A-Za-z]|^[A-Z][a-z]|^\(")
+GETTEXT_CALLS = {"_", "gettext", "ngettext", "pgettext"}
+#: only lexes, never renders: escaping is not in play
+LEXER = Environment(extensions=["jinja2.ext.i18n"], autoescape=True)
+HOLE = "\x1a"  # where a template expression or tag stood
+#: blocks whose content is an attribute's value, not text
+ATTRIBUTE_BLOCKS = {"main_class"}
+
+
+def in_attribute_block(tokens: list, index: int) -> bool:
+    """Whether the ``endblock`` at ``index`` closes one of :data:`ATTRIBUTE_BLOCKS`."""
+    for back in range(index - 1, 1, -1):
+        if tokens[back][2] == "block" and tokens[back - 1][1] == "block_begin":
+            return tokens[back + 1][2] in ATTRIBUTE_BLOCKS
+    return False
+
+
+class _TextFinder(HTMLParser):
+    """Text nodes and read attributes of a template's skeleton that hold letters."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.found: list[str] = []
+        self._raw = 0
+
+    def handle_starttag(self, tag, attrs):
+        if tag in ("style", "script"):
+            self._raw += 1
+        for name, value in attrs:
+            if name in READ_ATTRIBUTES and _has_words(value or ""):
+                self.found.append(f'{name}="{value}"')
+
+    def handle_endtag(self, tag):
+        if tag in ("style", "script"):
+            self._raw -= 1
+
+    def handle_data(self, data):
+        if not self._raw and _has_words(data):
+            self.found.append(data.replace(HOLE, "").strip())
+
+
+def _has_words(text: str) -> bool:
+    return any(c.isalpha() for c in text.replace(HOLE, ""))
+
+
+def unmarked(source: str) -> list[str]:
+    """What a template shows that is not marked: text outside ``{% trans %}`` and
+    ``_()``, read attributes, and literals of words in expressions not inside ``_()``."""
+    skeleton, found, in_trans, last = [], [], 0, []
+    tokens = [token for token in LEXER.lex(source)
+              if token[1] not in ("whitespace", "comment_begin", "comment", "comment_end")]
+    for index, (_, kind, value) in enumerate(tokens):
+        if kind == "name" and value == "trans" and last and last[-1] == "block_begin":
+            in_trans += 1
+        elif kind == "name" and value == "endtrans" and last and last[-1] == "block_begin":
+            in_trans -= 1
+        if (kind == "name" and value in ATTRIBUTE_BLOCKS and len(last) > 1
+                and last[-2:] == ["block_begin", "name"]):
+            in_trans += 1  # a block that fills an attribute (a class), not text
+        elif kind == "name" and value == "endblock" and in_attribute_block(tokens, index):
+            in_trans -= 1
+        if kind == "data":
+            skeleton.append(HOLE if in_trans else value)
+        elif kind in ("variable_begin", "block_begin"):
+            skeleton.append(HOLE)
+        elif kind == "string" and WORDS.search(value[1:-1]) and not in_trans:
+            called = (index >= 2 and tokens[index - 1][2] == "("
+                      and tokens[index - 2][2] in GETTEXT_CALLS)
+            if not called:
+                found.append(value)
+        last.append(kind)
+    finder = _TextFinder()
+    finder.feed("".join(skeleton))
+    return found + finder.found
+
+
+@pytest.mark.parametrize("name", COVERED_TEMPLATES)
+def test_every_string_of_the_covered_templates_is_marked(name):
+    assert unmarked((TEMPLATES / name).read_text()) == []
+
+
+def test_the_unmarked_string_finder_finds_them():
+    assert unmarked('<p>Hello {{ _("there") }}</p>') == ["Hello"]
+    assert unmarked('<img alt="A cat">{{ "Signed in" if x }}') == ['"Signed in"', 'alt="A cat"']
+    assert unmarked('<p>{% trans n=1 %}{{ n }} cat{% endtrans %} · {{ _("Dog") }}</p>') == []
+    assert unmarked('<a class="button" href="{{ url_for(\'inbox.index\') }}">→</a>') == []
+
+
+def _literal_of_call(node: ast.Call) -> ast.Constant | None:
+    first = node.args[0] if node.args else None
+    return first if isinstance(first, ast.Constant) and isinstance(first.value, str) else None
+
+
+@pytest.mark.parametrize("path", COVERED_PYTHON)
+def test_the_covered_python_shows_only_marked_strings(path):
+    """Flashes, form labels and validator messages are never bare literals."""
+    tree = ast.parse((ROOT / path).read_text())
+    bare = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        name = getattr(node.func, "id", getattr(node.func, "attr", ""))
+        if (name == "flash" or name.endswith("Field")) and _literal_of_call(node):
+            bare.append(f"{path}:{node.lineno} {name}({_literal_of_call(node).value!r})")
+        for keyword in node.keywords:
+            if keyword.arg in ("message", "title", "detail") and isinstance(
+                    keyword.value, ast.Constant) and isinstance(keyword.value.value, str):
+                bare.append(f"{path}:{node.lineno} {keyword.arg}={keyword.value.value!r}")
+    assert bare == []
+
+
+def _marked() -> dict:
+    """Every message marked in the covered files: msgid → where."""
+    method_map = [(line.split(":", 1)[1].strip().rstrip("]"), line[1:].split(":", 1)[0])
+                  for line in (ROOT / "babel.cfg").read_text().splitlines()
+                  if line.startswith("[")]
+    messages = {}
+    for filename, _, message, _, _ in extract_from_dir(
+            str(ROOT), method_map=method_map, keywords={
+                **dict.fromkeys(KEYWORDS, None),
+                **__import__("babel.messages.extract", fromlist=["x"]).DEFAULT_KEYWORDS}):
+        if filename in COVERED:
+            messages[message] = filename
+    return messages
+
+
+@pytest.fixture(scope="module")
+def marked():
+    messages = _marked()
+    assert len(messages) > 100  # the extraction itself works
+    return messages
+
+
+def _catalog(language: str):
+    with open(TRANSLATIONS / language / "LC_MESSAGES" / "messages.po", "rb") as file:
+        return read_po(file, locale=language)
+
+
+TRANSLATED = [code for code in LANGUAGES if code != DEFAULT]
+PLACEHOLDER = re.compile(r"%\(\w+\)s")
+
+
+@pytest.mark.parametrize("language", TRANSLATED)
+def test_each_catalog_translates_every_marked_string(marked, language):
+    catalog = _catalog(language)
+    problems = []
+    for message_id, where in marked.items():
+        entry = catalog.get(message_id)
+        if entry is None:
+            problems.append(f"missing: {message_id!r} ({where})")
+            continue
+        strings = entry.string if isinstance(entry.string, tuple) else (entry.string,)
+        if entry.fuzzy or not all(strings):
+            problems.append(f"fuzzy or empty: {message_id!r}")
+        wanted = set(PLACEHOLDER.findall("".join(
+            message_id if isinstance(message_id, tuple) else (message_id,))))
+        for string in strings:
+            # Arabic's zero, one and two may say the number in words
+            if set(PLACEHOLDER.findall(string)) - wanted or (
+                    wanted and not PLACEHOLDER.findall(string) and len(strings) == 1):
+                problems.append(f"placeholders differ: {message_id!r} → {string!r}")
+    assert not catalog.fuzzy, f"{language}: the catalog's header is fuzzy"
+    assert problems == []
+
+
+@pytest.mark.parametrize("language", TRANSLATED)
+def test_each_compiled_catalog_is_its_source(language):
+    """The .mo files are committed (so `pip install` needs no build step); this fails
+    when a .po changed and `pybabel compile -d app/translations` was not run."""
+    folder = TRANSLATIONS / language / "LC_MESSAGES"
+    with open(folder / "messages.mo", "rb") as file:
+        compiled = {_key(m.id): _key(m.string) for m in read_mo(file) if m.id}
+    source = {_key(m.id): _key(m.string) for m in _catalog(language) if m.id}
+    assert compiled == source
+    with open(folder / "messages.mo", "rb") as file:
+        GNUTranslations(file)  # gettext itself reads it
+
+
+def _key(value):
+    return tuple(value) if isinstance(value, list | tuple) else value
+
+
+def test_every_language_has_a_catalog_and_nothing_else_does():
+    folders = {p.name for p in TRANSLATIONS.iterdir() if p.is_dir()}
+    assert folders == set(TRANSLATED)
+
+
+def test_every_password_refusal_the_domain_gives_is_marked():
+    """The domain words its refusals in English; the views translate them from
+    PASSWORD_REFUSALS, which must hold every one the rules can give."""
+    from app.domain import passwords
+    from app.web.auth.routes import PASSWORD_REFUSALS
+
+    given = {problem for password in ("short", "x" * 200, "pat", "password123456",
+                                      "correct horse battery staple")
+             for problem in passwords.problems(password, email="pat@partner.test")}
+    assert len(given) == 4
+    source = (ROOT / "app" / "domain" / "accounts.py").read_text()
+    given |= set(re.findall(r'PasswordRejected\(\["([^"]+)"\]\)', source))
+    assert len(given) == 8
+    assert given <= set(PASSWORD_REFUSALS)
