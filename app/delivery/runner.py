@@ -50,7 +50,7 @@ from functools import partial
 from flask import Flask, current_app
 from sqlalchemy.exc import OperationalError
 
-from app import clock, metrics
+from app import clock, database, metrics
 from app.delivery import dsn, leases, mail_templates, transport
 from app.delivery.destinations import RemoteAnswer
 from app.delivery.queue import signed
@@ -120,13 +120,20 @@ class _Run:
 
     def __init__(self, limit: int | None, poll: float, threads: int = 1,
                  per_destination: int = 1):
-        self.limit, self.poll, self.per_destination = limit, poll, per_destination
+        self.limit, self.poll, self.threads = limit, poll, threads
+        #: deliveries to one domain at once: never every thread, so that one slow domain
+        #: always leaves one for the others
+        self.per_destination = per_destination if threads == 1 \
+            else min(per_destination, threads - 1)
         #: deliveries at once beyond which a thread has no use for more work than it
         #: takes (exact for one destination, near enough for several)
-        self.slots = min(threads, per_destination)
+        self.slots = min(threads, self.per_destination)
         self.taken = 0
         #: deliveries under way, by recipient domain
         self.in_flight: Counter[str] = Counter()
+        #: the domains leased to in this round: each domain with mail due gets its turn
+        #: before any gets a second one (round-robin, as Postfix's queue manager)
+        self.served: set[str] = set()
         #: the addresses of the generated mail under way: none is overtaken by a later one
         self.recipients: Counter[str] = Counter()
         self.changed = threading.Condition()
@@ -139,19 +146,17 @@ class _Run:
             with self.changed:
                 if stopping.is_set() or (self.limit is not None and self.taken >= self.limit):
                     return
-                full = {domain for domain, count in self.in_flight.items()
-                        if count >= self.per_destination}
-                room = self._room()
-                lease = leases.take(full, set(self.recipients), items=room)
+                full = self._full()
+                later = (set(self.in_flight) | self.served) - full
+                lease = leases.take(full, set(self.recipients), items=self._room(),
+                                    later=later)
                 if lease is None:
                     if not self.in_flight:
                         return  # nothing due, nothing in flight
                     # Watch for mail that falls due while another thread is sending.
                     self.changed.wait(self.poll)
                     continue
-                self.taken += len(lease.item_ids)
-                self.in_flight[lease.destination] += 1
-                self.recipients.update(lease.recipients)
+                self._took(lease, later)
             try:
                 self._send(lease)
             finally:
@@ -159,6 +164,22 @@ class _Run:
                     self.in_flight -= Counter({lease.destination: 1})
                     self.recipients -= Counter(lease.recipients)
                     self.changed.notify_all()
+
+    def _full(self) -> set[str]:
+        """The domains this thread may not take for: those at their limit, and, when it
+        is the last thread free, every domain with a delivery under way (the last thread
+        is kept for a domain that has none, however many domains are busy)."""
+        last_free = sum(self.in_flight.values()) + 1 >= self.threads
+        return {domain for domain, count in self.in_flight.items()
+                if count >= self.per_destination or (count and last_free)}
+
+    def _took(self, lease: leases.Lease, later: set[str]) -> None:
+        self.taken += len(lease.item_ids)
+        self.in_flight[lease.destination] += 1
+        self.recipients.update(lease.recipients)
+        if lease.destination in later or len(self.served) >= ROUND_DOMAINS:
+            self.served = set()  # every domain with mail due had its turn: the next round
+        self.served.add(lease.destination)
 
     def _room(self) -> int:
         """How many items to take: several when this take fills the last free slot (a
@@ -180,6 +201,9 @@ class _Run:
             _deliver(item_ids, lease.token, self.sessions)
 
 
+#: domains a round remembers at most: past that a new round starts (each remembered
+#: domain is one more condition in the take's query)
+ROUND_DOMAINS = 64
 #: items one thread leases at once, sent as one or more messages one after the other:
 #: one commit takes them all (more would leave other threads idle on a short queue)
 ITEMS_PER_LEASE = 8
@@ -370,14 +394,18 @@ def _finish(item: OutboundItem, state: str, event: str | None) -> None:
 
 def _log(item: OutboundItem, status: str, detail: str) -> None:
     """One line an attempt's outcome, as Postfix's maillog has it, with the message's id;
-    and its count in the metrics (delivery latency, notifications sent)."""
+    and its count in the metrics (delivery latency, notifications sent). Both once the
+    transaction recording the outcome commits, never before: a group commit that fails
+    is written again one outcome at a time, and an outcome not recorded was not sent."""
     metrics.delivery_outcome(item.kind, item.route, status,
                              (clock.utcnow() - item.created_at).total_seconds())
     message = item.recipient.message if item.recipient is not None else None
     message_id = message.public_id if message is not None else None
-    log.info("message %s item %s (%s) to=<%s> tries=%s status=%s (%s)", message_id or "-",
-             item.id, item.kind, item.rcpt_to, item.attempts, status, detail,
-             extra={"message_id": message_id, "item_id": item.id})
+    values = (message_id or "-", item.id, item.kind, item.rcpt_to, item.attempts, status,
+              detail)  # read now: the item is expired once committed
+    extra = {"message_id": message_id, "item_id": item.id}
+    database.when_committed(lambda: log.info(
+        "message %s item %s (%s) to=<%s> tries=%s status=%s (%s)", *values, extra=extra))
 
 
 def _defer(item: OutboundItem, reply: str) -> None:
