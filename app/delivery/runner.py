@@ -3,17 +3,25 @@
 ``run_due`` (the worker's job) delivers due items on ``CCM_DELIVERY_THREADS`` threads at
 once, each with its own application context and database session, at most
 ``CCM_DESTINATION_CONCURRENCY`` of them to one recipient domain (Postfix's
-default_destination_concurrency_limit). A thread leases a message's due items for one
-recipient domain (up to :data:`leases.RCPTS_PER_TRANSACTION`, those with the same route
-and TLS requirement) under a token drawn for that take, and, when the other threads
-are busy, the next messages due for that domain too, up to :data:`ITEMS_PER_LEASE`
-items in one commit. It sends them one message after the other, each in one SMTP
-transaction with a RCPT an item, and records what happened to each message's items
-as soon as the server answered: delivered, deferred with growing back-off, bounced
-with a delivery status notification to the sender, or sent by CCM after a TLS
-failure. The outcomes the threads record at the same moment share one commit
-(:func:`leases.record_each`). The run's threads share the SMTP sessions the transport
-keeps open, so the next message to the same server goes over the same session.
+default_destination_concurrency_limit), never all of them: a domain with deliveries
+under way does not take the last free thread, so one is always left for a domain that
+has none. The next lease goes to the domains in turn (round-robin, as Postfix's queue
+manager): the oldest due item among the domains neither busy nor served already this
+round, and only when there is none, the oldest among the rest; a backlog for one
+domain does not make another's mail wait behind it. A thread leases a message's due
+items for one recipient domain (up to :data:`leases.RCPTS_PER_TRANSACTION`, those with
+the same route and TLS requirement) under a token drawn for that take, and, when the
+other threads are busy, the next messages due for that domain too, up to
+:data:`ITEMS_PER_LEASE` items in one commit (they hold one thread: the domain's limit
+and the last free thread count threads, so a batch keeps no other domain waiting). It
+sends them one message after the other, each in one SMTP transaction with a RCPT an
+item, and records what happened to each message's items as soon as the server
+answered: delivered, deferred with growing back-off, bounced with a delivery status
+notification to the sender, or sent by CCM after a TLS failure. The outcomes the
+threads record at the same moment share one commit (:func:`leases.record_each`); an
+outcome's log line and metrics come once the commit that records it succeeds (a failed
+group is written again an outcome at a time). The run's threads share the SMTP sessions
+the transport keeps open, so the next message to the same server goes over the same session.
 
 Order: relayed messages to one recipient may go several at once, as from Postfix
 (SMTP promises no order between messages); a recipient's generated mail (a password
