@@ -154,24 +154,39 @@ class _Run:
             with self.changed:
                 if stopping.is_set() or (self.limit is not None and self.taken >= self.limit):
                     return
-                full = self._full()
-                later = (set(self.in_flight) | self.served) - full
-                lease = leases.take(full, set(self.recipients), items=self._room(),
-                                    later=later)
+                lease = self._take()
                 if lease is None:
                     if not self.in_flight:
                         return  # nothing due, nothing in flight
                     # Watch for mail that falls due while another thread is sending.
                     self.changed.wait(self.poll)
                     continue
-                self._took(lease, later)
             try:
                 self._send(lease)
             finally:
-                with self.changed:
-                    self.in_flight -= Counter({lease.destination: 1})
-                    self.recipients -= Counter(lease.recipients)
-                    self.changed.notify_all()
+                self._done(lease)
+
+    def _take(self) -> leases.Lease | None:
+        """Lease this thread's next work, fairly among the domains (the caller holds
+        ``changed``)."""
+        full = self._full()
+        later = (set(self.in_flight) | self.served) - full
+        lease = leases.take(full, set(self.recipients), items=self._room(), later=later)
+        if lease is None:
+            return None
+        self.taken += len(lease.item_ids)
+        self.in_flight[lease.destination] += 1
+        self.recipients.update(lease.recipients)
+        if lease.destination in later or len(self.served) >= ROUND_DOMAINS:
+            self.served = set()  # every domain with mail due had its turn: the next round
+        self.served.add(lease.destination)
+        return lease
+
+    def _done(self, lease: leases.Lease) -> None:
+        with self.changed:
+            self.in_flight -= Counter({lease.destination: 1})
+            self.recipients -= Counter(lease.recipients)
+            self.changed.notify_all()
 
     def _full(self) -> set[str]:
         """The domains this thread may not take for: those at their limit, and, when it
@@ -180,14 +195,6 @@ class _Run:
         last_free = sum(self.in_flight.values()) + 1 >= self.threads
         return {domain for domain, count in self.in_flight.items()
                 if count >= self.per_destination or (count and last_free)}
-
-    def _took(self, lease: leases.Lease, later: set[str]) -> None:
-        self.taken += len(lease.item_ids)
-        self.in_flight[lease.destination] += 1
-        self.recipients.update(lease.recipients)
-        if lease.destination in later or len(self.served) >= ROUND_DOMAINS:
-            self.served = set()  # every domain with mail due had its turn: the next round
-        self.served.add(lease.destination)
 
     def _room(self) -> int:
         """How many items to take: several when this take fills the last free slot (a
