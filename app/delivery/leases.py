@@ -97,9 +97,7 @@ def _take(full: Collection[str], in_flight: Collection[str], items: int,
           later: Collection[str]) -> Lease | None:
     now = clock.utcnow()
     token = _PROCESS_MARK + secrets.token_hex(12)
-    not_in_flight = [or_(OutboundItem.kind == "delivery",
-                         func.lower(OutboundItem.rcpt_to).not_in(sorted(in_flight)))] \
-        if in_flight else []
+    not_in_flight = _not_held_back(in_flight)
     taken = None
     for skipped in ([{*full, *later}, full] if later else [full]):
         taken = db.session.execute(
@@ -126,19 +124,41 @@ def _take(full: Collection[str], in_flight: Collection[str], items: int,
     return Lease(tuple(sends), token, destination, frozenset(recipients))
 
 
+def _not_held_back(in_flight: Collection[str]) -> list:
+    """Conditions leaving aside generated mail to the addresses in ``in_flight``."""
+    return [or_(OutboundItem.kind == "delivery",
+                func.lower(OutboundItem.rcpt_to).not_in(sorted(in_flight)))] \
+        if in_flight else []
+
+
+def _not_for(domains: Collection[str]) -> list:
+    """Conditions leaving aside the items for ``domains``."""
+    return [~func.lower(OutboundItem.rcpt_to).endswith(f"@{domain}", autoescape=True)
+            for domain in sorted(domains)]
+
+
 def _next_due(now, not_in_flight, skipped: Collection[str]):
     """The oldest due item (the first to fall due) for a destination not ``skipped``."""
-    recipient = func.lower(OutboundItem.rcpt_to)
     return (
         select(OutboundItem.id)
-        .where(due(now), *not_in_flight,
-               *(~recipient.endswith(f"@{domain}", autoescape=True)
-                 for domain in sorted(skipped)))
+        .where(due(now), *not_in_flight, *_not_for(skipped))
         .order_by(OutboundItem.next_attempt_at, OutboundItem.id)
         .limit(1)
         .with_for_update(skip_locked=True)
         .scalar_subquery()
     )
+
+
+def due_elsewhere(busy: Collection[str], in_flight: Collection[str] = ()) -> bool:
+    """Whether an item is due for a destination not in ``busy`` (generated mail to an
+    address in ``in_flight`` left aside, as ``take`` leaves it)."""
+    not_in_flight = _not_held_back(in_flight)
+    found = db.session.execute(
+        select(OutboundItem.id)
+        .where(due(clock.utcnow()), *not_in_flight, *_not_for(busy))
+        .limit(1)).first()
+    db.session.commit()  # ends the read
+    return found is not None
 
 
 def hand_back() -> list[int]:

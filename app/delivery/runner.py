@@ -188,6 +188,20 @@ class _Run:
             self.recipients -= Counter(lease.recipients)
             self.changed.notify_all()
 
+    def _give_way(self) -> bool:
+        """Whether a thread sending a batch should hand back its rest: every thread is
+        busy and a domain with nothing under way has mail due, which would otherwise
+        wait for the whole batch (to a slow server, minutes)."""
+        with self.changed:
+            if sum(self.in_flight.values()) < self.threads:
+                return False
+            busy, recipients = set(self.in_flight), set(self.recipients)
+        try:
+            return leases.due_elsewhere(busy, recipients)
+        except OperationalError:  # the database failing: go on with the batch
+            db.session.rollback()
+            return False
+
     def _full(self) -> set[str]:
         """The domains this thread may not take for: those at their limit, and, when it
         is the last thread free, every domain with a delivery under way (the last thread
@@ -205,11 +219,13 @@ class _Run:
 
     def _send(self, lease: leases.Lease) -> None:
         """Send the lease's messages one after the other, each recorded as it goes; the
-        rest goes back to the queue if the run is stopping or the lease grows old."""
+        rest goes back to the queue if the run is stopping, the lease grows old, or
+        another domain waits for this thread."""
         taken_at = time.monotonic()
         for number, item_ids in enumerate(lease.sends):
             if number and (stopping.is_set()
-                           or time.monotonic() - taken_at > LEASE_USED_SECONDS):
+                           or time.monotonic() - taken_at > LEASE_USED_SECONDS
+                           or self._give_way()):
                 _release([item for rest in lease.sends[number:] for item in rest],
                          lease.token)
                 return

@@ -162,3 +162,28 @@ def delivery_outcomes(client) -> float:
                if sample.name == "ccm_delivery_outcomes_total"
                and sample.labels.get("kind") == "delivery"
                and sample.labels.get("outcome") == "sent")
+
+
+def test_a_batch_gives_way_when_another_domain_waits_for_its_thread(gateway, arrivals):
+    """A thread with several messages for one domain hands back the rest when every
+    thread is busy and a domain with nothing under way has mail due; then takes that."""
+    _, sinks = arrivals
+    sinks[SLOW].delay(0)
+    backlog(gateway, 3)
+    gateway.send(mail(to=f"ann@{FAST}"), [f"ann@{FAST}"])
+    run = runner._Run(None, poll=1, threads=2, per_destination=4)
+    try:
+        batch = run._take()
+        assert batch.destination == SLOW and len(batch.sends) == 3
+        other = run._take()  # the last thread, for a domain with nothing under way
+        assert other.destination == FAST
+        gateway.send(mail(to="kim@late.test"), ["kim@late.test"])  # due now
+        run._send(batch)
+        assert [d.message["Subject"] for d in sinks[SLOW].wait_for(1)] == ["slow 0"]
+        db.session.expire_all()
+        rest = [db.session.get(OutboundItem, item_id) for (item_id,) in batch.sends[1:]]
+        assert [(item.state, item.attempts) for item in rest] == [("pending", 0)] * 2
+        run._done(batch)
+        assert run._take().destination == "late.test"
+    finally:
+        run.sessions.close()
