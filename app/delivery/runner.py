@@ -191,9 +191,11 @@ class _Run:
     def _give_way(self) -> bool:
         """Whether a thread sending a batch should hand back its rest: every thread is
         busy and a domain with nothing under way has mail due, which would otherwise
-        wait for the whole batch (to a slow server, minutes)."""
+        wait for the whole batch (to a slow server, minutes). Not with one thread: a
+        maildir is written at once, and a lone thread would hand back a batch for each
+        other domain's message (a take and a hand-back for each)."""
         with self.changed:
-            if sum(self.in_flight.values()) < self.threads:
+            if self.threads == 1 or sum(self.in_flight.values()) < self.threads:
                 return False
             busy, recipients = set(self.in_flight), set(self.recipients)
         try:
