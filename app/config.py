@@ -84,11 +84,13 @@ ENVIRONMENT = [
      "certificate (PEM) the ingress offers with STARTTLS; SMTP AUTH needs it"),
     ("SMTP_TLS_KEY", "CCM_SMTP_TLS_KEY", "", "its private key (PEM)"),
     ("WORKER_INTERVAL", "CCM_WORKER_INTERVAL", "5", "seconds between outbound queue runs"),
-    ("DELIVERY_THREADS", "CCM_DELIVERY_THREADS", "4",
-     "deliveries a worker makes at once"),
+    ("DELIVERY_THREADS", "CCM_DELIVERY_THREADS", "8",
+     "deliveries a worker makes at once (each holds a database connection: the "
+     "engine's pool has 15)"),
     ("DESTINATION_CONCURRENCY", "CCM_DESTINATION_CONCURRENCY", "4",
-     "of those, how many may go to one recipient domain at once (Postfix's "
-     "default_destination_concurrency_limit)"),
+     "of those, how many may go to one recipient domain at once, in each worker process "
+     "(Postfix's default_destination_concurrency_limit); never all of them: one thread is "
+     "always left for other domains"),
     ("SHUTDOWN_GRACE", "CCM_SHUTDOWN_GRACE", "30",
      "seconds a stopping process lets work in progress finish (deliveries, DATA, requests)"),
     ("SITE_NAME", "CCM_SITE_NAME", "Secure Mail", "the portal's name where no tenant is known"),

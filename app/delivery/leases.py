@@ -71,11 +71,15 @@ def due(now):
     )
 
 
-def take(full: Collection[str], in_flight: Collection[str] = (), items: int = 1
-         ) -> Lease | None:
+def take(full: Collection[str], in_flight: Collection[str] = (), items: int = 1,
+         later: Collection[str] = ()) -> Lease | None:
     """Lease the next due item for a destination not in ``full``, with, for a delivery,
     the message's other due items that go with it in one transaction; then, up to
     ``items`` items in all, the next due items for the same destination. One commit.
+
+    Destinations in ``later`` (the run's busy ones, and those it served this round) come
+    after the others: the oldest due item of another destination is taken first, so that
+    a backlog for one domain does not keep another's mail waiting behind it.
 
     Generated mail to an address in ``in_flight`` (lower case: the run's generated
     mail under way) is left for later, so that a recipient's notifications arrive in
@@ -86,31 +90,25 @@ def take(full: Collection[str], in_flight: Collection[str] = (), items: int = 1
     """
     with _group_commit.writing:
         _group_commit.commit_waiting()  # a delivered message's record never waits on a take
-        return _take(full, in_flight, items)
+        return _take(full, in_flight, items, later)
 
 
-def _take(full: Collection[str], in_flight: Collection[str], items: int) -> Lease | None:
+def _take(full: Collection[str], in_flight: Collection[str], items: int,
+          later: Collection[str]) -> Lease | None:
     now = clock.utcnow()
     token = _PROCESS_MARK + secrets.token_hex(12)
-    recipient_domain = func.lower(OutboundItem.rcpt_to)
-    not_in_flight = [or_(OutboundItem.kind == "delivery",
-                         func.lower(OutboundItem.rcpt_to).not_in(sorted(in_flight)))] \
-        if in_flight else []
-    next_one = (
-        select(OutboundItem.id)
-        .where(due(now), *not_in_flight,
-               *(~recipient_domain.endswith(f"@{domain}", autoescape=True) for domain in full))
-        .order_by(OutboundItem.next_attempt_at, OutboundItem.id)
-        .limit(1)
-        .with_for_update(skip_locked=True)
-        .scalar_subquery()
-    )
-    taken = db.session.execute(
-        update(OutboundItem).where(OutboundItem.id == next_one)
-        .values(state="sending", lease_until=now + LEASE, lease_token=token)
-        .returning(OutboundItem.id, OutboundItem.rcpt_to, OutboundItem.kind,
-                   OutboundItem.route, OutboundItem.recipient_id)
-        .execution_options(synchronize_session=False)).first()
+    not_in_flight = _not_held_back(in_flight)
+    taken = None
+    for skipped in ([{*full, *later}, full] if later else [full]):
+        taken = db.session.execute(
+            update(OutboundItem).where(OutboundItem.id == _next_due(now, not_in_flight,
+                                                                    skipped))
+            .values(state="sending", lease_until=now + LEASE, lease_token=token)
+            .returning(OutboundItem.id, OutboundItem.rcpt_to, OutboundItem.kind,
+                       OutboundItem.route, OutboundItem.recipient_id)
+            .execution_options(synchronize_session=False)).first()
+        if taken is not None:
+            break
     if taken is None:
         db.session.commit()
         return None
@@ -124,6 +122,43 @@ def _take(full: Collection[str], in_flight: Collection[str], items: int) -> Leas
                                  items - 1 - len(others), recipients)
     db.session.commit()
     return Lease(tuple(sends), token, destination, frozenset(recipients))
+
+
+def _not_held_back(in_flight: Collection[str]) -> list:
+    """Conditions leaving aside generated mail to the addresses in ``in_flight``."""
+    return [or_(OutboundItem.kind == "delivery",
+                func.lower(OutboundItem.rcpt_to).not_in(sorted(in_flight)))] \
+        if in_flight else []
+
+
+def _not_for(domains: Collection[str]) -> list:
+    """Conditions leaving aside the items for ``domains``."""
+    return [~func.lower(OutboundItem.rcpt_to).endswith(f"@{domain}", autoescape=True)
+            for domain in sorted(domains)]
+
+
+def _next_due(now, not_in_flight, skipped: Collection[str]):
+    """The oldest due item (the first to fall due) for a destination not ``skipped``."""
+    return (
+        select(OutboundItem.id)
+        .where(due(now), *not_in_flight, *_not_for(skipped))
+        .order_by(OutboundItem.next_attempt_at, OutboundItem.id)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+
+
+def due_elsewhere(busy: Collection[str], in_flight: Collection[str] = ()) -> bool:
+    """Whether an item is due for a destination not in ``busy`` (generated mail to an
+    address in ``in_flight`` left aside, as ``take`` leaves it)."""
+    not_in_flight = _not_held_back(in_flight)
+    found = db.session.execute(
+        select(OutboundItem.id)
+        .where(due(clock.utcnow()), *not_in_flight, *_not_for(busy))
+        .limit(1)).first()
+    db.session.commit()  # ends the read
+    return found is not None
 
 
 def hand_back() -> list[int]:

@@ -3,17 +3,25 @@
 ``run_due`` (the worker's job) delivers due items on ``CCM_DELIVERY_THREADS`` threads at
 once, each with its own application context and database session, at most
 ``CCM_DESTINATION_CONCURRENCY`` of them to one recipient domain (Postfix's
-default_destination_concurrency_limit). A thread leases a message's due items for one
-recipient domain (up to :data:`leases.RCPTS_PER_TRANSACTION`, those with the same route
-and TLS requirement) under a token drawn for that take, and, when the other threads
-are busy, the next messages due for that domain too, up to :data:`ITEMS_PER_LEASE`
-items in one commit. It sends them one message after the other, each in one SMTP
-transaction with a RCPT an item, and records what happened to each message's items
-as soon as the server answered: delivered, deferred with growing back-off, bounced
-with a delivery status notification to the sender, or sent by CCM after a TLS
-failure. The outcomes the threads record at the same moment share one commit
-(:func:`leases.record_each`). The run's threads share the SMTP sessions the transport
-keeps open, so the next message to the same server goes over the same session.
+default_destination_concurrency_limit), never all of them: a domain with deliveries
+under way does not take the last free thread, so one is always left for a domain that
+has none. The next lease goes to the domains in turn (round-robin, as Postfix's queue
+manager): the oldest due item among the domains neither busy nor served already this
+round, and only when there is none, the oldest among the rest; a backlog for one
+domain does not make another's mail wait behind it. A thread leases a message's due
+items for one recipient domain (up to :data:`leases.RCPTS_PER_TRANSACTION`, those with
+the same route and TLS requirement) under a token drawn for that take, and, when the
+other threads are busy, the next messages due for that domain too, up to
+:data:`ITEMS_PER_LEASE` items in one commit (they hold one thread: the domain's limit
+and the last free thread count threads, so a batch keeps no other domain waiting). It
+sends them one message after the other, each in one SMTP transaction with a RCPT an
+item, and records what happened to each message's items as soon as the server
+answered: delivered, deferred with growing back-off, bounced with a delivery status
+notification to the sender, or sent by CCM after a TLS failure. The outcomes the
+threads record at the same moment share one commit (:func:`leases.record_each`); an
+outcome's log line and metrics come once the commit that records it succeeds (a failed
+group is written again an outcome at a time). The run's threads share the SMTP sessions
+the transport keeps open, so the next message to the same server goes over the same session.
 
 Order: relayed messages to one recipient may go several at once, as from Postfix
 (SMTP promises no order between messages); a recipient's generated mail (a password
@@ -50,7 +58,7 @@ from functools import partial
 from flask import Flask, current_app
 from sqlalchemy.exc import OperationalError
 
-from app import clock, metrics
+from app import clock, database, metrics
 from app.delivery import dsn, leases, mail_templates, transport
 from app.delivery.destinations import RemoteAnswer
 from app.delivery.queue import signed
@@ -120,13 +128,20 @@ class _Run:
 
     def __init__(self, limit: int | None, poll: float, threads: int = 1,
                  per_destination: int = 1):
-        self.limit, self.poll, self.per_destination = limit, poll, per_destination
+        self.limit, self.poll, self.threads = limit, poll, threads
+        #: deliveries to one domain at once: never every thread, so that one slow domain
+        #: always leaves one for the others
+        self.per_destination = per_destination if threads == 1 \
+            else min(per_destination, threads - 1)
         #: deliveries at once beyond which a thread has no use for more work than it
         #: takes (exact for one destination, near enough for several)
-        self.slots = min(threads, per_destination)
+        self.slots = min(threads, self.per_destination)
         self.taken = 0
         #: deliveries under way, by recipient domain
         self.in_flight: Counter[str] = Counter()
+        #: the domains leased to in this round: each domain with mail due gets its turn
+        #: before any gets a second one (round-robin, as Postfix's queue manager)
+        self.served: set[str] = set()
         #: the addresses of the generated mail under way: none is overtaken by a later one
         self.recipients: Counter[str] = Counter()
         self.changed = threading.Condition()
@@ -139,26 +154,63 @@ class _Run:
             with self.changed:
                 if stopping.is_set() or (self.limit is not None and self.taken >= self.limit):
                     return
-                full = {domain for domain, count in self.in_flight.items()
-                        if count >= self.per_destination}
-                room = self._room()
-                lease = leases.take(full, set(self.recipients), items=room)
+                lease = self._take()
                 if lease is None:
                     if not self.in_flight:
                         return  # nothing due, nothing in flight
                     # Watch for mail that falls due while another thread is sending.
                     self.changed.wait(self.poll)
                     continue
-                self.taken += len(lease.item_ids)
-                self.in_flight[lease.destination] += 1
-                self.recipients.update(lease.recipients)
             try:
                 self._send(lease)
             finally:
-                with self.changed:
-                    self.in_flight -= Counter({lease.destination: 1})
-                    self.recipients -= Counter(lease.recipients)
-                    self.changed.notify_all()
+                self._done(lease)
+
+    def _take(self) -> leases.Lease | None:
+        """Lease this thread's next work, fairly among the domains (the caller holds
+        ``changed``)."""
+        full = self._full()
+        later = (set(self.in_flight) | self.served) - full
+        lease = leases.take(full, set(self.recipients), items=self._room(), later=later)
+        if lease is None:
+            return None
+        self.taken += len(lease.item_ids)
+        self.in_flight[lease.destination] += 1
+        self.recipients.update(lease.recipients)
+        if lease.destination in later or len(self.served) >= ROUND_DOMAINS:
+            self.served = set()  # every domain with mail due had its turn: the next round
+        self.served.add(lease.destination)
+        return lease
+
+    def _done(self, lease: leases.Lease) -> None:
+        with self.changed:
+            self.in_flight -= Counter({lease.destination: 1})
+            self.recipients -= Counter(lease.recipients)
+            self.changed.notify_all()
+
+    def _give_way(self) -> bool:
+        """Whether a thread sending a batch should hand back its rest: every thread is
+        busy and a domain with nothing under way has mail due, which would otherwise
+        wait for the whole batch (to a slow server, minutes). Not with one thread: a
+        maildir is written at once, and a lone thread would hand back a batch for each
+        other domain's message (a take and a hand-back for each)."""
+        with self.changed:
+            if self.threads == 1 or sum(self.in_flight.values()) < self.threads:
+                return False
+            busy, recipients = set(self.in_flight), set(self.recipients)
+        try:
+            return leases.due_elsewhere(busy, recipients)
+        except OperationalError:  # the database failing: go on with the batch
+            db.session.rollback()
+            return False
+
+    def _full(self) -> set[str]:
+        """The domains this thread may not take for: those at their limit, and, when it
+        is the last thread free, every domain with a delivery under way (the last thread
+        is kept for a domain that has none, however many domains are busy)."""
+        last_free = sum(self.in_flight.values()) + 1 >= self.threads
+        return {domain for domain, count in self.in_flight.items()
+                if count >= self.per_destination or (count and last_free)}
 
     def _room(self) -> int:
         """How many items to take: several when this take fills the last free slot (a
@@ -169,17 +221,22 @@ class _Run:
 
     def _send(self, lease: leases.Lease) -> None:
         """Send the lease's messages one after the other, each recorded as it goes; the
-        rest goes back to the queue if the run is stopping or the lease grows old."""
+        rest goes back to the queue if the run is stopping, the lease grows old, or
+        another domain waits for this thread."""
         taken_at = time.monotonic()
         for number, item_ids in enumerate(lease.sends):
             if number and (stopping.is_set()
-                           or time.monotonic() - taken_at > LEASE_USED_SECONDS):
+                           or time.monotonic() - taken_at > LEASE_USED_SECONDS
+                           or self._give_way()):
                 _release([item for rest in lease.sends[number:] for item in rest],
                          lease.token)
                 return
             _deliver(item_ids, lease.token, self.sessions)
 
 
+#: domains a round remembers at most: past that a new round starts (each remembered
+#: domain is one more condition in the take's query)
+ROUND_DOMAINS = 64
 #: items one thread leases at once, sent as one or more messages one after the other:
 #: one commit takes them all (more would leave other threads idle on a short queue)
 ITEMS_PER_LEASE = 8
@@ -370,14 +427,18 @@ def _finish(item: OutboundItem, state: str, event: str | None) -> None:
 
 def _log(item: OutboundItem, status: str, detail: str) -> None:
     """One line an attempt's outcome, as Postfix's maillog has it, with the message's id;
-    and its count in the metrics (delivery latency, notifications sent)."""
+    and its count in the metrics (delivery latency, notifications sent). Both once the
+    transaction recording the outcome commits, never before: a group commit that fails
+    is written again one outcome at a time, and an outcome not recorded was not sent."""
     metrics.delivery_outcome(item.kind, item.route, status,
                              (clock.utcnow() - item.created_at).total_seconds())
     message = item.recipient.message if item.recipient is not None else None
     message_id = message.public_id if message is not None else None
-    log.info("message %s item %s (%s) to=<%s> tries=%s status=%s (%s)", message_id or "-",
-             item.id, item.kind, item.rcpt_to, item.attempts, status, detail,
-             extra={"message_id": message_id, "item_id": item.id})
+    values = (message_id or "-", item.id, item.kind, item.rcpt_to, item.attempts, status,
+              detail)  # read now: the item is expired once committed
+    extra = {"message_id": message_id, "item_id": item.id}
+    database.when_committed(lambda: log.info(
+        "message %s item %s (%s) to=<%s> tries=%s status=%s (%s)", *values, extra=extra))
 
 
 def _defer(item: OutboundItem, reply: str) -> None:
