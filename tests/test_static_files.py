@@ -194,3 +194,10 @@ def test_through_the_nginx_site_files_arrive_compressed_and_cached(app, tmp_path
         assert answer.headers["Cache-Control"] == "public, max-age=31536000, immutable"
         assert answer.headers["Vary"] == "Accept-Encoding"
         assert "nosniff" in answer.headers["X-Content-Type-Options"]
+        # nginx passes the path as sent (proxy_pass with no URI): the portal sees the
+        # spelling, and answers it with a 404, never another cached copy
+        for spelling in ("/static/x1/../css/ccm.css", "/static/./css/ccm.css",
+                         "/static/css/ccm.css/.", "/static/css/./ccm.css"):
+            refused = browser.request("GET", spelling)
+            assert refused.status == 404, spelling
+            assert "Content-Security-Policy" in refused.headers  # the portal's answer
