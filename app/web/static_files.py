@@ -69,12 +69,14 @@ class StaticFiles:
     def version(self, filename: str) -> _Version | None:
         """The file's current version; None when the folder has no file of that very
         name (another spelling of one, such as ``a/../b.css``, is not one)."""
-        if filename not in self._manifest():
+        if not self._listed(filename):
             return None
         path = os.path.join(self.folder, *filename.split("/"))
         try:
             status = os.stat(path)
-        except OSError:
+        except OSError:  # gone since the folder was scanned: so is its copy
+            with self._lock:
+                self._versions.pop(filename, None)
             return None
         stamp = (status.st_mtime_ns, status.st_size)
         known = self._versions.get(filename)
@@ -92,18 +94,22 @@ class StaticFiles:
         version = self.version(filename)
         return version.fingerprint if version else None
 
-    def _manifest(self) -> frozenset[str]:
-        """The names of the files, scanned again only when a folder's entries changed
-        (a few ``stat`` calls, not a walk, for a name that is not there)."""
+    def _listed(self, filename: str) -> bool:
+        """Whether ``filename`` is in the manifest. A name not in it has the folders
+        looked at again (a few ``stat`` calls, not a walk), and the folder scanned again
+        only when one of them changed: a file added or removed."""
         names = self._names
-        if names is None or any(_mtime(folder) != seen for folder, seen in self._folders.items()):
+        if names is not None and filename in names:
+            return True
+        if names is None or any(_mtime(folder) != seen
+                                for folder, seen in self._folders.items()):
             with self._lock:
                 names, self._folders = _scan(self.folder)
                 self._names = names
                 # versions of files no longer there go too, so memory follows the folder
                 self._versions = {name: version for name, version in self._versions.items()
                                   if name in names}
-        return names
+        return filename in names
 
 
 def _scan(root: str) -> tuple[frozenset[str], dict[str, int]]:
