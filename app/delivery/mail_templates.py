@@ -428,19 +428,25 @@ def _logo(tenant: Tenant | None) -> tuple[bytes, str] | None:
 
 
 def sender(tenant: Tenant | None = None) -> str:
-    """The From header of generated mail: the tenant's portal name (the site's name
-    without a tenant) at :func:`sender_address`.
+    """The From header of generated mail: :func:`sender_name` at :func:`sender_address`."""
+    return formataddr((sender_name(tenant), sender_address(tenant)))
 
-    The settings pages refuse a name or address that cannot be a sender; one stored
-    before they did (or written to the database by hand) must not stop the tenant's every
-    notification in the worker: the site's name and address stand in, and the log says so.
+
+def sender_name(tenant: Tenant | None = None) -> str:
+    """The name generated mail comes from: the tenant's portal name (the site's name
+    without a tenant), on one line.
+
+    The settings pages refuse a name or address that cannot be a sender's; one stored
+    before they did (or written to the database by hand) must not fake a sender or stop
+    the tenant's every notification in the worker: the site's name and address stand in
+    (here and in :func:`sender_address`), and the log says so.
     """
     name = tenant.display_name if tenant is not None else settings().site_name
     if tenant is not None and (problem := addresses.display_name_problem(name)):
         log.error("tenant %s: its portal name cannot be a sender's name (%s); "
                   "notifications show the site's name instead", tenant.slug, problem)
         name = settings().site_name
-    return formataddr((" ".join(name.split()), sender_address(tenant)))
+    return " ".join(name.split())
 
 
 def sender_address(tenant: Tenant | None = None) -> str:

@@ -165,3 +165,11 @@ def test_the_dkim_panel_says_when_notifications_go_unsigned(as_admin, acme, app)
     save(as_admin, mail_from="notifications@acme.test")
     page = as_admin.get("/admin/settings").get_data(as_text=True)
     assert "are signed with selector" in page and "._domainkey.acme.test" in page
+
+
+def test_the_settings_page_shows_the_sender_as_people_read_it(as_admin, acme):
+    assert save(as_admin, portal_name="Müller, Söhne & Co.",
+                mail_from="notifications@acme.test").status_code == 302
+    page = as_admin.get("/admin/settings").get_data(as_text=True)
+    assert "Müller, Söhne &amp; Co. &lt;notifications@acme.test&gt;" in page
+    assert "=?utf-8?" not in page  # not the header's encoded words

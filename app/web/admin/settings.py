@@ -160,7 +160,7 @@ def settings():
     sender = mail_templates.sender_address(tenant)
     domain = addresses.domain_of(sender)
     return page("admin/settings.html", "admin/_settings.html", form=form, tenant=tenant,
-                sender=mail_templates.sender(tenant), sender_domain=domain,
+                sender=f"{mail_templates.sender_name(tenant)} <{sender}>", sender_domain=domain,
                 signed=tenant.is_internal(sender), dkim=dkim_signing.dns_record(tenant, domain),
                 action=ActionForm())
 
