@@ -20,9 +20,17 @@ from app import database, logs, operations, worker
 from app.delivery import outbox
 from app.domain import accounts, config_checks, config_file, ingest, outbound_queue
 from app.extensions import db
+from app.mail import terminal
 from app.models import Job, OutboundItem, QueueState, Tenant
 from app.smtp import ingress
 from app.web import serving
+
+
+def _say(text: str, **options) -> None:
+    """Print text that holds anything from mail (a subject, an address, a body, a remote
+    server's reply): its control characters as visible escapes, never obeyed by the
+    operator's terminal (app/mail/terminal.py)."""
+    click.echo(terminal.printable(text), **options)
 
 
 def main() -> None:
@@ -246,10 +254,10 @@ def send(file, mail_from: str, rcpts: tuple[str, ...]) -> None:
         db.session.commit()
     except ingest.Refused as refused:
         db.session.rollback()
-        click.echo(f"refused: {refused.reply}", err=True)
+        _say(f"refused: {refused.reply}", err=True)
         sys.exit(1)
     for recipient in message.recipients:
-        click.echo(f"{recipient.address}: {recipient.route} ({recipient.reason})")
+        _say(f"{recipient.address}: {recipient.route} ({recipient.reason})")
 
 
 @click.group("config")
@@ -338,11 +346,11 @@ def queue_list(state: str | None, slug: str | None) -> None:
     for item in items:
         due = f" due {item.next_attempt_at:%Y-%m-%d %H:%M}" \
             if item.state == QueueState.PENDING else ""
-        click.echo(f"{item.id:>8} {item.state:<8} {item.kind:<12} "
-                   f"{item.tenant.slug if item.tenant else '-':<12} tries {item.attempts}"
-                   f"{due}  <{item.mail_from}> -> <{item.rcpt_to}>")
+        _say(f"{item.id:>8} {item.state:<8} {item.kind:<12} "
+             f"{item.tenant.slug if item.tenant else '-':<12} tries {item.attempts}"
+             f"{due}  <{item.mail_from}> -> <{item.rcpt_to}>")
         if item.last_error:
-            click.echo(f"{'':>9}({item.last_error})")
+            _say(f"{'':>9}({item.last_error})")
     click.echo(f"-- {len(items)} item(s)")
 
 
@@ -357,13 +365,13 @@ def queue_show(item_id: int) -> None:
     for name in ("id", "kind", "route", "state", "attempts", "mail_from", "rcpt_to",
                  "created_at", "next_attempt_at", "lease_until", "finished_at",
                  "last_error"):
-        click.echo(f"{name + ':':<17}{getattr(item, name)}")
-    click.echo(f"{'tenant:':<17}{item.tenant.slug if item.tenant else '-'}")
+        _say(f"{name + ':':<17}{getattr(item, name)}")
+    _say(f"{'tenant:':<17}{item.tenant.slug if item.tenant else '-'}")
     if item.recipient is not None:
         message = item.recipient.message
-        click.echo(f"{'message:':<17}{message.public_id} {message.message_id_header}")
+        _say(f"{'message:':<17}{message.public_id} {message.message_id_header}")
         for event in item.recipient.events:
-            click.echo(f"  {event.at:%Y-%m-%d %H:%M:%S} {event.kind:<10} {event.text}")
+            _say(f"  {event.at:%Y-%m-%d %H:%M:%S} {event.kind:<10} {event.text}")
 
 
 def _queue_command(name: str, change, help_text: str):
@@ -413,10 +421,10 @@ def outbox_list(path: str | None) -> None:
         entries = outbox.listing(_outbox_path(path))
     except outbox.NotFound as missing:
         raise click.ClickException(str(missing)) from None
-    width = max((len(e.recipient) for e in entries), default=9)
+    width = max((len(terminal.printable(e.recipient)) for e in entries), default=9)
     for entry in entries:
-        click.echo(f"{entry.number:>4}  {entry.written_at:%Y-%m-%d %H:%M:%S}  "
-                   f"{entry.recipient:<{width}}  {entry.subject}")
+        _say(f"{entry.number:>4}  {entry.written_at:%Y-%m-%d %H:%M:%S}  "
+             f"{terminal.printable(entry.recipient):<{width}}  {entry.subject}")
     click.echo(f"-- {len(entries)} message(s)")
 
 
@@ -427,6 +435,6 @@ def outbox_show(message_id: str, path: str | None) -> None:
     """Print one message (its number in the list, or its file name): headers, then its
     text, decoded."""
     try:
-        click.echo(outbox.show(_outbox_path(path), message_id), nl=False)
+        _say(outbox.show(_outbox_path(path), message_id), nl=False)
     except outbox.NotFound as missing:
         raise click.ClickException(str(missing)) from None

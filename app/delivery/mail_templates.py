@@ -36,6 +36,7 @@ from sqlalchemy import select
 
 from app.config import settings
 from app.extensions import db
+from app.mail import addresses
 from app.models import NotificationTemplate, Tenant
 
 #: a child of Flask's application logger ("app"), so it goes where that goes
@@ -427,17 +428,38 @@ def _logo(tenant: Tenant | None) -> tuple[bytes, str] | None:
 
 
 def sender(tenant: Tenant | None = None) -> str:
-    """The From header of generated mail: the tenant's portal name (the site's name
-    without a tenant) at :func:`sender_address`."""
+    """The From header of generated mail: :func:`sender_name` at :func:`sender_address`."""
+    return formataddr((sender_name(tenant), sender_address(tenant)))
+
+
+def sender_name(tenant: Tenant | None = None) -> str:
+    """The name generated mail comes from: the tenant's portal name (the site's name
+    without a tenant), on one line.
+
+    The settings pages refuse a name or address that cannot be a sender's; one stored
+    before they did (or written to the database by hand) must not fake a sender or stop
+    the tenant's every notification in the worker: the site's name and address stand in
+    (here and in :func:`sender_address`), and the log says so.
+    """
     name = tenant.display_name if tenant is not None else settings().site_name
-    return formataddr((" ".join(name.split()), sender_address(tenant)))
+    if tenant is not None and (problem := addresses.display_name_problem(name)):
+        log.error("tenant %s: its portal name cannot be a sender's name (%s); "
+                  "notifications show the site's name instead", tenant.slug, problem)
+        name = settings().site_name
+    return " ".join(name.split())
 
 
 def sender_address(tenant: Tenant | None = None) -> str:
     """The tenant's notification sender address, else the site-wide CCM_MAIL_FROM, else
     postmaster at the portal's host."""
     if tenant is not None and tenant.mail_from:
-        return tenant.mail_from
+        problem = addresses.sender_problem(tenant.mail_from) or (
+            None if addresses.sender_at(tenant.mail_from, (d.name for d in tenant.domains))
+            else "not at one of its domains")
+        if not problem:
+            return tenant.mail_from
+        log.error("tenant %s: its notification sender address cannot be used (%s); "
+                  "notifications go from the site's address instead", tenant.slug, problem)
     return settings().mail_from or f"postmaster@{portal_host()}"
 
 

@@ -160,6 +160,9 @@ class _Checker:
     def tenant(self, path, tenant: dict) -> None:
         self.text((*path, "slug"), tenant.get("slug"), pattern="slug", maximum=63)
         self.text((*path, "name"), tenant.get("name"))
+        if isinstance(tenant.get("name"), str) and \
+                (problem := addresses.display_name_problem(tenant["name"])):
+            self.fail((*path, "name"), problem)  # notifications show it as their sender
         domains = tenant.get("domains", [])
         if not isinstance(domains, list):
             self.fail((*path, "domains"), "expected a list of domain names")

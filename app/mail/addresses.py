@@ -9,12 +9,24 @@ settings page).
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable
+from email.errors import MessageError
+from email.headerregistry import Address
 
 #: one label of a host or domain name, as DNS allows it (RFC 1035, RFC 1123)
 LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?", re.ASCII)
 #: the longest domain name (RFC 1035, written without the final dot)
 MAX_DOMAIN = 253
+#: one atom of a sender's local part: RFC 5322 atext without "%" and "!", which old
+#: relays read as routes to another host (user%other@relay, other!user@relay)
+SENDER_ATOM = re.compile(r"[A-Za-z0-9#$&'*+/=?^_`{|}~-]+", re.ASCII)
+#: the longest local part (RFC 5321)
+MAX_LOCAL = 64
+#: what a display name (the name before <address> in From) may not hold: what would end
+#: or fake the address, and the bidirectional controls that reorder what is shown
+NAME_FORBIDDEN = frozenset('@<>"') | frozenset("\u202a\u202b\u202c\u202d\u202e"
+                                                "\u2066\u2067\u2068\u2069\u200e\u200f")
 
 
 def normalise(address: str) -> str:
@@ -53,3 +65,71 @@ def domain_problem(name: str) -> str | None:
             not all(LABEL.fullmatch(label) for label in labels) or labels[-1].isdigit():
         return f"{name} is not a domain name (such as example.com)."
     return None
+
+
+def sender_at(address: str, domains: Iterable[str]) -> bool:
+    """Whether a sender address (ASCII, :func:`sender_problem`) is at one of ``domains``,
+    a domain in another script matching its ASCII form (``xn--bcher-kva.example``)."""
+    names = {d.lower() for d in domains}
+    return domain_of(address) in names | {_ascii_domain(d) for d in names}
+
+
+def _ascii_domain(name: str) -> str:
+    try:
+        return name.encode("idna").decode("ascii")
+    except UnicodeError:
+        return name
+
+
+def sender_problem(address: str) -> str | None:
+    """Why ``address`` cannot be the From address of mail the gateway writes; None when
+    it can.
+
+    Only the plainest form: an ASCII dot-atom local part (letters, digits and
+    ``#$&'*+/=?^_`{|}~-``, dots between them), one ``@`` and a domain name, which
+    Python's own header parser reads back unchanged. Anything more (a second ``@``, a
+    quoted or non-ASCII local part, controls) either makes a malformed header or one
+    that cannot be sent at all.
+    """
+    local, _, domain = address.rpartition("@")
+    shown = _shown(address)
+    if address.count("@") != 1 or not local or not domain:
+        return (f"{shown} cannot be a sender address: it needs exactly one @, with a name "
+                f"before it and a domain after it.")
+    if not address.isascii():
+        return (f"{shown} cannot be a sender address: use only ASCII letters, digits and "
+                f"punctuation (many mail servers cannot take any other).")
+    if len(local) > MAX_LOCAL or not all(SENDER_ATOM.fullmatch(a) for a in local.split(".")):
+        return (f"{shown} cannot be a sender address: before the @, use letters, digits, "
+                f"dots (not first, last or two together) and - _ + (no spaces, quotes, "
+                f"% or !), at most {MAX_LOCAL} characters.")
+    if domain_problem(domain):
+        return (f"{shown} cannot be a sender address: {_shown(domain)} is not a "
+                "domain name.")
+    try:
+        parsed = Address(addr_spec=address)
+    except (ValueError, MessageError):
+        parsed = None
+    if parsed is None or parsed.addr_spec != address or parsed.domain != domain:
+        return f"{shown} cannot be a sender address: it does not read back the same."
+    return None
+
+
+def display_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot stand before the address in From (a portal or organisation
+    name); None when it can. ``Bank <security@bank.example>`` would show as another
+    sender's address, so no ``@ < > "``, no control characters and no bidirectional
+    controls."""
+    bad = sorted({c for c in name if c in NAME_FORBIDDEN
+                  or unicodedata.category(c) in ("Cc", "Zl", "Zp")})
+    if bad:
+        return (f"A name that goes in the From line of notifications cannot hold "
+                f"{' '.join(_shown(c) for c in bad)}.")
+    return None
+
+
+def _shown(text: str) -> str:
+    """``text`` for an error message: what cannot be seen (a control, a bidirectional
+    override) written as its code point, so the message shows it and is not changed
+    by it."""
+    return "".join(c if c.isprintable() else f"U+{ord(c):04X}" for c in text)

@@ -10,6 +10,12 @@ a deploy, or another version's during a rolling one), it is served all the same 
 Text (CSS, JavaScript, SVG) goes gzip-compressed to a client that accepts it,
 compressed once per version of the file and kept in memory (the files are ~70 kB).
 
+Only a file's own name is served: the folder's manifest (every regular file under it, by
+its path as stored) is what exists, so ``js/./x.js``, ``css/../js/x.js`` or ``x.css/.``
+are 404s rather than new keys in the cache: each spelling would otherwise read, compress
+and keep the file again, and memory would grow with every request. The manifest is read
+again only when a folder in it changes (a file added or removed).
+
 WhiteNoise would serve these outside Flask, as WSGI middleware: the portal's security
 headers (the CSP that an SVG needs, ``nosniff``) and metrics would not apply, and its
 fingerprints come from Django's manifest storage, not a Flask ``url_for``; the few
@@ -27,7 +33,6 @@ from dataclasses import dataclass
 
 from flask import Flask, Response, abort, request
 from flask.sessions import SecureCookieSessionInterface
-from werkzeug.security import safe_join
 
 #: what a fingerprinted URL may be cached for
 CACHE_FINGERPRINTED = "public, max-age=31536000, immutable"
@@ -57,18 +62,21 @@ class StaticFiles:
     def __init__(self, folder: str):
         self.folder = folder
         self._versions: dict[str, _Version] = {}
+        self._names: frozenset[str] | None = None  # the manifest, read at first use
+        self._folders: dict[str, int] = {}  # each folder scanned: its mtime_ns then
         self._lock = threading.Lock()
 
     def version(self, filename: str) -> _Version | None:
-        """The file's current version; None when there is no such file."""
-        path = safe_join(self.folder, filename)
-        if path is None:
+        """The file's current version; None when the folder has no file of that very
+        name (another spelling of one, such as ``a/../b.css``, is not one)."""
+        if not self._listed(filename):
             return None
+        path = os.path.join(self.folder, *filename.split("/"))
         try:
             status = os.stat(path)
-        except OSError:
-            return None
-        if not os.path.isfile(path):
+        except OSError:  # gone since the folder was scanned: so is its copy
+            with self._lock:
+                self._versions.pop(filename, None)
             return None
         stamp = (status.st_mtime_ns, status.st_size)
         known = self._versions.get(filename)
@@ -85,6 +93,46 @@ class StaticFiles:
     def fingerprint(self, filename: str) -> str | None:
         version = self.version(filename)
         return version.fingerprint if version else None
+
+    def _listed(self, filename: str) -> bool:
+        """Whether ``filename`` is in the manifest. A name not in it has the folders
+        looked at again (a few ``stat`` calls, not a walk), and the folder scanned again
+        only when one of them changed: a file added or removed."""
+        names = self._names
+        if names is not None and filename in names:
+            return True
+        if names is None or any(_mtime(folder) != seen
+                                for folder, seen in self._folders.items()):
+            with self._lock:
+                names, self._folders = _scan(self.folder)
+                self._names = names
+                # versions of files no longer there go too, so memory follows the folder
+                self._versions = {name: version for name, version in self._versions.items()
+                                  if name in names}
+        return filename in names
+
+
+def _scan(root: str) -> tuple[frozenset[str], dict[str, int]]:
+    """Every regular file under ``root`` as a ``/``-separated relative path, and each
+    folder's mtime. Hidden names (``.git``, ``.DS_Store``) are left out; symbolic links
+    to folders are not followed (a loop would make endless names)."""
+    names: set[str] = set()
+    folders = {root: _mtime(root)}  # even when missing: made later, it is seen
+    for folder, subfolders, files in os.walk(root):
+        folders[folder] = _mtime(folder)
+        subfolders[:] = [name for name in subfolders if not name.startswith(".")]
+        relative = os.path.relpath(folder, root)
+        prefix = "" if relative == "." else relative.replace(os.sep, "/") + "/"
+        names.update(prefix + name for name in files if not name.startswith(".")
+                     and os.path.isfile(os.path.join(folder, name)))
+    return frozenset(names), folders
+
+
+def _mtime(folder: str) -> int:
+    try:
+        return os.stat(folder).st_mtime_ns
+    except OSError:
+        return -1
 
 
 def _compressed(data: bytes) -> bytes | None:
@@ -111,7 +159,7 @@ class _NoSessionForStatic(SecureCookieSessionInterface):
 
 def register(app: Flask) -> None:
     """Serve ``app``'s static folder this way, and fingerprint its ``url_for``."""
-    files = StaticFiles(app.static_folder)
+    files = app.extensions["ccm_static_files"] = StaticFiles(app.static_folder)
     app.session_interface = _NoSessionForStatic()
 
     @app.url_defaults

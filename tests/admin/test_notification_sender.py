@@ -33,11 +33,25 @@ def saved_detail() -> str:
      "notifications@globex.test is not at one of your domains (acme.test). Use an address "
      "such as notifications@acme.test, or leave this empty for the gateway&#39;s own."),
     ("notifications@mail.acme.test", "is not at one of your domains (acme.test)"),
-    ("notifications<@acme.test", "notifications&lt;@acme.test is not an email address. Use "
-                                 "one such as notifications@acme.test."),
+    ("notifications<@acme.test", "notifications&lt;@acme.test cannot be a sender address: "
+                                 "before the @, use letters"),
     ("no tifications@acme.test", "Enter an email address."),
-    ("notifications@acme", "notifications@acme is not an email address."),
+    ("notifications@acme", "notifications@acme cannot be a sender address: acme is not a "
+                           "domain name. Use one such as notifications@acme.test."),
     ("notifications", "Enter an email address."),
+    # a malformed From (unsigned, while the DKIM panel said signed)
+    ("x@evil.example@acme.test", "Enter an email address."),
+    ('"x@evil.example"@acme.test', "Enter an email address."),
+    ('"x"@acme.test', "cannot be a sender address"),
+    # old relays read these as routes to another host
+    ("x%evil.example@acme.test", "(no spaces, quotes, % or !)"),
+    ("evil.example!x@acme.test", "(no spaces, quotes, % or !)"),
+    # the worker could not encode the From line: every notification failed
+    ("ü@acme.test", "ü@acme.test cannot be a sender address: use only ASCII"),
+    ("x\u202egnp.exe@acme.test", "xU+202Egnp.exe@acme.test cannot be a sender address"),
+    ("x\x1b@acme.test", "Use one line of text, without line breaks or control"),
+    ("x..y@acme.test", "dots (not first, last or two together)"),
+    (".x@acme.test", "dots (not first, last or two together)"),
 ])
 def test_a_sender_address_must_be_at_one_of_the_tenants_domains(as_admin, acme, address,
                                                                 error):
@@ -46,6 +60,52 @@ def test_a_sender_address_must_be_at_one_of_the_tenants_domains(as_admin, acme, 
     assert error in response.get_data(as_text=True)
     db.session.expire_all()
     assert db.session.get(Tenant, acme.id).mail_from is None
+
+
+@pytest.mark.parametrize("address", ["x\x00@acme.test", "x\x00y@acme.test"])
+def test_a_nul_in_the_sender_address_is_refused_before_any_check(as_admin, acme, address):
+    assert save(as_admin, mail_from=address).status_code == 400
+    db.session.expire_all()
+    assert db.session.get(Tenant, acme.id).mail_from is None
+
+
+@pytest.mark.parametrize("field", ["name", "portal_name"])
+@pytest.mark.parametrize(("name", "shown"), [
+    ("Bank <security@bank.example>", "&lt; &gt; @"), ("security@bank.example", "@"),
+    ('Bank "Security"', "&#34;"), ("Acme\u202eknaB", "U+202E"), ("Acme\u2066", "U+2066"),
+    ("Acme\x1b[2J", "Use one line of text"), ("Acme\tCorp", "U+0009"),
+])
+def test_a_name_notifications_would_show_as_their_sender_is_checked(as_admin, acme, field,
+                                                                     name, shown):
+    response = save(as_admin, **{field: name})
+    assert response.status_code == 200
+    page = response.get_data(as_text=True)
+    assert "cannot hold" in page or "Use one line of text" in page
+    assert shown in page
+    db.session.expire_all()
+    tenant = db.session.get(Tenant, acme.id)
+    assert (tenant.name, tenant.portal_name) == ("Acme Corp", None)
+
+
+def test_a_platform_administrator_cannot_name_a_tenant_as_another_sender(as_admin, acme):
+    from app.models import User
+
+    db.session.query(User).filter_by(email="admin@acme.test").one().is_platform_admin = True
+    db.session.commit()
+    response = post_form(as_admin, "/admin/tenants/new", {
+        "name": "Bank <security@bank.example>", "slug": "bank", "domains": "bank.test",
+        "admin_email": "boss@bank.test"})
+    assert "cannot hold &lt; &gt; @." in response.get_data(as_text=True)
+    assert db.session.query(Tenant).filter_by(slug="bank").count() == 0
+
+
+def test_the_import_refuses_a_name_that_would_fake_the_sender(app):
+    from app.domain import config_checks, config_file
+
+    with pytest.raises(config_checks.ConfigFileError, match="cannot hold < > @"):
+        config_file.import_text("tenants:\n  - slug: bank\n"
+                                "    name: 'Bank <security@bank.example>'\n"
+                                "    domains: [bank.test]\n")
 
 
 def test_a_sender_address_at_a_domain_added_in_the_same_save_is_taken(as_admin, acme):
@@ -105,3 +165,11 @@ def test_the_dkim_panel_says_when_notifications_go_unsigned(as_admin, acme, app)
     save(as_admin, mail_from="notifications@acme.test")
     page = as_admin.get("/admin/settings").get_data(as_text=True)
     assert "are signed with selector" in page and "._domainkey.acme.test" in page
+
+
+def test_the_settings_page_shows_the_sender_as_people_read_it(as_admin, acme):
+    assert save(as_admin, portal_name="Müller, Söhne & Co.",
+                mail_from="notifications@acme.test").status_code == 302
+    page = as_admin.get("/admin/settings").get_data(as_text=True)
+    assert "Müller, Söhne &amp; Co. &lt;notifications@acme.test&gt;" in page
+    assert "=?utf-8?" not in page  # not the header's encoded words

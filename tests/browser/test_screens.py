@@ -61,6 +61,10 @@ LONG_LOCAL = "quarterly.reporting.distribution.list.for.the.board"
 SENDER = f"{LONG_LOCAL}@acme.test"
 SUBJECT = "Figures:" + "Q3-revenue-by-region-and-product-line-" * 3 + "final"
 FILE_NAME = "board-pack-" + "quarterly-figures-" * 5 + "final-v12.xlsx"
+#: no hyphen to break at: a flex item's min width was the whole name (595 px at 360)
+UNBROKEN_NAME = "Quarterly_Financial_Report_Final_Version_Approved_by_Board_2026-12-06_v3.pdf"
+#: padded with Braille blanks, which are no spaces to a browser's line breaking
+PADDED_NAME = "invoice.pdf" + "\u2800" * 60 + ".exe"
 POLICY_NAME = "Partners-of-the-north-western-region-with-a-rather-long-name"
 PASSWORD_OF = "correct horse battery staple"
 
@@ -92,6 +96,8 @@ def _mail(subject: str, body_lines: int = 3) -> bytes:
     message.add_alternative(f"<p>See https://example.test/{'x' * 120}</p>{paragraphs}"
                             "<p>The last paragraph.</p>", subtype="html")
     message.add_attachment(b"a,b\n1,2\n", "text", "csv", filename=FILE_NAME)
+    message.add_attachment(b"%PDF-1.4\n", "application", "pdf", filename=UNBROKEN_NAME)
+    message.add_attachment(b"MZ", "application", "octet-stream", filename=PADDED_NAME)
     return message.as_bytes().replace(b"\n", b"\r\n")
 
 

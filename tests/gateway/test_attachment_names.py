@@ -2,6 +2,11 @@
 made safe, on the way in (an upload, a sender's MIME) and on the way out (a download's
 Content-Disposition, RFC 6266)."""
 
+# ruff: noqa: RUF001  (the look-alike characters are what these tests are about)
+
+import random
+import re
+import unicodedata
 from io import BytesIO
 
 import pytest
@@ -48,6 +53,35 @@ NAMES = [
     ("é" * 150 + ".docx", "é" * 97 + ".docx"),  # 200 bytes of UTF-8 at most
     ("名" * 100, "名" * 66),
     ("a." + "b" * 300, ("a." + "b" * 300)[:120]),  # no sensible extension to keep
+    # characters that only look different are judged as what they stand for (NFKC)
+    ("．．／etc／passwd", "passwd"),  # fullwidth full stops and solidus
+    ("．．＼．．＼windows＼win.ini", "win.ini"),
+    ("C：＼x.exe", "x.exe"),
+    ("ＣＯＮ.txt", "_CON.txt"),
+    ("ｎｕｌ", "_nul"),
+    ("ＬＰＴ¹.doc", "_LPT1.doc"),
+    ("CON .txt", "_CON .txt"),  # Windows ignores the space before the extension
+    ("conin$", "_conin$"),
+    ("．htaccess", "htaccess"),
+    ("report.pdf．", "report.pdf"),
+    ("﹒﹒∕etc∕passwd", "∕etc∕passwd"),  # small full stops; the division slash is no separator
+    ("ﬁnal report.pdf", "final report.pdf"),
+    ("Übersicht.pdf", "Übersicht.pdf"),
+    # invisible blanks are spaces; they cannot pad an extension out of sight
+    ("invoice.pdf\u2800\u2800\u2800.exe", "invoice.pdf .exe"),
+    ("invoice.pdf\u3164\u3164.exe", "invoice.pdf .exe"),
+    ("invoice.pdf\uffa0\u115f\u1160.exe", "invoice.pdf .exe"),
+    ("\u2800\u2800", ""),
+    ("\u3164report.pdf\u3164", "report.pdf"),
+    # tag characters and interlinear annotations are dropped, like other format characters
+    ("invoice\U000e0070\U000e0064\U000e0066.exe", "invoice.exe"),
+    ("a\U000e0001b\U000e007f.txt", "ab.txt"),
+    ("x\ufff9hidden\ufffa\ufffb.txt", "xhidden.txt"),
+    ("e\u034fe\u17b4\u17b5.txt", "ee.txt"),
+    ("\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645.pdf",
+     "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645.pdf"),  # ZWNJ kept
+    ("👩\u200d💻.png", "👩\u200d💻.png"),  # ZWJ kept
+    ("e\u200b\u0301.txt", "é.txt"),  # what joins once the space between goes
 ]
 
 
@@ -73,6 +107,32 @@ def test_the_download_header_gives_the_name_back_exactly(name):
     assert parse_options_header(header) == ("attachment", {"filename": name})
     fallback = header.split('filename="', 1)[1].split('"', 1)[0]
     assert fallback.isascii() and "\\" not in fallback and "%" not in fallback
+
+
+#: (a name as stored before today's rules, what each part of the header holds)
+STORED = [
+    ("．．／etc／passwd", "passwd", "passwd"),
+    ("ＣＯＮ.txt", "_CON.txt", "_CON.txt"),
+    ("C：＼x.exe", "x.exe", "x.exe"),
+    ("invoice.pdf⠀⠀⠀.exe", "invoice.pdf .exe", "invoice.pdf .exe"),
+    ("x.\u0301", "x", "x.\u0301"),  # the accent dropped leaves a trailing dot: gone too
+    ("n\u0303ul.txt", "_nul.txt", "ñul.txt"),  # a device name once the accent is gone
+    ("Ｃ\u0327ON.txt", "_CON.txt", "ÇON.txt"),
+    ("\u0301", "attachment", "\u0301"),
+    ("契約書.pdf", "___.pdf", "契約書.pdf"),
+    ("名名", "attachment", "名名"),
+]
+
+
+@pytest.mark.parametrize(("stored", "fallback", "utf8"), STORED)
+def test_the_download_header_makes_any_stored_name_safe_in_both_forms(stored, fallback,
+                                                                       utf8):
+    """The ASCII form is made by decomposing (NFKD) and dropping what is not ASCII: it
+    goes through the same rules again, as does the name itself."""
+    header = filenames.content_disposition(stored)
+    given_fallback = header.split('filename="', 1)[1].split('"', 1)[0]
+    assert given_fallback == fallback
+    assert parse_options_header(header)[1]["filename"] == utf8
 
 
 def test_the_ascii_fallback_keeps_letters_without_their_accents():
@@ -135,3 +195,42 @@ def test_a_senders_hostile_mime_name_is_made_safe_for_the_download(gateway, pat)
     assert download.status_code == 200 and "X-Evil" not in download.headers
     assert download.headers["Content-Disposition"] == \
         'attachment; filename="bashrcfdp.exe X-Evil_ 1"'
+
+
+#: what hostile names are made of: separators and their look-alikes, dots, drive colons,
+#: controls, format and blank characters, combining marks, device names, long runs
+HOSTILE = ([".", "..", "/", "\\", ":", "．", "／", "＼", "：", "﹒", "。", "C", "c", "ＣＯＮ",
+            "CON", "nul", "LPT¹", "COM²", " ", "\t", "\n", "\r", "\x00", "\x1b", "\x7f",
+            "\x85", "\x9b", "\u2028", "\u202e", "\u2066", "\u200b", "\ufeff", "\u00ad",
+            "\u2800", "\u3164", "\u115f", "\u1160", "\uffa0", "\U000e0041",
+            "\U000e007f", "\ufff9", "\ufffb", "\u034f", "\u0301", "\u0327", "\u0303",
+            "ﬁ", "é", "名", "👍", "\u200d", "\u200c", "<", ">", "\"", "|", "?", "*", "%",
+            "exe", "pdf", "etc", "passwd", "x" * 60, "é" * 40, "\ud800"])
+INVISIBLE_OR_HARMFUL = re.compile(
+    "[\x00-\x1f\x7f-\x9f/\\\\\u2028\u2029\u2800\u3164\u115f\u1160\uffa0\u034f"
+    "\ufff9-\ufffb\U000e0000-\U000e007f]")
+
+
+def test_any_name_made_of_hostile_pieces_comes_out_plain_and_stays_so():
+    """50,000 names of random hostile pieces: each safe name is fixed under safe(), its
+    own NFKC form, bounded, free of what could mislead, and its download header's two
+    forms are safe too."""
+    pick = random.Random(20261206)
+    for _ in range(50_000):
+        given = "".join(pick.choice(HOSTILE) for _ in range(pick.randint(1, 8)))
+        name = filenames.safe(given)
+        assert filenames.safe(name) == name, ascii(given)
+        assert unicodedata.normalize("NFKC", name) == name, ascii(given)
+        assert len(name) <= filenames.MAX_CHARACTERS
+        assert len(name.encode(errors="surrogatepass")) <= filenames.MAX_BYTES
+        assert not INVISIBLE_OR_HARMFUL.search(name), ascii(given)
+        assert not any(unicodedata.category(c) in ("Cf", "Cc", "Cs") for c in name
+                       if c not in "\u200c\u200d"), ascii(given)
+        if name:
+            assert not name.startswith((".", " ")) and not name.endswith((".", " "))
+            assert not re.fullmatch(r"(?i)(con|prn|aux|nul|com\d|lpt\d)( *\..*)?", name)
+        header = filenames.content_disposition(given)
+        assert header.isascii() and "\r" not in header and "\n" not in header
+        fallback = header.split('filename="', 1)[1].split('"', 1)[0]
+        assert fallback == filenames.safe(fallback) and fallback, ascii(given)
+        assert not re.fullmatch(r"(?i)(con|prn|aux|nul|com\d|lpt\d)( *\..*)?", fallback)

@@ -70,6 +70,39 @@ def test_a_portal_name_with_accents_and_commas_is_one_display_name(app, make_ten
         "Müller, Söhne & Co. — Rechtsanwälte", "post@acme.test")
 
 
+@pytest.mark.parametrize("stored", [
+    "ü@acme.test", "x@evil.example@acme.test", '"x@evil.example"@acme.test', "x%y@acme.test",
+    "a\x00b@acme.test", "a\u202eb@acme.test", "a\r\nBcc: x@evil.example", "a..b@acme.test",
+    "notifications@globex.test", "notifications@mail.acme.test", "not an address", "@"])
+def test_a_stored_sender_address_that_cannot_be_one_falls_back_to_the_sites(
+        app, make_tenant, caplog, stored):
+    """Saved before the settings page refused it (or written by hand): the tenant's every
+    notification once failed in the worker (UnicodeEncodeError), or left with a malformed
+    From. Now it goes from the site-wide address, and the log says why."""
+    tenant = make_tenant("acme", name="Acme Corp")
+    tenant.mail_from = stored
+    app.config["MAIL_FROM"] = "securemail@gateway.example"
+    _, message = built("secure_message", tenant)
+    (sender,) = message["From"].addresses
+    assert (sender.display_name, sender.addr_spec) == ("Acme Corp", "securemail@gateway.example")
+    assert not message["From"].defects
+    assert "its notification sender address cannot be used" in caplog.text
+    assert "tenant acme" in caplog.text
+
+
+@pytest.mark.parametrize("stored", ["Bank <security@bank.example>", 'A "B" C', "Acme\x1b[2J",
+                                    "Acme\u202eknaB", "Acme\r\nBcc: x@evil.example"])
+def test_a_stored_portal_name_that_would_fake_the_sender_gives_way_to_the_sites(
+        app, make_tenant, caplog, stored):
+    tenant = make_tenant("acme", name="Acme Corp", mail_from="notifications@acme.test")
+    tenant.portal_name = stored
+    app.config["SITE_NAME"] = "Secure Mail"
+    _, message = built("secure_message", tenant)
+    (sender,) = message["From"].addresses
+    assert (sender.display_name, sender.addr_spec) == ("Secure Mail", "notifications@acme.test")
+    assert "its portal name cannot be a sender's name" in caplog.text
+
+
 # --- DKIM ------------------------------------------------------------------------------
 
 
@@ -227,3 +260,22 @@ def test_through_the_gateway_a_notification_carries_name_address_and_logo(app, g
         assert str(message["From"]) == "Acme Secure <secure@acme.test>"
         images = [p for p in message.walk() if p.get_content_maintype() == "image"]
         assert [p.get_content() for p in images] == [PNG]
+
+
+def test_a_tenant_with_an_unusable_stored_sender_still_gets_its_notifications_out(app,
+                                                                                 gateway):
+    """The worker's whole way with ``ü@acme.test`` stored: before, every notification of
+    the tenant failed (UnicodeEncodeError in build); now both go, from the site's address."""
+    from pathlib import Path
+
+    from support import mail, read_outbox
+
+    app.config["OUTBOUND"] = f"maildir:{Path(app.instance_path) / 'outbox'}"
+    app.config["MAIL_FROM"] = "securemail@gateway.example"
+    gateway.tenant.portal_name = "Acme Secure"
+    gateway.tenant.mail_from = "ü@acme.test"
+    db.session.commit()
+    gateway.send(mail(to="pat@partner.test"), ["pat@partner.test"], mode="external")
+    sent = read_outbox(app)
+    assert len(sent) == 2
+    assert {str(m["From"]) for m in sent} == {"Acme Secure <securemail@gateway.example>"}

@@ -24,6 +24,7 @@ from wtforms.widgets import CheckboxInput, ListWidget
 
 from app import clock
 from app.delivery import destinations
+from app.mail import addresses
 from app.models import Fallback, Mode, PolicyKind, RecipientState, Role, Route, TlsLevel
 from app.web.inputs import Form
 
@@ -144,10 +145,18 @@ def time_zone_name(form, field) -> None:
         raise ValidationError(problem)
 
 
+def sender_name(form, field) -> None:
+    """A name notifications may show as their sender (the portal's, else the
+    organisation's): nothing that reads as an address or a control character."""
+    if problem := addresses.display_name_problem(field.data or ""):
+        raise ValidationError(problem)
+
+
 class SettingsForm(Form):
-    name = StringField("Organisation name", validators=[DataRequired(), Length(max=200)])
+    name = StringField("Organisation name",
+                       validators=[DataRequired(), Length(max=200), sender_name])
     portal_name = StringField("Portal name (on the sign-in page and in notifications)",
-                              validators=[Optional(), Length(max=200)])
+                              validators=[Optional(), Length(max=200), sender_name])
     domains = TextAreaField("Internal domains, one per line", validators=[DataRequired()])
     internal_relay = StringField("Internal relay (smtp://host:port)",
                                  validators=[Optional(), Length(max=255), relay_syntax])
@@ -178,7 +187,8 @@ class TenantForm(Form):
     slug = StringField("Short name (in portal addresses)", validators=[
         DataRequired(), Length(max=63),
         Regexp(r"^[a-z0-9-]+$", message="Use lower-case letters, digits and '-'.")])
-    name = StringField("Organisation name", validators=[DataRequired(), Length(max=200)])
+    name = StringField("Organisation name",
+                       validators=[DataRequired(), Length(max=200), sender_name])
     domains = TextAreaField("Internal domains, one per line", validators=[DataRequired()])
     admin_email = StringField("First administrator's address",
                               validators=[DataRequired(), Length(max=320), ADDRESS])

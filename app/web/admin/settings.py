@@ -68,12 +68,10 @@ def set_relay(tenant, relay: str | None, *, by_platform_admin: bool) -> None:
 def sender_problem(address: str, names: list[str]) -> str | None:
     """Why ``address`` cannot be the tenant's notification sender address, given the
     tenant's domains ``names`` as saved; None when it can."""
-    local, at, domain = address.rpartition("@")
     example = f"notifications@{names[0]}" if names else "notifications@example.com"
-    if not at or not local or any(c.isspace() or c in '<>(),;:"[]\\' for c in local) \
-            or addresses.domain_problem(domain):
-        return f"{address} is not an email address. Use one such as {example}."
-    if addresses.domain_of(address) not in names:
+    if problem := addresses.sender_problem(address):
+        return f"{problem} Use one such as {example}."
+    if not addresses.sender_at(address, names):
         # Notifications must not claim to come from another organisation.
         return (f"{address} is not at one of your domains ({', '.join(names)}). Use an "
                 f"address such as {example}, or leave this empty for the gateway's own.")
@@ -162,7 +160,7 @@ def settings():
     sender = mail_templates.sender_address(tenant)
     domain = addresses.domain_of(sender)
     return page("admin/settings.html", "admin/_settings.html", form=form, tenant=tenant,
-                sender=f"{tenant.display_name} <{sender}>", sender_domain=domain,
+                sender=f"{mail_templates.sender_name(tenant)} <{sender}>", sender_domain=domain,
                 signed=tenant.is_internal(sender), dkim=dkim_signing.dns_record(tenant, domain),
                 action=ActionForm())
 
