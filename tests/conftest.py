@@ -137,6 +137,20 @@ def acme(make_tenant):
 
 
 @pytest.fixture
+def make_ccm_sender(make_user):
+    """``make_ccm_sender(tenant, email)``: an internal user on the tenant's "Legal"
+    application settings, which let them send by CCM (Send Secure and the composer)."""
+    def make(tenant: Tenant, email: str) -> User:
+        legal = next((s for s in tenant.application_settings if s.name == "Legal"), None)
+        if legal is None:
+            legal = ApplicationSettings(name="Legal", portal_ccm=True, send_secure=True)
+            tenant.application_settings.append(legal)
+            db.session.commit()
+        return make_user(tenant, email, role="internal", application_settings=legal)
+    return make
+
+
+@pytest.fixture
 def make_user(app):
     def make(tenant: Tenant, email: str, *, role="external", password=PASSWORD,
              must_change=False, **values) -> User:

@@ -16,7 +16,7 @@ from support import PASSWORD, csrf_token, mail, post_form, read_outbox, without_
 
 from app.domain import accounts, expiry, ingest, links, notices, passwords
 from app.extensions import db
-from app.models import ApplicationSettings, OutboundItem, Recipient, User
+from app.models import OutboundItem, Recipient, User
 
 PAT = "pat@partner.test"
 NEW = "plum orbit lantern meadow"
@@ -25,11 +25,8 @@ NOTICE = "Secure message from Acme Corp: sign in to read it"
 
 
 @pytest.fixture
-def sender(acme, make_user):
-    legal = ApplicationSettings(name="Legal", portal_ccm=True, send_secure=True)
-    acme.application_settings.append(legal)
-    db.session.commit()
-    return make_user(acme, "alice@acme.test", role="internal", application_settings=legal)
+def sender(acme, make_ccm_sender):
+    return make_ccm_sender(acme, "alice@acme.test")
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from playwright.sync_api import BrowserContext, Page, expect
 
 from app.domain.composing import MAX_BODY
 from app.extensions import db
-from app.models import ApplicationSettings, Draft
+from app.models import Draft
 
 ALICE = "alice@acme.test"
 BOB = "bob@acme.test"
@@ -84,13 +84,10 @@ def generated_password(messages, address: str) -> str:
 
 
 @pytest.fixture
-def acme(make_tenant, make_user):
+def acme(make_tenant, make_ccm_sender):
     """Tenant acme with a "Legal" profile allowing portal CCM, and alice on it."""
     tenant = make_tenant("acme", domains=["acme.test"])
-    legal = ApplicationSettings(name="Legal", portal_ccm=True, send_secure=True)
-    tenant.application_settings.append(legal)
-    db.session.commit()
-    make_user(tenant, ALICE, role="internal", application_settings=legal)
+    make_ccm_sender(tenant, ALICE)
     return tenant
 
 

@@ -16,7 +16,7 @@ from playwright.sync_api import Page, expect
 from app import clock
 from app.domain import ingest, isolation
 from app.extensions import db
-from app.models import ApplicationSettings, Message
+from app.models import Message
 
 ALICE = "alice@acme.test"
 PAT = "pat@partner.test"
@@ -36,12 +36,9 @@ def plain(subject: str, body: str, *, message_id: str, extra: str = "") -> str:
 
 
 @pytest.fixture
-def acme(make_tenant, make_user):
+def acme(make_tenant, make_user, make_ccm_sender):
     tenant = make_tenant("acme", domains=["acme.test"])
-    legal = ApplicationSettings(name="Legal", portal_ccm=True, send_secure=True)
-    tenant.application_settings.append(legal)
-    db.session.commit()
-    make_user(tenant, ALICE, role="internal", application_settings=legal)
+    make_ccm_sender(tenant, ALICE)
     make_user(tenant, PAT, role="external")
     return tenant
 

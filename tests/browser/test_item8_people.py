@@ -16,19 +16,16 @@ from app.domain import ingest
 from app.domain.passwords import hash_password
 from app.extensions import db
 from app.mail.sanitize import LINK_REMOVED
-from app.models import ApplicationSettings, Message, User
+from app.models import Message, User
 
 ALICE, BOB, PAT = "alice@acme.test", "bob@acme.test", "pat@partner.test"
 NAMES = ["NDA signed.pdf", "Übersicht März.xlsx", "契約書.pdf"]
 
 
 @pytest.fixture
-def acme(make_tenant, make_user):
+def acme(make_tenant, make_user, make_ccm_sender):
     tenant = make_tenant("acme", domains=["acme.test"])
-    legal = ApplicationSettings(name="Legal", portal_ccm=True, send_secure=True)
-    tenant.application_settings.append(legal)
-    db.session.commit()
-    make_user(tenant, ALICE, role="internal", application_settings=legal)
+    make_ccm_sender(tenant, ALICE)
     make_user(tenant, BOB, role="internal")
     return tenant
 

@@ -23,7 +23,7 @@ from support import PASSWORD
 
 from app.domain import accounts, isolation, second_factor
 from app.extensions import db
-from app.models import ApplicationSettings, Message, Recipient, User
+from app.models import Message, Recipient, User
 from app.smtp import ingress
 
 PAT = "pat@partner.test"
@@ -34,14 +34,11 @@ CHANGED = "Your password has been changed. Other devices have been signed out."
 
 
 @pytest.fixture
-def gateway(app, live_server, make_tenant, make_user):
+def gateway(app, live_server, make_tenant, make_ccm_sender):
     """``send(subject)``: Alice at Acme sends Pat a message through the SMTP ingress, by CCM
     ("Send Secure"); returns it. The live server is up first, so links point to it."""
     tenant = make_tenant("acme", domains=["acme.test"])
-    legal = ApplicationSettings(name="Legal", portal_ccm=True, send_secure=True)
-    tenant.application_settings.append(legal)
-    db.session.commit()
-    make_user(tenant, ALICE, role="internal", application_settings=legal)
+    make_ccm_sender(tenant, ALICE)
     smtp = ingress.controller(app, f"127.0.0.1:{free_port()}")
     smtp.start()
 

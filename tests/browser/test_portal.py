@@ -25,7 +25,7 @@ from support import mail
 from app.clock import utcnow
 from app.domain import ingest
 from app.extensions import db
-from app.models import ApplicationSettings, Message, Recipient, User
+from app.models import Message, Recipient, User
 
 PAT = "pat@partner.test"
 SAM = "sam@partner.test"
@@ -78,16 +78,13 @@ def board_pack() -> bytes:
 
 
 @pytest.fixture
-def delivered(live_server, make_tenant, make_user):
+def delivered(live_server, make_tenant, make_user, make_ccm_sender):
     """Mail for Pat from Alice at Acme: the board pack, then 25 weekly reports.
 
     Delivered once the live server is up, so the notifications link to it.
     """
     tenant = make_tenant("acme", domains=["acme.test"])
-    legal = ApplicationSettings(name="Legal", portal_ccm=True, send_secure=True)
-    tenant.application_settings.append(legal)
-    db.session.commit()
-    make_user(tenant, ALICE, role="internal", application_settings=legal)
+    make_ccm_sender(tenant, ALICE)
     make_user(tenant, BOB, role="internal")
 
     board = ingest.receive(board_pack(), ALICE, [PAT], mode="external")

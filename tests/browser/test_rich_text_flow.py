@@ -13,7 +13,7 @@ from playwright.sync_api import Page, expect
 
 from app.domain import reading
 from app.extensions import db
-from app.models import ApplicationSettings, Draft, Message
+from app.models import Draft, Message
 
 ALICE = "alice@acme.test"
 PAT = "pat@partner.test"
@@ -21,13 +21,10 @@ SUBJECT = "Formatted terms"
 
 
 @pytest.fixture
-def acme(make_tenant, make_user):
+def acme(make_tenant, make_user, make_ccm_sender):
     """Tenant acme, alice allowed portal CCM, and pat, an external recipient."""
     tenant = make_tenant("acme", domains=["acme.test"])
-    legal = ApplicationSettings(name="Legal", portal_ccm=True, send_secure=True)
-    tenant.application_settings.append(legal)
-    db.session.commit()
-    make_user(tenant, ALICE, role="internal", application_settings=legal)
+    make_ccm_sender(tenant, ALICE)
     make_user(tenant, PAT)
     return tenant
 

@@ -15,7 +15,7 @@ from app.delivery import runner
 from app.domain import ingest
 from app.domain.passwords import hash_password
 from app.extensions import db
-from app.models import ApplicationSettings, Message, OutboundItem, Policy, QueueState, User
+from app.models import Message, OutboundItem, Policy, QueueState, User
 from app.smtp import ingress
 
 
@@ -68,7 +68,7 @@ def relay():
 
 
 @pytest.fixture
-def gateway(app, network, relay, make_tenant, make_user, tmp_path):
+def gateway(app, network, relay, make_tenant, make_user, make_ccm_sender, tmp_path):
     """A configured gateway: tenant acme (acme.test) delivering by MX on the loopback net."""
     app.config.update(
         OUTBOUND="mx",
@@ -81,10 +81,7 @@ def gateway(app, network, relay, make_tenant, make_user, tmp_path):
         SMTP_TIMEOUT=5,
     )
     tenant = make_tenant("acme", domains=["acme.test"])
-    legal = ApplicationSettings(name="Legal", portal_ccm=True, send_secure=True)
-    tenant.application_settings.append(legal)
-    db.session.commit()
-    make_user(tenant, "alice@acme.test", role="internal", application_settings=legal)
+    make_ccm_sender(tenant, "alice@acme.test")
     make_user(tenant, "bob@acme.test", role="internal")
     return Gateway(tenant=tenant, relay=relay, network=network)
 
