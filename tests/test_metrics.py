@@ -65,7 +65,9 @@ def test_metrics_is_only_for_the_allowed_networks(app):
 
     for address in ("192.0.2.7", "10.0.0.1", "2001:db8::1", "::ffff:192.0.2.7", "", "junk"):
         for method in ("GET", "HEAD", "POST"):
-            answer, unknown = (fresh(method, path, address) for path in ("/metrics", "/nope"))
+            # a path of the same length: the page names its own path (the language chooser's
+            # way back), so only the lengths of the paths may differ
+            answer, unknown = (fresh(method, path, address) for path in ("/metrics", "/nothing"))
             assert answer.status_code == unknown.status_code == 404, (address, method)
             assert "ccm_" not in answer.text
             assert len(answer.text) == len(unknown.text)
