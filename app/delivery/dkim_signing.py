@@ -21,8 +21,12 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from app import clock
 from app.models import Tenant
 
-SIGNED_HEADERS = [b"from", b"to", b"subject", b"date", b"message-id", b"auto-submitted",
-                  b"mime-version", b"content-type"]
+#: headers a reader trusts or replies by; each is named twice ("over-signed", RFC 6376
+#: 5.4.2): the second names a header that is not there, so one added after signing (a
+#: second From or Subject, a Reply-To aiming the replies elsewhere) breaks the signature
+_PROTECTED = [b"from", b"reply-to", b"to", b"cc", b"subject", b"date", b"message-id"]
+SIGNED_HEADERS = [*_PROTECTED, *_PROTECTED, b"auto-submitted", b"mime-version",
+                  b"content-type", b"content-language"]
 
 
 def generate(tenant: Tenant) -> None:

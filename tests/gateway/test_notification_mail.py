@@ -129,6 +129,21 @@ def test_the_signature_is_for_the_from_domain_and_verifies(app, keyed):
     assert verifies(raw, keyed, "acme.test")
 
 
+@pytest.mark.parametrize("added", [
+    b"Reply-To: attacker@evil.example", b"From: Security <security@acme.test>",
+    b"Subject: Urgent: confirm your password", b"Cc: attacker@evil.example",
+    b"To: someone@evil.example", b"Date: Mon, 1 Jan 2024 00:00:00 +0000",
+    b"Message-ID: <replayed@evil.example>"])
+def test_a_header_added_after_signing_breaks_the_signature(app, keyed, added):
+    """A captured notification replayed with one more header (a Reply-To to the attacker, a
+    second From or Subject shown instead of ours) no longer verifies."""
+    raw, _ = built("secure_message", keyed)
+    assert verifies(raw, keyed, "acme.test")
+    head, _, body = raw.partition(b"\r\n\r\n")
+    for tampered in (added + b"\r\n" + head, head + b"\r\n" + added):
+        assert not verifies(tampered + b"\r\n\r\n" + body, keyed, "acme.test"), added
+
+
 def test_a_long_folded_from_still_signs_for_its_own_domain(app, keyed):
     keyed.portal_name = "Acme Corporation Secure Message Portal for Clients and Partners " * 2
     raw, _ = built("secure_message", keyed)
