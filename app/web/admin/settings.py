@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 
-from flask import current_app, flash, url_for
+from flask import abort, current_app, flash, url_for
 from flask_login import current_user
+
 from app import config
 from app.delivery import destinations, dkim_signing, mail_templates
 from app.domain import audit, domain_proof
@@ -186,7 +187,9 @@ def check_domain(domain_id: int):
     """Look for a pending domain's TXT record in DNS now."""
     tenant = current_user.tenant
     domain = next((d for d in tenant.domains if d.id == domain_id), None)
-    if domain is None or not ActionForm().validate_on_submit():
+    if domain is None:
+        abort(404)
+    if not ActionForm().validate_on_submit():
         return redirect_to(url_for("admin.settings"))
     outcome = domain_proof.check(domain, current_app.config["DNS_SERVERS"])
     audit.record("domain verified" if outcome.proven else "domain check failed",
