@@ -195,3 +195,13 @@ def test_two_proofs_at_the_same_moment_leave_one_owner(make_tenant, dns_server,
     db.session.expire_all()
     assert not db.session.get(Domain, theirs.id).verified
     assert db.session.get(Domain, ours.id).verified
+
+
+@pytest.mark.parametrize("app", [{"RATELIMIT_ENABLED": True}], indirect=True)
+def test_check_now_is_rate_limited(as_admin, acme, dns_server):
+    save(as_admin, domains="acme.test\nbank.test")
+    pending = domain("bank.test", acme)
+    codes = [post_form(as_admin, f"/admin/settings/domains/{pending.id}/check", {},
+                       form_path="/admin/settings").status_code for _ in range(11)]
+    assert codes == [302] * 10 + [429]
+    assert len([a for a in actions() if a.startswith("domain check failed")]) == 10
