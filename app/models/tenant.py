@@ -98,6 +98,11 @@ class Domain(db.Model):
     proof_token: Mapped[str | None] = mapped_column(String(64))
     verified_at: Mapped[datetime | None] = mapped_column()
 
+    def __init__(self, **values):
+        # set now, not at INSERT: a new tenant's domains are internal before the flush
+        values.setdefault("verified", True)
+        super().__init__(**values)
+
     tenant: Mapped[Tenant] = relationship(back_populates="domains")
 
 
