@@ -14,9 +14,8 @@ from enum import StrEnum
 import yaml
 from sqlalchemy import inspect, select
 
-from app import clock
 from app.delivery import destinations
-from app.domain import accounts, config_checks, passwords
+from app.domain import accounts, config_checks, domain_proof, passwords
 from app.extensions import db
 from app.mail import addresses
 from app.models import (
@@ -185,8 +184,8 @@ def _apply_tenant(data: dict, result: ImportResult) -> None:
         if (domain := known.get(name.lower())) is None:
             tenant.domains.append(Domain(name=name.lower()))
             result.created += 1
-        elif not domain.verified:
-            domain.verified, domain.proof_token, domain.verified_at = True, None, clock.utcnow()
+        else:
+            domain_proof.vouch(domain)
 
     profiles = {s.name: s for s in tenant.application_settings}
     has_default = any(p.get("default") for p in data.get("application_settings", []))

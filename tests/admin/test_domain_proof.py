@@ -12,7 +12,7 @@ from support import post_form
 
 from app.domain import domain_proof
 from app.extensions import db
-from app.models import AuditEvent, Domain, Tenant
+from app.models import AuditEvent, Domain, Tenant, User
 
 FORM = {"name": "Acme Corp", "portal_name": "", "domains": "acme.test", "internal_relay": "",
         "visibility_days": "30", "expiry_warning_days": "3", "first_contact": "password",
@@ -205,3 +205,13 @@ def test_check_now_is_rate_limited(as_admin, acme, dns_server):
                        form_path="/admin/settings").status_code for _ in range(11)]
     assert codes == [302] * 10 + [429]
     assert len([a for a in actions() if a.startswith("domain check failed")]) == 10
+
+
+def test_the_platform_administrator_vouches_for_what_they_save(as_admin, acme):
+    save(as_admin, domains="acme.test\nbank.test")
+    assert "internal domains: acme.test → acme.test, bank.test (pending DNS proof)" in actions()[-2]
+    admin = db.session.scalar(db.select(User).filter_by(email="admin@acme.test"))
+    admin.is_platform_admin = True
+    db.session.commit()
+    save(as_admin, domains="acme.test\nbank.test\nbank2.test")
+    assert domain("bank.test", acme).verified and domain("bank2.test", acme).verified

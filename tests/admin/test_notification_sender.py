@@ -132,7 +132,7 @@ def test_the_audit_log_names_every_changed_setting_old_and_new(as_admin, acme):
          domains="acme.test\nacme.example")
     assert saved_detail() == (
         "organisation name: Acme Corp → Acme Corporation; portal name: none → Acme Secure; "
-        "internal domains: acme.test → acme.example, acme.test; "
+        "internal domains: acme.test → acme.example (pending DNS proof), acme.test; "
         "visibility window (days): 30 → 14; second factor, external: optional → required; "
         "notification sender address: none → notifications@acme.test")
     save(as_admin, name="Acme Corporation", portal_name="Acme Secure", visibility_days="14",

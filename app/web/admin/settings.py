@@ -86,7 +86,8 @@ def sender_problem(address: str, names: list[str], pending: list[str] = ()) -> s
 AUDITED = {
     "organisation name": lambda t: t.name,
     "portal name": lambda t: t.portal_name,
-    "internal domains": lambda t: ", ".join(sorted(d.name for d in t.domains)),
+    "internal domains": lambda t: ", ".join(sorted(
+        d.name + ("" if d.verified else " (pending DNS proof)") for d in t.domains)),
     "internal relay": lambda t: t.internal_relay and (
         config.shown("INTERNAL_RELAY", t.internal_relay)  # a password in it is masked
         + (", set by the platform administrator" if t.internal_relay_trusted else "")),
@@ -161,6 +162,9 @@ def settings():
                 # the platform administrator is trusted; a tenant administrator proves it
                 Domain(name=n) if by_platform_admin else domain_proof.pending(n)
                 for n in added]
+            if by_platform_admin:  # they vouch for what they save, as an import does
+                for domain in tenant.domains:
+                    domain_proof.vouch(domain)
             if logo:
                 tenant.logo, tenant.logo_type = logo, logo_type(logo)
             audit.record("settings saved", changes(before, snapshot(tenant)), tenant=tenant)
