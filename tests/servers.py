@@ -422,6 +422,7 @@ class DnsServer:
     def __init__(self):
         self.port: int | None = None
         self._records: dict[dns.name.Name, dict[int, list[dns.rdata.Rdata]]] = {}
+        self._failing: dict[dns.name.Name, int] = {}
         self._lock = threading.Lock()
         self._servers: list[socketserver.BaseServer] = []
         self._threads: list[threading.Thread] = []
@@ -448,6 +449,16 @@ class DnsServer:
         chunks = [data[i:i + 255] for i in range(0, len(data), 255)] or [b""]
         self._add(name, dns.rdatatype.TXT,
                   dns.rdtypes.ANY.TXT.TXT(dns.rdataclass.IN, dns.rdatatype.TXT, chunks))
+
+    def add_cname(self, name: str, target: str) -> None:
+        """An alias: a query for another type at ``name`` gets the CNAME and the
+        target's records of that type, as an authoritative server for both would."""
+        self._add(name, dns.rdatatype.CNAME, _absolute(target))
+
+    def fail(self, name: str, rcode: int = dns.rcode.SERVFAIL) -> None:
+        """Answer every query for ``name`` with ``rcode`` (SERVFAIL, REFUSED, ...)."""
+        with self._lock:
+            self._failing[dns.name.from_text(name)] = rcode
 
     def forget(self, name: str) -> None:
         """Drop every record of ``name``: from now on it does not exist (NXDOMAIN)."""
@@ -476,9 +487,20 @@ class DnsServer:
             return response.to_wire()
         question = query.question[0]
         with self._lock:
+            failing = self._failing.get(question.name)
             by_type = self._records.get(question.name)
             rdatas = list(by_type.get(question.rdtype, [])) if by_type is not None else []
-        if by_type is None:
+            alias = by_type.get(dns.rdatatype.CNAME) if by_type is not None else None
+            if alias and not rdatas:
+                response.answer.append(dns.rrset.from_rdata_list(question.name, TTL, alias))
+                target = alias[0].target
+                rdatas = list(self._records.get(target, {}).get(question.rdtype, []))
+                if rdatas:
+                    response.answer.append(dns.rrset.from_rdata_list(target, TTL, rdatas))
+                rdatas = []
+        if failing is not None:
+            response.set_rcode(failing)
+        elif by_type is None:
             response.set_rcode(dns.rcode.NXDOMAIN)
         elif rdatas:
             response.answer.append(dns.rrset.from_rdata_list(question.name, TTL, rdatas))

@@ -95,3 +95,22 @@ def test_downgrading_far_back_on_sqlite_keeps_every_row_that_outlives_it(app, ma
     assert counts() == before
     with db.engine.connect() as connection:
         assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+
+
+def test_domains_that_exist_are_verified_by_0018(app, make_tenant):
+    """Every domain before domain proof was accepted as it stood: it stays verified, and
+    only a verified domain is unique after it."""
+    make_tenant("acme", domains=["acme.test"])
+    db.session.remove()
+    flask_migrate.downgrade(revision="0017")
+    try:
+        with db.engine.begin() as connection:
+            connection.execute(text("INSERT INTO domain (tenant_id, name) "
+                                    "SELECT id, 'old.test' FROM tenant"))
+    finally:
+        flask_migrate.upgrade()
+    with db.engine.connect() as connection:
+        rows = connection.execute(text(
+            "SELECT name, verified, proof_token FROM domain ORDER BY name")).all()
+    assert [(name, bool(verified), token) for name, verified, token in rows] == [
+        ("acme.test", True, None), ("old.test", True, None)]

@@ -190,6 +190,7 @@ def world(app, make_tenant, make_user) -> World:
                "draft": draft.public_id, "number": "1", "user_id": str(colleague.id),
                "policy_id": str(acme.policies[0].id),
                "profile_id": str(acme.application_settings[-1].id),
+               "domain_id": str(acme.domains[0].id),  # verified: Check now asks no DNS
                "kind": "secure_message", "filename": "css/ccm.css"}
     return World(objects, emails)
 

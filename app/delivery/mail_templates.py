@@ -454,7 +454,7 @@ def sender_address(tenant: Tenant | None = None) -> str:
     postmaster at the portal's host."""
     if tenant is not None and tenant.mail_from:
         problem = addresses.sender_problem(tenant.mail_from) or (
-            None if addresses.sender_at(tenant.mail_from, (d.name for d in tenant.domains))
+            None if addresses.sender_at(tenant.mail_from, tenant.verified_domains)
             else "not at one of its domains")
         if not problem:
             return tenant.mail_from

@@ -126,7 +126,7 @@ class _Checker:
                 owner = claimed.setdefault(name, tenant["slug"])
                 if owner == tenant["slug"]:
                     owner = db.session.scalar(
-                        select(Tenant.slug).join(Domain).where(Domain.name == name)
+                        select(Tenant.slug).join(Domain).where(Domain.name == name, Domain.verified)
                     ) or owner
                 if owner != tenant["slug"]:
                     self.fail(path, f"{name} already belongs to tenant {owner!r}")

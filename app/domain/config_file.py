@@ -15,7 +15,7 @@ import yaml
 from sqlalchemy import inspect, select
 
 from app.delivery import destinations
-from app.domain import accounts, config_checks, passwords
+from app.domain import accounts, config_checks, domain_proof, passwords
 from app.extensions import db
 from app.mail import addresses
 from app.models import (
@@ -85,7 +85,7 @@ def export_text() -> str:
     tenants = []
     for tenant in db.session.scalars(select(Tenant).order_by(Tenant.slug)):
         entry: dict = {"slug": tenant.slug, "name": tenant.name,
-                       "domains": [d.name for d in tenant.domains],
+                       "domains": tenant.verified_domains,
                        "visibility_days": tenant.visibility_days}
         if tenant.internal_relay:
             entry["internal_relay"] = tenant.internal_relay
@@ -178,11 +178,14 @@ def _apply_tenant(data: dict, result: ImportResult) -> None:
          activation_hours=data.get("activation_hours", 72),
          time_zone=data.get("time_zone", "UTC"))
 
-    known = {d.name for d in tenant.domains}
+    # The operator's file vouches for its domains: one still pending is verified now.
+    known = {d.name: d for d in tenant.domains}
     for name in data.get("domains", []):
-        if name.lower() not in known:
+        if (domain := known.get(name.lower())) is None:
             tenant.domains.append(Domain(name=name.lower()))
             result.created += 1
+        else:
+            domain_proof.vouch(domain)
 
     profiles = {s.name: s for s in tenant.application_settings}
     has_default = any(p.get("default") for p in data.get("application_settings", []))

@@ -73,7 +73,7 @@ def tenant_of(address: str) -> Tenant | None:
     if not domain or not _is_text(domain):
         return None
     return database.once_a_transaction(("tenant", domain), lambda: db.session.scalar(
-        select(Tenant).join(Domain).where(Domain.name == domain)))
+        select(Tenant).join(Domain).where(Domain.name == domain, Domain.verified)))
 
 
 def _is_text(value: str) -> bool:

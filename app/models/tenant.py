@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import ForeignKey, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, deferred, mapped_column, relationship
 
 from app import clock
@@ -70,17 +70,38 @@ class Tenant(db.Model):
     def default_settings(self) -> ApplicationSettings | None:
         return next((s for s in self.application_settings if s.is_default), None)
 
+    @property
+    def verified_domains(self) -> list[str]:
+        """The names of its domains that count: proven, or given by the operator."""
+        return [d.name for d in self.domains if d.verified]
+
     def is_internal(self, address: str) -> bool:
-        """True when ``address`` is at one of this tenant's domains."""
-        return addresses.is_internal(address, (d.name for d in self.domains))
+        """True when ``address`` is at one of this tenant's verified domains."""
+        return addresses.is_internal(address, self.verified_domains)
 
 
 class Domain(db.Model):
-    """An internal domain; a domain belongs to one tenant only."""
+    """An internal domain. Verified, it belongs to one tenant only; pending (a tenant
+    administrator added it and has not proven it in DNS, app/domain/domain_proof.py) it
+    claims nothing, so several tenants may wait on the same name."""
+
+    __table_args__ = (Index("uq_domain_verified_name", "name", unique=True,
+                            sqlite_where=text("verified"), postgresql_where=text("verified")),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenant.id", ondelete="CASCADE"), index=True)
-    name: Mapped[str] = mapped_column(String(253), unique=True)
+    name: Mapped[str] = mapped_column(String(253), index=True)
+    #: True unless a tenant administrator added it and has not yet proven it: the
+    #: platform administrator's domains (new tenant, ``ccm config import``) are trusted
+    verified: Mapped[bool] = mapped_column(default=True)
+    #: the token of the TXT record that proves a pending domain
+    proof_token: Mapped[str | None] = mapped_column(String(64))
+    verified_at: Mapped[datetime | None] = mapped_column()
+
+    def __init__(self, **values):
+        # set now, not at INSERT: a new tenant's domains are internal before the flush
+        values.setdefault("verified", True)
+        super().__init__(**values)
 
     tenant: Mapped[Tenant] = relationship(back_populates="domains")
 

@@ -21,6 +21,7 @@ from app.extensions import db
 from app.models import (
     ApplicationSettings,
     AuditEvent,
+    Domain,
     Message,
     NotificationTemplate,
     Policy,
@@ -32,7 +33,7 @@ from app.models import (
 #: rows that only record that a session was used (last seen): they may change on any request
 BOOKKEEPING = {"auth_session"}
 #: path parameters that name an object of one tenant
-OBJECT_PARAMETERS = {"policy_id", "user_id", "profile_id", "public_id"}
+OBJECT_PARAMETERS = {"policy_id", "user_id", "profile_id", "public_id", "domain_id"}
 #: path parameters that name no tenant's object, and the value to give them
 OTHER_PARAMETERS = {"kind": "secure_message"}
 METHODS = ("GET", "POST")
@@ -145,6 +146,8 @@ def objects_of(tenant: Tenant) -> dict[str, list]:
             ApplicationSettings.tenant_id == tenant.id))),
         "public_id": list(db.session.scalars(select(Message.public_id).where(
             Message.tenant_id == tenant.id))),
+        "domain_id": list(db.session.scalars(select(Domain.id).where(
+            Domain.tenant_id == tenant.id))),
     }
 
 

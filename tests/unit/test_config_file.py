@@ -299,3 +299,21 @@ def test_command_line_import_and_export(app, runner, tmp_path):
     assert "0 created, 0 updated" in again.output
     assert db.session.scalar(select(db.func.count()).select_from(Domain)) == 3
     assert db.session.scalar(select(db.func.count()).select_from(ApplicationSettings)) == 2
+
+
+def test_the_operators_file_vouches_for_a_domain_a_tenant_only_waits_on(app):
+    """A pending domain (tests/admin/test_domain_proof.py) is no claim against the file,
+    is left out of an export, and is verified when the operator's file names it."""
+    from app.domain import domain_proof
+
+    import_(GOOD)
+    acme = db.session.scalar(select(Tenant).filter_by(slug="acme"))
+    globex = db.session.scalar(select(Tenant).filter_by(slug="globex"))
+    acme.domains.append(domain_proof.pending("bank.example"))
+    globex.domains.append(domain_proof.pending("bank.example"))
+    db.session.commit()
+    assert "bank.example" not in config_file.export_text()
+    import_("tenants:\n  - {slug: globex, name: Globex, domains: [globex.test, bank.example]}\n")
+    owners = db.session.execute(select(Tenant.slug, Domain.verified).join(Domain)
+                                .where(Domain.name == "bank.example").order_by(Tenant.slug)).all()
+    assert owners == [("acme", False), ("globex", True)]

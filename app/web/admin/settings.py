@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import hashlib
 
-from flask import current_app, flash, url_for
+from flask import abort, current_app, flash, url_for
 from flask_login import current_user
-from sqlalchemy import select
 
 from app import config
 from app.delivery import destinations, dkim_signing, mail_templates
-from app.domain import audit
-from app.extensions import db
+from app.domain import audit, domain_proof
+from app.extensions import db, limiter
 from app.mail import addresses
 from app.models import Domain
 from app.web.admin import bp
@@ -33,9 +32,8 @@ def domains_problem(tenant, names: list[str]) -> str | None:
     for name in names:
         if problem := addresses.domain_problem(name):
             return problem
-    taken = db.session.scalars(select(Domain.name).where(Domain.name.in_(names),
-                                                         Domain.tenant_id != tenant.id))
-    if taken := list(taken):
+    # A domain another tenant only waits on is no claim: the first to prove it wins.
+    if taken := domain_proof.verified_elsewhere(names, tenant):
         return f"Already the domain of another organisation: {', '.join(taken)}"
     return None
 
@@ -65,12 +63,18 @@ def set_relay(tenant, relay: str | None, *, by_platform_admin: bool) -> None:
     tenant.internal_relay, tenant.internal_relay_trusted = relay, trusted
 
 
-def sender_problem(address: str, names: list[str]) -> str | None:
+def sender_problem(address: str, names: list[str], pending: list[str] = ()) -> str | None:
     """Why ``address`` cannot be the tenant's notification sender address, given the
-    tenant's domains ``names`` as saved; None when it can."""
+    tenant's verified domains ``names`` and those still ``pending`` proof; None when it
+    can."""
     example = f"notifications@{names[0]}" if names else "notifications@example.com"
     if problem := addresses.sender_problem(address):
         return f"{problem} Use one such as {example}."
+    if addresses.sender_at(address, pending) and not addresses.sender_at(address, names):
+        # Anyone can type paypal.com: it is ours to send from only once DNS says so.
+        return (f"{addresses.domain_of(address)} is not verified yet. Publish the TXT "
+                f"record shown under Domain verification and choose Check now, then set "
+                f"this address.")
     if not addresses.sender_at(address, names):
         # Notifications must not claim to come from another organisation.
         return (f"{address} is not at one of your domains ({', '.join(names)}). Use an "
@@ -82,7 +86,8 @@ def sender_problem(address: str, names: list[str]) -> str | None:
 AUDITED = {
     "organisation name": lambda t: t.name,
     "portal name": lambda t: t.portal_name,
-    "internal domains": lambda t: ", ".join(sorted(d.name for d in t.domains)),
+    "internal domains": lambda t: ", ".join(sorted(
+        d.name + ("" if d.verified else " (pending DNS proof)") for d in t.domains)),
     "internal relay": lambda t: t.internal_relay and (
         config.shown("INTERNAL_RELAY", t.internal_relay)  # a password in it is masked
         + (", set by the platform administrator" if t.internal_relay_trusted else "")),
@@ -128,11 +133,14 @@ def settings():
         relay = relay and str(destinations.parse_relay(relay))  # the form checked its syntax
         by_platform_admin = current_user.is_platform_admin
         sender = (form.mail_from.data or "").strip().lower()
+        verified = set(tenant.verified_domains)
         if problem := domains_problem(tenant, names):
             form.domains.errors = [*form.domains.errors, problem]
         elif problem := relay_problem(tenant, relay, by_platform_admin=by_platform_admin):
             form.internal_relay.errors = [*form.internal_relay.errors, problem]
-        elif sender and (problem := sender_problem(sender, names)):
+        elif sender and (problem := sender_problem(
+                sender, [n for n in names if n in verified or by_platform_admin],
+                [n for n in names if n not in verified and not by_platform_admin])):
             form.mail_from.errors = [*form.mail_from.errors, problem]
         elif logo and (len(logo) > LOGO_BYTES or not logo_type(logo)):
             form.logo.errors = [*form.logo.errors, "Use a PNG or JPEG file of 200 KB or less."]
@@ -149,11 +157,22 @@ def settings():
             tenant.second_factor_internal = form.second_factor_internal.data
             tenant.mail_from = sender or None
             tenant.time_zone = form.time_zone.data.strip()
+            added = [n for n in names if n not in {d.name for d in tenant.domains}]
             tenant.domains = [d for d in tenant.domains if d.name in names] + [
-                Domain(name=n) for n in names if n not in {d.name for d in tenant.domains}]
+                # the platform administrator is trusted; a tenant administrator proves it
+                Domain(name=n) if by_platform_admin else domain_proof.pending(n)
+                for n in added]
+            if by_platform_admin:  # they vouch for what they save, as an import does
+                for domain in tenant.domains:
+                    domain_proof.vouch(domain)
             if logo:
                 tenant.logo, tenant.logo_type = logo, logo_type(logo)
             audit.record("settings saved", changes(before, snapshot(tenant)), tenant=tenant)
+            for domain in tenant.domains:
+                if domain.name in added and not domain.verified:
+                    audit.record("domain added, waiting for its DNS proof",
+                                 f"{domain.name}: TXT {domain_proof.record_value(domain)} "
+                                 f"at {domain_proof.record_name(domain)}", tenant=tenant)
             db.session.commit()
             flash("Settings saved.", "success")
             return redirect_to(url_for("admin.settings"))
@@ -162,7 +181,26 @@ def settings():
     return page("admin/settings.html", "admin/_settings.html", form=form, tenant=tenant,
                 sender=f"{mail_templates.sender_name(tenant)} <{sender}>", sender_domain=domain,
                 signed=tenant.is_internal(sender), dkim=dkim_signing.dns_record(tenant, domain),
-                action=ActionForm())
+                action=ActionForm(), pending=[d for d in tenant.domains if not d.verified],
+                proof=domain_proof)
+
+
+@bp.route("/settings/domains/<int:domain_id>/check", methods=["POST"])
+@limiter.limit("10/minute")
+def check_domain(domain_id: int):
+    """Look for a pending domain's TXT record in DNS now."""
+    tenant = current_user.tenant
+    domain = next((d for d in tenant.domains if d.id == domain_id), None)
+    if domain is None:
+        abort(404)
+    if not ActionForm().validate_on_submit():
+        return redirect_to(url_for("admin.settings"))
+    outcome = domain_proof.check(domain, current_app.config["DNS_SERVERS"])
+    audit.record("domain verified" if outcome.proven else "domain check failed",
+                 f"{domain.name}: {outcome.message}", tenant=tenant)
+    db.session.commit()
+    flash(outcome.message, "success" if outcome.proven else "error")
+    return redirect_to(url_for("admin.settings"))
 
 
 @bp.route("/settings/dkim", methods=["POST"])

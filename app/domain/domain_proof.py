@@ -1,0 +1,107 @@
+"""Proof that a tenant holds a domain: a DNS TXT record, as Microsoft 365 and Google
+Workspace ask for.
+
+A domain a tenant administrator adds in Settings is *pending*: it is not internal, not
+usable as the notification sender's domain and claims nothing against other tenants,
+until the administrator publishes ``ccm-verification=<token>`` at
+``_ccm-challenge.<domain>`` and asks for a check. The record sits on its own name, not
+at the domain's apex, so the apex TXT set that every SPF check fetches stays small, and
+so the owner may delegate just that name with a CNAME (as ACME DNS-01 allows). The first
+tenant to prove a domain holds it; the platform administrator's domains (a new tenant,
+``ccm config import``) count as proven: the operator is trusted.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+import dns.exception
+import dns.resolver
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from app import clock
+from app.delivery import destinations
+from app.extensions import db
+from app.models import Domain, Tenant
+
+#: the name under the domain where the proof is published
+CHALLENGE_LABEL = "_ccm-challenge"
+#: what the TXT record starts with; the token follows
+PREFIX = "ccm-verification="
+#: how long one check may wait for DNS: a web request waits on it
+TIMEOUT = 5.0
+
+
+def record_name(domain: Domain) -> str:
+    """Where the TXT record goes."""
+    return f"{CHALLENGE_LABEL}.{domain.name}"
+
+
+def record_value(domain: Domain) -> str:
+    """What the TXT record says."""
+    return f"{PREFIX}{domain.proof_token}"
+
+
+def pending(name: str) -> Domain:
+    """A new domain a tenant administrator added: waiting for its proof."""
+    return Domain(name=name, verified=False, proof_token=secrets.token_urlsafe(24))
+
+
+def vouch(domain: Domain) -> None:
+    """Verify ``domain`` on the operator's word (platform administrator, config import)."""
+    if not domain.verified:
+        domain.verified, domain.verified_at, domain.proof_token = True, clock.utcnow(), None
+
+
+def verified_elsewhere(names: list[str], tenant: Tenant) -> list[str]:
+    """Which of ``names`` another tenant has proven (or the operator gave it)."""
+    return list(db.session.scalars(select(Domain.name).where(
+        Domain.name.in_(names), Domain.verified, Domain.tenant_id != tenant.id)))
+
+
+@dataclass(frozen=True)
+class Outcome:
+    proven: bool
+    message: str
+
+
+def check(domain: Domain, dns_servers: str, *, timeout: float = TIMEOUT) -> Outcome:
+    """Look for the proof of ``domain`` in DNS (``dns_servers``: CCM_DNS_SERVERS, empty
+    for the system's resolver) and mark it verified when found. Any DNS failure changes
+    nothing and says what went wrong; the caller records the outcome and commits."""
+    if domain.verified:
+        return Outcome(True, f"{domain.name} is already verified.")
+    if owner := verified_elsewhere([domain.name], domain.tenant):
+        return Outcome(False, f"{owner[0]} has been verified by another organisation. Ask "
+                              "the platform administrator if it is yours.")
+    name = record_name(domain)
+    resolver = destinations.resolver(destinations.Options(dns_servers=dns_servers))
+    resolver.lifetime = timeout
+    try:
+        answer = resolver.resolve(name, "TXT")  # follows a CNAME
+        texts = {b"".join(r.strings).decode("utf-8", "replace") for r in answer}
+    except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+        texts = set()
+    except dns.exception.Timeout:
+        return Outcome(False, f"DNS did not answer for {name} in time. Nothing changed; "
+                              "try again in a few minutes.")
+    except dns.exception.DNSException as error:  # SERVFAIL from every server, ...
+        return Outcome(False, f"DNS could not answer for {name} ({type(error).__name__}). "
+                              "Nothing changed; try again in a few minutes.")
+    if record_value(domain) not in texts:
+        found = sorted(t for t in texts if t.startswith(PREFIX))
+        seen = f" (found {', '.join(found)}, not this token)" if found else ""
+        return Outcome(False, f"No TXT record {record_value(domain)} at {name} yet{seen}. "
+                              "DNS changes can take a while to be seen.")
+    try:
+        # Another tenant may prove it at the same moment: the database's one verified
+        # row per name decides, and the loser's row stays as it was.
+        with db.session.begin_nested():
+            domain.verified, domain.verified_at, domain.proof_token = \
+                True, clock.utcnow(), None
+    except IntegrityError:
+        return Outcome(False, f"{domain.name} has just been verified by another "
+                              "organisation.")
+    return Outcome(True, f"{domain.name} is verified.")
