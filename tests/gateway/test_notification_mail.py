@@ -79,6 +79,8 @@ def test_a_stored_sender_address_that_cannot_be_one_falls_back_to_the_sites(
     """Saved before the settings page refused it (or written by hand): the tenant's every
     notification once failed in the worker (UnicodeEncodeError), or left with a malformed
     From. Now it goes from the site-wide address, and the log says why."""
+    if "\x00" in stored and db.engine.dialect.name == "postgresql":
+        pytest.skip("PostgreSQL's text columns cannot hold a NUL, so none can be stored there")
     tenant = make_tenant("acme", name="Acme Corp")
     tenant.mail_from = stored
     app.config["MAIL_FROM"] = "securemail@gateway.example"
