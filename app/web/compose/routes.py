@@ -137,6 +137,14 @@ def _own_sent(public_id: str):
     return message
 
 
+def _own_content(public_id: str):
+    """A message this user sent whose content is still kept; 410 once it is purged."""
+    message = _own_sent(public_id)
+    if message.purged_at:
+        abort(410)
+    return message
+
+
 @bp.route("/sent/<public_id>")
 @internal_only
 def sent_message(public_id: str):
@@ -153,9 +161,7 @@ def sent_message(public_id: str):
 @internal_only
 def sent_body(public_id: str):
     """The sent message's HTML body, sanitized and framed as its recipients see it."""
-    message = _own_sent(public_id)
-    if message.purged_at:
-        abort(410)
+    message = _own_content(public_id)
     return message_body.framed(message, lambda number: url_for(
         "compose.sent_inline", public_id=public_id, number=number))
 
@@ -164,9 +170,7 @@ def sent_body(public_id: str):
 @internal_only
 def sent_inline(public_id: str, number: int):
     """An image the sent message carries for its HTML."""
-    message = _own_sent(public_id)
-    if message.purged_at:
-        abort(410)
+    message = _own_content(public_id)
     return message_body.inline_image(message, number) or abort(404)
 
 
@@ -174,9 +178,7 @@ def sent_inline(public_id: str, number: int):
 @internal_only
 def sent_attachment(public_id: str, number: int):
     """Download an attachment of the sent message (not recorded as a recipient's access)."""
-    message = _own_sent(public_id)
-    if message.purged_at:
-        abort(410)
+    message = _own_content(public_id)
     found = message_body.attachment(message, number)
     if found is None:
         abort(404)
