@@ -122,7 +122,10 @@ def test_a_hostile_paste_reaches_neither_the_recipient_nor_the_stored_message(
     auth.sign_out()
     signed_in("pat@partner.test")
     public_id = gateway.latest().public_id
-    assert_harmless(client.get(f"/inbox/{public_id}/body").get_data(as_text=True))
+    framed = client.get(f"/inbox/{public_id}/body")
+    body = framed.get_data(as_text=True)
+    assert framed.status_code == 200 and "<b>kept bold</b>" in body  # the body, not an error
+    assert_harmless(body)
 
 
 def test_a_hostile_reply_is_sanitized_too(gateway, client, signed_in):
@@ -130,9 +133,12 @@ def test_a_hostile_reply_is_sanitized_too(gateway, client, signed_in):
         "From: alice@acme.test\nTo: pat@partner.test\nSubject: Hi\nMessage-ID: <h@acme.test>\n"
         "\nHello.\n", ["pat@partner.test"], mode="external")
     signed_in("pat@partner.test")
-    post_form(client, f"/inbox/{original.public_id}/reply",
-              {"recipients": ["alice@acme.test"], "body": "x", "body_html": HOSTILE})
-    assert_harmless(reading.read_message(gateway.latest()).html)
+    sent = post_form(client, f"/inbox/{original.public_id}/reply",
+                     {"recipients": ["alice@acme.test"], "body": "x", "body_html": HOSTILE})
+    assert sent.status_code == 302
+    html = reading.read_message(gateway.latest()).html
+    assert "<b>kept bold</b>" in html  # the reply itself, not the original
+    assert_harmless(html)
 
 
 def test_drafts_keep_the_formatting_sanitized(gateway, client, signed_in):
