@@ -185,11 +185,6 @@ def copy_for(user: User, public_id: str) -> Recipient | None:
     )
 
 
-def is_expired(copy: Recipient) -> bool:
-    return copy.visible_until is None or copy.visible_until <= clock.utcnow() or \
-        copy.message.purged_at is not None or copy.state == RecipientState.EXPIRED
-
-
 def opened(copy: Recipient, client_address: str | None) -> None:
     """Record the first time the recipient opens their copy."""
     if copy.first_opened_at is None:
