@@ -53,11 +53,12 @@ def by_ccm(message: Message) -> bool:
 
 def outcomes(message: Message) -> list[str]:
     """What became of the CCM copies that can no longer be read, for the Sent list:
-    "Withdrawn", "Expired", or "Withdrawn from 1 of 3" when only some were."""
+    "Withdrawn", "Expired", or "Withdrawn for 1 of 3" when only some were."""
     copies = [r for r in message.recipients if r.route == Route.CCM]
+    fates = [fate for r in copies if (fate := _fate(r)) is not None]
     found = []
-    for word, gone in (("Withdrawn", [r for r in copies if _fate(r) and _fate(r).withdrawn]),
-                       ("Expired", [r for r in copies if _fate(r) and not _fate(r).withdrawn])):
+    for word, gone in (("Withdrawn", [f for f in fates if f.withdrawn]),
+                       ("Expired", [f for f in fates if not f.withdrawn])):
         if gone:
             found.append(word if len(gone) == len(copies)
                          else f"{word} for {len(gone)} of {len(copies)}")
