@@ -318,7 +318,6 @@ class _Outcome:
     item_ids: tuple[int, ...]
     token: str
     apply: Callable[[OutboundItem], None]
-    done: bool = False
     error: Exception | None = None
 
 
@@ -401,9 +400,6 @@ class _GroupCommit:
                     except Exception as alone:
                         db.session.rollback()
                         outcome.error = alone
-        finally:
-            for outcome in group:
-                outcome.done = True
 
 
 _group_commit = _GroupCommit()

@@ -350,8 +350,9 @@ def _attempt(item_id: int, token: str, *others: int,
         return
     except (transport.TlsUnavailable, transport.DeliveryFailed) as whole:
         failures = dict.fromkeys(range(len(ids)), whole)
-    for position, failure in failures.items():
-        leases.record_each([ids[position]], token, _failed(failure))
+    if failures:  # one commit for all, as for the delivered ones
+        outcome_of = {ids[position]: _failed(failure) for position, failure in failures.items()}
+        leases.record_each(list(outcome_of), token, lambda item: outcome_of[item.id](item))
 
 
 def _failed(failure: transport.DeliveryFailed | transport.TlsUnavailable
