@@ -421,10 +421,11 @@ def outbox_list(path: str | None) -> None:
         entries = outbox.listing(_outbox_path(path))
     except outbox.NotFound as missing:
         raise click.ClickException(str(missing)) from None
-    width = max((len(terminal.printable(e.recipient)) for e in entries), default=9)
-    for entry in entries:
+    recipients = [terminal.printable(entry.recipient) for entry in entries]
+    width = max(map(len, recipients), default=9)
+    for entry, recipient in zip(entries, recipients, strict=True):
         _say(f"{entry.number:>4}  {entry.written_at:%Y-%m-%d %H:%M:%S}  "
-             f"{terminal.printable(entry.recipient):<{width}}  {entry.subject}")
+             f"{recipient:<{width}}  {entry.subject}")
     click.echo(f"-- {len(entries)} message(s)")
 
 

@@ -157,7 +157,8 @@ def settings():
             tenant.second_factor_internal = form.second_factor_internal.data
             tenant.mail_from = sender or None
             tenant.time_zone = form.time_zone.data.strip()
-            added = [n for n in names if n not in {d.name for d in tenant.domains}]
+            kept = {d.name for d in tenant.domains}
+            added = [n for n in names if n not in kept]
             tenant.domains = [d for d in tenant.domains if d.name in names] + [
                 # the platform administrator is trusted; a tenant administrator proves it
                 Domain(name=n) if by_platform_admin else domain_proof.pending(n)
