@@ -15,7 +15,6 @@ from sqlalchemy import and_, exists, func, literal, or_, select, tuple_
 
 from app.domain import mailbox, reading
 from app.extensions import db
-from app.mail import rich_text
 from app.models import Message, Recipient, Route, User
 
 #: the most messages a conversation shows on either side of one message
@@ -44,9 +43,7 @@ class Turn:
     def text(self) -> str:
         """The body as text; HTML (the portal's rich replies too) as its text part says it,
         its quote in "> " lines."""
-        readable = reading.read_message(self.message)
-        return readable.text if readable.text is not None else \
-            rich_text.html_as_text(readable.html)
+        return reading.body_text(reading.read_message(self.message))
 
     def said(self) -> tuple[str, str]:
         """(what this message says, the quote it ends with): the conversation shows the

@@ -21,7 +21,7 @@ from email.utils import getaddresses
 from sqlalchemy import LargeBinary, func, select
 
 from app.extensions import db
-from app.mail import decoding, filenames, mime, parts, sanitize
+from app.mail import decoding, filenames, mime, parts, rich_text, sanitize
 from app.models import Message
 
 #: how much of a part a download reads from the database at a time
@@ -66,6 +66,13 @@ def read(raw: bytes) -> Readable:
         return len(part.get_payload(decode=True) or b"")
 
     return _readable(message, size, lambda number, part: None, lambda: _raw_body(raw))
+
+
+def body_text(readable: Readable) -> str:
+    """The body as text, for quoting and conversations: an HTML body as its text part
+    would say it (sanitized first; lists, links and quotes kept readable)."""
+    return readable.text if readable.text is not None else \
+        rich_text.html_as_text(readable.html)
 
 
 def read_message(message: Message) -> Readable:

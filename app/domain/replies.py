@@ -8,7 +8,7 @@ from html import escape
 from app import clock
 from app.domain import composing, reading
 from app.domain.delivery_events import record
-from app.mail import mime, rich_text
+from app.mail import mime
 from app.models import Recipient, User
 
 
@@ -45,7 +45,10 @@ QUOTE_LIMIT = 100_000
 def quoted(copy: Recipient) -> str:
     """The original quoted as mail programs quote it. The reply form starts with it in the
     text, where the replier may edit or remove it; nothing adds it again on sending."""
-    intro, original = _original(copy)
+    return _in_lines(*_original(copy))
+
+
+def _in_lines(intro: str, original: list[str]) -> str:
     lines = "\n".join(f"> {line}".rstrip() for line in original)
     return f"{intro}\n{lines}\n"
 
@@ -53,10 +56,7 @@ def quoted(copy: Recipient) -> str:
 def _original(copy: Recipient) -> tuple[str, list[str]]:
     """("On <date>, <sender> wrote:", the lines of the original's text)."""
     readable = reading.read_message(copy.message)
-    # HTML quoted as its text part would say it: lists, links and quotes kept readable.
-    text = readable.text if readable.text is not None else \
-        rich_text.html_as_text(readable.html)
-    text = text.strip()
+    text = reading.body_text(readable).strip()
     if len(text) > QUOTE_LIMIT:  # the reply's text has a limit too (app/web/inbox/forms.py)
         text = text[:QUOTE_LIMIT].rstrip() + "\n[…]"
     when = clock.written_date(readable.date, copy.message.received_at,
@@ -65,17 +65,14 @@ def _original(copy: Recipient) -> tuple[str, list[str]]:
     return f"On {when}, {sender} wrote:", text.splitlines()
 
 
-def draft(copy: Recipient) -> str:
-    """What the reply's text starts as: room to write above the quoted original."""
-    return f"\n\n{quoted(copy)}"
-
-
-def draft_html(copy: Recipient) -> str:
-    """What the reply starts as in the editor: the same as ``draft``, the original in a
-    <blockquote> instead of "> " lines."""
+def drafts(copy: Recipient) -> tuple[str, str]:
+    """What the reply starts as, the original read once: its text (room to write above
+    the original quoted in "> " lines) and its HTML for the editor (the same, the
+    original in a <blockquote>)."""
     intro, original = _original(copy)
     quote = "<br>".join(escape(line) for line in original)
-    return (f"<div><br></div><div><br></div><div>{escape(intro)}</div>"
+    return (f"\n\n{_in_lines(intro, original)}",
+            f"<div><br></div><div><br></div><div>{escape(intro)}</div>"
             f"<blockquote>{quote}</blockquote>")
 
 

@@ -124,7 +124,7 @@ def reply(public_id: str):
     if request.method == "GET":
         to, cc = replies.defaults(copy, reply_all=reply_all)
         form.recipients.data = [*to, *cc]
-        form.body.data = replies.draft(copy)
+        form.body.data, starting_html = replies.drafts(copy)
     elif form.validate_on_submit():
         try:
             replies.send(
@@ -142,8 +142,7 @@ def reply(public_id: str):
             db.session.commit()
             flash(_("Your reply has been sent."), "success")
             return redirect_to(url_for("inbox.message", public_id=public_id))
-    rich_editor(form.body, sent_again(form) if request.method == "POST"
-                else replies.draft_html(copy))
+    rich_editor(form.body, sent_again(form) if request.method == "POST" else starting_html)
     return page("inbox/reply.html", "inbox/_reply_form.html", copy=copy, form=form,
                 reply_all=reply_all, internal=internal,
                 max_bytes=composing.attachment_limit())
