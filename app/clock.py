@@ -59,8 +59,7 @@ WRITTEN = "%d %B %Y, %H:%M %Z"
 def written(moment: datetime, zone_name: str | None) -> str:
     """``moment`` (naive: UTC) as a person in the zone ``zone_name`` reads it, the zone
     named: its abbreviation, or its offset from UTC where it has none ("UTC-03")."""
-    aware = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
-    local = aware.astimezone(zone(zone_name))
+    local = as_utc(moment).astimezone(zone(zone_name))
     text = local.strftime(WRITTEN)
     name = local.tzname() or ""
     if name[:1] in ("+", "-"):  # tzdata writes "-03" where a zone has no abbreviation
@@ -73,8 +72,18 @@ def written_date(header: str | None, fallback: datetime, zone_name: str | None) 
     ``fallback`` (when the gateway received it) for a missing or unreadable one, and for
     one without a zone (or "-0000", which the parser cannot tell from none): a time
     named in the wrong zone would be worse than one a few seconds late."""
-    try:
-        moment = parsedate_to_datetime(header or "")
-    except (TypeError, ValueError, IndexError):
-        moment = None
+    moment = parse_date(header)
     return written(fallback if moment is None or moment.tzinfo is None else moment, zone_name)
+
+
+def parse_date(header: str | None) -> datetime | None:
+    """A Date header's moment (naive when it names no zone); None when it cannot be read."""
+    try:
+        return parsedate_to_datetime(header or "")
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+def as_utc(moment: datetime) -> datetime:
+    """``moment`` as an aware UTC time; a naive one is UTC already (as stored)."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)

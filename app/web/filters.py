@@ -12,7 +12,7 @@ language's own order and words (:data:`SKELETONS`), with the same zone abbreviat
 """
 
 from datetime import UTC, datetime, tzinfo
-from email.utils import parseaddr, parsedate_to_datetime
+from email.utils import parseaddr
 from functools import lru_cache
 
 from babel import Locale
@@ -59,7 +59,7 @@ def address(value: str) -> str:
 def iso_utc(moment: datetime) -> str:
     """The moment in UTC as HTML's ``datetime`` wants it: at most three digits of the
     second's fraction (cut, not rounded, so a moment never moves into the next second)."""
-    moment = _in_utc(moment)
+    moment = clock.as_utc(moment)
     fraction = f".{moment.microsecond // 1000:03d}" if moment.microsecond else ""
     return moment.strftime("%Y-%m-%dT%H:%M:%S") + fraction + "Z"
 
@@ -67,7 +67,7 @@ def iso_utc(moment: datetime) -> str:
 def shown_in(moment: datetime, zone: tzinfo, style: str = "minute") -> str:
     """The moment as a person in ``zone`` reads it, in one of :data:`STYLES`, in the
     language of the page."""
-    local = _in_utc(moment).astimezone(zone)
+    local = clock.as_utc(moment).astimezone(zone)
     locale = _page_locale()
     if locale is None:
         return local.strftime(STYLES[style])
@@ -103,9 +103,8 @@ def mail_date(value: str, fallback: datetime | None = None) -> Markup:
 
     A Date without a zone is shown as it was written: there is nothing to convert from.
     """
-    try:
-        written = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    written = clock.parse_date(value)
+    if written is None:
         return moment(fallback) if fallback else escape(value)
     if written.tzinfo is None:
         locale = _page_locale()
@@ -125,10 +124,6 @@ def reader_zone() -> tzinfo:
         tenant = current_user.tenant if current_user.is_authenticated else None
         g.reader_zone = clock.zone(tenant.time_zone if tenant else None)
     return g.reader_zone
-
-
-def _in_utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _swapped() -> dict:
