@@ -33,8 +33,9 @@ def shown(message: Message) -> dict:
     if readable.html is not None:
         # An HTML body also goes in as its text: what a browser without script (which
         # cannot size the body's frame) and a printer (which cuts a frame at the page's
-        # end) show. It is the sanitized tree's text (sanitize.visible_text, cleaned once
-        # here), so what the sender hid is missing from paper as from the screen.
+        # end) show. It is the sanitized tree's text, as sanitize.visible_text gives it,
+        # from the one cleaning that also tells of remote images: what the sender hid is
+        # missing from paper as from the screen.
         cleaned, has_remote = clean_html(readable.html)
         text = mime.html_to_text(cleaned)
     return {"readable": readable, "has_remote": has_remote,
