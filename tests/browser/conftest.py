@@ -177,7 +177,8 @@ def screenshot(request):
         path = ARTIFACTS / f"{name}-{re.sub(r'[^A-Za-z0-9_.-]+', '_', label)}.png"
         # caret="initial": hiding the caret leaves style="" on every input, which htmx
         # copies onto a swapped-in form's fields, breaking the CSP (a console error).
-        page.screenshot(path=str(path), full_page=True, caret="initial")
+        # a longer wait than actions get: a cold Chromium may take its time over fonts
+        page.screenshot(path=str(path), full_page=True, caret="initial", timeout=30_000)
         return path
 
     return take

@@ -151,8 +151,10 @@ def test_a_returning_recipient_is_two_screens(live_server, page, returning, outb
     screens = count_screens(page)
     page.goto(link)
     expect(page.get_by_role("heading", name="Sign in to Acme Corp")).to_be_visible()
+    screenshot(page, "1-sign-in")
     sign_in(page, PAT, PASSWORD)
     expect_message(page, live_server, message)
+    screenshot(page, "2-message")
     assert [urlpath(s) for s in screens] == ["/t/acme/sign-in", f"/inbox/{message.public_id}"]
 
     # Still signed in, the next link is one screen: the message.
@@ -164,7 +166,8 @@ def test_a_returning_recipient_is_two_screens(live_server, page, returning, outb
     assert [urlpath(s) for s in screens] == [f"/inbox/{later.public_id}"]
 
 
-def test_with_a_second_factor_the_code_comes_between(live_server, page, returning, outbox):
+def test_with_a_second_factor_the_code_comes_between(live_server, page, returning, outbox,
+                                                     screenshot):
     pat = db.session.scalar(select(User).where(User.email == PAT))
     secret = second_factor.new_secret()
     second_factor.enrol(pat, secret, pyotp.TOTP(secret).at(datetime.now(UTC)))
@@ -175,6 +178,7 @@ def test_with_a_second_factor_the_code_comes_between(live_server, page, returnin
     screens = count_screens(page)
     page.goto(link)
     sign_in(page, PAT, PASSWORD)
+    screenshot(page, "code")
     page.get_by_label("Code").fill(pyotp.TOTP(secret).now())
     page.get_by_role("button", name="Continue").click()
     expect_message(page, live_server, message)
@@ -206,7 +210,8 @@ def test_a_withdrawn_message_s_link_says_so_after_sign_in(
 
 
 def test_someone_else_s_link_is_not_found_after_sign_in(live_server, page, returning, outbox,
-                                                        make_user, console_errors):
+                                                        make_user, console_errors,
+                                                        screenshot):
     """Sam, at Acme too, opens Pat's link: the same "not found" as a message never sent."""
     message = returning("For Pat only")
     link, _ = notified(outbox, message)
@@ -217,6 +222,7 @@ def test_someone_else_s_link_is_not_found_after_sign_in(live_server, page, retur
     expect(page).to_have_url(f"{live_server}/inbox/{message.public_id}")
     theirs = page.locator("main").inner_text()
     assert "For Pat only" not in theirs
+    screenshot(page, "not-found")
     page.goto(f"{live_server}/t/acme/messages/never-sent-AAAAAAAAAAAAAAA")
     expect(page).to_have_url(f"{live_server}/inbox/never-sent-AAAAAAAAAAAAAAA")
     assert page.locator("main").inner_text() == theirs
