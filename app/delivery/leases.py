@@ -174,14 +174,7 @@ def hand_back() -> list[int]:
     at once rather than when the lease runs out. Its thread records nothing more (the
     token no longer holds the item).
     """
-    handed = list(db.session.execute(
-        update(OutboundItem)
-        .where(OutboundItem.state == "sending",
-               OutboundItem.lease_token.startswith(_PROCESS_MARK, autoescape=True))
-        .values(state="pending", lease_until=None, lease_token=None)
-        .returning(OutboundItem.id)
-        .execution_options(synchronize_session=False)).scalars())
-    db.session.commit()
+    handed = _put_back(OutboundItem.lease_token.startswith(_PROCESS_MARK, autoescape=True))
     if handed:
         log.warning("stopping: outbound items %s handed back to the queue unfinished",
                     sorted(handed))
@@ -260,13 +253,20 @@ def _take_followers(destination: str, token: str, now, not_in_flight, count: int
 def release(item_ids, token: str) -> None:
     """Put items still leased under ``token`` back in the queue untried, due as they were
     (the rest of a lease a stopping run does not send)."""
-    db.session.execute(
+    _put_back(OutboundItem.id.in_(list(item_ids)), OutboundItem.lease_token == token)
+
+
+def _put_back(*held) -> list[int]:
+    """Put the items still in ``sending`` that ``held`` selects back in the queue, due as
+    they were and not counted as a try, in one statement, and commit; their ids."""
+    ids = list(db.session.execute(
         update(OutboundItem)
-        .where(OutboundItem.id.in_(list(item_ids)), OutboundItem.state == "sending",
-               OutboundItem.lease_token == token)
+        .where(OutboundItem.state == "sending", *held)
         .values(state="pending", lease_until=None, lease_token=None)
-        .execution_options(synchronize_session=False))
+        .returning(OutboundItem.id)
+        .execution_options(synchronize_session=False)).scalars())
     db.session.commit()
+    return ids
 
 
 def holds(item: OutboundItem, token: str) -> bool:
