@@ -192,8 +192,8 @@ def settings() -> Settings:
 def smtp_listener(listen: str) -> tuple[str, int]:
     """The host and port the ingress listens on, as it reads CCM_SMTP_LISTEN
     (``host:port`` or ``[v6]:port``; no host is 127.0.0.1)."""
-    host, port = values.host_and_port(listen)  # checked at start: it has a port
-    return host or "127.0.0.1", int(port)
+    host, _, port = listen.rpartition(":")
+    return host.strip("[]") or "127.0.0.1", int(port)  # ValueError without a port
 
 
 def networks(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
