@@ -86,6 +86,28 @@ def resolver(options: Options) -> dns.resolver.Resolver:
     return result
 
 
+def txt_records(name: str, dns_servers: str, *, timeout: float) -> list[str]:
+    """The TXT records at ``name`` (a CNAME followed), each one's strings joined; none
+    when the name or its TXT set does not exist. Other DNS failures raise (the callers,
+    proofs an administrator published, say what happened: :func:`lookup_failed`)."""
+    looking = resolver(Options(dns_servers=dns_servers))
+    looking.lifetime = timeout
+    try:
+        answer = looking.resolve(name, "TXT")
+    except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+        return []
+    return [b"".join(r.strings).decode("utf-8", "replace") for r in answer]
+
+
+def lookup_failed(name: str, error: dns.exception.DNSException) -> str:
+    """What to tell an administrator when DNS gave no answer for ``name``."""
+    if isinstance(error, dns.exception.Timeout):
+        return f"DNS did not answer for {name} in time. Nothing changed; try again in a " \
+               "few minutes."
+    return f"DNS could not answer for {name} ({type(error).__name__}). Nothing changed; " \
+           "try again in a few minutes."  # SERVFAIL from every server, ...
+
+
 def _host_port(server: str) -> tuple[str, int | None]:
     """``host``, ``host:port``, ``[v6]:port`` or a bare IPv6 address (as the setting's
     check read it at start)."""

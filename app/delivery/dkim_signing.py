@@ -1,7 +1,11 @@
 """DKIM for mail the gateway writes itself (notifications, reports), per tenant.
 
-The key is generated on request in the administrator's settings; the DNS record to
-publish is shown there. The signing domain (d=) is the From address's, so that DMARC
+A key is generated on request in the administrator's settings and *waits*: the DNS record
+to publish is shown there, and the key signs nothing until CCM finds that record in DNS
+("Check DNS now", or the worker's hourly ``prove`` job), since a signature whose key no
+record holds fails at every receiver. The key it replaces signs until then. Each key has
+a selector of its own, dated to the second, so a new key never overwrites the record of
+the one still in use. The signing domain (d=) is the From address's, so that DMARC
 aligns, and the tenant's key signs only for its own domains, where its record can be
 published: mail from an address at any other domain (the site-wide CCM_MAIL_FROM, or
 postmaster at the portal's host, when the tenant has set no sender address of its own)
@@ -11,14 +15,17 @@ goes unsigned, since a signature whose key no DNS record holds would only fail.
 from __future__ import annotations
 
 import base64
+from dataclasses import dataclass
 from email.parser import BytesHeaderParser
 from email.policy import SMTP
 
 import dkim
+import dns.exception
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from app import clock
+from app.delivery import destinations
 from app.models import Tenant
 
 #: headers a reader trusts or replies by; each is named twice ("over-signed", RFC 6376
@@ -29,24 +36,81 @@ SIGNED_HEADERS = [*_PROTECTED, *_PROTECTED, b"auto-submitted", b"mime-version",
                   b"content-type", b"content-language"]
 
 
+#: how long a check may wait for DNS: a web request waits on it
+TIMEOUT = 5.0
+
+
 def generate(tenant: Tenant) -> None:
-    """A new 2048-bit RSA key and a dated selector (publish the record before the next mail)."""
+    """A new 2048-bit RSA key with a selector of its own, waiting for its DNS record
+    (it replaces a key that was waiting, never the one in use)."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    tenant.dkim_private_key = key.private_bytes(
+    tenant.dkim_next_private_key = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
         serialization.NoEncryption()).decode()
-    tenant.dkim_selector = f"ccm{clock.utcnow():%Y%m%d}"
+    selector = f"ccm{clock.utcnow():%Y%m%d%H%M%S}"
+    tenant.dkim_next_selector = selector if selector != tenant.dkim_selector else f"{selector}b"
 
 
-def dns_record(tenant: Tenant, domain: str) -> tuple[str, str] | None:
-    """(name, TXT value) to publish for ``domain``, or None without a key."""
-    if not tenant.dkim_private_key:
+def activate(tenant: Tenant) -> None:
+    """The waiting key signs from now on; the one it replaces is forgotten."""
+    tenant.dkim_selector, tenant.dkim_private_key = \
+        tenant.dkim_next_selector, tenant.dkim_next_private_key
+    tenant.dkim_next_selector = tenant.dkim_next_private_key = None
+
+
+def dns_record(tenant: Tenant, domain: str, *, waiting: bool = False) -> tuple[str, str] | None:
+    """(name, TXT value) to publish for ``domain``: of the key in use, or with
+    ``waiting`` of the key waiting for its record; None without such a key."""
+    pem = tenant.dkim_next_private_key if waiting else tenant.dkim_private_key
+    if not pem:
         return None
-    key = serialization.load_pem_private_key(tenant.dkim_private_key.encode(), password=None)
-    public = key.public_key().public_bytes(serialization.Encoding.DER,
-                                           serialization.PublicFormat.SubjectPublicKeyInfo)
-    return (f"{tenant.dkim_selector}._domainkey.{domain}",
-            f"v=DKIM1; k=rsa; p={base64.b64encode(public).decode()}")
+    selector = tenant.dkim_next_selector if waiting else tenant.dkim_selector
+    return f"{selector}._domainkey.{domain}", f"v=DKIM1; k=rsa; p={_public_key(pem)}"
+
+
+def _public_key(pem: str) -> str:
+    key = serialization.load_pem_private_key(pem.encode(), password=None)
+    return base64.b64encode(key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)).decode()
+
+
+@dataclass(frozen=True)
+class Outcome:
+    published: bool
+    message: str
+
+
+def check_published(tenant: Tenant, domain: str, dns_servers: str, *,
+                    timeout: float = TIMEOUT) -> Outcome:
+    """Look for the waiting key's record of ``domain`` (the sender address's) in DNS,
+    and make it the signing key when it is there, as published. Any DNS failure changes
+    nothing and says so; the caller audits and commits."""
+    if (wanted := dns_record(tenant, domain, waiting=True)) is None:
+        return Outcome(False, "No key is waiting for its DNS record.")
+    name = wanted[0]
+    try:
+        texts = destinations.txt_records(name, dns_servers, timeout=timeout)
+    except dns.exception.DNSException as error:
+        return Outcome(False, destinations.lookup_failed(name, error))
+    keys = [_tags(t).get("p", "") for t in texts]
+    if _public_key(tenant.dkim_next_private_key) not in keys:
+        seen = " (a different key is there)" if any(keys) else ""
+        return Outcome(False, f"The record at {name} is not published yet{seen}. DNS "
+                              "changes can take a while to be seen.")
+    selector = tenant.dkim_next_selector
+    activate(tenant)
+    return Outcome(True, f"The record at {name} is published: notifications are signed "
+                         f"with selector {selector} from now on.")
+
+
+def _tags(record: str) -> dict[str, str]:
+    """A DKIM key record's tags (RFC 6376 3.6.1), blanks inside values removed (long
+    keys are often written in several quoted strings with spaces between)."""
+    tags = {}
+    for part in record.split(";"):
+        name, _, value = part.partition("=")
+        tags[name.strip()] = "".join(value.split())
+    return tags
 
 
 def from_domain(raw: bytes) -> str:

@@ -24,14 +24,14 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import dns.exception
-import dns.resolver
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from app import clock
-from app.delivery import destinations
+from app.delivery import destinations, dkim_signing, mail_templates
 from app.domain import audit
 from app.extensions import db
+from app.mail import addresses
 from app.models import Domain, Tenant
 
 #: the name under the domain where the proof is published
@@ -93,19 +93,10 @@ def check(domain: Domain, dns_servers: str, *, timeout: float = TIMEOUT) -> Outc
         return Outcome(False, f"{owner[0]} has been verified by another organisation. Ask "
                               "the platform administrator if it is yours.")
     name = record_name(domain)
-    resolver = destinations.resolver(destinations.Options(dns_servers=dns_servers))
-    resolver.lifetime = timeout
     try:
-        answer = resolver.resolve(name, "TXT")  # follows a CNAME
-        texts = {b"".join(r.strings).decode("utf-8", "replace") for r in answer}
-    except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
-        texts = set()
-    except dns.exception.Timeout:
-        return Outcome(False, f"DNS did not answer for {name} in time. Nothing changed; "
-                              "try again in a few minutes.")
-    except dns.exception.DNSException as error:  # SERVFAIL from every server, ...
-        return Outcome(False, f"DNS could not answer for {name} ({type(error).__name__}). "
-                              "Nothing changed; try again in a few minutes.")
+        texts = set(destinations.txt_records(name, dns_servers, timeout=timeout))
+    except dns.exception.DNSException as error:
+        return Outcome(False, destinations.lookup_failed(name, error))
     if record_value(domain) not in texts:
         found = sorted(t for t in texts if t.startswith(PREFIX))
         seen = f" (found {', '.join(found)}, not this token)" if found else ""
@@ -124,10 +115,15 @@ def check(domain: Domain, dns_servers: str, *, timeout: float = TIMEOUT) -> Outc
 
 
 def check_pending(dns_servers: str, *, timeout: float = TIMEOUT) -> int:
-    """The worker's run: look again for the proof of each domain added within
-    :data:`AUTO_CHECK` and not checked within :data:`AUTO_CHECK_EVERY`, audit each one
-    proven, and commit each domain on its own (no lock held across a slow DNS answer);
-    the number proven."""
+    """The worker's run: look again for what administrators were asked to publish (the
+    proof of each domain added within :data:`AUTO_CHECK` and not checked within
+    :data:`AUTO_CHECK_EVERY`, and each waiting DKIM key's record), audit each one found,
+    and commit each on its own (no lock held across a slow DNS answer); how many found."""
+    return _check_pending_domains(dns_servers, timeout) + \
+        _check_waiting_keys(dns_servers, timeout)
+
+
+def _check_pending_domains(dns_servers: str, timeout: float) -> int:
     now = clock.utcnow()
     due = list(db.session.scalars(
         select(Domain).where(
@@ -146,3 +142,19 @@ def check_pending(dns_servers: str, *, timeout: float = TIMEOUT) -> int:
                      domain.tenant.slug)
         db.session.commit()
     return proven
+
+
+def _check_waiting_keys(dns_servers: str, timeout: float) -> int:
+    published = 0
+    for tenant in list(db.session.scalars(select(Tenant).where(
+            Tenant.dkim_next_selector.is_not(None)).order_by(Tenant.id))):
+        domain = addresses.domain_of(mail_templates.sender_address(tenant))
+        if not tenant.is_internal(f"x@{domain}"):
+            continue  # it could sign nothing: Settings says to set a sender address
+        outcome = dkim_signing.check_published(tenant, domain, dns_servers, timeout=timeout)
+        if outcome.published:
+            audit.record("DKIM key published", f"{outcome.message} (checked by the worker)",
+                         tenant=tenant, actor="ccm worker")
+            published += 1
+        db.session.commit()
+    return published

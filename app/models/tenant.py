@@ -44,6 +44,11 @@ class Tenant(db.Model):
     #: DKIM signing of generated mail: selector and private key (PEM), generated on request
     dkim_selector: Mapped[str | None] = mapped_column(String(63))
     dkim_private_key: Mapped[str | None] = deferred(mapped_column(Text))
+    #: a new key waiting for its DNS record: it signs nothing until CCM sees the record
+    #: published (app/delivery/dkim_signing.py), so no receiver meets a signature it
+    #: cannot check; the key above signs meanwhile
+    dkim_next_selector: Mapped[str | None] = mapped_column(String(63))
+    dkim_next_private_key: Mapped[str | None] = deferred(mapped_column(Text))
     #: shown on the sign-in page and in notifications; the tenant name when empty
     portal_name: Mapped[str | None] = mapped_column(String(200))
     logo: Mapped[bytes | None] = deferred(mapped_column(LargeBinary))

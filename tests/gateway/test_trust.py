@@ -18,6 +18,7 @@ from app.models import AccessEvent
 def test_a_notification_verifies_under_dkim_with_the_published_key(app, gateway, network):
     gateway.tenant.mail_from = "secure@acme.test"
     dkim_signing.generate(gateway.tenant)
+    dkim_signing.activate(gateway.tenant)  # as if its record were published
     db.session.commit()
     name, value = dkim_signing.dns_record(gateway.tenant, "acme.test")
     network.dns.add_txt(name, value)
@@ -125,3 +126,65 @@ def test_administrators_search_the_access_log_of_their_tenant_only(
     page = client.get("/admin/access").get_data(as_text=True)
     assert "boss@acme.test" in page
     assert "gina@globex.test" not in page
+
+
+# --- a DKIM key waits for its record ------------------------------------------------
+
+
+def test_a_new_key_signs_nothing_until_its_record_is_published(app, gateway, network):
+    """Generated, a key waits; "Check DNS now" (or the worker) finds its record and only
+    then does it sign, under a selector of its own; the key it replaces signs meanwhile
+    and its record stays valid until then."""
+    from datetime import timedelta
+
+    from app import clock
+    from app.domain import domain_proof
+
+    tenant = gateway.tenant
+    tenant.mail_from = "secure@acme.test"
+    raw = b"From: Acme <secure@acme.test>\r\nSubject: x\r\n\r\nbody\r\n"
+    dkim_signing.generate(tenant)
+    db.session.commit()
+    assert dkim_signing.sign(raw, tenant) == raw  # waiting: unsigned
+    name, value = dkim_signing.dns_record(tenant, "acme.test", waiting=True)
+    servers = f"127.0.0.1:{network.dns.port}"
+    outcome = dkim_signing.check_published(tenant, "acme.test", servers)
+    assert not outcome.published and f"The record at {name} is not published yet" in \
+        outcome.message
+    network.dns.add_txt(name, "v=DKIM1; k=rsa; p=MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA")
+    outcome = dkim_signing.check_published(tenant, "acme.test", servers)
+    assert not outcome.published and "(a different key is there)" in outcome.message
+    # published as DNS hosts often write long keys: split in quoted strings, blanks between
+    spaced = value.replace("; p=", ";  p= ")
+    network.dns.add_txt(name, spaced[:120] + " " + spaced[120:])
+    first = tenant.dkim_next_selector
+    outcome = dkim_signing.check_published(tenant, "acme.test", servers)
+    assert outcome.published and f"signed with selector {first}" in outcome.message
+    assert tenant.dkim_selector == first and tenant.dkim_next_selector is None
+    assert b"s=" + first.encode() in dkim_signing.sign(raw, tenant)
+    db.session.commit()
+
+    # a second key the same day has its own selector; the first still signs meanwhile
+    clock.freeze(clock.utcnow() + timedelta(seconds=1))
+    try:
+        dkim_signing.generate(tenant)
+    finally:
+        clock.freeze(None)
+    assert tenant.dkim_next_selector != first
+    assert b"s=" + first.encode() in dkim_signing.sign(raw, tenant)
+    network.dns.add_txt(*dkim_signing.dns_record(tenant, "acme.test", waiting=True))
+    db.session.commit()
+    assert domain_proof.check_pending(servers) == 1  # the worker's prove job finds it
+    db.session.expire_all()
+    assert tenant.dkim_selector != first and tenant.dkim_next_selector is None
+
+
+def test_a_dns_failure_leaves_the_waiting_key_waiting(gateway, network):
+    tenant = gateway.tenant
+    dkim_signing.generate(tenant)
+    name, _ = dkim_signing.dns_record(tenant, "acme.test", waiting=True)
+    network.dns.fail(name)
+    outcome = dkim_signing.check_published(tenant, "acme.test",
+                                           f"127.0.0.1:{network.dns.port}")
+    assert not outcome.published and f"DNS could not answer for {name}" in outcome.message
+    assert tenant.dkim_next_selector and tenant.dkim_selector is None
