@@ -105,7 +105,7 @@ def thunderbird_manifest(portal_url: str, *, name: str = NAME) -> dict:
         "version": THUNDERBIRD_VERSION,
         "homepage_url": portal,
         "browser_specific_settings": {"gecko": {
-            "id": "{%s}" % add_in_id(portal),
+            "id": f"{{{add_in_id(portal)}}}",
             "strict_min_version": THUNDERBIRD_MIN_VERSION}},
         "icons": icons,
         "compose_action": {"default_title": name, "default_popup": "popup.html",
