@@ -80,7 +80,7 @@ def test_a_send_secure_user_finds_them_from_the_compose_page(live_server, page, 
     sign_in_at(page, live_server, "alice@acme.test")
     page.wait_for_url(lambda url: "/sign-in" not in url)
     page.goto(f"{live_server}/compose/")
-    page.get_by_role("link", name="Send Secure from Outlook or Thunderbird").click()
+    page.get_by_role("link", name="Send Secure from your mail client").click()
     section = page.locator("#mail-clients")
     expect(section.get_by_role("heading", name="Send Secure from your mail client")).to_be_visible()
     expect(section.get_by_role("link", name="Download the Thunderbird extension")).to_be_visible()
