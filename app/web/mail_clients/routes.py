@@ -15,7 +15,7 @@ the portal's policy (app/web/security.py), with no outside origin at all.
 
 from __future__ import annotations
 
-from flask import abort, current_app, make_response
+from flask import abort, current_app, make_response, request
 from flask_login import current_user, login_required
 
 from app import mail_clients
@@ -93,15 +93,18 @@ def outlook_script():
                  cache=REVALIDATE)
 
 
-def icon(size: int):
+#: each icon's fixed address, as the manifest names them: no path parameter to guess at
+ICONS = {mail_clients.ICON_PATH.format(size=size): size for size in mail_clients.ICON_SIZES}
+
+
+def icon():
     """The buttons' icon, which Outlook shows from another origin."""
+    size = ICONS[request.path]
     response = _file(mail_clients.source("icons", f"icon-{size}.png"), "image/png",
                      cache=REVALIDATE)
     response.headers["Cross-Origin-Resource-Policy"] = "cross-origin"
     return response
 
 
-# one fixed address a size, as the manifest names them (no path parameter to guess at)
-for _size in mail_clients.ICON_SIZES:
-    bp.add_url_rule(mail_clients.ICON_PATH.format(size=_size), "icon", icon,
-                    defaults={"size": _size})
+for _path in ICONS:
+    bp.add_url_rule(_path, "icon", icon)
