@@ -221,7 +221,8 @@ def test_the_extensions_manifest():
     assert data["homepage_url"] == PORTAL
     assert data["compose_action"]["default_popup"] == "popup.html"
     assert data["compose_action"]["default_title"] == "Send Secure"
-    assert "background" not in data and "content_scripts" not in data
+    assert data["background"] == {"scripts": ["send_secure.js", "background.js"]}
+    assert "content_scripts" not in data
 
 
 def test_the_extension_asks_only_for_the_permission_it_uses():
@@ -234,7 +235,7 @@ def test_the_extension_asks_only_for_the_permission_it_uses():
         if name.endswith(".js"):
             used |= set(re.findall(r"messenger\.(\w+)\.(\w+)", package.read(name).decode()))
     assert {api for api, _ in used} == {"compose", "composeAction", "tabs"}
-    assert {call for api, call in used if api == "tabs"} == {"query"}
+    assert {call for api, call in used if api == "tabs"} == {"query", "onCreated"}
 
 
 class _Links(HTMLParser):
@@ -250,7 +251,8 @@ def test_every_file_the_extension_names_is_in_the_package():
     package = xpi()
     names = set(package.namelist())
     data = json.loads(package.read("manifest.json"))
-    named = [data["compose_action"]["default_popup"], *data["icons"].values(),
+    named = [data["compose_action"]["default_popup"], *data["background"]["scripts"],
+             *data["icons"].values(),
              *data["compose_action"]["default_icon"].values()]
     links = _Links()
     links.feed(package.read("popup.html").decode())

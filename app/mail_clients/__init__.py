@@ -38,7 +38,8 @@ THUNDERBIRD_VERSION = "1.0"
 #: the first Thunderbird (an ESR) with Manifest V3 and compose custom headers
 THUNDERBIRD_MIN_VERSION = "128.0"
 #: the extension's files besides manifest.json, in the order the package holds them
-THUNDERBIRD_FILES = ("popup.html", "popup.css", "popup.js", "send_secure.js")
+THUNDERBIRD_FILES = ("popup.html", "popup.css", "popup.js", "send_secure.js",
+                     "background.js")
 THUNDERBIRD_ICONS = (16, 32, 64, 128)
 #: the moment every file of the package carries, so one portal always gets the same bytes
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)
@@ -110,6 +111,8 @@ def thunderbird_manifest(portal_url: str, *, name: str = NAME) -> dict:
         "icons": icons,
         "compose_action": {"default_title": name, "default_popup": "popup.html",
                            "default_icon": icons},
+        # shows the choice a compose window opens with (a draft) on its button
+        "background": {"scripts": ["send_secure.js", "background.js"]},
         # compose: read and set the message's custom headers; nothing else is used
         "permissions": ["compose"],
     }

@@ -84,3 +84,12 @@ test("no other value is ever set", async () => {
   await assert.rejects(sendSecure.choose(messenger, 7, "secure"), /not a CCM mode/);
   assert.deepEqual(messenger.state.sets, []);
 });
+
+test("a compose window that opens with a choice shows it on the button", async () => {
+  const messenger = fakeMessenger([{name: "X-Ccm-Mode", value: "external"}]);
+  assert.equal(await sendSecure.opened(messenger, {id: 7, type: "messageCompose"}), "external");
+  assert.equal(messenger.state.badge[7], "EXT");
+  assert.deepEqual(messenger.state.sets, [], "opening changes nothing on the message");
+  assert.equal(await sendSecure.opened(messenger, {id: 8, type: "mail"}), null);
+  assert.equal(messenger.state.badge[8], undefined);
+});

@@ -68,6 +68,20 @@
     return mode;
   }
 
+  /*
+   * A tab has opened: for a compose tab, show the mode its message already carries (a
+   * draft written with Send Secure on, a message edited again), so the button says it
+   * before anyone opens the popup. Returns the mode shown, or null for any other tab.
+   */
+  async function opened(messenger, tab) {
+    if (tab.type !== "messageCompose") {
+      return null;
+    }
+    var mode = await current(messenger, tab.id);
+    await show(messenger, tab.id, mode);
+    return mode;
+  }
+
   return {HEADER: HEADER, MODES: MODES, BADGES: BADGES, TITLES: TITLES,
-          current: current, show: show, choose: choose};
+          current: current, show: show, choose: choose, opened: opened};
 }));
