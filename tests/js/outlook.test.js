@@ -94,6 +94,12 @@ test("a header Outlook refuses is reported in the info bar, not swallowed", asyn
   assert.equal(notice.icon, undefined);  // an error message takes none
 });
 
+test("a long reason is cut to what an info bar holds", async () => {
+  const item = fakeItem({fail: "x".repeat(400)});
+  await choose(item, "external");
+  assert.equal(item.notices[sendSecure.NOTICE].message.length, 150);
+});
+
 test("no other value is ever set", async () => {
   const item = fakeItem();
   assert.match(await choose(item, "secure"), /not a CCM mode/);

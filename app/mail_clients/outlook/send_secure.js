@@ -42,8 +42,11 @@
     return (result && result.error && result.error.message) || "unknown error";
   }
 
+  // the most an info bar holds: a longer message would be refused, and say nothing
+  var NOTICE_LENGTH = 150;
+
   function notify(item, type, message, done) {
-    var details = {type: type, message: message};
+    var details = {type: type, message: message.slice(0, NOTICE_LENGTH)};
     if (type === "informationalMessage") {
       details.icon = "Icon.16x16";
       details.persistent = true;
