@@ -88,8 +88,8 @@ def send(copy: Recipient, user: User, *, to: list[str], cc: list[str], body: str
     strangers = [a for a in chosen if a not in allowed]
     if strangers:
         raise composing.ComposeRefused(
-            f"A reply can only go to the people on the message; {', '.join(strangers)} "
-            "is not one of them.")
+            "A reply can only go to the people on the message; %(addresses)s is not one of "
+            "them.", addresses=", ".join(strangers))
     if not chosen:
         raise composing.ComposeRefused("Choose at least one person to reply to.")
     mode = composing.mode_for(user, mode)
