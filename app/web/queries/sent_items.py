@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from markupsafe import Markup
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
@@ -53,24 +51,17 @@ def by_ccm(message: Message) -> bool:
     return any(r.route == Route.CCM for r in message.recipients)
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """``gone`` of the message's ``of`` CCM copies were withdrawn (else: expired)."""
-
-    withdrawn: bool
-    gone: int
-    of: int
-
-
-def outcomes(message: Message) -> list[Outcome]:
-    """What became of the CCM copies that can no longer be read, for the Sent list
-    (which says "Withdrawn", "Expired", or "Withdrawn for 1 of 3" when only some were)."""
+def outcomes(message: Message) -> list[str]:
+    """What became of the CCM copies that can no longer be read, for the Sent list:
+    "Withdrawn", "Expired", or "Withdrawn for 1 of 3" when only some were."""
     copies = [r for r in message.recipients if r.route == Route.CCM]
     fates = [fate for r in copies if (fate := _fate(r)) is not None]
     found = []
-    for withdrawn in (True, False):
-        if gone := sum(1 for f in fates if f.withdrawn == withdrawn):
-            found.append(Outcome(withdrawn, gone, len(copies)))
+    for word, gone in (("Withdrawn", [f for f in fates if f.withdrawn]),
+                       ("Expired", [f for f in fates if not f.withdrawn])):
+        if gone:
+            found.append(word if len(gone) == len(copies)
+                         else f"{word} for {len(gone)} of {len(copies)}")
     return found
 
 
