@@ -139,3 +139,25 @@ def test_an_internal_reply_offers_the_modes_in_the_language(gateway, client, sig
     assert "Désactivé" in page and "Tous les destinataires" in page
     assert "Désactivé : e-mail ordinaire" in page  # the hint
     assert english_in(page) == []
+
+
+def test_the_reply_starts_with_the_quote_introduced_in_the_language(gateway, client, signed_in,
+                                                                    original):
+    from pathlib import Path
+
+    from app.domain import replies
+    from app.web.inbox import routes
+
+    assert 'intro=_("On %(when)s, %(sender)s wrote:")' in Path(routes.__file__).read_text()
+    assert replies.QUOTE_INTRO == "On %(when)s, %(sender)s wrote:"  # the view's literal
+    chose(signed_in("pat@partner.test"), "de")
+    page = html.unescape(client.get(f"/inbox/{original.public_id}/reply").get_data(as_text=True))
+    assert re.search(r"\n\nAm .+ schrieb alice@acme\.test:\n> ", page)
+
+
+@pytest.mark.parametrize("intro", ["On 1 May, Alice wrote:", "Am 1. Mai schrieb Alice:",
+                                   "Le 1 mai, Alice a écrit :", "في 1 مايو، كتب Alice:"])
+def test_a_quote_introduced_in_any_language_folds(intro):
+    from app.domain.conversations import split_quote
+
+    assert split_quote(f"Yes.\n\n{intro}\n> Deal?\n") == ("Yes.", f"{intro}\n> Deal?")

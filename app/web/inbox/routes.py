@@ -125,7 +125,8 @@ def reply(public_id: str):
     if request.method == "GET":
         to, cc = replies.defaults(copy, reply_all=reply_all)
         form.recipients.data = [*to, *cc]
-        form.body.data, starting_html = replies.drafts(copy)
+        form.body.data, starting_html = replies.drafts(
+            copy, intro=_("On %(when)s, %(sender)s wrote:"))  # replies.QUOTE_INTRO
     elif form.validate_on_submit():
         try:
             replies.send(
