@@ -554,7 +554,6 @@ def build(kind: str, to: str, tenant: Tenant | None = None, **context) -> EmailM
     message["Message-ID"] = make_msgid(domain=portal_host())
     # RFC 3834: tells auto-responders and vacation replies not to answer.
     message["Auto-Submitted"] = "auto-generated"
-    message["Content-Language"] = language
     message.set_content(rendered["text"])
     message.add_alternative(rendered["html"], subtype="html")
     if logo and f"cid:{cid}" in rendered["html"]:
@@ -563,6 +562,8 @@ def build(kind: str, to: str, tenant: Tenant | None = None, **context) -> EmailM
         data, subtype = logo
         message.get_payload()[1].add_related(data, maintype="image", subtype=subtype,
                                              cid=f"<{cid}>", disposition="inline")
+    # RFC 3282; set last, as set_content moves the Content- headers into the first part
+    message["Content-Language"] = language
     return message
 
 

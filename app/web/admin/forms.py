@@ -184,7 +184,7 @@ class SettingsForm(Form):
     time_zone = StringField("Time zone of the portal's pages",
                             validators=[DataRequired(), Length(max=64), time_zone_name])
     default_language = SelectField(_l("Language of notifications"),
-                                   choices=list(LANGUAGES.items()))
+                                   choices=[SelectChoice(*item) for item in LANGUAGES.items()])
 
 
 class TenantForm(Form):

@@ -49,13 +49,14 @@ def _language() -> str:
 
 @bp.route("/templates")
 def templates():
-    """Every notification, and in which languages the tenant has its own version."""
+    """Every notification, and in which languages the tenant has its own version (the
+    languages named; "" for its version for every other language)."""
     own: dict[str, list[str]] = {}
     for version in db.session.scalars(select(NotificationTemplate).where(
             NotificationTemplate.tenant_id == current_user.tenant_id)):
-        own.setdefault(version.kind, []).append(version.language or "")
-    return page("admin/templates.html", "admin/_templates.html", titles=TITLES, own=own,
-                languages=LANGUAGES)
+        own.setdefault(version.kind, []).append(LANGUAGES.get(version.language or "", ""))
+    return page("admin/templates.html", "admin/_templates.html", titles=TITLES,
+                own={kind: sorted(names) for kind, names in own.items()})
 
 
 def _preview(kind: str, form: TemplateForm, language: str) -> tuple[dict | None, str | None]:
