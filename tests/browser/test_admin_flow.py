@@ -173,7 +173,8 @@ def save_template(page: Page) -> None:
     page.get_by_label("Subject", exact=True).fill(NEW_SUBJECT)
     page.get_by_role("button", name="Save", exact=True).click()
     expect(page.get_by_role("status")).to_have_text(
-        "Secure message notification saved: the next one sent uses it.")
+        "Secure message notification in English saved: the next one sent in this language "
+        "uses it.")
 
 
 def reset_pats_password(page: Page, dialogs: list[str] | None = None) -> None:
@@ -351,7 +352,8 @@ def test_the_template_editor_previews_live_and_the_next_notification_uses_it(
 
     page.get_by_role("button", name="Save", exact=True).click()
     expect(page.get_by_role("status")).to_have_text(
-        "Secure message notification saved: the next one sent uses it.")
+        "Secure message notification in English saved: the next one sent in this language "
+        "uses it.")
     expect(page.get_by_label("Subject", exact=True)).to_have_value(NEW_SUBJECT)
     expect(page.get_by_label("Text version")).to_have_value(original)
 
