@@ -95,7 +95,8 @@ def template(kind: str):
                     limit=mail_templates.MAX_RENDERED, seconds=mail_templates.RENDER_SECONDS,
                     rendered=rendered, problem=problem, own=in_force is not None,
                     for_every_language=in_force is not None and in_force.language is None,
-                    language=language, languages=LANGUAGES, restore=ActionForm())
+                    language=language, direction=mail_templates.direction(language),
+                    languages=LANGUAGES, restore=ActionForm())
     response.headers["Content-Security-Policy"] = EDITOR_POLICY
     return response
 
@@ -114,7 +115,8 @@ def preview(kind: str):
         empty = [str(f.label.text) for f in (form.subject, form.text, form.html) if f.errors]
         rendered, problem = None, _("%(fields)s cannot be empty.", fields=", ".join(empty))
     return page("admin/_template_preview.html", "admin/_template_preview.html",
-                rendered=rendered, problem=problem)
+                rendered=rendered, problem=problem, language=language,
+                direction=mail_templates.direction(language))
 
 
 @bp.route("/templates/<kind>/restore", methods=["POST"])
