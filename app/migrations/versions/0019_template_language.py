@@ -1,5 +1,4 @@
-"""template language: a tenant's own notification templates per language, and the
-tenant's default language of notifications
+"""template language: notification templates per language, a tenant's default language
 
 Revision ID: 0019
 Revises: 0018
