@@ -49,7 +49,7 @@ from jinja2 import (
     nodes,
 )
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from app import clock
 from app.config import settings
@@ -383,6 +383,7 @@ def _locale(language: str) -> Locale:
         return Locale.parse(DEFAULT_LANGUAGE)
 
 
+@cache
 def offered(language: str | None) -> bool:
     """Whether notifications can be written in ``language``: English, or a language
     with a catalog."""
@@ -396,7 +397,7 @@ def language_of(to: str, tenant: Tenant | None) -> str:
     else the tenant's default language, else English."""
     if tenant is not None and tenant.id is not None:
         chosen = db.session.scalar(select(User.language).where(
-            User.tenant_id == tenant.id, User.email == to.lower()))
+            User.tenant_id == tenant.id, User.email == addresses.normalise(to)))
         if offered(chosen):
             return chosen
         if offered(tenant.default_language):
@@ -419,7 +420,12 @@ def in_force(kind: str, tenant: Tenant | None,
     for that language, else the one for every language; None: the built-in one."""
     if tenant is None or tenant.id is None:
         return None
-    return own(kind, tenant, language) or own(kind, tenant, None)
+    return db.session.scalar(  # one query: the language's own first, if there is one
+        select(NotificationTemplate).where(
+            NotificationTemplate.tenant_id == tenant.id, NotificationTemplate.kind == kind,
+            or_(NotificationTemplate.language == language,
+                NotificationTemplate.language.is_(None)))
+        .order_by(NotificationTemplate.language.is_(None)).limit(1))
 
 
 def sources(kind: str, tenant: Tenant | None,

@@ -137,3 +137,19 @@ def test_a_date_queued_written_out_before_this_release_is_sent_as_it_was(acme):
     """Notifications queued by the release before carry the date as English words."""
     message = sent("secure_message", acme, visible_until="29 December 2026, 21:00 EST")
     assert "Readable until: 29 December 2026, 21:00 EST" in parts(message)[1]
+
+
+def test_no_translation_of_a_notification_could_be_read_as_code_or_markup():
+    """A built-in template's translations become the sandbox's source, unescaped: none may
+    hold a brace (a {{ }} or {% %} of its own), an angle bracket or an ampersand."""
+    from babel.messages.pofile import read_po
+    from test_i18n import TRANSLATED, TRANSLATIONS, _marked
+
+    words = [message for message, where in _marked().items() if "/email/" in where]
+    assert len(words) > 40
+    for language in TRANSLATED:
+        with open(TRANSLATIONS / language / "LC_MESSAGES" / "messages.po", "rb") as file:
+            catalog = read_po(file, locale=language)
+        for message in words:
+            translated = catalog.get(message).string
+            assert not set(translated) & set("{}<>&"), (language, translated)
