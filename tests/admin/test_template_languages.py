@@ -91,7 +91,8 @@ def test_a_language_not_offered_is_not_found(as_admin):
 
 def test_the_settings_page_sets_the_default_language_of_notifications(as_admin, acme):
     page = page_of(as_admin, "/admin/settings")
-    assert "Language of notifications" in page and '<option value="es">Español</option>' in page
+    assert "Language of notifications" in page
+    assert '<option lang="es" value="es">Español</option>' in page
     form = {"csrf_token": csrf_token(as_admin, "/admin/settings"), "name": acme.name,
             "domains": "acme.test", "visibility_days": 30, "expiry_warning_days": 3,
             "first_contact": "password", "activation_hours": 72,

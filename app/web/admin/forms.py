@@ -183,8 +183,8 @@ class SettingsForm(Form):
                             validators=[Optional(), Length(max=320), ADDRESS])
     time_zone = StringField("Time zone of the portal's pages",
                             validators=[DataRequired(), Length(max=64), time_zone_name])
-    default_language = SelectField(_l("Language of notifications"),
-                                   choices=[SelectChoice(*item) for item in LANGUAGES.items()])
+    default_language = SelectField(_l("Language of notifications"), choices=[
+        SelectChoice(code, name, render_kw={"lang": code}) for code, name in LANGUAGES.items()])
 
 
 class TenantForm(Form):
