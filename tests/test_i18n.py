@@ -2,7 +2,8 @@
 real translation of every marked string.
 
 Covered so far: the recipient's way in (sign-in, passwords, second factor, activity, the
-inbox and its messages), the layout, error pages and shared form pieces. What is not yet
+inbox and its messages), the internal user's compose, drafts, Sent and reply pages with
+the editor's toolbar, the layout, error pages and shared form pieces. What is not yet
 covered is listed in :data:`REMAINDER`; covering a template means moving it from there to
 :data:`COVERED` and making these tests pass.
 """
@@ -18,6 +19,7 @@ from babel.messages.extract import extract_from_dir
 from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.mofile import read_mo
 from babel.messages.pofile import read_po
+from flask_babel import force_locale
 from jinja2 import Environment
 
 from app.web.languages import DEFAULT, LANGUAGES
@@ -30,9 +32,10 @@ KEYWORDS = ("_l", "lazy_gettext")
 
 COVERED_TEMPLATES = [
     "base.html", "_flashes.html", "_form.html", "errors/error.html",
+    "_mail_clients.html", "admin/mail_clients.html",
     *sorted(str(p.relative_to(TEMPLATES)) for p in (TEMPLATES / "auth").glob("*.html")),
-    *sorted(str(p.relative_to(TEMPLATES)) for p in (TEMPLATES / "inbox").glob("*.html")
-            if p.name != "_reply_form.html"),
+    *sorted(str(p.relative_to(TEMPLATES)) for p in (TEMPLATES / "inbox").glob("*.html")),
+    *sorted(str(p.relative_to(TEMPLATES)) for p in (TEMPLATES / "compose").glob("*.html")),
     # the notification template editor, and the default language of notifications
     "admin/templates.html", "admin/_templates.html", "admin/template.html",
     "admin/_template_form.html", "admin/_template_preview.html",
@@ -43,14 +46,17 @@ COVERED_MAIL = sorted(str(p.relative_to(TEMPLATES)) for p in (TEMPLATES / "email
 COVERED_PYTHON = [
     "app/web/auth/forms.py", "app/web/auth/routes.py", "app/web/inbox/routes.py",
     "app/web/errors.py", "app/web/languages.py", "app/web/admin/templates.py",
+    "app/web/admin/mail_clients.py", "app/web/mail_clients/routes.py",
+    "app/web/inbox/forms.py",
+    *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "app" / "web" / "compose").glob("*.py")),
 ]
 COVERED = ({f"app/templates/{name}" for name in COVERED_TEMPLATES + COVERED_MAIL}
            | set(COVERED_PYTHON))
 #: not yet marked: the next steps of issue 19
 REMAINDER = [
-    "admin/* (but the template editor)", "compose/*",
-    "inbox/_reply_form.html", "_accesses.html", "_deliveries.html", "_message_body.html",
-    "app/web/admin/*.py (but templates.py)", "app/web/compose/*.py",
+    "admin/* (but the template editor)",
+    "_accesses.html", "_deliveries.html", "_message_body.html",
+    "app/web/admin/*.py (but templates.py)",
 ]
 
 #: attributes a person reads or hears
@@ -270,3 +276,53 @@ def test_every_password_refusal_the_domain_gives_is_marked():
     given |= set(re.findall(r'PasswordRejected\(\["([^"]+)"\]\)', source))
     assert len(given) == 8
     assert given <= set(PASSWORD_REFUSALS)
+
+
+def test_every_compose_refusal_the_domain_gives_is_marked():
+    """The domain words the composer's refusals in English; the views translate them from
+    COMPOSE_REFUSALS (app/web/compose/refusals.py), which must hold every one."""
+    from app.domain.composing import NOT_TEXT
+    from app.web.compose.refusals import COMPOSE_REFUSALS, FIELD_LABELS
+
+    given = {NOT_TEXT}
+    for name in ("composing.py", "replies.py"):
+        tree = ast.parse((ROOT / "app" / "domain" / name).read_text())
+        given |= {node.args[0].value for node in ast.walk(tree)
+                  if isinstance(node, ast.Call) and getattr(
+                      node.func, "id", getattr(node.func, "attr", "")) == "ComposeRefused"
+                  and _literal_of_call(node)}
+    assert len(given) == 11
+    assert given <= set(COMPOSE_REFUSALS)
+    from app.domain.composing import FIELDS
+    assert {label for label, _ in FIELDS.values()} <= set(FIELD_LABELS)
+
+
+def test_a_compose_refusal_is_said_in_the_language(app):
+    from app.domain.composing import ComposeRefused
+    from app.web.compose.refusals import said
+
+    refused = ComposeRefused("%(label)s is too long: %(count)s characters, the most is "
+                             "%(most)s.", "subject", label="Subject", count=1200, most=998)
+    assert str(refused) == "Subject is too long: 1,200 characters, the most is 998."
+    with app.test_request_context(), force_locale("de"):
+        assert said(refused) == "Das Feld „Betreff“ ist zu lang: 1.200 Zeichen, höchstens 998."
+    with app.test_request_context(), force_locale("en"):
+        assert said(refused) == str(refused)
+
+
+def test_the_editor_toolbar_speaks_the_language(app):
+    import json
+
+    from app.web.compose.forms import ComposeForm
+    from app.web.inbox.forms import editor_words, rich_editor
+
+    with app.test_request_context(), force_locale("de"):
+        words = editor_words()
+        assert words["bold"] == "Fett" and words["linkPrompt"].startswith("Linkadresse")
+        form = ComposeForm(meta={"csrf": False})
+        rich_editor(form.body, "")
+        assert json.loads(form.body.render_kw["data-rich-words"]) == words
+        assert 'data-rich-words="{&#34;toolbar&#34;: &#34;Formatierung&#34;' in str(form.body())
+    source = (ROOT / "app" / "static" / "js" / "ccm.js").read_text()
+    english = re.search(r"var ENGLISH = \{(.*?)\};", source, re.S).group(1)
+    assert set(re.findall(r'(\w+): "', english)) == set(words)  # a word for every key

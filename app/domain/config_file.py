@@ -84,9 +84,12 @@ def export_text() -> str:
     """The whole configuration as YAML, in the form ``import_text`` reads. No passwords."""
     tenants = []
     for tenant in db.session.scalars(select(Tenant).order_by(Tenant.slug)):
-        entry: dict = {"slug": tenant.slug, "name": tenant.name,
-                       "domains": tenant.verified_domains,
-                       "visibility_days": tenant.visibility_days}
+        entry: dict = {"slug": tenant.slug, "name": tenant.name}
+        if tenant.portal_name:
+            entry["portal_name"] = tenant.portal_name
+        entry |= {"domains": tenant.verified_domains, "visibility_days": tenant.visibility_days}
+        if tenant.expiry_warning_days != 3:
+            entry["expiry_warning_days"] = tenant.expiry_warning_days
         if tenant.internal_relay:
             entry["internal_relay"] = tenant.internal_relay
             if not tenant.internal_relay_trusted:  # a tenant administrator set it
@@ -98,6 +101,12 @@ def export_text() -> str:
         if tenant.first_contact != "password":
             entry["first_contact"] = tenant.first_contact
             entry["activation_hours"] = tenant.activation_hours
+        for side in ("external", "internal"):
+            if (required := getattr(tenant, f"second_factor_{side}")) != "optional":
+                entry[f"second_factor_{side}"] = required
+        # the address only: a pending domain's sender could not be saved, so it is verified
+        if tenant.mail_from:
+            entry["mail_from"] = tenant.mail_from
         entry["application_settings"] = [
             {"name": s.name, "default": s.is_default, "portal_ccm": s.portal_ccm,
              "send_secure": s.send_secure}
@@ -179,7 +188,11 @@ def _apply_tenant(data: dict, result: ImportResult) -> None:
          internal_relay=relay, internal_relay_trusted=trusted,
          first_contact=data.get("first_contact", "password"),
          activation_hours=data.get("activation_hours", 72),
-         time_zone=data.get("time_zone", "UTC"),
+         time_zone=data.get("time_zone", "UTC"), portal_name=data.get("portal_name"),
+         expiry_warning_days=data.get("expiry_warning_days", 3),
+         second_factor_external=data.get("second_factor_external", "optional"),
+         second_factor_internal=data.get("second_factor_internal", "optional"),
+         mail_from=(data.get("mail_from") or "").strip().lower() or None,
          default_language=data.get("default_language", "en"))
 
     # The operator's file vouches for its domains: one still pending is verified now.

@@ -9,12 +9,19 @@ at the domain's apex, so the apex TXT set that every SPF check fetches stays sma
 so the owner may delegate just that name with a CNAME (as ACME DNS-01 allows). The first
 tenant to prove a domain holds it; the platform administrator's domains (a new tenant,
 ``ccm config import``) count as proven: the operator is trusted.
+
+The worker also looks, every hour for a week after a domain was added (as Google
+Workspace does), so the administrator who published the record need not come back to
+press "Check now". After that week a pending domain waits for "Check now": it claims
+nothing, so it is left in the list rather than removed behind the administrator's back.
 """
 
 from __future__ import annotations
 
+import logging
 import secrets
 from dataclasses import dataclass
+from datetime import timedelta
 
 import dns.exception
 import dns.resolver
@@ -23,6 +30,7 @@ from sqlalchemy.exc import IntegrityError
 
 from app import clock
 from app.delivery import destinations
+from app.domain import audit
 from app.extensions import db
 from app.models import Domain, Tenant
 
@@ -32,6 +40,12 @@ CHALLENGE_LABEL = "_ccm-challenge"
 PREFIX = "ccm-verification="
 #: how long one check may wait for DNS: a web request waits on it
 TIMEOUT = 5.0
+#: how long after a domain was added the worker looks for its proof, and how often
+AUTO_CHECK, AUTO_CHECK_EVERY = timedelta(days=7), timedelta(hours=1)
+#: the most domains one run of the worker looks up (the least recently checked first)
+AUTO_CHECK_BATCH = 100
+
+log = logging.getLogger(__name__)
 
 
 def record_name(domain: Domain) -> str:
@@ -46,7 +60,8 @@ def record_value(domain: Domain) -> str:
 
 def pending(name: str) -> Domain:
     """A new domain a tenant administrator added: waiting for its proof."""
-    return Domain(name=name, verified=False, proof_token=secrets.token_urlsafe(24))
+    return Domain(name=name, verified=False, proof_token=secrets.token_urlsafe(24),
+                  added_at=clock.utcnow())
 
 
 def vouch(domain: Domain) -> None:
@@ -73,6 +88,7 @@ def check(domain: Domain, dns_servers: str, *, timeout: float = TIMEOUT) -> Outc
     nothing and says what went wrong; the caller records the outcome and commits."""
     if domain.verified:
         return Outcome(True, f"{domain.name} is already verified.")
+    domain.checked_at = clock.utcnow()
     if owner := verified_elsewhere([domain.name], domain.tenant):
         return Outcome(False, f"{owner[0]} has been verified by another organisation. Ask "
                               "the platform administrator if it is yours.")
@@ -105,3 +121,28 @@ def check(domain: Domain, dns_servers: str, *, timeout: float = TIMEOUT) -> Outc
         return Outcome(False, f"{domain.name} has just been verified by another "
                               "organisation.")
     return Outcome(True, f"{domain.name} is verified.")
+
+
+def check_pending(dns_servers: str, *, timeout: float = TIMEOUT) -> int:
+    """The worker's run: look again for the proof of each domain added within
+    :data:`AUTO_CHECK` and not checked within :data:`AUTO_CHECK_EVERY`, audit each one
+    proven, and commit each domain on its own (no lock held across a slow DNS answer);
+    the number proven."""
+    now = clock.utcnow()
+    due = list(db.session.scalars(
+        select(Domain).where(
+            ~Domain.verified, Domain.added_at >= now - AUTO_CHECK,
+            (Domain.checked_at.is_(None)) | (Domain.checked_at <= now - AUTO_CHECK_EVERY))
+        .order_by(Domain.checked_at.is_not(None), Domain.checked_at, Domain.id)
+        .limit(AUTO_CHECK_BATCH)))
+    proven = 0
+    for domain in due:
+        outcome = check(domain, dns_servers, timeout=timeout)
+        if outcome.proven:
+            audit.record("domain verified", f"{domain.name}: {outcome.message} (checked by "
+                         "the worker)", tenant=domain.tenant, actor="ccm worker")
+            proven += 1
+            log.info("domain %s of tenant %s verified by the worker", domain.name,
+                     domain.tenant.slug)
+        db.session.commit()
+    return proven

@@ -99,6 +99,11 @@ class Domain(db.Model):
     #: the token of the TXT record that proves a pending domain
     proof_token: Mapped[str | None] = mapped_column(String(64))
     verified_at: Mapped[datetime | None] = mapped_column()
+    #: when a tenant administrator added it (pending domains only): the worker looks for
+    #: its proof for a while after (app/domain/domain_proof.py, AUTO_CHECK)
+    added_at: Mapped[datetime | None] = mapped_column()
+    #: the last time its proof was looked for, by "Check now" or by the worker
+    checked_at: Mapped[datetime | None] = mapped_column()
 
     def __init__(self, **values):
         # set now, not at INSERT: a new tenant's domains are internal before the flush
