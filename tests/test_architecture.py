@@ -27,7 +27,7 @@ LAYERS = [
     ("app.database", 0),
     ("app.models", 0), ("app.mail", 0),
     ("app.delivery", 1),
-    ("app.domain", 2),
+    ("app.domain", 2), ("app.mail_clients", 2),
     ("app.delivery.runner", 3), ("app.web", 3), ("app.smtp", 3), ("app.worker", 3),
     ("app.cli", 4), ("app", 4),
 ]

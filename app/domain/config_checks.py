@@ -22,6 +22,7 @@ from app.models import ROLES, Domain, Tenant
 
 TENANT_KEYS = {"slug", "name", "portal_name", "domains", "visibility_days",
                "expiry_warning_days", "internal_relay", "internal_relay_trusted", "time_zone",
+               "default_language",
                "first_contact", "activation_hours", "second_factor_external",
                "second_factor_internal", "mail_from", "application_settings", "users",
                "policies", "templates"}
@@ -204,6 +205,8 @@ class _Checker:
         if not isinstance(zone, str) or clock.zone_problem(zone):
             self.fail((*path, "time_zone"), "expected an IANA time zone name such as "
                       "Europe/Berlin")
+        if not mail_templates.offered(tenant.get("default_language", "en")):
+            self.fail((*path, "default_language"), "expected a language code such as de")
         names = self.settings(path, tenant.get("application_settings", []))
         self.users(path, tenant.get("users", []), names)
         self.policies(path, tenant.get("policies", []))
@@ -252,10 +255,14 @@ class _Checker:
         if not isinstance(templates, dict):
             self.fail(path, "expected a mapping of notification kinds")
             return
-        for kind, parts in templates.items():
-            here = (*path, kind)
-            if kind not in mail_templates.KINDS:
-                self.fail(here, f"expected one of {', '.join(mail_templates.KINDS)}")
+        for key, parts in templates.items():
+            here = (*path, key)
+            # KIND: the version for every language; KIND.LANGUAGE: for one (secure_message.de)
+            kind, _, language = str(key).partition(".")
+            if kind not in mail_templates.KINDS or (
+                    language and not mail_templates.offered(language)):
+                self.fail(here, f"expected one of {', '.join(mail_templates.KINDS)}, "
+                          "alone or followed by a language code (secure_message.de)")
                 continue
             if not self.mapping(here, parts, set(mail_templates.PARTS),
                                 required=set(mail_templates.PARTS)):

@@ -55,6 +55,8 @@ class Tenant(db.Model):
     logo_type: Mapped[str | None] = mapped_column(String(40))
     #: the IANA time zone its pages show times in (app/web/filters.py); UTC by default
     time_zone: Mapped[str] = mapped_column(String(64), default="UTC")
+    #: the language of notifications to someone who has not chosen one in the portal
+    default_language: Mapped[str] = mapped_column(String(16), default="en")
     created_at: Mapped[datetime] = mapped_column(default=clock.utcnow)
 
     domains: Mapped[list[Domain]] = relationship(

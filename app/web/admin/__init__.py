@@ -21,4 +21,5 @@ def administrators_only():
     return None
 
 
+import app.web.admin.mail_clients  # noqa: E402,F401  (the mail client buttons' page)
 from app.web.admin import audit_log, people, policies, settings, templates, tenants, tracking  # noqa: E402,F401  (each attaches its routes to bp)

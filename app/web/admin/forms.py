@@ -1,5 +1,6 @@
 """Forms of the administrator console. Policy rules live in app/domain/policy_rules.py."""
 
+from flask_babel import lazy_gettext as _l
 from flask_wtf.file import FileField
 from wtforms import (
     BooleanField,
@@ -27,6 +28,7 @@ from app.delivery import destinations
 from app.mail import addresses
 from app.models import Fallback, Mode, PolicyKind, RecipientState, Role, Route, TlsLevel
 from app.web.inputs import Form
+from app.web.languages import LANGUAGES
 
 
 def relay_syntax(form, field) -> None:
@@ -181,6 +183,8 @@ class SettingsForm(Form):
                             validators=[Optional(), Length(max=320), ADDRESS])
     time_zone = StringField("Time zone of the portal's pages",
                             validators=[DataRequired(), Length(max=64), time_zone_name])
+    default_language = SelectField(_l("Language of notifications"), choices=[
+        SelectChoice(code, name, render_kw={"lang": code}) for code, name in LANGUAGES.items()])
 
 
 class TenantForm(Form):

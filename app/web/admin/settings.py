@@ -99,6 +99,7 @@ AUDITED = {
     "second factor, internal": lambda t: t.second_factor_internal,
     "notification sender address": lambda t: t.mail_from,
     "time zone": lambda t: t.time_zone,
+    "language of notifications": lambda t: t.default_language,
     # the image itself is no text to log: its type, size and the start of its SHA-256
     "logo": lambda t: t.logo_type and (f"{t.logo_type}, {len(t.logo or b''):,} bytes, "
                                        f"sha256 {hashlib.sha256(t.logo or b'').hexdigest()[:12]}"),
@@ -157,6 +158,7 @@ def settings():
             tenant.second_factor_internal = form.second_factor_internal.data
             tenant.mail_from = sender or None
             tenant.time_zone = form.time_zone.data.strip()
+            tenant.default_language = form.default_language.data
             kept = {d.name for d in tenant.domains}
             added = [n for n in names if n not in kept]
             tenant.domains = [d for d in tenant.domains if d.name in names] + [
