@@ -27,22 +27,31 @@ TRANSLATIONS = ROOT / "app" / "translations"
 #: the keywords the README's `pybabel extract` passes (besides Babel's own: _, gettext, N_...)
 KEYWORDS = ("_l", "lazy_gettext")
 
+#: the notification-template editor's pages: not yet covered (issue 19, with the editor)
+ADMIN_TEMPLATE_EDITOR = {"_template_form.html", "template.html", "_template_preview.html",
+                         "_templates.html", "templates.html"}
 COVERED_TEMPLATES = [
     "base.html", "_flashes.html", "_form.html", "errors/error.html",
     *sorted(str(p.relative_to(TEMPLATES)) for p in (TEMPLATES / "auth").glob("*.html")),
     *sorted(str(p.relative_to(TEMPLATES)) for p in (TEMPLATES / "inbox").glob("*.html")
             if p.name != "_reply_form.html"),
+    "_accesses.html", "_deliveries.html", "_message_body.html",
+    *sorted(str(p.relative_to(TEMPLATES)) for p in (TEMPLATES / "admin").glob("*.html")
+            if p.name not in ADMIN_TEMPLATE_EDITOR),
 ]
 COVERED_PYTHON = [
     "app/web/auth/forms.py", "app/web/auth/routes.py", "app/web/inbox/routes.py",
     "app/web/errors.py", "app/web/languages.py",
+    *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "app" / "web" / "admin").glob("*.py")
+            if p.name != "templates.py"),
+    "app/web/queries/sent_items.py",
 ]
 COVERED = {f"app/templates/{name}" for name in COVERED_TEMPLATES} | set(COVERED_PYTHON)
 #: not yet marked: the next steps of issue 19
 REMAINDER = [
-    "admin/*", "compose/*", "email/* (notifications: issue 19, part 2)",
-    "inbox/_reply_form.html", "_accesses.html", "_deliveries.html", "_message_body.html",
-    "app/web/admin/*.py", "app/web/compose/*.py",
+    "admin/ (the notification-template editor: ADMIN_TEMPLATE_EDITOR)", "compose/*",
+    "email/* (notifications: issue 19, part 2)", "inbox/_reply_form.html",
+    "app/web/admin/templates.py", "app/web/compose/*.py",
 ]
 
 #: attributes a person reads or hears

@@ -15,6 +15,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app.extensions import babel, db
 from app.web.rendering import safe_next
+from app.words import N_ as N_  # the views mark with it too
+from app.words import Words
 
 #: Every language the portal speaks, each named in itself (as the chooser shows it).
 #: To add one, see "Languages" in the README.
@@ -33,9 +35,13 @@ COOKIE_SECONDS = 365 * 24 * 3600
 bp = Blueprint("language", __name__)
 
 
-def N_(text: str) -> str:  # the name gettext's tools look for
-    """Mark ``text`` for translation where it is defined; translate it where it is shown."""
-    return text
+def say(words) -> str:
+    """What the domain said (a :class:`~app.words.Words`) in this request's language, its
+    values put back (said in the language too, where they are words themselves); any
+    other text as it is."""
+    if not isinstance(words, Words):
+        return words
+    return _(words.template, **{name: say(value) for name, value in words.values.items()})
 
 
 def select_locale() -> str:
@@ -101,3 +107,4 @@ def register(app: Flask) -> None:
     babel.init_app(app, locale_selector=select_locale, default_locale=DEFAULT)
     app.register_blueprint(bp)
     app.context_processor(_page_language)
+    app.add_template_filter(say)
