@@ -18,6 +18,7 @@ from app.web.admin import bp
 from app.web.admin.forms import ActionForm, SettingsForm
 from app.web.languages import say
 from app.web.rendering import page, redirect_to
+from app.words import N_, Words
 
 LOGO_TYPES = {b"\x89PNG\r\n\x1a\n": "image/png", b"\xff\xd8\xff": "image/jpeg"}
 LOGO_BYTES = 200 * 1024
@@ -28,16 +29,18 @@ def logo_type(data: bytes) -> str | None:
     return next((kind for magic, kind in LOGO_TYPES.items() if data.startswith(magic)), None)
 
 
-def domains_problem(tenant, names: list[str]) -> str | None:
+def domains_problem(tenant, names: list[str]) -> Words | None:
+    """Why ``names`` cannot be ``tenant``'s internal domains (in English: the page says it
+    in its language); None when they can."""
     if not names:
-        return _("Give at least one internal domain.")
+        return Words(N_("Give at least one internal domain."))
     for name in names:
         if problem := addresses.domain_problem(name):
-            return say(problem)
+            return problem
     # A domain another tenant only waits on is no claim: the first to prove it wins.
     if taken := domain_proof.verified_elsewhere(names, tenant):
-        return _("Already the domain of another organisation: %(domains)s",
-                 domains=", ".join(taken))
+        return Words(N_("Already the domain of another organisation: %(domains)s"),
+                     domains=", ".join(taken))
     return None
 
 
@@ -139,7 +142,7 @@ def settings():
         sender = (form.mail_from.data or "").strip().lower()
         verified = set(tenant.verified_domains)
         if problem := domains_problem(tenant, names):
-            form.domains.errors = [*form.domains.errors, problem]
+            form.domains.errors = [*form.domains.errors, say(problem)]
         elif problem := relay_problem(tenant, relay, by_platform_admin=by_platform_admin):
             form.internal_relay.errors = [*form.internal_relay.errors, problem]
         elif sender and (problem := sender_problem(

@@ -94,7 +94,7 @@ def preview(kind: str):
     if form.validate():
         rendered, problem = _preview(kind, form)
     else:
-        empty = [f.label.text for f in (form.subject, form.text, form.html) if f.errors]
+        empty = [str(f.label.text) for f in (form.subject, form.text, form.html) if f.errors]
         rendered, problem = None, f"{', '.join(empty)} cannot be empty."
     return page("admin/_template_preview.html", "admin/_template_preview.html",
                 rendered=rendered, problem=problem)

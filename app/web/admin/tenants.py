@@ -14,6 +14,7 @@ from app.models import ApplicationSettings, Domain, Role, Tenant
 from app.web.admin import bp
 from app.web.admin.forms import TenantForm
 from app.web.admin.settings import domains_problem
+from app.web.languages import say
 from app.web.rendering import page
 
 
@@ -41,7 +42,7 @@ def new_tenant():
         if db.session.scalar(select(Tenant.id).where(Tenant.slug == tenant.slug)):
             form.slug.errors = [*form.slug.errors, _("Another organisation has this short name.")]
         elif problem := domains_problem(tenant, names):
-            form.domains.errors = [*form.domains.errors, problem]
+            form.domains.errors = [*form.domains.errors, say(problem)]
         elif addresses.domain_of(form.admin_email.data) not in names:
             form.admin_email.errors = [*form.admin_email.errors,
                                        _("Use an address at one of the domains above.")]
