@@ -7,7 +7,17 @@ browser's ``Accept-Language``, else English. A value that is not one of
 """
 
 from babel import Locale
-from flask import Blueprint, Flask, current_app, flash, g, redirect, request, url_for
+from flask import (
+    Blueprint,
+    Flask,
+    current_app,
+    flash,
+    g,
+    has_request_context,
+    redirect,
+    request,
+    url_for,
+)
 from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_login import current_user
@@ -45,7 +55,10 @@ def say(words) -> str:
 
 
 def select_locale() -> str:
-    """The language of this request (see the module's docstring)."""
+    """The language of this request (see the module's docstring); English outside one
+    (a job or the shell that says something a page would also say)."""
+    if not has_request_context():
+        return DEFAULT
     chosen = _remembered()
     if chosen in LANGUAGES:
         return chosen
