@@ -16,6 +16,8 @@ from zoneinfo import ZoneInfo, available_timezones
 from babel import Locale
 from babel.dates import format_skeleton
 
+from app.words import N_, Words
+
 #: the moment utcnow() answers while the time is held still; None: the real time
 _frozen: datetime | None = None
 
@@ -44,7 +46,7 @@ def zone(name: str | None) -> tzinfo:
 def zone_problem(name: str) -> str | None:
     """Why ``name`` is not an IANA time zone this system knows, or None when it is."""
     if name not in _zone_names():
-        return "Use a time zone name such as Europe/Berlin or America/New_York."
+        return Words(N_("Use a time zone name such as Europe/Berlin or America/New_York."))
     return None
 
 

@@ -23,7 +23,7 @@ APP = Path(__file__).resolve().parents[1] / "app"
 #: (prefix, layer): the longest matching prefix decides
 LAYERS = [
     ("app.clock", 0), ("app.config", 0), ("app.config_values", 0), ("app.extensions", 0),
-    ("app.logs", 0), ("app.metrics", 0),
+    ("app.logs", 0), ("app.metrics", 0), ("app.words", 0),
     ("app.database", 0),
     ("app.models", 0), ("app.mail", 0),
     ("app.delivery", 1),

@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from app import clock
 from app.delivery import destinations
 from app.models import Tenant
+from app.words import N_, Words
 
 #: headers a reader trusts or replies by; each is named twice ("over-signed", RFC 6376
 #: 5.4.2): the second names a header that is not there, so one added after signing (a
@@ -77,7 +78,7 @@ def _public_key(pem: str) -> str:
 @dataclass(frozen=True)
 class Outcome:
     published: bool
-    message: str
+    message: Words
 
 
 def check_published(tenant: Tenant, domain: str, dns_servers: str, *,
@@ -86,7 +87,7 @@ def check_published(tenant: Tenant, domain: str, dns_servers: str, *,
     and make it the signing key when it is there, as published. Any DNS failure changes
     nothing and says so; the caller audits and commits."""
     if (wanted := dns_record(tenant, domain, waiting=True)) is None:
-        return Outcome(False, "No key is waiting for its DNS record.")
+        return Outcome(False, Words(N_("No key is waiting for its DNS record.")))
     name = wanted[0]
     try:
         texts = destinations.txt_records(name, dns_servers, timeout=timeout)
@@ -94,13 +95,17 @@ def check_published(tenant: Tenant, domain: str, dns_servers: str, *,
         return Outcome(False, destinations.lookup_failed(name, error))
     keys = [_tags(t).get("p", "") for t in texts]
     if _public_key(tenant.dkim_next_private_key) not in keys:
-        seen = " (a different key is there)" if any(keys) else ""
-        return Outcome(False, f"The record at {name} is not published yet{seen}. DNS "
-                              "changes can take a while to be seen.")
+        if any(keys):
+            return Outcome(False, Words(N_(
+                "The record at %(name)s is not published yet (a different key is there). "
+                "DNS changes can take a while to be seen."), name=name))
+        return Outcome(False, Words(N_("The record at %(name)s is not published yet. DNS "
+                                       "changes can take a while to be seen."), name=name))
     selector = tenant.dkim_next_selector
     activate(tenant)
-    return Outcome(True, f"The record at {name} is published: notifications are signed "
-                         f"with selector {selector} from now on.")
+    return Outcome(True, Words(N_("The record at %(name)s is published: notifications are "
+                                  "signed with selector %(selector)s from now on."),
+                               name=name, selector=selector))
 
 
 def _tags(record: str) -> dict[str, str]:

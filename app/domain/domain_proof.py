@@ -33,6 +33,7 @@ from app.domain import audit
 from app.extensions import db
 from app.mail import addresses
 from app.models import Domain, Tenant
+from app.words import N_, Words
 
 #: the name under the domain where the proof is published
 CHALLENGE_LABEL = "_ccm-challenge"
@@ -87,11 +88,12 @@ def check(domain: Domain, dns_servers: str, *, timeout: float = TIMEOUT) -> Outc
     for the system's resolver) and mark it verified when found. Any DNS failure changes
     nothing and says what went wrong; the caller records the outcome and commits."""
     if domain.verified:
-        return Outcome(True, f"{domain.name} is already verified.")
+        return Outcome(True, Words(N_("%(domain)s is already verified."), domain=domain.name))
     domain.checked_at = clock.utcnow()
     if owner := verified_elsewhere([domain.name], domain.tenant):
-        return Outcome(False, f"{owner[0]} has been verified by another organisation. Ask "
-                              "the platform administrator if it is yours.")
+        return Outcome(False, Words(N_("%(domain)s has been verified by another organisation. "
+                                       "Ask the platform administrator if it is yours."),
+                                    domain=owner[0]))
     name = record_name(domain)
     try:
         texts = set(destinations.txt_records(name, dns_servers, timeout=timeout))
@@ -99,9 +101,14 @@ def check(domain: Domain, dns_servers: str, *, timeout: float = TIMEOUT) -> Outc
         return Outcome(False, destinations.lookup_failed(name, error))
     if record_value(domain) not in texts:
         found = sorted(t for t in texts if t.startswith(PREFIX))
-        seen = f" (found {', '.join(found)}, not this token)" if found else ""
-        return Outcome(False, f"No TXT record {record_value(domain)} at {name} yet{seen}. "
-                              "DNS changes can take a while to be seen.")
+        if found:
+            return Outcome(False, Words(N_(
+                "No TXT record %(value)s at %(name)s yet (found %(found)s, not this token). "
+                "DNS changes can take a while to be seen."),
+                value=record_value(domain), name=name, found=", ".join(found)))
+        return Outcome(False, Words(N_("No TXT record %(value)s at %(name)s yet. DNS changes "
+                                       "can take a while to be seen."),
+                                    value=record_value(domain), name=name))
     try:
         # Another tenant may prove it at the same moment: the database's one verified
         # row per name decides, and the loser's row stays as it was.
@@ -109,9 +116,9 @@ def check(domain: Domain, dns_servers: str, *, timeout: float = TIMEOUT) -> Outc
             domain.verified, domain.verified_at, domain.proof_token = \
                 True, clock.utcnow(), None
     except IntegrityError:
-        return Outcome(False, f"{domain.name} has just been verified by another "
-                              "organisation.")
-    return Outcome(True, f"{domain.name} is verified.")
+        return Outcome(False, Words(N_("%(domain)s has just been verified by another "
+                                       "organisation."), domain=domain.name))
+    return Outcome(True, Words(N_("%(domain)s is verified."), domain=domain.name))
 
 
 def check_pending(dns_servers: str, *, timeout: float = TIMEOUT) -> int:
