@@ -164,6 +164,7 @@ def test_secrets_in_a_setting_are_masked_in_the_audit_log():
 def test_the_dkim_panel_says_when_notifications_go_unsigned(as_admin, acme, app):
     app.config["MAIL_FROM"] = "securemail@gateway.example"
     dkim_signing.generate(acme)
+    dkim_signing.activate(acme)
     db.session.commit()
     page = as_admin.get("/admin/settings").get_data(as_text=True)
     assert "which is not at one of your domains, so they go unsigned" in page
@@ -171,6 +172,40 @@ def test_the_dkim_panel_says_when_notifications_go_unsigned(as_admin, acme, app)
     save(as_admin, mail_from="notifications@acme.test")
     page = as_admin.get("/admin/settings").get_data(as_text=True)
     assert "are signed with selector" in page and "._domainkey.acme.test" in page
+
+
+def test_a_generated_key_waits_on_the_panel_until_check_dns_now_finds_it(
+        as_admin, acme, app):
+    from servers import DnsServer
+
+    save(as_admin, mail_from="notifications@acme.test")
+    response = post_form(as_admin, "/admin/settings/dkim", {}, form_path="/admin/settings",
+                         follow_redirects=True)
+    page = response.get_data(as_text=True)
+    assert "CCM starts signing with it once it sees the record" in page
+    assert "New key, waiting for its DNS record" in page and "go unsigned." in page
+    db.session.expire_all()
+    tenant = db.session.get(Tenant, acme.id)
+    name, value = dkim_signing.dns_record(tenant, "acme.test", waiting=True)
+    assert f"<code>{name}</code>" in page
+    assert as_admin.post("/admin/settings/dkim/check").status_code == 400  # no CSRF token
+    with DnsServer() as dns:
+        app.config["DNS_SERVERS"] = dns.address
+        response = post_form(as_admin, "/admin/settings/dkim/check", {},
+                             form_path="/admin/settings", follow_redirects=True)
+        assert f"The record at {name} is not published yet." in response.get_data(as_text=True)
+        dns.add_txt(name, value)
+        response = post_form(as_admin, "/admin/settings/dkim/check", {},
+                             form_path="/admin/settings", follow_redirects=True)
+    page = response.get_data(as_text=True)
+    assert "notifications are signed with selector" in page
+    assert "are signed with selector" in page and "New key, waiting" not in page
+    db.session.expire_all()
+    tenant = db.session.get(Tenant, acme.id)
+    assert tenant.dkim_selector and tenant.dkim_next_selector is None
+    actions = [e.action for e in db.session.scalars(db.select(AuditEvent))]
+    assert actions[-3:] == ["DKIM key generated", "DKIM record check failed",
+                            "DKIM key published"]
 
 
 def test_the_settings_page_shows_the_sender_as_people_read_it(as_admin, acme):
