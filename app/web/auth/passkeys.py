@@ -1,0 +1,178 @@
+"""Passkeys: the owner's list (add, rename, remove) and signing in with one.
+
+Thin callers of app/domain/passkeys.py. The browser's side is app/static/js/passkeys.js:
+it asks for options, hands them to ``navigator.credentials``, and posts the answer back as
+JSON with the CSRF token in a header, as htmx does. The ceremony's challenge stays in
+the session until the answer comes back.
+"""
+
+from __future__ import annotations
+
+from flask import abort, current_app, flash, jsonify, request, session, url_for
+from flask_babel import gettext as _
+from flask_login import current_user, login_required
+
+from app import metrics
+from app.domain import access_log, accounts, audit, passkeys
+from app.extensions import db, limiter
+from app.web.auth import bp
+from app.web.auth.routes import _sign_in_as, _tenant
+from app.web.languages import N_
+from app.web.rendering import page, redirect_to, safe_next
+
+#: Why a passkey is refused (app/domain/passkeys.py says it in English), marked here to be
+#: translated where it is shown.
+PASSKEY_REFUSALS = (
+    N_("That took too long. Try again."),
+    N_("Your browser's answer could not be verified. Try again, and confirm with your "
+       "fingerprint, face or PIN when asked."),
+    N_("This passkey is not known here: it may have been removed. Sign in with your "
+       "password."),
+    N_("This passkey belongs to another organisation's portal. Sign in there, or choose "
+       "another passkey."),
+    N_("Your organisation has turned passkeys off for your account."),
+    N_("This passkey was refused: its use counter went backwards, so it may have been "
+       "copied. Sign in with your password and tell your organisation."),
+    N_("This passkey is already registered."),
+    N_("Give the passkey a name."),
+    N_("Use at most 64 characters for its name."),
+)
+#: the session keys of the two ceremonies' state
+_NEW, _SIGN_IN = "passkey_new", "passkey_sign_in"
+
+
+@bp.app_context_processor
+def passkey_helpers() -> dict:
+    """What the sign-in form and the Security page ask of passkeys."""
+    return {"passkeys_offered": passkeys.offered_at, "passkey_policy": passkeys.policy_for}
+
+
+def _refused(refused: passkeys.PasskeyRefused, status: int = 400):
+    return jsonify(error=_(refused.reason)), status
+
+
+def _json(text: str):
+    return current_app.response_class(text, mimetype="application/json")
+
+
+# --- the owner's passkeys -------------------------------------------------------------
+
+
+@bp.route("/account/passkeys")
+@login_required
+def passkeys_page():
+    """The person's passkeys; where a tenant that requires one sends them to add it."""
+    user = current_user._get_current_object()
+    return page("auth/passkeys.html", "auth/_passkeys.html", user=user,
+                passkey_required=passkeys.must_enrol(user), own_page=True,
+                next_url=safe_next(request.args.get("next")))
+
+
+@bp.route("/account/passkeys/options", methods=["POST"])
+@login_required
+@limiter.limit("10/minute")
+def passkey_new_options():
+    """Options for creating a passkey for the signed-in person."""
+    user = current_user._get_current_object()
+    if passkeys.policy_for(user) == passkeys.OFF:
+        return _refused(passkeys.PasskeyRefused(passkeys.TURNED_OFF), 403)
+    options, session[_NEW] = passkeys.registration_options(user)
+    return _json(options)
+
+
+@bp.route("/account/passkeys", methods=["POST"])
+@login_required
+@limiter.limit("10/minute")
+def passkey_add():
+    """Keep the passkey the browser created, under the name given (JSON)."""
+    user = current_user._get_current_object()
+    body = request.get_json(silent=True) or {}
+    try:
+        passkey = passkeys.register(user, body.get("credential") or {}, session.pop(_NEW, None),
+                                    body.get("name", ""))
+    except passkeys.PasskeyRefused as refused:
+        db.session.rollback()
+        return _refused(refused)
+    access_log.record("passkey_added", tenant=user.tenant, user=user, detail=passkey.name)
+    audit.record("passkey registered", f"{user.email}: {passkey.name}", tenant=user.tenant)
+    db.session.commit()
+    flash(_("Your passkey “%(name)s” is ready. Next time, sign in with it.", name=passkey.name),
+          "success")
+    return jsonify(redirect=safe_next(body.get("next")) or url_for("auth.passkeys_page"))
+
+
+def _own(passkey_id: int):
+    passkey = passkeys.of_user(current_user, passkey_id)
+    if passkey is None:
+        abort(404)
+    return passkey
+
+
+def _back():
+    return redirect_to(safe_next(request.form.get("next")) or url_for("auth.passkeys_page"))
+
+
+@bp.route("/account/passkeys/<int:passkey_id>/rename", methods=["POST"])
+@login_required
+def passkey_rename(passkey_id: int):
+    """Give one of one's passkeys another name."""
+    passkey = _own(passkey_id)
+    try:
+        passkeys.rename(passkey, request.form.get("name", ""))
+    except passkeys.PasskeyRefused as refused:
+        flash(_(refused.reason), "error")
+    else:
+        db.session.commit()
+        flash(_("Passkey renamed."), "success")
+    return _back()
+
+
+@bp.route("/account/passkeys/<int:passkey_id>/remove", methods=["POST"])
+@login_required
+def passkey_remove(passkey_id: int):
+    """Remove one of one's passkeys: it no longer signs in."""
+    user = current_user._get_current_object()
+    passkey = _own(passkey_id)
+    name = passkey.name
+    passkeys.remove(passkey)
+    access_log.record("passkey_removed", tenant=user.tenant, user=user, detail=name)
+    audit.record("passkey removed", f"{user.email}: {name}", tenant=user.tenant)
+    db.session.commit()
+    flash(_("Passkey “%(name)s” removed.", name=name), "info")
+    return _back()
+
+
+# --- signing in -----------------------------------------------------------------------
+
+
+@bp.route("/sign-in/passkey/options", methods=["POST"])
+@limiter.limit("30/minute")
+def passkey_sign_in_options():
+    """Options for signing in with whichever passkey of this portal the browser holds."""
+    options, session[_SIGN_IN] = passkeys.authentication_options()
+    return _json(options)
+
+
+@bp.route("/sign-in/passkey", methods=["POST"])
+@bp.route("/t/<slug>/sign-in/passkey", methods=["POST"])
+@limiter.limit(accounts.SIGN_IN_LIMIT)
+def passkey_sign_in(slug: str | None = None):
+    """Sign in with a passkey: no password, no separate second factor (JSON)."""
+    tenant = _tenant(slug)
+    answer = request.get_json(silent=True) or {}
+    try:
+        passkey = passkeys.authenticate(answer, session.pop(_SIGN_IN, None), tenant)
+    except passkeys.PasskeyRefused as refused:
+        db.session.rollback()
+        known = passkeys.credential_of(answer)
+        if known is not None:
+            access_log.record("sign_in_failed", tenant=known.user.tenant, user=known.user,
+                              detail=N_("passkey refused"))
+        metrics.sign_in_failed("passkey")
+        db.session.commit()
+        return _refused(refused)
+    user = passkey.user
+    response = _sign_in_as(user, request.args.get("next"), factor_checked=True,
+                           detail=N_("with a passkey"))
+    return jsonify(redirect=response.headers.get("HX-Redirect") or response.location), 200, \
+        [("Set-Cookie", cookie) for cookie in response.headers.getlist("Set-Cookie")]
