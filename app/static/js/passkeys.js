@@ -125,7 +125,6 @@
         return;
       }
       say(box, failure(box, answer));
-      if (conditional) { offer(); }  // the browser may offer another passkey
     }).catch(function (error) {
       if (controller.signal.aborted) { return; }  // another ceremony took over
       if (error && error.name === "NotAllowedError") {

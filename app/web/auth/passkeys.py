@@ -47,7 +47,9 @@ def passkey_helpers() -> dict:
     return {"passkeys_offered": passkeys.offered_at, "passkey_policy": passkeys.policy_for}
 
 
-def _refused(refused: passkeys.PasskeyRefused, status: int = 400):
+def _refused(refused: passkeys.PasskeyRefused, status: int = 200):
+    """A refusal in words, with 200 as a refused form gets: the page says it, the browser's
+    console does not call it an error."""
     return jsonify(error=_(refused.reason)), status
 
 
@@ -63,9 +65,12 @@ def _json(text: str):
 def passkeys_page():
     """The person's passkeys; where a tenant that requires one sends them to add it."""
     user = current_user._get_current_object()
+    required = passkeys.must_enrol(user)
+    # after the enrolment a tenant requires, on to the page asked for, or the inbox
+    next_url = safe_next(request.args.get("next")) or (url_for("inbox.index") if required
+                                                        else None)
     return page("auth/passkeys.html", "auth/_passkeys.html", user=user,
-                passkey_required=passkeys.must_enrol(user), own_page=True,
-                next_url=safe_next(request.args.get("next")))
+                passkey_required=required, own_page=True, next_url=next_url)
 
 
 @bp.route("/account/passkeys/options", methods=["POST"])
