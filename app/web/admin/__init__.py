@@ -21,4 +21,13 @@ def administrators_only():
     return None
 
 
-from app.web.admin import audit_log, people, policies, settings, templates, tenants, tracking  # noqa: E402,F401  (each attaches its routes to bp)
+from app.web.admin import (  # noqa: E402, F401  (each attaches its routes to bp)
+    audit_log,
+    passkeys,
+    people,
+    policies,
+    settings,
+    templates,
+    tenants,
+    tracking,
+)
