@@ -9,7 +9,6 @@ from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from wtforms import SelectField
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import InputRequired
 
 from app.domain import access_log, audit, passkeys, people
 from app.extensions import db
@@ -24,10 +23,10 @@ _CHOICES = [SelectChoice(passkeys.OFF, _l("Off")),
 
 
 class PasskeyPolicyForm(Form):
-    passkeys_external = SelectField(_l("Passkeys for external recipients"), choices=_CHOICES,
-                                    validators=[InputRequired()])
-    passkeys_internal = SelectField(_l("Passkeys for internal users"), choices=_CHOICES,
-                                    validators=[InputRequired()])
+    """Off, allowed or required for each side (a SelectField takes only its choices)."""
+
+    passkeys_external = SelectField(_l("Passkeys for external recipients"), choices=_CHOICES)
+    passkeys_internal = SelectField(_l("Passkeys for internal users"), choices=_CHOICES)
 
 
 @bp.context_processor
