@@ -42,7 +42,7 @@ from app import clock
 from app.config import settings
 from app.domain import second_factor
 from app.extensions import db
-from app.models import Passkey, Side, Tenant, User
+from app.models import Passkey, PasswordReset, Side, Tenant, User
 
 #: a tenant's policy for each side: no passkeys, passkeys as a choice, or passkeys only
 OFF, ALLOWED, REQUIRED = "off", "allowed", "required"
@@ -89,9 +89,17 @@ def offered_at(tenant: Tenant | None) -> bool:
     return tenant is None or (tenant.passkeys_internal, tenant.passkeys_external) != (OFF, OFF)
 
 
+def passwordless(user: User) -> bool:
+    """An account begun by passkey (:func:`begin_without_password`): no password, and
+    none to wait for; a passkey is its only way in (a reset link gives it a password)."""
+    return user.password_hash is None and not user.must_change_password
+
+
 def must_enrol(user: User) -> bool:
-    """The tenant requires a passkey and this person has none yet."""
-    return policy_for(user) == REQUIRED and not user.passkeys
+    """The tenant requires a passkey, or the account has no password, and this person has
+    no passkey yet."""
+    policy = policy_for(user)
+    return (policy == REQUIRED or (policy != OFF and passwordless(user))) and not user.passkeys
 
 
 def password_alone_refused(user: User) -> bool:
@@ -105,7 +113,31 @@ def password_alone_refused(user: User) -> bool:
 def stands_in_for_second_factor(user: User) -> bool:
     """Where passkeys are required, the person's passkey is their second factor: they
     are not also asked to set up an authenticator app."""
-    return policy_for(user) == REQUIRED and bool(user.passkeys)
+    return (policy_for(user) == REQUIRED or passwordless(user)) and bool(user.passkeys)
+
+
+# --- first contact without a password ---------------------------------------------------
+
+
+def first_contact_by_passkey(reset: PasswordReset) -> bool:
+    """Whether this activation link leads to creating a passkey rather than a password:
+    the tenant chose it, and passkeys are not off for the person's side."""
+    return reset.purpose == "activation" and reset.user.tenant.passkey_first_contact \
+        and policy_for(reset.user) != OFF and reset.user.password_hash is None
+
+
+def begin_without_password(reset: PasswordReset) -> User:
+    """Use up the activation link (and any other of the person's) and leave the account
+    with no password to set: the caller signs them in, and they add a passkey at once.
+    Opening the link (GET) used nothing; this is the explicit step after it."""
+    user = reset.user
+    now = clock.utcnow()
+    for link in db.session.scalars(select(PasswordReset).where(
+            PasswordReset.user_id == user.id, PasswordReset.used_at.is_(None))):
+        link.used_at = now
+    user.must_change_password = False
+    user.failed_signins, user.locked_until = 0, None
+    return user
 
 
 # --- the relying party ----------------------------------------------------------------

@@ -16,7 +16,7 @@ import pytest
 from support import PASSWORD, csrf_token, post_form
 from webauthn.helpers import base64url_to_bytes
 
-from app.domain import passkeys
+from app.domain import accounts, passkeys
 from app.extensions import db
 from app.models import AccessEvent, AuditEvent, Passkey
 
@@ -315,3 +315,34 @@ def test_required_sends_a_new_sign_in_to_add_one_then_refuses_the_password_alone
     assert "sign in with your passkey" in refused.get_data(as_text=True)
     assert not auth.signed_in()
     assert PASSWORD  # the right password, refused all the same
+
+
+def test_first_contact_by_passkey_signs_in_by_the_link_and_asks_for_a_passkey(
+        client, acme, make_user):
+    acme.first_contact, acme.passkey_first_contact = "activation_link", True
+    pat = make_user(acme, "pat@partner.test", password=None, must_change=True)
+    token = accounts.start_reset(pat, purpose="activation")
+    db.session.commit()
+    page = client.get(f"/password/reset/{token}?next=/inbox/").get_data(as_text=True)
+    assert "Open your secure message" in page and "Choose a password instead" in page
+    assert "Save new password" in client.get(f"/password/reset/{token}?password=1") \
+        .get_data(as_text=True)
+    answer = post_form(client, f"/password/reset/{token}/passkey?next=/inbox/", {},
+                       form_path=f"/password/reset/{token}")
+    assert answer.status_code == 302 and answer.location == "/inbox/"
+    db.session.refresh(pat)
+    assert passkeys.passwordless(pat) and passkeys.must_enrol(pat)
+    assert client.get("/inbox/").location.startswith("/account/passkeys")
+    assert accounts.find_reset(token) is None  # the link is used up
+
+
+def test_without_the_tenants_choice_an_activation_link_asks_for_a_password(client, acme,
+                                                                          make_user):
+    acme.first_contact = "activation_link"
+    pat = make_user(acme, "pat@partner.test", password=None, must_change=True)
+    token = accounts.start_reset(pat, purpose="activation")
+    db.session.commit()
+    assert "Save new password" in client.get(f"/password/reset/{token}").get_data(as_text=True)
+    answer = post_form(client, f"/password/reset/{token}/passkey", {},
+                       form_path=f"/password/reset/{token}")
+    assert answer.status_code == 404

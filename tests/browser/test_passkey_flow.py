@@ -12,13 +12,16 @@ test of the offer itself.
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from flows import overflow, sign_in
 from playwright.sync_api import Page, expect
+from support import mail
 
-from app.domain import passkeys
+from app.domain import ingest, passkeys
 from app.extensions import db
-from app.models import AccessEvent, Passkey
+from app.models import AccessEvent, Passkey, User
 
 PHONE = {"width": 360, "height": 740}
 
@@ -196,3 +199,40 @@ def test_the_browser_offers_the_passkey_in_the_email_field(app, portal, page, wo
     # the authenticator takes the offer as soon as the page makes it
     page.goto(f"{portal}/t/acme/sign-in?next=/account/activity")
     expect(page.get_by_role("heading", name="Recent sign-ins")).to_be_visible()
+
+
+def test_first_contact_by_passkey_has_no_password_at_all(app, portal, page, make_tenant,
+                                                        make_ccm_sender, outbox, screenshot,
+                                                        console_errors):
+    """The activation link of a first message leads to creating a passkey, then to it."""
+    console_errors.allow(r"status of 404 .*/password/reset/")  # the used link, at the end
+    acme = make_tenant("acme", domains=["acme.test"], first_contact="activation_link",
+                       passkey_first_contact=True)
+    make_ccm_sender(acme, "alice@acme.test")
+    message = ingest.receive(mail(subject="Contract").replace("\n", "\r\n").encode(),
+                             "alice@acme.test", ["pat@partner.test"], mode="all")
+    db.session.commit()
+    links = [found for m in outbox() if m["To"] == "pat@partner.test"
+             for found in re.findall(r"https?://\S+/password/reset/\S+",
+                                     m.get_body(preferencelist=("plain",)).get_content())]
+    assert links
+    authenticator(page)
+    page.goto(links[0])
+    expect(page.get_by_role("heading", name="Open your secure message")).to_be_visible()
+    pictures(page, "first-contact", screenshot)
+    page.get_by_role("button", name="Continue").click()
+    expect(page.get_by_text("Acme Corp asks you to add a passkey")).to_be_visible()
+    add_passkey(page, "Phone")
+    expect(page.get_by_role("heading", name="Contract")).to_be_visible()
+    assert message.public_id in page.url
+    db.session.expire_all()
+    pat = db.session.scalar(db.select(User).filter_by(email="pat@partner.test"))
+    assert pat.password_hash is None and len(pat.passkeys) == 1
+
+    # the link is used up; the passkey is the way back in
+    sign_out(page)
+    page.goto(links[0])
+    expect(page.get_by_role("heading", name="Open your secure message")).to_have_count(0)
+    page.goto(f"{portal}/t/acme/sign-in")
+    sign_in_by_passkey(page)
+    expect(page.get_by_role("heading", name="Secure messages")).to_be_visible()

@@ -46,10 +46,13 @@ def upgrade():
                                       server_default='allowed'))
         batch_op.add_column(sa.Column('passkeys_internal', sa.String(length=10), nullable=False,
                                       server_default='allowed'))
+        batch_op.add_column(sa.Column('passkey_first_contact', sa.Boolean(), nullable=False,
+                                      server_default=sa.false()))
 
 
 def downgrade():
     with op.batch_alter_table('tenant', schema=None) as batch_op:
+        batch_op.drop_column('passkey_first_contact')
         batch_op.drop_column('passkeys_internal')
         batch_op.drop_column('passkeys_external')
     with op.batch_alter_table('passkey', schema=None) as batch_op:

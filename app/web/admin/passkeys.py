@@ -7,7 +7,7 @@ from flask import abort, flash, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
-from wtforms import SelectField
+from wtforms import BooleanField, SelectField
 from wtforms.fields.choices import SelectChoice
 
 from app.domain import access_log, audit, passkeys, people
@@ -27,6 +27,8 @@ class PasskeyPolicyForm(Form):
 
     passkeys_external = SelectField(_l("Passkeys for external recipients"), choices=_CHOICES)
     passkeys_internal = SelectField(_l("Passkeys for internal users"), choices=_CHOICES)
+    passkey_first_contact = BooleanField(_l("First contact by passkey: the activation link "
+                                            "leads to creating a passkey, with no password"))
 
 
 @bp.context_processor
@@ -44,12 +46,14 @@ def passkey_policy():
     if not form.validate_on_submit():
         flash(_("Choose off, allowed or required for each side."), "error")
         return redirect_to(url_for("admin.settings"))
-    changed = [f"passkeys, {side}: {getattr(tenant, f'passkeys_{side}')} → {new}"
-               for side, new in (("external", form.passkeys_external.data),
-                                 ("internal", form.passkeys_internal.data))
-               if getattr(tenant, f"passkeys_{side}") != new]
+    changed = [f"{label}: {getattr(tenant, name)} → {new}" for label, name, new in (
+        ("passkeys, external", "passkeys_external", form.passkeys_external.data),
+        ("passkeys, internal", "passkeys_internal", form.passkeys_internal.data),
+        ("first contact by passkey", "passkey_first_contact", form.passkey_first_contact.data),
+    ) if getattr(tenant, name) != new]
     tenant.passkeys_external = form.passkeys_external.data
     tenant.passkeys_internal = form.passkeys_internal.data
+    tenant.passkey_first_contact = form.passkey_first_contact.data
     audit.record("settings changed", "; ".join(changed) or "no changes", tenant=tenant)
     db.session.commit()
     flash(_("Passkey settings saved."), "success")

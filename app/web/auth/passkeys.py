@@ -147,6 +147,23 @@ def passkey_remove(passkey_id: int):
     return _back()
 
 
+# --- first contact without a password -------------------------------------------------
+
+
+@bp.route("/password/reset/<token>/passkey", methods=["POST"])
+@limiter.limit("10/minute")
+def passkey_first_contact(token: str):
+    """An activation link's button, where the tenant chose passkeys for first contact:
+    signed in by the link, the person adds a passkey, then reads the message."""
+    reset = accounts.find_reset(token)
+    if reset is None or not passkeys.first_contact_by_passkey(reset):
+        return page("auth/reset_invalid.html", "auth/_reset_invalid.html"), 404
+    user = passkeys.begin_without_password(reset)
+    db.session.commit()
+    return _sign_in_as(user, request.args.get("next"), factor_checked=True,
+                       detail=N_("activation link"))
+
+
 # --- signing in -----------------------------------------------------------------------
 
 

@@ -417,6 +417,9 @@ def reset_password(token: str):
     then = safe_next(request.args.get("next"))
     if reset is None:
         return page("auth/reset_invalid.html", "auth/_reset_invalid.html"), 404
+    if passkeys.first_contact_by_passkey(reset) and "password" not in request.args:
+        return page("auth/passkey_first_contact.html", "auth/_passkey_first_contact.html",
+                    user=reset.user, tenant=reset.user.tenant, token=token, then=then)
     form = NewPasswordForm()
     if form.validate_on_submit():
         try:
