@@ -127,8 +127,14 @@
       say(box, failure(box, answer));
     }).catch(function (error) {
       if (controller.signal.aborted) { return; }  // another ceremony took over
+      if (error && error.name === "SecurityError") {
+        box.hidden = true;  // this address cannot hold passkeys (not the portal's own)
+        return;
+      }
+      if (conditional && !(error && error.ours)) { return; }  // a quiet offer stays quiet
       if (error && error.name === "NotAllowedError") {
-        if (!conditional) { say(box, box.getAttribute("data-cancelled")); offer(); }
+        say(box, box.getAttribute("data-cancelled"));
+        offer();
         return;
       }
       say(box, error && error.ours ? error.message : box.getAttribute("data-failed"));

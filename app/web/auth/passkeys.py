@@ -2,8 +2,11 @@
 
 Thin callers of app/domain/passkeys.py. The browser's side is app/static/js/passkeys.js:
 it asks for options, hands them to ``navigator.credentials``, and posts the answer back as
-JSON with the CSRF token in a header, as htmx does. The ceremony's challenge stays in
-the session until the answer comes back.
+JSON with the CSRF token in a header, as htmx does. A new passkey's challenge stays in
+the session until the answer comes back. A sign-in's rides in a signed cookie of its
+own, good for one answer and a few minutes: the sign-in page asks for it as it loads
+(for the browser's offer in the email field), and a write to the session then could
+land after the password sign-in's own and undo it.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 from flask import abort, current_app, flash, jsonify, request, session, url_for
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
+from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from app import metrics
 from app.domain import access_log, accounts, audit, passkeys
@@ -37,8 +41,8 @@ PASSKEY_REFUSALS = (
     N_("Give the passkey a name."),
     N_("Use at most 64 characters for its name."),
 )
-#: the session keys of the two ceremonies' state
-_NEW, _SIGN_IN = "passkey_new", "passkey_sign_in"
+#: the session key of a new passkey's ceremony, and the cookie of a sign-in's
+_NEW, _SIGN_IN = "passkey_new", "ccm_passkey_sign_in"
 
 
 @bp.app_context_processor
@@ -171,8 +175,24 @@ def passkey_first_contact(token: str):
 @limiter.limit("30/minute")
 def passkey_sign_in_options():
     """Options for signing in with whichever passkey of this portal the browser holds."""
-    options, session[_SIGN_IN] = passkeys.authentication_options()
-    return _json(options)
+    options, state = passkeys.authentication_options()
+    response = _json(options)
+    response.set_cookie(_SIGN_IN, _ceremonies().dumps(state), max_age=passkeys.CEREMONY_SECONDS,
+                        secure=current_app.config["HTTPS"], httponly=True, samesite="Strict")
+    return response
+
+
+def _ceremonies() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.secret_key, salt="passkey sign-in")
+
+
+def _sign_in_state() -> dict | None:
+    """The state the sign-in options left in this browser, while it is good."""
+    try:
+        return _ceremonies().loads(request.cookies.get(_SIGN_IN, ""),
+                                   max_age=passkeys.CEREMONY_SECONDS)
+    except BadSignature:
+        return None
 
 
 @bp.route("/sign-in/passkey", methods=["POST"])
@@ -183,7 +203,7 @@ def passkey_sign_in(slug: str | None = None):
     tenant = _tenant(slug)
     answer = request.get_json(silent=True) or {}
     try:
-        passkey = passkeys.authenticate(answer, session.pop(_SIGN_IN, None), tenant)
+        passkey = passkeys.authenticate(answer, _sign_in_state(), tenant)
     except passkeys.PasskeyRefused as refused:
         db.session.rollback()
         known = passkeys.credential_of(answer)
@@ -192,9 +212,14 @@ def passkey_sign_in(slug: str | None = None):
                               detail=N_("passkey refused"))
         metrics.sign_in_failed("passkey")
         db.session.commit()
-        return _refused(refused)
+        response = _refused(refused)[0]
+        response.delete_cookie(_SIGN_IN)
+        return response
     user = passkey.user
     response = _sign_in_as(user, request.args.get("next"), factor_checked=True,
                            detail=N_("with a passkey"))
-    return jsonify(redirect=response.headers.get("HX-Redirect") or response.location), 200, \
-        [("Set-Cookie", cookie) for cookie in response.headers.getlist("Set-Cookie")]
+    answer = jsonify(redirect=response.headers.get("HX-Redirect") or response.location)
+    for cookie in response.headers.getlist("Set-Cookie"):
+        answer.headers.add("Set-Cookie", cookie)
+    answer.delete_cookie(_SIGN_IN)  # one answer per challenge
+    return answer
