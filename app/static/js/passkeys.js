@@ -1,5 +1,6 @@
 // Passkeys (WebAuthn): creating one on the Security page, and signing in with one, by
 // the button or by the browser's own offer in the email field (conditional mediation).
+// Loaded by the pages that offer passkeys (sign-in, Security, Passkeys), not by every page.
 // The server (app/web/auth/passkeys.py) gives the options and checks every answer; the
 // words shown come from the page's data- attributes, already in the reader's language.
 (function () {
@@ -216,12 +217,8 @@
   // The sign-in form is swapped whole after a refused password: its new email field
   // gets the browser's offer again.
   document.addEventListener("htmx:afterSwap", function (event) {
-    show(event.detail.target.parentNode || document);
-    if (supported && event.detail.target.querySelector &&
-        (event.detail.target.matches("[data-passkey-sign-in], form") ||
-         event.detail.target.querySelector("[data-passkey-sign-in]"))) {
-      offer();
-    }
+    show(document);
+    if (supported && document.querySelector("[data-passkey-sign-in]")) { offer(); }
   });
 
   function start() {
