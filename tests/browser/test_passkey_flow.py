@@ -236,3 +236,43 @@ def test_first_contact_by_passkey_has_no_password_at_all(app, portal, page, make
     page.goto(f"{portal}/t/acme/sign-in")
     sign_in_by_passkey(page)
     expect(page.get_by_role("heading", name="Secure messages")).to_be_visible()
+
+
+def test_the_administrator_sets_the_policy_and_removes_a_lost_passkey(
+        app, portal, page, world, make_user, screenshot):
+    acme, _ = world
+    make_user(acme, "admin@acme.test", role="admin")
+    pat = db.session.scalar(db.select(User).filter_by(email="pat@partner.test",
+                                                      tenant_id=acme.id))
+    db.session.add(Passkey(user=pat, tenant_id=acme.id, credential_id=b"lost", user_handle=b"h",
+                           public_key=b"k", name="Phone left on the train"))
+    db.session.commit()
+    page.goto(f"{portal}/t/acme/sign-in")
+    sign_in(page, "admin@acme.test")
+    expect(page.get_by_role("heading", name="Secure messages")).to_be_visible()
+
+    page.goto(f"{portal}/admin/settings")
+    page.get_by_label("Passkeys for external recipients").select_option("required")
+    page.get_by_label("First contact by passkey").check()
+    page.get_by_role("button", name="Save passkey settings").click()
+    expect(page.get_by_text("Passkey settings saved.")).to_be_visible()
+    expect(page.get_by_label("Passkeys for external recipients")).to_have_value("required")
+    pictures(page, "admin-settings", screenshot)
+    section = page.locator("section[aria-labelledby=passkey-policy-title]")
+    for width, scheme in ((1280, "light"), (360, "dark")):
+        page.set_viewport_size({**PHONE, "width": width})
+        page.emulate_media(color_scheme=scheme)
+        section.screenshot(path=str(screenshot(page, f"admin-settings-{width}-{scheme}")
+                                    .with_suffix(".section.png")))
+    page.emulate_media(color_scheme="light")
+    page.set_viewport_size({"width": 1280, "height": 800})
+
+    page.goto(f"{portal}/admin/people/{pat.id}")
+    expect(page.get_by_text("Phone left on the train")).to_be_visible()
+    pictures(page, "admin-person", screenshot)
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Remove all passkeys").click()
+    expect(page.get_by_text("pat@partner.test's passkeys are removed.")).to_be_visible()
+    expect(page.get_by_text("No passkeys.")).to_be_visible()
+    db.session.expire_all()
+    assert db.session.scalar(db.select(Passkey)) is None

@@ -18,8 +18,8 @@ from app.web.inputs import Form
 from app.web.rendering import redirect_to
 
 _CHOICES = [SelectChoice(passkeys.OFF, _l("Off")),
-            SelectChoice(passkeys.ALLOWED, _l("Allowed: each person chooses")),
-            SelectChoice(passkeys.REQUIRED, _l("Required: a passkey, not the password alone"))]
+            SelectChoice(passkeys.ALLOWED, _l("Allowed")),
+            SelectChoice(passkeys.REQUIRED, _l("Required"))]
 
 
 class PasskeyPolicyForm(Form):
