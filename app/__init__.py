@@ -59,11 +59,13 @@ def create_app(overrides: dict | None = None, instance_path: str | None = None) 
     static_files.register(app)  # fingerprinted, cached for a year, compressed
 
     from app.web import admin, auth, compose, errors, filters, inbox, languages, security
+    from app.web.mail_clients import bp as mail_clients_bp
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(inbox.bp)
     app.register_blueprint(compose.bp)
     app.register_blueprint(admin.bp)
+    app.register_blueprint(mail_clients_bp)
     languages.register(app)
     errors.register(app)
     filters.register(app)

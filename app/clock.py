@@ -13,6 +13,11 @@ from email.utils import parsedate_to_datetime
 from functools import cache
 from zoneinfo import ZoneInfo, available_timezones
 
+from babel import Locale
+from babel.dates import format_skeleton
+
+from app.words import N_, Words
+
 #: the moment utcnow() answers while the time is held still; None: the real time
 _frozen: datetime | None = None
 
@@ -41,7 +46,7 @@ def zone(name: str | None) -> tzinfo:
 def zone_problem(name: str) -> str | None:
     """Why ``name`` is not an IANA time zone this system knows, or None when it is."""
     if name not in _zone_names():
-        return "Use a time zone name such as Europe/Berlin or America/New_York."
+        return Words(N_("Use a time zone name such as Europe/Berlin or America/New_York."))
     return None
 
 
@@ -56,11 +61,13 @@ def _zone_names() -> frozenset[str]:
 WRITTEN = "%d %B %Y, %H:%M %Z"
 
 
-def written(moment: datetime, zone_name: str | None) -> str:
+def written(moment: datetime, zone_name: str | None, language: str = "en") -> str:
     """``moment`` (naive: UTC) as a person in the zone ``zone_name`` reads it, the zone
-    named: its abbreviation, or its offset from UTC where it has none ("UTC-03")."""
+    named: its abbreviation, or its offset from UTC where it has none ("UTC-03"). In
+    English as :data:`WRITTEN` says; in another ``language`` in its own words and order
+    (Babel: "29. Dezember 2026, 21:00 EST")."""
     local = as_utc(moment).astimezone(zone(zone_name))
-    text = local.strftime(WRITTEN)
+    text = local.strftime(WRITTEN) if language == "en" else _in_words(local, language)
     name = local.tzname() or ""
     if name[:1] in ("+", "-"):  # tzdata writes "-03" where a zone has no abbreviation
         text = text.removesuffix(name) + "UTC" + name
@@ -87,3 +94,13 @@ def parse_date(header: str | None) -> datetime | None:
 def as_utc(moment: datetime) -> datetime:
     """``moment`` as an aware UTC time; a naive one is UTC already (as stored)."""
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _in_words(local: datetime, language: str) -> str:
+    """``local`` to the minute in ``language``, the zone's abbreviation after it (as
+    :data:`WRITTEN` has it)."""
+    locale = Locale.parse(language)
+    day = format_skeleton("yMMMMd", local, locale=locale)
+    time = format_skeleton("Hm", local, tzinfo=local.tzinfo, locale=locale)
+    return (locale.datetime_formats["medium"].format(time, day).replace("'", "")
+            + f" {local.strftime('%Z')}")

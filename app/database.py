@@ -47,10 +47,18 @@ def begin_writing() -> None:
     On SQLite a transaction that has read and then writes after another connection
     committed is refused at once, without waiting for the busy timeout ("database is
     locked"); taking the write lock first (BEGIN IMMEDIATE) makes it wait its turn
-    instead. Other databases need nothing.
+    instead. Other databases need nothing. Once begun, it does nothing.
     """
-    if db.engine.dialect.name == "sqlite":
-        db.session.execute(text("BEGIN IMMEDIATE"))
+    if db.engine.dialect.name == "sqlite" and not holds_write_lock():
+        # on the connection: the session's own execute would first flush what is pending
+        db.session.connection().execute(text("BEGIN IMMEDIATE"))
+
+
+def holds_write_lock() -> bool:
+    """Whether the session's transaction on SQLite has begun writing (``begin_writing``):
+    until then its reads run each in a snapshot of its own, holding nothing. Only
+    meaningful on SQLite."""
+    return db.session.connection().connection.driver_connection.in_transaction
 
 
 _ON_COMMIT = "ccm_on_commit"

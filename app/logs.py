@@ -14,6 +14,8 @@ import logging
 import sys
 from datetime import UTC, datetime
 
+from app.mail.terminal import one_line
+
 #: the ids a mail event may carry, shown as fields in JSON
 FIELDS = ("message_id", "queue_id", "item_id", "job")
 
@@ -38,6 +40,24 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 
+class TextFormatter(logging.Formatter):
+    """:data:`TEXT_FORMAT`, with the message kept on its line: what mail brings (an
+    address, a remote server's reply) has its control characters written as escapes, so
+    no one can add a line that looks like the gateway's own. A traceback, added after,
+    keeps its lines."""
+
+    def __init__(self):
+        super().__init__(TEXT_FORMAT)
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        said = record.message
+        record.message = one_line(said)
+        try:
+            return super().formatMessage(record)
+        finally:
+            record.message = said
+
+
 def configure(log_format: str = "text", level: str = "INFO") -> None:
     """Send every logger's records at ``level`` and above to standard error, in
     ``log_format``; once per process, replacing what was there (a second call too)."""
@@ -45,7 +65,7 @@ def configure(log_format: str = "text", level: str = "INFO") -> None:
     if log_format == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter(TEXT_FORMAT))
+        handler.setFormatter(TextFormatter())
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

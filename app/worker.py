@@ -30,7 +30,7 @@ from sqlalchemy.exc import IntegrityError
 
 from app import clock
 from app.delivery import leases, runner
-from app.domain import expiry
+from app.domain import domain_proof, expiry
 from app.extensions import db
 from app.models import Job
 
@@ -60,6 +60,10 @@ def jobs(app: Flask) -> dict[str, Schedule]:
                            "purge the content of messages past their visibility window"),
         "warn": Schedule(expiry.warn_unopened, 3600, timedelta(hours=1),
                          "warn recipients of unopened messages about to expire"),
+        "prove": Schedule(lambda: domain_proof.check_pending(app.config["DNS_SERVERS"]),
+                          int(domain_proof.AUTO_CHECK_EVERY.total_seconds()),
+                          timedelta(minutes=30),
+                          "look in DNS for the proof of domains added this week"),
         "clean": Schedule(expiry.clean_up, 86400, timedelta(hours=1),
                           "delete used reset links, ended sessions, old queue items"),
     }

@@ -23,11 +23,11 @@ APP = Path(__file__).resolve().parents[1] / "app"
 #: (prefix, layer): the longest matching prefix decides
 LAYERS = [
     ("app.clock", 0), ("app.config", 0), ("app.config_values", 0), ("app.extensions", 0),
-    ("app.logs", 0), ("app.metrics", 0),
+    ("app.logs", 0), ("app.metrics", 0), ("app.words", 0),
     ("app.database", 0),
     ("app.models", 0), ("app.mail", 0),
     ("app.delivery", 1),
-    ("app.domain", 2),
+    ("app.domain", 2), ("app.mail_clients", 2),
     ("app.delivery.runner", 3), ("app.web", 3), ("app.smtp", 3), ("app.worker", 3),
     ("app.cli", 4), ("app", 4),
 ]

@@ -1,10 +1,9 @@
 """Every string of the covered pages is marked for translation, and every catalog has a
 real translation of every marked string.
 
-Covered so far: the recipient's way in (sign-in, passwords, second factor, activity, the
-inbox and its messages), the layout, error pages and shared form pieces. What is not yet
-covered is listed in :data:`REMAINDER`; covering a template means moving it from there to
-:data:`COVERED` and making these tests pass.
+Covered: every page's template (recipient, internal user, administrator), the
+notifications' built-in templates, and the views and forms that flash, label or refuse.
+A new template folder or view module is added to the lists below.
 """
 
 import ast
@@ -15,8 +14,10 @@ from pathlib import Path
 
 import pytest
 from babel.messages.extract import extract_from_dir
+from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.mofile import read_mo
 from babel.messages.pofile import read_po
+from flask_babel import force_locale
 from jinja2 import Environment
 
 from app.web.languages import DEFAULT, LANGUAGES
@@ -28,23 +29,23 @@ TRANSLATIONS = ROOT / "app" / "translations"
 KEYWORDS = ("_l", "lazy_gettext")
 
 COVERED_TEMPLATES = [
-    "base.html", "_flashes.html", "_form.html", "errors/error.html",
-    *sorted(str(p.relative_to(TEMPLATES)) for p in (TEMPLATES / "auth").glob("*.html")),
-    *sorted(str(p.relative_to(TEMPLATES)) for p in (TEMPLATES / "inbox").glob("*.html")
-            if p.name != "_reply_form.html"),
+    "base.html", "_flashes.html", "_form.html", "errors/error.html", "_mail_clients.html",
+    "_accesses.html", "_deliveries.html", "_message_body.html",
+    *sorted(str(p.relative_to(TEMPLATES)) for folder in ("auth", "inbox", "compose", "admin")
+            for p in (TEMPLATES / folder).glob("*.html")),
 ]
+#: the notifications' built-in templates, marked with [% trans %] (their own delimiters)
+COVERED_MAIL = sorted(str(p.relative_to(TEMPLATES)) for p in (TEMPLATES / "email").iterdir())
 COVERED_PYTHON = [
     "app/web/auth/forms.py", "app/web/auth/passkeys.py", "app/web/auth/routes.py",
     "app/web/inbox/routes.py",
-    "app/web/errors.py", "app/web/languages.py",
+    "app/web/inbox/forms.py", "app/web/errors.py", "app/web/languages.py",
+    "app/web/mail_clients/routes.py", "app/web/queries/sent_items.py",
+    *sorted(str(p.relative_to(ROOT)) for folder in ("admin", "compose")
+            for p in (ROOT / "app" / "web" / folder).glob("*.py")),
 ]
-COVERED = {f"app/templates/{name}" for name in COVERED_TEMPLATES} | set(COVERED_PYTHON)
-#: not yet marked: the next steps of issue 19
-REMAINDER = [
-    "admin/*", "compose/*", "email/* (notifications: issue 19, part 2)",
-    "inbox/_reply_form.html", "_accesses.html", "_deliveries.html", "_message_body.html",
-    "app/web/admin/*.py", "app/web/compose/*.py",
-]
+COVERED = ({f"app/templates/{name}" for name in COVERED_TEMPLATES + COVERED_MAIL}
+           | set(COVERED_PYTHON))
 
 #: attributes a person reads or hears
 READ_ATTRIBUTES = {"alt", "title", "placeholder", "aria-label", "hx-confirm", "label"}
@@ -53,6 +54,12 @@ WORDS = re.compile(r"[A-Za-z]\s+[A-Za-z]|^[A-Z][a-z]|^\(")
 GETTEXT_CALLS = {"_", "gettext", "ngettext", "pgettext"}
 #: only lexes, never renders: escaping is not in play
 LEXER = Environment(extensions=["jinja2.ext.i18n"], autoescape=True)
+#: the built-in notifications' lexer: [% trans %] marks words; {{ }} stays a hole
+MAIL_LEXER = Environment(extensions=["jinja2.ext.i18n"], block_start_string="[%",
+                         block_end_string="%]", comment_start_string="[#",
+                         comment_end_string="#]", autoescape=True)
+#: a tag the sandbox reads when the notification is sent: no words of its own
+SANDBOX_TAG = re.compile(r"\{%.*?%\}")
 HOLE = "\x1a"  # where a template expression or tag stood
 #: blocks whose content is an attribute's value, not text
 ATTRIBUTE_BLOCKS = {"main_class"}
@@ -94,11 +101,11 @@ def _has_words(text: str) -> bool:
     return any(c.isalpha() for c in text.replace(HOLE, ""))
 
 
-def unmarked(source: str) -> list[str]:
+def unmarked(source: str, lexer: Environment = LEXER) -> list[str]:
     """What a template shows that is not marked: text outside ``{% trans %}`` and
     ``_()``, read attributes, and literals of words in expressions not inside ``_()``."""
     skeleton, found, in_trans, last = [], [], 0, []
-    tokens = [token for token in LEXER.lex(source)
+    tokens = [token for token in lexer.lex(source)
               if token[1] not in ("whitespace", "comment_begin", "comment", "comment_end")]
     for index, (_, kind, value) in enumerate(tokens):
         if kind == "name" and value == "trans" and last and last[-1] == "block_begin":
@@ -130,11 +137,19 @@ def test_every_string_of_the_covered_templates_is_marked(name):
     assert unmarked((TEMPLATES / name).read_text()) == []
 
 
+@pytest.mark.parametrize("name", COVERED_MAIL)
+def test_every_string_of_the_built_in_notifications_is_marked(name):
+    source = SANDBOX_TAG.sub("", (TEMPLATES / name).read_text())
+    assert unmarked(source, MAIL_LEXER) == []
+
+
 def test_the_unmarked_string_finder_finds_them():
     assert unmarked('<p>Hello {{ _("there") }}</p>') == ["Hello"]
     assert unmarked('<img alt="A cat">{{ "Signed in" if x }}') == ['"Signed in"', 'alt="A cat"']
     assert unmarked('<p>{% trans n=1 %}{{ n }} cat{% endtrans %} · {{ _("Dog") }}</p>') == []
     assert unmarked('<a class="button" href="{{ url_for(\'inbox.index\') }}">→</a>') == []
+    assert unmarked("<p>[% trans %]Hi {{ x }}[% endtrans %] {{ y }} there</p>",
+                    MAIL_LEXER) == ["there"]
 
 
 def _literal_of_call(node: ast.Call) -> ast.Constant | None:
@@ -162,12 +177,11 @@ def test_the_covered_python_shows_only_marked_strings(path):
 
 def _marked() -> dict:
     """Every message marked in the covered files: msgid → where."""
-    method_map = [(line.split(":", 1)[1].strip().rstrip("]"), line[1:].split(":", 1)[0])
-                  for line in (ROOT / "babel.cfg").read_text().splitlines()
-                  if line.startswith("[")]
+    with open(ROOT / "babel.cfg") as file:
+        method_map, options_map = parse_mapping_cfg(file)
     messages = {}
     for filename, _, message, _, _ in extract_from_dir(
-            str(ROOT), method_map=method_map, keywords={
+            str(ROOT), method_map=method_map, options_map=options_map, keywords={
                 **dict.fromkeys(KEYWORDS, None),
                 **__import__("babel.messages.extract", fromlist=["x"]).DEFAULT_KEYWORDS}):
         if filename in COVERED:
@@ -250,3 +264,53 @@ def test_every_password_refusal_the_domain_gives_is_marked():
     given |= set(re.findall(r'PasswordRejected\(\["([^"]+)"\]\)', source))
     assert len(given) == 8
     assert given <= set(PASSWORD_REFUSALS)
+
+
+def test_every_compose_refusal_the_domain_gives_is_marked():
+    """The domain words the composer's refusals in English; the views translate them from
+    COMPOSE_REFUSALS (app/web/compose/refusals.py), which must hold every one."""
+    from app.domain.composing import NOT_TEXT
+    from app.web.compose.refusals import COMPOSE_REFUSALS, FIELD_LABELS
+
+    given = {NOT_TEXT}
+    for name in ("composing.py", "replies.py"):
+        tree = ast.parse((ROOT / "app" / "domain" / name).read_text())
+        given |= {node.args[0].value for node in ast.walk(tree)
+                  if isinstance(node, ast.Call) and getattr(
+                      node.func, "id", getattr(node.func, "attr", "")) == "ComposeRefused"
+                  and _literal_of_call(node)}
+    assert len(given) == 11
+    assert given <= set(COMPOSE_REFUSALS)
+    from app.domain.composing import FIELDS
+    assert {label for label, _ in FIELDS.values()} <= set(FIELD_LABELS)
+
+
+def test_a_compose_refusal_is_said_in_the_language(app):
+    from app.domain.composing import ComposeRefused
+    from app.web.compose.refusals import said
+
+    refused = ComposeRefused("%(label)s is too long: %(count)s characters, the most is "
+                             "%(most)s.", "subject", label="Subject", count=1200, most=998)
+    assert str(refused) == "Subject is too long: 1,200 characters, the most is 998."
+    with app.test_request_context(), force_locale("de"):
+        assert said(refused) == "Das Feld „Betreff“ ist zu lang: 1.200 Zeichen, höchstens 998."
+    with app.test_request_context(), force_locale("en"):
+        assert said(refused) == str(refused)
+
+
+def test_the_editor_toolbar_speaks_the_language(app):
+    import json
+
+    from app.web.compose.forms import ComposeForm
+    from app.web.inbox.forms import editor_words, rich_editor
+
+    with app.test_request_context(), force_locale("de"):
+        words = editor_words()
+        assert words["bold"] == "Fett" and words["linkPrompt"].startswith("Linkadresse")
+        form = ComposeForm(meta={"csrf": False})
+        rich_editor(form.body, "")
+        assert json.loads(form.body.render_kw["data-rich-words"]) == words
+        assert 'data-rich-words="{&#34;toolbar&#34;: &#34;Formatierung&#34;' in str(form.body())
+    source = (ROOT / "app" / "static" / "js" / "ccm.js").read_text()
+    english = re.search(r"var ENGLISH = \{(.*?)\};", source, re.S).group(1)
+    assert set(re.findall(r'(\w+): "', english)) == set(words)  # a word for every key

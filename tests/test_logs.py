@@ -72,3 +72,31 @@ def test_json_lines_are_objects_with_the_messages_id_as_a_field(tmp_path):
 
 def test_the_level_is_a_setting(tmp_path):
     assert "status=sent" not in a_message_sent(tmp_path, CCM_LOG_LEVEL="WARNING")
+
+
+def test_what_mail_brings_cannot_forge_a_text_line():
+    """A remote reply or an address with CR LF, ESC or a bidi override stays on its line,
+    written as escapes; the traceback after it keeps its own lines."""
+    import logging
+
+    from app.logs import TextFormatter
+
+    for hostile in ("450 busy\r\n2026-12-06 09:00:00,000 1 INFO app: status=sent",
+                    "to=<a\nb@x.test>", "\x1b[2Jcleared", "ok\u202eevil", "tab\there",
+                    "nul\x00 and del\x7f and c1\x85"):
+        record = logging.LogRecord("app.delivery.runner", logging.INFO, __file__, 1,
+                                   "item 7 status=deferred (%s)", (hostile,), None)
+        line = TextFormatter().format(record)
+        assert "\n" not in line and "\r" not in line and "\t" not in line
+        assert not any(ord(c) < 0x20 or 0x7f <= ord(c) <= 0x9f or c == "\u202e"
+                       for c in line), line
+        assert line.endswith(")") and "status=deferred (" in line
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        import sys
+        record = logging.LogRecord("app", logging.ERROR, __file__, 1, "failed\nforged",
+                                   (), sys.exc_info())
+    written = TextFormatter().format(record)
+    assert written.splitlines()[0].endswith("failed\\nforged")
+    assert "Traceback (most recent call last):" in written.splitlines()[1]

@@ -21,6 +21,7 @@ import dns.resolver
 from app.config import networks, smtp_listener
 from app.config_values import host_and_port
 from app.mail import addresses
+from app.words import N_, Words
 
 
 @dataclass(frozen=True)
@@ -192,14 +193,14 @@ def parse_relay(value: str) -> Relay:
     """
     match = _RELAY.fullmatch(value.lower()) if value.isascii() else None
     if match is None:
-        raise ValueError("Use smtp://host or smtp://host:port, with nothing else in it.")
+        raise ValueError(Words(N_("Use smtp://host or smtp://host:port, with nothing else in it.")))
     port = int(match["port"] or 25)
     if not 1 <= port <= 65535:
-        raise ValueError("A port is a number from 1 to 65535.")
+        raise ValueError(Words(N_("A port is a number from 1 to 65535.")))
     relay = Relay(_relay_host(match["ipv6"], match["host"]), port)
     if len(str(relay)) > RELAY_LENGTH:
-        raise ValueError(f"Too long: a relay written as smtp://host:port has at most "
-                         f"{RELAY_LENGTH} characters.")
+        raise ValueError(Words(N_("Too long: a relay written as smtp://host:port has at most "
+                                  "%(most)s characters."), most=RELAY_LENGTH))
     return relay
 
 
@@ -208,18 +209,20 @@ def _relay_host(ipv6: str | None, host: str | None) -> str:
         try:
             return str(ipaddress.IPv6Address(ipv6))
         except ValueError:
-            raise ValueError(f"[{ipv6}] is not an IPv6 address.") from None
+            raise ValueError(Words(N_("[%(address)s] is not an IPv6 address."),
+                                   address=ipv6)) from None
     try:
         return str(ipaddress.IPv4Address(host))
     except ValueError:
         pass
     if host.endswith("."):
-        raise ValueError("Write the host name without the final dot.")
+        raise ValueError(Words(N_("Write the host name without the final dot.")))
     labels = host.split(".")
     if len(host) > 253 or not all(addresses.LABEL.fullmatch(label) for label in labels) \
             or not labels[-1][0].isalpha():
-        raise ValueError(f"{host} is neither a host name (such as relay.example.com) nor "
-                         f"an IP address written in full (such as 192.0.2.10).")
+        raise ValueError(Words(N_("%(host)s is neither a host name (such as relay.example.com) "
+                                  "nor an IP address written in full (such as 192.0.2.10)."),
+                               host=host))
     return host
 
 
@@ -272,14 +275,18 @@ def relay_refusal(relay: Relay, options: Options) -> str | None:
     gateway's internal DNS.
     """
     if relay.port not in RELAY_PORTS:
-        return (f"Use port {', '.join(map(str, RELAY_PORTS[:-1]))} or {RELAY_PORTS[-1]}; "
-                f"the platform administrator can set another.")
+        return Words(N_("Use port %(ports)s or %(last)s; the platform administrator can set "
+                        "another."), ports=", ".join(map(str, RELAY_PORTS[:-1])),
+                     last=RELAY_PORTS[-1])
     addresses = relay_addresses(relay.host, options)
     if not addresses or not all(may_connect(a, options.relay_networks) for a in addresses):
-        what = "is not a public address" if addresses == [relay.host] else \
-            "must resolve to public addresses only"
-        return (f"{relay.host} {what}. Use a relay at a public address, or ask the "
-                f"operator to allow its network.")
+        if addresses == [relay.host]:
+            return Words(N_("%(host)s is not a public address. Use a relay at a public "
+                            "address, or ask the operator to allow its network."),
+                         host=relay.host)
+        return Words(N_("%(host)s must resolve to public addresses only. Use a relay at a "
+                        "public address, or ask the operator to allow its network."),
+                     host=relay.host)
     return None
 
 

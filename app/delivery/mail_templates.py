@@ -6,6 +6,16 @@ its administrator, or imported) is used when there is one, else the built-in one
 frame ``_layout.html``. Both are rendered the same way, in an immutable sandbox,
 because an administrator's template is untrusted input.
 
+A notification is written in its addressee's language (:func:`language_of`): the one
+they chose in the portal, else their tenant's default. The built-in templates are
+written once, in English, their words marked ``[% trans %]…[% endtrans %]`` (delimiters
+of their own, so that ``{{ }}`` and ``{% if %}`` are left to the sandbox):
+:func:`builtin` translates them from the portal's catalogs into a plain template in
+one language, which is what the editor shows and an administrator's version for that
+language starts from. A tenant's own version is kept per language; one without a
+language (from before there were languages, or imported) is for every language that has
+none of its own. Dates and durations are written in the language, in the tenant's zone.
+
 A notification should not look like phishing: it comes from the tenant's portal name at
 an address of the tenant's (:func:`sender`), carries the tenant's logo inside the mail
 (an inline ``cid:`` image, never a remote one) and no attachment, and says how to tell a
@@ -15,14 +25,21 @@ genuine one.
 from __future__ import annotations
 
 import logging
+import re
+import textwrap
 import time
+from datetime import datetime
 from email.message import EmailMessage
 from email.utils import formataddr, formatdate, make_msgid
 from functools import cache, lru_cache
 from importlib import resources
 from urllib.parse import urlsplit
 
+from babel import Locale, UnknownLocaleError
+from babel.support import Translations
+from babel.units import format_unit
 from jinja2 import (
+    Environment,
     StrictUndefined,
     Template,
     TemplateError,
@@ -32,12 +49,13 @@ from jinja2 import (
     nodes,
 )
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
+from app import clock
 from app.config import settings
 from app.extensions import db
 from app.mail import addresses
-from app.models import NotificationTemplate, Tenant
+from app.models import NotificationTemplate, Tenant, User
 
 #: a child of Flask's application logger ("app"), so it goes where that goes
 log = logging.getLogger(__name__)
@@ -48,20 +66,22 @@ KINDS = {
                        "new_account", "portal_host", "logo_src"),
     "password": ("tenant_name", "login", "password", "portal_url", "reset", "portal_host",
                  "logo_src"),
-    "activation": ("tenant_name", "login", "activation_url", "lifetime_hours", "portal_url",
-                   "portal_host", "logo_src"),
-    "password_reset": ("tenant_name", "email", "reset_url", "lifetime_minutes", "portal_url",
-                       "portal_host", "logo_src"),
+    "activation": ("tenant_name", "login", "activation_url", "lifetime_hours", "lifetime",
+                   "portal_url", "portal_host", "logo_src"),
+    "password_reset": ("tenant_name", "email", "reset_url", "lifetime_minutes", "lifetime",
+                       "portal_url", "portal_host", "logo_src"),
     "expiry_warning": ("tenant_name", "recipient", "portal_url", "visible_until",
                        "portal_host", "logo_src"),
 }
 #: filled by :func:`build` for every kind: the portal's host name (how a recipient tells
 #: a genuine notification) and the logo's ``cid:`` address, empty without a logo
 EVERY_KIND_AT_SENDING = frozenset({"portal_host", "logo_src"})
-#: variables filled only when the notification is sent, never queued: those above, and
-#: the generated password (app/domain/notices.py, password_to_give)
+#: variables filled only when the notification is sent, never queued: those above, the
+#: generated password (app/domain/notices.py, password_to_give) and the link's lifetime
+#: written out in the addressee's language ("72 Stunden", from lifetime_hours or _minutes)
 AT_SENDING = {kind: EVERY_KIND_AT_SENDING | ({"password"} if kind == "password" else set())
-              for kind in KINDS}
+              | ({"lifetime"} if "lifetime" in names else set())
+              for kind, names in KINDS.items()}
 #: sample values for previews and for checking a template before it is saved
 SAMPLES = {
     "tenant_name": "Acme Corp",
@@ -72,14 +92,18 @@ SAMPLES = {
     "portal_url": "https://securemail.example.com/t/acme/sign-in",
     "activation_url": "https://securemail.example.com/password/reset/sample-token",
     "reset_url": "https://securemail.example.com/password/reset/sample-token",
-    "visible_until": "29 December 2026, 21:00 EST",
+    # queued as a moment in UTC, written out when sent ("29 December 2026, 21:00 EST")
+    "visible_until": "2026-12-30T02:00:00+00:00",
     "new_account": True,
     "reset": False,
     "lifetime_hours": 72,
     "lifetime_minutes": 60,
+    "lifetime": "72 hours",  # written from lifetime_hours or lifetime_minutes when sent
     "portal_host": "securemail.example.com",
     "logo_src": "",
 }
+#: the time zone the samples are written in (a tenant's own, where it has one)
+SAMPLE_ZONE = "America/New_York"
 PARTS = ("subject", "text", "html")
 _SUFFIX = {"subject": "subject.txt", "text": "txt", "html": "html"}
 
@@ -280,11 +304,28 @@ def _too_long(node: nodes.Node) -> str | None:
 CONTENT, PREHEADER = "<!-- content -->", "<!-- preheader -->"
 
 
+#: the language of a notification with no other to go by
+DEFAULT_LANGUAGE = "en"
+#: the built-in templates' own layer: ``[% trans %]`` marks what is translated, and each
+#: ``{{ name }}`` stays itself for the sandbox (``[% trans %]`` makes it ``%(name)s`` in
+#: the catalogs); ``{% if %}`` is plain text here. babel.cfg extracts with the same.
+#: It writes template source from our own files and catalogs, not HTML from input: the
+#: sandbox escapes every value when the notification is rendered.
+_BUILTIN = Environment(
+    block_start_string="[%", block_end_string="%]", comment_start_string="[#",
+    comment_end_string="#]", extensions=["jinja2.ext.i18n"], undefined=StrictUndefined,
+    keep_trailing_newline=True, autoescape=False)  # noqa: S701 (the sandbox escapes)
+_BUILTIN.policies["ext.i18n.trimmed"] = True  # a paragraph may span lines in the source
+#: a line of the plain text is wrapped at this width, as it was before translation
+TEXT_WIDTH = 78
+_SANDBOX_PIECE = re.compile(r"\{\{.*?\}\}|\{%.*?%\}")
+
+
 @cache
-def builtin(kind: str) -> dict[str, str]:
-    """The shipped subject, text and HTML of ``kind``, its text and HTML each set in the
-    shared layout (header, how to tell a genuine notification, footer) as one template:
-    what the editor shows and a tenant's own version starts from."""
+def builtin(kind: str, language: str = DEFAULT_LANGUAGE) -> dict[str, str]:
+    """The shipped subject, text and HTML of ``kind`` in ``language``, its text and HTML
+    each set in the shared layout (header, how to tell a genuine notification, footer)
+    as one template: what the editor shows and a tenant's own version starts from."""
     folder = resources.files("app").joinpath("templates/email")
 
     def read(name: str) -> str:
@@ -294,22 +335,127 @@ def builtin(kind: str) -> dict[str, str]:
     for part, suffix in (("text", "txt"), ("html", "html")):
         parts[part] = read(f"_layout.{suffix}").replace(CONTENT, parts[part].strip())
     parts["html"] = parts["html"].replace(PREHEADER, read(f"{kind}.preheader.txt").strip())
+    parts = {part: _translated(source, language) for part, source in parts.items()}
+    parts["text"] = _wrapped(parts["text"])
     # A subject is one line: not the file's closing line feed (the editor's input shows it).
     parts["subject"] = parts["subject"].rstrip("\n")
     return parts
 
 
-def sources(kind: str, tenant: Tenant | None) -> dict[str, str]:
-    """The templates in force for ``kind`` at ``tenant``: its own, else the built-in ones."""
+def _translated(source: str, language: str) -> str:
+    """A built-in template's ``source`` in ``language``: a template for the sandbox."""
+    catalog = translations(language)
+    return _BUILTIN.from_string(source).render(
+        {name: f"{{{{ {name} }}}}" for name in VARIABLES}, gettext=catalog.gettext,
+        ngettext=catalog.ngettext, language=language, direction=direction(language))
+
+
+def _wrapped(text: str) -> str:
+    """Each line of ``text`` longer than :data:`TEXT_WIDTH` broken between words, never
+    inside a ``{{ }}`` or ``{% %}``."""
+    lines = []
+    for line in text.split("\n"):
+        if len(line) <= TEXT_WIDTH:
+            lines.append(line)
+            continue
+        joined = _SANDBOX_PIECE.sub(lambda piece: piece.group().replace(" ", "\0"), line)
+        lines += [part.replace("\0", " ") for part in textwrap.wrap(
+            joined, TEXT_WIDTH, break_long_words=False, break_on_hyphens=False)]
+    return "\n".join(lines)
+
+
+@cache
+def translations(language: str) -> Translations:
+    """The portal's catalog of ``language`` (app/translations); English is the source."""
+    folder = resources.files("app").joinpath("translations")
+    return Translations.load(str(folder), [language])
+
+
+def direction(language: str) -> str:
+    """``rtl`` for a language written right to left (Arabic), else ``ltr``."""
+    return _locale(language).text_direction
+
+
+def _locale(language: str) -> Locale:
+    try:
+        return Locale.parse(language)
+    except (ValueError, UnknownLocaleError):
+        return Locale.parse(DEFAULT_LANGUAGE)
+
+
+@cache
+def offered(language: str | None) -> bool:
+    """Whether notifications can be written in ``language``: English, or a language
+    with a catalog."""
+    return language == DEFAULT_LANGUAGE or bool(
+        language and language.isalpha()
+        and resources.files("app").joinpath(f"translations/{language}").is_dir())
+
+
+def language_of(to: str, tenant: Tenant | None) -> str:
+    """The language to write to ``to`` in: the one they chose in ``tenant``'s portal,
+    else the tenant's default language, else English."""
     if tenant is not None and tenant.id is not None:
-        own = db.session.scalar(
-            select(NotificationTemplate).where(
-                NotificationTemplate.tenant_id == tenant.id, NotificationTemplate.kind == kind
-            )
-        )
-        if own is not None:
-            return {"subject": own.subject, "text": own.text, "html": own.html}
-    return builtin(kind)
+        chosen = db.session.scalar(select(User.language).where(
+            User.tenant_id == tenant.id, User.email == addresses.normalise(to)))
+        if offered(chosen):
+            return chosen
+        if offered(tenant.default_language):
+            return tenant.default_language
+    return DEFAULT_LANGUAGE
+
+
+def own(kind: str, tenant: Tenant, language: str | None) -> NotificationTemplate | None:
+    """``tenant``'s own version of ``kind`` for ``language`` (None: for every language
+    without its own)."""
+    return db.session.scalar(select(NotificationTemplate).where(
+        NotificationTemplate.tenant_id == tenant.id, NotificationTemplate.kind == kind,
+        NotificationTemplate.language.is_(None) if language is None
+        else NotificationTemplate.language == language))
+
+
+def in_force(kind: str, tenant: Tenant | None,
+             language: str = DEFAULT_LANGUAGE) -> NotificationTemplate | None:
+    """The tenant's own version of ``kind`` a notification in ``language`` uses: the one
+    for that language, else the one for every language; None: the built-in one."""
+    if tenant is None or tenant.id is None:
+        return None
+    return db.session.scalar(  # one query: the language's own first, if there is one
+        select(NotificationTemplate).where(
+            NotificationTemplate.tenant_id == tenant.id, NotificationTemplate.kind == kind,
+            or_(NotificationTemplate.language == language,
+                NotificationTemplate.language.is_(None)))
+        .order_by(NotificationTemplate.language.is_(None)).limit(1))
+
+
+def sources(kind: str, tenant: Tenant | None,
+            language: str = DEFAULT_LANGUAGE) -> dict[str, str]:
+    """The templates in force for ``kind`` at ``tenant`` in ``language``: its own, else
+    the built-in ones."""
+    if (version := in_force(kind, tenant, language)) is not None:
+        return {"subject": version.subject, "text": version.text, "html": version.html}
+    return builtin(kind, language)
+
+
+def localized(context: dict, language: str, zone_name: str | None) -> dict:
+    """``context`` with its moments and durations written out in ``language``: the copy's
+    end (queued as a moment in UTC) in the zone ``zone_name``, and the link's lifetime."""
+    values = dict(context)
+    if isinstance(until := values.get("visible_until"), str) and (
+            moment := _moment(until)) is not None:  # else queued written out, as before
+        values["visible_until"] = clock.written(moment, zone_name, language)
+    for unit in ("hour", "minute"):
+        if isinstance(amount := values.get(f"lifetime_{unit}s"), int):
+            values["lifetime"] = format_unit(amount, f"duration-{unit}", length="long",
+                                             locale=_locale(language))
+    return values
+
+
+def _moment(text: str) -> datetime | None:
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return None
 
 
 @lru_cache(maxsize=256)
@@ -363,12 +509,14 @@ def render_sources(templates: dict[str, str], context: dict) -> dict[str, str]:
     return rendered
 
 
-def render_samples(kind: str, templates: dict[str, str]) -> tuple[dict | None, str | None]:
-    """``templates`` rendered with sample data, or why they cannot be used for ``kind``
-    (syntax, outside the allowlist, unknown variable, over a limit): (rendered, None) or
-    (None, the reason)."""
+def render_samples(kind: str, templates: dict[str, str], language: str = DEFAULT_LANGUAGE,
+                   zone_name: str | None = SAMPLE_ZONE) -> tuple[dict | None, str | None]:
+    """``templates`` rendered with sample data written in ``language`` (dates in the zone
+    ``zone_name``), or why they cannot be used for ``kind`` (syntax, outside the
+    allowlist, unknown variable, over a limit): (rendered, None) or (None, the reason)."""
+    samples = localized({name: SAMPLES[name] for name in KINDS[kind]}, language, zone_name)
     try:
-        return render_sources(templates, {name: SAMPLES[name] for name in KINDS[kind]}), None
+        return render_sources(templates, samples), None
     except TemplateSyntaxError as error:
         return None, f"{error.message} (line {error.lineno})"
     except SecurityError as error:
@@ -387,20 +535,23 @@ def check(kind: str, templates: dict[str, str]) -> str | None:
 
 
 def build(kind: str, to: str, tenant: Tenant | None = None, **context) -> EmailMessage:
-    """A ready-to-send message of notification ``kind`` for ``to``: text and HTML, the
-    HTML with the tenant's logo inline when it shows it (multipart/related)."""
+    """A ready-to-send message of notification ``kind`` for ``to``, in their language
+    (:func:`language_of`): text and HTML, the HTML with the tenant's logo inline when it
+    shows it (multipart/related)."""
+    language = language_of(to, tenant)
     logo = _logo(tenant)
     cid = make_msgid("logo", domain=portal_host())[1:-1] if logo else ""
-    context = {"portal_host": portal_host(), "logo_src": f"cid:{cid}" if cid else "",
-               **context}
+    context = localized({"portal_host": portal_host(),
+                         "logo_src": f"cid:{cid}" if cid else "", **context},
+                        language, tenant.time_zone if tenant else None)
     try:
-        rendered = render_sources(sources(kind, tenant), context)
+        rendered = render_sources(sources(kind, tenant, language), context)
     except Exception:
         # An administrator's template that breaks on real data must not stop the mail:
         # send the built-in wording, and say so in the log.
         log.exception("the %s template of %s failed; using the built-in one",
                       kind, tenant.slug if tenant else "-")
-        rendered = render_sources(builtin(kind), context)
+        rendered = render_sources(builtin(kind, language), context)
     message = EmailMessage()
     message["From"] = sender(tenant)
     message["To"] = to
@@ -417,6 +568,8 @@ def build(kind: str, to: str, tenant: Tenant | None = None, **context) -> EmailM
         data, subtype = logo
         message.get_payload()[1].add_related(data, maintype="image", subtype=subtype,
                                              cid=f"<{cid}>", disposition="inline")
+    # RFC 3282; set last, as set_content moves the Content- headers into the first part
+    message["Content-Language"] = language
     return message
 
 

@@ -46,6 +46,10 @@ MAX_DRAFTS = 50
 FIELDS = {"to": ("To", MAX_ADDRESS_FIELD), "cc": ("Cc", MAX_ADDRESS_FIELD),
           "subject": ("Subject", MAX_SUBJECT), "body": ("Message", MAX_BODY)}
 
+#: the refusal of a field holding what is not text
+NOT_TEXT = ("%(label)s holds characters that are not text (a control character such as NUL, "
+            "or bytes that are not UTF-8). Remove them and try again.")
+
 # Control characters other than tab and line breaks (PostgreSQL refuses NUL outright),
 # lone surrogates, and U+FFFD, which the form parser puts where bytes were not UTF-8.
 _NOT_TEXT = re.compile(r"[\x00-\x08\x0b-\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffd]")
@@ -55,11 +59,15 @@ class ComposeRefused(ValueError):
     """The message cannot be sent as asked; the text says why, for the person writing.
 
     ``field`` names the composer's field at fault (a key of ``FIELDS``), when there is one.
+    ``text`` is the English wording with ``%(name)s`` holes that ``values`` fill: str()
+    is it filled in English, and the views translate it from the wording (every wording
+    given here is listed in app/web/compose/refusals.py).
     """
 
-    def __init__(self, text: str, field: str | None = None) -> None:
-        super().__init__(text)
-        self.field = field
+    def __init__(self, text: str, field: str | None = None, **values: str | int) -> None:
+        super().__init__(text % {name: f"{value:,}" if isinstance(value, int) else value
+                                 for name, value in values.items()} if values else text)
+        self.text, self.values, self.field = text, values, field
 
 
 class DraftNotFound(LookupError):
@@ -87,9 +95,7 @@ def formatted(html: str | None) -> Formatted | None:
     if len(html) > MAX_HTML:
         return None
     if _NOT_TEXT.search(html):
-        raise ComposeRefused(
-            "Message holds characters that are not text (a control character such as NUL, "
-            "or bytes that are not UTF-8). Remove them and try again.", "body")
+        raise ComposeRefused(NOT_TEXT, "body", label=FIELDS["body"][0])
     clean = sanitize.clean_composed(html)
     text = rich_text.to_text(clean)
     return Formatted(clean, text) if text.strip() else None
@@ -123,18 +129,16 @@ def check(*, to: str, cc: str, subject: str, body: str) -> None:
     values = {"to": to, "cc": cc, "subject": subject, "body": body}
     for name, (label, most) in FIELDS.items():
         if _NOT_TEXT.search(values[name]):
-            raise ComposeRefused(
-                f"{label} holds characters that are not text (a control character such as "
-                "NUL, or bytes that are not UTF-8). Remove them and try again.", name)
+            raise ComposeRefused(NOT_TEXT, name, label=label)
         if len(values[name]) > most:
             raise ComposeRefused(
-                f"{label} is too long: {len(values[name]):,} characters, the most is {most:,}.",
-                name)
+                "%(label)s is too long: %(count)s characters, the most is %(most)s.",
+                name, label=label, count=len(values[name]), most=most)
     everyone = [*_entries(to, "to"), *_entries(cc, "cc")]
     if (count := len(dict.fromkeys(everyone))) > MAX_RECIPIENTS:
         raise ComposeRefused(
-            f"A message can go to at most {MAX_RECIPIENTS} recipients; this one lists "
-            f"{count}. Send it as several messages.")
+            "A message can go to at most %(most)s recipients; this one lists %(count)s. "
+            "Send it as several messages.", most=MAX_RECIPIENTS, count=count)
 
 
 def _entries(text: str, field: str | None = None) -> list[str]:
@@ -144,8 +148,8 @@ def _entries(text: str, field: str | None = None) -> list[str]:
     found = [a for a in found if a]
     if too_long := next((a for a in found if len(a) > MAX_ADDRESS), None):
         raise ComposeRefused(
-            f"An address can be at most {MAX_ADDRESS} characters; one has {len(too_long):,}: "
-            f"{too_long[:40]}…", field)
+            "An address can be at most %(most)s characters; one has %(count)s: %(start)s…",
+            field, most=MAX_ADDRESS, count=len(too_long), start=too_long[:40])
     return found
 
 
@@ -154,7 +158,8 @@ def addresses(text: str, field: str | None = None) -> list[str]:
     found = _entries(text, field)
     wrong = [a for a in found if not _ADDRESS.match(a)]
     if wrong:
-        raise ComposeRefused(f"Not an email address: {', '.join(wrong)}", field)
+        raise ComposeRefused("Not an email address: %(addresses)s", field,
+                             addresses=", ".join(wrong))
     return list(dict.fromkeys(found))
 
 
@@ -319,9 +324,9 @@ def save_draft(
     if draft is None:
         if _draft_count(user) >= MAX_DRAFTS:
             raise ComposeRefused(
-                f"You already keep {MAX_DRAFTS} drafts, the most there is room for. Send or "
+                "You already keep %(most)s drafts, the most there is room for. Send or "
                 "delete one you no longer need (under Drafts), and this one is saved as you "
-                "type.")
+                "type.", most=MAX_DRAFTS)
         draft = Draft(user=user, public_id=secrets.token_urlsafe(16))
         db.session.add(draft)
     draft.to, draft.cc, draft.subject, draft.body = to, cc, subject, body

@@ -20,10 +20,14 @@ from app.extensions import db
 from app.mail import addresses
 from app.models import ROLES, Domain, Tenant
 
-TENANT_KEYS = {"slug", "name", "domains", "visibility_days", "internal_relay",
-               "internal_relay_trusted", "time_zone",
-               "first_contact", "activation_hours", "application_settings", "users",
+TENANT_KEYS = {"slug", "name", "portal_name", "domains", "visibility_days",
+               "expiry_warning_days", "internal_relay", "internal_relay_trusted", "time_zone",
+               "default_language",
+               "first_contact", "activation_hours", "second_factor_external",
+               "second_factor_internal", "mail_from", "application_settings", "users",
                "policies", "templates"}
+#: what a tenant may ask of each side's second factor
+SECOND_FACTOR = ("off", "optional", "required")
 POLICY_KEYS = {"name", "kind", "enabled", "from", "to", "phrases", "where", "tls", "fallback",
                "visibility_days"}
 
@@ -160,9 +164,12 @@ class _Checker:
     def tenant(self, path, tenant: dict) -> None:
         self.text((*path, "slug"), tenant.get("slug"), pattern="slug", maximum=63)
         self.text((*path, "name"), tenant.get("name"))
-        if isinstance(tenant.get("name"), str) and \
-                (problem := addresses.display_name_problem(tenant["name"])):
-            self.fail((*path, "name"), problem)  # notifications show it as their sender
+        for key in ("name", "portal_name"):  # notifications show it as their sender
+            if key == "portal_name" and key in tenant:
+                self.text((*path, key), tenant[key])
+            if isinstance(tenant.get(key), str) and \
+                    (problem := addresses.display_name_problem(tenant[key])):
+                self.fail((*path, key), problem)
         domains = tenant.get("domains", [])
         if not isinstance(domains, list):
             self.fail((*path, "domains"), "expected a list of domain names")
@@ -175,6 +182,15 @@ class _Checker:
         self.days((*path, "visibility_days"), tenant.get("visibility_days", 30))
         if tenant.get("first_contact", "password") not in ("password", "activation_link"):
             self.fail((*path, "first_contact"), "expected password or activation_link")
+        warning = tenant.get("expiry_warning_days", 3)
+        if not isinstance(warning, int) or isinstance(warning, bool) or not 0 <= warning <= 365:
+            self.fail((*path, "expiry_warning_days"),
+                      "expected a whole number of days, 0 (never) to 365")
+        for side in ("external", "internal"):
+            if tenant.get(f"second_factor_{side}", "optional") not in SECOND_FACTOR:
+                self.fail((*path, f"second_factor_{side}"), "expected off, optional or required")
+        if "mail_from" in tenant:
+            self.sender((*path, "mail_from"), tenant["mail_from"], domains)
         hours = tenant.get("activation_hours", 72)
         if not isinstance(hours, int) or isinstance(hours, bool) or not 1 <= hours <= 720:
             self.fail((*path, "activation_hours"), "expected a whole number of hours, 1 to 720")
@@ -189,10 +205,22 @@ class _Checker:
         if not isinstance(zone, str) or clock.zone_problem(zone):
             self.fail((*path, "time_zone"), "expected an IANA time zone name such as "
                       "Europe/Berlin")
+        if not mail_templates.offered(tenant.get("default_language", "en")):
+            self.fail((*path, "default_language"), "expected a language code such as de")
         names = self.settings(path, tenant.get("application_settings", []))
         self.users(path, tenant.get("users", []), names)
         self.policies(path, tenant.get("policies", []))
         self.templates(path, tenant.get("templates", {}))
+
+    def sender(self, path, address, domains) -> None:
+        """The notification sender address: plain, and at one of the tenant's domains."""
+        if not isinstance(address, str):
+            self.fail(path, "expected an email address")
+        elif problem := addresses.sender_problem(address.strip().lower()):
+            self.fail(path, problem)
+        elif not isinstance(domains, list) or address.strip().lower().rpartition("@")[2] \
+                not in {d.lower() for d in domains if isinstance(d, str)}:
+            self.fail(path, "expected an address at one of this tenant's domains")
 
     def days(self, path, value) -> None:
         if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 3650:
@@ -227,10 +255,14 @@ class _Checker:
         if not isinstance(templates, dict):
             self.fail(path, "expected a mapping of notification kinds")
             return
-        for kind, parts in templates.items():
-            here = (*path, kind)
-            if kind not in mail_templates.KINDS:
-                self.fail(here, f"expected one of {', '.join(mail_templates.KINDS)}")
+        for key, parts in templates.items():
+            here = (*path, key)
+            # KIND: the version for every language; KIND.LANGUAGE: for one (secure_message.de)
+            kind, _, language = str(key).partition(".")
+            if kind not in mail_templates.KINDS or (
+                    language and not mail_templates.offered(language)):
+                self.fail(here, f"expected one of {', '.join(mail_templates.KINDS)}, "
+                          "alone or followed by a language code (secure_message.de)")
                 continue
             if not self.mapping(here, parts, set(mail_templates.PARTS),
                                 required=set(mail_templates.PARTS)):

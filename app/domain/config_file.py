@@ -14,7 +14,7 @@ from enum import StrEnum
 import yaml
 from sqlalchemy import inspect, select
 
-from app.delivery import destinations
+from app.delivery import destinations, mail_templates
 from app.domain import accounts, config_checks, domain_proof, passwords
 from app.extensions import db
 from app.mail import addresses
@@ -84,18 +84,29 @@ def export_text() -> str:
     """The whole configuration as YAML, in the form ``import_text`` reads. No passwords."""
     tenants = []
     for tenant in db.session.scalars(select(Tenant).order_by(Tenant.slug)):
-        entry: dict = {"slug": tenant.slug, "name": tenant.name,
-                       "domains": tenant.verified_domains,
-                       "visibility_days": tenant.visibility_days}
+        entry: dict = {"slug": tenant.slug, "name": tenant.name}
+        if tenant.portal_name:
+            entry["portal_name"] = tenant.portal_name
+        entry |= {"domains": tenant.verified_domains, "visibility_days": tenant.visibility_days}
+        if tenant.expiry_warning_days != 3:
+            entry["expiry_warning_days"] = tenant.expiry_warning_days
         if tenant.internal_relay:
             entry["internal_relay"] = tenant.internal_relay
             if not tenant.internal_relay_trusted:  # a tenant administrator set it
                 entry["internal_relay_trusted"] = False
         if tenant.time_zone != "UTC":
             entry["time_zone"] = tenant.time_zone
+        if tenant.default_language != "en":
+            entry["default_language"] = tenant.default_language
         if tenant.first_contact != "password":
             entry["first_contact"] = tenant.first_contact
             entry["activation_hours"] = tenant.activation_hours
+        for side in ("external", "internal"):
+            if (required := getattr(tenant, f"second_factor_{side}")) != "optional":
+                entry[f"second_factor_{side}"] = required
+        # the address only: a pending domain's sender could not be saved, so it is verified
+        if tenant.mail_from:
+            entry["mail_from"] = tenant.mail_from
         entry["application_settings"] = [
             {"name": s.name, "default": s.is_default, "portal_ccm": s.portal_ccm,
              "send_secure": s.send_secure}
@@ -108,10 +119,11 @@ def export_text() -> str:
         entry["policies"] = [_export_policy(p) for p in tenant.policies]
         templates = db.session.scalars(
             select(NotificationTemplate).where(NotificationTemplate.tenant_id == tenant.id)
-            .order_by(NotificationTemplate.kind)
+            .order_by(NotificationTemplate.kind, NotificationTemplate.language)
         )
-        entry["templates"] = {t.kind: {"subject": t.subject, "text": t.text, "html": t.html}
-                              for t in templates}
+        entry["templates"] = {  # KIND for every language, KIND.LANGUAGE for one
+            t.kind + (f".{t.language}" if t.language else ""):
+                {"subject": t.subject, "text": t.text, "html": t.html} for t in templates}
         tenants.append(entry)
     return yaml.dump({"tenants": tenants}, Dumper=_Dumper, sort_keys=False, allow_unicode=True)
 
@@ -176,7 +188,12 @@ def _apply_tenant(data: dict, result: ImportResult) -> None:
          internal_relay=relay, internal_relay_trusted=trusted,
          first_contact=data.get("first_contact", "password"),
          activation_hours=data.get("activation_hours", 72),
-         time_zone=data.get("time_zone", "UTC"))
+         time_zone=data.get("time_zone", "UTC"), portal_name=data.get("portal_name"),
+         expiry_warning_days=data.get("expiry_warning_days", 3),
+         second_factor_external=data.get("second_factor_external", "optional"),
+         second_factor_internal=data.get("second_factor_internal", "optional"),
+         mail_from=(data.get("mail_from") or "").strip().lower() or None,
+         default_language=data.get("default_language", "en"))
 
     # The operator's file vouches for its domains: one still pending is verified now.
     known = {d.name: d for d in tenant.domains}
@@ -233,13 +250,13 @@ def _apply_policies(tenant: Tenant, entries: list, result: ImportResult) -> None
 
 
 def _apply_templates(tenant: Tenant, entries: dict, result: ImportResult) -> None:
-    for kind, parts in entries.items():
+    for key, parts in entries.items():
+        kind, _, language = key.partition(".")
         template = None
         if tenant.id is not None:
-            template = db.session.scalar(select(NotificationTemplate).where(
-                NotificationTemplate.tenant_id == tenant.id, NotificationTemplate.kind == kind))
+            template = mail_templates.own(kind, tenant, language or None)
         if template is None:
-            template = NotificationTemplate(tenant=tenant, kind=kind)
+            template = NotificationTemplate(tenant=tenant, kind=kind, language=language or None)
             db.session.add(template)
             result.created += 1
         _set(template, result, subject=parts["subject"], text=parts["text"],

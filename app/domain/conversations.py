@@ -53,12 +53,13 @@ class Turn:
 
 def split_quote(text: str) -> tuple[str, str]:
     """``text`` less its trailing quote ("On …, … wrote:" and "> " lines, as replies.quoted
-    and mail programs write it), and that quote; ("text", "") when it ends otherwise."""
+    and mail programs write it, in any language: the line before the "> " lines ends with
+    a colon), and that quote; ("text", "") when it ends otherwise."""
     lines = text.rstrip().splitlines()
     start = len(lines)
     while start > 0 and (lines[start - 1].startswith(">") or not lines[start - 1].strip()):
         start -= 1
-    if start == len(lines) or start == 0 or not lines[start - 1].rstrip().endswith("wrote:"):
+    if start == len(lines) or start == 0 or not lines[start - 1].rstrip().endswith(":"):
         return text.strip(), ""
     return "\n".join(lines[:start - 1]).strip(), "\n".join(lines[start - 1:])
 

@@ -11,6 +11,7 @@ from sqlalchemy import Select, insert, literal
 from app import clock
 from app.extensions import db
 from app.models import WRITTEN_TO_OUTBOX, DeliveryEvent, Recipient
+from app.words import N_, Words
 
 #: longest event text kept
 TEXT_LIMIT = 2000
@@ -48,9 +49,10 @@ def for_people(text: str) -> str:
     return _SERVER_PATH.sub(HIDDEN_PATH, text)[:TEXT_LIMIT]
 
 
-def delivered_how(recipient: Recipient) -> str:
+def delivered_how(recipient: Recipient) -> Words:
     """How a delivered copy left, in a few words for a status column: a copy written to
     the maildir outbox (a trial installation) was not delivered by SMTP."""
     last = next((event.text for event in reversed(recipient.events)
                  if event.kind == "delivered"), "")
-    return "Written to the outbox" if last.startswith(WRITTEN_TO_OUTBOX) else "Delivered by SMTP"
+    return Words(N_("Written to the outbox") if last.startswith(WRITTEN_TO_OUTBOX)
+                 else N_("Delivered by SMTP"))

@@ -9,12 +9,19 @@ at the domain's apex, so the apex TXT set that every SPF check fetches stays sma
 so the owner may delegate just that name with a CNAME (as ACME DNS-01 allows). The first
 tenant to prove a domain holds it; the platform administrator's domains (a new tenant,
 ``ccm config import``) count as proven: the operator is trusted.
+
+The worker also looks, every hour for a week after a domain was added (as Google
+Workspace does), so the administrator who published the record need not come back to
+press "Check now". After that week a pending domain waits for "Check now": it claims
+nothing, so it is left in the list rather than removed behind the administrator's back.
 """
 
 from __future__ import annotations
 
+import logging
 import secrets
 from dataclasses import dataclass
+from datetime import timedelta
 
 import dns.exception
 import dns.resolver
@@ -23,8 +30,10 @@ from sqlalchemy.exc import IntegrityError
 
 from app import clock
 from app.delivery import destinations
+from app.domain import audit
 from app.extensions import db
 from app.models import Domain, Tenant
+from app.words import N_, Words
 
 #: the name under the domain where the proof is published
 CHALLENGE_LABEL = "_ccm-challenge"
@@ -32,6 +41,12 @@ CHALLENGE_LABEL = "_ccm-challenge"
 PREFIX = "ccm-verification="
 #: how long one check may wait for DNS: a web request waits on it
 TIMEOUT = 5.0
+#: how long after a domain was added the worker looks for its proof, and how often
+AUTO_CHECK, AUTO_CHECK_EVERY = timedelta(days=7), timedelta(hours=1)
+#: the most domains one run of the worker looks up (the least recently checked first)
+AUTO_CHECK_BATCH = 100
+
+log = logging.getLogger(__name__)
 
 
 def record_name(domain: Domain) -> str:
@@ -46,7 +61,8 @@ def record_value(domain: Domain) -> str:
 
 def pending(name: str) -> Domain:
     """A new domain a tenant administrator added: waiting for its proof."""
-    return Domain(name=name, verified=False, proof_token=secrets.token_urlsafe(24))
+    return Domain(name=name, verified=False, proof_token=secrets.token_urlsafe(24),
+                  added_at=clock.utcnow())
 
 
 def vouch(domain: Domain) -> None:
@@ -72,10 +88,12 @@ def check(domain: Domain, dns_servers: str, *, timeout: float = TIMEOUT) -> Outc
     for the system's resolver) and mark it verified when found. Any DNS failure changes
     nothing and says what went wrong; the caller records the outcome and commits."""
     if domain.verified:
-        return Outcome(True, f"{domain.name} is already verified.")
+        return Outcome(True, Words(N_("%(domain)s is already verified."), domain=domain.name))
+    domain.checked_at = clock.utcnow()
     if owner := verified_elsewhere([domain.name], domain.tenant):
-        return Outcome(False, f"{owner[0]} has been verified by another organisation. Ask "
-                              "the platform administrator if it is yours.")
+        return Outcome(False, Words(N_("%(domain)s has been verified by another organisation. "
+                                       "Ask the platform administrator if it is yours."),
+                                    domain=owner[0]))
     name = record_name(domain)
     resolver = destinations.resolver(destinations.Options(dns_servers=dns_servers))
     resolver.lifetime = timeout
@@ -85,16 +103,22 @@ def check(domain: Domain, dns_servers: str, *, timeout: float = TIMEOUT) -> Outc
     except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
         texts = set()
     except dns.exception.Timeout:
-        return Outcome(False, f"DNS did not answer for {name} in time. Nothing changed; "
-                              "try again in a few minutes.")
+        return Outcome(False, Words(N_("DNS did not answer for %(name)s in time. Nothing "
+                                       "changed; try again in a few minutes."), name=name))
     except dns.exception.DNSException as error:  # SERVFAIL from every server, ...
-        return Outcome(False, f"DNS could not answer for {name} ({type(error).__name__}). "
-                              "Nothing changed; try again in a few minutes.")
+        return Outcome(False, Words(N_("DNS could not answer for %(name)s (%(error)s). Nothing "
+                                       "changed; try again in a few minutes."),
+                                    name=name, error=type(error).__name__))
     if record_value(domain) not in texts:
         found = sorted(t for t in texts if t.startswith(PREFIX))
-        seen = f" (found {', '.join(found)}, not this token)" if found else ""
-        return Outcome(False, f"No TXT record {record_value(domain)} at {name} yet{seen}. "
-                              "DNS changes can take a while to be seen.")
+        if found:
+            return Outcome(False, Words(N_(
+                "No TXT record %(value)s at %(name)s yet (found %(found)s, not this token). "
+                "DNS changes can take a while to be seen."),
+                value=record_value(domain), name=name, found=", ".join(found)))
+        return Outcome(False, Words(N_("No TXT record %(value)s at %(name)s yet. DNS changes "
+                                       "can take a while to be seen."),
+                                    value=record_value(domain), name=name))
     try:
         # Another tenant may prove it at the same moment: the database's one verified
         # row per name decides, and the loser's row stays as it was.
@@ -102,6 +126,31 @@ def check(domain: Domain, dns_servers: str, *, timeout: float = TIMEOUT) -> Outc
             domain.verified, domain.verified_at, domain.proof_token = \
                 True, clock.utcnow(), None
     except IntegrityError:
-        return Outcome(False, f"{domain.name} has just been verified by another "
-                              "organisation.")
-    return Outcome(True, f"{domain.name} is verified.")
+        return Outcome(False, Words(N_("%(domain)s has just been verified by another "
+                                       "organisation."), domain=domain.name))
+    return Outcome(True, Words(N_("%(domain)s is verified."), domain=domain.name))
+
+
+def check_pending(dns_servers: str, *, timeout: float = TIMEOUT) -> int:
+    """The worker's run: look again for the proof of each domain added within
+    :data:`AUTO_CHECK` and not checked within :data:`AUTO_CHECK_EVERY`, audit each one
+    proven, and commit each domain on its own (no lock held across a slow DNS answer);
+    the number proven."""
+    now = clock.utcnow()
+    due = list(db.session.scalars(
+        select(Domain).where(
+            ~Domain.verified, Domain.added_at >= now - AUTO_CHECK,
+            (Domain.checked_at.is_(None)) | (Domain.checked_at <= now - AUTO_CHECK_EVERY))
+        .order_by(Domain.checked_at.is_not(None), Domain.checked_at, Domain.id)
+        .limit(AUTO_CHECK_BATCH)))
+    proven = 0
+    for domain in due:
+        outcome = check(domain, dns_servers, timeout=timeout)
+        if outcome.proven:
+            audit.record("domain verified", f"{domain.name}: {outcome.message} (checked by "
+                         "the worker)", tenant=domain.tenant, actor="ccm worker")
+            proven += 1
+            log.info("domain %s of tenant %s verified by the worker", domain.name,
+                     domain.tenant.slug)
+        db.session.commit()
+    return proven

@@ -24,6 +24,7 @@ from app.domain.routing import MODES, Content, Decision, decide
 from app.extensions import db
 from app.mail import addresses, mime, trace
 from app.models import Domain, Message, Policy, Recipient, Tenant, User
+from app.words import N_, Words
 
 log = logging.getLogger(__name__)
 
@@ -131,16 +132,17 @@ def _asked_mode(tenant: Tenant, sender: str, asked: list[str],
     with a note saying why."""
     if len(set(asked)) > 1:
         # which one a mail client meant cannot be known: none of them is taken
-        notes.append("X-CCM-Mode ignored: the message asks for more than one mode ("
-                     + ", ".join(f"'{value}'" for value in dict.fromkeys(asked)) + ")")
+        notes.append(Words(N_("X-CCM-Mode ignored: the message asks for more than one mode "
+                              "(%(modes)s)"),
+                           modes=", ".join(f"'{value}'" for value in dict.fromkeys(asked))))
         return None
     if asked[0] not in MODES:
-        notes.append(f"X-CCM-Mode '{asked[0]}' ignored: not a CCM mode")
+        notes.append(Words(N_("X-CCM-Mode '%(mode)s' ignored: not a CCM mode"), mode=asked[0]))
         return None
     user = db.session.scalar(
         select(User).where(User.tenant_id == tenant.id, User.email == sender.lower()))
     if user is None or not user.may_send_secure:
-        notes.append("X-CCM-Mode ignored: the sender may not Send Secure")
+        notes.append(Words(N_("X-CCM-Mode ignored: the sender may not Send Secure")))
         return None
     return asked[0]
 

@@ -68,6 +68,9 @@ def _account(tenant, address: str) -> tuple[int, User | None]:
     user = User(tenant=tenant, email=email, kind=Side.INTERNAL if internal else Side.EXTERNAL,
                 role=Role.INTERNAL if internal else Role.EXTERNAL, failed_signins=0,
                 disabled=False, must_change_password=True)
+    # The account is written now, before the group's other rows: on SQLite that needs
+    # the write lock, which a group commit takes only for its inserts otherwise.
+    database.begin_writing()
     try:
         # In a savepoint: when another message to the same new recipient, received at the
         # same moment, creates the account first, this one uses it instead of failing.

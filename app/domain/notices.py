@@ -109,6 +109,7 @@ def _notify(kind: str, tenant: Tenant, to: str, people: str, *,
 
 
 def _until(recipient: Recipient) -> str:
-    """When the copy leaves the portal, to the minute in its tenant's zone, the zone named:
-    a day alone (and in UTC) put a message due at 21:00 on 29 December in New York on 30."""
-    return clock.written(recipient.visible_until, recipient.message.tenant.time_zone)
+    """When the copy leaves the portal, as a moment in UTC: the mail writes it out in its
+    addressee's language, to the minute in the tenant's zone, the zone named (a day alone,
+    and in UTC, put a message due at 21:00 on 29 December in New York on 30)."""
+    return clock.as_utc(recipient.visible_until).isoformat()

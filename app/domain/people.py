@@ -9,6 +9,7 @@ from app.domain.searching import search_text
 from app.extensions import db
 from app.mail import addresses
 from app.models import Side, Tenant, User
+from app.words import N_, Words
 
 
 def search(tenant: Tenant, query: str = "", *, limit: int = 200) -> list[User]:
@@ -40,7 +41,8 @@ def create_internal(tenant: Tenant, email: str, role: str, profile=None) -> tupl
     """
     email = addresses.normalise(email)
     if not tenant.is_internal(email):
-        raise CannotCreate(f"{email} is not at one of this organisation's domains.")
+        raise CannotCreate(Words(N_("%(email)s is not at one of this organisation's domains."),
+                                  email=email))
     if db.session.scalar(select(User.id).where(User.tenant_id == tenant.id,
                                                User.email == email)):
         raise AccountExists(f"{email} already has an account here.")

@@ -40,6 +40,10 @@ def defaults(copy: Recipient, *, reply_all: bool) -> tuple[list[str], list[str]]
 
 #: the most of the original a reply quotes, in characters
 QUOTE_LIMIT = 100_000
+#: the line before the quoted original, as mail programs write it; the reply form gives
+#: it in the replier's language (app/web/inbox/routes.py), ending with ":" in each
+#: (conversations.split_quote folds the quote by it)
+QUOTE_INTRO = "On %(when)s, %(sender)s wrote:"
 
 
 def quoted(copy: Recipient) -> str:
@@ -53,8 +57,8 @@ def _in_lines(intro: str, original: list[str]) -> str:
     return f"{intro}\n{lines}\n"
 
 
-def _original(copy: Recipient) -> tuple[str, list[str]]:
-    """("On <date>, <sender> wrote:", the lines of the original's text)."""
+def _original(copy: Recipient, intro: str = QUOTE_INTRO) -> tuple[str, list[str]]:
+    """(``intro`` filled: "On <date>, <sender> wrote:", the lines of the original's text)."""
     readable = reading.read_message(copy.message)
     text = reading.body_text(readable).strip()
     if len(text) > QUOTE_LIMIT:  # the reply's text has a limit too (app/web/inbox/forms.py)
@@ -62,14 +66,14 @@ def _original(copy: Recipient) -> tuple[str, list[str]]:
     when = clock.written_date(readable.date, copy.message.received_at,
                               copy.message.tenant.time_zone)
     sender = readable.sender or copy.message.mail_from
-    return f"On {when}, {sender} wrote:", text.splitlines()
+    return intro % {"when": when, "sender": sender}, text.splitlines()
 
 
-def drafts(copy: Recipient) -> tuple[str, str]:
+def drafts(copy: Recipient, intro: str = QUOTE_INTRO) -> tuple[str, str]:
     """What the reply starts as, the original read once: its text (room to write above
-    the original quoted in "> " lines) and its HTML for the editor (the same, the
-    original in a <blockquote>)."""
-    intro, original = _original(copy)
+    the original quoted in "> " lines, after ``intro``) and its HTML for the editor (the
+    same, the original in a <blockquote>)."""
+    intro, original = _original(copy, intro)
     quote = "<br>".join(escape(line) for line in original)
     return (f"\n\n{_in_lines(intro, original)}",
             f"<div><br></div><div><br></div><div>{escape(intro)}</div>"
@@ -88,8 +92,8 @@ def send(copy: Recipient, user: User, *, to: list[str], cc: list[str], body: str
     strangers = [a for a in chosen if a not in allowed]
     if strangers:
         raise composing.ComposeRefused(
-            f"A reply can only go to the people on the message; {', '.join(strangers)} "
-            "is not one of them.")
+            "A reply can only go to the people on the message; %(addresses)s is not one of "
+            "them.", addresses=", ".join(strangers))
     if not chosen:
         raise composing.ComposeRefused("Choose at least one person to reply to.")
     mode = composing.mode_for(user, mode)

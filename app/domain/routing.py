@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from app.models import Fallback, Mode, Policy, PolicyKind, Route, Side, Tenant
+from app.words import N_, Words
 
 #: the sender's CCM modes, as a tuple (app/domain/ingest.py checks X-CCM-Mode against it)
 MODES = tuple(Mode)
@@ -82,26 +83,29 @@ def decide(tenant: Tenant, policies: list[Policy], sender: str, recipient: str,
         if not applies(policy, sender, recipient, tenant):
             continue
         if policy.kind == PolicyKind.ROUTE:
-            return Decision(Route.CCM, f"Route policy '{policy.name}' matched", policy)
+            return Decision(Route.CCM, Words(N_("Route policy '%(policy)s' matched"),
+                                             policy=policy.name), policy)
         if policy.kind == PolicyKind.CONTENT:
             phrase = phrase_found(policy, content)
             if phrase is not None:
-                return Decision(
-                    Route.CCM, f"Content policy '{policy.name}' matched: found '{phrase}'", policy
-                )
+                return Decision(Route.CCM, Words(
+                    N_("Content policy '%(policy)s' matched: found '%(phrase)s'"),
+                    policy=policy.name, phrase=phrase), policy)
         elif policy.kind == PolicyKind.SECURE_DELIVERY and secure is None and not internal:
             secure = policy
     if mode == Mode.ALL:
-        return Decision(Route.CCM, "Sender chose CCM mode All Recipients")
+        return Decision(Route.CCM, Words(N_("Sender chose CCM mode All Recipients")))
     if mode == Mode.EXTERNAL and not internal:
-        return Decision(Route.CCM, "Sender chose CCM mode External Recipients Only")
+        return Decision(Route.CCM, Words(N_("Sender chose CCM mode External Recipients Only")))
     if internal:
-        return Decision(Route.INTERNAL, "Internal recipient: internal relay")
+        return Decision(Route.INTERNAL, Words(N_("Internal recipient: internal relay")))
     if secure is not None:
         return Decision(
             Route.EXTERNAL,
-            f"Secure delivery policy '{secure.name}': TLS {secure.tls}, "
-            f"otherwise {'CCM' if secure.fallback == Fallback.CCM else 'bounce'}",
+            Words(N_("Secure delivery policy '%(policy)s': TLS %(tls)s, otherwise CCM"),
+                  policy=secure.name, tls=secure.tls) if secure.fallback == Fallback.CCM else
+            Words(N_("Secure delivery policy '%(policy)s': TLS %(tls)s, otherwise bounce"),
+                  policy=secure.name, tls=secure.tls),
             secure, tls=secure.tls, fallback=secure.fallback,
         )
-    return Decision(Route.EXTERNAL, "External recipient: MX resolution")
+    return Decision(Route.EXTERNAL, Words(N_("External recipient: MX resolution")))

@@ -14,6 +14,8 @@ from collections.abc import Iterable
 from email.errors import MessageError
 from email.headerregistry import Address
 
+from app.words import N_, Words
+
 #: one label of a host or domain name, as DNS allows it (RFC 1035, RFC 1123)
 LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?", re.ASCII)
 #: the longest domain name (RFC 1035, written without the final dot)
@@ -53,17 +55,17 @@ def domain_problem(name: str) -> str | None:
     """
     text = name.strip().lower()
     if not text or text != name.lower() or any(c.isspace() for c in text):
-        return f"{name!r} is not a domain name: it holds spaces."
+        return Words(N_("%(name)s is not a domain name: it holds spaces."), name=repr(name))
     if text.endswith("."):
-        return f"Write {name} without the final dot."
+        return Words(N_("Write %(name)s without the final dot."), name=name)
     try:
         ascii_form = text.encode("idna").decode("ascii")
     except UnicodeError:
-        return f"{name} is not a domain name."
+        return Words(N_("%(name)s is not a domain name."), name=name)
     labels = ascii_form.split(".")
     if len(ascii_form) > MAX_DOMAIN or len(labels) < 2 or \
             not all(LABEL.fullmatch(label) for label in labels) or labels[-1].isdigit():
-        return f"{name} is not a domain name (such as example.com)."
+        return Words(N_("%(name)s is not a domain name (such as example.com)."), name=name)
     return None
 
 
@@ -94,24 +96,27 @@ def sender_problem(address: str) -> str | None:
     local, _, domain = address.rpartition("@")
     shown = _shown(address)
     if address.count("@") != 1 or not local or not domain:
-        return (f"{shown} cannot be a sender address: it needs exactly one @, with a name "
-                f"before it and a domain after it.")
+        return Words(N_("%(address)s cannot be a sender address: it needs exactly one @, with "
+                        "a name before it and a domain after it."), address=shown)
     if not address.isascii():
-        return (f"{shown} cannot be a sender address: use only ASCII letters, digits and "
-                f"punctuation (many mail servers cannot take any other).")
+        return Words(N_("%(address)s cannot be a sender address: use only ASCII letters, "
+                        "digits and punctuation (many mail servers cannot take any other)."),
+                     address=shown)
     if len(local) > MAX_LOCAL or not all(SENDER_ATOM.fullmatch(a) for a in local.split(".")):
-        return (f"{shown} cannot be a sender address: before the @, use letters, digits, "
-                f"dots (not first, last or two together) and - _ + (no spaces, quotes, "
-                f"% or !), at most {MAX_LOCAL} characters.")
+        return Words(N_("%(address)s cannot be a sender address: before the @, use letters, "
+                        "digits, dots (not first, last or two together) and - _ + (no "
+                        "spaces, quotes, %% or !), at most %(most)s characters."),
+                     address=shown, most=MAX_LOCAL)
     if domain_problem(domain):
-        return (f"{shown} cannot be a sender address: {_shown(domain)} is not a "
-                "domain name.")
+        return Words(N_("%(address)s cannot be a sender address: %(domain)s is not a domain "
+                        "name."), address=shown, domain=_shown(domain))
     try:
         parsed = Address(addr_spec=address)
     except (ValueError, MessageError):
         parsed = None
     if parsed is None or parsed.addr_spec != address or parsed.domain != domain:
-        return f"{shown} cannot be a sender address: it does not read back the same."
+        return Words(N_("%(address)s cannot be a sender address: it does not read back the "
+                        "same."), address=shown)
     return None
 
 
@@ -123,8 +128,8 @@ def display_name_problem(name: str) -> str | None:
     bad = sorted({c for c in name if c in NAME_FORBIDDEN
                   or unicodedata.category(c) in ("Cc", "Zl", "Zp")})
     if bad:
-        return (f"A name that goes in the From line of notifications cannot hold "
-                f"{' '.join(_shown(c) for c in bad)}.")
+        return Words(N_("A name that goes in the From line of notifications cannot hold "
+                        "%(characters)s."), characters=" ".join(_shown(c) for c in bad))
     return None
 
 

@@ -24,6 +24,12 @@ def printable(text: str) -> str:
     return _UNSAFE.sub(_escaped, text)
 
 
+def one_line(text: str) -> str:
+    """:func:`printable`, with line breaks and tabs escaped too: a log line's message,
+    where a ``CR LF`` from a remote server or an address would forge the next line."""
+    return printable(text).replace("\n", "\\n").replace("\t", "\\t")
+
+
 def _escaped(match: re.Match[str]) -> str:
     code = ord(match.group())
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"

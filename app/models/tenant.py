@@ -56,6 +56,8 @@ class Tenant(db.Model):
     logo_type: Mapped[str | None] = mapped_column(String(40))
     #: the IANA time zone its pages show times in (app/web/filters.py); UTC by default
     time_zone: Mapped[str] = mapped_column(String(64), default="UTC")
+    #: the language of notifications to someone who has not chosen one in the portal
+    default_language: Mapped[str] = mapped_column(String(16), default="en")
     created_at: Mapped[datetime] = mapped_column(default=clock.utcnow)
 
     domains: Mapped[list[Domain]] = relationship(
@@ -103,6 +105,11 @@ class Domain(db.Model):
     #: the token of the TXT record that proves a pending domain
     proof_token: Mapped[str | None] = mapped_column(String(64))
     verified_at: Mapped[datetime | None] = mapped_column()
+    #: when a tenant administrator added it (pending domains only): the worker looks for
+    #: its proof for a while after (app/domain/domain_proof.py, AUTO_CHECK)
+    added_at: Mapped[datetime | None] = mapped_column()
+    #: the last time its proof was looked for, by "Check now" or by the worker
+    checked_at: Mapped[datetime | None] = mapped_column()
 
     def __init__(self, **values):
         # set now, not at INSERT: a new tenant's domains are internal before the flush

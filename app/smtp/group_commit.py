@@ -1,4 +1,4 @@
-"""Storing received messages: one thread, one commit for those that arrived together, and
+"""Storing received messages: one commit for those that arrived together, and
 a deadline after which the client is told to try again and its message is not kept."""
 
 from __future__ import annotations
@@ -7,7 +7,9 @@ import asyncio
 import logging
 import queue
 import threading
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from flask import Flask
@@ -44,7 +46,8 @@ class Job:
 
 
 class GroupCommit:
-    """Stores received messages in one thread, those that arrived together in one commit.
+    """Stores received messages, those that arrived together in one commit, in two
+    threads: one receives a group while the other commits the last (``_store``).
 
     A commit waits for the disk, and SQLite lets one transaction write at a time: rather
     than connections queueing for the lock, the messages that arrived meanwhile are
@@ -78,13 +81,23 @@ class GroupCommit:
 
     MAX_MESSAGES = 50
     MAX_BYTES = 16 * 1024 * 1024
+    #: one receives a group while the other writes and commits the last (``_store``)
+    THREADS = 2
 
     def __init__(self, app: Flask, deadline: float | None = None):
         self.app = app
         self.deadline = app.config["SMTP_STORE_TIMEOUT"] if deadline is None else deadline
         self.lock = threading.Lock()
         self.waiting: queue.SimpleQueue[Job] = queue.SimpleQueue()
-        self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ccm-store")
+        self.thread = ThreadPoolExecutor(max_workers=self.THREADS, thread_name_prefix="ccm-store")
+        #: held by the thread receiving a group, from taking it until it is received
+        self.receiving = threading.Lock()
+        with app.app_context():
+            one_writer = db.engine.dialect.name == "sqlite"
+        #: SQLite writes one transaction at a time: this process's threads take turns
+        #: here, where the next wakes as soon as the last one's COMMIT is done (SQLite's
+        #: own wait for its lock sleeps in steps of up to 100 ms); None elsewhere
+        self.writer = threading.Lock() if one_writer else None
 
     async def __call__(self, raw: bytes, mail_from: str, rcpt_tos: list[str],
                        **arrival) -> None:
@@ -120,9 +133,11 @@ class GroupCommit:
             return True
 
     def _store_waiting(self) -> None:
-        batch = self._take()
-        while batch:
+        batch: list[Job] = []  # filled with what waits when this thread's turn comes
+        while True:
             outcomes = self._store(batch)
+            if not batch:
+                return  # an earlier call took them: each call finds its own job stored
             if outcomes is None:  # some were given up meanwhile: store the others again
                 batch = [job for job in batch if not job.given_up]
                 continue
@@ -144,31 +159,53 @@ class GroupCommit:
             try:
                 job = self.waiting.get_nowait()
             except queue.Empty:
-                break  # an earlier call took them: each call finds its own job stored
+                break
             if not job.given_up:  # a hint only: _claim_all decides
                 batch.append(job)
                 size += len(job.message[0])
         return batch
 
     def _store(self, batch: list[Job]) -> list[BaseException | None] | None:
-        """Each job's outcome; None when one was given up and nothing was committed."""
-        outcomes: list[BaseException | None] = []
+        """Store ``batch`` and, added to it, what is waiting once this thread's turn to
+        receive comes: each job's outcome, or None when one was given up and nothing
+        was committed.
+
+        **Two threads, one receiving while the other commits.** A thread receives its
+        group (parsing, routing, the reads) while the other thread's group is being
+        written and committed, which is mostly a wait for the disk, and takes what
+        arrived meanwhile only once that thread has received its own: groups stay as
+        large as one thread would make them. So the messages are received before the
+        transaction writes: on SQLite each read sees the database as last committed, as
+        on PostgreSQL (READ COMMITTED), and the write lock is taken only for the inserts
+        and the COMMIT. What another writer committed in between and contradicts a read
+        (an account created or removed meanwhile) fails a constraint, and the group is
+        received again under the lock, a message at a time.
+        """
+        outcomes: list[BaseException | None] | None = []
         probe, committing = None, None  # a stored message; who runs the COMMIT, once sent
         with self.app.app_context():
             try:
-                database.begin_writing()
-                process = database.server_process()
-                outcomes, probe = self._receive_together(batch)
-                if outcomes is None:  # one failed midway: each in a savepoint of its own
-                    db.session.rollback()
-                    database.begin_writing()
+                with self.receiving:
+                    batch += self._take()
+                    if not batch:
+                        return []
+                    outcomes, received = self._receive_together(batch)
+                with self._turn_to_write():
                     process = database.server_process()
-                    outcomes, probe = self._receive_apart(batch)
-                if not self._claim_all(batch):
-                    db.session.rollback()
-                    return None
-                committing = process
-                db.session.commit()
+                    if outcomes is not None and self._insert_together():
+                        probe = received[0].id if received else None
+                    else:  # one failed midway: each in a savepoint of its own
+                        outcomes = None
+                    if outcomes is None:
+                        db.session.rollback()
+                        database.begin_writing()
+                        process = database.server_process()
+                        outcomes, probe = self._receive_apart(batch)
+                    if not self._claim_all(batch):
+                        db.session.rollback()
+                        return None
+                    committing = process
+                    db.session.commit()
             except Exception as problem:
                 db.session.rollback()
                 if not self._committed_after_all(problem, committing, probe):
@@ -177,11 +214,21 @@ class GroupCommit:
                 db.session.remove()
         return outcomes
 
+    @contextmanager
+    def _turn_to_write(self) -> Iterator[None]:
+        """Hold the database's write lock, this process's turn first (on SQLite), until
+        the COMMIT. A first contact may already have taken it (``isolation``): it then
+        writes at once, and the other thread waits in SQLite for its COMMIT."""
+        if self.writer is None or database.holds_write_lock():
+            yield
+            return
+        with self.writer:
+            database.begin_writing()
+            yield
+
     @staticmethod
-    def _receive_together(batch: list[Job]) -> tuple[list | None, int | None]:
-        """Receive every job, then write them all at once: each table's rows of the whole
-        group in one INSERT, by Core (``inserts.insert_new``), not the ORM's flush, whose
-        bookkeeping was a third of the DATA transaction's CPU.
+    def _receive_together(batch: list[Job]) -> tuple[list | None, list[Message]]:
+        """Receive every job, writing nothing yet (but a first contact's account).
 
         A refused message adds nothing to the session (``ingest.receive`` refuses before
         it stores), so it is only answered; any other failure returns None, and the
@@ -189,6 +236,7 @@ class GroupCommit:
         """
         outcomes: list[BaseException | None] = []
         messages = []
+        db.session.begin()  # what is looked up once a transaction is shared from the first
         try:
             with db.session.no_autoflush:  # else each message's queries flush the last one
                 for job in batch:
@@ -198,11 +246,23 @@ class GroupCommit:
                         outcomes.append(None)
                     except ingest.Refused as refused:
                         outcomes.append(refused)
-            inserts.insert_new(db.session)
         except Exception:
             log.debug("a message failed in a group: storing each apart", exc_info=True)
-            return None, None
-        return outcomes, messages[0].id if messages else None
+            return None, []
+        return outcomes, messages
+
+    @staticmethod
+    def _insert_together() -> bool:
+        """Write the received group at once: each table's rows of the whole group in one
+        INSERT, by Core (``inserts.insert_new``), not the ORM's flush, whose bookkeeping
+        was a third of the DATA transaction's CPU. False when that fails (a constraint
+        that a read before the write lock did not foresee, say)."""
+        try:
+            inserts.insert_new(db.session)
+        except Exception:
+            log.debug("a group failed to insert: storing each apart", exc_info=True)
+            return False
+        return True
 
     @staticmethod
     def _receive_apart(batch: list[Job]) -> tuple[list, int | None]:

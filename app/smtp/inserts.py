@@ -13,6 +13,7 @@ whole group to the ORM's own flush.
 from __future__ import annotations
 
 from collections import defaultdict
+from functools import cache
 
 from sqlalchemy import insert, inspect
 from sqlalchemy.orm import Mapper, Session
@@ -41,13 +42,19 @@ def insert_new(session: Session) -> None:
     for obj in new:
         if obj in session:  # expunging a message takes its recipients with it
             session.expunge(obj)
-    order = {table: position for position, table in enumerate(db.metadata.sorted_tables)}
+    order = _table_order()
     connection = session.connection()
     # the ids of rows that others point at come back (RETURNING); the others' need not
     parents = {relationship.mapper for mapper in pending for relationship in mapper.relationships
                if relationship.direction is MANYTOONE}
     for mapper in sorted(pending, key=lambda mapper: order[mapper.local_table]):
         _insert(connection, mapper, pending[mapper], mapper in parents)
+
+
+@cache
+def _table_order() -> dict:
+    """Each table's place, parents first (``sorted_tables`` sorts them again each time)."""
+    return {table: position for position, table in enumerate(db.metadata.sorted_tables)}
 
 
 def _insert(connection, mapper: Mapper, objects: list, ids_wanted: bool) -> None:

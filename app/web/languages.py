@@ -7,7 +7,17 @@ browser's ``Accept-Language``, else English. A value that is not one of
 """
 
 from babel import Locale
-from flask import Blueprint, Flask, current_app, flash, g, redirect, request, url_for
+from flask import (
+    Blueprint,
+    Flask,
+    current_app,
+    flash,
+    g,
+    has_request_context,
+    redirect,
+    request,
+    url_for,
+)
 from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_login import current_user
@@ -15,6 +25,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app.extensions import babel, db
 from app.web.rendering import safe_next
+from app.words import N_ as N_  # the views mark with it too
+from app.words import Words
 
 #: Every language the portal speaks, each named in itself (as the chooser shows it).
 #: To add one, see "Languages" in the README.
@@ -33,13 +45,20 @@ COOKIE_SECONDS = 365 * 24 * 3600
 bp = Blueprint("language", __name__)
 
 
-def N_(text: str) -> str:  # the name gettext's tools look for
-    """Mark ``text`` for translation where it is defined; translate it where it is shown."""
-    return text
+def say(words) -> str:
+    """What the domain said (a :class:`~app.words.Words`) in this request's language, its
+    values put back (said in the language too, where they are words themselves); any
+    other text as it is."""
+    if not isinstance(words, Words):
+        return words
+    return _(words.template, **{name: say(value) for name, value in words.values.items()})
 
 
 def select_locale() -> str:
-    """The language of this request (see the module's docstring)."""
+    """The language of this request (see the module's docstring); English outside one
+    (a job or the shell that says something a page would also say)."""
+    if not has_request_context():
+        return DEFAULT
     chosen = _remembered()
     if chosen in LANGUAGES:
         return chosen
@@ -101,3 +120,4 @@ def register(app: Flask) -> None:
     babel.init_app(app, locale_selector=select_locale, default_locale=DEFAULT)
     app.register_blueprint(bp)
     app.context_processor(_page_language)
+    app.add_template_filter(say)

@@ -215,3 +215,61 @@ def test_the_platform_administrator_vouches_for_what_they_save(as_admin, acme):
     db.session.commit()
     save(as_admin, domains="acme.test\nbank.test\nbank2.test")
     assert domain("bank.test", acme).verified and domain("bank2.test", acme).verified
+
+
+def test_the_worker_finds_the_record_without_check_now(app, make_tenant, dns_server,
+                                                       frozen_clock):
+    """The ``prove`` job looks every hour for a week after a domain was added; what it
+    proves is audited as the worker's doing, and a domain the DNS does not show yet is
+    looked for again only after the hour."""
+    from datetime import timedelta
+
+    from app import worker
+
+    added = pending_at(make_tenant)
+    assert worker.run_job(app, "prove") == "0"
+    db.session.expire_all()
+    assert db.session.get(Domain, added.id).checked_at == frozen_clock.now
+    dns_server.add_txt("_ccm-challenge.bank.test", domain_proof.record_value(added))
+    frozen_clock.advance(timedelta(minutes=59))
+    assert domain_proof.check_pending(dns_server.address) == 0  # checked within the hour
+    frozen_clock.advance(timedelta(minutes=2))
+    assert domain_proof.check_pending(dns_server.address) == 1
+    db.session.expire_all()
+    assert db.session.get(Domain, added.id).verified
+    assert actions()[-1] == ("domain verified: bank.test: bank.test is verified. "
+                             "(checked by the worker)")
+    assert db.session.scalars(db.select(AuditEvent.actor)).all()[-1] == "ccm worker"
+
+
+def test_after_a_week_only_check_now_looks(make_tenant, dns_server, frozen_clock):
+    from datetime import timedelta
+
+    added = pending_at(make_tenant)
+    dns_server.add_txt("_ccm-challenge.bank.test", domain_proof.record_value(added))
+    frozen_clock.advance(domain_proof.AUTO_CHECK + timedelta(minutes=1))
+    assert domain_proof.check_pending(dns_server.address) == 0
+    assert not db.session.get(Domain, added.id).verified
+    assert domain_proof.check(added, dns_server.address).proven  # "Check now" still works
+
+
+def test_the_worker_checks_the_least_recently_checked_first_a_batch_at_a_time(
+        make_tenant, dns_server, frozen_clock, monkeypatch):
+    from datetime import timedelta
+
+    tenant = make_tenant("globex", domains=["globex.test"])
+    names = [f"d{n}.test" for n in range(5)]
+    tenant.domains.extend(domain_proof.pending(name) for name in names)
+    db.session.commit()
+    monkeypatch.setattr(domain_proof, "AUTO_CHECK_BATCH", 2)
+    looked = []
+    real_check = domain_proof.check
+    monkeypatch.setattr(domain_proof, "check", lambda domain, servers, **kw: (
+        looked.append(domain.name), real_check(domain, servers, **kw))[1])
+    for _ in range(3):
+        domain_proof.check_pending(dns_server.address)
+        frozen_clock.advance(timedelta(minutes=1))
+    assert looked == names  # each once within the hour
+    frozen_clock.advance(domain_proof.AUTO_CHECK_EVERY)
+    domain_proof.check_pending(dns_server.address)
+    assert looked == names + names[:2]

@@ -153,7 +153,8 @@ def test_secrets_in_a_setting_are_masked_in_the_audit_log():
         name="Acme", portal_name=None, domains=[], visibility_days=30, expiry_warning_days=3,
         first_contact="password", activation_hours=72, second_factor_external="optional",
         second_factor_internal="optional", mail_from=None, logo_type=None, logo=None,
-        internal_relay=None, internal_relay_trusted=False, time_zone="UTC")
+        internal_relay=None, internal_relay_trusted=False, time_zone="UTC",
+        default_language="en")
     before = settings_view.snapshot(tenant)
     tenant.internal_relay = "smtp://relay:s3cret@relay.acme.test:25"
     detail = settings_view.changes(before, settings_view.snapshot(tenant))

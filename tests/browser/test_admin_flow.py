@@ -173,7 +173,8 @@ def save_template(page: Page) -> None:
     page.get_by_label("Subject", exact=True).fill(NEW_SUBJECT)
     page.get_by_role("button", name="Save", exact=True).click()
     expect(page.get_by_role("status")).to_have_text(
-        "Secure message notification saved: the next one sent uses it.")
+        "Secure message notification in English saved: the next one sent in this language "
+        "uses it.")
 
 
 def reset_pats_password(page: Page, dialogs: list[str] | None = None) -> None:
@@ -351,7 +352,8 @@ def test_the_template_editor_previews_live_and_the_next_notification_uses_it(
 
     page.get_by_role("button", name="Save", exact=True).click()
     expect(page.get_by_role("status")).to_have_text(
-        "Secure message notification saved: the next one sent uses it.")
+        "Secure message notification in English saved: the next one sent in this language "
+        "uses it.")
     expect(page.get_by_label("Subject", exact=True)).to_have_value(NEW_SUBJECT)
     expect(page.get_by_label("Text version")).to_have_value(original)
 
@@ -426,7 +428,7 @@ def test_an_empty_subject_is_explained_in_the_preview(live_server, page, acme, c
     sign_in_as_admin(page, live_server)
     open_secure_message_template(page)
     subject = page.get_by_label("Subject", exact=True)
-    with page.expect_response(re.compile(r"/preview$")) as answer:
+    with page.expect_response(re.compile(r"/preview(\?language=\w+)?$")) as answer:
         subject.fill("")
     assert answer.value.status == 200, answer.value.status
     expect(page.locator("#preview").get_by_role("alert")).to_contain_text("Subject")

@@ -82,3 +82,30 @@ def test_each_notification_reads_well_wide_narrow_and_dark(app, make_tenant, pag
             assert (card == "rgb(24, 33, 43)") == (scheme == "dark"), card
             screenshot(page, f"{scheme}-{label}")
 
+
+
+@pytest.mark.parametrize("language", ["de", "ar"])
+@pytest.mark.parametrize("kind", ["secure_message", "password"])
+def test_a_notification_in_german_and_in_arabic_fits_a_phone(app, make_tenant, make_user, page,
+                                                            screenshot, kind, language):
+    """German's long words and Arabic's right-to-left: nothing wider than 360 px, the
+    Arabic page laid out from the right (the label column on the right of its value)."""
+    tenant = make_tenant("acme", name="Acme Corp", time_zone="Europe/Berlin")
+    make_user(tenant, "pat@example.com", language=language)
+    message = mail_templates.build(kind, "pat@example.com", tenant, **sample(kind))
+    assert message["Content-Language"] == language
+    html = shown(message)
+    for scheme in ("light", "dark"):
+        page.emulate_media(color_scheme=scheme)
+        for label, width in WIDTHS.items():
+            page.set_viewport_size({"width": width, "height": 900})
+            page.set_content(html)
+            assert page.evaluate("document.documentElement.scrollWidth") <= width
+            assert page.locator(".ccm-button a").is_visible()
+            direction = page.evaluate("getComputedStyle(document.body).direction")
+            assert direction == ("rtl" if language == "ar" else "ltr")
+            if width == 1280:  # label and value side by side: the label first in reading
+                label_box = page.locator(".ccm-label").first.bounding_box()
+                value_box = page.locator(".ccm-value").first.bounding_box()
+                assert (label_box["x"] > value_box["x"]) == (language == "ar")
+            screenshot(page, f"{scheme}-{label}")

@@ -55,6 +55,12 @@ NOT_PAGES = {
     "compose.sent_inline": "an image inside a message body",
     "compose.sent_body": "the sent message's body, the same document as inbox.body, "
                          "inside the Sent page's frame",
+    "mail_clients.outlook_manifest": "a download (the Outlook add-in's manifest)",
+    "mail_clients.thunderbird_xpi": "a download (the Thunderbird extension)",
+    "mail_clients.outlook_script": "a script Outlook loads",
+    "mail_clients.icon": "an image Outlook shows on its buttons",
+    "mail_clients.outlook_commands": "Outlook's function file: runs the add-in's script in "
+                                     "Outlook, shows nothing (tests/test_mail_clients.py)",
 }
 
 LONG_LOCAL = "quarterly.reporting.distribution.list.for.the.board"
@@ -138,6 +144,7 @@ def world(app, make_tenant, make_user) -> World:
     message = _receive(SUBJECT, body_lines=60)
     withdrawn, expired = _receive("Withdrawn"), _receive("Expired")
     alice = db.session.scalar(db.select(User).filter_by(email="alice@acme.test"))
+    alice.application_settings = profile  # may Send Secure: the mail client buttons show
     draft = composing.save_draft(alice, None, to=f"partner-{LONG_LOCAL}@partner.test", cc="",
                                  subject=SUBJECT, body="Unfinished", mode="off")
     db.session.commit()
@@ -273,6 +280,7 @@ INTERNAL = [
     Visit("sent", "/sent/"),
     Visit("a sent message", "/sent/{message}"),
     Visit("a message not found", "/inbox/no-such-message", 404),
+    Visit("security, with the mail client buttons", "/account/second-factor"),
 ]
 ADMINISTRATOR = [
     Visit("sign in as the administrator", _signed_in("admin@acme.test")),
@@ -297,6 +305,7 @@ ADMINISTRATOR = [
     Visit("settings", "/admin/settings"),
     Visit("audit log", "/admin/audit"),
     Visit("access log", "/admin/access"),
+    Visit("mail client buttons", "/admin/mail-clients"),
 ]
 PLATFORM_ADMINISTRATOR = [
     Visit("sign in as the platform administrator", _signed_in("root@acme.test")),

@@ -301,6 +301,44 @@ def test_a_group_commit_writes_the_rows_the_orm_writes(app, gateway, monkeypatch
     assert len(by_group) == 3 and by_group == by_orm
 
 
+def test_what_a_group_read_before_the_write_lock_and_lost_meanwhile_is_read_again(
+        app, gateway, monkeypatch):
+    """A group is received before its transaction takes the write lock (so that it can
+    be while another group commits): an account removed by another writer in between
+    fails the recipient's foreign key, and the group is received again under the lock,
+    where the recipient gets an account anew."""
+    from sqlalchemy import delete
+
+    from app.models import User
+    from app.smtp.group_commit import GroupCommit, Job
+
+    gateway.policy(name="Law firm", kind="route", to_pattern="*@lawfirm.test")
+
+    def job(subject: str):
+        return Job((mail(subject=subject).replace("\n", "\r\n").encode(), "alice@acme.test",
+                    ["counsel@lawfirm.test"], {"client_address": "127.0.0.1", "tls": False}))
+
+    store = GroupCommit(app)
+    assert store._store([job("First")]) == [None]  # first contact: the account
+    (first,) = db.session.query(User.id).filter_by(email="counsel@lawfirm.test").one()
+    db.session.rollback()
+    receive = GroupCommit._receive_together
+
+    def receive_then_lose_the_account(batch):
+        received = receive(batch)  # has read the account's id
+        with db.engine.begin() as other:  # another writer, before the write lock
+            other.execute(delete(User).where(User.id == first))
+        return received
+
+    monkeypatch.setattr(GroupCommit, "_receive_together",
+                        staticmethod(receive_then_lose_the_account))
+    assert store._store([job("Second")]) == [None]
+    (message,) = [m for m in stored() if m.subject == "Second"]
+    (recipient,) = message.recipients
+    # an account of its own again (SQLite may give it the removed one's id)
+    assert recipient.user is not None and recipient.user.email == "counsel@lawfirm.test"
+
+
 def test_a_client_that_hung_up_before_its_message_was_stored_leaves_the_others_answered(
         app, gateway):
     from app.smtp.group_commit import GroupCommit, Job

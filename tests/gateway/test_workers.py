@@ -45,7 +45,7 @@ def test_the_scheduler_runs_the_queue_in_an_app_context(app, make_tenant, relay)
         assert len(sink.wait_for(1)) == 1
     finally:
         scheduler.shutdown(wait=True)
-    assert list(worker.jobs(app)) == ["deliver", "expire", "warn", "clean"]
+    assert list(worker.jobs(app)) == ["deliver", "expire", "warn", "prove", "clean"]
 
 
 def test_ccm_send_takes_the_same_path_as_smtp(app, runner, make_tenant, tmp_path):

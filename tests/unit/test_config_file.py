@@ -18,6 +18,11 @@ GOOD = textwrap.dedent(
         visibility_days: 30
         internal_relay: smtp://127.0.0.1:2626
         time_zone: Europe/Berlin
+        portal_name: Acme Secure Mail
+        expiry_warning_days: 5
+        second_factor_external: required
+        second_factor_internal: "off"
+        mail_from: Secure@Acme.test
         application_settings:
           - {name: Default, default: true, portal_ccm: false, send_secure: false}
           - {name: Legal, portal_ccm: true, send_secure: true}
@@ -103,6 +108,43 @@ def test_a_time_zone_is_imported_and_exported_and_utc_is_the_default(app):
     zones = dict(db.session.execute(select(Tenant.slug, Tenant.time_zone)).all())
     assert zones == {"acme": "Europe/Berlin", "globex": "UTC"}
     assert config_file.export_text().count("time_zone:") == 1
+
+
+def test_the_portal_name_sender_address_warning_and_second_factors_travel(app):
+    import_(GOOD)
+    acme = db.session.scalar(select(Tenant).where(Tenant.slug == "acme"))
+    assert (acme.portal_name, acme.mail_from, acme.expiry_warning_days,
+            acme.second_factor_external, acme.second_factor_internal) == (
+        "Acme Secure Mail", "secure@acme.test", 5, "required", "off")
+    globex = db.session.scalar(select(Tenant).where(Tenant.slug == "globex"))
+    assert (globex.portal_name, globex.mail_from, globex.expiry_warning_days,
+            globex.second_factor_external) == (None, None, 3, "optional")
+    exported = config_file.export_text()
+    assert exported.count("mail_from: secure@acme.test") == 1
+    assert "second_factor_internal: 'off'" in exported  # YAML's off is a boolean
+
+
+@pytest.mark.parametrize(("key", "value", "expected"), [
+    ("mail_from", "secure@elsewhere.test", "expected an address at one of this tenant's"),
+    ("mail_from", "x@evil@acme.test", "cannot be a sender address"),
+    ("mail_from", "ü@acme.test", "use only ASCII"),
+    ("mail_from", "a b@acme.test", "cannot be a sender address"),
+    ("mail_from", 7, "expected an email address"),
+    ("portal_name", "Acme <ceo@acme.test>", "portal_name"),
+    ("portal_name", "", "expected a non-empty text"),
+    ("expiry_warning_days", -1, "0 (never) to 365"),
+    ("expiry_warning_days", True, "0 (never) to 365"),
+    ("expiry_warning_days", 366, "0 (never) to 365"),
+    ("second_factor_external", "always", "expected off, optional or required"),
+    ("second_factor_internal", False, "expected off, optional or required"),
+])
+def test_each_new_tenant_setting_refuses_what_the_settings_page_refuses(
+        app, key, value, expected):
+    data = config_checks.yaml.safe_load(GOOD)
+    data["tenants"][1][key] = value
+    with pytest.raises(config_checks.ConfigFileError) as refused:
+        config_file.import_text(config_checks.yaml.safe_dump(data))
+    assert expected in str(refused.value) and f"tenants[1].{key}" in str(refused.value)
 
 
 def test_export_never_contains_passwords_or_hashes(app):

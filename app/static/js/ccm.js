@@ -138,9 +138,11 @@
 // of a quote, and it would still need the textarea wiring and the text writer that are
 // most of this section; Squire, Trix or Quill weigh many times the portal's own script.
 //
-// It only improves a <textarea data-rich="NAME" data-rich-html="...">: when it runs, the
-// textarea is hidden and keeps the editor's text (for the form's checks), and a hidden
-// input NAME carries its HTML. Without script the textarea posts text as it always did.
+// It only improves a <textarea data-rich="NAME" data-rich-html="..." data-rich-words="{...}">:
+// when it runs, the textarea is hidden and keeps the editor's text (for the form's checks),
+// and a hidden input NAME carries its HTML. Without script the textarea posts text as it
+// always did. The toolbar's words come translated in data-rich-words (JSON, written by
+// app/web/inbox/forms.py: editor_words); English stands in for any that is missing.
 // The server never trusts this HTML: app/mail/sanitize.py cleans it as it cleans mail.
 (function () {
   "use strict";
@@ -288,24 +290,40 @@
     return null;
   }
 
-  var BUTTONS = [
-    {name: "bold", label: "Bold", text: "B"},
-    {name: "italic", label: "Italic", text: "I"},
-    {name: "insertUnorderedList", label: "Bulleted list", text: "• List"},
-    {name: "insertOrderedList", label: "1. List, numbered", text: "1. List"},
-    {name: "link", label: "Link", text: "Link"},
-    {name: "quote", label: "Quote", text: "❝ Quote"}
-  ];
+  // The toolbar's words in English; the page's own (data-rich-words) replace them.
+  var ENGLISH = {
+    toolbar: "Formatting",
+    bold: "Bold", boldText: "B",
+    italic: "Italic", italicText: "I",
+    insertUnorderedList: "Bulleted list", insertUnorderedListText: "• List",
+    insertOrderedList: "1. List, numbered", insertOrderedListText: "1. List",
+    link: "Link", linkText: "Link",
+    quote: "Quote", quoteText: "❝ Quote",
+    linkPrompt: "Link address (https://… or mailto:…)",
+    linkRefused: "A link must start with https://, http:// or mailto:."
+  };
+  var BUTTONS = ["bold", "italic", "insertUnorderedList", "insertOrderedList", "link", "quote"];
+
+  function wordsOf(textarea) {
+    var given = {};
+    try { given = JSON.parse(textarea.getAttribute("data-rich-words") || "{}") || {}; } catch (error) { given = {}; }
+    var words = {};
+    Object.keys(ENGLISH).forEach(function (key) {
+      words[key] = typeof given[key] === "string" && given[key] ? given[key] : ENGLISH[key];
+    });
+    return words;
+  }
 
   function enhance(textarea) {
     if (textarea.getAttribute("data-rich-ready")) { return; }
     textarea.setAttribute("data-rich-ready", "1");
+    var words = wordsOf(textarea);
     var wrapper = document.createElement("div");
     wrapper.className = "rich-editor";
     var toolbar = document.createElement("div");
     toolbar.className = "rich-toolbar";
     toolbar.setAttribute("role", "toolbar");
-    toolbar.setAttribute("aria-label", "Formatting");
+    toolbar.setAttribute("aria-label", words.toolbar);
     var area = document.createElement("div");
     area.className = "rich-area";
     area.contentEditable = "true";
@@ -330,20 +348,20 @@
     area.innerHTML = start ? cleanHtml(start) : textToHtml(textarea.value);
     if (!area.innerHTML) { area.innerHTML = "<div><br></div>"; }
 
-    BUTTONS.forEach(function (spec) {
+    BUTTONS.forEach(function (name) {
       var button = document.createElement("button");
       button.type = "button";
-      button.className = "rich-button rich-" + spec.name;
-      button.textContent = spec.text;
-      button.title = spec.label;
-      button.setAttribute("aria-label", spec.label);
-      button.setAttribute("data-command", spec.name);
-      if (spec.name === "bold" || spec.name === "italic") {
+      button.className = "rich-button rich-" + name;
+      button.textContent = words[name + "Text"];
+      button.title = words[name];
+      button.setAttribute("aria-label", words[name]);
+      button.setAttribute("data-command", name);
+      if (name === "bold" || name === "italic") {
         button.setAttribute("aria-pressed", "false");
       }
       // Keep the selection in the editor: a click would otherwise move focus first.
       button.addEventListener("mousedown", function (event) { event.preventDefault(); });
-      button.addEventListener("click", function () { run(spec.name); });
+      button.addEventListener("click", function () { run(name); });
       toolbar.appendChild(button);
     });
 
@@ -375,11 +393,11 @@
       area.focus();
       try { document.execCommand("styleWithCSS", false, false); } catch (error) { /* old engine */ }
       if (name === "link") {
-        var address = window.prompt("Link address (https://… or mailto:…)", "https://");
+        var address = window.prompt(words.linkPrompt, "https://");
         if (address === null) { return; }
         address = address.trim();
         if (!SAFE_LINK.test(address)) {
-          window.alert("A link must start with https://, http:// or mailto:.");
+          window.alert(words.linkRefused);
           return;
         }
         var selection = window.getSelection();

@@ -21,13 +21,6 @@ def administrators_only():
     return None
 
 
-from app.web.admin import (  # noqa: E402, F401  (each attaches its routes to bp)
-    audit_log,
-    passkeys,
-    people,
-    policies,
-    settings,
-    templates,
-    tenants,
-    tracking,
-)
+import app.web.admin.mail_clients  # noqa: E402  (the mail client buttons' page)
+import app.web.admin.passkeys  # noqa: E402,F401  (passkey policy and removal)
+from app.web.admin import audit_log, people, policies, settings, templates, tenants, tracking  # noqa: E402,F401  (each attaches its routes to bp)

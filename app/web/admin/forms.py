@@ -1,5 +1,9 @@
-"""Forms of the administrator console. Policy rules live in app/domain/policy_rules.py."""
+"""Forms of the administrator console. Policy rules live in app/domain/policy_rules.py.
 
+Labels and messages are lazy: the form classes are built at import, before any locale.
+"""
+
+from flask_babel import lazy_gettext as _l
 from flask_wtf.file import FileField
 from wtforms import (
     BooleanField,
@@ -27,6 +31,7 @@ from app.delivery import destinations
 from app.mail import addresses
 from app.models import Fallback, Mode, PolicyKind, RecipientState, Role, Route, TlsLevel
 from app.web.inputs import Form
+from app.web.languages import LANGUAGES, say
 
 
 def relay_syntax(form, field) -> None:
@@ -35,63 +40,65 @@ def relay_syntax(form, field) -> None:
     try:
         destinations.parse_relay(field.data.strip())
     except ValueError as error:
-        raise ValidationError(str(error)) from None
+        raise ValidationError(say(error.args[0])) from None
 
 
-ADDRESS = Regexp(r"^[^@\s]+@[^@\s]+$", message="Enter an email address.")
-KIND_LABELS = {PolicyKind.ROUTE: "Route (who to whom)",
-               PolicyKind.CONTENT: "Content (a word or phrase)",
-               PolicyKind.SECURE_DELIVERY: "Secure delivery (TLS required)"}
+ADDRESS = Regexp(r"^[^@\s]+@[^@\s]+$", message=_l("Enter an email address."))
+KIND_LABELS = {PolicyKind.ROUTE: _l("Route (who to whom)"),
+               PolicyKind.CONTENT: _l("Content (a word or phrase)"),
+               PolicyKind.SECURE_DELIVERY: _l("Secure delivery (TLS required)")}
 
 
 class PolicyForm(Form):
-    name = StringField("Name", validators=[DataRequired(), Length(max=200)])
-    kind = SelectField("Kind", choices=[SelectChoice(k, v) for k, v in KIND_LABELS.items()])
-    enabled = BooleanField("Enabled", default=True)
-    from_pattern = StringField("From", validators=[Length(max=320)])
-    to_pattern = StringField("To", validators=[Length(max=320)])
-    phrases = TextAreaField("Words or phrases, one per line", validators=[Length(max=20_000)])
+    name = StringField(_l("Name"), validators=[DataRequired(), Length(max=200)])
+    kind = SelectField(_l("Kind"), choices=[SelectChoice(k, v) for k, v in KIND_LABELS.items()])
+    enabled = BooleanField(_l("Enabled"), default=True)
+    from_pattern = StringField(_l("From"), validators=[Length(max=320)])
+    to_pattern = StringField(_l("To"), validators=[Length(max=320)])
+    phrases = TextAreaField(_l("Words or phrases, one per line"), validators=[Length(max=20_000)])
     where = SelectMultipleField(
-        "Look in", choices=[SelectChoice("subject", "Subject"), SelectChoice("body", "Body")],
+        _l("Look in"),
+        choices=[SelectChoice("subject", _l("Subject")), SelectChoice("body", _l("Body"))],
         default=["subject", "body"], widget=ListWidget(prefix_label=False),
         option_widget=CheckboxInput())
-    tls = SelectField("TLS", choices=[SelectChoice(TlsLevel.ENCRYPT, "Encrypt (any certificate)"),
-                                      SelectChoice(TlsLevel.VERIFY, "Verify (valid certificate)")])
-    fallback = SelectField("When TLS cannot be had",
-                           choices=[SelectChoice(Fallback.CCM, "Deliver by CCM"),
-                                    SelectChoice(Fallback.BOUNCE, "Bounce to the sender")])
-    visibility_days = IntegerField("Visibility window (days)",
+    tls = SelectField(_l("TLS"), choices=[
+        SelectChoice(TlsLevel.ENCRYPT, _l("Encrypt (any certificate)")),
+        SelectChoice(TlsLevel.VERIFY, _l("Verify (valid certificate)"))])
+    fallback = SelectField(_l("When TLS cannot be had"),
+                           choices=[SelectChoice(Fallback.CCM, _l("Deliver by CCM")),
+                                    SelectChoice(Fallback.BOUNCE, _l("Bounce to the sender"))])
+    visibility_days = IntegerField(_l("Visibility window (days)"),
                                    validators=[Optional(), NumberRange(1, 3650)])
 
 
 class TesterForm(Form):
-    sender = StringField("Sender", validators=[DataRequired(), ADDRESS])
-    recipients = StringField("Recipients", validators=[DataRequired(), Length(max=5000)])
-    subject = StringField("Subject", validators=[Length(max=998)])
-    body = TextAreaField("Body", validators=[Length(max=200_000)])
-    mode = SelectField("CCM mode", choices=[
-        SelectChoice("", "As a mail client asks (the X-CCM-Mode header, if allowed)"),
-        SelectChoice(Mode.OFF, "Off (portal composer)"),
-        SelectChoice(Mode.EXTERNAL, "External Recipients Only (portal composer)"),
-        SelectChoice(Mode.ALL, "All Recipients (portal composer)")], default="")
-    eml = FileField("Or a message file (.eml)")
+    sender = StringField(_l("Sender"), validators=[DataRequired(), ADDRESS])
+    recipients = StringField(_l("Recipients"), validators=[DataRequired(), Length(max=5000)])
+    subject = StringField(_l("Subject"), validators=[Length(max=998)])
+    body = TextAreaField(_l("Body"), validators=[Length(max=200_000)])
+    mode = SelectField(_l("CCM mode"), choices=[
+        SelectChoice("", _l("As a mail client asks (the X-CCM-Mode header, if allowed)")),
+        SelectChoice(Mode.OFF, _l("Off (portal composer)")),
+        SelectChoice(Mode.EXTERNAL, _l("External Recipients Only (portal composer)")),
+        SelectChoice(Mode.ALL, _l("All Recipients (portal composer)"))], default="")
+    eml = FileField(_l("Or a message file (.eml)"))
 
 
 class UserForm(Form):
-    role = SelectField("Role", choices=[SelectChoice(Role.INTERNAL, "Internal user"),
-                                        SelectChoice(Role.ADMIN, "Administrator")])
-    application_settings = SelectField("Application settings", coerce=str)
-    portal_ccm = SelectField("May use CCM mode in the portal", choices=[
-        SelectChoice("", "As the application settings say"), SelectChoice("yes", "Allow"),
-        SelectChoice("no", "Deny")])
-    send_secure = SelectField("May Send Secure from a mail client", choices=[
-        SelectChoice("", "As the application settings say"), SelectChoice("yes", "Allow"),
-        SelectChoice("no", "Deny")])
-    disabled = BooleanField("Disabled (cannot sign in)")
+    role = SelectField(_l("Role"), choices=[SelectChoice(Role.INTERNAL, _l("Internal user")),
+                                        SelectChoice(Role.ADMIN, _l("Administrator"))])
+    application_settings = SelectField(_l("Application settings"), coerce=str)
+    portal_ccm = SelectField(_l("May use CCM mode in the portal"), choices=[
+        SelectChoice("", _l("As the application settings say")), SelectChoice("yes", _l("Allow")),
+        SelectChoice("no", _l("Deny"))])
+    send_secure = SelectField(_l("May Send Secure from a mail client"), choices=[
+        SelectChoice("", _l("As the application settings say")), SelectChoice("yes", _l("Allow")),
+        SelectChoice("no", _l("Deny"))])
+    disabled = BooleanField(_l("Disabled (cannot sign in)"))
 
 
 class NewUserForm(UserForm):
-    email = StringField("Email address", validators=[DataRequired(), Length(max=320), ADDRESS])
+    email = StringField(_l("Email address"), validators=[DataRequired(), Length(max=320), ADDRESS])
 
 
 class ActionForm(Form):
@@ -99,40 +106,41 @@ class ActionForm(Form):
 
 
 class ProfileForm(Form):
-    name = StringField("Name", validators=[DataRequired(), Length(max=100)])
-    portal_ccm = BooleanField("May use CCM mode when composing in the portal")
-    send_secure = BooleanField('May "Send Secure" from a mail client (X-CCM-Mode)')
-    is_default = BooleanField("Default for users without application settings of their own")
+    name = StringField(_l("Name"), validators=[DataRequired(), Length(max=100)])
+    portal_ccm = BooleanField(_l("May use CCM mode when composing in the portal"))
+    send_secure = BooleanField(_l('May "Send Secure" from a mail client (X-CCM-Mode)'))
+    is_default = BooleanField(_l("Default for users without application settings of their own"))
 
 
 class TemplateForm(Form):
-    subject = StringField("Subject", validators=[DataRequired(), Length(max=998)])
-    text = TextAreaField("Text version", validators=[DataRequired(), Length(max=100_000)])
-    html = TextAreaField("HTML version", validators=[DataRequired(), Length(max=200_000)])
+    subject = StringField(_l("Subject"), validators=[DataRequired(), Length(max=998)])
+    text = TextAreaField(_l("Text version"), validators=[DataRequired(), Length(max=100_000)])
+    html = TextAreaField(_l("HTML version"), validators=[DataRequired(), Length(max=200_000)])
 
 
 class TrackingForm(Form):
     class Meta:
         csrf = False  # a search changes nothing
 
-    sender = StringField("Sender", validators=[Optional(), Length(max=320)])
-    recipient = StringField("Recipient", validators=[Optional(), Length(max=320)])
-    subject = StringField("Subject", validators=[Optional(), Length(max=200)])
-    since = DateField("Received from", validators=[Optional()])
-    until = DateField("Received until", validators=[Optional()])
-    route = SelectField("Route", choices=[
-        SelectChoice("", "Any"), SelectChoice(Route.CCM, "CCM"),
-        SelectChoice(Route.INTERNAL, "Internal relay"), SelectChoice(Route.EXTERNAL, "MX")],
+    sender = StringField(_l("Sender"), validators=[Optional(), Length(max=320)])
+    recipient = StringField(_l("Recipient"), validators=[Optional(), Length(max=320)])
+    subject = StringField(_l("Subject"), validators=[Optional(), Length(max=200)])
+    since = DateField(_l("Received from"), validators=[Optional()])
+    until = DateField(_l("Received until"), validators=[Optional()])
+    route = SelectField(_l("Route"), choices=[
+        SelectChoice("", _l("Any")), SelectChoice(Route.CCM, "CCM"),
+        SelectChoice(Route.INTERNAL, _l("Internal relay")), SelectChoice(Route.EXTERNAL, "MX")],
         validators=[Optional()])
-    state = SelectField("Recipient state", choices=[SelectChoice("", "Any")] + [
+    state = SelectField(_l("Recipient state"), choices=[SelectChoice("", _l("Any"))] + [
         SelectChoice(state, label) for state, label in (
-            (RecipientState.QUEUED, "Queued"), (RecipientState.DEFERRED, "Deferred"),
-            (RecipientState.DELIVERED, "Delivered"), (RecipientState.BOUNCED, "Bounced"),
-            (RecipientState.HELD, "In the isolation area"), (RecipientState.REVOKED, "Withdrawn"),
-            (RecipientState.EXPIRED, "Expired"))], validators=[Optional()])
-    message_id = StringField("Message-ID", validators=[Optional(), Length(max=998)])
+            (RecipientState.QUEUED, _l("Queued")), (RecipientState.DEFERRED, _l("Deferred")),
+            (RecipientState.DELIVERED, _l("Delivered")), (RecipientState.BOUNCED, _l("Bounced")),
+            (RecipientState.HELD, _l("In the isolation area")),
+            (RecipientState.REVOKED, _l("Withdrawn")), (RecipientState.EXPIRED, _l("Expired")))],
+        validators=[Optional()])
+    message_id = StringField(_l("Message-ID"), validators=[Optional(), Length(max=998)])
     #: the platform administrator's: every tenant's messages (ignored for anyone else)
-    every_tenant = BooleanField("Every tenant")
+    every_tenant = BooleanField(_l("Every tenant"))
 
 
 class RevokeForm(Form):
@@ -142,53 +150,57 @@ class RevokeForm(Form):
 def time_zone_name(form, field) -> None:
     """An IANA time zone name this system knows (app/clock.py)."""
     if problem := clock.zone_problem((field.data or "").strip()):
-        raise ValidationError(problem)
+        raise ValidationError(say(problem))
 
 
 def sender_name(form, field) -> None:
     """A name notifications may show as their sender (the portal's, else the
     organisation's): nothing that reads as an address or a control character."""
     if problem := addresses.display_name_problem(field.data or ""):
-        raise ValidationError(problem)
+        raise ValidationError(say(problem))
+
+
+SECOND_FACTOR_CHOICES = [SelectChoice("off", _l("Off")), SelectChoice("optional", _l("Optional")),
+                         SelectChoice("required", _l("Required"))]
 
 
 class SettingsForm(Form):
-    name = StringField("Organisation name",
+    name = StringField(_l("Organisation name"),
                        validators=[DataRequired(), Length(max=200), sender_name])
-    portal_name = StringField("Portal name (on the sign-in page and in notifications)",
+    portal_name = StringField(_l("Portal name (on the sign-in page and in notifications)"),
                               validators=[Optional(), Length(max=200), sender_name])
-    domains = TextAreaField("Internal domains, one per line", validators=[DataRequired()])
-    internal_relay = StringField("Internal relay (smtp://host:port)",
+    domains = TextAreaField(_l("Internal domains, one per line"), validators=[DataRequired()])
+    internal_relay = StringField(_l("Internal relay (smtp://host:port)"),
                                  validators=[Optional(), Length(max=255), relay_syntax])
-    visibility_days = IntegerField("Visibility window (days)",
+    visibility_days = IntegerField(_l("Visibility window (days)"),
                                    validators=[DataRequired(), NumberRange(1, 3650)])
-    expiry_warning_days = IntegerField("Warn about unopened messages this many days before "
-                                       "they expire (0: never)",
+    expiry_warning_days = IntegerField(_l("Warn about unopened messages this many days "
+                                          "before they expire (0: never)"),
                                        validators=[Optional(), NumberRange(0, 365)])
-    first_contact = SelectField("First contact", choices=[
-        SelectChoice("password", "Email a generated password"),
-        SelectChoice("activation_link", "Email a link to choose a password")])
-    activation_hours = IntegerField("Activation link valid for (hours)",
+    first_contact = SelectField(_l("First contact"), choices=[
+        SelectChoice("password", _l("Email a generated password")),
+        SelectChoice("activation_link", _l("Email a link to choose a password"))])
+    activation_hours = IntegerField(_l("Activation link valid for (hours)"),
                                     validators=[DataRequired(), NumberRange(1, 720)])
-    logo = FileField("Logo (PNG or JPEG, up to 200 KB)")
-    second_factor_external = SelectField("Second factor for external recipients",
-                                         choices=[SelectChoice(v, v.capitalize()) for v in
-                                                  ("off", "optional", "required")])
-    second_factor_internal = SelectField("Second factor for internal users",
-                                         choices=[SelectChoice(v, v.capitalize()) for v in
-                                                  ("off", "optional", "required")])
-    mail_from = StringField("Notification sender address",
+    logo = FileField(_l("Logo (PNG or JPEG, up to 200 KB)"))
+    second_factor_external = SelectField(_l("Second factor for external recipients"),
+                                         choices=SECOND_FACTOR_CHOICES)
+    second_factor_internal = SelectField(_l("Second factor for internal users"),
+                                         choices=SECOND_FACTOR_CHOICES)
+    mail_from = StringField(_l("Notification sender address"),
                             validators=[Optional(), Length(max=320), ADDRESS])
-    time_zone = StringField("Time zone of the portal's pages",
+    time_zone = StringField(_l("Time zone of the portal's pages"),
                             validators=[DataRequired(), Length(max=64), time_zone_name])
+    default_language = SelectField(_l("Language of notifications"), choices=[
+        SelectChoice(code, name, render_kw={"lang": code}) for code, name in LANGUAGES.items()])
 
 
 class TenantForm(Form):
-    slug = StringField("Short name (in portal addresses)", validators=[
+    slug = StringField(_l("Short name (in portal addresses)"), validators=[
         DataRequired(), Length(max=63),
-        Regexp(r"^[a-z0-9-]+$", message="Use lower-case letters, digits and '-'.")])
-    name = StringField("Organisation name",
+        Regexp(r"^[a-z0-9-]+$", message=_l("Use lower-case letters, digits and '-'."))])
+    name = StringField(_l("Organisation name"),
                        validators=[DataRequired(), Length(max=200), sender_name])
-    domains = TextAreaField("Internal domains, one per line", validators=[DataRequired()])
-    admin_email = StringField("First administrator's address",
+    domains = TextAreaField(_l("Internal domains, one per line"), validators=[DataRequired()])
+    admin_email = StringField(_l("First administrator's address"),
                               validators=[DataRequired(), Length(max=320), ADDRESS])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import abort, flash, request, url_for
+from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
 
@@ -11,6 +12,7 @@ from app.extensions import db
 from app.models import ApplicationSettings, Role, Side
 from app.web.admin import bp
 from app.web.admin.forms import ActionForm, NewUserForm, ProfileForm, UserForm
+from app.web.languages import say
 from app.web.rendering import page, redirect_to
 
 _OVERRIDE = {"": None, "yes": True, "no": False}
@@ -21,7 +23,7 @@ def _profiles() -> list[ApplicationSettings]:
 
 
 def _profile_choices(form: UserForm) -> None:
-    form.application_settings.choices = [("", "The tenant's default")] + [
+    form.application_settings.choices = [("", _("The tenant's default"))] + [
         (str(p.id), p.name) for p in _profiles()]
 
 
@@ -64,7 +66,7 @@ def new_user():
             user, password = people.create_internal(current_user.tenant, form.email.data,
                                                     form.role.data)
         except people.CannotCreate as refused:
-            form.email.errors = [*form.email.errors, str(refused)]
+            form.email.errors = [*form.email.errors, say(refused.args[0])]
         else:
             _apply(form, user)
             audit.record("user created", f"{user.email} as {user.role}",
@@ -89,13 +91,13 @@ def user(user_id: int):
         form.disabled.data = person.disabled
     elif form.validate_on_submit():
         if person.id == current_user.id and (form.disabled.data or form.role.data != Role.ADMIN):
-            form.form_errors.append("You cannot disable yourself or give up your own role.")
+            form.form_errors.append(_("You cannot disable yourself or give up your own role."))
         else:
             _apply(form, person)
             audit.record("user changed", f"{person.email}: role {person.role}, "
                          f"disabled {person.disabled}", tenant=current_user.tenant)
             db.session.commit()
-            flash(f"{person.email} saved.", "success")
+            flash(_("%(email)s saved.", email=person.email), "success")
             return redirect_to(url_for("admin.user", user_id=person.id))
     return page("admin/user.html", "admin/_user.html", form=form, person=person,
                 action=ActionForm(), locked=people.accounts.is_locked(person))
@@ -109,7 +111,7 @@ def reset_password(user_id: int):
         people.reset_password(person)
         audit.record("password reset", person.email, tenant=current_user.tenant)
         db.session.commit()
-        flash(f"A new password is on its way to {person.email}.", "success")
+        flash(_("A new password is on its way to %(email)s.", email=person.email), "success")
     return redirect_to(url_for("admin.user", user_id=person.id))
 
 
@@ -121,8 +123,8 @@ def reset_second_factor(user_id: int):
         second_factor.reset(person)
         audit.record("second factor reset", person.email, tenant=current_user.tenant)
         db.session.commit()
-        flash(f"{person.email} can sign in with the password alone until a new factor is "
-              "set up.", "success")
+        flash(_("%(email)s can sign in with the password alone until a new factor is set up.",
+                email=person.email), "success")
     return redirect_to(url_for("admin.user", user_id=person.id))
 
 
@@ -133,7 +135,7 @@ def unlock(user_id: int):
         people.unlock(person)
         audit.record("account unlocked", person.email, tenant=current_user.tenant)
         db.session.commit()
-        flash(f"{person.email} can sign in again.", "success")
+        flash(_("%(email)s can sign in again.", email=person.email), "success")
     return redirect_to(url_for("admin.user", user_id=person.id))
 
 
@@ -163,7 +165,7 @@ def profile(profile_id: int | None = None):
     if form.validate_on_submit():
         name = form.name.data.strip()
         if any(p.name == name and p is not existing for p in _profiles()):
-            form.name.errors = [*form.name.errors, "Another profile has this name."]
+            form.name.errors = [*form.name.errors, _("Another profile has this name.")]
         else:
             target = existing or ApplicationSettings(tenant=current_user.tenant)
             target.name, target.portal_ccm = name, form.portal_ccm.data
@@ -178,6 +180,6 @@ def profile(profile_id: int | None = None):
                          f"{target.send_secure}, default {target.is_default}",
                          tenant=current_user.tenant)
             db.session.commit()
-            flash(f"Application settings “{name}” saved.", "success")
+            flash(_("Application settings “%(name)s” saved.", name=name), "success")
             return redirect_to(url_for("admin.profiles"))
     return page("admin/profile.html", "admin/_profile_form.html", form=form, profile=existing)

@@ -6,6 +6,7 @@ from email.message import EmailMessage
 from email.policy import SMTP
 
 from flask import abort, flash, request, url_for
+from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
 
@@ -14,6 +15,7 @@ from app.extensions import db
 from app.models import Fallback, Policy, PolicyKind, TlsLevel
 from app.web.admin import bp
 from app.web.admin.forms import ActionForm, PolicyForm, TesterForm
+from app.web.languages import say
 from app.web.rendering import page, redirect_to
 
 
@@ -69,7 +71,8 @@ def policy(policy_id: int | None = None):
                   "where": form.where, "tls": form.tls, "fallback": form.fallback,
                   "visibility_days": form.visibility_days, "kind": form.kind}
         for name, problem in problems.items():
-            fields[name].errors = [*fields[name].errors, problem.capitalize() + "."]
+            said = say(problem)  # a phrase the importer also writes after a line number
+            fields[name].errors = [*fields[name].errors, said[:1].upper() + said[1:] + "."]
         if not problems:
             target = existing or Policy(tenant=current_user.tenant,
                                         position=len(current_user.tenant.policies))
@@ -80,7 +83,7 @@ def policy(policy_id: int | None = None):
             audit.record("policy saved" if existing else "policy created",
                          f"{target.name} ({kind})", tenant=current_user.tenant)
             db.session.commit()
-            flash(f"Policy “{target.name}” saved.", "success")
+            flash(_("Policy “%(name)s” saved.", name=target.name), "success")
             return redirect_to(url_for("admin.policies"))
     return page("admin/policy.html", "admin/_policy_form.html", form=form, policy=existing)
 
@@ -128,7 +131,7 @@ def delete_policy(policy_id: int):
         for position, each in enumerate(_ordered()):
             each.position = position
         db.session.commit()
-        flash(f"Policy “{policy.name}” deleted.", "success")
+        flash(_("Policy “%(name)s” deleted.", name=policy.name), "success")
     return redirect_to(url_for("admin.policies"))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 
 from flask import abort, current_app, flash, url_for
+from flask_babel import gettext as _
 from flask_login import current_user
 
 from app import config
@@ -15,7 +16,9 @@ from app.mail import addresses
 from app.models import Domain
 from app.web.admin import bp
 from app.web.admin.forms import ActionForm, SettingsForm
+from app.web.languages import say
 from app.web.rendering import page, redirect_to
+from app.words import N_, Words
 
 LOGO_TYPES = {b"\x89PNG\r\n\x1a\n": "image/png", b"\xff\xd8\xff": "image/jpeg"}
 LOGO_BYTES = 200 * 1024
@@ -26,15 +29,18 @@ def logo_type(data: bytes) -> str | None:
     return next((kind for magic, kind in LOGO_TYPES.items() if data.startswith(magic)), None)
 
 
-def domains_problem(tenant, names: list[str]) -> str | None:
+def domains_problem(tenant, names: list[str]) -> Words | None:
+    """Why ``names`` cannot be ``tenant``'s internal domains (in English: the page says it
+    in its language); None when they can."""
     if not names:
-        return "Give at least one internal domain."
+        return Words(N_("Give at least one internal domain."))
     for name in names:
         if problem := addresses.domain_problem(name):
             return problem
     # A domain another tenant only waits on is no claim: the first to prove it wins.
     if taken := domain_proof.verified_elsewhere(names, tenant):
-        return f"Already the domain of another organisation: {', '.join(taken)}"
+        return Words(N_("Already the domain of another organisation: %(domains)s"),
+                     domains=", ".join(taken))
     return None
 
 
@@ -49,8 +55,8 @@ def relay_problem(tenant, relay: str | None, *, by_platform_admin: bool) -> str 
     if relay is None or by_platform_admin or \
             (relay == tenant.internal_relay and tenant.internal_relay_trusted):
         return None
-    return destinations.relay_refusal(destinations.parse_relay(relay),
-                                   destinations.Options.from_config(current_app.config))
+    return say(destinations.relay_refusal(destinations.parse_relay(relay),
+                                       destinations.Options.from_config(current_app.config)))
 
 
 def set_relay(tenant, relay: str | None, *, by_platform_admin: bool) -> None:
@@ -69,16 +75,17 @@ def sender_problem(address: str, names: list[str], pending: list[str] = ()) -> s
     can."""
     example = f"notifications@{names[0]}" if names else "notifications@example.com"
     if problem := addresses.sender_problem(address):
-        return f"{problem} Use one such as {example}."
+        return _("%(problem)s Use one such as %(example)s.", problem=say(problem), example=example)
     if addresses.sender_at(address, pending) and not addresses.sender_at(address, names):
         # Anyone can type paypal.com: it is ours to send from only once DNS says so.
-        return (f"{addresses.domain_of(address)} is not verified yet. Publish the TXT "
-                f"record shown under Domain verification and choose Check now, then set "
-                f"this address.")
+        return _("%(domain)s is not verified yet. Publish the TXT record shown under Domain "
+                 "verification and choose Check now, then set this address.",
+                 domain=addresses.domain_of(address))
     if not addresses.sender_at(address, names):
         # Notifications must not claim to come from another organisation.
-        return (f"{address} is not at one of your domains ({', '.join(names)}). Use an "
-                f"address such as {example}, or leave this empty for the gateway's own.")
+        return _("%(address)s is not at one of your domains (%(domains)s). Use an address such "
+                 "as %(example)s, or leave this empty for the gateway's own.",
+                 address=address, domains=", ".join(names), example=example)
     return None
 
 
@@ -99,6 +106,7 @@ AUDITED = {
     "second factor, internal": lambda t: t.second_factor_internal,
     "notification sender address": lambda t: t.mail_from,
     "time zone": lambda t: t.time_zone,
+    "language of notifications": lambda t: t.default_language,
     # the image itself is no text to log: its type, size and the start of its SHA-256
     "logo": lambda t: t.logo_type and (f"{t.logo_type}, {len(t.logo or b''):,} bytes, "
                                        f"sha256 {hashlib.sha256(t.logo or b'').hexdigest()[:12]}"),
@@ -135,7 +143,7 @@ def settings():
         sender = (form.mail_from.data or "").strip().lower()
         verified = set(tenant.verified_domains)
         if problem := domains_problem(tenant, names):
-            form.domains.errors = [*form.domains.errors, problem]
+            form.domains.errors = [*form.domains.errors, say(problem)]
         elif problem := relay_problem(tenant, relay, by_platform_admin=by_platform_admin):
             form.internal_relay.errors = [*form.internal_relay.errors, problem]
         elif sender and (problem := sender_problem(
@@ -143,7 +151,7 @@ def settings():
                 [n for n in names if n not in verified and not by_platform_admin])):
             form.mail_from.errors = [*form.mail_from.errors, problem]
         elif logo and (len(logo) > LOGO_BYTES or not logo_type(logo)):
-            form.logo.errors = [*form.logo.errors, "Use a PNG or JPEG file of 200 KB or less."]
+            form.logo.errors = [*form.logo.errors, _("Use a PNG or JPEG file of 200 KB or less.")]
         else:
             before = snapshot(tenant)
             tenant.name = form.name.data.strip()
@@ -157,6 +165,7 @@ def settings():
             tenant.second_factor_internal = form.second_factor_internal.data
             tenant.mail_from = sender or None
             tenant.time_zone = form.time_zone.data.strip()
+            tenant.default_language = form.default_language.data
             kept = {d.name for d in tenant.domains}
             added = [n for n in names if n not in kept]
             tenant.domains = [d for d in tenant.domains if d.name in names] + [
@@ -175,7 +184,7 @@ def settings():
                                  f"{domain.name}: TXT {domain_proof.record_value(domain)} "
                                  f"at {domain_proof.record_name(domain)}", tenant=tenant)
             db.session.commit()
-            flash("Settings saved.", "success")
+            flash(_("Settings saved."), "success")
             return redirect_to(url_for("admin.settings"))
     sender = mail_templates.sender_address(tenant)
     domain = addresses.domain_of(sender)
@@ -200,7 +209,7 @@ def check_domain(domain_id: int):
     audit.record("domain verified" if outcome.proven else "domain check failed",
                  f"{domain.name}: {outcome.message}", tenant=tenant)
     db.session.commit()
-    flash(outcome.message, "success" if outcome.proven else "error")
+    flash(say(outcome.message), "success" if outcome.proven else "error")
     return redirect_to(url_for("admin.settings"))
 
 
@@ -213,6 +222,6 @@ def dkim_key():
     dkim_signing.generate(tenant)
     audit.record("DKIM key generated", f"selector {tenant.dkim_selector}", tenant=tenant)
     db.session.commit()
-    flash("A new DKIM key is ready. Publish the DNS record below: until it is published, "
-          "receivers cannot check the signature.", "success")
+    flash(_("A new DKIM key is ready. Publish the DNS record below: until it is published, "
+            "receivers cannot check the signature."), "success")
     return redirect_to(url_for("admin.settings"))

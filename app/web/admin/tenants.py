@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import abort
+from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
 
@@ -13,6 +14,7 @@ from app.models import ApplicationSettings, Domain, Role, Tenant
 from app.web.admin import bp
 from app.web.admin.forms import TenantForm
 from app.web.admin.settings import domains_problem
+from app.web.languages import say
 from app.web.rendering import page
 
 
@@ -38,12 +40,12 @@ def new_tenant():
                                    if n.strip()))
         tenant = Tenant(slug=form.slug.data, name=form.name.data.strip())
         if db.session.scalar(select(Tenant.id).where(Tenant.slug == tenant.slug)):
-            form.slug.errors = [*form.slug.errors, "Another organisation has this short name."]
+            form.slug.errors = [*form.slug.errors, _("Another organisation has this short name.")]
         elif problem := domains_problem(tenant, names):
-            form.domains.errors = [*form.domains.errors, problem]
+            form.domains.errors = [*form.domains.errors, say(problem)]
         elif addresses.domain_of(form.admin_email.data) not in names:
             form.admin_email.errors = [*form.admin_email.errors,
-                                       "Use an address at one of the domains above."]
+                                       _("Use an address at one of the domains above.")]
         else:
             tenant.domains = [Domain(name=n) for n in names]
             tenant.application_settings = [ApplicationSettings(name="Default", is_default=True)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import abort, flash, request, url_for
+from flask_babel import gettext as _
 from flask_login import current_user
 
 from app.domain import audit, isolation, reading
@@ -69,6 +70,6 @@ def revoke(public_id: str):
             audit.record("message revoked", f"{message.subject!r} from {', '.join(withdrawn)}",
                          tenant=message.tenant)
         db.session.commit()
-        flash(f"Withdrawn from {', '.join(withdrawn)}." if withdrawn
-              else "There was nothing left to withdraw.", "success" if withdrawn else "info")
+        flash(_("Withdrawn from %(addresses)s.", addresses=", ".join(withdrawn)) if withdrawn
+              else _("There was nothing left to withdraw."), "success" if withdrawn else "info")
     return redirect_to(url_for("admin.tracked", public_id=public_id))

@@ -1,6 +1,10 @@
 """Forms of the compose pages. Addresses, limits and permissions are checked in
-app/domain/composing.py, for drafts as for sending."""
+app/domain/composing.py, for drafts as for sending.
 
+Labels are lazy: the form classes are built at import, before any locale.
+"""
+
+from flask_babel import lazy_gettext as _l
 from flask_wtf.file import MultipleFileField
 from wtforms import HiddenField, SelectField, StringField, TextAreaField
 from wtforms.fields.choices import SelectChoice
@@ -13,14 +17,14 @@ from app.web.inputs import Form
 
 class ComposeForm(Form):
     draft = HiddenField()
-    to = StringField("To", validators=[DataRequired()])
-    cc = StringField("Cc")
-    subject = StringField("Subject")
-    body = TextAreaField("Message")
+    to = StringField(_l("To"), validators=[DataRequired()])
+    cc = StringField(_l("Cc"))
+    subject = StringField(_l("Subject"))
+    body = TextAreaField(_l("Message"))
     # Never rendered: only the editor's script adds it (see rich_editor).
     body_html = TextAreaField()
-    attachments = MultipleFileField("Attach files")
-    mode = SelectField("CCM mode", choices=[SelectChoice(m, MODE_LABELS[m]) for m in Mode],
+    attachments = MultipleFileField(_l("Attach files"))
+    mode = SelectField(_l("CCM mode"), choices=[SelectChoice(m, MODE_LABELS[m]) for m in Mode],
                        default=Mode.OFF)
 
 

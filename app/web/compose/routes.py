@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import wraps
 
 from flask import abort, flash, request, url_for
+from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
 from app.domain import access_log, composing, isolation
@@ -13,6 +14,7 @@ from app.models import Side
 from app.web import message_body, uploads
 from app.web.compose import bp
 from app.web.compose.forms import ComposeForm, RevokeForm
+from app.web.compose.refusals import said
 from app.web.inbox.forms import rich_editor, sent_again
 from app.web.queries import sent_items
 from app.web.rendering import page, redirect_to
@@ -61,7 +63,7 @@ def compose():
         else:
             composing.discard_draft(current_user, form.draft.data)
             db.session.commit()
-            flash("Your message has been sent.", "success")
+            flash(_("Your message has been sent."), "success")
             return redirect_to(url_for("compose.sent_message", public_id=message.public_id))
     return page("compose/compose.html", "compose/_compose_form.html", form=form,
                 may_choose=may_choose, max_bytes=composing.attachment_limit())
@@ -70,9 +72,9 @@ def compose():
 def _show(form: ComposeForm, refused: composing.ComposeRefused) -> None:
     """Put the refusal beside the field at fault, or above the form."""
     if refused.field:
-        form[refused.field].errors = [*form[refused.field].errors, str(refused)]
+        form[refused.field].errors = [*form[refused.field].errors, said(refused)]
     else:
-        form.form_errors.append(str(refused))
+        form.form_errors.append(said(refused))
 
 
 @bp.route("/compose/draft", methods=["POST"])
@@ -93,7 +95,7 @@ def save_draft():
         abort(404)
     except composing.ComposeRefused as refused:
         return page("compose/_draft_state.html", "compose/_draft_state.html",
-                    draft=composing.draft_for(current_user, public_id), refused=refused)
+                    draft=composing.draft_for(current_user, public_id), refused=said(refused))
     db.session.commit()
     return page("compose/_draft_state.html", "compose/_draft_state.html", draft=draft)
 
@@ -200,7 +202,7 @@ def revoke(public_id: str):
                      if isolation.revoke(r, by=f"the sender, {current_user.email}")]
         db.session.commit()
         if withdrawn:
-            flash(f"Withdrawn from {', '.join(withdrawn)}.", "success")
+            flash(_("Withdrawn from %(addresses)s.", addresses=", ".join(withdrawn)), "success")
         else:
-            flash("There was nothing left to withdraw.", "info")
+            flash(_("There was nothing left to withdraw."), "info")
     return redirect_to(url_for("compose.sent_message", public_id=public_id))

@@ -11,6 +11,7 @@ from app.extensions import db
 from app.mail.sanitize import text_to_html
 from app.models import Side
 from app.web import message_body, uploads
+from app.web.compose.refusals import said
 from app.web.inbox import bp
 from app.web.inbox.forms import ReplyForm, rich_editor, sent_again
 from app.web.rendering import page, redirect_to
@@ -124,7 +125,8 @@ def reply(public_id: str):
     if request.method == "GET":
         to, cc = replies.defaults(copy, reply_all=reply_all)
         form.recipients.data = [*to, *cc]
-        form.body.data, starting_html = replies.drafts(copy)
+        form.body.data, starting_html = replies.drafts(
+            copy, intro=_("On %(when)s, %(sender)s wrote:"))  # replies.QUOTE_INTRO
     elif form.validate_on_submit():
         try:
             replies.send(
@@ -135,7 +137,7 @@ def reply(public_id: str):
                 client_address=request.remote_addr)
         except composing.ComposeRefused as refused:
             db.session.rollback()
-            form.form_errors.append(str(refused))
+            form.form_errors.append(said(refused))
         else:
             access_log.record("replied", tenant=copy.message.tenant, user=current_user,
                               message=copy.message)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from markupsafe import Markup
+from flask_babel import gettext as _
+from markupsafe import Markup, escape
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
@@ -12,6 +13,7 @@ from app.domain.mailbox import PER_PAGE, Page
 from app.extensions import db
 from app.models import Message, OutboundItem, QueueState, Recipient, RecipientState, Route, User
 from app.web.filters import moment
+from app.web.languages import N_, say
 
 
 def sent(user: User, *, number: int = 1) -> Page:
@@ -57,11 +59,14 @@ def outcomes(message: Message) -> list[str]:
     copies = [r for r in message.recipients if r.route == Route.CCM]
     fates = [fate for r in copies if (fate := _fate(r)) is not None]
     found = []
-    for word, gone in (("Withdrawn", [f for f in fates if f.withdrawn]),
-                       ("Expired", [f for f in fates if not f.withdrawn])):
+    for all_of, some_of, gone in (
+            (_("Withdrawn"), N_("Withdrawn for %(count)s of %(total)s"),
+             [f for f in fates if f.withdrawn]),
+            (_("Expired"), N_("Expired for %(count)s of %(total)s"),
+             [f for f in fates if not f.withdrawn])):
         if gone:
-            found.append(word if len(gone) == len(copies)
-                         else f"{word} for {len(gone)} of {len(copies)}")
+            found.append(all_of if len(gone) == len(copies)
+                         else _(some_of, count=len(gone), total=len(copies)))
     return found
 
 
@@ -75,23 +80,28 @@ def _fate(recipient: Recipient) -> mailbox.Fate | None:
 def status(recipient: Recipient) -> str:
     """Where a recipient's copy stands, in a few words."""
     if recipient.state == RecipientState.REVOKED:
-        return Markup("Withdrawn {}").format(moment(recipient.revoked_at, "short")).rstrip()
+        return _said(N_("Withdrawn %(when)s"), recipient.revoked_at).rstrip()
     if recipient.route == Route.CCM:
         if recipient.state == RecipientState.EXPIRED or (
                 recipient.visible_until and recipient.visible_until <= clock.utcnow()):
-            return Markup("Expired {}").format(moment(recipient.visible_until, "short")).rstrip()
+            return _said(N_("Expired %(when)s"), recipient.visible_until).rstrip()
         if recipient.replied_at:
-            return Markup("Replied {}").format(moment(recipient.replied_at, "short"))
+            return _said(N_("Replied %(when)s"), recipient.replied_at)
         if recipient.first_opened_at:
-            return Markup("Opened {}").format(moment(recipient.first_opened_at, "short"))
-        return {QueueState.DONE: "Notified",
-                QueueState.FAILED: "Notification could not be delivered"}.get(
-            _notification_state(recipient), "Held, notification queued")
+            return _said(N_("Opened %(when)s"), recipient.first_opened_at)
+        return {QueueState.DONE: _("Notified"),
+                QueueState.FAILED: _("Notification could not be delivered")}.get(
+            _notification_state(recipient), _("Held, notification queued"))
     if recipient.state == RecipientState.DELIVERED:
-        return delivery_events.delivered_how(recipient)
-    return {RecipientState.DEFERRED: "Deferred, will retry",
-            RecipientState.BOUNCED: "Bounced",
-            RecipientState.QUEUED: "Queued"}.get(recipient.state, recipient.state)
+        return say(delivery_events.delivered_how(recipient))
+    return {RecipientState.DEFERRED: _("Deferred, will retry"),
+            RecipientState.BOUNCED: _("Bounced"),
+            RecipientState.QUEUED: _("Queued")}.get(recipient.state, recipient.state)
+
+
+def _said(words: str, moment_of) -> Markup:
+    """``words`` translated, with the moment (a ``<time>`` element) for ``%(when)s``."""
+    return escape(_(words)) % {"when": moment(moment_of, "short")}
 
 
 def _notification_state(recipient: Recipient) -> str | None:
