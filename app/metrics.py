@@ -45,7 +45,7 @@ from app import database
 ROUTES = ("ccm", "internal", "external")
 KINDS = ("delivery", "notification", "dsn")
 OUTCOMES = ("sent", "deferred", "bounced", "shunted")
-FACTORS = ("password", "second_factor")
+FACTORS = ("password", "second_factor", "passkey")
 OTHER = "other"
 
 #: from a fraction of a second (a relay next door) to the five days of giving up

@@ -37,7 +37,8 @@ COVERED_TEMPLATES = [
 #: the notifications' built-in templates, marked with [% trans %] (their own delimiters)
 COVERED_MAIL = sorted(str(p.relative_to(TEMPLATES)) for p in (TEMPLATES / "email").iterdir())
 COVERED_PYTHON = [
-    "app/web/auth/forms.py", "app/web/auth/routes.py", "app/web/inbox/routes.py",
+    "app/web/auth/forms.py", "app/web/auth/passkeys.py", "app/web/auth/routes.py",
+    "app/web/inbox/routes.py",
     "app/web/inbox/forms.py", "app/web/errors.py", "app/web/languages.py",
     "app/web/mail_clients/routes.py", "app/web/queries/sent_items.py",
     *sorted(str(p.relative_to(ROOT)) for folder in ("admin", "compose")

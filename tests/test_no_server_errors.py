@@ -39,7 +39,7 @@ from werkzeug.routing import IntegerConverter
 import app as application_package
 from app.domain import accounts, composing, ingest, second_factor, tokens
 from app.extensions import db
-from app.models import ApplicationSettings, AuthSession, Policy, Tenant, User
+from app.models import ApplicationSettings, AuthSession, Passkey, Policy, Tenant, User
 from app.web.auth.routes import LAST_TENANT_COOKIE
 
 ROLES = ("visitor", "external", "internal", "administrator", "platform administrator")
@@ -167,18 +167,21 @@ def world(app, make_tenant, make_user) -> World:
     make_user(acme, "root@acme.test", role="admin", is_platform_admin=True)
     alice = make_user(acme, "alice@acme.test", role="internal")
     colleague = make_user(acme, "bob@acme.test", role="internal")
-    make_user(acme, "pat@partner.test")
+    pat = make_user(acme, "pat@partner.test")
     make_user(globex, "pat@partner.test")  # one password, two organisations: "which one?"
     with_factor = make_user(acme, "factor@acme.test", role="internal")
     secret = second_factor.new_secret()
     second_factor.enrol(with_factor, secret, pyotp.TOTP(secret).now())
     token = accounts.start_reset(make_user(acme, "reset@acme.test", role="internal"))
+    passkey = Passkey(user=pat, tenant_id=acme.id, credential_id=b"id", user_handle=b"handle",
+                      public_key=b"key", name="Phone")
     db.session.add_all([
         Policy(tenant=acme, position=0, name="Partners", kind="route",
                to_pattern="*@partner.test", phrases=[], where=["subject", "body"]),
         Policy(tenant=acme, position=1, name="Words", kind="content", phrases=["secret"],
                where=["subject", "body"]),
         ApplicationSettings(tenant=acme, name="Senders", portal_ccm=True, send_secure=True),
+        passkey,
     ])
     message = ingest.receive(_message_with_attachment(), "alice@acme.test",
                              ["pat@partner.test", "admin@acme.test", "root@acme.test",
@@ -191,7 +194,8 @@ def world(app, make_tenant, make_user) -> World:
                "policy_id": str(acme.policies[0].id),
                "profile_id": str(acme.application_settings[-1].id),
                "domain_id": str(acme.domains[0].id),  # verified: Check now asks no DNS
-               "kind": "secure_message", "filename": "css/ccm.css"}
+               "kind": "secure_message", "filename": "css/ccm.css",
+               "passkey_id": str(passkey.id)}
     return World(objects, emails)
 
 

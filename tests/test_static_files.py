@@ -12,7 +12,8 @@ from servers import NGINX, CcmWeb, NginxSite, ThrowawayCA, Visitor, free_port
 from app.web import static_files
 
 STATIC = Path(static_files.__file__).parents[1] / "static"
-TEXT_FILES = ["css/ccm.css", "js/ccm.js", "js/htmx-2.0.11.min.js", "img/icon.svg"]
+TEXT_FILES = ["css/ccm.css", "js/ccm.js", "js/htmx-2.0.11.min.js", "js/passkeys.js",
+              "img/icon.svg"]
 
 
 def fingerprint(name: str) -> str:

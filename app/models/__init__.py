@@ -14,6 +14,7 @@ from app.models.message import (
     Message,
     Recipient,
 )
+from app.models.passkey import Passkey
 from app.models.policy import FALLBACKS, POLICY_KINDS, TLS_LEVELS, WHERE, Policy
 from app.models.queue import OutboundItem
 from app.models.template import NotificationTemplate
@@ -54,6 +55,7 @@ __all__ = [
     "Mode",
     "NotificationTemplate",
     "OutboundItem",
+    "Passkey",
     "PasswordReset",
     "Policy",
     "PolicyKind",

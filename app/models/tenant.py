@@ -38,6 +38,12 @@ class Tenant(db.Model):
     #: second factor for external recipients and for internal users: off, optional, required
     second_factor_external: Mapped[str] = mapped_column(String(10), default="optional")
     second_factor_internal: Mapped[str] = mapped_column(String(10), default="optional")
+    #: passkeys for external recipients and for internal users: off, allowed, required
+    passkeys_external: Mapped[str] = mapped_column(String(10), default="allowed")
+    passkeys_internal: Mapped[str] = mapped_column(String(10), default="allowed")
+    #: with first contact by activation link: the link leads to creating a passkey, and
+    #: the account has no password at all
+    passkey_first_contact: Mapped[bool] = mapped_column(default=False)
     #: the notification sender address (Settings): From of generated mail, shown with the
     #: portal name, at one of the tenant's domains; CCM_MAIL_FROM when empty
     mail_from: Mapped[str | None] = mapped_column(String(320))

@@ -268,6 +268,7 @@ EXTERNAL = [
     Visit("withdrawn", "/inbox/{withdrawn}", 410),
     Visit("expired", "/inbox/{expired}", 410),
     Visit("second factor set-up", "/account/second-factor"),
+    Visit("passkeys", "/account/passkeys"),
     Visit("change password", "/password/change"),
     Visit("activity", "/account/activity"),
     Visit("recovery codes", _recovery_codes),

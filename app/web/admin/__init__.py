@@ -21,5 +21,6 @@ def administrators_only():
     return None
 
 
-import app.web.admin.mail_clients  # noqa: E402,F401  (the mail client buttons' page)
+import app.web.admin.mail_clients  # noqa: E402  (the mail client buttons' page)
+import app.web.admin.passkeys  # noqa: E402,F401  (passkey policy and removal)
 from app.web.admin import audit_log, people, policies, settings, templates, tenants, tracking  # noqa: E402,F401  (each attaches its routes to bp)

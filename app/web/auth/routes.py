@@ -10,7 +10,15 @@ from flask_login import current_user, login_required, login_user, logout_user
 from sqlalchemy import select
 from wtforms.fields.choices import SelectChoice
 
-from app.domain import access_log, accounts, auth_sessions, links, notices, second_factor
+from app.domain import (
+    access_log,
+    accounts,
+    auth_sessions,
+    links,
+    notices,
+    passkeys,
+    second_factor,
+)
 from app.extensions import db, limiter, login_manager
 from app.mail import addresses
 from app.models import Tenant, User
@@ -57,6 +65,14 @@ _OPEN_WHILE_CHANGE_PENDING = {"auth.change_password", "auth.sign_out", "auth.mes
 # ...and one who must set up a second factor.
 _OPEN_WHILE_ENROLMENT_PENDING = {"auth.enrol", "auth.sign_out", "auth.message_link",
                                  "static", "language.choose"}
+# ...and one whose organisation requires a passkey they do not have yet.
+_OPEN_WHILE_PASSKEY_PENDING = {"auth.passkeys_page", "auth.passkey_new_options",
+                               "auth.passkey_add", "auth.sign_out", "auth.message_link",
+                               "static", "language.choose"}
+#: a password that opens an account where only a passkey may now (app/domain/passkeys.py)
+PASSKEY_ONLY = N_(
+    "Your organisation asks you to sign in with your passkey: choose “Sign in with a "
+    "passkey”. Lost it? A recovery code, or an administrator, gets you back in.")
 # Where a sign-in leads when no other page was asked for.
 _LANDINGS = {"auth.home", "inbox.index"}
 
@@ -94,9 +110,14 @@ def require_password_change():
         if request.endpoint not in _OPEN_WHILE_CHANGE_PENDING:
             return redirect_to(url_for("auth.change_password", next=_asked_for()))
         return None
+    if passkeys.must_enrol(current_user):
+        if request.endpoint not in _OPEN_WHILE_PASSKEY_PENDING:
+            return redirect_to(url_for("auth.passkeys_page", next=_asked_for()))
+        return None
     if (
         second_factor.must_enrol(current_user)
         and request.endpoint not in _OPEN_WHILE_ENROLMENT_PENDING
+        and not passkeys.stands_in_for_second_factor(current_user)
     ):
         return redirect_to(url_for("auth.enrol", next=_asked_for()))
     return None
@@ -123,17 +144,19 @@ def _client() -> dict:
     return {"client_address": request.remote_addr, "user_agent": request.user_agent.string}
 
 
-def _sign_in_as(user: User, next_url: str | None = None, *, factor_checked: bool = False):
+def _sign_in_as(user: User, next_url: str | None = None, *, factor_checked: bool = False,
+                detail: str = ""):
     """Replace whatever session this browser had with a new one for ``user``.
 
     With a second factor set up, the password alone opens nothing: the code comes first.
+    ``detail`` goes on the access log's line (how, when not by password).
     """
     session.clear()
     if second_factor.enrolled(user) and not factor_checked:
         session["factor"] = {"user": user.id, "until": time.time() + CHOICE_SECONDS,
                              "next": safe_next(next_url)}
         return redirect_to(url_for("auth.code"))
-    access_log.record("sign_in", tenant=user.tenant, user=user)
+    access_log.record("sign_in", tenant=user.tenant, user=user, detail=detail)
     remember_tenant = user.tenant.slug
     auth_sessions.start(user, **_client())
     accounts.signed_in(user)
@@ -194,9 +217,11 @@ def sign_in(slug: str | None = None):
             for account in accounts.accounts_for(form.email.data, tenant):
                 access_log.record("sign_in_failed", tenant=account.tenant, user=account)
             db.session.commit()
-        if len(matched) == 1:
+        if len(matched) == 1 and passkeys.password_alone_refused(matched[0]):
+            form.form_errors.append(_(PASSKEY_ONLY))
+        elif len(matched) == 1:
             return _sign_in_as(matched[0], request.args.get("next"))
-        if matched:
+        elif matched:
             # The password is proven for several organisations: only now may we ask which.
             session["choose"] = {
                 "accounts": [u.id for u in matched],
@@ -204,7 +229,8 @@ def sign_in(slug: str | None = None):
                 "next": safe_next(request.args.get("next")),
             }
             return redirect_to(url_for("auth.choose_account"))
-        form.form_errors.append(_(SIGN_IN_REFUSED))
+        else:
+            form.form_errors.append(_(SIGN_IN_REFUSED))
     return page("auth/sign_in.html", "auth/_sign_in_form.html", form=form, tenant=tenant)
 
 
@@ -234,6 +260,9 @@ def choose_account():
     if form.validate_on_submit():
         session.pop("choose", None)
         chosen = next(u for u in users if u.id == form.account.data)
+        if passkeys.password_alone_refused(chosen):
+            flash(_(PASSKEY_ONLY), "error")
+            return redirect_to(url_for("auth.sign_in", slug=chosen.tenant.slug))
         return _sign_in_as(chosen, pending.get("next"))
     return page("auth/choose.html", "auth/_choose_form.html", form=form)
 
@@ -388,6 +417,9 @@ def reset_password(token: str):
     then = safe_next(request.args.get("next"))
     if reset is None:
         return page("auth/reset_invalid.html", "auth/_reset_invalid.html"), 404
+    if passkeys.first_contact_by_passkey(reset) and "password" not in request.args:
+        return page("auth/passkey_first_contact.html", "auth/_passkey_first_contact.html",
+                    user=reset.user, tenant=reset.user.tenant, token=token, then=then)
     form = NewPasswordForm()
     if form.validate_on_submit():
         try:
