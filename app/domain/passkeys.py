@@ -12,11 +12,14 @@ functions hand out, with the moment it stops being good. Callers commit.
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import time
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from webauthn import (
     generate_authentication_options,
     generate_registration_options,
@@ -42,7 +45,7 @@ from app import clock
 from app.config import settings
 from app.domain import second_factor
 from app.extensions import db
-from app.models import Passkey, PasswordReset, Side, Tenant, User
+from app.models import Passkey, PasswordReset, Side, SpentChallenge, Tenant, User
 
 #: a tenant's policy for each side: no passkeys, passkeys as a choice, or passkeys only
 OFF, ALLOWED, REQUIRED = "off", "allowed", "required"
@@ -277,9 +280,22 @@ def authenticate(response: str | dict, state: dict | None,
     if (verified.new_sign_count or passkey.sign_count) and \
             verified.new_sign_count <= passkey.sign_count:
         raise PasskeyRefused(CLONED)
+    _spend(challenge)
     passkey.sign_count = verified.new_sign_count
     passkey.last_used_at = clock.utcnow()
     return passkey
+
+
+def _spend(challenge: bytes) -> None:
+    """Mark a sign-in challenge answered; PasskeyRefused if it already was (a replay of a
+    captured cookie and answer, or the same answer posted twice)."""
+    digest = hashlib.sha256(challenge).hexdigest()
+    try:
+        with db.session.begin_nested():
+            db.session.add(SpentChallenge(digest=digest, expires_at=clock.utcnow() + timedelta(
+                seconds=CEREMONY_SECONDS)))
+    except IntegrityError:
+        raise PasskeyRefused(TOO_LATE) from None
 
 
 # --- the owner's and the administrator's list -----------------------------------------
