@@ -10,6 +10,7 @@ from app.domain import composing, reading
 from app.domain.delivery_events import record
 from app.mail import mime
 from app.models import Recipient, User
+from app.words import N_, Words
 
 
 def parties(copy: Recipient) -> list[str]:
@@ -91,11 +92,11 @@ def send(copy: Recipient, user: User, *, to: list[str], cc: list[str], body: str
     chosen = list(dict.fromkeys(a.strip().lower() for a in [*to, *cc] if a.strip()))
     strangers = [a for a in chosen if a not in allowed]
     if strangers:
-        raise composing.ComposeRefused(
+        raise composing.ComposeRefused(Words(N_(
             "A reply can only go to the people on the message; %(addresses)s is not one of "
-            "them.", addresses=", ".join(strangers))
+            "them."), addresses=", ".join(strangers)))
     if not chosen:
-        raise composing.ComposeRefused("Choose at least one person to reply to.")
+        raise composing.ComposeRefused(Words(N_("Choose at least one person to reply to.")))
     mode = composing.mode_for(user, mode)
     original = copy.message
     subject = original.subject or ""

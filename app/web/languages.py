@@ -18,7 +18,7 @@ from flask import (
     request,
     url_for,
 )
-from flask_babel import get_locale
+from flask_babel import format_number, get_locale
 from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy.exc import SQLAlchemyError
@@ -47,11 +47,13 @@ bp = Blueprint("language", __name__)
 
 def say(words) -> str:
     """What the domain said (a :class:`~app.words.Words`) in this request's language, its
-    values put back (said in the language too, where they are words themselves); any
-    other text as it is."""
+    values put back (said in the language too, where they are words themselves, and
+    numbers written as it writes them); any other text as it is."""
     if not isinstance(words, Words):
         return words
-    return _(words.template, **{name: say(value) for name, value in words.values.items()})
+    return _(words.template, **{
+        name: format_number(value) if isinstance(value, int) and not isinstance(value, bool)
+        else say(value) for name, value in words.values.items()})
 
 
 def select_locale() -> str:

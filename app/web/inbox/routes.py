@@ -11,9 +11,9 @@ from app.extensions import db
 from app.mail.sanitize import text_to_html
 from app.models import Side
 from app.web import message_body, uploads
-from app.web.compose.refusals import said
 from app.web.inbox import bp
 from app.web.inbox.forms import ReplyForm, rich_editor, sent_again
+from app.web.languages import say
 from app.web.rendering import page, redirect_to
 
 
@@ -137,7 +137,7 @@ def reply(public_id: str):
                 client_address=request.remote_addr)
         except composing.ComposeRefused as refused:
             db.session.rollback()
-            form.form_errors.append(said(refused))
+            form.form_errors.append(say(refused.words))
         else:
             access_log.record("replied", tenant=copy.message.tenant, user=current_user,
                               message=copy.message)
