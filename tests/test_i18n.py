@@ -313,3 +313,23 @@ def test_the_editor_toolbar_speaks_the_language(app):
     source = (ROOT / "app" / "static" / "js" / "ccm.js").read_text()
     english = re.search(r"var ENGLISH = \{(.*?)\};", source, re.S).group(1)
     assert set(re.findall(r'(\w+): "', english)) == set(words)  # a word for every key
+
+
+def test_what_the_script_says_by_itself_speaks_the_language(app, client):
+    """ccm.js's own words (htmx's error answers, files too large) come from the page, in
+    <body data-words>, with a word for every key of its English."""
+    import json
+
+    from app.web.languages import script_words
+
+    page = client.get("/sign-in", headers={"Accept-Language": "fr"}).get_data(as_text=True)
+    given = json.loads(re.search(r"<body [^>]*data-words='([^']*)'", page).group(1))
+    assert given["filesTooLarge"] == "Ces fichiers sont trop volumineux."
+    assert given["expired"] == "Ce formulaire a expiré. Rechargez la page et réessayez."
+    with app.test_request_context(), force_locale("fr"):
+        assert given == script_words()
+    source = (ROOT / "app" / "static" / "js" / "ccm.js").read_text()
+    english = re.search(r"var SAID = \{(.*?)\};", source, re.S).group(1)
+    assert set(re.findall(r'(\w+): "', english)) == set(given)
+    with app.test_request_context(), force_locale("en"):
+        assert script_words() == dict(re.findall(r'(\w+): "([^"]*)"', english))

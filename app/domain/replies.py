@@ -58,23 +58,26 @@ def _in_lines(intro: str, original: list[str]) -> str:
     return f"{intro}\n{lines}\n"
 
 
-def _original(copy: Recipient, intro: str = QUOTE_INTRO) -> tuple[str, list[str]]:
-    """(``intro`` filled: "On <date>, <sender> wrote:", the lines of the original's text)."""
+def _original(copy: Recipient, intro: str = QUOTE_INTRO,
+              language: str = "en") -> tuple[str, list[str]]:
+    """(``intro`` filled: "On <date>, <sender> wrote:", the date in ``language``; the lines
+    of the original's text)."""
     readable = reading.read_message(copy.message)
     text = reading.body_text(readable).strip()
     if len(text) > QUOTE_LIMIT:  # the reply's text has a limit too (app/web/inbox/forms.py)
         text = text[:QUOTE_LIMIT].rstrip() + "\n[…]"
     when = clock.written_date(readable.date, copy.message.received_at,
-                              copy.message.tenant.time_zone)
+                              copy.message.tenant.time_zone, language)
     sender = readable.sender or copy.message.mail_from
     return intro % {"when": when, "sender": sender}, text.splitlines()
 
 
-def drafts(copy: Recipient, intro: str = QUOTE_INTRO) -> tuple[str, str]:
+def drafts(copy: Recipient, intro: str = QUOTE_INTRO,
+           language: str = "en") -> tuple[str, str]:
     """What the reply starts as, the original read once: its text (room to write above
-    the original quoted in "> " lines, after ``intro``) and its HTML for the editor (the
-    same, the original in a <blockquote>)."""
-    intro, original = _original(copy, intro)
+    the original quoted in "> " lines, after ``intro``, its date in ``language``) and its
+    HTML for the editor (the same, the original in a <blockquote>)."""
+    intro, original = _original(copy, intro, language)
     quote = "<br>".join(escape(line) for line in original)
     return (f"\n\n{_in_lines(intro, original)}",
             f"<div><br></div><div><br></div><div>{escape(intro)}</div>"

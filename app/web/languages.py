@@ -118,8 +118,22 @@ def _page_language() -> dict:
     return g.page_language
 
 
+def script_words() -> dict[str, str]:
+    """What app/static/js/ccm.js says by itself, in the page's language: base.html gives
+    it as JSON in ``<body data-words>`` (the script keeps English for a key it lacks)."""
+    return {
+        "filesTooLarge": _("These files are too large."),
+        "tooLarge": _("What you sent is larger than this portal accepts."),
+        "tooMany": _("Too many attempts. Wait a minute, then try again."),
+        "expired": _("This form has expired. Reload the page and try again."),
+        "notFound": _("Not found: it is no longer there, or it is not yours to see."),
+        "failed": _("Something went wrong. Try again in a moment."),
+    }
+
+
 def register(app: Flask) -> None:
     babel.init_app(app, locale_selector=select_locale, default_locale=DEFAULT)
     app.register_blueprint(bp)
     app.context_processor(_page_language)
     app.add_template_filter(say)
+    app.add_template_global(script_words)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import abort, flash, request, url_for
+from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
@@ -126,7 +127,8 @@ def reply(public_id: str):
         to, cc = replies.defaults(copy, reply_all=reply_all)
         form.recipients.data = [*to, *cc]
         form.body.data, starting_html = replies.drafts(
-            copy, intro=_("On %(when)s, %(sender)s wrote:"))  # replies.QUOTE_INTRO
+            copy, intro=_("On %(when)s, %(sender)s wrote:"),  # replies.QUOTE_INTRO
+            language=str(get_locale()))
     elif form.validate_on_submit():
         try:
             replies.send(
