@@ -405,7 +405,9 @@ def test_the_outlook_info_bar_says_what_the_catalogs_say(catalogs):
     table = json.loads(result.stdout)
     assert list(table) == list(wording.LANGUAGES)
     for language, messages in table.items():
-        assert messages == {key: catalogs[language][key] for key in messages}, language
+        assert messages == {key: catalogs[language][key] for key in messages}, (
+            f"{language}: copy the catalogs' words into MESSAGES of send_secure.js "
+            "(wording.texts)")
         assert set(messages) == {key for key in wording.TEXTS if key.startswith("notice")}
         assert all(len(message) <= 150 for message in messages.values())
 
