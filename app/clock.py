@@ -74,13 +74,16 @@ def written(moment: datetime, zone_name: str | None, language: str = "en") -> st
     return text
 
 
-def written_date(header: str | None, fallback: datetime, zone_name: str | None) -> str:
-    """A message's Date header as :func:`written` writes a moment, in ``zone_name``;
+def written_date(header: str | None, fallback: datetime, zone_name: str | None,
+                 language: str = "en") -> str:
+    """A message's Date header as :func:`written` writes a moment, in ``zone_name`` and
+    ``language``;
     ``fallback`` (when the gateway received it) for a missing or unreadable one, and for
     one without a zone (or "-0000", which the parser cannot tell from none): a time
     named in the wrong zone would be worse than one a few seconds late."""
     moment = parse_date(header)
-    return written(fallback if moment is None or moment.tzinfo is None else moment, zone_name)
+    return written(fallback if moment is None or moment.tzinfo is None else moment, zone_name,
+                   language)
 
 
 def parse_date(header: str | None) -> datetime | None:

@@ -46,7 +46,7 @@ def database_url(text: str) -> str:
 def web_address(text: str) -> str:
     parts = urlsplit(text)
     if parts.scheme not in ("http", "https") or not parts.hostname or "@" in parts.netloc \
-            or parts.query or parts.fragment or " " in text:
+            or "?" in text or "#" in text or " " in text:  # an empty query too
         raise ValueError(f"{text!r} is not an address such as https://mail.example.com")
     try:
         parts.port  # noqa: B018  (reading it checks it)

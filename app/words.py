@@ -16,12 +16,22 @@ def N_(text: str) -> str:  # the name gettext's tools look for
 
 
 class Words(str):
-    """An English sentence (``template % values``) that remembers its template and values."""
+    """An English sentence (``template % values``) that remembers its template and values.
+
+    A value may be words itself (a field's label), and a whole number is written as the
+    reader's language writes numbers (here with English thousands separators: 1,200).
+    """
 
     template: str
     values: dict
 
     def __new__(cls, template: str, **values) -> Words:
-        words = super().__new__(cls, template % values if values else template)
+        words = super().__new__(cls, template % {
+            name: f"{value:,}" if _number(value) else value for name, value in values.items()
+        } if values else template)
         words.template, words.values = template, values
         return words
+
+
+def _number(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)

@@ -21,6 +21,7 @@ from flask_babel import force_locale
 from jinja2 import Environment
 
 from app.web.languages import DEFAULT, LANGUAGES
+from app.words import N_, Words
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATES = ROOT / "app" / "templates"
@@ -250,52 +251,50 @@ def test_every_language_has_a_catalog_and_nothing_else_does():
     assert folders == set(TRANSLATED)
 
 
-def test_every_password_refusal_the_domain_gives_is_marked():
-    """The domain words its refusals in English; the views translate them from
-    PASSWORD_REFUSALS, which must hold every one the rules can give."""
+def test_every_password_refusal_the_domain_gives_is_words():
+    """The domain words its refusals as Words (app/words.py); tests/unit/test_words.py
+    checks that every catalog has each."""
     from app.domain import passwords
-    from app.web.auth.routes import PASSWORD_REFUSALS
 
-    given = {problem for password in ("short", "x" * 200, "pat", "password123456",
+    given = [problem for password in ("short", "x" * 200, "pat", "password123456",
                                       "correct horse battery staple")
-             for problem in passwords.problems(password, email="pat@partner.test")}
-    assert len(given) == 4
-    source = (ROOT / "app" / "domain" / "accounts.py").read_text()
-    given |= set(re.findall(r'PasswordRejected\(\["([^"]+)"\]\)', source))
-    assert len(given) == 8
-    assert given <= set(PASSWORD_REFUSALS)
+             for problem in passwords.problems(password, email="pat@partner.test")]
+    assert len(set(given)) == 4
+    assert all(isinstance(problem, Words) for problem in given)
+    assert _refusals_not_words("accounts.py", "PasswordRejected") == []
 
 
-def test_every_compose_refusal_the_domain_gives_is_marked():
-    """The domain words the composer's refusals in English; the views translate them from
-    COMPOSE_REFUSALS (app/web/compose/refusals.py), which must hold every one."""
-    from app.domain.composing import NOT_TEXT
-    from app.web.compose.refusals import COMPOSE_REFUSALS, FIELD_LABELS
+def test_every_compose_refusal_the_domain_gives_is_words():
+    assert _refusals_not_words("composing.py", "ComposeRefused") == []
+    assert _refusals_not_words("replies.py", "ComposeRefused") == []
 
-    given = {NOT_TEXT}
-    for name in ("composing.py", "replies.py"):
-        tree = ast.parse((ROOT / "app" / "domain" / name).read_text())
-        given |= {node.args[0].value for node in ast.walk(tree)
-                  if isinstance(node, ast.Call) and getattr(
-                      node.func, "id", getattr(node.func, "attr", "")) == "ComposeRefused"
-                  and _literal_of_call(node)}
-    assert len(given) == 11
-    assert given <= set(COMPOSE_REFUSALS)
-    from app.domain.composing import FIELDS
-    assert {label for label, _ in FIELDS.values()} <= set(FIELD_LABELS)
+
+def _refusals_not_words(name: str, refusal: str) -> list[str]:
+    """Where app/domain/``name`` refuses with ``refusal`` giving other than Words (or a
+    list of them, or a name that holds them)."""
+    tree = ast.parse((ROOT / "app" / "domain" / name).read_text())
+    calls = [node for node in ast.walk(tree) if isinstance(node, ast.Call) and getattr(
+        node.func, "id", getattr(node.func, "attr", "")) == refusal]
+    assert calls
+    given = [element for node in calls for element in (
+        node.args[0].elts if isinstance(node.args[0], ast.List) else [node.args[0]])]
+    return [f"{name}:{node.lineno}" for node in given
+            if not isinstance(node, ast.Name) and getattr(node.func, "id", "") != "Words"]
 
 
 def test_a_compose_refusal_is_said_in_the_language(app):
-    from app.domain.composing import ComposeRefused
-    from app.web.compose.refusals import said
+    from app.domain.composing import FIELDS, ComposeRefused
+    from app.web.languages import say
 
-    refused = ComposeRefused("%(label)s is too long: %(count)s characters, the most is "
-                             "%(most)s.", "subject", label="Subject", count=1200, most=998)
+    refused = ComposeRefused(Words(
+        N_("%(label)s is too long: %(count)s characters, the most is %(most)s."),
+        label=FIELDS["subject"][0], count=1200, most=998), "subject")
     assert str(refused) == "Subject is too long: 1,200 characters, the most is 998."
     with app.test_request_context(), force_locale("de"):
-        assert said(refused) == "Das Feld „Betreff“ ist zu lang: 1.200 Zeichen, höchstens 998."
+        assert say(refused.words) == ("Das Feld „Betreff“ ist zu lang: 1.200 Zeichen, "
+                                      "höchstens 998.")
     with app.test_request_context(), force_locale("en"):
-        assert said(refused) == str(refused)
+        assert say(refused.words) == str(refused)
 
 
 def test_the_editor_toolbar_speaks_the_language(app):
@@ -314,3 +313,23 @@ def test_the_editor_toolbar_speaks_the_language(app):
     source = (ROOT / "app" / "static" / "js" / "ccm.js").read_text()
     english = re.search(r"var ENGLISH = \{(.*?)\};", source, re.S).group(1)
     assert set(re.findall(r'(\w+): "', english)) == set(words)  # a word for every key
+
+
+def test_what_the_script_says_by_itself_speaks_the_language(app, client):
+    """ccm.js's own words (htmx's error answers, files too large) come from the page, in
+    <body data-words>, with a word for every key of its English."""
+    import json
+
+    from app.web.languages import script_words
+
+    page = client.get("/sign-in", headers={"Accept-Language": "fr"}).get_data(as_text=True)
+    given = json.loads(re.search(r"<body [^>]*data-words='([^']*)'", page).group(1))
+    assert given["filesTooLarge"] == "Ces fichiers sont trop volumineux."
+    assert given["expired"] == "Ce formulaire a expiré. Rechargez la page et réessayez."
+    with app.test_request_context(), force_locale("fr"):
+        assert given == script_words()
+    source = (ROOT / "app" / "static" / "js" / "ccm.js").read_text()
+    english = re.search(r"var SAID = \{(.*?)\};", source, re.S).group(1)
+    assert set(re.findall(r'(\w+): "', english)) == set(given)
+    with app.test_request_context(), force_locale("en"):
+        assert script_words() == dict(re.findall(r'(\w+): "([^"]*)"', english))

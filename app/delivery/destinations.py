@@ -300,7 +300,7 @@ def relay_refusal(relay: Relay, options: Options) -> str | None:
     if relay.port not in RELAY_PORTS:
         return Words(N_("Use port %(ports)s or %(last)s; the platform administrator can set "
                         "another."), ports=", ".join(map(str, RELAY_PORTS[:-1])),
-                     last=RELAY_PORTS[-1])
+                     last=str(RELAY_PORTS[-1]))  # a port, not a quantity
     addresses = relay_addresses(relay.host, options)
     if not addresses or not all(may_connect(a, options.relay_networks) for a in addresses):
         if addresses == [relay.host]:

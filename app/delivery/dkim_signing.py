@@ -23,9 +23,11 @@ import dkim
 import dns.exception
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from sqlalchemy import update
 
 from app import clock
 from app.delivery import destinations
+from app.extensions import db
 from app.models import Tenant
 from app.words import N_, Words
 
@@ -48,15 +50,39 @@ def generate(tenant: Tenant) -> None:
     tenant.dkim_next_private_key = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
         serialization.NoEncryption()).decode()
-    selector = f"ccm{clock.utcnow():%Y%m%d%H%M%S}"
+    now = clock.utcnow()
+    selector = f"ccm{now:%Y%m%d%H%M%S}"
     tenant.dkim_next_selector = selector if selector != tenant.dkim_selector else f"{selector}b"
+    tenant.dkim_next_created_at, tenant.dkim_next_checked_at = now, None
 
 
-def activate(tenant: Tenant) -> None:
-    """The waiting key signs from now on; the one it replaces is forgotten."""
-    tenant.dkim_selector, tenant.dkim_private_key = \
-        tenant.dkim_next_selector, tenant.dkim_next_private_key
-    tenant.dkim_next_selector = tenant.dkim_next_private_key = None
+def activate(tenant: Tenant, domain: str) -> bool:
+    """The waiting key signs for ``domain`` from now on; the one it replaces is
+    forgotten. One UPDATE that takes only the key that was checked: False, and nothing
+    changed, when another one was generated meanwhile (its record is still to be seen)."""
+    checked = tenant.dkim_next_selector
+    changed = db.session.execute(
+        update(Tenant).where(Tenant.id == tenant.id, Tenant.dkim_next_selector == checked)
+        .values(dkim_selector=Tenant.dkim_next_selector,
+                dkim_private_key=Tenant.dkim_next_private_key, dkim_domain=domain,
+                dkim_next_selector=None, dkim_next_private_key=None,
+                dkim_next_created_at=None, dkim_next_checked_at=None)
+        .execution_options(synchronize_session=False)).rowcount == 1
+    db.session.refresh(tenant)
+    return changed
+
+
+def follow_sender(tenant: Tenant, domain: str) -> None:
+    """The notification sender moved to ``domain``: a key checked at another domain goes
+    back to waiting, for its record there (unless a newer key already waits), so it never
+    signs for a domain whose DNS was not seen to hold it."""
+    if not tenant.dkim_private_key or tenant.dkim_domain in (None, domain):
+        return
+    if not tenant.dkim_next_private_key:
+        tenant.dkim_next_selector, tenant.dkim_next_private_key = \
+            tenant.dkim_selector, tenant.dkim_private_key
+        tenant.dkim_next_created_at, tenant.dkim_next_checked_at = clock.utcnow(), None
+    tenant.dkim_selector = tenant.dkim_private_key = tenant.dkim_domain = None
 
 
 def dns_record(tenant: Tenant, domain: str, *, waiting: bool = False) -> tuple[str, str] | None:
@@ -93,6 +119,8 @@ def check_published(tenant: Tenant, domain: str, dns_servers: str, *,
         texts = destinations.txt_records(name, dns_servers, timeout=timeout)
     except dns.exception.DNSException as error:
         return Outcome(False, destinations.lookup_failed(name, error))
+    finally:
+        tenant.dkim_next_checked_at = clock.utcnow()  # after the lookup: no lock held
     keys = [_tags(t).get("p", "") for t in texts]
     if _public_key(tenant.dkim_next_private_key) not in keys:
         if any(keys):
@@ -102,7 +130,9 @@ def check_published(tenant: Tenant, domain: str, dns_servers: str, *,
         return Outcome(False, Words(N_("The record at %(name)s is not published yet. DNS "
                                        "changes can take a while to be seen."), name=name))
     selector = tenant.dkim_next_selector
-    activate(tenant)
+    if not activate(tenant, domain):
+        return Outcome(False, Words(N_("A newer key was generated meanwhile: publish its "
+                                       "record, then check again.")))
     return Outcome(True, Words(N_("The record at %(name)s is published: notifications are "
                                   "signed with selector %(selector)s from now on."),
                                name=name, selector=selector))
@@ -128,11 +158,14 @@ def from_domain(raw: bytes) -> str:
 
 
 def signing_domain(raw: bytes, tenant: Tenant | None) -> str | None:
-    """The domain to sign ``raw`` for: its From domain, when the tenant has a key and the
-    domain is one of its own; else None (sent unsigned)."""
+    """The domain to sign ``raw`` for: its From domain, when the tenant has a key seen in
+    that domain's DNS (a key from before that was kept: any domain of its own); else
+    None (sent unsigned)."""
     if tenant is None or not tenant.dkim_private_key:
         return None
     domain = from_domain(raw)
+    if tenant.dkim_domain is not None:
+        return domain if domain == tenant.dkim_domain else None
     return domain if domain and tenant.is_internal(f"x@{domain}") else None
 
 

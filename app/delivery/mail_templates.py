@@ -544,14 +544,21 @@ def build(kind: str, to: str, tenant: Tenant | None = None, **context) -> EmailM
     context = localized({"portal_host": portal_host(),
                          "logo_src": f"cid:{cid}" if cid else "", **context},
                         language, tenant.time_zone if tenant else None)
+    version = in_force(kind, tenant, language)
+    # A version kept for every language is in whatever language its administrator wrote
+    # it: the mail then claims none (RFC 3282 leaves the header out when unknown).
+    written_in = None if version is not None and version.language is None else language
     try:
-        rendered = render_sources(sources(kind, tenant, language), context)
+        rendered = render_sources(
+            {"subject": version.subject, "text": version.text, "html": version.html}
+            if version is not None else builtin(kind, language), context)
     except Exception:
         # An administrator's template that breaks on real data must not stop the mail:
         # send the built-in wording, and say so in the log.
         log.exception("the %s template of %s failed; using the built-in one",
                       kind, tenant.slug if tenant else "-")
         rendered = render_sources(builtin(kind, language), context)
+        written_in = language
     message = EmailMessage()
     message["From"] = sender(tenant)
     message["To"] = to
@@ -569,7 +576,8 @@ def build(kind: str, to: str, tenant: Tenant | None = None, **context) -> EmailM
         message.get_payload()[1].add_related(data, maintype="image", subtype=subtype,
                                              cid=f"<{cid}>", disposition="inline")
     # RFC 3282; set last, as set_content moves the Content- headers into the first part
-    message["Content-Language"] = language
+    if written_in:
+        message["Content-Language"] = written_in
     return message
 
 

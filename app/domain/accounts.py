@@ -18,6 +18,7 @@ from app.domain import auth_sessions, passwords, tokens
 from app.extensions import db
 from app.mail import addresses
 from app.models import PasswordReset, Role, Side, Tenant, User
+from app.words import N_, Words
 
 #: consecutive failures allowed before an account is locked for a while
 MAX_FAILURES = 5
@@ -35,9 +36,10 @@ SIGN_IN_LIMIT = "10/minute;60/hour"
 
 
 class PasswordRejected(ValueError):
-    """A new password breaks the rules; ``problems`` says how."""
+    """A new password breaks the rules; ``problems`` says how (a page says each in its
+    reader's language)."""
 
-    def __init__(self, problems: list[str]):
+    def __init__(self, problems: list[Words]):
         super().__init__(" ".join(problems))
         self.problems = problems
 
@@ -139,9 +141,9 @@ def clear_failures(user: User) -> None:
 def change_password(user: User, current: str, new: str) -> None:
     """Change a signed-in user's password; the current one must be given (ASVS 6.2.3)."""
     if not passwords.verify_password(user.password_hash, current):
-        raise PasswordRejected(["Your current password is not right."])
+        raise PasswordRejected([Words(N_("Your current password is not right."))])
     if current == new:
-        raise PasswordRejected(["Choose a password different from the current one."])
+        raise PasswordRejected([Words(N_("Choose a password different from the current one."))])
     set_password(user, new)
 
 
@@ -163,9 +165,10 @@ def just_proven(user: User) -> bool:
 def replace_given_password(user: User, new: str) -> None:
     """The forced change of a given password that :func:`just_proven` vouches for."""
     if not just_proven(user):
-        raise PasswordRejected(["Enter the password you were given."])
+        raise PasswordRejected([Words(N_("Enter the password you were given."))])
     if passwords.verify_password(user.password_hash, new):
-        raise PasswordRejected(["Choose a password different from the one you were given."])
+        raise PasswordRejected([Words(N_(
+            "Choose a password different from the one you were given."))])
     set_password(user, new)
 
 

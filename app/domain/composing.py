@@ -18,6 +18,7 @@ from app.domain.routing import MODES
 from app.extensions import db
 from app.mail import rich_text, sanitize
 from app.models import Draft, Message, Mode, Side, User
+from app.words import N_, Words
 
 _PART = r"[^@\s<>,;\"\x00-\x1f\x7f]+"  # no separator, quote or control character
 _ADDRESS = re.compile(rf"^{_PART}@{_PART}\.{_PART}$")
@@ -43,12 +44,14 @@ MAX_HTML = reading.HTML_DISPLAY_LIMIT
 MAX_DRAFTS = 50
 
 #: the composer's fields, as its form labels them, with the characters each may hold
-FIELDS = {"to": ("To", MAX_ADDRESS_FIELD), "cc": ("Cc", MAX_ADDRESS_FIELD),
-          "subject": ("Subject", MAX_SUBJECT), "body": ("Message", MAX_BODY)}
+FIELDS = {"to": (Words(N_("To")), MAX_ADDRESS_FIELD),
+          "cc": (Words(N_("Cc")), MAX_ADDRESS_FIELD),
+          "subject": (Words(N_("Subject")), MAX_SUBJECT),
+          "body": (Words(N_("Message")), MAX_BODY)}
 
 #: the refusal of a field holding what is not text
-NOT_TEXT = ("%(label)s holds characters that are not text (a control character such as NUL, "
-            "or bytes that are not UTF-8). Remove them and try again.")
+NOT_TEXT = N_("%(label)s holds characters that are not text (a control character such as "
+              "NUL, or bytes that are not UTF-8). Remove them and try again.")
 
 # Control characters other than tab and line breaks (PostgreSQL refuses NUL outright),
 # lone surrogates, and U+FFFD, which the form parser puts where bytes were not UTF-8.
@@ -56,18 +59,15 @@ _NOT_TEXT = re.compile(r"[\x00-\x08\x0b-\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffd]")
 
 
 class ComposeRefused(ValueError):
-    """The message cannot be sent as asked; the text says why, for the person writing.
+    """The message cannot be sent as asked; ``words`` say why, for the person writing
+    (str() is them in English; a page says them in its reader's language).
 
     ``field`` names the composer's field at fault (a key of ``FIELDS``), when there is one.
-    ``text`` is the English wording with ``%(name)s`` holes that ``values`` fill: str()
-    is it filled in English, and the views translate it from the wording (every wording
-    given here is listed in app/web/compose/refusals.py).
     """
 
-    def __init__(self, text: str, field: str | None = None, **values: str | int) -> None:
-        super().__init__(text % {name: f"{value:,}" if isinstance(value, int) else value
-                                 for name, value in values.items()} if values else text)
-        self.text, self.values, self.field = text, values, field
+    def __init__(self, words: Words, field: str | None = None) -> None:
+        super().__init__(words)
+        self.words, self.field = words, field
 
 
 class DraftNotFound(LookupError):
@@ -95,7 +95,7 @@ def formatted(html: str | None) -> Formatted | None:
     if len(html) > MAX_HTML:
         return None
     if _NOT_TEXT.search(html):
-        raise ComposeRefused(NOT_TEXT, "body", label=FIELDS["body"][0])
+        raise ComposeRefused(Words(NOT_TEXT, label=FIELDS["body"][0]), "body")
     clean = sanitize.clean_composed(html)
     text = rich_text.to_text(clean)
     return Formatted(clean, text) if text.strip() else None
@@ -129,16 +129,16 @@ def check(*, to: str, cc: str, subject: str, body: str) -> None:
     values = {"to": to, "cc": cc, "subject": subject, "body": body}
     for name, (label, most) in FIELDS.items():
         if _NOT_TEXT.search(values[name]):
-            raise ComposeRefused(NOT_TEXT, name, label=label)
+            raise ComposeRefused(Words(NOT_TEXT, label=label), name)
         if len(values[name]) > most:
-            raise ComposeRefused(
-                "%(label)s is too long: %(count)s characters, the most is %(most)s.",
-                name, label=label, count=len(values[name]), most=most)
+            raise ComposeRefused(Words(
+                N_("%(label)s is too long: %(count)s characters, the most is %(most)s."),
+                label=label, count=len(values[name]), most=most), name)
     everyone = [*_entries(to, "to"), *_entries(cc, "cc")]
     if (count := len(dict.fromkeys(everyone))) > MAX_RECIPIENTS:
-        raise ComposeRefused(
-            "A message can go to at most %(most)s recipients; this one lists %(count)s. "
-            "Send it as several messages.", most=MAX_RECIPIENTS, count=count)
+        raise ComposeRefused(Words(
+            N_("A message can go to at most %(most)s recipients; this one lists %(count)s. "
+               "Send it as several messages."), most=MAX_RECIPIENTS, count=count))
 
 
 def _entries(text: str, field: str | None = None) -> list[str]:
@@ -147,9 +147,9 @@ def _entries(text: str, field: str | None = None) -> list[str]:
     found = [a.strip().strip("<>").lower() for a in re.split(r"[,;\s]+", text or "")]
     found = [a for a in found if a]
     if too_long := next((a for a in found if len(a) > MAX_ADDRESS), None):
-        raise ComposeRefused(
-            "An address can be at most %(most)s characters; one has %(count)s: %(start)s…",
-            field, most=MAX_ADDRESS, count=len(too_long), start=too_long[:40])
+        raise ComposeRefused(Words(
+            N_("An address can be at most %(most)s characters; one has %(count)s: %(start)s…"),
+            most=MAX_ADDRESS, count=len(too_long), start=too_long[:40]), field)
     return found
 
 
@@ -158,8 +158,8 @@ def addresses(text: str, field: str | None = None) -> list[str]:
     found = _entries(text, field)
     wrong = [a for a in found if not _ADDRESS.match(a)]
     if wrong:
-        raise ComposeRefused("Not an email address: %(addresses)s", field,
-                             addresses=", ".join(wrong))
+        raise ComposeRefused(Words(N_("Not an email address: %(addresses)s"),
+                                   addresses=", ".join(wrong)), field)
     return list(dict.fromkeys(found))
 
 
@@ -183,10 +183,10 @@ def submit(
     the HTML go as multipart/alternative, the text first. The caller commits.
     """
     if mode not in MODES:
-        raise ComposeRefused("Choose a CCM mode from the list.")
+        raise ComposeRefused(Words(N_("Choose a CCM mode from the list.")))
     everyone = list(dict.fromkeys([*to, *cc]))
     if not everyone:
-        raise ComposeRefused("Add at least one recipient.")
+        raise ComposeRefused(Words(N_("Add at least one recipient.")))
     message = EmailMessage()
     message["From"] = user.email
     message["To"] = ", ".join(to or cc[:1])
@@ -210,10 +210,9 @@ def submit(
         )
     raw = message.as_bytes(policy=SMTP)
     if len(raw) > settings().max_message_bytes:
-        raise ComposeRefused(
+        raise ComposeRefused(Words(N_(
             "The message with its attachments is larger than this portal "
-            "accepts. Remove an attachment and try again."
-        )
+            "accepts. Remove an attachment and try again.")))
     return ingest.receive(
         raw,
         user.email,
@@ -323,10 +322,10 @@ def save_draft(
     check(to=to, cc=cc, subject=subject, body=body)
     if draft is None:
         if _draft_count(user) >= MAX_DRAFTS:
-            raise ComposeRefused(
+            raise ComposeRefused(Words(N_(
                 "You already keep %(most)s drafts, the most there is room for. Send or "
                 "delete one you no longer need (under Drafts), and this one is saved as you "
-                "type.", most=MAX_DRAFTS)
+                "type."), most=MAX_DRAFTS))
         draft = Draft(user=user, public_id=secrets.token_urlsafe(16))
         db.session.add(draft)
     draft.to, draft.cc, draft.subject, draft.body = to, cc, subject, body

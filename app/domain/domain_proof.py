@@ -89,7 +89,6 @@ def check(domain: Domain, dns_servers: str, *, timeout: float = TIMEOUT) -> Outc
     nothing and says what went wrong; the caller records the outcome and commits."""
     if domain.verified:
         return Outcome(True, Words(N_("%(domain)s is already verified."), domain=domain.name))
-    domain.checked_at = clock.utcnow()
     if owner := verified_elsewhere([domain.name], domain.tenant):
         return Outcome(False, Words(N_("%(domain)s has been verified by another organisation. "
                                        "Ask the platform administrator if it is yours."),
@@ -99,6 +98,10 @@ def check(domain: Domain, dns_servers: str, *, timeout: float = TIMEOUT) -> Outc
         texts = set(destinations.txt_records(name, dns_servers, timeout=timeout))
     except dns.exception.DNSException as error:
         return Outcome(False, destinations.lookup_failed(name, error))
+    finally:
+        # written after the lookup: a write pending during it would hold SQLite's one
+        # write lock (every writer of the gateway) while DNS takes its time
+        domain.checked_at = clock.utcnow()
     if record_value(domain) not in texts:
         found = sorted(t for t in texts if t.startswith(PREFIX))
         if found:
@@ -152,9 +155,17 @@ def _check_pending_domains(dns_servers: str, timeout: float) -> int:
 
 
 def _check_waiting_keys(dns_servers: str, timeout: float) -> int:
+    """Each DKIM key made within :data:`AUTO_CHECK` and not looked for within
+    :data:`AUTO_CHECK_EVERY`, at most :data:`AUTO_CHECK_BATCH`, least recently first."""
+    now = clock.utcnow()
     published = 0
     for tenant in list(db.session.scalars(select(Tenant).where(
-            Tenant.dkim_next_selector.is_not(None)).order_by(Tenant.id))):
+            Tenant.dkim_next_selector.is_not(None),
+            Tenant.dkim_next_created_at >= now - AUTO_CHECK,
+            Tenant.dkim_next_checked_at.is_(None)
+            | (Tenant.dkim_next_checked_at <= now - AUTO_CHECK_EVERY))
+            .order_by(Tenant.dkim_next_checked_at.is_not(None), Tenant.dkim_next_checked_at,
+                      Tenant.id).limit(AUTO_CHECK_BATCH))):
         domain = addresses.domain_of(mail_templates.sender_address(tenant))
         if not tenant.is_internal(f"x@{domain}"):
             continue  # it could sign nothing: Settings says to set a sender address

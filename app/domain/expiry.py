@@ -25,6 +25,7 @@ from app.models import (
     Recipient,
     RecipientState,
     Route,
+    SpentChallenge,
     Tenant,
 )
 
@@ -123,6 +124,8 @@ def clean_up(*, queue_retention: timedelta = timedelta(days=7)) -> dict[str, int
             (AuthSession.ended_at.isnot(None))
             | (AuthSession.created_at < now - SESSION_ABSOLUTE_TIMEOUT)
         ).delete(synchronize_session=False),
+        "answered passkey challenges": db.session.query(SpentChallenge).filter(
+            SpentChallenge.expires_at < now).delete(synchronize_session=False),
         "queue items": db.session.query(OutboundItem).filter(and_(
             OutboundItem.state.in_((QueueState.DONE, QueueState.FAILED)),
             OutboundItem.finished_at < now - queue_retention,

@@ -12,11 +12,14 @@ functions hand out, with the moment it stops being good. Callers commit.
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import time
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from webauthn import (
     generate_authentication_options,
     generate_registration_options,
@@ -42,7 +45,8 @@ from app import clock
 from app.config import settings
 from app.domain import second_factor
 from app.extensions import db
-from app.models import Passkey, PasswordReset, Side, Tenant, User
+from app.models import Passkey, PasswordReset, Side, SpentChallenge, Tenant, User
+from app.words import N_, Words
 
 #: a tenant's policy for each side: no passkeys, passkeys as a choice, or passkeys only
 OFF, ALLOWED, REQUIRED = "off", "allowed", "required"
@@ -52,25 +56,26 @@ CEREMONY_SECONDS = 300
 #: the longest name a passkey may have
 NAME_LENGTH = 64
 
-#: why a passkey is refused, in English; the views translate them (PASSKEY_REFUSALS)
-TOO_LATE = "That took too long. Try again."
-NOT_VERIFIED = ("Your browser's answer could not be verified. Try again, and confirm with "
-                "your fingerprint, face or PIN when asked.")
-UNKNOWN = "This passkey is not known here: it may have been removed. Sign in with your password."
-OTHER_TENANT = ("This passkey belongs to another organisation's portal. Sign in there, or "
-                "choose another passkey.")
-TURNED_OFF = "Your organisation has turned passkeys off for your account."
-CLONED = ("This passkey was refused: its use counter went backwards, so it may have been "
-          "copied. Sign in with your password and tell your organisation.")
-ALREADY_REGISTERED = "This passkey is already registered."
-NO_NAME = "Give the passkey a name."
-LONG_NAME = "Use at most 64 characters for its name."
+#: why a passkey is refused, in English; the pages say them in the reader's language
+TOO_LATE = Words(N_("That took too long. Try again."))
+NOT_VERIFIED = Words(N_("Your browser's answer could not be verified. Try again, and confirm "
+                        "with your fingerprint, face or PIN when asked."))
+UNKNOWN = Words(N_("This passkey is not known here: it may have been removed. Sign in with "
+                   "your password."))
+OTHER_TENANT = Words(N_("This passkey belongs to another organisation's portal. Sign in "
+                        "there, or choose another passkey."))
+TURNED_OFF = Words(N_("Your organisation has turned passkeys off for your account."))
+CLONED = Words(N_("This passkey was refused: its use counter went backwards, so it may have "
+                  "been copied. Sign in with your password and tell your organisation."))
+ALREADY_REGISTERED = Words(N_("This passkey is already registered."))
+NO_NAME = Words(N_("Give the passkey a name."))
+LONG_NAME = Words(N_("Use at most 64 characters for its name."))
 
 
 class PasskeyRefused(ValueError):
     """A passkey ceremony failed; ``reason`` says why, in words for its owner."""
 
-    def __init__(self, reason: str):
+    def __init__(self, reason: Words):
         super().__init__(reason)
         self.reason = reason
 
@@ -277,9 +282,22 @@ def authenticate(response: str | dict, state: dict | None,
     if (verified.new_sign_count or passkey.sign_count) and \
             verified.new_sign_count <= passkey.sign_count:
         raise PasskeyRefused(CLONED)
+    _spend(challenge)
     passkey.sign_count = verified.new_sign_count
     passkey.last_used_at = clock.utcnow()
     return passkey
+
+
+def _spend(challenge: bytes) -> None:
+    """Mark a sign-in challenge answered; PasskeyRefused if it already was (a replay of a
+    captured cookie and answer, or the same answer posted twice)."""
+    digest = hashlib.sha256(challenge).hexdigest()
+    try:
+        with db.session.begin_nested():
+            db.session.add(SpentChallenge(digest=digest, expires_at=clock.utcnow() + timedelta(
+                seconds=CEREMONY_SECONDS)))
+    except IntegrityError:
+        raise PasskeyRefused(TOO_LATE) from None
 
 
 # --- the owner's and the administrator's list -----------------------------------------

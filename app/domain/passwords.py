@@ -18,6 +18,7 @@ from argon2 import PasswordHasher, extract_parameters, low_level
 from argon2.exceptions import InvalidHashError
 
 from app.config import settings
+from app.words import N_, Words
 
 MIN_LENGTH = 12
 MAX_LENGTH = 128
@@ -112,18 +113,22 @@ def _dummy_hash(hasher: PasswordHasher) -> str:
     return hasher.hash(_DUMMY_PASSWORD)
 
 
-def problems(password: str, *, email: str = "") -> list[str]:
-    """What is wrong with ``password`` as a new password; empty when it is acceptable."""
+def problems(password: str, *, email: str = "") -> list[Words]:
+    """What is wrong with ``password`` as a new password; empty when it is acceptable.
+
+    (The lengths are written into the sentences, as the catalogs hold them:
+    tests/unit/test_passwords.py checks they are MIN_LENGTH and MAX_LENGTH.)
+    """
     found = []
     if len(password) < MIN_LENGTH:
-        found.append(f"Use at least {MIN_LENGTH} characters.")
+        found.append(Words(N_("Use at least 12 characters.")))
     if len(password) > MAX_LENGTH:
-        found.append(f"Use at most {MAX_LENGTH} characters.")
+        found.append(Words(N_("Use at most 128 characters.")))
     normalised = password.strip().lower()
     if email and normalised in {email.lower(), email.partition("@")[0].lower()}:
-        found.append("Do not use your email address as your password.")
+        found.append(Words(N_("Do not use your email address as your password.")))
     elif _predictable(normalised):
-        found.append("This password is too common; choose a less predictable one.")
+        found.append(Words(N_("This password is too common; choose a less predictable one.")))
     return found
 
 

@@ -10,6 +10,7 @@ from app.domain import composing, reading
 from app.domain.delivery_events import record
 from app.mail import mime
 from app.models import Recipient, User
+from app.words import N_, Words
 
 
 def parties(copy: Recipient) -> list[str]:
@@ -57,23 +58,26 @@ def _in_lines(intro: str, original: list[str]) -> str:
     return f"{intro}\n{lines}\n"
 
 
-def _original(copy: Recipient, intro: str = QUOTE_INTRO) -> tuple[str, list[str]]:
-    """(``intro`` filled: "On <date>, <sender> wrote:", the lines of the original's text)."""
+def _original(copy: Recipient, intro: str = QUOTE_INTRO,
+              language: str = "en") -> tuple[str, list[str]]:
+    """(``intro`` filled: "On <date>, <sender> wrote:", the date in ``language``; the lines
+    of the original's text)."""
     readable = reading.read_message(copy.message)
     text = reading.body_text(readable).strip()
     if len(text) > QUOTE_LIMIT:  # the reply's text has a limit too (app/web/inbox/forms.py)
         text = text[:QUOTE_LIMIT].rstrip() + "\n[…]"
     when = clock.written_date(readable.date, copy.message.received_at,
-                              copy.message.tenant.time_zone)
+                              copy.message.tenant.time_zone, language)
     sender = readable.sender or copy.message.mail_from
     return intro % {"when": when, "sender": sender}, text.splitlines()
 
 
-def drafts(copy: Recipient, intro: str = QUOTE_INTRO) -> tuple[str, str]:
+def drafts(copy: Recipient, intro: str = QUOTE_INTRO,
+           language: str = "en") -> tuple[str, str]:
     """What the reply starts as, the original read once: its text (room to write above
-    the original quoted in "> " lines, after ``intro``) and its HTML for the editor (the
-    same, the original in a <blockquote>)."""
-    intro, original = _original(copy, intro)
+    the original quoted in "> " lines, after ``intro``, its date in ``language``) and its
+    HTML for the editor (the same, the original in a <blockquote>)."""
+    intro, original = _original(copy, intro, language)
     quote = "<br>".join(escape(line) for line in original)
     return (f"\n\n{_in_lines(intro, original)}",
             f"<div><br></div><div><br></div><div>{escape(intro)}</div>"
@@ -91,11 +95,11 @@ def send(copy: Recipient, user: User, *, to: list[str], cc: list[str], body: str
     chosen = list(dict.fromkeys(a.strip().lower() for a in [*to, *cc] if a.strip()))
     strangers = [a for a in chosen if a not in allowed]
     if strangers:
-        raise composing.ComposeRefused(
+        raise composing.ComposeRefused(Words(N_(
             "A reply can only go to the people on the message; %(addresses)s is not one of "
-            "them.", addresses=", ".join(strangers))
+            "them."), addresses=", ".join(strangers)))
     if not chosen:
-        raise composing.ComposeRefused("Choose at least one person to reply to.")
+        raise composing.ComposeRefused(Words(N_("Choose at least one person to reply to.")))
     mode = composing.mode_for(user, mode)
     original = copy.message
     subject = original.subject or ""

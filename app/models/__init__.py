@@ -14,7 +14,7 @@ from app.models.message import (
     Message,
     Recipient,
 )
-from app.models.passkey import Passkey
+from app.models.passkey import Passkey, SpentChallenge
 from app.models.policy import FALLBACKS, POLICY_KINDS, TLS_LEVELS, WHERE, Policy
 from app.models.queue import OutboundItem
 from app.models.template import NotificationTemplate
@@ -66,6 +66,7 @@ __all__ = [
     "Role",
     "Route",
     "Side",
+    "SpentChallenge",
     "Tenant",
     "TlsLevel",
     "User",

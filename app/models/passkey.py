@@ -42,3 +42,19 @@ class Passkey(db.Model):
 
     user: Mapped[User] = relationship(backref=backref(
         "passkeys", order_by="Passkey.created_at", passive_deletes=True))
+
+
+class SpentChallenge(db.Model):
+    """A sign-in challenge that has been answered: each is good for one answer.
+
+    The challenge rides in a signed cookie (app/web/auth/passkeys.py), which alone would
+    let a captured cookie and answer be replayed while the cookie lasts, by passkeys whose
+    counter stays 0 (many do). The database says no to the second answer instead.
+    """
+
+    __tablename__ = "spent_challenge"
+
+    #: SHA-256 of the challenge, hex
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    #: after this the challenge is refused as too old anyway: the row can go (clean job)
+    expires_at: Mapped[datetime] = mapped_column(index=True)

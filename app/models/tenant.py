@@ -55,6 +55,12 @@ class Tenant(db.Model):
     #: cannot check; the key above signs meanwhile
     dkim_next_selector: Mapped[str | None] = mapped_column(String(63))
     dkim_next_private_key: Mapped[str | None] = deferred(mapped_column(Text))
+    #: when the waiting key was made and last looked for (the worker looks hourly, a week)
+    dkim_next_created_at: Mapped[datetime | None] = mapped_column()
+    dkim_next_checked_at: Mapped[datetime | None] = mapped_column()
+    #: the domain whose DNS was seen to hold the key in use: it signs for that domain only
+    #: (None for a key from before this was kept: it signs for any of the tenant's domains)
+    dkim_domain: Mapped[str | None] = mapped_column(String(253))
     #: shown on the sign-in page and in notifications; the tenant name when empty
     portal_name: Mapped[str | None] = mapped_column(String(200))
     logo: Mapped[bytes | None] = deferred(mapped_column(LargeBinary))

@@ -18,7 +18,7 @@ from flask import (
     request,
     url_for,
 )
-from flask_babel import get_locale
+from flask_babel import format_number, get_locale
 from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy.exc import SQLAlchemyError
@@ -47,11 +47,13 @@ bp = Blueprint("language", __name__)
 
 def say(words) -> str:
     """What the domain said (a :class:`~app.words.Words`) in this request's language, its
-    values put back (said in the language too, where they are words themselves); any
-    other text as it is."""
+    values put back (said in the language too, where they are words themselves, and
+    numbers written as it writes them); any other text as it is."""
     if not isinstance(words, Words):
         return words
-    return _(words.template, **{name: say(value) for name, value in words.values.items()})
+    return _(words.template, **{
+        name: format_number(value) if isinstance(value, int) and not isinstance(value, bool)
+        else say(value) for name, value in words.values.items()})
 
 
 def select_locale() -> str:
@@ -116,8 +118,22 @@ def _page_language() -> dict:
     return g.page_language
 
 
+def script_words() -> dict[str, str]:
+    """What app/static/js/ccm.js says by itself, in the page's language: base.html gives
+    it as JSON in ``<body data-words>`` (the script keeps English for a key it lacks)."""
+    return {
+        "filesTooLarge": _("These files are too large."),
+        "tooLarge": _("What you sent is larger than this portal accepts."),
+        "tooMany": _("Too many attempts. Wait a minute, then try again."),
+        "expired": _("This form has expired. Reload the page and try again."),
+        "notFound": _("Not found: it is no longer there, or it is not yours to see."),
+        "failed": _("Something went wrong. Try again in a moment."),
+    }
+
+
 def register(app: Flask) -> None:
     babel.init_app(app, locale_selector=select_locale, default_locale=DEFAULT)
     app.register_blueprint(bp)
     app.context_processor(_page_language)
     app.add_template_filter(say)
+    app.add_template_global(script_words)

@@ -116,6 +116,13 @@ def test_the_policy_tester_shows_routes_and_reasons(as_admin, acme):
     assert db.session.query(Message).count() == 0  # the tester sends nothing
 
 
+def test_the_policy_tester_refuses_addresses_in_the_page_language(as_admin, acme):
+    response = post_form(as_admin, "/admin/policies/test", {
+        "sender": "alice@acme.test", "recipients": "pat@partner.test, nobody",
+        "subject": "Figures", "body": "", "mode": "off"}, headers={"Accept-Language": "de"})
+    assert "Keine E-Mail-Adresse: nobody" in response.get_data(as_text=True)
+
+
 def test_an_administrator_creates_an_internal_user_and_sees_the_password_once(as_admin):
     response = post_form(as_admin, "/admin/people/new", {
         "email": "carol@acme.test", "role": "internal", "application_settings": "",

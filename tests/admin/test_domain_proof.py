@@ -273,3 +273,41 @@ def test_the_worker_checks_the_least_recently_checked_first_a_batch_at_a_time(
     frozen_clock.advance(domain_proof.AUTO_CHECK_EVERY)
     domain_proof.check_pending(dns_server.address)
     assert looked == names + names[:2]
+
+
+@pytest.mark.parametrize("by", ["worker", "check now"])
+def test_no_write_waits_on_dns(app, make_tenant, monkeypatch, by, as_admin, acme):
+    """While DNS is asked, the check holds no write: on SQLite that would be the one
+    write lock of the whole gateway (intake, deliveries, every tenant's pages)."""
+    import sqlite3
+
+    from app.delivery import destinations
+
+    if db.engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's single write lock")
+    added = domain_proof.pending("slow.test")
+    acme.domains.append(added)
+    db.session.commit()
+    other = make_tenant("globex", domains=["globex.test"])
+    seen = []
+
+    def lookup(name, servers, *, timeout):
+        writer = sqlite3.connect(db.engine.url.database, timeout=0.2)
+        try:
+            writer.execute("UPDATE tenant SET name = name WHERE id = ?", (other.id,))
+            writer.commit()
+            seen.append("wrote")
+        except sqlite3.OperationalError as error:
+            seen.append(f"blocked: {error}")
+        finally:
+            writer.close()
+        return []
+
+    monkeypatch.setattr(destinations, "txt_records", lookup)
+    if by == "worker":
+        domain_proof.check_pending("")
+    else:
+        post_form(as_admin, f"/admin/settings/domains/{added.id}/check", {},
+                  form_path="/admin/settings")
+    assert seen == ["wrote"]
+    assert domain(added.name, acme).checked_at is not None

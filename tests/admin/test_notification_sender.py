@@ -164,7 +164,7 @@ def test_secrets_in_a_setting_are_masked_in_the_audit_log():
 def test_the_dkim_panel_says_when_notifications_go_unsigned(as_admin, acme, app):
     app.config["MAIL_FROM"] = "securemail@gateway.example"
     dkim_signing.generate(acme)
-    dkim_signing.activate(acme)
+    dkim_signing.activate(acme, "acme.test")
     db.session.commit()
     page = as_admin.get("/admin/settings").get_data(as_text=True)
     assert "which is not at one of your domains, so they go unsigned" in page

@@ -7,6 +7,7 @@ import json
 import re
 
 import pytest
+from babel import Locale
 from support import mail, post_form
 
 from app.domain import composing
@@ -152,7 +153,9 @@ def test_the_reply_starts_with_the_quote_introduced_in_the_language(gateway, cli
     assert replies.QUOTE_INTRO == "On %(when)s, %(sender)s wrote:"  # the view's literal
     chose(signed_in("pat@partner.test"), "de")
     page = html.unescape(client.get(f"/inbox/{original.public_id}/reply").get_data(as_text=True))
-    assert re.search(r"\n\nAm .+ schrieb alice@acme\.test:\n> ", page)
+    intro = re.search(r"\n\nAm (.+) schrieb alice@acme\.test:\n> ", page)
+    months = "|".join(Locale.parse("de").months["format"]["wide"].values())
+    assert re.fullmatch(rf"\d{{1,2}}\. ({months}) \d{{4}}, \d\d:\d\d \w+", intro.group(1))
 
 
 @pytest.mark.parametrize("intro", ["On 1 May, Alice wrote:", "Am 1. Mai schrieb Alice:",

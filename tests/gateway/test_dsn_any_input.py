@@ -214,7 +214,7 @@ def test_huge_headers_are_returned_in_part(gateway, network):
 def test_the_report_is_signed_for_the_domain_of_its_from(gateway, network):
     gateway.tenant.mail_from = "notify@acme.test"
     dkim_signing.generate(gateway.tenant)
-    dkim_signing.activate(gateway.tenant)  # as if its record were published
+    dkim_signing.activate(gateway.tenant, "acme.test")  # as if its record were published
     db.session.commit()
     network.dns.add_txt(*dkim_signing.dns_record(gateway.tenant, "acme.test"))
     resolver = dns.resolver.Resolver(configure=False)

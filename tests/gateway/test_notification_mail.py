@@ -113,7 +113,7 @@ def keyed(make_tenant):
     """Acme with a DKIM key, its sender address at its own domain."""
     tenant = make_tenant("acme", name="Acme Corp", mail_from="notifications@acme.test")
     dkim_signing.generate(tenant)
-    dkim_signing.activate(tenant)  # as if its record were published
+    dkim_signing.activate(tenant, "acme.test")  # as if its record were published
     db.session.commit()
     return tenant
 

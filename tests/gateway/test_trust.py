@@ -18,7 +18,7 @@ from app.models import AccessEvent
 def test_a_notification_verifies_under_dkim_with_the_published_key(app, gateway, network):
     gateway.tenant.mail_from = "secure@acme.test"
     dkim_signing.generate(gateway.tenant)
-    dkim_signing.activate(gateway.tenant)  # as if its record were published
+    dkim_signing.activate(gateway.tenant, "acme.test")  # as if its record were published
     db.session.commit()
     name, value = dkim_signing.dns_record(gateway.tenant, "acme.test")
     network.dns.add_txt(name, value)
@@ -188,3 +188,84 @@ def test_a_dns_failure_leaves_the_waiting_key_waiting(gateway, network):
                                            f"127.0.0.1:{network.dns.port}")
     assert not outcome.published and f"DNS could not answer for {name}" in outcome.message
     assert tenant.dkim_next_selector and tenant.dkim_selector is None
+
+
+def test_a_key_signs_only_for_the_domain_whose_dns_held_it(make_tenant):
+    """The sender moved to another of the tenant's domains: the key goes back to waiting,
+    for its record there, and signs nothing meanwhile."""
+    tenant = make_tenant("initech", domains=["a.test", "b.test"], mail_from="notify@a.test")
+    dkim_signing.generate(tenant)
+    assert dkim_signing.activate(tenant, "a.test")
+    raw_a = b"From: Initech <notify@a.test>\r\nSubject: x\r\n\r\nbody\r\n"
+    raw_b = raw_a.replace(b"a.test", b"b.test")
+    assert b"d=a.test" in dkim_signing.sign(raw_a, tenant)
+    assert dkim_signing.sign(raw_b, tenant) == raw_b  # never seen in b.test's DNS
+    selector = tenant.dkim_selector
+    tenant.mail_from = "notify@b.test"
+    dkim_signing.follow_sender(tenant, "b.test")
+    assert tenant.dkim_selector is None and tenant.dkim_next_selector == selector
+    assert dkim_signing.dns_record(tenant, "b.test", waiting=True)[0] == \
+        f"{selector}._domainkey.b.test"
+    assert dkim_signing.sign(raw_b, tenant) == raw_b
+
+
+def test_a_key_generated_while_the_worker_looks_is_not_lost(make_tenant, monkeypatch):
+    """The worker found the old waiting key's record; the administrator generated a new
+    key meanwhile: the activation takes nothing, and the new key still waits."""
+    import time
+
+    from sqlalchemy.orm import Session
+
+    from app.delivery import destinations
+    from app.domain import domain_proof
+    from app.models import Tenant
+
+    tenant = make_tenant("initech", domains=["initech.test"], mail_from="n@initech.test")
+    dkim_signing.generate(tenant)
+    db.session.commit()
+    published = dkim_signing.dns_record(tenant, "initech.test", waiting=True)[1]
+
+    def slow_lookup(name, servers, *, timeout):
+        with Session(db.engine) as other:  # the web process, meanwhile
+            time.sleep(1.05)  # a selector of its own, dated to the second
+            dkim_signing.generate(other.get(Tenant, tenant.id))
+            other.commit()
+        return [published]
+
+    monkeypatch.setattr(destinations, "txt_records", slow_lookup)
+    assert domain_proof.check_pending("") == 0
+    db.session.expire_all()
+    kept = db.session.get(Tenant, tenant.id)
+    assert kept.dkim_next_selector and kept.dkim_selector is None
+
+
+def test_the_worker_looks_for_waiting_keys_hourly_for_a_week_a_batch_at_a_time(
+        make_tenant, monkeypatch, frozen_clock):
+
+    import dns.exception
+
+    from app.delivery import destinations
+    from app.domain import domain_proof
+
+    for number in range(3):
+        tenant = make_tenant(f"t{number}", domains=[f"t{number}.test"],
+                             mail_from=f"n@t{number}.test")
+        dkim_signing.generate(tenant)
+    db.session.commit()
+    looked = []
+
+    def silent(name, servers, *, timeout):
+        looked.append(name.split(".", 2)[2])
+        raise dns.exception.Timeout
+
+    monkeypatch.setattr(destinations, "txt_records", silent)
+    monkeypatch.setattr(domain_proof, "AUTO_CHECK_BATCH", 2)
+    domain_proof.check_pending("")
+    domain_proof.check_pending("")  # within the hour: only the one not looked at yet
+    assert looked == ["t0.test", "t1.test", "t2.test"]
+    frozen_clock.advance(domain_proof.AUTO_CHECK_EVERY)
+    domain_proof.check_pending("")
+    assert looked[3:] == ["t0.test", "t1.test"]
+    frozen_clock.advance(domain_proof.AUTO_CHECK)
+    domain_proof.check_pending("")  # a week on: only Check DNS now looks
+    assert len(looked) == 5

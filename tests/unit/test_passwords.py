@@ -164,3 +164,10 @@ def test_an_account_hashed_with_old_parameters_does_not_split_its_addresss_salt(
     computations.clear()
     assert accounts.check_credentials("pat@partner.test", "wrong password!!") == []
     assert len(computations) == 1
+
+
+def test_the_length_refusals_name_the_lengths():
+    """The catalogs hold them with the numbers written in (app/domain/passwords.py)."""
+    assert f"Use at least {passwords.MIN_LENGTH} characters." in passwords.problems("x")
+    assert f"Use at most {passwords.MAX_LENGTH} characters." in passwords.problems(
+        "plum orbit " * 20)

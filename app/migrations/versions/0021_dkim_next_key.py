@@ -22,9 +22,15 @@ def upgrade():
         batch_op.add_column(sa.Column('dkim_next_selector', sa.String(length=63),
                                       nullable=True))
         batch_op.add_column(sa.Column('dkim_next_private_key', sa.Text(), nullable=True))
+        batch_op.add_column(sa.Column('dkim_next_created_at', sa.DateTime(), nullable=True))
+        batch_op.add_column(sa.Column('dkim_next_checked_at', sa.DateTime(), nullable=True))
+        batch_op.add_column(sa.Column('dkim_domain', sa.String(length=253), nullable=True))
 
 
 def downgrade():
     with op.batch_alter_table('tenant', schema=None) as batch_op:
+        batch_op.drop_column('dkim_domain')
+        batch_op.drop_column('dkim_next_checked_at')
+        batch_op.drop_column('dkim_next_created_at')
         batch_op.drop_column('dkim_next_private_key')
         batch_op.drop_column('dkim_next_selector')

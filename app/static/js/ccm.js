@@ -24,6 +24,23 @@
     }
   }, true);
 
+  // What this script says by itself, in English; the page's own words (JSON in <body
+  // data-words>, app/web/languages.py script_words) replace them.
+  var SAID = {
+    filesTooLarge: "These files are too large.",
+    tooLarge: "What you sent is larger than this portal accepts.",
+    tooMany: "Too many attempts. Wait a minute, then try again.",
+    expired: "This form has expired. Reload the page and try again.",
+    notFound: "Not found: it is no longer there, or it is not yours to see.",
+    failed: "Something went wrong. Try again in a moment."
+  };
+
+  function say(key) {
+    var given = {};
+    try { given = JSON.parse(document.body.getAttribute("data-words") || "{}") || {}; } catch (error) { given = {}; }
+    return typeof given[key] === "string" && given[key] ? given[key] : SAID[key];
+  }
+
   // Refuse attachments over the portal's limit before they are uploaded, where the
   // browser can tell their size: the server checks again whatever happens here.
   function tooLarge(input) {
@@ -32,7 +49,7 @@
     Array.prototype.forEach.call(input.files || [], function (file) { total += file.size; });
     var error = input.form && input.form.querySelector("[data-size-error]");
     var over = limit > 0 && total > limit;
-    input.setCustomValidity(over ? "These files are too large." : "");
+    input.setCustomValidity(over ? say("filesTooLarge") : "");
     if (error) { error.hidden = !over; }
     return over;
   }
@@ -62,11 +79,8 @@
   // htmx does not swap error answers: say what happened instead of doing nothing.
   document.addEventListener("htmx:responseError", function (event) {
     var status = event.detail.xhr.status;
-    var text = status === 413 ? "What you sent is larger than this portal accepts."
-      : status === 429 ? "Too many attempts. Wait a minute, then try again."
-      : status === 400 ? "This form has expired. Reload the page and try again."
-      : status === 404 ? "Not found: it is no longer there, or it is not yours to see."
-      : "Something went wrong. Try again in a moment.";
+    var text = say(status === 413 ? "tooLarge" : status === 429 ? "tooMany"
+      : status === 400 ? "expired" : status === 404 ? "notFound" : "failed");
     var box = document.getElementById("request-error");
     if (box) { box.textContent = text; box.hidden = false; }
   });

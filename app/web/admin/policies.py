@@ -144,7 +144,7 @@ def tester():
         try:
             recipients = composing.addresses(form.recipients.data)
         except composing.ComposeRefused as refused:
-            form.recipients.errors = [*form.recipients.errors, str(refused)]
+            form.recipients.errors = [*form.recipients.errors, say(refused.words)]
         else:
             raw = _tester_message(form)
             result = ingest.plan(current_user.tenant, raw, form.sender.data.strip().lower(),

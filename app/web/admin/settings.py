@@ -164,6 +164,8 @@ def settings():
             tenant.second_factor_external = form.second_factor_external.data
             tenant.second_factor_internal = form.second_factor_internal.data
             tenant.mail_from = sender or None
+            dkim_signing.follow_sender(
+                tenant, addresses.domain_of(mail_templates.sender_address(tenant)))
             tenant.time_zone = form.time_zone.data.strip()
             tenant.default_language = form.default_language.data
             kept = {d.name for d in tenant.domains}
@@ -238,15 +240,13 @@ def check_dkim_key():
     if not ActionForm().validate_on_submit():
         return redirect_to(url_for("admin.settings"))
     domain = addresses.domain_of(mail_templates.sender_address(tenant))
+    if not tenant.is_internal(f"x@{domain}"):  # the key would sign for no domain of its own
+        flash(_("Set a notification sender address at one of your domains, then generate a "
+                "key."), "error")
+        return redirect_to(url_for("admin.settings"))
     outcome = dkim_signing.check_published(tenant, domain, current_app.config["DNS_SERVERS"])
     audit.record("DKIM key published" if outcome.published else "DKIM record check failed",
                  outcome.message, tenant=tenant)
     db.session.commit()
     flash(say(outcome.message), "success" if outcome.published else "error")
-    return redirect_to(url_for("admin.settings"))
-    dkim_signing.generate(tenant)
-    audit.record("DKIM key generated", f"selector {tenant.dkim_selector}", tenant=tenant)
-    db.session.commit()
-    flash(_("A new DKIM key is ready. Publish the DNS record below: until it is published, "
-            "receivers cannot check the signature."), "success")
     return redirect_to(url_for("admin.settings"))

@@ -21,26 +21,9 @@ from app.domain import access_log, accounts, audit, passkeys
 from app.extensions import db, limiter
 from app.web.auth import bp
 from app.web.auth.routes import _sign_in_as, _tenant
-from app.web.languages import N_
+from app.web.languages import N_, say
 from app.web.rendering import page, redirect_to, safe_next
 
-#: Why a passkey is refused (app/domain/passkeys.py says it in English), marked here to be
-#: translated where it is shown.
-PASSKEY_REFUSALS = (
-    N_("That took too long. Try again."),
-    N_("Your browser's answer could not be verified. Try again, and confirm with your "
-       "fingerprint, face or PIN when asked."),
-    N_("This passkey is not known here: it may have been removed. Sign in with your "
-       "password."),
-    N_("This passkey belongs to another organisation's portal. Sign in there, or choose "
-       "another passkey."),
-    N_("Your organisation has turned passkeys off for your account."),
-    N_("This passkey was refused: its use counter went backwards, so it may have been "
-       "copied. Sign in with your password and tell your organisation."),
-    N_("This passkey is already registered."),
-    N_("Give the passkey a name."),
-    N_("Use at most 64 characters for its name."),
-)
 #: the session key of a new passkey's ceremony, and the cookie of a sign-in's
 _NEW, _SIGN_IN = "passkey_new", "ccm_passkey_sign_in"
 
@@ -54,7 +37,7 @@ def passkey_helpers() -> dict:
 def _refused(refused: passkeys.PasskeyRefused, status: int = 200):
     """A refusal in words, with 200 as a refused form gets: the page says it, the browser's
     console does not call it an error."""
-    return jsonify(error=_(refused.reason)), status
+    return jsonify(error=say(refused.reason)), status
 
 
 def _json(text: str):
@@ -129,7 +112,7 @@ def passkey_rename(passkey_id: int):
     try:
         passkeys.rename(passkey, request.form.get("name", ""))
     except passkeys.PasskeyRefused as refused:
-        flash(_(refused.reason), "error")
+        flash(say(refused.reason), "error")
     else:
         db.session.commit()
         flash(_("Passkey renamed."), "success")

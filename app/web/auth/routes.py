@@ -31,7 +31,7 @@ from app.web.auth.forms import (
     NewPasswordForm,
     SignInForm,
 )
-from app.web.languages import N_
+from app.web.languages import N_, say
 from app.web.rendering import page, redirect_to, safe_next
 
 #: One message for every refusal, so answers never tell whether an account exists
@@ -39,19 +39,6 @@ from app.web.rendering import page, redirect_to, safe_next
 SIGN_IN_REFUSED = N_(
     "That email address and password do not match an account, or the account is "
     "locked for a few minutes after too many attempts. Try again, or reset your password."
-)
-#: Why a new password is refused (app/domain/accounts.py and passwords.py say it in
-#: English), marked here to be translated where it is shown; tests/test_i18n.py checks
-#: that every refusal the domain can give is among them.
-PASSWORD_REFUSALS = (
-    N_("Your current password is not right."),
-    N_("Choose a password different from the current one."),
-    N_("Enter the password you were given."),
-    N_("Choose a password different from the one you were given."),
-    N_("Use at least 12 characters."),
-    N_("Use at most 128 characters."),
-    N_("Do not use your email address as your password."),
-    N_("This password is too common; choose a less predictable one."),
 )
 #: The organisation this browser last signed in to: its name and logo greet the next visit.
 LAST_TENANT_COOKIE = "ccm_last_tenant"
@@ -375,7 +362,7 @@ def change_password():
                 accounts.change_password(user, form.current.data, form.new.data)
         except accounts.PasswordRejected as rejected:
             db.session.rollback()
-            form.new.errors = [*form.new.errors, *map(_, rejected.problems)]
+            form.new.errors = [*form.new.errors, *map(say, rejected.problems)]
         else:
             # Every session of this user ended with the change; this browser gets a new one
             # (which clears the old session, so the notice comes after).
@@ -426,7 +413,7 @@ def reset_password(token: str):
             accounts.complete_reset(reset, form.new.data)
         except accounts.PasswordRejected as rejected:
             db.session.rollback()
-            form.new.errors = [*form.new.errors, *map(_, rejected.problems)]
+            form.new.errors = [*form.new.errors, *map(say, rejected.problems)]
         else:
             slug = reset.user.tenant.slug
             db.session.commit()

@@ -14,8 +14,8 @@ from app.models import Side
 from app.web import message_body, uploads
 from app.web.compose import bp
 from app.web.compose.forms import ComposeForm, RevokeForm
-from app.web.compose.refusals import said
 from app.web.inbox.forms import rich_editor, sent_again
+from app.web.languages import say
 from app.web.queries import sent_items
 from app.web.rendering import page, redirect_to
 
@@ -72,9 +72,9 @@ def compose():
 def _show(form: ComposeForm, refused: composing.ComposeRefused) -> None:
     """Put the refusal beside the field at fault, or above the form."""
     if refused.field:
-        form[refused.field].errors = [*form[refused.field].errors, said(refused)]
+        form[refused.field].errors = [*form[refused.field].errors, say(refused.words)]
     else:
-        form.form_errors.append(said(refused))
+        form.form_errors.append(say(refused.words))
 
 
 @bp.route("/compose/draft", methods=["POST"])
@@ -95,7 +95,7 @@ def save_draft():
         abort(404)
     except composing.ComposeRefused as refused:
         return page("compose/_draft_state.html", "compose/_draft_state.html",
-                    draft=composing.draft_for(current_user, public_id), refused=said(refused))
+                    draft=composing.draft_for(current_user, public_id), refused=say(refused.words))
     db.session.commit()
     return page("compose/_draft_state.html", "compose/_draft_state.html", draft=draft)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import abort, flash, request, url_for
+from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
@@ -11,9 +12,9 @@ from app.extensions import db
 from app.mail.sanitize import text_to_html
 from app.models import Side
 from app.web import message_body, uploads
-from app.web.compose.refusals import said
 from app.web.inbox import bp
 from app.web.inbox.forms import ReplyForm, rich_editor, sent_again
+from app.web.languages import say
 from app.web.rendering import page, redirect_to
 
 
@@ -126,7 +127,8 @@ def reply(public_id: str):
         to, cc = replies.defaults(copy, reply_all=reply_all)
         form.recipients.data = [*to, *cc]
         form.body.data, starting_html = replies.drafts(
-            copy, intro=_("On %(when)s, %(sender)s wrote:"))  # replies.QUOTE_INTRO
+            copy, intro=_("On %(when)s, %(sender)s wrote:"),  # replies.QUOTE_INTRO
+            language=str(get_locale()))
     elif form.validate_on_submit():
         try:
             replies.send(
@@ -137,7 +139,7 @@ def reply(public_id: str):
                 client_address=request.remote_addr)
         except composing.ComposeRefused as refused:
             db.session.rollback()
-            form.form_errors.append(said(refused))
+            form.form_errors.append(say(refused.words))
         else:
             access_log.record("replied", tenant=copy.message.tenant, user=current_user,
                               message=copy.message)
