@@ -24,9 +24,12 @@ from urllib.parse import urlsplit
 from xml.etree import ElementTree
 
 import pytest
+from babel.messages.extract import DEFAULT_KEYWORDS, extract_python
+from babel.messages.pofile import read_po
 
 from app import mail_clients
-from app.web import security
+from app.mail_clients import wording
+from app.web import languages, security
 from app.web.mail_clients import routes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,7 +67,7 @@ def test_the_scripts_pass_their_node_tests():
                             text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     passed = re.search(r"^# pass (\d+)$", result.stdout, re.M)
-    assert passed and int(passed.group(1)) >= 14, result.stdout
+    assert passed and int(passed.group(1)) >= 21, result.stdout
 
 
 # --- the Outlook manifest ---------------------------------------------------------------
@@ -213,28 +216,30 @@ def test_the_package_starts_with_its_manifest_and_is_the_same_on_every_build():
 def test_the_extensions_manifest():
     data = json.loads(xpi().read("manifest.json"))
     assert data["manifest_version"] == 3
-    assert data["name"] == "Send Secure"
+    assert data["name"] == "__MSG_name__"  # _locales/<language>/messages.json
+    assert data["description"] == "__MSG_description__"
+    assert data["default_locale"] == "en"
     assert re.fullmatch(r"\d+(\.\d+){0,3}", data["version"])
     gecko = data["browser_specific_settings"]["gecko"]
     assert gecko["id"] == f"{{{mail_clients.add_in_id(PORTAL)}}}"
     assert gecko["strict_min_version"] == "128.0"
     assert data["homepage_url"] == PORTAL
     assert data["compose_action"]["default_popup"] == "popup.html"
-    assert data["compose_action"]["default_title"] == "Send Secure"
+    assert data["compose_action"]["default_title"] == "__MSG_name__"
     assert data["background"] == {"scripts": ["send_secure.js", "background.js"]}
     assert "content_scripts" not in data
 
 
 def test_the_extension_asks_only_for_the_permission_it_uses():
     """compose: getComposeDetails and setComposeDetails. composeAction needs none (the
-    manifest's compose_action gives it), nor tabs.query for the tab's id."""
+    manifest's compose_action gives it), nor tabs.query for the tab's id, nor i18n."""
     package = xpi()
     assert json.loads(package.read("manifest.json"))["permissions"] == ["compose"]
     used = set()
     for name in package.namelist():
         if name.endswith(".js"):
             used |= set(re.findall(r"messenger\.(\w+)\.(\w+)", package.read(name).decode()))
-    assert {api for api, _ in used} == {"compose", "composeAction", "tabs"}
+    assert {api for api, _ in used} == {"compose", "composeAction", "tabs", "i18n"}
     assert {call for api, call in used if api == "tabs"} == {"query", "onCreated"}
 
 
@@ -265,10 +270,174 @@ def test_every_file_the_extension_names_is_in_the_package():
 
 
 def test_the_popup_offers_the_three_choices_with_the_gateways_values():
+    """Each button's words are its mode's message (send_secure.js, localise)."""
     popup = xpi().read("popup.html").decode()
-    assert re.findall(r'data-mode="(\w+)"[^>]*>([^<]+)<', popup) == [
-        ("all", "All recipients"), ("external", "External recipients only"), ("off", "Off")]
+    assert re.findall(r'data-mode="(\w+)" data-i18n="(\w+)"[^>]*></button>', popup) == [
+        ("all", "all"), ("external", "external"), ("off", "off")]
+    english = json.loads(xpi().read("_locales/en/messages.json"))
+    assert [english[mode]["message"] for mode in ("all", "external", "off")] == [
+        "All recipients", "External recipients only", "Off"]
     assert "<script>" not in popup and "style=" not in popup  # no inline script or style
+
+
+# --- the buttons' words, in the portal's languages --------------------------------------
+
+TRANSLATED = ["de", "fr", "es", "ar"]
+#: what the portal's pages call the buttons and their choices, in German: the buttons say
+#: the same
+GERMAN = {"name": "Sicher senden", "all": "Alle Empfänger",
+          "external": "Nur externe Empfänger", "off": "Aus"}
+
+
+def catalog_translation(language: str, msgid: str) -> str:
+    """The portal catalog's translation of ``msgid``, read here on its own."""
+    with open(ROOT / "app" / "translations" / language / "LC_MESSAGES" / "messages.po",
+              "rb") as file:
+        entry = read_po(file, locale=language).get(msgid)
+    assert entry is not None and entry.string and not entry.fuzzy, (language, msgid)
+    return entry.string
+
+
+@pytest.fixture(scope="module")
+def catalogs() -> dict[str, dict[str, str]]:
+    """Every text of the buttons as the portal's catalogs translate it: language → key →
+    words (English as written in app/mail_clients/wording.py)."""
+    found = {"en": dict(wording.TEXTS)}
+    for language in TRANSLATED:
+        found[language] = {
+            key: catalog_translation(language, wording.CATALOG_IDS.get(key, english))
+            for key, english in wording.TEXTS.items()}
+    return found
+
+
+def test_the_buttons_speak_the_portals_languages():
+    assert list(wording.LANGUAGES) == list(languages.LANGUAGES)
+    assert set(mail_clients.OUTLOOK_LOCALES) == set(TRANSLATED)
+
+
+def test_every_text_of_the_buttons_is_in_every_catalog(catalogs):
+    for language in TRANSLATED:
+        assert wording.texts(language) == catalogs[language], language
+        for key in wording.TEXTS:
+            assert wording.translated(language, key) is not None, (language, key)
+    assert {key: catalogs["de"][key] for key in GERMAN} == GERMAN
+
+
+def test_the_words_only_the_buttons_use_are_marked_for_the_catalogs():
+    """``pybabel extract`` finds them in wording.py, so an update keeps them."""
+    path = ROOT / "app" / "mail_clients" / "wording.py"
+    with open(path, "rb") as file:
+        found = {message for _, _, message, _ in extract_python(
+            file, DEFAULT_KEYWORDS.keys(), [], {})}
+    own = {english for key, english in wording.TEXTS.items()
+           if key not in wording.CATALOG_IDS}
+    assert own <= found
+    for key, msgid in wording.CATALOG_IDS.items():
+        assert msgid.lower() == wording.TEXTS[key].lower()  # the same words, in case
+
+
+def overrides_of(element: ElementTree.Element, ns: str) -> dict[str, str]:
+    return {override.get("Locale"): override.get("Value")
+            for override in element.findall(f"{ns}Override")}
+
+
+def locales_of(texts: dict[str, str]) -> dict[str, str]:
+    """``texts`` (language → words) keyed as the manifest's Overrides are."""
+    return {locale: texts[language]
+            for language, locale in mail_clients.OUTLOOK_LOCALES.items()}
+
+
+#: each string resource of the manifest → the text it says
+RESOURCES = {"Group.Label": "name", "Menu.Label": "name", "All.Label": "all",
+             "External.Label": "external", "Off.Label": "off", "Menu.Tip": "menuTip",
+             "All.Tip": "allTip", "External.Tip": "externalTip", "Off.Tip": "offTip"}
+
+
+def test_the_manifest_has_every_string_in_every_language_as_the_catalogs_say(catalogs):
+    root = manifest()
+    per_key = {key: {language: catalogs[language][key] for language in TRANSLATED}
+               for key in wording.TEXTS}
+    for tag, key, most in (("DisplayName", "name", 125), ("Description", "description", 250)):
+        element = root.find(f"{OFFICE}{tag}")
+        assert element.get("DefaultValue") == catalogs["en"][key]
+        assert overrides_of(element, OFFICE) == locales_of(per_key[key])
+        assert all(len(value) <= most for value in overrides_of(element, OFFICE).values())
+    for level, node_ in enumerate(overrides()):
+        ns = OVERRIDES_1_1 if level else OVERRIDES_1_0
+        strings = {s.get("id"): s for s in node_.iter(f"{BT}String")}
+        assert set(strings) == set(RESOURCES)
+        for resid, key in RESOURCES.items():
+            assert strings[resid].get("DefaultValue") == catalogs["en"][key], resid
+            assert overrides_of(strings[resid], BT) == locales_of(per_key[key]), resid
+        # Microsoft's limits hold for every language
+        for kind, most in (("ShortStrings", 125), ("LongStrings", 250)):
+            for element in node_.find(f"{ns}Resources/{BT}{kind}"):
+                for value in overrides_of(element, BT).values():
+                    assert 0 < len(value) <= most, value
+    assert [o.get("Locale") for o in root.iter(f"{OFFICE}Override")] == [
+        "de-DE", "fr-FR", "es-ES", "ar-SA"] * 2
+    assert len(list(root.iter(f"{BT}Override"))) == 2 * len(RESOURCES) * 4
+
+
+def test_a_name_of_ones_own_is_not_translated():
+    root = ElementTree.fromstring(  # noqa: S314 -- the project's own output
+        mail_clients.outlook_manifest(PORTAL, name="Acme Secure"))
+    display = root.find(f"{OFFICE}DisplayName")
+    assert display.get("DefaultValue") == "Acme Secure" and not overrides_of(display, OFFICE)
+    group = next(s for s in root.iter(f"{BT}String") if s.get("id") == "Group.Label")
+    assert group.get("DefaultValue") == "Acme Secure" and not overrides_of(group, BT)
+    package = zipfile.ZipFile(io.BytesIO(mail_clients.thunderbird_xpi(
+        PORTAL, name="Acme $ecure")))
+    for language in wording.LANGUAGES:
+        messages = json.loads(package.read(f"_locales/{language}/messages.json"))
+        assert messages["name"]["message"] == "Acme $$ecure"  # "$$" is one "$"
+
+
+def test_the_outlook_info_bar_says_what_the_catalogs_say(catalogs):
+    """send_secure.js holds its words in a table of its own (Outlook loads it as it is):
+    the table is the catalogs' words, every one of them."""
+    script = mail_clients.source("outlook", "send_secure.js").decode()
+    assert "\\u" not in script  # the words as they read
+    result = subprocess.run(
+        [node(), "-e", "process.stdout.write(JSON.stringify(require("
+         "'./app/mail_clients/outlook/send_secure.js').MESSAGES))"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, check=True)
+    table = json.loads(result.stdout)
+    assert list(table) == list(wording.LANGUAGES)
+    for language, messages in table.items():
+        assert messages == {key: catalogs[language][key] for key in messages}, (
+            f"{language}: copy the catalogs' words into MESSAGES of send_secure.js "
+            "(wording.texts)")
+        assert set(messages) == {key for key in wording.TEXTS if key.startswith("notice")}
+        assert all(len(message) <= 150 for message in messages.values())
+
+
+def test_the_package_has_each_languages_messages_with_every_key_used(catalogs):
+    package = xpi()
+    manifest_json = package.read("manifest.json").decode()
+    used = set(re.findall(r"__MSG_(\w+)__", manifest_json))
+    used |= set(re.findall(r'data-i18n(?:-label)?="(\w+)"',
+                           package.read("popup.html").decode()))
+    script = package.read("send_secure.js").decode()
+    used |= set(re.findall(r'(?:getMessage|message)\("(\w+)"\)', script))
+    assert 'getMessage(mode)' in script  # the title: a message for each mode
+    used |= set(json.loads(subprocess.run(
+        [node(), "-e", "process.stdout.write(JSON.stringify(require("
+         "'./app/mail_clients/thunderbird/send_secure.js').MODES))"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, check=True).stdout))
+    assert used == {"name", "description", "lead", "all", "external", "off", "language",
+                    "direction"}
+    locales = sorted(n for n in package.namelist() if n.startswith("_locales/"))
+    assert locales == sorted(f"_locales/{language}/messages.json"
+                             for language in wording.LANGUAGES)
+    for language in wording.LANGUAGES:
+        messages = json.loads(package.read(f"_locales/{language}/messages.json"))
+        assert set(messages) == used, language
+        assert {key: entry["message"] for key, entry in messages.items()
+                if key not in ("language", "direction")} == {
+            key: catalogs[language][key] for key in used - {"language", "direction"}}
+        assert messages["language"]["message"] == language
+        assert messages["direction"]["message"] == ("rtl" if language == "ar" else "ltr")
 
 
 # --- what the portal serves -------------------------------------------------------------

@@ -167,6 +167,8 @@ window.recorded = {
   badge: null, title: null, closed: false,
 };
 window.messenger = {
+  // the messages of Thunderbird's language: the package's _locales/<language> (below)
+  i18n: {getMessage(key) { return (localeMessages[key] || {message: ""}).message; }},
   tabs: {async query(which) { return [{id: 3, type: "messageCompose"}]; }},
   compose: {
     async getComposeDetails(tabId) { return {customHeaders: recorded.headers}; },
@@ -181,8 +183,17 @@ window.close = () => { recorded.closed = true; };
 """
 
 
-def test_the_thunderbird_popup_shows_and_sets_the_choice(page, screenshot):
+#: what the popup says in each language: its buttons, the title then set
+POPUP_WORDS = {
+    "en": ("All recipients", "External recipients only", "Send Secure: All recipients"),
+    "ar": ("جميع المستلمين", "المستلمون الخارجيون فقط", "إرسال آمن: جميع المستلمين"),
+}
+
+
+@pytest.mark.parametrize("language", list(POPUP_WORDS))
+def test_the_thunderbird_popup_shows_and_sets_the_choice(page, screenshot, language):
     package = zipfile.ZipFile(io.BytesIO(mail_clients.thunderbird_xpi("https://portal.test")))
+    all_recipients, external_only, title = POPUP_WORDS[language]
     types = {"html": "text/html", "css": "text/css", "js": "text/javascript"}
 
     def extension(route):
@@ -190,18 +201,21 @@ def test_the_thunderbird_popup_shows_and_sets_the_choice(page, screenshot):
         route.fulfill(body=package.read(name), content_type=types[name.rsplit(".", 1)[1]])
 
     page.route("https://extension.test/**", extension)
-    page.add_init_script(FAKE_MESSENGER)
+    messages = package.read(f"_locales/{language}/messages.json").decode()
+    page.add_init_script(f"window.localeMessages = {messages};" + FAKE_MESSENGER)
     page.set_viewport_size({"width": 320, "height": 200})
     page.goto("https://extension.test/popup.html")
-    external = page.get_by_role("button", name="External recipients only")
+    external = page.get_by_role("button", name=external_only)
     expect(external).to_have_attribute("aria-pressed", "true")
-    expect(page.get_by_role("button", name="All recipients")).to_have_attribute(
+    expect(page.get_by_role("button", name=all_recipients)).to_have_attribute(
         "aria-pressed", "false")
     assert page.evaluate("recorded.badge") == "EXT"
+    assert page.evaluate("[document.documentElement.lang, document.documentElement.dir]") \
+        == [language, "rtl" if language == "ar" else "ltr"]
     screenshot(page, "thunderbird-popup")
-    page.get_by_role("button", name="All recipients").click()
+    page.get_by_role("button", name=all_recipients).click()
     page.wait_for_function("recorded.closed")
     assert page.evaluate("recorded.headers") == [{"name": "X-Other", "value": "kept"},
                                                  {"name": "X-CCM-Mode", "value": "all"}]
     assert page.evaluate("recorded.badge") == "ALL"
-    assert page.evaluate("recorded.title") == "Send Secure: all recipients"
+    assert page.evaluate("recorded.title") == title

@@ -53,6 +53,7 @@ const thunderbird = require(process.argv[2]);
         async setComposeDetails(tabId, details) { headers = details.customHeaders; },
       },
       composeAction: {async setBadgeText() {}, async setTitle() {}},
+      i18n: {getMessage(key) { return key; }},
     };
     await thunderbird.choose(messenger, 1, mode);
     found.thunderbird[mode] = headers.map((h) => [h.name, h.value]);

@@ -38,8 +38,8 @@ function fakeItem({fail = null} = {}) {
   return item;
 }
 
-function choose(item, mode) {
-  return new Promise((resolve) => sendSecure.choose(item, mode, resolve));
+function choose(item, mode, language) {
+  return new Promise((resolve) => sendSecure.choose(item, mode, resolve, language));
 }
 
 test("each choice sets exactly the header the gateway reads", async () => {
@@ -76,13 +76,53 @@ test("the info bar says the choice, one bar replaced each time", async () => {
   assert.deepEqual(Object.keys(item.notices), [sendSecure.NOTICE]);
   const notice = item.notices[sendSecure.NOTICE];
   assert.equal(notice.type, "informationalMessage");
-  assert.equal(notice.message, sendSecure.CHOICES.all);
+  assert.equal(notice.message, sendSecure.MESSAGES.en.noticeAll);
+  assert.match(notice.message, /^Send Secure: all recipients/);
   assert.equal(notice.icon, "Icon.16x16");  // a resid of the manifest
   assert.equal(notice.persistent, true);
-  assert.ok(notice.message.length <= 150, "Outlook shows at most 150 characters");
-  for (const message of Object.values(sendSecure.CHOICES)) assert.ok(message.length <= 150);
   await choose(item, "off");
   assert.match(item.notices[sendSecure.NOTICE].message, /off/);
+});
+
+test("every message fits an info bar, in every language, with a reason after the error's",
+     () => {
+  assert.deepEqual(Object.keys(sendSecure.MESSAGES), ["en", "de", "fr", "es", "ar"]);
+  for (const [language, messages] of Object.entries(sendSecure.MESSAGES)) {
+    assert.deepEqual(Object.keys(messages).sort(), [...Object.values(sendSecure.CHOICES),
+                                                    "noticeFailed"].sort(), language);
+    for (const message of Object.values(messages)) {
+      assert.ok(message.length > 0 && message.length <= 150, `${language}: ${message}`);
+    }
+    assert.ok(messages.noticeFailed.length <= 60, "room for the reason");
+  }
+});
+
+test("the info bar speaks Outlook's display language, English for any other", async () => {
+  const said = {};
+  for (const language of ["de-DE", "de-AT", "FR-fr", "es-MX", "ar-SA", "en-GB", "ja-JP",
+                          "", undefined]) {
+    const item = fakeItem();
+    await choose(item, "external", language);
+    said[String(language)] = item.notices[sendSecure.NOTICE].message;
+  }
+  const {MESSAGES} = sendSecure;
+  assert.equal(said["de-DE"], MESSAGES.de.noticeExternal);
+  assert.match(said["de-DE"], /^Sicher senden: Externe Empfänger/);
+  assert.equal(said["de-AT"], MESSAGES.de.noticeExternal);
+  assert.equal(said["FR-fr"], MESSAGES.fr.noticeExternal);
+  assert.equal(said["es-MX"], MESSAGES.es.noticeExternal);
+  assert.equal(said["ar-SA"], MESSAGES.ar.noticeExternal);
+  for (const other of ["en-GB", "ja-JP", "", "undefined"]) {
+    assert.equal(said[other], MESSAGES.en.noticeExternal, other);
+  }
+  assert.equal(sendSecure.wording("constructor"), MESSAGES.en, "no property of an object");
+});
+
+test("an error is said in the display language, with Outlook's reason", async () => {
+  const item = fakeItem({fail: "Internet headers are not supported"});
+  await choose(item, "all", "fr-FR");
+  assert.equal(item.notices[sendSecure.NOTICE].message,
+               sendSecure.MESSAGES.fr.noticeFailed + " Internet headers are not supported");
 });
 
 test("a header Outlook refuses is reported in the info bar, not swallowed", async () => {
@@ -112,7 +152,7 @@ test("the menu's functions complete their event, by name and through Office.acti
   let ready = 0;
   const scope = {
     Office: {
-      context: {mailbox: {item}},
+      context: {mailbox: {item}, displayLanguage: "es-ES"},
       actions: {associate(name, handler) { associated[name] = handler; }},
       onReady() { ready += 1; },
     },
@@ -125,6 +165,8 @@ test("the menu's functions complete their event, by name and through Office.acti
   for (const [name, mode] of Object.entries(sendSecure.COMMANDS)) {
     await new Promise((resolve) => associated[name]({completed: resolve}));
     assert.deepEqual(item.headers, mode === "off" ? {} : {"X-CCM-Mode": mode});
+    assert.equal(item.notices[sendSecure.NOTICE].message,
+                 sendSecure.MESSAGES.es[sendSecure.CHOICES[mode]], "in Outlook's language");
   }
 });
 

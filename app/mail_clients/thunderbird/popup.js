@@ -1,4 +1,5 @@
-/* The compose action's popup: marks the current choice, sets the one clicked. */
+/* The compose action's popup: in Thunderbird's language, marks the current choice, sets
+ * the one clicked. */
 (function () {
   "use strict";
   var api = self.CCMSendSecure;
@@ -15,6 +16,7 @@
   }
 
   async function start() {
+    api.localise(messenger, document);
     var tabId = await composeTab();
     var mode = await api.current(messenger, tabId);
     mark(mode);

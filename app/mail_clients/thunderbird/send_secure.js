@@ -1,11 +1,13 @@
 /*
  * CCM "Send Secure" for Thunderbird: the compose window's button sets the header
  * X-CCM-Mode on the message being written ("all" or "external"; "Off" leaves none), and
- * its badge and title show the choice until the message is sent. The gateway honours
- * the header only for senders allowed to Send Secure, and removes it before delivery.
+ * its badge and title show the choice until the message is sent, in Thunderbird's
+ * language (messenger.i18n: _locales/<language>/messages.json, built from the portal's
+ * catalogs by app/mail_clients). The gateway honours the header only for senders
+ * allowed to Send Secure, and removes it before delivery.
  *
  * The logic takes the messenger API as an argument, so tests/js/ runs it under Node
- * against a fake of messenger.compose that records what is set.
+ * against a fake of messenger.compose and messenger.i18n that records what is set.
  */
 (function (root, factory) {
   "use strict";
@@ -22,11 +24,30 @@
   // the values the gateway accepts (app/models/vocabulary.py, Mode); "off" sets none
   var MODES = ["all", "external", "off"];
   var BADGES = {all: "ALL", external: "EXT", off: ""};
-  var TITLES = {
-    all: "Send Secure: all recipients",
-    external: "Send Secure: external recipients only",
-    off: "Send Secure: off"
-  };
+
+  /* The button's title for ``mode``: "Send Secure: All recipients", in Thunderbird's
+   * language (the messages of _locales are keyed by the mode). */
+  function title(messenger, mode) {
+    return messenger.i18n.getMessage("name") + ": " + messenger.i18n.getMessage(mode);
+  }
+
+  /*
+   * Put the words of Thunderbird's language in ``document`` (the popup): each element's
+   * text by its data-i18n key, its aria-label by data-i18n-label; the page's lang and
+   * dir (Arabic right to left) from the messages "language" and "direction".
+   */
+  function localise(messenger, document) {
+    var message = function (key) { return messenger.i18n.getMessage(key); };
+    document.querySelectorAll("[data-i18n]").forEach(function (element) {
+      element.textContent = message(element.dataset.i18n);
+    });
+    document.querySelectorAll("[data-i18n-label]").forEach(function (element) {
+      element.setAttribute("aria-label", message(element.dataset.i18nLabel));
+    });
+    document.title = message("name");
+    document.documentElement.lang = message("language");
+    document.documentElement.dir = message("direction");
+  }
 
   function isOurs(header) {
     return header.name.toLowerCase() === HEADER.toLowerCase();
@@ -43,7 +64,7 @@
   /* Show ``mode`` on the compose action of tab ``tabId``. */
   async function show(messenger, tabId, mode) {
     await messenger.composeAction.setBadgeText({tabId: tabId, text: BADGES[mode]});
-    await messenger.composeAction.setTitle({tabId: tabId, title: TITLES[mode]});
+    await messenger.composeAction.setTitle({tabId: tabId, title: title(messenger, mode)});
   }
 
   /*
@@ -82,6 +103,6 @@
     return mode;
   }
 
-  return {HEADER: HEADER, MODES: MODES, BADGES: BADGES, TITLES: TITLES,
+  return {HEADER: HEADER, MODES: MODES, BADGES: BADGES, title: title, localise: localise,
           current: current, show: show, choose: choose, opened: opened};
 }));
