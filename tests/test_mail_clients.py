@@ -545,5 +545,5 @@ def test_the_security_page_offers_them_in_german(client, auth, people):
     auth.sign_in("alice@acme.test", slug="acme")
     page = client.get("/account/second-factor",
                       headers={"Accept-Language": "de"}).get_data(as_text=True)
-    assert "Send Secure aus Ihrem Mailprogramm" in page
+    assert "Sicher senden aus Ihrem Mailprogramm" in page
     assert "Thunderbird-Erweiterung herunterladen" in page
