@@ -8,8 +8,19 @@ from typing import TypeVar
 
 import flask_migrate
 from flask import current_app, has_app_context
-from sqlalchemy import (BigInteger, Column, Connection, Engine, Integer, Table, event, exc,
-                        inspect, select, text)
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    Engine,
+    Integer,
+    Table,
+    event,
+    exc,
+    inspect,
+    select,
+    text,
+)
 from sqlalchemy.orm import InstanceState, Session
 
 from app.extensions import db

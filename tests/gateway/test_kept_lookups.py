@@ -124,8 +124,8 @@ def test_an_account_seen_in_a_transaction_rolled_back_is_not_kept(app, gateway):
 
 
 def test_an_account_removed_and_its_address_given_a_new_one_gets_the_new_one(app, gateway):
-    """On SQLite the new account may even get the removed one's id: the message must go
-    to the account as it now is, whatever was kept."""
+    """On SQLite another account may even get the removed one's id: the message must go
+    to the address's account as it now is, never by the id that was kept."""
     gateway.policy(name="Law firm", kind="route", to_pattern="*@lawfirm.test")
 
     def job(subject: str):
@@ -138,6 +138,9 @@ def test_an_account_removed_and_its_address_given_a_new_one_gets_the_new_one(app
     tenant_id = gateway.tenant.id
     with db.engine.begin() as other:
         other.execute(delete(User).where(User.email == "counsel@lawfirm.test"))
+        other.execute(insert(User).values(  # someone else, who may take the removed id
+            tenant_id=tenant_id, email="someone@else.test", kind="external",
+            role="external", failed_signins=0, disabled=False, must_change_password=True))
         other.execute(insert(User).values(
             tenant_id=tenant_id, email="counsel@lawfirm.test", kind="external",
             role="external", failed_signins=0, disabled=False, must_change_password=True))
