@@ -18,7 +18,6 @@ from sqlalchemy import (
     event,
     exc,
     inspect,
-    select,
     text,
 )
 from sqlalchemy.orm import InstanceState, Session
@@ -195,8 +194,7 @@ def kept_until_changed(key: tuple, look_up: Callable[[], T]) -> T:
         return once_a_transaction(key, look_up)
 
     def from_kept() -> T:
-        generation = once_a_transaction(_GENERATION, lambda: session.scalar(
-            select(change_counter.c.generation).where(change_counter.c.id == 1)))
+        generation = once_a_transaction(_GENERATION, lambda: _change_count(session))
         kept = current_app.extensions.setdefault(_KEPT, _Kept())
         if generation is not None and (value := kept.get(generation, key)) is not None:
             return _into_session(session, value)
@@ -208,6 +206,19 @@ def kept_until_changed(key: tuple, look_up: Callable[[], T]) -> T:
 
     return once_a_transaction(key, from_kept)
 
+
+
+def _change_count(session: Session) -> int | None:
+    """The change counter (None when its row is missing: nothing is kept), read by the
+    driver itself on the session's connection, in its transaction: SQLAlchemy's
+    statement machinery would cost several times this one-row query."""
+    cursor = session.connection().connection.dbapi_connection.cursor()
+    try:
+        cursor.execute("SELECT generation FROM change_counter WHERE id = 1")
+        row = cursor.fetchone()
+    finally:
+        cursor.close()
+    return None if row is None else row[0]
 
 
 def _detached(value):
