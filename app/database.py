@@ -3,11 +3,12 @@
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import TypeVar
 
 import flask_migrate
-from flask import current_app, has_app_context
+from flask import has_app_context
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -137,7 +138,6 @@ change_counter = Table(
 )
 
 _KEEPS = "ccm_keeps_lookups"
-_KEPT = "ccm_kept_lookups"
 _GENERATION = ("change counter",)
 
 
@@ -195,7 +195,7 @@ def kept_until_changed(key: tuple, look_up: Callable[[], T]) -> T:
 
     def from_kept() -> T:
         generation = once_a_transaction(_GENERATION, lambda: _change_count(session))
-        kept = current_app.extensions.setdefault(_KEPT, _Kept())
+        kept = _kept()
         if generation is not None and (value := kept.get(generation, key)) is not None:
             return _into_session(session, value)
         found = look_up()
@@ -206,6 +206,16 @@ def kept_until_changed(key: tuple, look_up: Callable[[], T]) -> T:
 
     return once_a_transaction(key, from_kept)
 
+
+
+#: one for each database (each application's engine: tests make one a test)
+_KEPT: weakref.WeakKeyDictionary[Engine, _Kept] = weakref.WeakKeyDictionary()
+_KEPT_LOCK = threading.Lock()
+
+
+def _kept() -> _Kept:
+    with _KEPT_LOCK:
+        return _KEPT.setdefault(db.engine, _Kept())
 
 
 def _change_count(session: Session) -> int | None:

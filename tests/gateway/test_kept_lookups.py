@@ -19,7 +19,7 @@ def generation() -> int | None:
 
 
 def kept(app) -> dict:
-    return app.extensions["ccm_kept_lookups"].values
+    return database._kept().values
 
 
 def routes() -> list[str]:
