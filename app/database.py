@@ -207,7 +207,6 @@ def kept_until_changed(key: tuple, look_up: Callable[[], T]) -> T:
     return once_a_transaction(key, from_kept)
 
 
-
 #: one for each database (each application's engine: tests make one a test)
 _KEPT: weakref.WeakKeyDictionary[Engine, _Kept] = weakref.WeakKeyDictionary()
 _KEPT_LOCK = threading.Lock()
