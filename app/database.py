@@ -1,14 +1,27 @@
 """Database engine settings that SQLAlchemy does not set for us."""
 
 import sqlite3
+import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import TypeVar
 
 import flask_migrate
 from flask import has_app_context
-from sqlalchemy import Connection, Engine, event, exc, text
-from sqlalchemy.orm import Session
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    Engine,
+    Integer,
+    Table,
+    event,
+    exc,
+    inspect,
+    text,
+)
+from sqlalchemy.orm import InstanceState, Session
 
 from app.extensions import db
 
@@ -112,6 +125,129 @@ def once_a_transaction(key: tuple, look_up: Callable[[], T]) -> T:
         if found is not None:
             memo[1][key] = found
     return found
+
+
+#: A number that moves on, in the same transaction, whenever a tenant, a domain, a
+#: policy or an account's address changes: triggers do it (migration 0020), so every
+#: process, ``ccm config import`` and a change by hand in SQL alike. What intake keeps
+#: between transactions (``kept_until_changed``) is good while it stands still.
+change_counter = Table(
+    "change_counter", db.metadata,
+    Column("id", Integer, primary_key=True),
+    Column("generation", BigInteger, nullable=False),
+)
+
+_KEEPS = "ccm_keeps_lookups"
+_GENERATION = ("change counter",)
+
+
+def keep_lookups() -> None:
+    """Let ``kept_until_changed`` keep what the session's transactions look up, for the
+    next ones: for intake's storing threads, whose transactions change none of it. (A
+    transaction that did, say a test's or the portal's, could have the kept values
+    stand in for its own uncommitted ones, so it is asked for.)"""
+    db.session().info[_KEEPS] = True
+
+
+class _Kept:
+    """What committed transactions looked up, good while the change counter stands at
+    ``generation``; a process's threads share it."""
+
+    #: kept values at most (one for each tenant, its policies, each recipient's account)
+    LIMIT = 10_000
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.generation: int | None = None
+        self.values: dict[tuple, object] = {}
+
+    def get(self, generation: int, key: tuple) -> object | None:
+        with self.lock:
+            return self.values.get(key) if generation == self.generation else None
+
+    def keep(self, generation: int, key: tuple, value: object) -> None:
+        with self.lock:
+            if self.generation is not None and generation < self.generation:
+                return  # looked up before a change another transaction has already seen
+            if generation != self.generation or len(self.values) >= self.LIMIT:
+                self.generation, self.values = generation, {}
+            self.values[key] = value
+
+
+def kept_until_changed(key: tuple, look_up: Callable[[], T]) -> T:
+    """``look_up()``, and kept for later transactions until the change counter moves:
+    for what intake would otherwise look up again for every group it stores (the
+    sender's tenant, its policies, a recipient's account id). ORM objects are kept
+    detached and merged into each transaction's session without a query.
+
+    **Why it never routes by what was changed before the transaction began.** The
+    counter is read once a transaction, before any kept value is used, and moves in
+    the transaction of the change: a change committed before that read is seen, and
+    nothing kept from an earlier number is used. A value is kept under the number
+    read *before* it was looked up, so a change that commits between the two only
+    makes it look stale too soon, never fresh too long; and only once its transaction
+    has committed, so an account created by a transaction that rolls back is never
+    kept. Without ``keep_lookups`` this is ``once_a_transaction``.
+    """
+    session = db.session()
+    if not session.info.get(_KEEPS):
+        return once_a_transaction(key, look_up)
+
+    def from_kept() -> T:
+        generation = once_a_transaction(_GENERATION, lambda: _change_count(session))
+        kept = _kept()
+        if generation is not None and (value := kept.get(generation, key)) is not None:
+            return _into_session(session, value)
+        found = look_up()
+        if generation is not None and found is not None:
+            copy = _detached(found)
+            when_committed(lambda: kept.keep(generation, key, copy))
+        return found
+
+    return once_a_transaction(key, from_kept)
+
+
+#: one for each database (each application's engine: tests make one a test)
+_KEPT: weakref.WeakKeyDictionary[Engine, _Kept] = weakref.WeakKeyDictionary()
+_KEPT_LOCK = threading.Lock()
+
+
+def _kept() -> _Kept:
+    with _KEPT_LOCK:
+        return _KEPT.setdefault(db.engine, _Kept())
+
+
+def _change_count(session: Session) -> int | None:
+    """The change counter (None when its row is missing: nothing is kept), read by the
+    driver itself on the session's connection, in its transaction: SQLAlchemy's
+    statement machinery would cost several times this one-row query."""
+    cursor = session.connection().connection.dbapi_connection.cursor()
+    try:
+        cursor.execute("SELECT generation FROM change_counter WHERE id = 1")
+        row = cursor.fetchone()
+    finally:
+        cursor.close()
+    return None if row is None else row[0]
+
+
+def _detached(value):
+    """A copy of ``value`` belonging to no session, ORM objects (and lists of them) with
+    what they had loaded, to be read by several threads at once."""
+    if isinstance(value, list):
+        return [_detached(item) for item in value]
+    if not isinstance(inspect(value, raiseerr=False), InstanceState):
+        return value
+    with Session() as scratch:  # no connection: merge(load=False) runs no query
+        return scratch.merge(value, load=False)
+
+
+def _into_session(session: Session, value):
+    """``value`` as the session's own: kept ORM objects merged in, without a query."""
+    if isinstance(value, list):
+        return [_into_session(session, item) for item in value]
+    if not isinstance(inspect(value, raiseerr=False), InstanceState):
+        return value
+    return session.merge(value, load=False)
 
 
 def server_process() -> int | None:

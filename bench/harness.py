@@ -599,9 +599,11 @@ def py_spy() -> str | None:
     return found if found and os.path.exists(found) else None
 
 
-def record_profile(pid: int, name: str, seconds: float | None) -> subprocess.Popen | None:
+def record_profile(pid: int, name: str, seconds: float | None,
+                   gil: bool = False) -> subprocess.Popen | None:
     """Start sampling ``pid`` with py-spy for ``seconds`` (wait() on the result), or
-    until :func:`stop_profile` when ``seconds`` is None."""
+    until :func:`stop_profile` when ``seconds`` is None; ``gil``: only the thread holding
+    the GIL (what the CPU does), not every thread's waits."""
     spy = py_spy()
     if spy is None:
         print("  (py-spy not found: set PY_SPY=/path/to/py-spy for a profile)")
@@ -609,7 +611,7 @@ def record_profile(pid: int, name: str, seconds: float | None) -> subprocess.Pop
     PROFILES.mkdir(exist_ok=True)
     return subprocess.Popen(
         [spy, "record", "--pid", str(pid), "--format", "raw", "--rate", "200",
-         "--output", str(PROFILES / f"{name}.txt"), "--nonblocking",
+         "--output", str(PROFILES / f"{name}.txt"), "--nonblocking", *(["--gil"] if gil else []),
          *(["--duration", str(int(seconds))] if seconds else [])],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 

@@ -327,14 +327,18 @@ def run_ccm(args, messages, warm_up, rcpts, postgres: bool, processes: int = 1) 
 
 
 def profile(instance, smtp, rcpts, args, name: str) -> None:
-    """Sample ``ccm smtp`` with py-spy while it takes 600 more of the same messages."""
-    more = build_messages(600, parse_size(args.size), args.mix, rcpts, "profile")
-    recorder = harness.record_profile(smtp.pid, name, 15)
+    """Sample ``ccm smtp`` with py-spy while it takes as many more of the same messages
+    as the run did (at least 600)."""
+    more = build_messages(max(600, args.messages), parse_size(args.size), args.mix, rcpts,
+                          "profile")
+    recorder = harness.record_profile(smtp.pid, name, None, gil=args.profile == "gil")
     if recorder is None:
         return
     time.sleep(1)
-    send_all(instance.smtp_port, more, rcpts, args.connections, "profile")
-    recorder.wait()
+    try:
+        send_all(instance.smtp_port, more, rcpts, args.connections, "profile")
+    finally:
+        harness.stop_profile(recorder)
     print(harness.summarize_profile(name))
 
 
@@ -402,8 +406,9 @@ def main() -> None:
                         help="also run N `ccm smtp --share-port` processes on each database")
     parser.add_argument("--no-sqlite", action="store_true", help="skip the SQLite run")
     parser.add_argument("--no-postfix", action="store_true")
-    parser.add_argument("--profile", action="store_true",
-                        help="also record a py-spy profile of ccm smtp")
+    parser.add_argument("--profile", nargs="?", const="all", choices=("all", "gil"),
+                        help="also record a py-spy profile of ccm smtp (gil: only the "
+                             "thread holding the GIL)")
     parser.add_argument("--json", help="write the figures to this file as JSON")
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     parser.add_argument("--serve-port", type=int, help=argparse.SUPPRESS)

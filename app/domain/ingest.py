@@ -14,6 +14,7 @@ from datetime import timedelta
 from email.errors import InvalidHeaderDefect
 
 from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 
 from app import clock, database, metrics
 from app.config import settings
@@ -73,8 +74,9 @@ def tenant_of(address: str) -> Tenant | None:
     domain = addresses.domain_of(address)
     if not domain or not _is_text(domain):
         return None
-    return database.once_a_transaction(("tenant", domain), lambda: db.session.scalar(
-        select(Tenant).join(Domain).where(Domain.name == domain, Domain.verified)))
+    return database.kept_until_changed(("tenant", domain), lambda: db.session.scalar(
+        select(Tenant).join(Domain).where(Domain.name == domain, Domain.verified)
+        .options(selectinload(Tenant.domains))))
 
 
 def _is_text(value: str) -> bool:
@@ -116,7 +118,7 @@ def plan(tenant: Tenant, raw: bytes, mail_from: str, rcpt_tos: list[str],
     notes = []
     if mode is None and asked:
         mode = _asked_mode(tenant, sender, asked, notes)
-    policies = database.once_a_transaction(("policies", tenant.id), lambda: list(
+    policies = database.kept_until_changed(("policies", tenant.id), lambda: list(
         db.session.scalars(select(Policy).where(Policy.tenant_id == tenant.id,
                                                 Policy.enabled.is_(True))
                            .order_by(Policy.position, Policy.id))))

@@ -87,9 +87,9 @@ def _account(tenant, address: str) -> tuple[int, User | None]:
 
 def _existing(tenant, email: str) -> int | None:
     """The id of ``email``'s account at ``tenant``: its id only (loading the account
-    would cost more than the query), and once a transaction, which a group commit's
-    messages to one person share."""
-    return database.once_a_transaction(("account", tenant.id, email), lambda: db.session.scalar(
+    would cost more than the query), kept while no account is removed or readdressed
+    (``database.kept_until_changed``)."""
+    return database.kept_until_changed(("account", tenant.id, email), lambda: db.session.scalar(
         select(User.id).where(User.tenant_id == tenant.id, User.email == email)))
 
 

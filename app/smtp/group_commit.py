@@ -184,6 +184,8 @@ class GroupCommit:
         outcomes: list[BaseException | None] | None = []
         probe, committing = None, None  # a stored message; who runs the COMMIT, once sent
         with self.app.app_context():
+            # the tenant, its policies and account ids, kept until they change
+            database.keep_lookups()
             try:
                 with self.receiving:
                     batch += self._take()
