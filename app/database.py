@@ -128,7 +128,7 @@ def once_a_transaction(key: tuple, look_up: Callable[[], T]) -> T:
 
 
 #: A number that moves on, in the same transaction, whenever a tenant, a domain, a
-#: policy or an account's address changes: triggers do it (migration 0020), so every
+#: policy or an account's address changes: triggers do it (migration 0024), so every
 #: process, ``ccm config import`` and a change by hand in SQL alike. What intake keeps
 #: between transactions (``kept_until_changed``) is good while it stands still.
 change_counter = Table(

@@ -28,7 +28,7 @@ def routes() -> list[str]:
 
 
 def test_the_change_counter_moves_with_every_change_intake_keeps(app, gateway, make_user):
-    """Triggers move it (migration 0020): a later migration that rebuilds one of these
+    """Triggers move it (migration 0024): a later migration that rebuilds one of these
     tables on SQLite would drop its triggers with it, and fail here."""
     tenant_id = gateway.tenant.id
     user_id = make_user(gateway.tenant, email="pat@acme.test").id

@@ -1,7 +1,7 @@
 """change counter: a number every change to what intake keeps between messages moves on
 
-Revision ID: 0020
-Revises: 0019
+Revision ID: 0024
+Revises: 0023
 Create Date: 2026-12-06 10:10:00
 
 Intake keeps a sender's tenant, its policies and recipients' account ids from one
@@ -14,8 +14,8 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision = '0020'
-down_revision = '0019'
+revision = '0024'
+down_revision = '0023'
 branch_labels = None
 depends_on = None
 
