@@ -163,7 +163,6 @@ def test_an_english_message_in_the_arabic_portal_on_a_phone(live_server, browser
         expect(area).to_be_visible()
         reads_left_to_right(page, "#reply-title bdi", "Offer (revised).")
         assert page.locator("textarea[name=body]").get_attribute("dir") == "auto"
-        assert area.evaluate("e => getComputedStyle(e).unicodeBidi") == "plaintext"
         quoted = area.locator("blockquote")
         assert quoted.evaluate("e => getComputedStyle(e).unicodeBidi") == "plaintext"
         for line in ("Dear Pat,", "Our offer stands at 40."):
@@ -192,6 +191,23 @@ def test_an_arabic_message_in_the_english_portal(live_server, browser, screensho
         found = ends(page, ".message-text", "عزيزي بات،")
         assert found["first"] > found["last"] and found["right"] - found["first"] < 40, found
         look(page, screenshot, "message")
+
+        # replying, the quoted Arabic lines read right to left in the English editor
+        page.get_by_role("link", name="Reply", exact=True).click()
+        quoted = page.locator("[data-rich-area] blockquote")
+        expect(quoted).to_contain_text("عرضنا ما زال 40.")
+        found = ends(page, "[data-rich-area] blockquote", "عرضنا ما زال 40.")
+        assert found["top"] == found["lastTop"] and found["first"] > found["last"], found
+        look(page, screenshot, "reply")
+
+        # an HTML body without a direction of its own, in the message's frame
+        html = EmailMessage(policy=SMTP)
+        html["From"], html["To"], html["Subject"] = f"Alice <{ALICE}>", PAT, ARABIC_SUBJECT
+        html.set_content("<p>عزيزي بات،</p><p>عرضنا ما زال 40.</p>", subtype="html")
+        message = ingest.receive(html.as_bytes(), ALICE, [PAT], mode="external")
+        db.session.commit()
+        page.goto(f"{live_server}/inbox/{message.public_id}/body")
+        assert page.locator("body").evaluate("e => getComputedStyle(e).direction") == "rtl"
     finally:
         page.context.close()
 
