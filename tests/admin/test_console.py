@@ -346,4 +346,4 @@ def test_a_tracked_message_is_opened_by_its_subject(as_admin, acme):
     message = ingest.receive(raw, "alice@acme.test", ["pat@partner.test"])
     db.session.commit()
     page = as_admin.get("/admin/tracking").get_data(as_text=True)
-    assert f'<a href="/admin/tracking/{message.public_id}">Board minutes</a>' in page
+    assert f'<a href="/admin/tracking/{message.public_id}"><bdi>Board minutes</bdi></a>' in page

@@ -99,7 +99,7 @@ def test_register_sign_out_and_sign_in_by_passkey(app, portal, page, world, scre
     expect(page.get_by_text("Give the passkey a name.")).to_be_visible()
     add_passkey(page, "Work laptop")
     expect(page.get_by_text("Your passkey “Work laptop” is ready.")).to_be_visible()
-    expect(page.get_by_text("Work laptop", exact=True)).to_be_visible()
+    expect(page.locator("p.passkey-name")).to_have_text("Work laptop")
     expect(page.get_by_text("not used yet")).to_be_visible()
     assert len(cdp.send("WebAuthn.getCredentials",
                         {"authenticatorId": authenticator_id})["credentials"]) == 1

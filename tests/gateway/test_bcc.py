@@ -236,7 +236,8 @@ def test_no_copy_and_no_portal_page_shows_bcc(app, gateway, routes, ingress_serv
     post_form(sender, "/t/acme/sign-in", {"email": "alice@acme.test", "password": PASSWORD})
     page = sender.get(f"/sent/{message.public_id}").get_data(as_text=True)
     for address in RECIPIENTS:
-        shown = re.search(rf"<strong>{re.escape(address)}</strong>\s*<span[^>]*>[^<]*</span>"
+        shown = re.search(rf"<strong><bdi>{re.escape(address)}</bdi></strong>"
+                          r"\s*<span[^>]*>[^<]*</span>"
                           r"\s*(<span[^>]*>Bcc</span>)?", page)
         assert shown, f"{address} is not listed"
         assert bool(shown.group(1)) == (address in HIDDEN), address

@@ -137,6 +137,6 @@ def test_the_tracking_pages_show_the_from_header_for_the_null_sender(
     (message,) = stored()
     auth.sign_in("admin@acme.test", slug="acme")
     found = client.get("/admin/tracking?sender=alice").get_data(as_text=True)
-    assert "<td>Alice &lt;alice@acme.test&gt;</td>" in found
+    assert "<td><bdi>Alice &lt;alice@acme.test&gt;</bdi></td>" in found
     page = client.get(f"/admin/tracking/{message.public_id}").get_data(as_text=True)
     assert "&lt;&gt; (the null sender" in page

@@ -27,7 +27,8 @@ def alice(signed_in):
 def rows(page: str) -> dict[str, str]:
     """Each Sent row's markup by its subject."""
     found = re.findall(r'<li class="message-row">.*?</li>', page, re.S)
-    return {re.search(r'<span class="row-subject">(.*?)</span>', row)[1]: row for row in found}
+    subject = r'<span class="row-subject" dir="auto">(.*?)</span>'
+    return {re.search(subject, row)[1]: row for row in found}
 
 
 def test_the_sent_list_says_in_words_which_messages_went_by_ccm(gateway, client, alice):

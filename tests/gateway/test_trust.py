@@ -105,7 +105,7 @@ def test_the_sender_sees_who_opened_and_downloaded(app, gateway, client, auth):
     db.session.commit()
     auth.sign_in("alice@acme.test", slug="acme")
     page = client.get(f"/sent/{message.public_id}").get_data(as_text=True)
-    assert "Who read it" in page and "Downloaded terms.pdf" in page
+    assert "Who read it" in page and "Downloaded <bdi>terms.pdf</bdi>" in page
     # The recipient's own activity page shows sign-ins only, and only theirs.
     activity = reader.get("/account/activity").get_data(as_text=True)
     assert "Signed in" in activity and "alice@acme.test" not in activity

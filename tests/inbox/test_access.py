@@ -461,7 +461,7 @@ def test_search_takes_wildcards_and_the_escape_character_literally(client, auth,
 
     def found(query: str) -> set[str]:
         page = client.get("/inbox/", query_string={"q": query}).get_data(as_text=True)
-        return set(re.findall(r'class="row-subject">([^<]+)<', page))
+        return set(re.findall(r'class="row-subject" dir="auto">([^<]+)<', page))
 
     assert found("50%") == {"50% off"}
     assert found("a/b") == {"a/b testing"}

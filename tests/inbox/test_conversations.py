@@ -50,7 +50,7 @@ def offer(acme, make_user, frozen_clock):
 def turns_on_page(page: str) -> list[str]:
     """The bodies of the later messages the page shows, in order."""
     return [re.sub(r"<[^>]+>", "", t).strip() for t in re.findall(
-        r'<div class="message-text turn-text">(.*?)</div>', page, re.S)]
+        r'<div class="message-text turn-text" dir="auto">(.*?)</div>', page, re.S)]
 
 
 def test_the_thread_is_named_by_the_message_that_began_it():

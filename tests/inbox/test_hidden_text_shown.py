@@ -30,7 +30,7 @@ def test_the_page_the_frame_and_the_reply_show_only_what_the_sender_let_be_seen(
     activate("acme", "pat@partner.test")
     auth.sign_in("pat@partner.test", slug="acme")
     page = html.unescape(client.get(f"/inbox/{message.public_id}").get_data(as_text=True))
-    fallback = re.search(r'<div class="message-text message-text-fallback">(.*?)</div>',
+    fallback = re.search(r'<div class="message-text message-text-fallback" dir="auto">(.*?)</div>',
                          page, re.S)[1]
     assert "The figures are attached." in fallback and "Regards, Alice" in fallback
     framed = client.get(f"/inbox/{message.public_id}/body").get_data(as_text=True)
