@@ -50,7 +50,8 @@ QUOTE_INTRO = "On %(when)s, %(sender)s wrote:"
 def quoted(copy: Recipient) -> str:
     """The original quoted as mail programs quote it. The reply form starts with it in the
     text, where the replier may edit or remove it; nothing adds it again on sending."""
-    return _in_lines(*_original(copy))
+    when, sender, original = _original(copy)
+    return _in_lines(QUOTE_INTRO % {"when": when, "sender": sender}, original)
 
 
 def _in_lines(intro: str, original: list[str]) -> str:
@@ -58,29 +59,31 @@ def _in_lines(intro: str, original: list[str]) -> str:
     return f"{intro}\n{lines}\n"
 
 
-def _original(copy: Recipient, intro: str = QUOTE_INTRO,
-              language: str = "en") -> tuple[str, list[str]]:
-    """(``intro`` filled: "On <date>, <sender> wrote:", the date in ``language``; the lines
-    of the original's text)."""
+def _original(copy: Recipient, language: str = "en") -> tuple[str, str, list[str]]:
+    """The original's date (written in ``language``), its sender, and the lines of its
+    text."""
     readable = reading.read_message(copy.message)
     text = reading.body_text(readable).strip()
     if len(text) > QUOTE_LIMIT:  # the reply's text has a limit too (app/web/inbox/forms.py)
         text = text[:QUOTE_LIMIT].rstrip() + "\n[…]"
     when = clock.written_date(readable.date, copy.message.received_at,
                               copy.message.tenant.time_zone, language)
-    sender = readable.sender or copy.message.mail_from
-    return intro % {"when": when, "sender": sender}, text.splitlines()
+    return when, readable.sender or copy.message.mail_from, text.splitlines()
 
 
 def drafts(copy: Recipient, intro: str = QUOTE_INTRO,
            language: str = "en") -> tuple[str, str]:
     """What the reply starts as, the original read once: its text (room to write above
-    the original quoted in "> " lines, after ``intro``, its date in ``language``) and its
-    HTML for the editor (the same, the original in a <blockquote>)."""
-    intro, original = _original(copy, intro, language)
+    the original quoted in "> " lines, after ``intro`` filled: "On <date>, <sender>
+    wrote:", its date in ``language``) and its HTML for the editor (the same, the
+    original in a <blockquote>; the date and sender isolated, so an address keeps its
+    order in a right-to-left sentence)."""
+    when, sender, original = _original(copy, language)
+    intro_html = escape(intro) % {"when": f"<bdi>{escape(when)}</bdi>",
+                                  "sender": f"<bdi>{escape(sender)}</bdi>"}
     quote = "<br>".join(escape(line) for line in original)
-    return (f"\n\n{_in_lines(intro, original)}",
-            f"<div><br></div><div><br></div><div>{escape(intro)}</div>"
+    return (f"\n\n{_in_lines(intro % {'when': when, 'sender': sender}, original)}",
+            f"<div><br></div><div><br></div><div>{intro_html}</div>"
             f"<blockquote>{quote}</blockquote>")
 
 

@@ -419,8 +419,8 @@ def _hides(attributes: str) -> bool:
 # --- text written in the portal's editor ------------------------------------------------
 # Only what its toolbar makes: bold, italic, lists, links and quotes, in paragraphs. No
 # style, class or image: whatever else a paste or a forged request carries is dropped.
-COMPOSED_TAGS = frozenset({"a", "b", "blockquote", "br", "div", "em", "i", "li", "ol", "p",
-                           "strong", "ul"})
+COMPOSED_TAGS = frozenset({"a", "b", "bdi", "blockquote", "br", "div", "em", "i", "li", "ol",
+                           "p", "strong", "ul"})
 COMPOSED_ATTRIBUTES = {"a": ["href"]}
 
 

@@ -94,7 +94,8 @@ def test_round_trip_compose_recipient_view_and_rich_reply(gateway, client, auth,
     textarea = re.search(r"<textarea[^>]*>", form)[0]
     started = html.unescape(re.search(r'data-rich-html="([^"]*)"', textarea)[1])
     assert 'data-rich="body_html"' in textarea
-    assert re.search(r"^<div><br></div><div><br></div><div>On .*, alice@acme\.test wrote:</div>"
+    assert re.search(r"^<div><br></div><div><br></div><div>On <bdi>.*</bdi>, "
+                     r"<bdi>alice@acme\.test</bdi> wrote:</div>"
                      r"<blockquote>Hello Pat, please see:<br>- the offer<br>", started)
     assert 'name="body_html"' not in form  # only the editor's script adds it
 

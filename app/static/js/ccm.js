@@ -163,7 +163,9 @@
 
   // What the toolbar makes, and so all a paste keeps (the server's allowlist is the same).
   var KEPT = {B: "b", STRONG: "b", I: "i", EM: "i", UL: "ul", OL: "ol", LI: "li",
-    BLOCKQUOTE: "blockquote", P: "div", DIV: "div", BR: "br", A: "a"};
+    BLOCKQUOTE: "blockquote", P: "div", DIV: "div", BR: "br", A: "a",
+    // an address or date set apart in the quote's line keeps its order in any direction
+    BDI: "bdi"};
   // Dropped with everything inside them; any other element leaves its text alone.
   var DROPPED = /^(SCRIPT|STYLE|TEMPLATE|TITLE|HEAD|NOSCRIPT|IFRAME|OBJECT|EMBED|SVG|MATH|TEXTAREA|SELECT|BUTTON|INPUT|IMG|VIDEO|AUDIO|CANVAS)$/;
   var SAFE_LINK = /^(https?:\/\/|mailto:)/i;
@@ -352,7 +354,7 @@
       label.removeAttribute("for");
       label.addEventListener("click", function (event) { event.preventDefault(); area.focus(); });
     }
-    ["aria-describedby", "aria-invalid"].forEach(function (name) {
+    ["aria-describedby", "aria-invalid", "dir"].forEach(function (name) {
       if (textarea.hasAttribute(name)) { area.setAttribute(name, textarea.getAttribute(name)); }
     });
     var field = document.createElement("input");
