@@ -17,6 +17,7 @@ from functools import lru_cache
 
 from babel import Locale
 from babel.dates import format_skeleton
+from babel.units import format_unit
 from flask import Flask, g, has_request_context
 from flask_babel import get_locale
 from flask_login import current_user
@@ -133,8 +134,23 @@ def _swapped() -> dict:
             and not htmx.history_restore_request}
 
 
+#: CLDR's units of data, each 1,024 times the last (as Jinja's filesizeformat(true) counts)
+SIZE_UNITS = ("digital-byte", "digital-kilobyte", "digital-megabyte", "digital-gigabyte")
+
+
+def size(value: int) -> str:
+    """A size in bytes in the page's language and its units ("1,2 ko", "14 بايت")."""
+    amount, unit = float(value or 0), 0
+    while amount >= 1024 and unit < len(SIZE_UNITS) - 1:
+        amount, unit = amount / 1024, unit + 1
+    return format_unit(amount if unit else int(amount), SIZE_UNITS[unit],
+                       length="short" if unit else "long",  # "14 bytes", "1.4 kB"
+                       format="#,##0.#", locale=_page_locale() or "en")
+
+
 def register(app: Flask) -> None:
     app.add_template_filter(person)
+    app.add_template_filter(size)
     app.add_template_filter(address)
     app.add_template_filter(mail_date)
     app.add_template_filter(moment)

@@ -373,7 +373,7 @@ def test_attachments_over_the_limit_are_refused_before_uploading(
     expect(page.get_by_role("heading", name="Secure messages")).to_be_visible()
     app.config["MAX_MESSAGE_BYTES"] = 2000
     page.goto(f"{live_server}/compose/")
-    expect(page.locator("#attachments-hint")).to_have_text("Up to 1.4 KiB in all.")
+    expect(page.locator("#attachments-hint")).to_have_text("Up to 1.4 kB in all.")
 
     posts: list[str] = []
     page.on("request", lambda r: posts.append(r.url) if r.method == "POST" else None)

@@ -71,3 +71,20 @@ def test_every_language_has_what_the_domain_says(language):
     missing = [f"{where}: {message!r}" for message, where in said.items()
                if not (entry := catalog.get(message)) or not entry.string or entry.fuzzy]
     assert missing == []
+
+
+def test_a_size_is_written_in_the_pages_language(app):
+    """Attachment and upload sizes: the language's own number and unit."""
+    from flask_babel import force_locale
+
+    from app.web.filters import size
+
+    with app.test_request_context():
+        with force_locale("en"):
+            assert [size(n) for n in (1, 14, 1434, 25 * 1024 * 1024)] == \
+                ["1 byte", "14 bytes", "1.4 kB", "25 MB"]
+        with force_locale("fr"):
+            # French puts a (narrow) no-break space before the unit
+            assert size(1434) == "1,4\u202fko" and size(14) == "14\xa0octets"
+        with force_locale("ar"):
+            assert size(14) == "14 بايت"
