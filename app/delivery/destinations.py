@@ -87,7 +87,12 @@ def resolver(options: Options) -> dns.resolver.Resolver:
     return result
 
 
-def txt_records(name: str, dns_servers: str, *, timeout: float) -> list[str]:
+#: how long a look-up of an administrator's published record may wait: a web request
+#: ("Check now") waits on it
+TXT_TIMEOUT = 5.0
+
+
+def txt_records(name: str, dns_servers: str, *, timeout: float = TXT_TIMEOUT) -> list[str]:
     """The TXT records at ``name`` (a CNAME followed), each one's strings joined; none
     when the name or its TXT set does not exist. Other DNS failures raise (the callers,
     proofs an administrator published, say what happened: :func:`lookup_failed`)."""

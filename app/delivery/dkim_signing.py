@@ -39,10 +39,6 @@ SIGNED_HEADERS = [*_PROTECTED, *_PROTECTED, b"auto-submitted", b"mime-version",
                   b"content-type", b"content-language"]
 
 
-#: how long a check may wait for DNS: a web request waits on it
-TIMEOUT = 5.0
-
-
 def generate(tenant: Tenant) -> None:
     """A new 2048-bit RSA key with a selector of its own, waiting for its DNS record
     (it replaces a key that was waiting, never the one in use)."""
@@ -108,7 +104,7 @@ class Outcome:
 
 
 def check_published(tenant: Tenant, domain: str, dns_servers: str, *,
-                    timeout: float = TIMEOUT) -> Outcome:
+                    timeout: float = destinations.TXT_TIMEOUT) -> Outcome:
     """Look for the waiting key's record of ``domain`` (the sender address's) in DNS,
     and make it the signing key when it is there, as published. Any DNS failure changes
     nothing and says so; the caller audits and commits."""

@@ -624,5 +624,10 @@ def sender_address(tenant: Tenant | None = None) -> str:
     return settings().mail_from or f"postmaster@{portal_host()}"
 
 
+def sender_domain(tenant: Tenant | None = None) -> str:
+    """The domain of :func:`sender_address`: where its DKIM record must be published."""
+    return addresses.domain_of(sender_address(tenant))
+
+
 def portal_host() -> str:
     return urlsplit(settings().base_url).hostname or "localhost"

@@ -31,7 +31,6 @@ from app import clock
 from app.delivery import destinations, dkim_signing, mail_templates
 from app.domain import audit
 from app.extensions import db
-from app.mail import addresses
 from app.models import Domain, Tenant
 from app.words import N_, Words
 
@@ -39,8 +38,7 @@ from app.words import N_, Words
 CHALLENGE_LABEL = "_ccm-challenge"
 #: what the TXT record starts with; the token follows
 PREFIX = "ccm-verification="
-#: how long one check may wait for DNS: a web request waits on it
-TIMEOUT = 5.0
+TIMEOUT = destinations.TXT_TIMEOUT
 #: how long after a domain was added the worker looks for its proof, and how often
 AUTO_CHECK, AUTO_CHECK_EVERY = timedelta(days=7), timedelta(hours=1)
 #: the most domains one run of the worker looks up (the least recently checked first)
@@ -80,7 +78,7 @@ def verified_elsewhere(names: list[str], tenant: Tenant) -> list[str]:
 @dataclass(frozen=True)
 class Outcome:
     proven: bool
-    message: str
+    message: Words
 
 
 def check(domain: Domain, dns_servers: str, *, timeout: float = TIMEOUT) -> Outcome:
@@ -133,16 +131,20 @@ def check_pending(dns_servers: str, *, timeout: float = TIMEOUT) -> int:
         _check_waiting_keys(dns_servers, timeout)
 
 
-def _check_pending_domains(dns_servers: str, timeout: float) -> int:
+def _due(rows, created, checked, waiting):
+    """The rows of ``rows`` (Domain or Tenant) ``waiting`` whose look-up is due: made within
+    :data:`AUTO_CHECK` and not looked for within :data:`AUTO_CHECK_EVERY`, the least
+    recently looked for first, at most :data:`AUTO_CHECK_BATCH`."""
     now = clock.utcnow()
-    due = list(db.session.scalars(
-        select(Domain).where(
-            ~Domain.verified, Domain.added_at >= now - AUTO_CHECK,
-            (Domain.checked_at.is_(None)) | (Domain.checked_at <= now - AUTO_CHECK_EVERY))
-        .order_by(Domain.checked_at.is_not(None), Domain.checked_at, Domain.id)
-        .limit(AUTO_CHECK_BATCH)))
+    return list(db.session.scalars(
+        select(rows).where(waiting, created >= now - AUTO_CHECK,
+                           checked.is_(None) | (checked <= now - AUTO_CHECK_EVERY))
+        .order_by(checked.is_not(None), checked, rows.id).limit(AUTO_CHECK_BATCH)))
+
+
+def _check_pending_domains(dns_servers: str, timeout: float) -> int:
     proven = 0
-    for domain in due:
+    for domain in _due(Domain, Domain.added_at, Domain.checked_at, ~Domain.verified):
         outcome = check(domain, dns_servers, timeout=timeout)
         if outcome.proven:
             audit.record("domain verified", f"{domain.name}: {outcome.message} (checked by "
@@ -155,18 +157,10 @@ def _check_pending_domains(dns_servers: str, timeout: float) -> int:
 
 
 def _check_waiting_keys(dns_servers: str, timeout: float) -> int:
-    """Each DKIM key made within :data:`AUTO_CHECK` and not looked for within
-    :data:`AUTO_CHECK_EVERY`, at most :data:`AUTO_CHECK_BATCH`, least recently first."""
-    now = clock.utcnow()
     published = 0
-    for tenant in list(db.session.scalars(select(Tenant).where(
-            Tenant.dkim_next_selector.is_not(None),
-            Tenant.dkim_next_created_at >= now - AUTO_CHECK,
-            Tenant.dkim_next_checked_at.is_(None)
-            | (Tenant.dkim_next_checked_at <= now - AUTO_CHECK_EVERY))
-            .order_by(Tenant.dkim_next_checked_at.is_not(None), Tenant.dkim_next_checked_at,
-                      Tenant.id).limit(AUTO_CHECK_BATCH))):
-        domain = addresses.domain_of(mail_templates.sender_address(tenant))
+    for tenant in _due(Tenant, Tenant.dkim_next_created_at, Tenant.dkim_next_checked_at,
+                       Tenant.dkim_next_selector.is_not(None)):
+        domain = mail_templates.sender_domain(tenant)
         if not tenant.is_internal(f"x@{domain}"):
             continue  # it could sign nothing: Settings says to set a sender address
         outcome = dkim_signing.check_published(tenant, domain, dns_servers, timeout=timeout)

@@ -164,8 +164,7 @@ def settings():
             tenant.second_factor_external = form.second_factor_external.data
             tenant.second_factor_internal = form.second_factor_internal.data
             tenant.mail_from = sender or None
-            dkim_signing.follow_sender(
-                tenant, addresses.domain_of(mail_templates.sender_address(tenant)))
+            dkim_signing.follow_sender(tenant, mail_templates.sender_domain(tenant))
             tenant.time_zone = form.time_zone.data.strip()
             tenant.default_language = form.default_language.data
             kept = {d.name for d in tenant.domains}
@@ -239,7 +238,7 @@ def check_dkim_key():
     tenant = current_user.tenant
     if not ActionForm().validate_on_submit():
         return redirect_to(url_for("admin.settings"))
-    domain = addresses.domain_of(mail_templates.sender_address(tenant))
+    domain = mail_templates.sender_domain(tenant)
     if not tenant.is_internal(f"x@{domain}"):  # the key would sign for no domain of its own
         flash(_("Set a notification sender address at one of your domains, then generate a "
                 "key."), "error")
