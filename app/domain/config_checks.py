@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from app import clock
 from app.delivery import destinations, mail_templates
-from app.domain import passwords, policy_rules
+from app.domain import passwords, policy_rules, second_factor
 from app.extensions import db
 from app.mail import addresses
 from app.models import ROLES, Domain, Tenant
@@ -26,8 +26,6 @@ TENANT_KEYS = {"slug", "name", "portal_name", "domains", "visibility_days",
                "first_contact", "activation_hours", "second_factor_external",
                "second_factor_internal", "mail_from", "application_settings", "users",
                "policies", "templates"}
-#: what a tenant may ask of each side's second factor
-SECOND_FACTOR = ("off", "optional", "required")
 POLICY_KEYS = {"name", "kind", "enabled", "from", "to", "phrases", "where", "tls", "fallback",
                "visibility_days"}
 
@@ -164,9 +162,9 @@ class _Checker:
     def tenant(self, path, tenant: dict) -> None:
         self.text((*path, "slug"), tenant.get("slug"), pattern="slug", maximum=63)
         self.text((*path, "name"), tenant.get("name"))
+        if "portal_name" in tenant:
+            self.text((*path, "portal_name"), tenant["portal_name"])
         for key in ("name", "portal_name"):  # notifications show it as their sender
-            if key == "portal_name" and key in tenant:
-                self.text((*path, key), tenant[key])
             if isinstance(tenant.get(key), str) and \
                     (problem := addresses.display_name_problem(tenant[key])):
                 self.fail((*path, key), problem)
@@ -187,7 +185,7 @@ class _Checker:
             self.fail((*path, "expiry_warning_days"),
                       "expected a whole number of days, 0 (never) to 365")
         for side in ("external", "internal"):
-            if tenant.get(f"second_factor_{side}", "optional") not in SECOND_FACTOR:
+            if tenant.get(f"second_factor_{side}", "optional") not in second_factor.POLICIES:
                 self.fail((*path, f"second_factor_{side}"), "expected off, optional or required")
         if "mail_from" in tenant:
             self.sender((*path, "mail_from"), tenant["mail_from"], domains)
@@ -218,8 +216,8 @@ class _Checker:
             self.fail(path, "expected an email address")
         elif problem := addresses.sender_problem(address.strip().lower()):
             self.fail(path, problem)
-        elif not isinstance(domains, list) or address.strip().lower().rpartition("@")[2] \
-                not in {d.lower() for d in domains if isinstance(d, str)}:
+        elif not isinstance(domains, list) or not addresses.sender_at(
+                address.strip().lower(), [d for d in domains if isinstance(d, str)]):
             self.fail(path, "expected an address at one of this tenant's domains")
 
     def days(self, path, value) -> None:

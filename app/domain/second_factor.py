@@ -23,6 +23,8 @@ from app.models import RecoveryCode, Side, User
 #: steps accepted either side of the current one
 DRIFT_STEPS = 1
 RECOVERY_CODES = 10
+#: what a tenant may ask of each side (Tenant.second_factor_external, _internal)
+POLICIES = ("off", "optional", "required")
 
 
 def policy_for(user: User) -> str:
