@@ -68,3 +68,41 @@ def test_a_pending_domain_shows_its_record_and_is_proven_with_check_now(
     expect(page.get_by_text("acme-mail-for-a-long-subsidiary-name.example is verified."))\
         .to_be_visible()
     expect(page.get_by_role("heading", name="Domain verification")).to_have_count(0)
+
+
+@pytest.mark.parametrize(("width", "scheme"), [(1280, "light"), (360, "dark")])
+def test_a_new_dkim_key_waits_for_its_record_then_signs(
+        live_server, page, acme, dns_server, screenshot, width, scheme):
+    """The DKIM panel: the key in use, a new one waiting with its record and Check DNS
+    now; found in DNS, it signs."""
+    from app.delivery import dkim_signing
+    from app.models import Tenant
+
+    acme.mail_from = "notifications@acme.test"
+    dkim_signing.generate(acme)
+    dkim_signing.activate(acme, "acme.test")
+    db.session.commit()
+    page.emulate_media(color_scheme=scheme)
+    page.set_viewport_size({"width": width, "height": 800})
+    sign_in_at(page, live_server, ADMIN)
+    expect(page.get_by_role("navigation", name="Account")).to_contain_text(ADMIN)
+    page.goto(f"{live_server}/admin/settings")
+    page.once("dialog", lambda dialog: dialog.accept())  # no confirmation: none waits
+    page.get_by_role("button", name="Generate a new key").click()
+    expect(page.get_by_text("CCM starts signing with it once it sees the record")) \
+        .to_be_visible()
+    panel = page.locator("section", has=page.get_by_role(
+        "heading", name="DKIM signing of notifications"))
+    expect(panel).to_contain_text("New key, waiting for its DNS record")
+    expect(panel).to_contain_text("Until then the key above signs")
+    assert overflow(page) is None, overflow(page)
+    panel.scroll_into_view_if_needed()
+    path = screenshot(page, f"{width}-{scheme}")
+    panel.screenshot(path=str(path.with_name(path.stem + "-dkim.png")))  # to look at
+
+    db.session.expire_all()
+    tenant = db.session.get(Tenant, acme.id)
+    dns_server.add_txt(*dkim_signing.dns_record(tenant, "acme.test", waiting=True))
+    page.get_by_role("button", name="Check DNS now").click()
+    expect(page.get_by_text("notifications are signed with selector")).to_be_visible()
+    expect(panel).not_to_contain_text("New key, waiting")
