@@ -468,6 +468,7 @@ def test_the_downloads_are_for_administrators_and_send_secure_users(
         if allowed:
             assert answer.mimetype == mimetype
             assert answer.headers["Content-Disposition"].startswith("attachment; filename=")
+            assert answer.headers["Cache-Control"] == "no-store"  # built for this portal
     if allowed:
         portal = app.config["BASE_URL"]
         assert client.get("/mail-clients/outlook/manifest.xml").data == \

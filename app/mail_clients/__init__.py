@@ -21,6 +21,7 @@ from string import Template
 from urllib.parse import urlsplit
 from xml.sax.saxutils import escape
 
+from app.delivery.mail_templates import direction
 from app.mail_clients import wording
 
 #: the header both buttons set, and the values they set it to (app/models/vocabulary.Mode;
@@ -153,7 +154,7 @@ def thunderbird_messages(language: str, *, name: str = NAME) -> dict:
     texts = {key: wording.texts(language)[key] for key in THUNDERBIRD_TEXTS}
     if name != NAME:
         texts["name"] = name
-    texts |= {"language": language, "direction": wording.direction(language)}
+    texts |= {"language": language, "direction": direction(language)}
     # "$" starts a placeholder in a message: "$$" is one
     return {key: {"message": text.replace("$", "$$")} for key, text in texts.items()}
 

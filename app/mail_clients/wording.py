@@ -1,7 +1,7 @@
 """The buttons' words, in every language the portal speaks.
 
 English is written here; the other languages come from the portal's own catalogs
-(app/translations/<language>/LC_MESSAGES/messages.po), read when a button is built, so
+(app/translations, as its notifications read them: app/delivery/mail_templates.py), so
 the buttons say what the portal's pages say of them. The words only the buttons use are
 marked ``N_`` for ``pybabel extract`` and translated at the end of each catalog.
 """
@@ -9,12 +9,8 @@ marked ``N_`` for ``pybabel extract`` and translated at the end of each catalog.
 from __future__ import annotations
 
 import functools
-from importlib import resources
 
-from babel import Locale
-from babel.messages.catalog import Catalog
-from babel.messages.pofile import read_po
-
+from app.delivery import mail_templates
 from app.words import N_
 
 #: the portal's languages (app/web/languages.py), English first: the buttons' default
@@ -54,22 +50,13 @@ TEXTS = {
 CATALOG_IDS = {"all": "All Recipients", "external": "External Recipients Only"}
 
 
-@functools.cache
-def catalog(language: str) -> Catalog:
-    """The portal's catalog for ``language`` (not English), as read from its .po file."""
-    path = resources.files("app").joinpath("translations", language, "LC_MESSAGES",
-                                           "messages.po")
-    with path.open("rb") as file:
-        return read_po(file, locale=language)
-
-
 def translated(language: str, key: str) -> str | None:
     """The catalog's translation of text ``key`` in ``language``: None where it has
-    none (missing, empty or fuzzy)."""
-    entry = catalog(language).get(CATALOG_IDS.get(key, TEXTS[key]))
-    if entry is None or entry.fuzzy or not entry.string:
-        return None
-    return entry.string
+    none (or leaves the English as it is). The compiled catalogs are their .po files
+    without fuzzy or empty entries (tests/test_i18n.py)."""
+    msgid = CATALOG_IDS.get(key, TEXTS[key])
+    text = mail_templates.translations(language).gettext(msgid)
+    return None if text == msgid else text
 
 
 @functools.cache
@@ -78,8 +65,3 @@ def texts(language: str) -> dict[str, str]:
     if language == DEFAULT:
         return dict(TEXTS)
     return {key: translated(language, key) or english for key, english in TEXTS.items()}
-
-
-def direction(language: str) -> str:
-    """"ltr" or "rtl": the way ``language`` is written."""
-    return Locale.parse(language).text_direction

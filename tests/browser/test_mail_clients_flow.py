@@ -97,29 +97,13 @@ def test_a_send_secure_user_finds_them_from_the_compose_page(live_server, page, 
 
 # --- the buttons' pages in Chromium, with fakes of the mail clients' APIs --------------
 
-#: Office.js as the function file meets it: a compose item that records its headers
-FAKE_OFFICE_JS = """
-window.recorded = {headers: {}, notices: {}};
+#: Office.js as the function file meets it: a compose item (tests/js/fake_office.js) that
+#: records its headers and info bar
+FAKE_OFFICE_JS = (Path(__file__).parents[1] / "js" / "fake_office.js").read_text() + """
+window.recorded = fakeItem();
 window.associated = {};
 window.Office = {
-  context: {mailbox: {item: {
-    internetHeaders: {
-      setAsync(headers, done) {
-        Object.assign(recorded.headers, headers);
-        done({status: "succeeded"});
-      },
-      removeAsync(names, done) {
-        names.forEach((n) => delete recorded.headers[n]);
-        done({status: "succeeded"});
-      },
-    },
-    notificationMessages: {
-      replaceAsync(key, details, done) {
-        recorded.notices[key] = details;
-        done({status: "succeeded"});
-      },
-    },
-  }}},
+  context: {mailbox: {item: recorded}},
   actions: {associate(name, handler) { associated[name] = handler; }},
   onReady() { return Promise.resolve({host: "Outlook"}); },
 };

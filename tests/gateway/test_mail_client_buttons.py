@@ -1,8 +1,8 @@
 """End to end: the header the mail client buttons set, through the real SMTP ingress.
 
 The header lines are not written here: the buttons' own scripts
-(app/mail_clients/*/send_secure.js) make them, run by Node against the same kind of
-fakes as tests/js/ (Outlook's internetHeaders, Thunderbird's customHeaders), starting
+(app/mail_clients/*/send_secure.js) make them, run by Node against fakes as in tests/js/
+(Outlook's compose item is tests/js/fake_office.js; Thunderbird's customHeaders), starting
 from a message that already had another choice. Each message then goes to the gateway
 over SMTP: by CCM for a sender allowed to Send Secure, as usual for one who is not, and
 the header never reaches a recipient.
@@ -27,23 +27,11 @@ SOURCES = ROOT / "app" / "mail_clients"
 SCRIPT = """
 const outlook = require(process.argv[1]);
 const thunderbird = require(process.argv[2]);
+const {fakeItem} = require(process.argv[3]);
 (async () => {
   const found = {outlook: {}, thunderbird: {}};
   for (const mode of ["all", "external", "off"]) {
-    const item = {
-      headers: {"X-CCM-Mode": "all"},
-      internetHeaders: {
-        setAsync(headers, done) {
-          Object.assign(item.headers, headers);
-          done({status: "succeeded"});
-        },
-        removeAsync(names, done) {
-          names.forEach((n) => delete item.headers[n]);
-          done({status: "succeeded"});
-        },
-      },
-      notificationMessages: {replaceAsync(key, details, done) { done({status: "succeeded"}); }},
-    };
+    const item = fakeItem({headers: {"X-CCM-Mode": "all"}});
     await new Promise((resolve) => outlook.choose(item, mode, resolve));
     found.outlook[mode] = Object.entries(item.headers);
     let headers = [{name: "X-CCM-Mode", value: "all"}];
@@ -70,7 +58,8 @@ def headers_set() -> dict[str, dict[str, list[list[str]]]]:
 
     result = subprocess.run(
         [node(), "-e", SCRIPT, str(SOURCES / "outlook" / "send_secure.js"),
-         str(SOURCES / "thunderbird" / "send_secure.js")],
+         str(SOURCES / "thunderbird" / "send_secure.js"),
+         str(ROOT / "tests" / "js" / "fake_office.js")],
         capture_output=True, text=True, timeout=60, check=True)
     return json.loads(result.stdout)
 

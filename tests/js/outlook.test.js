@@ -7,36 +7,7 @@ const path = require("node:path");
 
 const sendSecure = require(path.join(__dirname, "../../app/mail_clients/outlook/send_secure.js"));
 
-/** A message being composed: Mailbox 1.8's internetHeaders and notificationMessages. */
-function fakeItem({fail = null} = {}) {
-  const item = {
-    headers: {},
-    notices: {},
-    calls: [],
-    internetHeaders: {
-      setAsync(headers, callback) {
-        item.calls.push(["setAsync", headers]);
-        if (fail) return callback({status: "failed", error: {message: fail}});
-        Object.assign(item.headers, headers);
-        callback({status: "succeeded"});
-      },
-      removeAsync(names, callback) {
-        item.calls.push(["removeAsync", names]);
-        if (fail) return callback({status: "failed", error: {message: fail}});
-        for (const name of names) delete item.headers[name];
-        callback({status: "succeeded"});
-      },
-    },
-    notificationMessages: {
-      replaceAsync(key, details, callback) {
-        item.calls.push(["replaceAsync", key, details]);
-        item.notices[key] = details;
-        callback({status: "succeeded"});
-      },
-    },
-  };
-  return item;
-}
+const {fakeItem} = require("./fake_office.js");
 
 function choose(item, mode, language) {
   return new Promise((resolve) => sendSecure.choose(item, mode, resolve, language));

@@ -50,10 +50,13 @@ def _may_download() -> None:
 
 
 def _file(data: bytes, mimetype: str, *, download: str | None = None,
-          cache: str = "no-store"):
+          cache: str | None = None):
+    """``data`` as a response; without ``cache``, the portal's own Cache-Control
+    (no-store, app/web/security.py)."""
     response = make_response(data)
     response.mimetype = mimetype
-    response.headers["Cache-Control"] = cache
+    if cache:
+        response.headers["Cache-Control"] = cache
     if download:
         response.headers["Content-Disposition"] = f'attachment; filename="{download}"'
     return response
