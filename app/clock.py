@@ -102,8 +102,15 @@ def as_utc(moment: datetime) -> datetime:
 def _in_words(local: datetime, language: str) -> str:
     """``local`` to the minute in ``language``, the zone's abbreviation after it (as
     :data:`WRITTEN` has it)."""
-    locale = Locale.parse(language)
-    day = format_skeleton("yMMMMd", local, locale=locale)
-    time = format_skeleton("Hm", local, tzinfo=local.tzinfo, locale=locale)
-    return (locale.datetime_formats["medium"].format(time, day).replace("'", "")
-            + f" {local.strftime('%Z')}")
+    return f"{in_locale(local, Locale.parse(language), 'yMMMMd', 'Hm')} {local.strftime('%Z')}"
+
+
+def in_locale(local: datetime, locale: Locale, day: str | None, time: str | None) -> str:
+    """``local`` in ``locale``'s own words and order: its date by the CLDR skeleton
+    ``day`` and its time by ``time`` (either may be None), joined as the locale joins a
+    date and a time; no zone named (the callers name it as they need)."""
+    parts = [format_skeleton(skeleton, local, tzinfo=local.tzinfo, locale=locale)
+             if skeleton else None for skeleton in (day, time)]
+    if all(parts):
+        return locale.datetime_formats["medium"].format(parts[1], parts[0]).replace("'", "")
+    return parts[0] or parts[1]

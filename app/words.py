@@ -27,11 +27,12 @@ class Words(str):
 
     def __new__(cls, template: str, **values) -> Words:
         words = super().__new__(cls, template % {
-            name: f"{value:,}" if _number(value) else value for name, value in values.items()
+            name: f"{value:,}" if whole_number(value) else value for name, value in values.items()
         } if values else template)
         words.template, words.values = template, values
         return words
 
 
-def _number(value) -> bool:
+def whole_number(value) -> bool:
+    """Whether ``value`` is a whole number to write as a number (not a bool)."""
     return isinstance(value, int) and not isinstance(value, bool)

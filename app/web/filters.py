@@ -16,7 +16,6 @@ from email.utils import parseaddr
 from functools import lru_cache
 
 from babel import Locale
-from babel.dates import format_skeleton
 from babel.units import format_unit
 from flask import Flask, g, has_request_context
 from flask_babel import get_locale
@@ -73,12 +72,7 @@ def shown_in(moment: datetime, zone: tzinfo, style: str = "minute") -> str:
     if locale is None:
         return local.strftime(STYLES[style])
     day, time = SKELETONS[style]
-    parts = [format_skeleton(skeleton, local, tzinfo=local.tzinfo, locale=locale)
-             if skeleton else None for skeleton in (day, time)]
-    if all(parts):
-        text = locale.datetime_formats["medium"].format(parts[1], parts[0]).replace("'", "")
-    else:
-        text = parts[0] or parts[1]
+    text = clock.in_locale(local, locale, day, time)
     return f"{text} {local.strftime('%Z')}" if time else text
 
 
@@ -111,9 +105,7 @@ def mail_date(value: str, fallback: datetime | None = None) -> Markup:
         locale = _page_locale()
         if locale is None:
             return escape(written.strftime("%d %b %Y, %H:%M"))
-        return escape(locale.datetime_formats["medium"].format(
-            format_skeleton("Hm", written, locale=locale),
-            format_skeleton("yMMMd", written, locale=locale)).replace("'", ""))
+        return escape(clock.in_locale(written, locale, "yMMMd", "Hm"))
     return moment(written)
 
 

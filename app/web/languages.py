@@ -26,7 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from app.extensions import babel, db
 from app.web.rendering import safe_next
 from app.words import N_ as N_  # the views mark with it too
-from app.words import Words
+from app.words import Words, whole_number
 
 #: Every language the portal speaks, each named in itself (as the chooser shows it).
 #: To add one, see "Languages" in the README.
@@ -52,8 +52,8 @@ def say(words) -> str:
     if not isinstance(words, Words):
         return words
     return _(words.template, **{
-        name: format_number(value) if isinstance(value, int) and not isinstance(value, bool)
-        else say(value) for name, value in words.values.items()})
+        name: format_number(value) if whole_number(value) else say(value)
+        for name, value in words.values.items()})
 
 
 def select_locale() -> str:

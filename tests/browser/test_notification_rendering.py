@@ -50,6 +50,20 @@ def shown(message) -> str:
     return html
 
 
+def views(page, html: str):
+    """``html`` shown in the light and the dark scheme at each of :data:`WIDTHS`: each
+    time nothing is wider than the screen (no sideways scrolling on a phone) and the call
+    to act is on screen; yields (scheme, label) to look further."""
+    for scheme in ("light", "dark"):
+        page.emulate_media(color_scheme=scheme)
+        for label, width in WIDTHS.items():
+            page.set_viewport_size({"width": width, "height": 900})
+            page.set_content(html)
+            assert page.evaluate("document.documentElement.scrollWidth") <= width
+            assert page.locator(".ccm-button a").is_visible()
+            yield scheme, label
+
+
 @pytest.mark.parametrize("kind", sorted(mail_templates.KINDS))
 @pytest.mark.parametrize("with_logo", [False, True], ids=["text-header", "logo"])
 def test_each_notification_reads_well_wide_narrow_and_dark(app, make_tenant, page, screenshot,
@@ -60,27 +74,20 @@ def test_each_notification_reads_well_wide_narrow_and_dark(app, make_tenant, pag
     message = mail_templates.build(kind, "pat@example.com", tenant, **sample(kind))
     html = shown(message)
     assert "cid:" not in html
-    for scheme in ("light", "dark"):
-        page.emulate_media(color_scheme=scheme)
-        for label, width in WIDTHS.items():
-            page.set_viewport_size({"width": width, "height": 900})
-            page.set_content(html)
-            # Nothing wider than the screen: no sideways scrolling on a phone.
-            assert page.evaluate("document.documentElement.scrollWidth") <= width
-            # The preheader is for the inbox list only; the call to act is on screen.
-            assert not page.locator("body > div").first.is_visible()
-            assert page.locator(".ccm-button a").is_visible()
-            sources = page.eval_on_selector_all("img", "images => images.map(i => i.src)")
-            assert all(source.startswith("data:image/png") for source in sources)
-            if with_logo:
-                logo = page.get_by_role("img", name="Acme Corp")
-                assert logo.evaluate("image => image.naturalWidth") > 0
-            else:
-                assert page.locator(".ccm-head").inner_text().startswith("Acme Corp")
-            card = page.locator(".ccm-card").evaluate(
-                "card => getComputedStyle(card).backgroundColor")
-            assert (card == "rgb(24, 33, 43)") == (scheme == "dark"), card
-            screenshot(page, f"{scheme}-{label}")
+    for scheme, label in views(page, html):
+        # The preheader is for the inbox list only.
+        assert not page.locator("body > div").first.is_visible()
+        sources = page.eval_on_selector_all("img", "images => images.map(i => i.src)")
+        assert all(source.startswith("data:image/png") for source in sources)
+        if with_logo:
+            logo = page.get_by_role("img", name="Acme Corp")
+            assert logo.evaluate("image => image.naturalWidth") > 0
+        else:
+            assert page.locator(".ccm-head").inner_text().startswith("Acme Corp")
+        card = page.locator(".ccm-card").evaluate(
+            "card => getComputedStyle(card).backgroundColor")
+        assert (card == "rgb(24, 33, 43)") == (scheme == "dark"), card
+        screenshot(page, f"{scheme}-{label}")
 
 
 
@@ -95,17 +102,11 @@ def test_a_notification_in_german_and_in_arabic_fits_a_phone(app, make_tenant, m
     message = mail_templates.build(kind, "pat@example.com", tenant, **sample(kind))
     assert message["Content-Language"] == language
     html = shown(message)
-    for scheme in ("light", "dark"):
-        page.emulate_media(color_scheme=scheme)
-        for label, width in WIDTHS.items():
-            page.set_viewport_size({"width": width, "height": 900})
-            page.set_content(html)
-            assert page.evaluate("document.documentElement.scrollWidth") <= width
-            assert page.locator(".ccm-button a").is_visible()
-            direction = page.evaluate("getComputedStyle(document.body).direction")
-            assert direction == ("rtl" if language == "ar" else "ltr")
-            if width == 1280:  # label and value side by side: the label first in reading
-                label_box = page.locator(".ccm-label").first.bounding_box()
-                value_box = page.locator(".ccm-value").first.bounding_box()
-                assert (label_box["x"] > value_box["x"]) == (language == "ar")
-            screenshot(page, f"{scheme}-{label}")
+    for scheme, label in views(page, html):
+        direction = page.evaluate("getComputedStyle(document.body).direction")
+        assert direction == ("rtl" if language == "ar" else "ltr")
+        if WIDTHS[label] == 1280:  # label and value side by side: the label first in reading
+            label_box = page.locator(".ccm-label").first.bounding_box()
+            value_box = page.locator(".ccm-value").first.bounding_box()
+            assert (label_box["x"] > value_box["x"]) == (language == "ar")
+        screenshot(page, f"{scheme}-{label}")
