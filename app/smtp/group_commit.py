@@ -193,20 +193,17 @@ class GroupCommit:
                         return []
                     outcomes, received = self._receive_together(batch)
                 with self._turn_to_write():
-                    process = database.server_process()
-                    if outcomes is not None and self._insert_together():
-                        probe = received[0].id if received else None
-                    else:  # one failed midway: each in a savepoint of its own
-                        outcomes = None
-                    if outcomes is None:
+                    if outcomes is None or not self._insert_together():
+                        # one failed midway: each in a savepoint of its own
                         db.session.rollback()
                         database.begin_writing()
-                        process = database.server_process()
                         outcomes, probe = self._receive_apart(batch)
+                    else:
+                        probe = received[0].id if received else None
                     if not self._claim_all(batch):
                         db.session.rollback()
                         return None
-                    committing = process
+                    committing = database.server_process()
                     db.session.commit()
             except Exception as problem:
                 db.session.rollback()
