@@ -51,10 +51,10 @@ class GroupCommit:
 
     A commit waits for the disk, and SQLite lets one transaction write at a time: rather
     than connections queueing for the lock, the messages that arrived meanwhile are
-    stored together and one commit answers them all. They are written in one flush;
-    when one fails midway, the group is stored again with each message in a savepoint
-    of its own, so one refused or failing message never takes the others with it. No 250 goes out
-    before the commit that holds its message.
+    stored together and one commit answers them all. They are written together, one
+    INSERT a table (``inserts``); when one fails midway, the group is stored again with
+    each message in a savepoint of its own, so one refused or failing message never
+    takes the others with it. No 250 goes out before the commit that holds its message.
 
     **The deadline.** A stalled database must neither keep clients waiting until their
     own timeouts fire (they then send again: a duplicate if we committed meanwhile) nor
