@@ -213,8 +213,12 @@ _KEPT_LOCK = threading.Lock()
 
 
 def _kept() -> _Kept:
+    engine = db.engine
     with _KEPT_LOCK:
-        return _KEPT.setdefault(db.engine, _Kept())
+        kept = _KEPT.get(engine)
+        if kept is None:  # not setdefault: it would make a _Kept, and its lock, each call
+            kept = _KEPT[engine] = _Kept()
+        return kept
 
 
 def _change_count(session: Session) -> int | None:

@@ -51,10 +51,10 @@ class GroupCommit:
 
     A commit waits for the disk, and SQLite lets one transaction write at a time: rather
     than connections queueing for the lock, the messages that arrived meanwhile are
-    stored together and one commit answers them all. They are written in one flush;
-    when one fails midway, the group is stored again with each message in a savepoint
-    of its own, so one refused or failing message never takes the others with it. No 250 goes out
-    before the commit that holds its message.
+    stored together and one commit answers them all. They are written together, one
+    INSERT a table (``inserts``); when one fails midway, the group is stored again with
+    each message in a savepoint of its own, so one refused or failing message never
+    takes the others with it. No 250 goes out before the commit that holds its message.
 
     **The deadline.** A stalled database must neither keep clients waiting until their
     own timeouts fire (they then send again: a duplicate if we committed meanwhile) nor
@@ -193,20 +193,17 @@ class GroupCommit:
                         return []
                     outcomes, received = self._receive_together(batch)
                 with self._turn_to_write():
-                    process = database.server_process()
-                    if outcomes is not None and self._insert_together():
-                        probe = received[0].id if received else None
-                    else:  # one failed midway: each in a savepoint of its own
-                        outcomes = None
-                    if outcomes is None:
+                    if outcomes is None or not self._insert_together():
+                        # one failed midway: each in a savepoint of its own
                         db.session.rollback()
                         database.begin_writing()
-                        process = database.server_process()
                         outcomes, probe = self._receive_apart(batch)
+                    else:
+                        probe = received[0].id if received else None
                     if not self._claim_all(batch):
                         db.session.rollback()
                         return None
-                    committing = process
+                    committing = database.server_process()
                     db.session.commit()
             except Exception as problem:
                 db.session.rollback()

@@ -45,8 +45,8 @@ def insert_new(session: Session) -> None:
     order = _table_order()
     connection = session.connection()
     # the ids of rows that others point at come back (RETURNING); the others' need not
-    parents = {relationship.mapper for mapper in pending for relationship in mapper.relationships
-               if relationship.direction is MANYTOONE}
+    parents = {relationship.mapper for mapper in pending
+               for relationship in _many_to_one(mapper)}
     for mapper in sorted(pending, key=lambda mapper: order[mapper.local_table]):
         _insert(connection, mapper, pending[mapper], mapper in parents)
 
@@ -83,18 +83,31 @@ def _row(mapper: Mapper, obj) -> dict:
     keys from the objects its many-to-one relationships point at, and no key for a
     None that a column default (or the primary key) should fill."""
     values = inspect(obj).dict
-    row = {}
-    for column in mapper.local_table.columns:
-        attribute = mapper.get_property_by_column(column).key
-        if attribute in values:
-            row[column.key] = values[attribute]
-    for relationship in mapper.relationships:
-        if relationship.direction is not MANYTOONE or relationship.key not in values:
+    columns, filled = _columns(mapper)
+    row = {column: values[attribute] for column, attribute in columns if attribute in values}
+    for relationship in _many_to_one(mapper):
+        if relationship.key not in values:
             continue
         target = values[relationship.key]
         for local, remote in relationship.local_remote_pairs:
             row[local.key] = None if target is None else getattr(
                 target, inspect(target).mapper.get_property_by_column(remote).key)
-    return {name: value for name, value in row.items() if value is not None or not (
-        mapper.local_table.c[name].primary_key or mapper.local_table.c[name].default is not None
-        or mapper.local_table.c[name].server_default is not None)}
+    return {name: value for name, value in row.items() if value is not None
+            or name not in filled}
+
+
+@cache
+def _columns(mapper: Mapper) -> tuple[tuple[tuple[str, str], ...], frozenset[str]]:
+    """Each column's key and attribute's, and the columns a None leaves to the database
+    (the primary key, a default): the same for every row, so worked out once."""
+    table = mapper.local_table
+    return (tuple((column.key, mapper.get_property_by_column(column).key)
+                  for column in table.columns),
+            frozenset(column.key for column in table.columns if column.primary_key
+                      or column.default is not None or column.server_default is not None))
+
+
+@cache
+def _many_to_one(mapper: Mapper) -> tuple:
+    return tuple(relationship for relationship in mapper.relationships
+                 if relationship.direction is MANYTOONE)
