@@ -266,9 +266,6 @@ def authenticate(response: str | dict, state: dict | None,
     rp_id, origin = relying_party()
     try:
         credential = parse_authentication_credential_json(response)
-        handle = credential.response.user_handle
-        if handle is not None and bytes(handle) != passkey.user_handle:
-            raise PasskeyRefused(NOT_VERIFIED)
         # The counter is compared below, once the signature is known to be good, so that
         # only a genuine answer can mark a passkey as copied.
         verified = verify_authentication_response(
@@ -276,9 +273,10 @@ def authenticate(response: str | dict, state: dict | None,
             expected_origin=origin, credential_public_key=passkey.public_key,
             credential_current_sign_count=0, require_user_verification=True)
     except (WebAuthnException, ValueError, KeyError, TypeError) as error:
-        if isinstance(error, PasskeyRefused):
-            raise
         raise PasskeyRefused(NOT_VERIFIED) from error
+    handle = credential.response.user_handle
+    if handle is not None and bytes(handle) != passkey.user_handle:
+        raise PasskeyRefused(NOT_VERIFIED)
     if (verified.new_sign_count or passkey.sign_count) and \
             verified.new_sign_count <= passkey.sign_count:
         raise PasskeyRefused(CLONED)

@@ -213,8 +213,10 @@ def test_a_signature_that_does_not_match_is_refused(stored, acme):
 
 def test_a_user_handle_of_someone_else_is_refused(stored, acme):
     stored.user_handle = b"someone else"
-    with pytest.raises(passkeys.PasskeyRefused):
+    with pytest.raises(passkeys.PasskeyRefused) as refused:
         passkeys.authenticate(SIGN_IN, state(SIGN_IN_CHALLENGE), acme)
+    assert refused.value.reason == passkeys.NOT_VERIFIED
+    assert stored.last_used_at is None
 
 
 def test_unknown_removed_and_disabled_are_unknown(stored, acme):
