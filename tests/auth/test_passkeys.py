@@ -89,6 +89,18 @@ def test_the_relying_party_is_the_portals_host():
     assert passkeys.relying_party() == ("localhost", "http://localhost:5000")
 
 
+@pytest.mark.parametrize("base_url, expected", [
+    ("https://Portal.Example", ("portal.example", "https://portal.example")),
+    # the browser's origin names no default port, and no path
+    ("https://portal.example:443/ccm/", ("portal.example", "https://portal.example")),
+    ("http://portal.example:80", ("portal.example", "http://portal.example")),
+    ("https://portal.example:8443", ("portal.example", "https://portal.example:8443")),
+])
+def test_the_origin_is_the_one_a_browser_shows(app, monkeypatch, base_url, expected):
+    monkeypatch.setitem(app.config, "BASE_URL", base_url)
+    assert passkeys.relying_party() == expected
+
+
 def test_registration_keeps_the_key_and_its_transports(alice):
     passkey = passkeys.register(alice, REGISTRATION, state(REGISTRATION_CHALLENGE, handle="AAAA"),
                                 "  Work   laptop ")
