@@ -43,7 +43,7 @@ from webauthn.helpers.structs import (
 
 from app import clock
 from app.config import settings
-from app.domain import second_factor
+from app.domain import accounts, second_factor
 from app.extensions import db
 from app.models import Passkey, PasswordReset, Side, SpentChallenge, Tenant, User
 from app.words import N_, Words
@@ -136,12 +136,9 @@ def begin_without_password(reset: PasswordReset) -> User:
     with no password to set: the caller signs them in, and they add a passkey at once.
     Opening the link (GET) used nothing; this is the explicit step after it."""
     user = reset.user
-    now = clock.utcnow()
-    for link in db.session.scalars(select(PasswordReset).where(
-            PasswordReset.user_id == user.id, PasswordReset.used_at.is_(None))):
-        link.used_at = now
+    accounts.use_up_links(user)
     user.must_change_password = False
-    user.failed_signins, user.locked_until = 0, None
+    accounts.clear_failures(user)
     return user
 
 
