@@ -3,17 +3,18 @@ person's passkeys (one who lost their device). Both on the audit log."""
 
 from __future__ import annotations
 
-from flask import abort, flash, url_for
+from flask import flash, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from wtforms import BooleanField, SelectField
 from wtforms.fields.choices import SelectChoice
 
-from app.domain import access_log, audit, passkeys, people
+from app.domain import access_log, audit, passkeys
 from app.extensions import db
 from app.web.admin import bp
 from app.web.admin.forms import ActionForm
+from app.web.admin.people import _user
 from app.web.admin.settings import changes
 from app.web.inputs import Form
 from app.web.rendering import redirect_to
@@ -68,11 +69,7 @@ def passkey_policy():
 def remove_passkeys(user_id: int):
     """Remove every passkey of a person: a lost device no longer signs in, and where
     passkeys are required the person adds a new one at their next sign-in."""
-    person = people.user_of(current_user.tenant, user_id)
-    if person is None:
-        abort(404)
-    if person.is_platform_admin and not current_user.is_platform_admin:
-        abort(403)  # the operator's own account: a tenant's administrators only see it
+    person = _user(user_id)  # 404 for another tenant's, 403 for the operator's own
     if ActionForm().validate_on_submit():
         names = ", ".join(p.name for p in person.passkeys)
         count = passkeys.remove_all(person)
