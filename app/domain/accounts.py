@@ -261,13 +261,18 @@ def find_reset(token: str) -> PasswordReset | None:
 def complete_reset(reset: PasswordReset, new: str) -> None:
     """Set the new password and use up every outstanding link of that user."""
     set_password(reset.user, new)
+    use_up_links(reset.user)
+
+
+def use_up_links(user: User) -> None:
+    """Use up every reset or activation link of ``user`` not used yet."""
     now = clock.utcnow()
-    for other in db.session.scalars(
+    for link in db.session.scalars(
         select(PasswordReset).where(
-            PasswordReset.user_id == reset.user_id, PasswordReset.used_at.is_(None)
+            PasswordReset.user_id == user.id, PasswordReset.used_at.is_(None)
         )
     ):
-        other.used_at = now
+        link.used_at = now
 
 
 def create_first_administrator() -> tuple[User, str] | None:

@@ -43,7 +43,7 @@ from webauthn.helpers.structs import (
 
 from app import clock
 from app.config import settings
-from app.domain import second_factor
+from app.domain import accounts, second_factor
 from app.extensions import db
 from app.models import Passkey, PasswordReset, Side, SpentChallenge, Tenant, User
 from app.words import N_, Words
@@ -136,12 +136,9 @@ def begin_without_password(reset: PasswordReset) -> User:
     with no password to set: the caller signs them in, and they add a passkey at once.
     Opening the link (GET) used nothing; this is the explicit step after it."""
     user = reset.user
-    now = clock.utcnow()
-    for link in db.session.scalars(select(PasswordReset).where(
-            PasswordReset.user_id == user.id, PasswordReset.used_at.is_(None))):
-        link.used_at = now
+    accounts.use_up_links(user)
     user.must_change_password = False
-    user.failed_signins, user.locked_until = 0, None
+    accounts.clear_failures(user)
     return user
 
 
@@ -266,9 +263,6 @@ def authenticate(response: str | dict, state: dict | None,
     rp_id, origin = relying_party()
     try:
         credential = parse_authentication_credential_json(response)
-        handle = credential.response.user_handle
-        if handle is not None and bytes(handle) != passkey.user_handle:
-            raise PasskeyRefused(NOT_VERIFIED)
         # The counter is compared below, once the signature is known to be good, so that
         # only a genuine answer can mark a passkey as copied.
         verified = verify_authentication_response(
@@ -276,9 +270,10 @@ def authenticate(response: str | dict, state: dict | None,
             expected_origin=origin, credential_public_key=passkey.public_key,
             credential_current_sign_count=0, require_user_verification=True)
     except (WebAuthnException, ValueError, KeyError, TypeError) as error:
-        if isinstance(error, PasskeyRefused):
-            raise
         raise PasskeyRefused(NOT_VERIFIED) from error
+    handle = credential.response.user_handle
+    if handle is not None and bytes(handle) != passkey.user_handle:
+        raise PasskeyRefused(NOT_VERIFIED)
     if (verified.new_sign_count or passkey.sign_count) and \
             verified.new_sign_count <= passkey.sign_count:
         raise PasskeyRefused(CLONED)

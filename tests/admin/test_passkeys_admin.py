@@ -54,3 +54,15 @@ def test_another_tenants_person_is_not_found(as_admin, make_tenant, make_user):
     response = post_form(as_admin, f"/admin/people/{other.id}/passkeys/remove", {},
                          form_path="/admin/settings")
     assert response.status_code == 404
+
+
+def test_the_platform_administrators_passkeys_are_not_a_tenant_administrators_to_remove(
+        as_admin, acme, make_user):
+    operator = make_user(acme, "operator@acme.test", role="admin", is_platform_admin=True)
+    db.session.add(Passkey(user=operator, tenant_id=acme.id, credential_id=b"c",
+                           user_handle=b"h", public_key=b"k", name="Operator's key"))
+    db.session.commit()
+    response = post_form(as_admin, f"/admin/people/{operator.id}/passkeys/remove", {},
+                         form_path=f"/admin/people/{operator.id}")
+    assert response.status_code == 403
+    assert db.session.scalar(db.select(Passkey.name)) == "Operator's key"

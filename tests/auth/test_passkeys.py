@@ -89,6 +89,18 @@ def test_the_relying_party_is_the_portals_host():
     assert passkeys.relying_party() == ("localhost", "http://localhost:5000")
 
 
+@pytest.mark.parametrize("base_url, expected", [
+    ("https://Portal.Example", ("portal.example", "https://portal.example")),
+    # the browser's origin names no default port, and no path
+    ("https://portal.example:443/ccm/", ("portal.example", "https://portal.example")),
+    ("http://portal.example:80", ("portal.example", "http://portal.example")),
+    ("https://portal.example:8443", ("portal.example", "https://portal.example:8443")),
+])
+def test_the_origin_is_the_one_a_browser_shows(app, monkeypatch, base_url, expected):
+    monkeypatch.setitem(app.config, "BASE_URL", base_url)
+    assert passkeys.relying_party() == expected
+
+
 def test_registration_keeps_the_key_and_its_transports(alice):
     passkey = passkeys.register(alice, REGISTRATION, state(REGISTRATION_CHALLENGE, handle="AAAA"),
                                 "  Work   laptop ")
@@ -213,8 +225,10 @@ def test_a_signature_that_does_not_match_is_refused(stored, acme):
 
 def test_a_user_handle_of_someone_else_is_refused(stored, acme):
     stored.user_handle = b"someone else"
-    with pytest.raises(passkeys.PasskeyRefused):
+    with pytest.raises(passkeys.PasskeyRefused) as refused:
         passkeys.authenticate(SIGN_IN, state(SIGN_IN_CHALLENGE), acme)
+    assert refused.value.reason == passkeys.NOT_VERIFIED
+    assert stored.last_used_at is None
 
 
 def test_unknown_removed_and_disabled_are_unknown(stored, acme):

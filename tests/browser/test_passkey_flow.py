@@ -65,6 +65,16 @@ def add_passkey(page: Page, name: str) -> None:
     page.get_by_role("button", name="Add a passkey").click()
 
 
+def add_phone_passkey(page: Page, portal: str) -> None:
+    """Pat signs in at Acme's portal by password and adds a passkey named Phone."""
+    page.goto(f"{portal}/t/acme/sign-in")
+    sign_in(page, "pat@partner.test")
+    expect(page.get_by_role("heading", name="Secure messages")).to_be_visible()
+    page.goto(f"{portal}/account/passkeys")
+    add_passkey(page, "Phone")
+    expect(page.get_by_text("Your passkey “Phone” is ready.")).to_be_visible()
+
+
 def sign_out(page: Page) -> None:
     page.get_by_role("button", name="Sign out").click()
     expect(page.get_by_text("You have signed out.")).to_be_visible()
@@ -132,12 +142,7 @@ def test_register_sign_out_and_sign_in_by_passkey(app, portal, page, world, scre
 def test_another_tenants_passkey_and_a_copied_one_are_refused(app, portal, page, world,
                                                               screenshot):
     authenticator(page)
-    page.goto(f"{portal}/t/acme/sign-in")
-    sign_in(page, "pat@partner.test")
-    expect(page.get_by_role("heading", name="Secure messages")).to_be_visible()
-    page.goto(f"{portal}/account/passkeys")
-    add_passkey(page, "Phone")
-    expect(page.get_by_text("Your passkey “Phone” is ready.")).to_be_visible()
+    add_phone_passkey(page, portal)
     sign_out(page)
 
     # Globex's portal: the browser offers the passkey it has, Acme's, and Globex refuses it.
@@ -189,12 +194,7 @@ def test_a_tenant_that_requires_passkeys_enrols_then_refuses_the_password_alone(
 
 def test_the_browser_offers_the_passkey_in_the_email_field(app, portal, page, world):
     authenticator(page, offer=True)
-    page.goto(f"{portal}/t/acme/sign-in")
-    sign_in(page, "pat@partner.test")
-    expect(page.get_by_role("heading", name="Secure messages")).to_be_visible()
-    page.goto(f"{portal}/account/passkeys")
-    add_passkey(page, "Phone")
-    expect(page.get_by_text("Your passkey “Phone” is ready.")).to_be_visible()
+    add_phone_passkey(page, portal)
     page.context.clear_cookies()
     # the authenticator takes the offer as soon as the page makes it
     page.goto(f"{portal}/t/acme/sign-in?next=/account/activity")

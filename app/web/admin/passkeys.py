@@ -3,17 +3,19 @@ person's passkeys (one who lost their device). Both on the audit log."""
 
 from __future__ import annotations
 
-from flask import abort, flash, url_for
+from flask import flash, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from wtforms import BooleanField, SelectField
 from wtforms.fields.choices import SelectChoice
 
-from app.domain import access_log, audit, passkeys, people
+from app.domain import access_log, audit, passkeys
 from app.extensions import db
 from app.web.admin import bp
 from app.web.admin.forms import ActionForm
+from app.web.admin.people import _user
+from app.web.admin.settings import changes
 from app.web.inputs import Form
 from app.web.rendering import redirect_to
 
@@ -31,6 +33,13 @@ class PasskeyPolicyForm(Form):
                                             "leads to creating a passkey, with no password"))
 
 
+def _audited(tenant) -> dict[str, str]:
+    """The policy as the audit log names it (app/web/admin/settings.py's ``changes``)."""
+    return {"passkeys, external": tenant.passkeys_external,
+            "passkeys, internal": tenant.passkeys_internal,
+            "first contact by passkey": str(tenant.passkey_first_contact)}
+
+
 @bp.context_processor
 def passkey_policy_form() -> dict:
     """The policy's form as admin/_passkey_policy.html shows it, filled from the tenant."""
@@ -46,15 +55,11 @@ def passkey_policy():
     if not form.validate_on_submit():
         flash(_("Choose off, allowed or required for each side."), "error")
         return redirect_to(url_for("admin.settings"))
-    changed = [f"{label}: {getattr(tenant, name)} → {new}" for label, name, new in (
-        ("passkeys, external", "passkeys_external", form.passkeys_external.data),
-        ("passkeys, internal", "passkeys_internal", form.passkeys_internal.data),
-        ("first contact by passkey", "passkey_first_contact", form.passkey_first_contact.data),
-    ) if getattr(tenant, name) != new]
+    before = _audited(tenant)
     tenant.passkeys_external = form.passkeys_external.data
     tenant.passkeys_internal = form.passkeys_internal.data
     tenant.passkey_first_contact = form.passkey_first_contact.data
-    audit.record("settings changed", "; ".join(changed) or "no changes", tenant=tenant)
+    audit.record("settings changed", changes(before, _audited(tenant)), tenant=tenant)
     db.session.commit()
     flash(_("Passkey settings saved."), "success")
     return redirect_to(url_for("admin.settings"))
@@ -64,11 +69,7 @@ def passkey_policy():
 def remove_passkeys(user_id: int):
     """Remove every passkey of a person: a lost device no longer signs in, and where
     passkeys are required the person adds a new one at their next sign-in."""
-    person = people.user_of(current_user.tenant, user_id)
-    if person is None:
-        abort(404)
-    if person.is_platform_admin and not current_user.is_platform_admin:
-        abort(403)  # the operator's own account: a tenant's administrators only see it
+    person = _user(user_id)  # 404 for another tenant's, 403 for the operator's own
     if ActionForm().validate_on_submit():
         names = ", ".join(p.name for p in person.passkeys)
         count = passkeys.remove_all(person)

@@ -45,17 +45,16 @@ LAST_TENANT_COOKIE = "ccm_last_tenant"
 #: How long the "which organisation?" choice stays open after the password was proven.
 CHOICE_SECONDS = 300
 
-# Endpoints a user who must change their password may still reach (a message's link
-# only leads on, to a page that is then held back with the change leading to it).
-_OPEN_WHILE_CHANGE_PENDING = {"auth.change_password", "auth.sign_out", "auth.message_link",
-                              "static", "language.choose"}
+# Endpoints open to a user held back by any of the steps below (a message's link only
+# leads on, to a page that is then held back with the step leading to it).
+_OPEN_WHILE_PENDING = {"auth.sign_out", "auth.message_link", "static", "language.choose"}
+# Endpoints a user who must change their password may still reach...
+_OPEN_WHILE_CHANGE_PENDING = {"auth.change_password", *_OPEN_WHILE_PENDING}
 # ...and one who must set up a second factor.
-_OPEN_WHILE_ENROLMENT_PENDING = {"auth.enrol", "auth.sign_out", "auth.message_link",
-                                 "static", "language.choose"}
+_OPEN_WHILE_ENROLMENT_PENDING = {"auth.enrol", *_OPEN_WHILE_PENDING}
 # ...and one whose organisation requires a passkey they do not have yet.
 _OPEN_WHILE_PASSKEY_PENDING = {"auth.passkeys_page", "auth.passkey_new_options",
-                               "auth.passkey_add", "auth.sign_out", "auth.message_link",
-                               "static", "language.choose"}
+                               "auth.passkey_add", *_OPEN_WHILE_PENDING}
 #: a password that opens an account where only a passkey may now (app/domain/passkeys.py)
 PASSKEY_ONLY = N_(
     "Your organisation asks you to sign in with your passkey: choose “Sign in with a "
