@@ -28,6 +28,7 @@ from pathlib import Path
 
 import pytest
 import waitress
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from support import read_outbox
 from waitress import wasyncore
 
@@ -177,8 +178,19 @@ def screenshot(request):
         path = ARTIFACTS / f"{name}-{re.sub(r'[^A-Za-z0-9_.-]+', '_', label)}.png"
         # caret="initial": hiding the caret leaves style="" on every input, which htmx
         # copies onto a swapped-in form's fields, breaking the CSP (a console error).
-        # a longer wait than actions get: a cold Chromium may take its time over fonts
-        page.screenshot(path=str(path), full_page=True, caret="initial", timeout=30_000)
+        # a longer wait than actions get: a cold Chromium may take its time over fonts.
+        # Chromium's capture waits for a painted frame, which a page caught between two
+        # documents (a click's navigation under load) may never give: let the
+        # navigation finish and try once more.
+        for attempt in (1, 2):
+            page.wait_for_load_state()
+            try:
+                page.screenshot(path=str(path), full_page=True, caret="initial",
+                                timeout=30_000)
+                return path
+            except PlaywrightTimeoutError:
+                if attempt == 2:
+                    raise
         return path
 
     return take

@@ -178,6 +178,7 @@ def test_with_a_second_factor_the_code_comes_between(live_server, page, returnin
     screens = count_screens(page)
     page.goto(link)
     sign_in(page, PAT, PASSWORD)
+    expect(page.get_by_label("Code")).to_be_visible()
     screenshot(page, "code")
     page.get_by_label("Code").fill(pyotp.TOTP(secret).now())
     page.get_by_role("button", name="Continue").click()
