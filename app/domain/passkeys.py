@@ -69,7 +69,7 @@ CLONED = Words(N_("This passkey was refused: its use counter went backwards, so 
                   "been copied. Sign in with your password and tell your organisation."))
 ALREADY_REGISTERED = Words(N_("This passkey is already registered."))
 NO_NAME = Words(N_("Give the passkey a name."))
-LONG_NAME = Words(N_("Use at most 64 characters for its name."))
+LONG_NAME = Words(N_("Use at most %(most)s characters for its name."), most=NAME_LENGTH)
 
 
 class PasskeyRefused(ValueError):

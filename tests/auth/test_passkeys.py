@@ -405,3 +405,19 @@ def test_every_refusal_the_domain_gives_is_words():
                if name.isupper() and isinstance(value, str) and " " in value}
     assert len(reasons) == 9
     assert all(isinstance(reason, Words) for reason in reasons)
+
+
+def test_the_name_limit_is_said_from_its_one_constant(client, auth, stored):
+    """The refusal and the fields' maxlength both come from NAME_LENGTH, and the refusal
+    is translated with the number put in (not a number written into each catalog)."""
+    assert passkeys.LONG_NAME.values == {"most": passkeys.NAME_LENGTH}
+    assert str(passkeys.NAME_LENGTH) not in passkeys.LONG_NAME.template
+    auth.sign_in("alice@partner.test", slug="acme")
+    headers = {"Accept-Language": "de"}
+    page = client.get("/account/passkeys", headers=headers).get_data(as_text=True)
+    assert page.count(f'maxlength="{passkeys.NAME_LENGTH}"') == 2  # rename and add
+    refused = post_form(client, f"/account/passkeys/{stored.id}/rename",
+                        {"name": "x" * (passkeys.NAME_LENGTH + 1)},
+                        form_path="/account/passkeys", headers=headers, follow_redirects=True)
+    assert f"höchstens {passkeys.NAME_LENGTH} Zeichen" in refused.get_data(as_text=True)
+    assert db.session.scalar(db.select(Passkey.name)) == "Laptop"

@@ -31,7 +31,8 @@ _NEW, _SIGN_IN = "passkey_new", "ccm_passkey_sign_in"
 @bp.app_context_processor
 def passkey_helpers() -> dict:
     """What the sign-in form and the Security page ask of passkeys."""
-    return {"passkeys_offered": passkeys.offered_at, "passkey_policy": passkeys.policy_for}
+    return {"passkeys_offered": passkeys.offered_at, "passkey_policy": passkeys.policy_for,
+            "passkey_name_length": passkeys.NAME_LENGTH}
 
 
 def _refused(refused: passkeys.PasskeyRefused, status: int = 200):
