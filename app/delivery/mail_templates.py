@@ -67,7 +67,7 @@ KINDS = {
     "password": ("tenant_name", "login", "password", "portal_url", "reset", "portal_host",
                  "logo_src"),
     "activation": ("tenant_name", "login", "activation_url", "lifetime_hours", "lifetime",
-                   "portal_url", "portal_host", "logo_src"),
+                   "passkey", "portal_url", "portal_host", "logo_src"),
     "password_reset": ("tenant_name", "email", "reset_url", "lifetime_minutes", "lifetime",
                        "portal_url", "portal_host", "logo_src"),
     "expiry_warning": ("tenant_name", "recipient", "portal_url", "visible_until",
@@ -82,6 +82,9 @@ EVERY_KIND_AT_SENDING = frozenset({"portal_host", "logo_src"})
 AT_SENDING = {kind: EVERY_KIND_AT_SENDING | ({"password"} if kind == "password" else set())
               | ({"lifetime"} if "lifetime" in names else set())
               for kind, names in KINDS.items()}
+#: values a notification queued before its template had them is sent with: an activation
+#: link from before the passkey wording led to a password
+QUEUED_WITHOUT = {"activation": {"passkey": False}}
 #: sample values for previews and for checking a template before it is saved
 SAMPLES = {
     "tenant_name": "Acme Corp",
@@ -98,6 +101,9 @@ SAMPLES = {
     "reset": False,
     "lifetime_hours": 72,
     "lifetime_minutes": 60,
+    # the activation link leads to creating a passkey (the tenant's choice; see
+    # app/domain/passkeys.py, activation_by_passkey) instead of choosing a password
+    "passkey": False,
     "lifetime": "72 hours",  # written from lifetime_hours or lifetime_minutes when sent
     "portal_host": "securemail.example.com",
     "logo_src": "",
@@ -510,11 +516,15 @@ def render_sources(templates: dict[str, str], context: dict) -> dict[str, str]:
 
 
 def render_samples(kind: str, templates: dict[str, str], language: str = DEFAULT_LANGUAGE,
-                   zone_name: str | None = SAMPLE_ZONE) -> tuple[dict | None, str | None]:
+                   zone_name: str | None = SAMPLE_ZONE,
+                   tenant_values: dict | None = None) -> tuple[dict | None, str | None]:
     """``templates`` rendered with sample data written in ``language`` (dates in the zone
     ``zone_name``), or why they cannot be used for ``kind`` (syntax, outside the
-    allowlist, unknown variable, over a limit): (rendered, None) or (None, the reason)."""
-    samples = localized({name: SAMPLES[name] for name in KINDS[kind]}, language, zone_name)
+    allowlist, unknown variable, over a limit): (rendered, None) or (None, the reason).
+    ``tenant_values`` replace samples with what the tenant's own notifications carry
+    (whether its activation links lead to a passkey)."""
+    samples = localized({name: (tenant_values or {}).get(name, SAMPLES[name])
+                         for name in KINDS[kind]}, language, zone_name)
     try:
         return render_sources(templates, samples), None
     except TemplateSyntaxError as error:
@@ -541,7 +551,7 @@ def build(kind: str, to: str, tenant: Tenant | None = None, **context) -> EmailM
     language = language_of(to, tenant)
     logo = _logo(tenant)
     cid = make_msgid("logo", domain=portal_host())[1:-1] if logo else ""
-    context = localized({"portal_host": portal_host(),
+    context = localized({**QUEUED_WITHOUT.get(kind, {}), "portal_host": portal_host(),
                          "logo_src": f"cid:{cid}" if cid else "", **context},
                         language, tenant.time_zone if tenant else None)
     version = in_force(kind, tenant, language)

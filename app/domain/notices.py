@@ -14,7 +14,7 @@ from sqlalchemy import select
 from app import clock
 from app.config import RESET_LINK_LIFETIME
 from app.delivery import mail_templates, queue
-from app.domain import accounts, links, passwords
+from app.domain import accounts, links, passkeys, passwords
 from app.extensions import db
 from app.models import OutboundItem, Recipient, Route, Side, Tenant, User
 
@@ -74,10 +74,12 @@ def _account_of(item: OutboundItem, *, lock: bool = False) -> User | None:
 
 def activation(user: User, activation_url: str, lifetime_hours: int,
                recipient: Recipient | None = None) -> OutboundItem:
-    """A link for ``user`` to choose their first password, where the tenant prefers it."""
+    """A link for ``user`` to choose their first password (or create a passkey, where the
+    tenant chose that too), where the tenant prefers it to a generated password."""
     return _notify("activation", user.tenant, user.email, user.kind, about=recipient,
                    login=user.email, activation_url=activation_url,
-                   lifetime_hours=lifetime_hours)
+                   lifetime_hours=lifetime_hours,
+                   passkey=passkeys.activation_by_passkey(user.tenant, user.kind))
 
 
 def password_reset(user: User, reset_url: str) -> OutboundItem:

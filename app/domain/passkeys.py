@@ -85,8 +85,11 @@ class PasskeyRefused(ValueError):
 
 def policy_for(user: User) -> str:
     """What the user's tenant says of passkeys for their side: off, allowed or required."""
-    tenant = user.tenant
-    return tenant.passkeys_internal if user.kind == Side.INTERNAL else tenant.passkeys_external
+    return _policy(user.tenant, user.kind)
+
+
+def _policy(tenant: Tenant, side: str) -> str:
+    return tenant.passkeys_internal if side == Side.INTERNAL else tenant.passkeys_external
 
 
 def offered_at(tenant: Tenant | None) -> bool:
@@ -127,8 +130,15 @@ def stands_in_for_second_factor(user: User) -> bool:
 def first_contact_by_passkey(reset: PasswordReset) -> bool:
     """Whether this activation link leads to creating a passkey rather than a password:
     the tenant chose it, and passkeys are not off for the person's side."""
-    return reset.purpose == "activation" and reset.user.tenant.passkey_first_contact \
-        and policy_for(reset.user) != OFF and reset.user.password_hash is None
+    user = reset.user
+    return reset.purpose == "activation" and activation_by_passkey(user.tenant, user.kind) \
+        and user.password_hash is None
+
+
+def activation_by_passkey(tenant: Tenant, side: str) -> bool:
+    """Whether an activation link for someone on ``side`` at ``tenant`` leads to creating
+    a passkey: what its notification speaks of, and its editor's preview shows."""
+    return tenant.passkey_first_contact and _policy(tenant, side) != OFF
 
 
 def begin_without_password(reset: PasswordReset) -> User:

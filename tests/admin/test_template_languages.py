@@ -106,3 +106,24 @@ def test_the_settings_page_sets_the_default_language_of_notifications(as_admin, 
     assert refused.status_code == 200 and "Not a valid choice" in refused.get_data(as_text=True)
     # the editor opens in the tenant's default language
     assert "Preview in Español" in page_of(as_admin, f"/admin/templates/{KIND}")
+
+
+def test_the_activation_preview_speaks_of_a_passkey_where_the_link_leads_to_one(as_admin,
+                                                                                 acme):
+    """The preview shows what the tenant's recipients get: with first contact by passkey,
+    the built-in wording of creating a passkey; the editor's source keeps both."""
+    def preview(language: str) -> str:
+        page = page_of(as_admin, f"/admin/templates/activation?language={language}")
+        return page[page.index('class="preview-subject"'):]
+
+    assert "Mein Passwort wählen" in preview("de") and "Passkey" not in preview("de")
+    acme.first_contact, acme.passkey_first_contact = "activation_link", True
+    db.session.commit()
+    for language, button in (("de", "Meinen Passkey erstellen"), ("ar", "إنشاء مفتاح مرور"),
+                             ("en", "Create my passkey")):
+        assert button in preview(language)
+        assert "{% if passkey %}" in page_of(
+            as_admin, f"/admin/templates/activation?language={language}")
+    acme.passkeys_external = "off"  # the sample recipient is outside: a password again
+    db.session.commit()
+    assert "Choose my password" in preview("en")

@@ -222,3 +222,86 @@ def test_every_notification_carries_exactly_its_templates_variables_by_one_route
         assert at_sending <= set(mail_templates.KINDS[kind])
         assert context["tenant_name"] == "Acme Secure"
         assert item.route == ("internal" if item.rcpt_to.endswith("@acme.test") else "external")
+
+
+#: the activation notification's sentences about choosing a password, in English (its
+#: heading and button, "Choose your password" and "Choose my password", are checked apart:
+#: as words they may be in another sentence)
+CHOOSING_A_PASSWORD = [
+    "%(tenant_name)s has sent you a secure message. Choose a password to read it.",
+    "%(tenant_name)s has sent you a secure message. To read it, choose a password for your "
+    "account in its secure message portal.",
+    "Opening the link changes nothing until you choose your password on that page."]
+#: how each language names a passkey
+PASSKEY = {"en": "passkey", "de": "Passkey", "fr": "clé d'accès", "es": "llave de acceso",
+           "ar": "مفتاح مرور"}
+
+
+def activation_mail(outbox):
+    mail_ = next(m for m in outbox() if "/password/reset/" in m.get_body(("plain",)).get_content())
+    html_ = mail_.get_body(("html",)).get_content()
+    return (mail_.get_body(("plain",)).get_content(), html_,
+            re.search(r'<div style="display: none;[^>]*>(.*?)&#8203;', html_)[1])  # preheader
+
+
+def said(sentence: str, language: str) -> str:
+    return mail_templates.translations(language).gettext(sentence) % {"tenant_name": "Acme Corp"}
+
+
+@pytest.mark.parametrize("language", sorted(PASSKEY))
+def test_first_contact_by_passkey_speaks_of_creating_a_passkey(gateway, outbox, language):
+    """Where the activation link leads to creating a passkey, the first notification says
+    so, and nothing of choosing a password, in every language the portal speaks."""
+    tenant = gateway.tenant
+    tenant.first_contact, tenant.passkey_first_contact = "activation_link", True
+    tenant.default_language = language
+    db.session.commit()
+    secure(gateway)
+    text, html_, preheader = activation_mail(outbox)
+    for sentence in CHOOSING_A_PASSWORD:
+        assert said(sentence, language) not in text + html_, sentence
+    heading = re.search(r"<h1[^>]*>(.*?)</h1>", html_)[1]
+    button = re.search(r'<td class="ccm-button"[^>]*><a [^>]*>(.*?)</a>', html_)[1]
+    assert heading != said("Choose your password", language)
+    assert button != said("Choose my password", language)
+    for where in (heading, button, preheader, text):
+        assert PASSKEY[language].casefold() in where.replace("&#x27;", "'").casefold(), where
+
+
+def test_where_passkeys_are_off_the_link_still_asks_for_a_password(gateway, outbox):
+    """The tenant's choice does nothing for a side where passkeys are off: that link
+    leads to a password, and the mail says so."""
+    tenant = gateway.tenant
+    tenant.first_contact, tenant.passkey_first_contact = "activation_link", True
+    tenant.passkeys_external = "off"
+    db.session.commit()
+    secure(gateway)
+    text, html_, preheader = activation_mail(outbox)
+    assert "Choose my password" in html_ and "Choose a password to read it." in preheader
+    assert "passkey" not in (text + html_).lower()
+
+
+def test_an_activation_queued_before_the_passkey_wording_asks_for_a_password(gateway, outbox):
+    """One queued by an earlier version (no ``passkey`` among its values) still sends."""
+    gateway.tenant.first_contact = "activation_link"
+    db.session.commit()
+    secure(gateway)
+    item = db.session.scalar(select(OutboundItem).where(OutboundItem.kind == "notification")
+                             .where(OutboundItem.notice["kind"].as_string() == "activation"))
+    item.notice = {**item.notice, "context": {
+        name: value for name, value in item.notice["context"].items() if name != "passkey"}}
+    db.session.commit()
+    assert "Choose my password" in activation_mail(outbox)[1]
+
+
+def test_an_administrators_own_activation_template_is_used_with_passkeys_too(gateway, outbox):
+    tenant = gateway.tenant
+    tenant.first_contact, tenant.passkey_first_contact = "activation_link", True
+    db.session.add(NotificationTemplate(
+        tenant=tenant, kind="activation", subject="Welcome to {{ tenant_name }}",
+        text="Open {{ activation_url }}{% if passkey %} for your passkey{% endif %}",
+        html="<p>Open {{ activation_url }}</p>"))
+    db.session.commit()
+    secure(gateway)
+    welcome = next(m for m in outbox() if m["Subject"] == "Welcome to Acme Corp")
+    assert welcome.get_body(("plain",)).get_content().rstrip().endswith(" for your passkey")

@@ -9,9 +9,9 @@ from flask_login import current_user
 from sqlalchemy import select
 
 from app.delivery import mail_templates
-from app.domain import audit
+from app.domain import audit, passkeys
 from app.extensions import db, limiter
-from app.models import NotificationTemplate
+from app.models import NotificationTemplate, Side
 from app.web.admin import bp
 from app.web.admin.forms import ActionForm, TemplateForm
 from app.web.languages import LANGUAGES, N_
@@ -60,9 +60,12 @@ def templates():
 
 
 def _preview(kind: str, form: TemplateForm, language: str) -> tuple[dict | None, str | None]:
+    tenant = current_user.tenant
+    # as the sample recipient (outside the tenant) would get it
+    tenant_values = {"passkey": passkeys.activation_by_passkey(tenant, Side.EXTERNAL)}
     return mail_templates.render_samples(kind, {
         "subject": form.subject.data or "", "text": form.text.data or "",
-        "html": form.html.data or ""}, language, current_user.tenant.time_zone)
+        "html": form.html.data or ""}, language, tenant.time_zone, tenant_values)
 
 
 @bp.route("/templates/<kind>", methods=["GET", "POST"])
