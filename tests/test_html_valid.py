@@ -1,4 +1,5 @@
-"""Every page the portal serves is valid HTML, as the W3C's Nu HTML checker reads it.
+"""Every page the portal serves, and every notification it sends, is valid HTML, as the
+W3C's Nu HTML checker reads it.
 
 Each role of tests/test_no_server_errors.py (a visitor half-way through signing in, an
 external recipient, an internal user, a tenant's administrator, the platform
@@ -6,7 +7,8 @@ administrator) opens every page in ``app.url_map``, as a page and as the htmx fr
 the same address answers (wrapped in a document of its own), plus the error pages and
 forms sent back with their errors. All of them go to one run of the checker (a JVM
 starts slowly). Only the ``hx-*`` attributes are forgiven: the checker does not know
-htmx, and nothing else is.
+htmx, and nothing else is. Each built-in notification's HTML part, in every language and
+down each of its branches, goes to a second run.
 
 The checker is vnu.jar from the npm package ``vnu-jar`` (``.ci/run`` installs it, and
 Java, under ``.cache/vnu``); ``CCM_VNU_JAR`` names another copy. Without Java or the
@@ -25,6 +27,9 @@ from pathlib import Path
 import pytest
 from support import PASSWORD, post_form
 from test_no_server_errors import ROLES, Walk, fill, path_values, world  # noqa: F401
+
+from app.delivery import mail_templates
+from app.web.languages import LANGUAGES
 
 ROOT = Path(__file__).resolve().parent.parent
 JAR = Path(os.environ.get("CCM_VNU_JAR")
@@ -142,8 +147,16 @@ def test_every_page_is_valid_html(app, client, world, tmp_path):  # noqa: F811
     print(f"{len(pages.names)} pages")
     assert len(pages.names) >= 150, "the visit has lost pages"
 
-    result = subprocess.run([*command, *map(str, pages.names)], capture_output=True,
-                            text=True, timeout=600)
+    report = checked(command, pages.names)
+    assert not report, f"{len(report)} problems in {len(pages.names)} pages:\n" + \
+        "\n".join(report)
+
+
+def checked(command: list[str], names: dict[Path, str]) -> list[str]:
+    """What the checker finds in the files ``names`` (file → where it came from), one
+    line each, in one run of it."""
+    result = subprocess.run([*command, *map(str, names)], capture_output=True, text=True,
+                            timeout=600)
     try:
         messages = json.loads(result.stderr)["messages"]  # vnu writes its report there
     except ValueError:
@@ -151,9 +164,35 @@ def test_every_page_is_valid_html(app, client, world, tmp_path):  # noqa: F811
                     f"{result.stderr[-3000:]}{result.stdout[-3000:]}", pytrace=False)
     problems = [m for m in messages if m.get("type") == "error" or m.get("subType") == "fatal"]
     problems = [m for m in problems if not HTMX_ATTRIBUTE.match(m.get("message", ""))]
-    report = [f"{pages.names[Path(m['url'].removeprefix('file:'))]}: line {m.get('lastLine')}: "
-              f"{m['message']}\n    {m.get('extract', '').strip()[:160]}" for m in problems]
-    assert not report, f"{len(report)} problems in {len(pages.names)} pages:\n" + \
+    return [f"{names[Path(m['url'].removeprefix('file:'))]}: line {m.get('lastLine')}: "
+            f"{m['message']}\n    {m.get('extract', '').strip()[:160]}" for m in problems]
+
+
+#: the values that choose between a notification's branches, each way
+BRANCHES = [{"new_account": True, "reset": False, "passkey": False, "logo_src": ""},
+            {"new_account": False, "reset": True, "passkey": True,
+             "logo_src": "cid:logo.1@securemail.example.com"}]
+
+
+def test_every_built_in_notification_is_valid_html(app, tmp_path):
+    """The HTML part of each kind of notification, as sent in each language (English,
+    and Arabic right to left, among them), down each of its branches: the checker reads
+    it as it reads the pages. Mail clients are kinder than browsers to nothing."""
+    command = checker()
+    names = {}
+    for kind in sorted(mail_templates.KINDS):
+        for language in LANGUAGES:
+            for values in BRANCHES:
+                rendered, problem = mail_templates.render_samples(
+                    kind, mail_templates.builtin(kind, language), language,
+                    tenant_values=values)
+                assert problem is None, (kind, language, problem)
+                path = tmp_path / f"{len(names):04d}.html"
+                path.write_text(rendered["html"], encoding="utf-8")
+                names[path] = f"{kind} in {language} with {values}"
+    assert len(names) == len(mail_templates.KINDS) * len(LANGUAGES) * len(BRANCHES) >= 20
+    report = checked(command, names)
+    assert not report, f"{len(report)} problems in {len(names)} notifications:\n" + \
         "\n".join(report)
 
 
