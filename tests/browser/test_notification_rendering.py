@@ -92,14 +92,16 @@ def test_each_notification_reads_well_wide_narrow_and_dark(app, make_tenant, pag
 
 
 @pytest.mark.parametrize("language", ["de", "ar"])
-@pytest.mark.parametrize("kind", ["secure_message", "password"])
+@pytest.mark.parametrize("kind", ["secure_message", "password", "activation"])
 def test_a_notification_in_german_and_in_arabic_fits_a_phone(app, make_tenant, make_user, page,
                                                             screenshot, kind, language):
     """German's long words and Arabic's right-to-left: nothing wider than 360 px, the
-    Arabic page laid out from the right (the label column on the right of its value)."""
+    Arabic page laid out from the right (the label column on the right of its value).
+    The activation link is the one leading to a passkey, its longest wording."""
     tenant = make_tenant("acme", name="Acme Corp", time_zone="Europe/Berlin")
     make_user(tenant, "pat@example.com", language=language)
-    message = mail_templates.build(kind, "pat@example.com", tenant, **sample(kind))
+    values = {**sample(kind), **({"passkey": True} if kind == "activation" else {})}
+    message = mail_templates.build(kind, "pat@example.com", tenant, **values)
     assert message["Content-Language"] == language
     html = shown(message)
     for scheme, label in views(page, html):
