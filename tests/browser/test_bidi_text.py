@@ -264,3 +264,45 @@ def test_the_sender_and_the_administrator_read_english_in_the_arabic_portal(
                 look(page, screenshot, "audit")
         finally:
             context.close()
+
+
+#: Unicode's first-strong isolate and pop directional isolate: <bdi> for a <title>
+FSI, PDI = "\u2068", "\u2069"
+
+
+@pytest.mark.parametrize(("locale", "button", "tenant_name", "subject", "direction"), [
+    ("ar", "تسجيل الدخول", "Acme (Europe) Ltd.", "Offer (revised).", "ltr"),
+    ("en", "Sign in", "أكمي (أوروبا) المحدودة.", ARABIC_SUBJECT, "rtl")],
+    ids=["english-in-arabic", "arabic-in-english"])
+@pytest.mark.usefixtures("mailbox")
+def test_the_title_and_the_top_bar_set_apart_what_people_wrote(
+        live_server, browser, screenshot, app, locale, button, tenant_name, subject,
+        direction):
+    """The subject in the window's title, the organisation's name and the person's
+    address in the top bar: each in its own direction in a page of the other (a title
+    holds no element, so Unicode's isolates do there what <bdi> does in the page)."""
+    tenant = Tenant.query.filter_by(slug="acme").one()
+    tenant.name = tenant_name
+    db.session.commit()
+    site = app.config["SITE_NAME"]
+    page = sign_in(browser, live_server, locale, button, WIDE)
+    try:
+        brand = laid_out(page, ".topbar .brand bdi")
+        assert brand["text"] == tenant_name and brand["direction"] == direction, brand
+        assert brand["page"] == ("rtl" if locale == "ar" else "ltr")
+        found = ends(page, ".topbar .brand", tenant_name)
+        # its first letter on the side its own language starts from, the stop at its end
+        assert (found["first"] < found["last"]) == (direction == "ltr"), found
+        who = laid_out(page, ".topbar .who bdi")
+        assert who["text"] == PAT and who["direction"] == "ltr", who
+        page.locator("li.message-row", has_text=subject).locator("a").click()  # htmx
+        expect(page.locator(".message-meta")).to_be_visible()
+        expect(page).to_have_title(f"{FSI}{subject}{PDI} · {FSI}{site}{PDI}")
+        look(page, screenshot, f"top-bar-{locale}")
+        page.reload()  # the whole page
+        assert page.title() == f"{FSI}{subject}{PDI} · {FSI}{site}{PDI}"
+        page.goto(f"{live_server}/inbox/")
+        assert page.title().endswith(f" · {FSI}{site}{PDI}")  # a title of its own words
+        assert FSI not in page.title().partition(" · ")[0]
+    finally:
+        page.context.close()

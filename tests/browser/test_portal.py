@@ -227,7 +227,8 @@ def test_from_the_notification_to_the_inbox_and_a_message(
     # Reloading renders the message as a whole page at that address.
     page.reload()
     expect(page.get_by_role("heading", name=SUBJECT, level=1)).to_be_visible()
-    expect(page).to_have_title(f"{SUBJECT} · {app.config['SITE_NAME']}")
+    # the subject and the site's name set apart (U+2068 ... U+2069), as <bdi> in the page
+    expect(page).to_have_title(f"\u2068{SUBJECT}\u2069 · \u2068{app.config['SITE_NAME']}\u2069")
     expect(page.get_by_role("navigation", name="Account")).to_contain_text(PAT)
     expect(page.locator("footer")).to_be_visible()
 
@@ -488,4 +489,5 @@ def test_the_title_follows_navigation_in_place(live_server, page, delivered, out
     rows(page).first.get_by_role("link").click()
     expect(page).to_have_url(f"{live_server}{delivered.board_url}")
     expect(page.get_by_role("heading", name=SUBJECT, level=1)).to_be_visible()
-    expect(page).to_have_title(re.compile(rf"^{re.escape(SUBJECT)} · "), timeout=2_000)
+    expect(page).to_have_title(re.compile(rf"^\u2068{re.escape(SUBJECT)}\u2069 · "),
+                               timeout=2_000)

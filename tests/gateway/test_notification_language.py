@@ -76,6 +76,7 @@ def test_the_arabic_mail_reads_right_to_left(acme, make_user):
     subject, text, html = parts(message)
     assert message["Content-Language"] == "ar"
     assert '<html lang="ar" dir="rtl">' in html
+    assert "<title>&#x2068;Acme Corp&#x2069;</title>" in html  # its own direction, isolated
     assert "أرسل إليك Acme Corp رسالة آمنة." in html and "kM7pQ2xW9rT4vN8bH3cZ" in text
     assert subject == "بيانات تسجيل الدخول إلى بوابة الرسائل الآمنة لدى Acme Corp"
 
