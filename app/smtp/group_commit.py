@@ -190,6 +190,8 @@ class GroupCommit:
         meanwhile) fails a constraint, and the group is received again under the lock, a
         message at a time.
         """
+        if not batch and self.waiting.empty():
+            return []  # what this call was for was taken by another, which stores it
         outcomes: list[BaseException | None] | None = []
         probe, committing = None, None  # a stored message; who runs the COMMIT, once sent
         with self.app.app_context():
