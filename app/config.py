@@ -70,6 +70,10 @@ ENVIRONMENT = [
      "bytes a second: DATA may last as long as the largest message takes at this rate"),
     ("SMTP_STORE_TIMEOUT", "CCM_SMTP_STORE_TIMEOUT", "30",
      "seconds the ingress waits for the database to store a message, then answers 451"),
+    ("SMTP_STORE_THREADS", "CCM_SMTP_STORE_THREADS", "2",
+     "on PostgreSQL, threads of a `ccm smtp` process that store received messages: one "
+     "receives a group while the others commit theirs, at once; more help where a COMMIT "
+     "waits long (a slow disk, a distant database). SQLite always has 2, one writing"),
     ("DATABASE_CONNECT_TIMEOUT", "CCM_DATABASE_CONNECT_TIMEOUT", "10",
      "seconds to wait for a connection to PostgreSQL"),
     ("DATABASE_STATEMENT_TIMEOUT", "CCM_DATABASE_STATEMENT_TIMEOUT", "30",
@@ -116,6 +120,7 @@ INTEGER_SETTINGS = {"SMTP_DELIVERY_PORT": (1, 65535), "MAX_MESSAGE_BYTES": (1, N
                     "DESTINATION_CONCURRENCY": (1, 256), "SMTP_IDLE_TIMEOUT": (1, None),
                     "SHUTDOWN_GRACE": (0, None),
                     "SMTP_MIN_DATA_RATE": (1, None), "SMTP_STORE_TIMEOUT": (1, None),
+                    "SMTP_STORE_THREADS": (1, 12),
                     "DATABASE_CONNECT_TIMEOUT": (1, None),
                     "DATABASE_STATEMENT_TIMEOUT": (1, None), "DATABASE_LOCK_TIMEOUT": (1, None)}
 #: lists of networks: one that cannot be read stops the start, not a request or a delivery

@@ -203,6 +203,10 @@ class Instance:
             "CCM_BASE_URL": f"http://{LOOPBACK}:{self.http_port}",
             "CCM_HELO_NAME": "gateway.bench.test",
             "PYTHONUNBUFFERED": "1",
+            # this checkout's code: .venv/bin/ccm of a worktree sharing another's .venv
+            # would import the package where that one was installed from
+            "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [
+                os.environ.get("PYTHONPATH")])]),
             **{k: str(v) for k, v in self.env_extra.items()},
         }
         self.processes: list[Process] = []

@@ -293,8 +293,10 @@ def postfix_available() -> bool:
 
 
 def run_ccm(args, messages, warm_up, rcpts, postgres: bool, processes: int = 1) -> RunResult:
-    with harness.Instance("ingest", postgres=postgres,
-                          env_extra={"CCM_MAX_MESSAGE_BYTES": DATA_SIZE_LIMIT}) as instance:
+    settings = {"CCM_MAX_MESSAGE_BYTES": DATA_SIZE_LIMIT}
+    if args.store_threads:
+        settings["CCM_SMTP_STORE_THREADS"] = str(args.store_threads)
+    with harness.Instance("ingest", postgres=postgres, env_extra=settings) as instance:
         instance.import_config(harness.tenant_yaml(ccm=True))
         if processes == 1:
             servers = [instance.smtp()]
@@ -405,6 +407,9 @@ def main() -> None:
     parser.add_argument("--smtp-processes", type=int, default=1, metavar="N",
                         help="also run N `ccm smtp --share-port` processes on each database")
     parser.add_argument("--no-sqlite", action="store_true", help="skip the SQLite run")
+    parser.add_argument("--store-threads", type=int, metavar="N",
+                        help="CCM_SMTP_STORE_THREADS for ccm smtp on PostgreSQL (default "
+                             "its own)")
     parser.add_argument("--no-postfix", action="store_true")
     parser.add_argument("--profile", nargs="?", const="all", choices=("all", "gil"),
                         help="also record a py-spy profile of ccm smtp (gil: only the "

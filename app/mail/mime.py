@@ -54,11 +54,12 @@ def parse(raw: bytes, *, light: bool = True) -> Parsed:
         for leaf, part in zip(index.leaves, parts.leaves(message), strict=True):
             if _inline_text(part):
                 parts.hydrate(part, memoryview(raw)[leaf.start:leaf.end])
+    message_id = header(message, "Message-ID")
     parsed = Parsed(
         subject=header(message, "Subject"),
         header_from=header(message, "From"),
-        message_id=header(message, "Message-ID"),
-        thread=threads.root(header(message, "Message-ID"), header(message, "In-Reply-To"),
+        message_id=message_id,
+        thread=threads.root(message_id, header(message, "In-Reply-To"),
                             header(message, "References")),
         body_text="\n".join(body_texts(message)),
     )

@@ -46,8 +46,9 @@ class Job:
 
 
 class GroupCommit:
-    """Stores received messages, those that arrived together in one commit, in two
-    threads: one receives a group while the other commits the last (``_store``).
+    """Stores received messages, those that arrived together in one commit, in several
+    threads: one receives a group while the others commit theirs (``_store``), two on
+    SQLite, which writes one transaction at a time, CCM_SMTP_STORE_THREADS on PostgreSQL.
 
     A commit waits for the disk, and SQLite lets one transaction write at a time: rather
     than connections queueing for the lock, the messages that arrived meanwhile are
@@ -81,19 +82,25 @@ class GroupCommit:
 
     MAX_MESSAGES = 50
     MAX_BYTES = 16 * 1024 * 1024
-    #: one receives a group while the other writes and commits the last (``_store``)
-    THREADS = 2
+    #: on SQLite: one receives a group while the other writes and commits the last
+    ONE_WRITER_THREADS = 2
 
     def __init__(self, app: Flask, deadline: float | None = None):
         self.app = app
         self.deadline = app.config["SMTP_STORE_TIMEOUT"] if deadline is None else deadline
         self.lock = threading.Lock()
         self.waiting: queue.SimpleQueue[Job] = queue.SimpleQueue()
-        self.thread = ThreadPoolExecutor(max_workers=self.THREADS, thread_name_prefix="ccm-store")
-        #: held by the thread receiving a group, from taking it until it is received
-        self.receiving = threading.Lock()
         with app.app_context():
             one_writer = db.engine.dialect.name == "sqlite"
+        #: PostgreSQL commits several groups at once, each in its own transaction, and
+        #: merges their waits for the disk: a group need not wait for the last one's
+        #: COMMIT (CCM_SMTP_STORE_THREADS); SQLite writes one at a time
+        self.threads = (self.ONE_WRITER_THREADS if one_writer
+                        else app.config["SMTP_STORE_THREADS"])
+        self.thread = ThreadPoolExecutor(max_workers=self.threads,
+                                         thread_name_prefix="ccm-store")
+        #: held by the thread receiving a group, from taking it until it is received
+        self.receiving = threading.Lock()
         #: SQLite writes one transaction at a time: this process's threads take turns
         #: here, where the next wakes as soon as the last one's COMMIT is done (SQLite's
         #: own wait for its lock sleeps in steps of up to 100 ms); None elsewhere
@@ -170,17 +177,21 @@ class GroupCommit:
         receive comes: each job's outcome, or None when one was given up and nothing
         was committed.
 
-        **Two threads, one receiving while the other commits.** A thread receives its
-        group (parsing, routing, the reads) while the other thread's group is being
-        written and committed, which is mostly a wait for the disk, and takes what
-        arrived meanwhile only once that thread has received its own: groups stay as
-        large as one thread would make them. So the messages are received before the
-        transaction writes: on SQLite each read sees the database as last committed, as
-        on PostgreSQL (READ COMMITTED), and the write lock is taken only for the inserts
-        and the COMMIT. What another writer committed in between and contradicts a read
-        (an account created or removed meanwhile) fails a constraint, and the group is
-        received again under the lock, a message at a time.
+        **One thread receiving while the others commit.** A thread receives its group
+        (parsing, routing, the reads) while the other threads' groups are being written
+        and committed, which is mostly a wait for the disk, and takes what arrived
+        meanwhile only once the last thread has received its own: groups stay as large
+        as one thread would make them. On PostgreSQL several groups commit at once.
+
+        So the messages are received before the transaction writes: on SQLite each read
+        sees the database as last committed, as on PostgreSQL (READ COMMITTED), and the
+        write lock is taken only for the inserts and the COMMIT. What another writer
+        committed in between and contradicts a read (an account created or removed
+        meanwhile) fails a constraint, and the group is received again under the lock, a
+        message at a time.
         """
+        if not batch and self.waiting.empty():
+            return []  # what this call was for was taken by another, which stores it
         outcomes: list[BaseException | None] | None = []
         probe, committing = None, None  # a stored message; who runs the COMMIT, once sent
         with self.app.app_context():

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import ipaddress
 import logging
 import ssl
@@ -64,6 +65,7 @@ class IngressHandler:
     def __init__(self, app: Flask):
         self.app = app
         self.networks = networks(app.config["RELAY_NETWORKS"])
+        self._trusted_address = functools.lru_cache(maxsize=4096)(self._in_relay_networks)
         self.store = GroupCommit(app)
         # Made once: making one reads the system's resolver settings (a file), which
         # would otherwise happen on the event loop at every session.
@@ -74,8 +76,13 @@ class IngressHandler:
         self.served_until: dict[str, float] = {}
 
     def trusted(self, peer) -> bool:
+        """Whether the client at ``peer`` (address and port, or an address) may relay
+        without AUTH: asked at each RCPT, so each address's answer is kept."""
+        return self._trusted_address(peer[0] if isinstance(peer, tuple) else peer)
+
+    def _in_relay_networks(self, client: str) -> bool:
         try:
-            address = ipaddress.ip_address(peer[0] if isinstance(peer, tuple) else peer)
+            address = ipaddress.ip_address(client)
         except ValueError:
             return False
         if address.version == 6 and address.ipv4_mapped:

@@ -24,8 +24,8 @@ from app.extensions import db
 
 def insert_new(session: Session) -> None:
     """Write every new object of ``session`` with one INSERT a table, and set the ids of
-    those that others point at (a message's, a recipient's); they leave the session
-    (nothing reads them after the commit but those ids).
+    those that others point at (a message's, a recipient's); they and every other
+    object leave the session (nothing reads them after the commit but those ids).
 
     When objects already in the database changed too (first contact: its account's
     savepoint flushed the group's earlier rows, which then go on changing), the ORM
@@ -39,9 +39,9 @@ def insert_new(session: Session) -> None:
     new = list(session.new)
     for obj in new:
         pending[inspect(obj).mapper].append(obj)
-    for obj in new:
-        if obj in session:  # expunging a message takes its recipients with it
-            session.expunge(obj)
+    # all at once: expunging each new object cascaded through its relationships, and
+    # what the group looked up (its tenant, policies) is not read after this either
+    session.expunge_all()
     order = _table_order()
     connection = session.connection()
     # the ids of rows that others point at come back (RETURNING); the others' need not
@@ -66,16 +66,25 @@ def _insert(connection, mapper: Mapper, objects: list, ids_wanted: bool) -> None
     for obj in objects:
         row = _row(mapper, obj)
         shapes[tuple(row)].append((obj, row))
-    key = mapper.primary_key[0]
+    statement = _statement(table, ids_wanted)
     for rows in shapes.values():
         if not ids_wanted:
-            connection.execute(insert(table), [row for _, row in rows])
+            connection.execute(statement, [row for _, row in rows])
             continue
-        ids = connection.execute(
-            insert(table).returning(key, sort_by_parameter_order=True),
-            [row for _, row in rows]).scalars().all()
+        ids = connection.execute(statement, [row for _, row in rows]).scalars().all()
+        key = mapper.get_property_by_column(mapper.primary_key[0]).key
         for (obj, _), new_id in zip(rows, ids, strict=True):
-            inspect(obj).dict[mapper.get_property_by_column(key).key] = new_id
+            inspect(obj).dict[key] = new_id
+
+
+@cache
+def _statement(table, ids_wanted: bool):
+    """The INSERT for ``table``, made once: building it again at each group cost more
+    than executing it."""
+    statement = insert(table)
+    if ids_wanted:
+        return statement.returning(table.primary_key.columns[0], sort_by_parameter_order=True)
+    return statement
 
 
 def _row(mapper: Mapper, obj) -> dict:

@@ -29,6 +29,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
+from email._header_value_parser import get_addr_spec, get_angle_addr
+from email.errors import HeaderParseError
 
 from aiosmtpd.smtp import SMTP, syntax
 
@@ -37,6 +40,14 @@ log = logging.getLogger(__name__)
 IDLE = "421 4.4.2 {host} Error: timeout exceeded"
 TOO_SLOW = "421 4.4.2 {host} Error: message transfer took too long"
 SHUTTING_DOWN = "421 4.3.2 {host} Service shutting down"
+
+
+#: ``<local@domain>`` whose local part is a dot-atom and domain a plain host name (RFC
+#: 5321 4.1.2), which the ``email`` parser reads as itself, and the blanks after it,
+#: which it skips (a comment there is left to it): most of what clients send
+_PLAIN_ADDRESS = re.compile(
+    r" *<(?P<spec>[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>[ \t]*+(?!\()")
 
 
 def data_timeout(size_limit: int, min_rate: int, idle_timeout: float) -> float:
@@ -104,6 +115,32 @@ class Session(SMTP):
             # The message is in: storing it has a deadline of its own (the handler's).
             self._transfer.cancel()
         return await super()._call_handler_hook(command, *args)
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        """The address of a MAIL or RCPT command and the rest of its line, as aiosmtpd
+        reads it: a plain ``<local@domain>`` by a regular expression, anything else by
+        the ``email`` package's parser, as aiosmtpd does. (aiosmtpd 1.4.6 also defines
+        a class at every call, for its type hints; with the parser, that was 4-5 % of
+        `ccm smtp`'s CPU.)"""
+        if not arg:
+            return "", ""
+        if plain := _PLAIN_ADDRESS.match(arg):
+            spec, rest = plain["spec"], arg[plain.end():]
+        else:
+            spec, rest = self._parse_address(arg)
+        if spec is None or (self.local_part_limit and \
+                len(spec.rpartition("@")[0]) > self.local_part_limit):
+            return None, None
+        return spec, rest
+
+    @staticmethod
+    def _parse_address(arg: str) -> tuple[str | None, str | None]:
+        try:
+            address, rest = (get_angle_addr if arg.lstrip().startswith("<")
+                             else get_addr_spec)(arg)
+        except HeaderParseError:
+            return None, None
+        return address.addr_spec, rest
 
     def _close(self, reply: str, why: str) -> None:
         if self.transport is None or self.transport.is_closing():

@@ -165,3 +165,40 @@ def test_headers_that_only_start_like_it_are_other_headers(gateway, lines):
     message = gateway.send(message_with(lines).decode(), ["pat@partner.test"])
     assert message.recipients[0].route == "external"
     assert lines.split(":")[0].lower() in header_names(message.raw)
+
+
+# --- reading the address of MAIL and RCPT ------------------------------------------
+
+ADDRESS_ARGUMENTS = [
+    "<pat@partner.test>", "<pat@partner.test> SIZE=10240", "<a.b+c@x-y.test>  BODY=8BITMIME",
+    "  <pat@partner.test>", "<pat@partner.test> (a comment) SIZE=1", "<pat@partner.test>(c)",
+    '<"John Smith"@partner.test>', "<@relay.test:pat@partner.test>", "<pat@[192.0.2.1]>",
+    "<a..b@partner.test>", "<.a@partner.test>", "<a.@partner.test>", "<pat@partner.>",
+    "<pat@partner.test >", "< pat@partner.test>", "<pat@partner.test", "pat@partner.test",
+    "pat@partner.test SIZE=1", "<jürgen@partner.test>", "<pat@partner.test>SIZE=1", "",
+    "<" + "x" * 65 + "@partner.test>", "<" + "x" * 64 + "@partner.test>", "<>",
+]
+
+
+@pytest.mark.parametrize("argument", ADDRESS_ARGUMENTS)
+def test_an_address_is_read_as_aiosmtpd_reads_it(argument):
+    """The session reads a plain ``<local@domain>`` itself, the rest by aiosmtpd's way:
+    either way the same address, rest of the line and refusals as aiosmtpd's own."""
+    from aiosmtpd.smtp import SMTP
+
+    from app.smtp.session import Session
+
+    ours, theirs = Session(object(), data_timeout=1), SMTP(object())
+    assert ours._getaddr(argument) == theirs._getaddr(argument)
+
+
+def test_quoted_and_commented_addresses_are_taken(gateway, ingress_server):
+    client = ingress_server()
+    client.ehlo()
+    assert client.mail("<alice@acme.test> (the sender)")[0] == 250
+    assert client.rcpt('"John Smith"@partner.test')[0] == 250
+    assert client.rcpt("<bob@partner.test>  ")[0] == 250
+    assert client.data(mail().encode())[0] == 250
+    (message,) = stored()
+    assert [r.address for r in message.recipients] == ['"John Smith"@partner.test',
+                                                       "bob@partner.test"]

@@ -181,6 +181,82 @@ def test_messages_arriving_together_are_each_stored_once_and_acknowledged(gatewa
     assert sorted(m.subject for m in stored()) == sorted(f"Together {n}" for n in range(40))
 
 
+@pytest.mark.parametrize("threads", [1, 4])
+def test_messages_stored_by_several_threads_are_each_stored_once_and_acknowledged(
+        app, gateway, ingress_server, threads):
+    """CCM_SMTP_STORE_THREADS storing threads on PostgreSQL (SQLite keeps its 2)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    app.config["SMTP_STORE_THREADS"] = threads
+    clients = [ingress_server() for _ in range(6)]
+
+    def send(connection: int) -> list[dict]:
+        return [clients[connection].sendmail("alice@acme.test", ["pat@partner.test"],
+                                             mail(subject=f"Threads {number}").encode())
+                for number in range(connection, 48, 6)]
+
+    with ThreadPoolExecutor(6) as pool:
+        assert [refused for each in pool.map(send, range(6)) for refused in each] == [{}] * 48
+    assert sorted(m.subject for m in stored()) == sorted(f"Threads {n}" for n in range(48))
+
+
+def test_groups_commit_at_once_on_postgresql_each_message_with_its_own_fate(
+        app, gateway, monkeypatch):
+    """On PostgreSQL several groups are written and commit at once, each in its own
+    transaction: here two groups have both inserted their rows before either commits,
+    while a third, one of whose messages fails midway, is stored message by message
+    beside them. Each message gets its own outcome and is stored whole or not at all."""
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite writes one group at a time")
+    from concurrent.futures import ThreadPoolExecutor
+
+    from app.domain import ingest
+    from app.smtp.group_commit import GroupCommit, Job
+
+    app.config["SMTP_STORE_THREADS"] = 3
+    store = GroupCommit(app)
+    assert store.threads == 3
+    both_written = threading.Barrier(2, timeout=10)  # broken if the groups took turns
+    insert = GroupCommit._insert_together
+
+    def insert_then_wait_for_the_other() -> bool:
+        written = insert()
+        if written:  # only the two whole groups get here: the third goes apart before
+            both_written.wait()
+        return written
+
+    monkeypatch.setattr(GroupCommit, "_insert_together",
+                        staticmethod(insert_then_wait_for_the_other))
+    real_route = ingest._route
+
+    def route(message, routing, how):
+        real_route(message, routing, how)  # its rows are in the session now
+        if message.subject == "Bad":
+            raise RuntimeError("disk full")
+
+    monkeypatch.setattr(ingest, "_route", route)
+
+    def job(subject: str) -> Job:
+        return Job((mail(subject=subject).replace("\n", "\r\n").encode(), "alice@acme.test",
+                    ["pat@partner.test"], {"client_address": "127.0.0.1", "tls": False}))
+
+    groups = {"a": [job("A1"), job("A2")], "b": [job("B1"), job("B2"), job("B3")],
+              "bad": [job("C1"), job("Bad"), job("C3")]}
+
+    with ThreadPoolExecutor(3) as pool:
+        outcomes = dict(zip(groups, pool.map(lambda name: store._store(groups[name]), groups),
+                            strict=True))
+    assert outcomes["a"] == [None, None] and outcomes["b"] == [None, None, None]
+    assert outcomes["bad"][0] is None and outcomes["bad"][2] is None
+    assert isinstance(outcomes["bad"][1], RuntimeError)
+    assert not both_written.broken
+    assert sorted(m.subject for m in stored()) == ["A1", "A2", "B1", "B2", "B3", "C1", "C3"]
+    for message in stored():  # each whole: its recipient, events and notification
+        (recipient,) = message.recipients
+        assert recipient.events
+    assert db.session.query(OutboundItem).count() == 7
+
+
 def test_in_a_group_commit_a_refused_message_does_not_take_the_others_with_it(app, gateway):
     from app.domain.ingest import FOREIGN_SENDER, Refused
     from app.smtp.group_commit import GroupCommit, Job
