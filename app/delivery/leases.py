@@ -16,11 +16,13 @@ import threading
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TypeVar
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import Row, func, or_, select, update
 from sqlalchemy.orm import aliased, joinedload
 
 from app import clock
+from app.domain import outbound_queue
 from app.extensions import db
 from app.models import OutboundItem, Recipient
 
@@ -34,6 +36,8 @@ RCPTS_PER_TRANSACTION = 50
 #: the start of every lease token this process draws: what it still holds when it stops
 #: is exactly the items in ``sending`` under a token with this mark
 _PROCESS_MARK = secrets.token_hex(4)
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -89,8 +93,10 @@ def take(full: Collection[str], in_flight: Collection[str] = (), items: int = 1,
     once to one recipient.
     """
     with _group_commit.writing:
-        _group_commit.commit_waiting()  # a delivered message's record never waits on a take
-        return _take(full, in_flight, items, later)
+        # The outcomes waiting are written in the take's own transaction: one commit
+        # (on SQLite one disk sync) for both, and no take comes between a remote
+        # server's 250 and our commit of it.
+        return _group_commit.joined(lambda: _take(full, in_flight, items, later))
 
 
 def _take(full: Collection[str], in_flight: Collection[str], items: int,
@@ -310,24 +316,39 @@ def record_each(item_ids, token: str, outcome: Callable[[OutboundItem], None]) -
     item's first statement holds it until the commit, so no other worker can take it
     over in between.
     """
-    _group_commit.record(_Outcome(tuple(item_ids), token, outcome))
+    _group_commit.record(_Outcome(tuple(item_ids), token, apply=outcome))
+
+
+def record_sent(item_ids, token: str, event: str, logged: Callable[[Row], None]) -> None:
+    """Record the items the lease ``token`` still holds as delivered, with ``event`` in
+    their recipients' histories, as :func:`record_each` records an outcome (the same
+    group commit), in a few statements for the whole group instead of loaded objects:
+    the commonest outcome, written while the process's one writer is held. ``logged``
+    is called with each item's row (outbound_queue.finish_sent's) before the commit."""
+    _group_commit.record(_Outcome(tuple(item_ids), token, sent=(event, logged)))
 
 
 @dataclass
 class _Outcome:
     item_ids: tuple[int, ...]
     token: str
-    apply: Callable[[OutboundItem], None]
+    apply: Callable[[OutboundItem], None] | None = None
+    #: a delivery: the event, and what logs it (record_sent)
+    sent: tuple[str, Callable[[Row], None]] | None = None
     error: Exception | None = None
 
 
 def _apply_where_held(group: list[_Outcome]) -> None:
-    """Apply each outcome to the items its token still holds: an UPDATE an outcome
-    takes them (holding them to the commit), one SELECT loads them all with their
-    recipients and messages, so that recording does not stop to load them one by one
-    (each such load would flush what the outcomes before had changed)."""
+    """Apply each outcome to the items its token still holds. A delivery's outcome is
+    written by statements alone (:func:`_write_sent`). For the others an UPDATE an
+    outcome takes the items (holding them to the commit), and one SELECT loads them all
+    with their recipients and messages, so that recording does not stop to load them
+    one by one (each such load would flush what the outcomes before had changed)."""
+    _write_sent([outcome for outcome in group if outcome.sent is not None])
     held: list[tuple[_Outcome, int]] = []
     for outcome in group:
+        if outcome.sent is not None:
+            continue
         still = set(db.session.execute(
             update(OutboundItem)
             .where(OutboundItem.id.in_(outcome.item_ids), OutboundItem.state == "sending",
@@ -335,12 +356,8 @@ def _apply_where_held(group: list[_Outcome]) -> None:
             .values(lease_token=outcome.token)
             .returning(OutboundItem.id)
             .execution_options(synchronize_session=False)).scalars())
-        for item_id in outcome.item_ids:
-            if item_id in still:
-                held.append((outcome, item_id))
-            else:
-                log.warning("outbound item %s was taken over by another worker: its "
-                            "outcome here is not recorded", item_id)
+        _warn_taken_over(outcome, still)
+        held += [(outcome, item_id) for item_id in outcome.item_ids if item_id in still]
     if not held:
         return
     items = {item.id: item for item in db.session.scalars(
@@ -349,6 +366,29 @@ def _apply_where_held(group: list[_Outcome]) -> None:
         .execution_options(populate_existing=True))}
     for outcome, item_id in held:
         outcome.apply(items[item_id])
+
+
+def _write_sent(group: list[_Outcome]) -> None:
+    """Record deliveries: an UPDATE an outcome ends its items still held (and holds
+    them to the commit), then one UPDATE of their recipients and one INSERT of their
+    events for the whole group."""
+    ended: list[tuple[Row, str]] = []
+    for outcome in group:
+        event, logged = outcome.sent
+        rows = outbound_queue.finish_sent(outcome.item_ids, outcome.token)
+        _warn_taken_over(outcome, {row.id for row in rows})
+        for row in rows:
+            logged(row)
+        ended += [(row, event) for row in rows]
+    if ended:
+        outbound_queue.sent_to(ended)
+
+
+def _warn_taken_over(outcome: _Outcome, still: set[int]) -> None:
+    for item_id in outcome.item_ids:
+        if item_id not in still:
+            log.warning("outbound item %s was taken over by another worker: its "
+                        "outcome here is not recorded", item_id)
 
 
 class _GroupCommit:
@@ -378,10 +418,35 @@ class _GroupCommit:
 
     def commit_waiting(self) -> None:
         """Write the outcomes waiting (the caller holds ``writing``)."""
-        with self._waiting_lock:
-            group, self._waiting = self._waiting, []
+        group = self._take_waiting()
         if group:
             self._commit(group)
+
+    def joined(self, work: Callable[[], T]) -> T:
+        """Write the outcomes waiting and then do ``work`` (which commits) in the same
+        transaction (the caller holds ``writing``). If either fails, the outcomes are
+        written on their own, as a group that fails is; what ``work`` raised is
+        raised."""
+        group = self._take_waiting()
+        if group:
+            try:
+                _apply_where_held(group)
+            except Exception:
+                db.session.rollback()
+                self._commit(group)  # again, then each alone; the work goes on
+                group = []
+        try:
+            return work()
+        except Exception:
+            db.session.rollback()
+            if group:
+                self._commit(group)
+            raise
+
+    def _take_waiting(self) -> list[_Outcome]:
+        with self._waiting_lock:
+            group, self._waiting = self._waiting, []
+        return group
 
     @staticmethod
     def _commit(group: list[_Outcome]) -> None:

@@ -56,6 +56,7 @@ from datetime import timedelta
 from functools import partial
 
 from flask import Flask, current_app
+from sqlalchemy import Row
 from sqlalchemy.exc import OperationalError
 
 from app import clock, database, metrics
@@ -139,6 +140,8 @@ class _Run:
         self.taken = 0
         #: deliveries under way, by recipient domain
         self.in_flight: Counter[str] = Counter()
+        #: their number: read without the lock where a stale count does no harm
+        self.busy = 0
         #: the domains leased to in this round: each domain with mail due gets its turn
         #: before any gets a second one (round-robin, as Postfix's queue manager)
         self.served: set[str] = set()
@@ -153,14 +156,18 @@ class _Run:
             self.sessions.close_idle()
             with self.changed:
                 if stopping.is_set() or (self.limit is not None and self.taken >= self.limit):
+                    self.changed.notify_all()
                     return
                 lease = self._take()
                 if lease is None:
                     if not self.in_flight:
+                        self.changed.notify_all()  # the threads waiting stop too
                         return  # nothing due, nothing in flight
                     # Watch for mail that falls due while another thread is sending.
                     self.changed.wait(self.poll)
                     continue
+                if self._room_left(lease.destination):
+                    self.changed.notify()  # a thread waiting may take the next
             try:
                 self._send(lease)
             finally:
@@ -176,6 +183,7 @@ class _Run:
             return None
         self.taken += len(lease.item_ids)
         self.in_flight[lease.destination] += 1
+        self.busy += 1
         self.recipients.update(lease.recipients)
         if lease.destination in later or len(self.served) >= ROUND_DOMAINS:
             self.served = set()  # every domain with mail due had its turn: the next round
@@ -183,10 +191,20 @@ class _Run:
         return lease
 
     def _done(self, lease: leases.Lease) -> None:
+        """Let the lease's slot go. No thread waiting is woken for it: this one takes
+        next, with the same view of what is full, so a waiting thread would only repeat
+        its take for nothing (a statement and the process's write lock each time)."""
         with self.changed:
             self.in_flight -= Counter({lease.destination: 1})
+            self.busy -= 1
             self.recipients -= Counter(lease.recipients)
-            self.changed.notify_all()
+
+    def _room_left(self, destination: str) -> bool:
+        """Whether, after a take for ``destination``, another thread might take too
+        (that domain or another has a slot free), so that a short queue filling up
+        wakes the threads one by one (the caller holds ``changed``)."""
+        return self.in_flight[destination] < self.per_destination \
+            and self.busy + 1 < self.threads
 
     def _give_way(self) -> bool:
         """Whether a thread sending a batch should hand back its rest: every thread is
@@ -194,9 +212,9 @@ class _Run:
         wait for the whole batch (to a slow server, minutes). Not with one thread: a
         maildir is written at once, and a lone thread would hand back a batch for each
         other domain's message (a take and a hand-back for each)."""
+        if self.threads == 1 or self.busy < self.threads:
+            return False  # read without the lock, which a take may hold a while
         with self.changed:
-            if self.threads == 1 or sum(self.in_flight.values()) < self.threads:
-                return False
             busy, recipients = set(self.in_flight), set(self.recipients)
         try:
             return leases.due_elsewhere(busy, recipients)
@@ -208,7 +226,7 @@ class _Run:
         """The domains this thread may not take for: those at their limit, and, when it
         is the last thread free, every domain with a delivery under way (the last thread
         is kept for a domain that has none, however many domains are busy)."""
-        last_free = sum(self.in_flight.values()) + 1 >= self.threads
+        last_free = self.busy + 1 >= self.threads
         return {domain for domain, count in self.in_flight.items()
                 if count >= self.per_destination or (count and last_free)}
 
@@ -216,7 +234,7 @@ class _Run:
         """How many items to take: several when this take fills the last free slot (a
         commit saved a message), one while other slots are free, so that a short queue
         is shared out among the threads instead of sent by one."""
-        room = ITEMS_PER_LEASE if sum(self.in_flight.values()) + 1 >= self.slots else 1
+        room = ITEMS_PER_LEASE if self.busy + 1 >= self.slots else 1
         return room if self.limit is None else min(room, self.limit - self.taken)
 
     def _send(self, lease: leases.Lease) -> None:
@@ -329,12 +347,14 @@ def _attempt(item_id: int, token: str, *others: int,
     tls = lead.recipient.tls if lead.kind == "delivery" and lead.recipient else None
     (target, restricted), mail_from = target_of(lead), lead.mail_from
     options = transport.Options.from_config(current_app.config)
+    message_id = lead.recipient.message.public_id if lead.recipient is not None else None
+    generated = None if lead.kind == "delivery" else _generated_event(rcpts[0], raw)
     # No transaction stays open while the remote server takes its time.
     db.session.commit()
 
     def delivered(positions: list[int], event: str) -> None:
-        leases.record_each([ids[p] for p in positions], token,
-                     lambda item: _delivered(item, event, raw))
+        leases.record_sent([ids[p] for p in positions], token, generated or event,
+                           lambda row: _log_line(row, message_id, "sent", generated or event))
 
     def still_ours() -> list[int]:
         held = leases.renew(ids, token)
@@ -369,13 +389,6 @@ def _failed(failure: transport.DeliveryFailed | transport.TlsUnavailable
 def _tried(item: OutboundItem) -> OutboundItem:
     item.attempts += 1
     return item
-
-
-def _delivered(item: OutboundItem, event: str, raw: bytes) -> None:
-    _tried(item)
-    _finish(item, "done", event if item.kind == "delivery" else _generated_event(item, raw))
-    if item.kind == "delivery":
-        item.recipient.state = "delivered"
 
 
 def _content(item: OutboundItem, token: str) -> bytes | None:
@@ -415,10 +428,10 @@ def _given_password(item: OutboundItem, token: str) -> str | None:
     return None
 
 
-def _generated_event(item: OutboundItem, raw: bytes) -> str:
+def _generated_event(rcpt_to: str, raw: bytes) -> str:
     """Which notification went out, by its subject (which never carries the content)."""
     subject = mime.header(mime.parse_message(raw), "Subject")
-    return f"Notification “{subject}” delivered to {item.rcpt_to}"
+    return f"Notification “{subject}” delivered to {rcpt_to}"
 
 
 def _finish(item: OutboundItem, state: str, event: str | None) -> None:
@@ -431,10 +444,16 @@ def _log(item: OutboundItem, status: str, detail: str) -> None:
     and its count in the metrics (delivery latency, notifications sent). Both once the
     transaction recording the outcome commits, never before: a group commit that fails
     is written again one outcome at a time, and an outcome not recorded was not sent."""
+    message = item.recipient.message if item.recipient is not None else None
+    _log_line(item, message.public_id if message is not None else None, status, detail)
+
+
+def _log_line(item: OutboundItem | Row, message_id: str | None, status: str,
+              detail: str) -> None:
+    """As :func:`_log`, for an item or a row of outbound_queue.finish_sent, whose
+    message's public id is given."""
     metrics.delivery_outcome(item.kind, item.route, status,
                              (clock.utcnow() - item.created_at).total_seconds())
-    message = item.recipient.message if item.recipient is not None else None
-    message_id = message.public_id if message is not None else None
     values = (message_id or "-", item.id, item.kind, item.rcpt_to, item.attempts, status,
               detail)  # read now: the item is expired once committed
     extra = {"message_id": message_id, "item_id": item.id}
