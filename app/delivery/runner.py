@@ -148,47 +148,58 @@ class _Run:
         #: the addresses of the generated mail under way: none is overtaken by a later one
         self.recipients: Counter[str] = Counter()
         self.changed = threading.Condition()
+        #: held by the thread taking its next lease
+        self.taking = threading.Lock()
         #: SMTP sessions kept open for the next message to the same server
         self.sessions = transport.Sessions()
 
     def work(self) -> None:
         while True:
             self.sessions.close_idle()
-            with self.changed:
-                if stopping.is_set() or (self.limit is not None and self.taken >= self.limit):
-                    self.changed.notify_all()
-                    return
-                lease = self._take()
-                if lease is None:
-                    if not self.in_flight:
+            lease = self._take()
+            if lease is None:
+                with self.changed:
+                    if self._over() or not self.in_flight:
                         self.changed.notify_all()  # the threads waiting stop too
                         return  # nothing due, nothing in flight
                     # Watch for mail that falls due while another thread is sending.
                     self.changed.wait(self.poll)
-                    continue
-                if self._room_left(lease.destination):
-                    self.changed.notify()  # a thread waiting may take the next
+                continue
             try:
                 self._send(lease)
             finally:
                 self._done(lease)
 
+    def _over(self) -> bool:
+        return stopping.is_set() or (self.limit is not None and self.taken >= self.limit)
+
     def _take(self) -> leases.Lease | None:
-        """Lease this thread's next work, fairly among the domains (the caller holds
-        ``changed``)."""
-        full = self._full()
-        later = (set(self.in_flight) | self.served) - full
-        lease = leases.take(full, set(self.recipients), items=self._room(), later=later)
-        if lease is None:
-            return None
-        self.taken += len(lease.item_ids)
-        self.in_flight[lease.destination] += 1
-        self.busy += 1
-        self.recipients.update(lease.recipients)
-        if lease.destination in later or len(self.served) >= ROUND_DOMAINS:
-            self.served = set()  # every domain with mail due had its turn: the next round
-        self.served.add(lease.destination)
-        return lease
+        """Lease this thread's next work, fairly among the domains.
+
+        One thread takes at a time (``taking``), so what is full cannot grow meanwhile;
+        ``changed`` is held only to read and count, not while the take waits for the
+        process's writer, so that the threads finishing a message are not held up."""
+        with self.taking:
+            with self.changed:
+                if self._over():
+                    return None
+                full = self._full()
+                later = (set(self.in_flight) | self.served) - full
+                recipients, room = set(self.recipients), self._room()
+            lease = leases.take(full, recipients, items=room, later=later)
+            if lease is None:
+                return None
+            with self.changed:
+                self.taken += len(lease.item_ids)
+                self.in_flight[lease.destination] += 1
+                self.busy += 1
+                self.recipients.update(lease.recipients)
+                if lease.destination in later or len(self.served) >= ROUND_DOMAINS:
+                    self.served = set()  # every domain with mail due had its turn
+                self.served.add(lease.destination)
+                if self._room_left(lease.destination):
+                    self.changed.notify()  # a thread waiting may take the next
+            return lease
 
     def _done(self, lease: leases.Lease) -> None:
         """Let the lease's slot go. No thread waiting is woken for it: this one takes
