@@ -56,8 +56,9 @@ from datetime import timedelta
 from functools import partial
 
 from flask import Flask, current_app
-from sqlalchemy import Row
+from sqlalchemy import Row, select
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import joinedload
 
 from app import clock, database, metrics
 from app.delivery import dsn, leases, mail_templates, transport
@@ -67,7 +68,7 @@ from app.domain import isolation, notices, outbound_queue
 from app.domain.delivery_events import record
 from app.extensions import db
 from app.mail import mime
-from app.models import OutboundItem, QueueState
+from app.models import OutboundItem, QueueState, Recipient
 
 log = logging.getLogger(__name__)
 
@@ -337,8 +338,7 @@ def _attempt(item_id: int, token: str, *others: int,
              sessions: transport.Sessions | None = None) -> None:
     """Send leased items (one message, one destination) and record each outcome, as
     long as the lease is ours."""
-    items = [item for item in (db.session.get(OutboundItem, one, populate_existing=True)
-                               for one in (item_id, *others)) if item is not None]
+    items = _load(item_id, *others)
     for item in items:
         if not leases.holds(item, token):
             log.warning("outbound item %s is no longer leased to this worker: not sent",
@@ -384,6 +384,17 @@ def _attempt(item_id: int, token: str, *others: int,
     if failures:  # one commit for all, as for the delivered ones
         outcome_of = {ids[position]: _failed(failure) for position, failure in failures.items()}
         leases.record_each(list(outcome_of), token, lambda item: outcome_of[item.id](item))
+
+
+def _load(*item_ids: int) -> list[OutboundItem]:
+    """The items as they are now, in the order given (those gone left out), with their
+    recipients and messages, in one query (a message's content stays deferred: only a
+    delivery reads it)."""
+    found = {item.id: item for item in db.session.scalars(
+        select(OutboundItem).where(OutboundItem.id.in_(item_ids))
+        .options(joinedload(OutboundItem.recipient).joinedload(Recipient.message))
+        .execution_options(populate_existing=True))}
+    return [found[item_id] for item_id in item_ids if item_id in found]
 
 
 def _failed(failure: transport.DeliveryFailed | transport.TlsUnavailable

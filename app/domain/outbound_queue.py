@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import Row, Select, func, null, select, update
+from sqlalchemy import Row, Select, bindparam, func, null, select
 
 from app import clock
 from app.delivery import dsn
@@ -94,22 +94,30 @@ def finish(item: OutboundItem, state: str, event: str | None) -> None:
         record(item.recipient, "delivered" if state == QueueState.DONE else "bounced", event)
 
 
+_items, _recipients = OutboundItem.__table__.c, Recipient.__table__.c
+#: the statements recording a delivery, built once: the worker runs them for every
+#: message, and a statement built afresh is compiled (or its cache key made) each time
+_SENT = (
+    OutboundItem.__table__.update()
+    .where(_items.id.in_(bindparam("ids", expanding=True)),
+           _items.state == QueueState.SENDING, _items.lease_token == bindparam("token"))
+    .values(state=QueueState.DONE, attempts=_items.attempts + 1, lease_until=null(),
+            lease_token=null(), finished_at=bindparam("now", type_=_items.finished_at.type),
+            raw=null(), notice=null())  # generated mail must not outlive its sending
+    .returning(_items.id, _items.kind, _items.route, _items.rcpt_to, _items.recipient_id,
+               _items.created_at, _items.attempts))
+_DELIVERED = (Recipient.__table__.update()
+              .where(_recipients.id.in_(bindparam("ids", expanding=True)))
+              .values(state=RecipientState.DELIVERED))
+
+
 def finish_sent(item_ids: Iterable[int], token: str) -> list[Row]:
     """End as delivered, one more try counted, the items of ``item_ids`` still leased
     under ``token``, as :func:`finish` ends an item, in one UPDATE (the worker's
     commonest outcome, recorded while it holds the process's one writer); the rows
     ended. Their recipients' part is :func:`sent_to`'s."""
     return list(db.session.execute(
-        update(OutboundItem)
-        .where(OutboundItem.id.in_(list(item_ids)), OutboundItem.state == QueueState.SENDING,
-               OutboundItem.lease_token == token)
-        .values(state=QueueState.DONE, attempts=OutboundItem.attempts + 1,
-                lease_until=None, lease_token=None, finished_at=clock.utcnow(),
-                raw=None, notice=null())  # generated mail must not outlive its sending
-        .returning(OutboundItem.id, OutboundItem.kind, OutboundItem.route,
-                   OutboundItem.rcpt_to, OutboundItem.recipient_id,
-                   OutboundItem.created_at, OutboundItem.attempts)
-        .execution_options(synchronize_session=False)))
+        _SENT, {"ids": list(item_ids), "token": token, "now": clock.utcnow()}))
 
 
 def sent_to(ended: list[tuple[Row, str]]) -> None:
@@ -118,9 +126,7 @@ def sent_to(ended: list[tuple[Row, str]]) -> None:
     delivered = [row.recipient_id for row, _ in ended
                  if row.kind == "delivery" and row.recipient_id is not None]
     if delivered:
-        db.session.execute(update(Recipient).where(Recipient.id.in_(delivered))
-                           .values(state=RecipientState.DELIVERED)
-                           .execution_options(synchronize_session=False))
+        db.session.execute(_DELIVERED, {"ids": delivered})
     record_rows([(row.recipient_id, "delivered", event) for row, event in ended
                  if row.recipient_id is not None and event])
 
