@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TypeVar
 
-from sqlalchemy import Row, func, or_, select, update
+from sqlalchemy import Row, bindparam, func, or_, select, update
 from sqlalchemy.orm import aliased, joinedload
 
 from app import clock
@@ -190,26 +190,43 @@ def hand_back() -> list[int]:
 def _take_companions(lead, destination: str, token: str, now) -> list[int]:
     """Lease the due deliveries of the lead item's message that go where it goes: the
     same route, the same recipient domain, the same TLS requirement."""
+    return list(db.session.execute(_COMPANIONS, {
+        "b_now": now, "b_lead": lead.id, "b_lead_recipient": lead.recipient_id,
+        "b_route": lead.route, "b_at_domain": _at_domain(destination),
+        "b_until": now + LEASE, "b_token": token}).scalars())
+
+
+def _at_domain(destination: str) -> str:
+    """A LIKE pattern (escape ``/``) for the addresses at ``destination``."""
+    escaped = destination.replace("/", "//").replace("%", "/%").replace("_", "/_")
+    return f"%@{escaped}"
+
+
+def _companions_statement():
+    """The statement of :func:`_take_companions`, built once (it runs for every take)."""
     lead_recipient = aliased(Recipient)
+    when = OutboundItem.lease_until.type
     companions = (
         select(OutboundItem.id)
         .join(Recipient, OutboundItem.recipient_id == Recipient.id)
-        .join(lead_recipient, lead_recipient.id == lead.recipient_id)
-        .where(due(now), OutboundItem.id != lead.id, OutboundItem.kind == "delivery",
-               OutboundItem.route == lead.route,
+        .join(lead_recipient, lead_recipient.id == bindparam("b_lead_recipient"))
+        .where(due(bindparam("b_now", type_=when)), OutboundItem.id != bindparam("b_lead"),
+               OutboundItem.kind == "delivery", OutboundItem.route == bindparam("b_route"),
                Recipient.message_id == lead_recipient.message_id,
                Recipient.tls.is_not_distinct_from(lead_recipient.tls),
-               func.lower(OutboundItem.rcpt_to).endswith(f"@{destination}",
-                                                         autoescape=True))
+               func.lower(OutboundItem.rcpt_to).like(bindparam("b_at_domain"), escape="/"))
         .order_by(OutboundItem.id)
         .limit(RCPTS_PER_TRANSACTION - 1)
         .with_for_update(skip_locked=True, of=OutboundItem)
     )
-    return list(db.session.execute(
-        update(OutboundItem).where(OutboundItem.id.in_(companions.scalar_subquery()))
-        .values(state="sending", lease_until=now + LEASE, lease_token=token)
-        .returning(OutboundItem.id)
-        .execution_options(synchronize_session=False)).scalars())
+    return (update(OutboundItem).where(OutboundItem.id.in_(companions.scalar_subquery()))
+            .values(state="sending", lease_until=bindparam("b_until", type_=when),
+                    lease_token=bindparam("b_token"))
+            .returning(OutboundItem.id)
+            .execution_options(synchronize_session=False))
+
+
+_COMPANIONS = _companions_statement()
 
 
 def _take_followers(destination: str, token: str, now, not_in_flight, count: int,

@@ -82,8 +82,8 @@ def target_of(item: OutboundItem) -> tuple[str, bool]:
     CCM_OUTBOUND), and whether a tenant administrator chose it: the transport then
     connects only where one may aim it."""
     config = current_app.config
-    tenant = item.tenant
-    if item.route == "internal" and tenant is not None and tenant.internal_relay:
+    tenant = item.tenant if item.route == "internal" else None  # loaded only if needed
+    if tenant is not None and tenant.internal_relay:
         return tenant.internal_relay, not tenant.internal_relay_trusted
     return config["INTERNAL_RELAY" if item.route == "internal" else "OUTBOUND"], False
 
