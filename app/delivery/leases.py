@@ -10,6 +10,7 @@ disjoint items (``FOR UPDATE SKIP LOCKED``).
 
 from __future__ import annotations
 
+import functools
 import logging
 import secrets
 import threading
@@ -103,16 +104,13 @@ def _take(full: Collection[str], in_flight: Collection[str], items: int,
           later: Collection[str]) -> Lease | None:
     now = clock.utcnow()
     token = _PROCESS_MARK + secrets.token_hex(12)
-    not_in_flight = _not_held_back(in_flight)
+    leased = {"b_now": now, "b_held": sorted(in_flight), "b_until": now + LEASE,
+              "b_token": token}
     taken = None
     for skipped in ([{*full, *later}, full] if later else [full]):
-        taken = db.session.execute(
-            update(OutboundItem).where(OutboundItem.id == _next_due(now, not_in_flight,
-                                                                    skipped))
-            .values(state="sending", lease_until=now + LEASE, lease_token=token)
-            .returning(OutboundItem.id, OutboundItem.rcpt_to, OutboundItem.kind,
-                       OutboundItem.route, OutboundItem.recipient_id)
-            .execution_options(synchronize_session=False)).first()
+        domains = {f"b_skip{n}": _at_domain(domain) for n, domain in enumerate(sorted(skipped))}
+        taken = db.session.execute(_lead_statement(len(skipped)),
+                                   leased | domains).first()
         if taken is not None:
             break
     if taken is None:
@@ -124,8 +122,7 @@ def _take(full: Collection[str], in_flight: Collection[str], items: int,
     sends = [(taken.id, *sorted(others))]
     recipients = {taken.rcpt_to.lower()} if taken.kind != "delivery" else set()
     if items > 1 + len(others):
-        sends += _take_followers(destination, token, now, not_in_flight,
-                                 items - 1 - len(others), recipients)
+        sends += _take_followers(destination, leased, items - 1 - len(others), recipients)
     db.session.commit()
     return Lease(tuple(sends), token, destination, frozenset(recipients))
 
@@ -143,16 +140,40 @@ def _not_for(domains: Collection[str]) -> list:
             for domain in sorted(domains)]
 
 
-def _next_due(now, not_in_flight, skipped: Collection[str]):
-    """The oldest due item (the first to fall due) for a destination not ``skipped``."""
-    return (
+#: a bound list of the addresses whose generated mail is under way: their next is left
+#: for later (``take``); an empty list leaves nothing aside
+_NOT_HELD_BACK = or_(OutboundItem.kind == "delivery",
+                     func.lower(OutboundItem.rcpt_to).not_in(
+                         bindparam("b_held", expanding=True)))
+_WHEN = OutboundItem.lease_until.type
+
+
+def _leasing(due_items):
+    """An UPDATE leasing the items whose ids ``due_items`` (a subquery) selects, to the
+    bound token until the bound time; it returns their ids."""
+    return (update(OutboundItem).where(OutboundItem.id.in_(due_items.scalar_subquery()))
+            .values(state="sending", lease_until=bindparam("b_until", type_=_WHEN),
+                    lease_token=bindparam("b_token"))
+            .returning(OutboundItem.id)
+            .execution_options(synchronize_session=False))
+
+
+@functools.cache
+def _lead_statement(skipped: int):
+    """Lease the oldest due item (the first to fall due) for a destination not among
+    ``skipped`` bound ones (``b_skip0``...), and return it. Built once for each number
+    of domains skipped: a take runs it for every lease."""
+    next_due = (
         select(OutboundItem.id)
-        .where(due(now), *not_in_flight, *_not_for(skipped))
+        .where(due(bindparam("b_now", type_=_WHEN)), _NOT_HELD_BACK,
+               *[~func.lower(OutboundItem.rcpt_to).like(bindparam(f"b_skip{n}"), escape="/")
+                 for n in range(skipped)])
         .order_by(OutboundItem.next_attempt_at, OutboundItem.id)
         .limit(1)
         .with_for_update(skip_locked=True)
-        .scalar_subquery()
     )
+    return _leasing(next_due).returning(OutboundItem.rcpt_to, OutboundItem.kind,
+                                        OutboundItem.route, OutboundItem.recipient_id)
 
 
 def due_elsewhere(busy: Collection[str], in_flight: Collection[str] = ()) -> bool:
@@ -227,36 +248,34 @@ def _companions_statement():
 
 
 _COMPANIONS = _companions_statement()
+#: the statements of :func:`_take_followers`, built once
+_FOLLOWERS = _leasing(
+    select(OutboundItem.id)
+    .where(due(bindparam("b_now", type_=_WHEN)), _NOT_HELD_BACK,
+           func.lower(OutboundItem.rcpt_to).like(bindparam("b_at_domain"), escape="/"))
+    .order_by(OutboundItem.next_attempt_at, OutboundItem.id)
+    .limit(bindparam("b_count"))
+    .with_for_update(skip_locked=True))
+_FOLLOWERS_TAKEN = (
+    select(OutboundItem.id, OutboundItem.kind, OutboundItem.route, OutboundItem.rcpt_to,
+           Recipient.message_id, Recipient.tls)
+    .outerjoin(Recipient, OutboundItem.recipient_id == Recipient.id)
+    .where(OutboundItem.id.in_(bindparam("b_ids", expanding=True)))
+    .order_by(OutboundItem.next_attempt_at, OutboundItem.id))
 
 
-def _take_followers(destination: str, token: str, now, not_in_flight, count: int,
+def _take_followers(destination: str, leased: dict, count: int,
                     recipients: set[str]) -> list[tuple[int, ...]]:
     """Lease the next ``count`` due items for ``destination`` (after the lead's), as the
     messages to send, in the order they are due: a message's deliveries by the same
-    route and TLS requirement together, each notification alone. The addresses of the
+    route and TLS requirement together, each notification alone. ``leased`` binds the
+    time, the lease and the addresses held back (``take``'s). The addresses of the
     generated mail are added to ``recipients``."""
-    following = (
-        select(OutboundItem.id)
-        .where(due(now), *not_in_flight,
-               func.lower(OutboundItem.rcpt_to).endswith(f"@{destination}",
-                                                         autoescape=True))
-        .order_by(OutboundItem.next_attempt_at, OutboundItem.id)
-        .limit(count)
-        .with_for_update(skip_locked=True)
-    )
-    taken = list(db.session.execute(
-        update(OutboundItem).where(OutboundItem.id.in_(following.scalar_subquery()))
-        .values(state="sending", lease_until=now + LEASE, lease_token=token)
-        .returning(OutboundItem.id)
-        .execution_options(synchronize_session=False)).scalars())
+    taken = list(db.session.execute(_FOLLOWERS, leased | {
+        "b_at_domain": _at_domain(destination), "b_count": count}).scalars())
     if not taken:
         return []
-    rows = db.session.execute(
-        select(OutboundItem.id, OutboundItem.kind, OutboundItem.route,
-               OutboundItem.rcpt_to, Recipient.message_id, Recipient.tls)
-        .outerjoin(Recipient, OutboundItem.recipient_id == Recipient.id)
-        .where(OutboundItem.id.in_(taken))
-        .order_by(OutboundItem.next_attempt_at, OutboundItem.id))
+    rows = db.session.execute(_FOLLOWERS_TAKEN, {"b_ids": taken})
     sends: list[list[int]] = []
     open_for: dict[tuple, list[int]] = {}  # a message's transaction still taking RCPTs
     for row in rows:
