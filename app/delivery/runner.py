@@ -56,7 +56,7 @@ from datetime import timedelta
 from functools import partial
 
 from flask import Flask, current_app
-from sqlalchemy import Row, select
+from sqlalchemy import Row, bindparam, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import joinedload
 
@@ -68,7 +68,7 @@ from app.domain import isolation, notices, outbound_queue
 from app.domain.delivery_events import record
 from app.extensions import db
 from app.mail import mime
-from app.models import OutboundItem, QueueState, Recipient
+from app.models import Message, OutboundItem, QueueState, Recipient
 
 log = logging.getLogger(__name__)
 
@@ -390,11 +390,15 @@ def _load(*item_ids: int) -> list[OutboundItem]:
     """The items as they are now, in the order given (those gone left out), with their
     recipients and messages, in one query (a message's content stays deferred: only a
     delivery reads it)."""
-    found = {item.id: item for item in db.session.scalars(
-        select(OutboundItem).where(OutboundItem.id.in_(item_ids))
-        .options(joinedload(OutboundItem.recipient).joinedload(Recipient.message))
-        .execution_options(populate_existing=True))}
+    found = {item.id: item for item in db.session.scalars(_ITEMS, {"b_ids": list(item_ids)})}
     return [found[item_id] for item_id in item_ids if item_id in found]
+
+
+#: built once: :func:`_load` and :func:`_content` run them for every message
+_ITEMS = (select(OutboundItem).where(OutboundItem.id.in_(bindparam("b_ids", expanding=True)))
+          .options(joinedload(OutboundItem.recipient).joinedload(Recipient.message))
+          .execution_options(populate_existing=True))
+_RAW = select(Message.raw).where(Message.id == bindparam("b_id"))
 
 
 def _failed(failure: transport.DeliveryFailed | transport.TlsUnavailable
@@ -416,7 +420,7 @@ def _tried(item: OutboundItem) -> OutboundItem:
 def _content(item: OutboundItem, token: str) -> bytes | None:
     """The bytes to send: the message itself, or the generated mail (rendered now)."""
     if item.kind == "delivery":
-        return item.recipient.message.raw
+        return db.session.scalar(_RAW, {"b_id": item.recipient.message_id})
     if item.notice is None:
         return item.raw
     context = item.notice["context"]
