@@ -58,7 +58,6 @@ from functools import partial
 from flask import Flask, current_app
 from sqlalchemy import Row, bindparam, select
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import joinedload
 
 from app import clock, database, metrics
 from app.delivery import dsn, leases, mail_templates, transport
@@ -355,10 +354,12 @@ def _attempt(item_id: int, token: str, *others: int,
                if lead.kind == "notification" else "the message was withdrawn or has expired")
         leases.record_each(ids, token, lambda item: _finish(item, "done", f"Not sent: {why}"))
         return
-    tls = lead.recipient.tls if lead.kind == "delivery" and lead.recipient else None
+    about = db.session.execute(_ABOUT, {"b_id": lead.recipient_id}).first() \
+        if lead.recipient_id is not None else None
+    tls = about.tls if lead.kind == "delivery" and about is not None else None
     (target, restricted), mail_from = target_of(lead), lead.mail_from
     options = transport.Options.from_config(current_app.config)
-    message_id = lead.recipient.message.public_id if lead.recipient is not None else None
+    message_id = about.public_id if about is not None else None
     generated = None if lead.kind == "delivery" else _generated_event(rcpts[0], raw)
     # No transaction stays open while the remote server takes its time.
     db.session.commit()
@@ -387,18 +388,24 @@ def _attempt(item_id: int, token: str, *others: int,
 
 
 def _load(*item_ids: int) -> list[OutboundItem]:
-    """The items as they are now, in the order given (those gone left out), with their
-    recipients and messages, in one query (a message's content stays deferred: only a
-    delivery reads it)."""
+    """The items as they are now, in the order given (those gone left out), in one
+    query. What a delivery needs of its recipient and message is read by statements
+    (``_ABOUT``, ``_RAW``): loading them as objects cost more than the rest of a
+    delivery's work."""
     found = {item.id: item for item in db.session.scalars(_ITEMS, {"b_ids": list(item_ids)})}
     return [found[item_id] for item_id in item_ids if item_id in found]
 
 
-#: built once: :func:`_load` and :func:`_content` run them for every message
+#: built once: a delivery runs them for every message
 _ITEMS = (select(OutboundItem).where(OutboundItem.id.in_(bindparam("b_ids", expanding=True)))
-          .options(joinedload(OutboundItem.recipient).joinedload(Recipient.message))
           .execution_options(populate_existing=True))
-_RAW = select(Message.raw).where(Message.id == bindparam("b_id"))
+#: a recipient's TLS requirement and its message's ids
+_ABOUT = (select(Recipient.tls, Recipient.message_id, Message.public_id)
+          .join(Message, Recipient.message_id == Message.id)
+          .where(Recipient.id == bindparam("b_id")))
+#: the content of a recipient's message
+_RAW = (select(Message.raw).join(Recipient, Recipient.message_id == Message.id)
+        .where(Recipient.id == bindparam("b_id")))
 
 
 def _failed(failure: transport.DeliveryFailed | transport.TlsUnavailable
@@ -420,7 +427,7 @@ def _tried(item: OutboundItem) -> OutboundItem:
 def _content(item: OutboundItem, token: str) -> bytes | None:
     """The bytes to send: the message itself, or the generated mail (rendered now)."""
     if item.kind == "delivery":
-        return db.session.scalar(_RAW, {"b_id": item.recipient.message_id})
+        return db.session.scalar(_RAW, {"b_id": item.recipient_id})
     if item.notice is None:
         return item.raw
     context = item.notice["context"]
