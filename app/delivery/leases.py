@@ -34,6 +34,9 @@ LEASE = timedelta(minutes=10)
 #: recipients of one message sent in one SMTP transaction at most (Postfix's
 #: smtp_destination_recipient_limit); RFC 5321 4.5.3.1.8 has servers take 100
 RCPTS_PER_TRANSACTION = 50
+#: generated mail to one address a take leases at most: no other thread may send it
+#: while the first is under way, so this one sends it, in order, under one take
+GENERATED_PER_LEASE = 8
 #: the start of every lease token this process draws: what it still holds when it stops
 #: is exactly the items in ``sending`` under a token with this mark
 _PROCESS_MARK = secrets.token_hex(4)
@@ -123,6 +126,8 @@ def _take(full: Collection[str], in_flight: Collection[str], items: int,
     recipients = {taken.rcpt_to.lower()} if taken.kind != "delivery" else set()
     if items > 1 + len(others):
         sends += _take_followers(destination, leased, items - 1 - len(others), recipients)
+    elif taken.kind != "delivery":
+        sends += _take_same_address(taken.rcpt_to, leased)
     db.session.commit()
     return Lease(tuple(sends), token, destination, frozenset(recipients))
 
@@ -256,6 +261,14 @@ _FOLLOWERS = _leasing(
     .order_by(OutboundItem.next_attempt_at, OutboundItem.id)
     .limit(bindparam("b_count"))
     .with_for_update(skip_locked=True))
+#: the statement of :func:`_take_same_address`, built once
+_SAME_ADDRESS = _leasing(
+    select(OutboundItem.id)
+    .where(due(bindparam("b_now", type_=_WHEN)), OutboundItem.kind != "delivery",
+           func.lower(OutboundItem.rcpt_to) == bindparam("b_address"))
+    .order_by(OutboundItem.next_attempt_at, OutboundItem.id)
+    .limit(GENERATED_PER_LEASE - 1)
+    .with_for_update(skip_locked=True))
 _FOLLOWERS_TAKEN = (
     select(OutboundItem.id, OutboundItem.kind, OutboundItem.route, OutboundItem.rcpt_to,
            Recipient.message_id, Recipient.tls)
@@ -290,6 +303,18 @@ def _take_followers(destination: str, leased: dict, count: int,
             sends.append(send)
         send.append(row.id)
     return [tuple(ids) for ids in sends]
+
+
+def _take_same_address(address: str, leased: dict) -> list[tuple[int]]:
+    """Lease the next generated mail due to ``address`` (the lead's), each a message of
+    its own, in the order due: it would wait for the lead's lease to end in any case
+    (``take`` holds back an address's generated mail while some is under way), so the
+    thread sending the lead sends it next, without a take (a commit) for each."""
+    taken = list(db.session.execute(_SAME_ADDRESS, leased | {
+        "b_address": address.lower()}).scalars())
+    if not taken:
+        return []
+    return [(row.id,) for row in db.session.execute(_FOLLOWERS_TAKEN, {"b_ids": taken})]
 
 
 def release(item_ids, token: str) -> None:

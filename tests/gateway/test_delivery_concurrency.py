@@ -180,3 +180,25 @@ def test_threads_waiting_are_not_woken_for_takes_that_find_nothing(
     # Each thread's first try and its last, and a few more: not one for each waiting
     # thread each time a message is done (some sixty in all).
     assert len(found_nothing) <= 2 * 8 + 2, len(found_nothing)
+
+
+def test_a_take_of_generated_mail_takes_the_next_to_the_same_address_along(gateway,
+                                                                           partner):
+    """The next notices to kim would wait for the first in any case: one take leases
+    them all, sent one after the other in order by the same thread; a message relayed
+    to the same domain is left for another thread."""
+    notices = [queue.queue(mail(to="kim@partner.test", subject=f"notice {n}")
+                           .replace("\n", "\r\n").encode(),
+                           tenant=gateway.tenant, to="kim@partner.test") for n in range(3)]
+    db.session.commit()
+    gateway.send(mail(to="lee@partner.test"), ["lee@partner.test"])
+    lease = leases.take(set(), items=1)
+    assert lease.sends == tuple((notice.id,) for notice in notices)
+    assert lease.recipients == {"kim@partner.test"}
+    assert len(leases.take(set(), {"kim@partner.test"}, items=1).item_ids) == 1  # lee's
+    send_alone(lease)
+    assert [d.message["Subject"] for d in partner.wait_for(3)] == [
+        f"notice {n}" for n in range(3)]
+    db.session.expire_all()
+    assert [db.session.get(OutboundItem, notice.id).state for notice in notices] == \
+        ["done"] * 3
