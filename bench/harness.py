@@ -203,6 +203,10 @@ class Instance:
             "CCM_BASE_URL": f"http://{LOOPBACK}:{self.http_port}",
             "CCM_HELO_NAME": "gateway.bench.test",
             "PYTHONUNBUFFERED": "1",
+            # the code of this checkout: `ccm` is an editable install of the main tree, so
+            # a worktree's benchmark would otherwise measure main's code
+            "PYTHONPATH": os.pathsep.join(
+                [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]),
             **{k: str(v) for k, v in self.env_extra.items()},
         }
         self.processes: list[Process] = []
