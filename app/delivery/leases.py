@@ -23,7 +23,6 @@ from sqlalchemy import Row, bindparam, func, or_, select, update
 from sqlalchemy.orm import aliased, joinedload
 
 from app import clock
-from app.domain import outbound_queue
 from app.extensions import db
 from app.models import OutboundItem, Recipient
 
@@ -389,13 +388,27 @@ def record_each(item_ids, token: str, outcome: Callable[[OutboundItem], None]) -
     _group_commit.record(_Outcome(tuple(item_ids), token, apply=outcome))
 
 
-def record_sent(item_ids, token: str, event: str, logged: Callable[[Row], None]) -> None:
-    """Record the items the lease ``token`` still holds as delivered, with ``event`` in
-    their recipients' histories, as :func:`record_each` records an outcome (the same
-    group commit), in a few statements for the whole group instead of loaded objects:
-    the commonest outcome, written while the process's one writer is held. ``logged``
-    is called with each item's row (outbound_queue.finish_sent's) before the commit."""
-    _group_commit.record(_Outcome(tuple(item_ids), token, sent=(event, logged)))
+@dataclass(frozen=True)
+class Sent:
+    """A delivery to record (:func:`record_sent`): the event for the recipients'
+    histories, what logs each item's row, and the statements that write it, which are
+    the domain's (``outbound_queue.finish_sent`` and ``sent_to``): ``finish`` ends the
+    items still held under a token and returns their rows, ``recipients`` records the
+    rows' recipients, for a whole group at once."""
+
+    event: str
+    logged: Callable[[Row], None]
+    finish: Callable[[tuple[int, ...], str], list[Row]]
+    recipients: Callable[[list[tuple[Row, str]]], None]
+
+
+def record_sent(item_ids, token: str, sent: Sent) -> None:
+    """Record the items the lease ``token`` still holds as delivered, as
+    :func:`record_each` records an outcome (the same group commit), in a few statements
+    for the whole group instead of loaded objects: the commonest outcome, written while
+    the process's one writer is held. ``sent.logged`` is called with each item's row
+    before the commit."""
+    _group_commit.record(_Outcome(tuple(item_ids), token, sent=sent))
 
 
 @dataclass
@@ -403,8 +416,8 @@ class _Outcome:
     item_ids: tuple[int, ...]
     token: str
     apply: Callable[[OutboundItem], None] | None = None
-    #: a delivery: the event, and what logs it (record_sent)
-    sent: tuple[str, Callable[[Row], None]] | None = None
+    #: a delivery (record_sent)
+    sent: Sent | None = None
     error: Exception | None = None
 
 
@@ -441,17 +454,18 @@ def _apply_where_held(group: list[_Outcome]) -> None:
 def _write_sent(group: list[_Outcome]) -> None:
     """Record deliveries: an UPDATE an outcome ends its items still held (and holds
     them to the commit), then one UPDATE of their recipients and one INSERT of their
-    events for the whole group."""
-    ended: list[tuple[Row, str]] = []
+    events for the whole group (for each way of writing them: there is one)."""
+    ended: dict[Callable, list[tuple[Row, str]]] = {}
     for outcome in group:
-        event, logged = outcome.sent
-        rows = outbound_queue.finish_sent(outcome.item_ids, outcome.token)
+        sent = outcome.sent
+        rows = sent.finish(outcome.item_ids, outcome.token)
         _warn_taken_over(outcome, {row.id for row in rows})
         for row in rows:
-            logged(row)
-        ended += [(row, event) for row in rows]
-    if ended:
-        outbound_queue.sent_to(ended)
+            sent.logged(row)
+        ended.setdefault(sent.recipients, []).extend((row, sent.event) for row in rows)
+    for recipients, rows in ended.items():
+        if rows:
+            recipients(rows)
 
 
 def _warn_taken_over(outcome: _Outcome, still: set[int]) -> None:

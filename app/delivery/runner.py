@@ -365,8 +365,10 @@ def _attempt(item_id: int, token: str, *others: int,
     db.session.commit()
 
     def delivered(positions: list[int], event: str) -> None:
-        leases.record_sent([ids[p] for p in positions], token, generated or event,
-                           lambda row: _log_line(row, message_id, "sent", generated or event))
+        text = generated or event
+        leases.record_sent([ids[p] for p in positions], token, leases.Sent(
+            text, lambda row: _log_line(row, message_id, "sent", text),
+            outbound_queue.finish_sent, outbound_queue.sent_to))
 
     def still_ours() -> list[int]:
         held = leases.renew(ids, token)

@@ -7,6 +7,7 @@ from sqlalchemy import event
 from support import mail
 
 from app.delivery import leases, queue, runner, sessions
+from app.domain import outbound_queue
 from app.extensions import db
 from app.models import OutboundItem
 
@@ -140,7 +141,8 @@ def test_a_take_writes_the_outcomes_waiting_in_its_own_commit(gateway, partner):
     try:
         # What a thread does with its delivery while another thread takes.
         leases._group_commit._waiting.append(leases._Outcome(
-            first.item_ids, first.token, sent=("250 2.0.0 Ok: queued", lambda row: None)))
+            first.item_ids, first.token, sent=leases.Sent("250 2.0.0 Ok: queued", lambda row: None,
+                                   outbound_queue.finish_sent, outbound_queue.sent_to)))
         second = leases.take(set(), items=8)
     finally:
         event.remove(db.session, "after_commit", committed)

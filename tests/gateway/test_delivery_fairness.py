@@ -11,6 +11,7 @@ from servers import serve_mail_for
 from support import mail
 
 from app.delivery import leases, runner, sessions
+from app.domain import outbound_queue
 from app.extensions import db
 from app.models import OutboundItem
 
@@ -141,7 +142,8 @@ def test_an_outcome_is_logged_and_counted_once_when_its_group_commit_failed(
         item.rcpt_to = None  # outbound_item.rcpt_to is NOT NULL: the commit fails
 
     before = delivery_outcomes(client)
-    outcomes = [leases._Outcome((good,), lease.token, sent=("250 2.0.0 Ok", logged)),
+    outcomes = [leases._Outcome((good,), lease.token, sent=leases.Sent(
+                    "250 2.0.0 Ok", logged, outbound_queue.finish_sent, outbound_queue.sent_to)),
                 leases._Outcome((bad,), lease.token, apply=delivered_then_broken)]
     with caplog.at_level(logging.INFO, logger=runner.log.name):
         leases._GroupCommit._commit(outcomes)
