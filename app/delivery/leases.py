@@ -483,8 +483,8 @@ class _GroupCommit:
 
     ``writing`` is held by the thread writing; a take holds it too, so that within the
     process writers queue here rather than in SQLite's busy timeout, which sleeps, and
-    writes the outcomes waiting first, so that no take comes between a remote server's
-    250 and our commit of it.
+    writes the outcomes waiting in its own transaction (:meth:`joined`), so that no
+    take comes between a remote server's 250 and our commit of it.
     """
 
     def __init__(self):
