@@ -18,7 +18,8 @@ sends them one message after the other, each in one SMTP transaction with a RCPT
 item, and records what happened to each message's items as soon as the server
 answered: delivered, deferred with growing back-off, bounced with a delivery status
 notification to the sender, or sent by CCM after a TLS failure. The outcomes the
-threads record at the same moment share one commit (:func:`leases.record_each`); an
+threads record at the same moment share one commit (:func:`leases.record_each`), with
+the next take if one is under way (one thread takes at a time); an
 outcome's log line and metrics come once the commit that records it succeeds (a failed
 group is written again an outcome at a time). The run's threads share the SMTP sessions
 the transport keeps open, so the next message to the same server goes over the same session.
