@@ -23,6 +23,7 @@ alone", the worker's CPU from the moment it is ready: its cost a message).
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import time
@@ -53,7 +54,8 @@ def _record_profile(pid: int, name: str, mode: str):
         return None
     harness.PROFILES.mkdir(exist_ok=True)
     return subprocess.Popen(
-        [spy, "record", "--pid", str(pid), "--format", "raw", "--rate", "200",
+        [spy, "record", "--pid", str(pid), "--format", "raw",
+         "--rate", os.environ.get("CCM_BENCH_SPY_RATE", "200"),
          "--idle" if mode == "wall" else "--gil",
          "--output", str(harness.PROFILES / f"{name}.txt"), "--nonblocking"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -10,14 +10,16 @@ disjoint items (``FOR UPDATE SKIP LOCKED``).
 
 from __future__ import annotations
 
+import functools
 import logging
 import secrets
 import threading
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TypeVar
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import Row, bindparam, func, or_, select, update
 from sqlalchemy.orm import aliased, joinedload
 
 from app import clock
@@ -31,9 +33,14 @@ LEASE = timedelta(minutes=10)
 #: recipients of one message sent in one SMTP transaction at most (Postfix's
 #: smtp_destination_recipient_limit); RFC 5321 4.5.3.1.8 has servers take 100
 RCPTS_PER_TRANSACTION = 50
+#: generated mail to one address a take leases at most: no other thread may send it
+#: while the first is under way, so this one sends it, in order, under one take
+GENERATED_PER_LEASE = 8
 #: the start of every lease token this process draws: what it still holds when it stops
 #: is exactly the items in ``sending`` under a token with this mark
 _PROCESS_MARK = secrets.token_hex(4)
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -89,24 +96,23 @@ def take(full: Collection[str], in_flight: Collection[str] = (), items: int = 1,
     once to one recipient.
     """
     with _group_commit.writing:
-        _group_commit.commit_waiting()  # a delivered message's record never waits on a take
-        return _take(full, in_flight, items, later)
+        # The outcomes waiting are written in the take's own transaction: one commit
+        # (on SQLite one disk sync) for both, and no take comes between a remote
+        # server's 250 and our commit of it.
+        return _group_commit.joined(lambda: _take(full, in_flight, items, later))
 
 
 def _take(full: Collection[str], in_flight: Collection[str], items: int,
           later: Collection[str]) -> Lease | None:
     now = clock.utcnow()
     token = _PROCESS_MARK + secrets.token_hex(12)
-    not_in_flight = _not_held_back(in_flight)
+    leased = {"b_now": now, "b_held": sorted(in_flight), "b_until": now + LEASE,
+              "b_token": token}
     taken = None
     for skipped in ([{*full, *later}, full] if later else [full]):
-        taken = db.session.execute(
-            update(OutboundItem).where(OutboundItem.id == _next_due(now, not_in_flight,
-                                                                    skipped))
-            .values(state="sending", lease_until=now + LEASE, lease_token=token)
-            .returning(OutboundItem.id, OutboundItem.rcpt_to, OutboundItem.kind,
-                       OutboundItem.route, OutboundItem.recipient_id)
-            .execution_options(synchronize_session=False)).first()
+        domains = {f"b_skip{n}": _at_domain(domain) for n, domain in enumerate(sorted(skipped))}
+        taken = _statement(_lead_statement(len(skipped)),
+                                   leased | domains).first()
         if taken is not None:
             break
     if taken is None:
@@ -118,10 +124,20 @@ def _take(full: Collection[str], in_flight: Collection[str], items: int,
     sends = [(taken.id, *sorted(others))]
     recipients = {taken.rcpt_to.lower()} if taken.kind != "delivery" else set()
     if items > 1 + len(others):
-        sends += _take_followers(destination, token, now, not_in_flight,
-                                 items - 1 - len(others), recipients)
+        sends += _take_followers(destination, leased, items - 1 - len(others), recipients)
+    elif taken.kind != "delivery":
+        sends += _take_same_address(taken.rcpt_to, leased)
     db.session.commit()
     return Lease(tuple(sends), token, destination, frozenset(recipients))
+
+
+def _statement(statement, values: dict):
+    """Run one of the take's statements (built once) on the session's connection: as
+    plain rows, without the ORM's handling of an UPDATE's RETURNING, which cost more
+    than the statement itself. The session's changes are flushed first, as its own
+    execute would."""
+    db.session.flush()
+    return db.session.connection().execute(statement, values)
 
 
 def _not_held_back(in_flight: Collection[str]) -> list:
@@ -137,16 +153,40 @@ def _not_for(domains: Collection[str]) -> list:
             for domain in sorted(domains)]
 
 
-def _next_due(now, not_in_flight, skipped: Collection[str]):
-    """The oldest due item (the first to fall due) for a destination not ``skipped``."""
-    return (
+#: a bound list of the addresses whose generated mail is under way: their next is left
+#: for later (``take``); an empty list leaves nothing aside
+_NOT_HELD_BACK = or_(OutboundItem.kind == "delivery",
+                     func.lower(OutboundItem.rcpt_to).not_in(
+                         bindparam("b_held", expanding=True)))
+_WHEN = OutboundItem.lease_until.type
+
+
+def _leasing(due_items):
+    """An UPDATE leasing the items whose ids ``due_items`` (a subquery) selects, to the
+    bound token until the bound time; it returns their ids."""
+    return (update(OutboundItem).where(OutboundItem.id.in_(due_items.scalar_subquery()))
+            .values(state="sending", lease_until=bindparam("b_until", type_=_WHEN),
+                    lease_token=bindparam("b_token"))
+            .returning(OutboundItem.id)
+            .execution_options(synchronize_session=False))
+
+
+@functools.cache
+def _lead_statement(skipped: int):
+    """Lease the oldest due item (the first to fall due) for a destination not among
+    ``skipped`` bound ones (``b_skip0``...), and return it. Built once for each number
+    of domains skipped: a take runs it for every lease."""
+    next_due = (
         select(OutboundItem.id)
-        .where(due(now), *not_in_flight, *_not_for(skipped))
+        .where(due(bindparam("b_now", type_=_WHEN)), _NOT_HELD_BACK,
+               *[~func.lower(OutboundItem.rcpt_to).like(bindparam(f"b_skip{n}"), escape="/")
+                 for n in range(skipped)])
         .order_by(OutboundItem.next_attempt_at, OutboundItem.id)
         .limit(1)
         .with_for_update(skip_locked=True)
-        .scalar_subquery()
     )
+    return _leasing(next_due).returning(OutboundItem.rcpt_to, OutboundItem.kind,
+                                        OutboundItem.route, OutboundItem.recipient_id)
 
 
 def due_elsewhere(busy: Collection[str], in_flight: Collection[str] = ()) -> bool:
@@ -184,56 +224,79 @@ def hand_back() -> list[int]:
 def _take_companions(lead, destination: str, token: str, now) -> list[int]:
     """Lease the due deliveries of the lead item's message that go where it goes: the
     same route, the same recipient domain, the same TLS requirement."""
+    return list(_statement(_COMPANIONS, {
+        "b_now": now, "b_lead": lead.id, "b_lead_recipient": lead.recipient_id,
+        "b_route": lead.route, "b_at_domain": _at_domain(destination),
+        "b_until": now + LEASE, "b_token": token}).scalars())
+
+
+def _at_domain(destination: str) -> str:
+    """A LIKE pattern (escape ``/``) for the addresses at ``destination``."""
+    escaped = destination.replace("/", "//").replace("%", "/%").replace("_", "/_")
+    return f"%@{escaped}"
+
+
+def _companions_statement():
+    """The statement of :func:`_take_companions`, built once (it runs for every take)."""
     lead_recipient = aliased(Recipient)
+    when = OutboundItem.lease_until.type
     companions = (
         select(OutboundItem.id)
         .join(Recipient, OutboundItem.recipient_id == Recipient.id)
-        .join(lead_recipient, lead_recipient.id == lead.recipient_id)
-        .where(due(now), OutboundItem.id != lead.id, OutboundItem.kind == "delivery",
-               OutboundItem.route == lead.route,
+        .join(lead_recipient, lead_recipient.id == bindparam("b_lead_recipient"))
+        .where(due(bindparam("b_now", type_=when)), OutboundItem.id != bindparam("b_lead"),
+               OutboundItem.kind == "delivery", OutboundItem.route == bindparam("b_route"),
                Recipient.message_id == lead_recipient.message_id,
                Recipient.tls.is_not_distinct_from(lead_recipient.tls),
-               func.lower(OutboundItem.rcpt_to).endswith(f"@{destination}",
-                                                         autoescape=True))
+               func.lower(OutboundItem.rcpt_to).like(bindparam("b_at_domain"), escape="/"))
         .order_by(OutboundItem.id)
         .limit(RCPTS_PER_TRANSACTION - 1)
         .with_for_update(skip_locked=True, of=OutboundItem)
     )
-    return list(db.session.execute(
-        update(OutboundItem).where(OutboundItem.id.in_(companions.scalar_subquery()))
-        .values(state="sending", lease_until=now + LEASE, lease_token=token)
-        .returning(OutboundItem.id)
-        .execution_options(synchronize_session=False)).scalars())
+    return (update(OutboundItem).where(OutboundItem.id.in_(companions.scalar_subquery()))
+            .values(state="sending", lease_until=bindparam("b_until", type_=when),
+                    lease_token=bindparam("b_token"))
+            .returning(OutboundItem.id)
+            .execution_options(synchronize_session=False))
 
 
-def _take_followers(destination: str, token: str, now, not_in_flight, count: int,
+_COMPANIONS = _companions_statement()
+#: the statements of :func:`_take_followers`, built once
+_FOLLOWERS = _leasing(
+    select(OutboundItem.id)
+    .where(due(bindparam("b_now", type_=_WHEN)), _NOT_HELD_BACK,
+           func.lower(OutboundItem.rcpt_to).like(bindparam("b_at_domain"), escape="/"))
+    .order_by(OutboundItem.next_attempt_at, OutboundItem.id)
+    .limit(bindparam("b_count"))
+    .with_for_update(skip_locked=True))
+#: the statement of :func:`_take_same_address`, built once
+_SAME_ADDRESS = _leasing(
+    select(OutboundItem.id)
+    .where(due(bindparam("b_now", type_=_WHEN)), OutboundItem.kind != "delivery",
+           func.lower(OutboundItem.rcpt_to) == bindparam("b_address"))
+    .order_by(OutboundItem.next_attempt_at, OutboundItem.id)
+    .limit(GENERATED_PER_LEASE - 1)
+    .with_for_update(skip_locked=True))
+_FOLLOWERS_TAKEN = (
+    select(OutboundItem.id, OutboundItem.kind, OutboundItem.route, OutboundItem.rcpt_to,
+           Recipient.message_id, Recipient.tls)
+    .outerjoin(Recipient, OutboundItem.recipient_id == Recipient.id)
+    .where(OutboundItem.id.in_(bindparam("b_ids", expanding=True)))
+    .order_by(OutboundItem.next_attempt_at, OutboundItem.id))
+
+
+def _take_followers(destination: str, leased: dict, count: int,
                     recipients: set[str]) -> list[tuple[int, ...]]:
     """Lease the next ``count`` due items for ``destination`` (after the lead's), as the
     messages to send, in the order they are due: a message's deliveries by the same
-    route and TLS requirement together, each notification alone. The addresses of the
+    route and TLS requirement together, each notification alone. ``leased`` binds the
+    time, the lease and the addresses held back (``take``'s). The addresses of the
     generated mail are added to ``recipients``."""
-    following = (
-        select(OutboundItem.id)
-        .where(due(now), *not_in_flight,
-               func.lower(OutboundItem.rcpt_to).endswith(f"@{destination}",
-                                                         autoescape=True))
-        .order_by(OutboundItem.next_attempt_at, OutboundItem.id)
-        .limit(count)
-        .with_for_update(skip_locked=True)
-    )
-    taken = list(db.session.execute(
-        update(OutboundItem).where(OutboundItem.id.in_(following.scalar_subquery()))
-        .values(state="sending", lease_until=now + LEASE, lease_token=token)
-        .returning(OutboundItem.id)
-        .execution_options(synchronize_session=False)).scalars())
+    taken = list(_statement(_FOLLOWERS, leased | {
+        "b_at_domain": _at_domain(destination), "b_count": count}).scalars())
     if not taken:
         return []
-    rows = db.session.execute(
-        select(OutboundItem.id, OutboundItem.kind, OutboundItem.route,
-               OutboundItem.rcpt_to, Recipient.message_id, Recipient.tls)
-        .outerjoin(Recipient, OutboundItem.recipient_id == Recipient.id)
-        .where(OutboundItem.id.in_(taken))
-        .order_by(OutboundItem.next_attempt_at, OutboundItem.id))
+    rows = _statement(_FOLLOWERS_TAKEN, {"b_ids": taken})
     sends: list[list[int]] = []
     open_for: dict[tuple, list[int]] = {}  # a message's transaction still taking RCPTs
     for row in rows:
@@ -248,6 +311,18 @@ def _take_followers(destination: str, token: str, now, not_in_flight, count: int
             sends.append(send)
         send.append(row.id)
     return [tuple(ids) for ids in sends]
+
+
+def _take_same_address(address: str, leased: dict) -> list[tuple[int]]:
+    """Lease the next generated mail due to ``address`` (the lead's), each a message of
+    its own, in the order due: it would wait for the lead's lease to end in any case
+    (``take`` holds back an address's generated mail while some is under way), so the
+    thread sending the lead sends it next, without a take (a commit) for each."""
+    taken = list(_statement(_SAME_ADDRESS, leased | {
+        "b_address": address.lower()}).scalars())
+    if not taken:
+        return []
+    return [(row.id,) for row in _statement(_FOLLOWERS_TAKEN, {"b_ids": taken})]
 
 
 def release(item_ids, token: str) -> None:
@@ -310,24 +385,53 @@ def record_each(item_ids, token: str, outcome: Callable[[OutboundItem], None]) -
     item's first statement holds it until the commit, so no other worker can take it
     over in between.
     """
-    _group_commit.record(_Outcome(tuple(item_ids), token, outcome))
+    _group_commit.record(_Outcome(tuple(item_ids), token, apply=outcome))
+
+
+@dataclass(frozen=True)
+class Sent:
+    """A delivery to record (:func:`record_sent`): the event for the recipients'
+    histories, what logs each item's row, and the statements that write it, which are
+    the domain's (``outbound_queue.finish_sent`` and ``sent_to``): ``finish`` ends the
+    items still held under a token and returns their rows, ``recipients`` records the
+    rows' recipients, for a whole group at once."""
+
+    event: str
+    logged: Callable[[Row], None]
+    finish: Callable[[tuple[int, ...], str], list[Row]]
+    recipients: Callable[[list[tuple[Row, str]]], None]
+
+
+def record_sent(item_ids, token: str, sent: Sent) -> None:
+    """Record the items the lease ``token`` still holds as delivered, as
+    :func:`record_each` records an outcome (the same group commit), in a few statements
+    for the whole group instead of loaded objects: the commonest outcome, written while
+    the process's one writer is held. ``sent.logged`` is called with each item's row
+    before the commit."""
+    _group_commit.record(_Outcome(tuple(item_ids), token, sent=sent))
 
 
 @dataclass
 class _Outcome:
     item_ids: tuple[int, ...]
     token: str
-    apply: Callable[[OutboundItem], None]
+    apply: Callable[[OutboundItem], None] | None = None
+    #: a delivery (record_sent)
+    sent: Sent | None = None
     error: Exception | None = None
 
 
 def _apply_where_held(group: list[_Outcome]) -> None:
-    """Apply each outcome to the items its token still holds: an UPDATE an outcome
-    takes them (holding them to the commit), one SELECT loads them all with their
-    recipients and messages, so that recording does not stop to load them one by one
-    (each such load would flush what the outcomes before had changed)."""
+    """Apply each outcome to the items its token still holds. A delivery's outcome is
+    written by statements alone (:func:`_write_sent`). For the others an UPDATE an
+    outcome takes the items (holding them to the commit), and one SELECT loads them all
+    with their recipients and messages, so that recording does not stop to load them
+    one by one (each such load would flush what the outcomes before had changed)."""
+    _write_sent([outcome for outcome in group if outcome.sent is not None])
     held: list[tuple[_Outcome, int]] = []
     for outcome in group:
+        if outcome.sent is not None:
+            continue
         still = set(db.session.execute(
             update(OutboundItem)
             .where(OutboundItem.id.in_(outcome.item_ids), OutboundItem.state == "sending",
@@ -335,12 +439,8 @@ def _apply_where_held(group: list[_Outcome]) -> None:
             .values(lease_token=outcome.token)
             .returning(OutboundItem.id)
             .execution_options(synchronize_session=False)).scalars())
-        for item_id in outcome.item_ids:
-            if item_id in still:
-                held.append((outcome, item_id))
-            else:
-                log.warning("outbound item %s was taken over by another worker: its "
-                            "outcome here is not recorded", item_id)
+        _warn_taken_over(outcome, still)
+        held += [(outcome, item_id) for item_id in outcome.item_ids if item_id in still]
     if not held:
         return
     items = {item.id: item for item in db.session.scalars(
@@ -351,6 +451,30 @@ def _apply_where_held(group: list[_Outcome]) -> None:
         outcome.apply(items[item_id])
 
 
+def _write_sent(group: list[_Outcome]) -> None:
+    """Record deliveries: an UPDATE an outcome ends its items still held (and holds
+    them to the commit), then one UPDATE of their recipients and one INSERT of their
+    events for the whole group (for each way of writing them: there is one)."""
+    ended: dict[Callable, list[tuple[Row, str]]] = {}
+    for outcome in group:
+        sent = outcome.sent
+        rows = sent.finish(outcome.item_ids, outcome.token)
+        _warn_taken_over(outcome, {row.id for row in rows})
+        for row in rows:
+            sent.logged(row)
+        ended.setdefault(sent.recipients, []).extend((row, sent.event) for row in rows)
+    for recipients, rows in ended.items():
+        if rows:
+            recipients(rows)
+
+
+def _warn_taken_over(outcome: _Outcome, still: set[int]) -> None:
+    for item_id in outcome.item_ids:
+        if item_id not in still:
+            log.warning("outbound item %s was taken over by another worker: its "
+                        "outcome here is not recorded", item_id)
+
+
 class _GroupCommit:
     """Outcomes recorded by several threads at once, written in one transaction by
     whichever of them gets to commit first, in its own session; the others wait for
@@ -359,8 +483,8 @@ class _GroupCommit:
 
     ``writing`` is held by the thread writing; a take holds it too, so that within the
     process writers queue here rather than in SQLite's busy timeout, which sleeps, and
-    writes the outcomes waiting first, so that no take comes between a remote server's
-    250 and our commit of it.
+    writes the outcomes waiting in its own transaction (:meth:`joined`), so that no
+    take comes between a remote server's 250 and our commit of it.
     """
 
     def __init__(self):
@@ -378,10 +502,35 @@ class _GroupCommit:
 
     def commit_waiting(self) -> None:
         """Write the outcomes waiting (the caller holds ``writing``)."""
-        with self._waiting_lock:
-            group, self._waiting = self._waiting, []
+        group = self._take_waiting()
         if group:
             self._commit(group)
+
+    def joined(self, work: Callable[[], T]) -> T:
+        """Write the outcomes waiting and then do ``work`` (which commits) in the same
+        transaction (the caller holds ``writing``). If either fails, the outcomes are
+        written on their own, as a group that fails is; what ``work`` raised is
+        raised."""
+        group = self._take_waiting()
+        if group:
+            try:
+                _apply_where_held(group)
+            except Exception:
+                db.session.rollback()
+                self._commit(group)  # again, then each alone; the work goes on
+                group = []
+        try:
+            return work()
+        except Exception:
+            db.session.rollback()
+            if group:
+                self._commit(group)
+            raise
+
+    def _take_waiting(self) -> list[_Outcome]:
+        with self._waiting_lock:
+            group, self._waiting = self._waiting, []
+        return group
 
     @staticmethod
     def _commit(group: list[_Outcome]) -> None:

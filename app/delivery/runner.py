@@ -18,7 +18,8 @@ sends them one message after the other, each in one SMTP transaction with a RCPT
 item, and records what happened to each message's items as soon as the server
 answered: delivered, deferred with growing back-off, bounced with a delivery status
 notification to the sender, or sent by CCM after a TLS failure. The outcomes the
-threads record at the same moment share one commit (:func:`leases.record_each`); an
+threads record at the same moment share one commit (:func:`leases.record_each`), with
+the next take if one is under way (one thread takes at a time); an
 outcome's log line and metrics come once the commit that records it succeeds (a failed
 group is written again an outcome at a time). The run's threads share the SMTP sessions
 the transport keeps open, so the next message to the same server goes over the same session.
@@ -56,6 +57,7 @@ from datetime import timedelta
 from functools import partial
 
 from flask import Flask, current_app
+from sqlalchemy import Row, bindparam, select
 from sqlalchemy.exc import OperationalError
 
 from app import clock, database, metrics
@@ -66,7 +68,7 @@ from app.domain import isolation, notices, outbound_queue
 from app.domain.delivery_events import record
 from app.extensions import db
 from app.mail import mime
-from app.models import OutboundItem, QueueState
+from app.models import Message, OutboundItem, QueueState, Recipient
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +82,8 @@ def target_of(item: OutboundItem) -> tuple[str, bool]:
     CCM_OUTBOUND), and whether a tenant administrator chose it: the transport then
     connects only where one may aim it."""
     config = current_app.config
-    tenant = item.tenant
-    if item.route == "internal" and tenant is not None and tenant.internal_relay:
+    tenant = item.tenant if item.route == "internal" else None  # loaded only if needed
+    if tenant is not None and tenant.internal_relay:
         return tenant.internal_relay, not tenant.internal_relay_trusted
     return config["INTERNAL_RELAY" if item.route == "internal" else "OUTBOUND"], False
 
@@ -139,54 +141,82 @@ class _Run:
         self.taken = 0
         #: deliveries under way, by recipient domain
         self.in_flight: Counter[str] = Counter()
+        #: their number: read without the lock where a stale count does no harm
+        self.busy = 0
         #: the domains leased to in this round: each domain with mail due gets its turn
         #: before any gets a second one (round-robin, as Postfix's queue manager)
         self.served: set[str] = set()
         #: the addresses of the generated mail under way: none is overtaken by a later one
         self.recipients: Counter[str] = Counter()
         self.changed = threading.Condition()
+        #: held by the thread taking its next lease
+        self.taking = threading.Lock()
         #: SMTP sessions kept open for the next message to the same server
         self.sessions = transport.Sessions()
 
     def work(self) -> None:
         while True:
             self.sessions.close_idle()
-            with self.changed:
-                if stopping.is_set() or (self.limit is not None and self.taken >= self.limit):
-                    return
-                lease = self._take()
-                if lease is None:
-                    if not self.in_flight:
+            lease = self._take()
+            if lease is None:
+                with self.changed:
+                    if self._over() or not self.in_flight:
+                        self.changed.notify_all()  # the threads waiting stop too
                         return  # nothing due, nothing in flight
                     # Watch for mail that falls due while another thread is sending.
                     self.changed.wait(self.poll)
-                    continue
+                continue
             try:
                 self._send(lease)
             finally:
                 self._done(lease)
 
+    def _over(self) -> bool:
+        return stopping.is_set() or (self.limit is not None and self.taken >= self.limit)
+
     def _take(self) -> leases.Lease | None:
-        """Lease this thread's next work, fairly among the domains (the caller holds
-        ``changed``)."""
-        full = self._full()
-        later = (set(self.in_flight) | self.served) - full
-        lease = leases.take(full, set(self.recipients), items=self._room(), later=later)
-        if lease is None:
-            return None
-        self.taken += len(lease.item_ids)
-        self.in_flight[lease.destination] += 1
-        self.recipients.update(lease.recipients)
-        if lease.destination in later or len(self.served) >= ROUND_DOMAINS:
-            self.served = set()  # every domain with mail due had its turn: the next round
-        self.served.add(lease.destination)
-        return lease
+        """Lease this thread's next work, fairly among the domains.
+
+        One thread takes at a time (``taking``), so what is full cannot grow meanwhile;
+        ``changed`` is held only to read and count, not while the take waits for the
+        process's writer, so that the threads finishing a message are not held up."""
+        with self.taking:
+            with self.changed:
+                if self._over():
+                    return None
+                full = self._full()
+                later = (set(self.in_flight) | self.served) - full
+                recipients, room = set(self.recipients), self._room()
+            lease = leases.take(full, recipients, items=room, later=later)
+            if lease is None:
+                return None
+            with self.changed:
+                self.taken += len(lease.item_ids)
+                self.in_flight[lease.destination] += 1
+                self.busy += 1
+                self.recipients.update(lease.recipients)
+                if lease.destination in later or len(self.served) >= ROUND_DOMAINS:
+                    self.served = set()  # every domain with mail due had its turn
+                self.served.add(lease.destination)
+                if self._room_left(lease.destination):
+                    self.changed.notify()  # a thread waiting may take the next
+            return lease
 
     def _done(self, lease: leases.Lease) -> None:
+        """Let the lease's slot go. No thread waiting is woken for it: this one takes
+        next, with the same view of what is full, so a waiting thread would only repeat
+        its take for nothing (a statement and the process's write lock each time)."""
         with self.changed:
             self.in_flight -= Counter({lease.destination: 1})
+            self.busy -= 1
             self.recipients -= Counter(lease.recipients)
-            self.changed.notify_all()
+
+    def _room_left(self, destination: str) -> bool:
+        """Whether, after a take for ``destination``, another thread might take too
+        (that domain or another has a slot free), so that a short queue filling up
+        wakes the threads one by one (the caller holds ``changed``)."""
+        return self.in_flight[destination] < self.per_destination \
+            and self.busy + 1 < self.threads
 
     def _give_way(self) -> bool:
         """Whether a thread sending a batch should hand back its rest: every thread is
@@ -194,9 +224,9 @@ class _Run:
         wait for the whole batch (to a slow server, minutes). Not with one thread: a
         maildir is written at once, and a lone thread would hand back a batch for each
         other domain's message (a take and a hand-back for each)."""
+        if self.threads == 1 or self.busy < self.threads:
+            return False  # read without the lock, which a take may hold a while
         with self.changed:
-            if self.threads == 1 or sum(self.in_flight.values()) < self.threads:
-                return False
             busy, recipients = set(self.in_flight), set(self.recipients)
         try:
             return leases.due_elsewhere(busy, recipients)
@@ -208,7 +238,7 @@ class _Run:
         """The domains this thread may not take for: those at their limit, and, when it
         is the last thread free, every domain with a delivery under way (the last thread
         is kept for a domain that has none, however many domains are busy)."""
-        last_free = sum(self.in_flight.values()) + 1 >= self.threads
+        last_free = self.busy + 1 >= self.threads
         return {domain for domain, count in self.in_flight.items()
                 if count >= self.per_destination or (count and last_free)}
 
@@ -216,7 +246,7 @@ class _Run:
         """How many items to take: several when this take fills the last free slot (a
         commit saved a message), one while other slots are free, so that a short queue
         is shared out among the threads instead of sent by one."""
-        room = ITEMS_PER_LEASE if sum(self.in_flight.values()) + 1 >= self.slots else 1
+        room = ITEMS_PER_LEASE if self.busy + 1 >= self.slots else 1
         return room if self.limit is None else min(room, self.limit - self.taken)
 
     def _send(self, lease: leases.Lease) -> None:
@@ -308,8 +338,7 @@ def _attempt(item_id: int, token: str, *others: int,
              sessions: transport.Sessions | None = None) -> None:
     """Send leased items (one message, one destination) and record each outcome, as
     long as the lease is ours."""
-    items = [item for item in (db.session.get(OutboundItem, one, populate_existing=True)
-                               for one in (item_id, *others)) if item is not None]
+    items = _load(item_id, *others)
     for item in items:
         if not leases.holds(item, token):
             log.warning("outbound item %s is no longer leased to this worker: not sent",
@@ -326,15 +355,21 @@ def _attempt(item_id: int, token: str, *others: int,
                if lead.kind == "notification" else "the message was withdrawn or has expired")
         leases.record_each(ids, token, lambda item: _finish(item, "done", f"Not sent: {why}"))
         return
-    tls = lead.recipient.tls if lead.kind == "delivery" and lead.recipient else None
+    about = db.session.execute(_ABOUT, {"b_id": lead.recipient_id}).first() \
+        if lead.recipient_id is not None else None
+    tls = about.tls if lead.kind == "delivery" and about is not None else None
     (target, restricted), mail_from = target_of(lead), lead.mail_from
     options = transport.Options.from_config(current_app.config)
+    message_id = about.public_id if about is not None else None
+    generated = None if lead.kind == "delivery" else _generated_event(rcpts[0], raw)
     # No transaction stays open while the remote server takes its time.
     db.session.commit()
 
     def delivered(positions: list[int], event: str) -> None:
-        leases.record_each([ids[p] for p in positions], token,
-                     lambda item: _delivered(item, event, raw))
+        text = generated or event
+        leases.record_sent([ids[p] for p in positions], token, leases.Sent(
+            text, lambda row: _log_line(row, message_id, "sent", text),
+            outbound_queue.finish_sent, outbound_queue.sent_to))
 
     def still_ours() -> list[int]:
         held = leases.renew(ids, token)
@@ -355,6 +390,27 @@ def _attempt(item_id: int, token: str, *others: int,
         leases.record_each(list(outcome_of), token, lambda item: outcome_of[item.id](item))
 
 
+def _load(*item_ids: int) -> list[OutboundItem]:
+    """The items as they are now, in the order given (those gone left out), in one
+    query. What a delivery needs of its recipient and message is read by statements
+    (``_ABOUT``, ``_RAW``): loading them as objects cost more than the rest of a
+    delivery's work."""
+    found = {item.id: item for item in db.session.scalars(_ITEMS, {"b_ids": list(item_ids)})}
+    return [found[item_id] for item_id in item_ids if item_id in found]
+
+
+#: built once: a delivery runs them for every message
+_ITEMS = (select(OutboundItem).where(OutboundItem.id.in_(bindparam("b_ids", expanding=True)))
+          .execution_options(populate_existing=True))
+#: a recipient's TLS requirement and its message's ids
+_ABOUT = (select(Recipient.tls, Recipient.message_id, Message.public_id)
+          .join(Message, Recipient.message_id == Message.id)
+          .where(Recipient.id == bindparam("b_id")))
+#: the content of a recipient's message
+_RAW = (select(Message.raw).join(Recipient, Recipient.message_id == Message.id)
+        .where(Recipient.id == bindparam("b_id")))
+
+
 def _failed(failure: transport.DeliveryFailed | transport.TlsUnavailable
             ) -> Callable[[OutboundItem], None]:
     """What to record of an item that was not delivered."""
@@ -371,17 +427,10 @@ def _tried(item: OutboundItem) -> OutboundItem:
     return item
 
 
-def _delivered(item: OutboundItem, event: str, raw: bytes) -> None:
-    _tried(item)
-    _finish(item, "done", event if item.kind == "delivery" else _generated_event(item, raw))
-    if item.kind == "delivery":
-        item.recipient.state = "delivered"
-
-
 def _content(item: OutboundItem, token: str) -> bytes | None:
     """The bytes to send: the message itself, or the generated mail (rendered now)."""
     if item.kind == "delivery":
-        return item.recipient.message.raw
+        return db.session.scalar(_RAW, {"b_id": item.recipient_id})
     if item.notice is None:
         return item.raw
     context = item.notice["context"]
@@ -415,10 +464,10 @@ def _given_password(item: OutboundItem, token: str) -> str | None:
     return None
 
 
-def _generated_event(item: OutboundItem, raw: bytes) -> str:
+def _generated_event(rcpt_to: str, raw: bytes) -> str:
     """Which notification went out, by its subject (which never carries the content)."""
     subject = mime.header(mime.parse_message(raw), "Subject")
-    return f"Notification “{subject}” delivered to {item.rcpt_to}"
+    return f"Notification “{subject}” delivered to {rcpt_to}"
 
 
 def _finish(item: OutboundItem, state: str, event: str | None) -> None:
@@ -431,10 +480,16 @@ def _log(item: OutboundItem, status: str, detail: str) -> None:
     and its count in the metrics (delivery latency, notifications sent). Both once the
     transaction recording the outcome commits, never before: a group commit that fails
     is written again one outcome at a time, and an outcome not recorded was not sent."""
+    message = item.recipient.message if item.recipient is not None else None
+    _log_line(item, message.public_id if message is not None else None, status, detail)
+
+
+def _log_line(item: OutboundItem | Row, message_id: str | None, status: str,
+              detail: str) -> None:
+    """As :func:`_log`, for an item or a row of outbound_queue.finish_sent, whose
+    message's public id is given."""
     metrics.delivery_outcome(item.kind, item.route, status,
                              (clock.utcnow() - item.created_at).total_seconds())
-    message = item.recipient.message if item.recipient is not None else None
-    message_id = message.public_id if message is not None else None
     values = (message_id or "-", item.id, item.kind, item.rcpt_to, item.attempts, status,
               detail)  # read now: the item is expired once committed
     extra = {"message_id": message_id, "item_id": item.id}

@@ -34,6 +34,20 @@ def record(recipient: Recipient, kind: str, text: str) -> None:
     db.session.add(DeliveryEvent(recipient=recipient, kind=kind, text=for_people(text)))
 
 
+#: built once: the worker runs it for every group of deliveries it records
+_INSERT = insert(DeliveryEvent.__table__)
+
+
+def record_rows(events: list[tuple[int, str, str]]) -> None:
+    """Add events given as (recipient id, kind, text), in one INSERT: for the worker,
+    which records several deliveries' outcomes at once."""
+    if events:
+        now = clock.utcnow()
+        db.session.execute(_INSERT, [
+            {"recipient_id": recipient_id, "at": now, "kind": kind, "text": for_people(text)}
+            for recipient_id, kind, text in events])
+
+
 def record_all(recipients: Select, kind: str, text: str) -> None:
     """Add the same event to every recipient ``recipients`` (a query of their ids)
     selects, in one INSERT ... SELECT: for work on many recipients at once."""

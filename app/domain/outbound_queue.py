@@ -12,14 +12,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Row, Select, bindparam, func, null, select
 
 from app import clock
 from app.delivery import dsn
 from app.domain import audit
-from app.domain.delivery_events import record
+from app.domain.delivery_events import record, record_rows
 from app.extensions import db
-from app.models import OutboundItem, QueueState, RecipientState, Tenant
+from app.models import OutboundItem, QueueState, Recipient, RecipientState, Tenant
 
 #: what `retry` puts back: items waiting for their next try, set aside, or on hold
 RETRIED = (QueueState.PENDING, QueueState.SHUNTED, QueueState.ON_HOLD)
@@ -92,6 +92,43 @@ def finish(item: OutboundItem, state: str, event: str | None) -> None:
         item.raw = item.notice = None
     if item.recipient is not None and event:
         record(item.recipient, "delivered" if state == QueueState.DONE else "bounced", event)
+
+
+_items, _recipients = OutboundItem.__table__.c, Recipient.__table__.c
+#: the statements recording a delivery, built once: the worker runs them for every
+#: message, and a statement built afresh is compiled (or its cache key made) each time
+_SENT = (
+    OutboundItem.__table__.update()
+    .where(_items.id.in_(bindparam("ids", expanding=True)),
+           _items.state == QueueState.SENDING, _items.lease_token == bindparam("token"))
+    .values(state=QueueState.DONE, attempts=_items.attempts + 1, lease_until=null(),
+            lease_token=null(), finished_at=bindparam("now", type_=_items.finished_at.type),
+            raw=null(), notice=null())  # generated mail must not outlive its sending
+    .returning(_items.id, _items.kind, _items.route, _items.rcpt_to, _items.recipient_id,
+               _items.created_at, _items.attempts))
+_DELIVERED = (Recipient.__table__.update()
+              .where(_recipients.id.in_(bindparam("ids", expanding=True)))
+              .values(state=RecipientState.DELIVERED))
+
+
+def finish_sent(item_ids: Iterable[int], token: str) -> list[Row]:
+    """End as delivered, one more try counted, the items of ``item_ids`` still leased
+    under ``token``, as :func:`finish` ends an item, in one UPDATE (the worker's
+    commonest outcome, recorded while it holds the process's one writer); the rows
+    ended. Their recipients' part is :func:`sent_to`'s."""
+    return list(db.session.execute(
+        _SENT, {"ids": list(item_ids), "token": token, "now": clock.utcnow()}))
+
+
+def sent_to(ended: list[tuple[Row, str]]) -> None:
+    """For items :func:`finish_sent` ended, each with its event: a delivery's recipient
+    delivered, and the event in each recipient's history (one UPDATE, one INSERT)."""
+    delivered = [row.recipient_id for row, _ in ended
+                 if row.kind == "delivery" and row.recipient_id is not None]
+    if delivered:
+        db.session.execute(_DELIVERED, {"ids": delivered})
+    record_rows([(row.recipient_id, "delivered", event) for row, event in ended
+                 if row.recipient_id is not None and event])
 
 
 def delete(item_ids: Iterable[int], *, by: str, bounce: bool = False) -> list[OutboundItem]:

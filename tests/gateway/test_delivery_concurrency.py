@@ -3,9 +3,11 @@ the outcomes of a run's threads recorded in one commit."""
 
 import pytest
 from servers import serve_mail_for
+from sqlalchemy import event
 from support import mail
 
 from app.delivery import leases, queue, runner, sessions
+from app.domain import outbound_queue
 from app.extensions import db
 from app.models import OutboundItem
 
@@ -122,3 +124,83 @@ def test_an_outcome_that_fails_in_a_group_commit_takes_no_other_with_it(gateway,
     db.session.expire_all()
     assert db.session.get(OutboundItem, good).state == "done"
     assert db.session.get(OutboundItem, bad).state == "sending"
+
+
+def test_a_take_writes_the_outcomes_waiting_in_its_own_commit(gateway, partner):
+    """A delivery recorded while a take is due: one commit (one disk sync on SQLite)
+    holds both, and the delivery is recorded in full."""
+    for n in range(2):
+        gateway.send(mail(subject=f"number {n}"), ["pat@partner.test"])
+    first = leases.take(set(), items=1)
+    commits = []
+
+    def committed(session):
+        commits.append(session)
+
+    event.listen(db.session, "after_commit", committed)
+    try:
+        # What a thread does with its delivery while another thread takes.
+        leases._group_commit._waiting.append(leases._Outcome(
+            first.item_ids, first.token, sent=leases.Sent("250 2.0.0 Ok: queued", lambda row: None,
+                                   outbound_queue.finish_sent, outbound_queue.sent_to)))
+        second = leases.take(set(), items=8)
+    finally:
+        event.remove(db.session, "after_commit", committed)
+    assert len(commits) == 1 and not leases._group_commit._waiting
+    assert second.item_ids and set(second.item_ids).isdisjoint(first.item_ids)
+    db.session.expire_all()
+    item = db.session.get(OutboundItem, first.item_id)
+    assert (item.state, item.attempts, item.lease_token) == ("done", 1, None)
+    assert item.finished_at is not None and item.recipient.state == "delivered"
+    assert [e.text for e in item.recipient.events if e.kind == "delivered"] == [
+        "250 2.0.0 Ok: queued"]
+
+
+def test_threads_waiting_are_not_woken_for_takes_that_find_nothing(
+        app, gateway, partner, monkeypatch):
+    """Eight threads, two deliveries at once to the one domain with mail: a thread that
+    finishes a message takes the next itself; the six waiting do not each try a take
+    that finds nothing (a statement and the process's write lock each) every time."""
+    # (a long poll: waiting threads wake only when told)
+    app.config.update(DELIVERY_THREADS=8, DESTINATION_CONCURRENCY=2, WORKER_INTERVAL=60)
+    monkeypatch.setattr(runner, "ITEMS_PER_LEASE", 1)  # a take for every message
+    rcpts = [f"r{n}@partner.test" for n in range(10)]
+    for rcpt in rcpts:
+        gateway.send(mail(to=rcpt), [rcpt])
+    real_take, found_nothing = leases.take, []
+
+    def counted(*args, **kwargs):
+        lease = real_take(*args, **kwargs)
+        if lease is None:
+            found_nothing.append(1)
+        return lease
+
+    monkeypatch.setattr(leases, "take", counted)
+    assert runner.run_due() == 10
+    assert len(partner.wait_for(10)) == 10
+    assert set(item_states().values()) == {"done"}
+    # Each thread's first try and its last, and a few more: not one for each waiting
+    # thread each time a message is done (some sixty in all).
+    assert len(found_nothing) <= 2 * 8 + 2, len(found_nothing)
+
+
+def test_a_take_of_generated_mail_takes_the_next_to_the_same_address_along(gateway,
+                                                                           partner):
+    """The next notices to kim would wait for the first in any case: one take leases
+    them all, sent one after the other in order by the same thread; a message relayed
+    to the same domain is left for another thread."""
+    notices = [queue.queue(mail(to="kim@partner.test", subject=f"notice {n}")
+                           .replace("\n", "\r\n").encode(),
+                           tenant=gateway.tenant, to="kim@partner.test") for n in range(3)]
+    db.session.commit()
+    gateway.send(mail(to="lee@partner.test"), ["lee@partner.test"])
+    lease = leases.take(set(), items=1)
+    assert lease.sends == tuple((notice.id,) for notice in notices)
+    assert lease.recipients == {"kim@partner.test"}
+    assert len(leases.take(set(), {"kim@partner.test"}, items=1).item_ids) == 1  # lee's
+    send_alone(lease)
+    assert [d.message["Subject"] for d in partner.wait_for(3)] == [
+        f"notice {n}" for n in range(3)]
+    db.session.expire_all()
+    assert [db.session.get(OutboundItem, notice.id).state for notice in notices] == \
+        ["done"] * 3

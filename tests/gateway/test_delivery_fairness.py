@@ -11,6 +11,7 @@ from servers import serve_mail_for
 from support import mail
 
 from app.delivery import leases, runner, sessions
+from app.domain import outbound_queue
 from app.extensions import db
 from app.models import OutboundItem
 
@@ -133,16 +134,17 @@ def test_an_outcome_is_logged_and_counted_once_when_its_group_commit_failed(
     lease = leases.take(set(), items=8)
     (good,), (bad,) = lease.sends
 
-    def delivered(item):
-        runner._delivered(item, "250 2.0.0 Ok", b"")
+    def logged(row):
+        runner._log_line(row, None, "sent", "250 2.0.0 Ok")
 
     def delivered_then_broken(item):
-        delivered(item)
+        runner._log(item, "sent", "250 2.0.0 Ok")
         item.rcpt_to = None  # outbound_item.rcpt_to is NOT NULL: the commit fails
 
     before = delivery_outcomes(client)
-    outcomes = [leases._Outcome((good,), lease.token, delivered),
-                leases._Outcome((bad,), lease.token, delivered_then_broken)]
+    outcomes = [leases._Outcome((good,), lease.token, sent=leases.Sent(
+                    "250 2.0.0 Ok", logged, outbound_queue.finish_sent, outbound_queue.sent_to)),
+                leases._Outcome((bad,), lease.token, apply=delivered_then_broken)]
     with caplog.at_level(logging.INFO, logger=runner.log.name):
         leases._GroupCommit._commit(outcomes)
     assert outcomes[0].error is None and outcomes[1].error is not None
