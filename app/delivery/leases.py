@@ -79,7 +79,7 @@ def due(now):
 
 
 def take(full: Collection[str], in_flight: Collection[str] = (), items: int = 1,
-         later: Collection[str] = ()) -> Lease | None:
+         later: Collection[str] = (), most: int | None = None) -> Lease | None:
     """Lease the next due item for a destination not in ``full``, with, for a delivery,
     the message's other due items that go with it in one transaction; then, up to
     ``items`` items in all, the next due items for the same destination. One commit.
@@ -93,17 +93,18 @@ def take(full: Collection[str], in_flight: Collection[str] = (), items: int = 1,
     order (the password before the messages it opens) while several deliveries to one
     domain run at once. Received messages relayed on are not held back so: SMTP makes
     no promise of order between messages, and Postfix, like any MTA, sends several at
-    once to one recipient.
+    once to one recipient. The generated mail due next to the lead's address comes along
+    (up to GENERATED_PER_LEASE in all): ``most`` caps that at a run's limit.
     """
     with _group_commit.writing:
         # The outcomes waiting are written in the take's own transaction: one commit
         # (on SQLite one disk sync) for both, and no take comes between a remote
         # server's 250 and our commit of it.
-        return _group_commit.joined(lambda: _take(full, in_flight, items, later))
+        return _group_commit.joined(lambda: _take(full, in_flight, items, later, most))
 
 
 def _take(full: Collection[str], in_flight: Collection[str], items: int,
-          later: Collection[str]) -> Lease | None:
+          later: Collection[str], most: int | None) -> Lease | None:
     now = clock.utcnow()
     token = _PROCESS_MARK + secrets.token_hex(12)
     leased = {"b_now": now, "b_held": sorted(in_flight), "b_until": now + LEASE,
@@ -126,7 +127,8 @@ def _take(full: Collection[str], in_flight: Collection[str], items: int,
     if items > 1 + len(others):
         sends += _take_followers(destination, leased, items - 1 - len(others), recipients)
     elif taken.kind != "delivery":
-        sends += _take_same_address(taken.rcpt_to, leased)
+        same = GENERATED_PER_LEASE if most is None else min(most, GENERATED_PER_LEASE)
+        sends += _take_same_address(taken.rcpt_to, leased, same - 1)
     db.session.commit()
     return Lease(tuple(sends), token, destination, frozenset(recipients))
 
@@ -275,7 +277,7 @@ _SAME_ADDRESS = _leasing(
     .where(due(bindparam("b_now", type_=_WHEN)), OutboundItem.kind != "delivery",
            func.lower(OutboundItem.rcpt_to) == bindparam("b_address"))
     .order_by(OutboundItem.next_attempt_at, OutboundItem.id)
-    .limit(GENERATED_PER_LEASE - 1)
+    .limit(bindparam("b_count"))
     .with_for_update(skip_locked=True))
 _FOLLOWERS_TAKEN = (
     select(OutboundItem.id, OutboundItem.kind, OutboundItem.route, OutboundItem.rcpt_to,
@@ -313,13 +315,15 @@ def _take_followers(destination: str, leased: dict, count: int,
     return [tuple(ids) for ids in sends]
 
 
-def _take_same_address(address: str, leased: dict) -> list[tuple[int]]:
-    """Lease the next generated mail due to ``address`` (the lead's), each a message of
+def _take_same_address(address: str, leased: dict, count: int) -> list[tuple[int]]:
+    """Lease the next ``count`` generated mails due to ``address`` (the lead's), each a message of
     its own, in the order due: it would wait for the lead's lease to end in any case
     (``take`` holds back an address's generated mail while some is under way), so the
     thread sending the lead sends it next, without a take (a commit) for each."""
+    if count < 1:
+        return []
     taken = list(_statement(_SAME_ADDRESS, leased | {
-        "b_address": address.lower()}).scalars())
+        "b_address": address.lower(), "b_count": count}).scalars())
     if not taken:
         return []
     return [(row.id,) for row in _statement(_FOLLOWERS_TAKEN, {"b_ids": taken})]
@@ -509,12 +513,13 @@ class _GroupCommit:
     def joined(self, work: Callable[[], T]) -> T:
         """Write the outcomes waiting and then do ``work`` (which commits) in the same
         transaction (the caller holds ``writing``). If either fails, the outcomes are
-        written on their own, as a group that fails is; what ``work`` raised is
-        raised."""
+        written on their own, as a group that fails is, and ``work`` is done again
+        alone: an outcome that cannot be written never fails the take."""
         group = self._take_waiting()
         if group:
             try:
                 _apply_where_held(group)
+                db.session.flush()  # what cannot be written fails here, not in ``work``
             except Exception:
                 db.session.rollback()
                 self._commit(group)  # again, then each alone; the work goes on
@@ -523,9 +528,10 @@ class _GroupCommit:
             return work()
         except Exception:
             db.session.rollback()
-            if group:
-                self._commit(group)
-            raise
+            if not group:
+                raise
+        self._commit(group)  # the COMMIT may have failed on an outcome's account
+        return work()
 
     def _take_waiting(self) -> list[_Outcome]:
         with self._waiting_lock:

@@ -143,6 +143,9 @@ class _Run:
         self.in_flight: Counter[str] = Counter()
         #: their number: read without the lock where a stale count does no harm
         self.busy = 0
+        #: leases ended so far: a take that found nothing while one ended may have been
+        #: kept from what that lease held back (``work``)
+        self.ended = 0
         #: the domains leased to in this round: each domain with mail due gets its turn
         #: before any gets a second one (round-robin, as Postfix's queue manager)
         self.served: set[str] = set()
@@ -157,9 +160,15 @@ class _Run:
     def work(self) -> None:
         while True:
             self.sessions.close_idle()
+            with self.changed:
+                ended = self.ended
             lease = self._take()
             if lease is None:
                 with self.changed:
+                    if not self._over() and not self.in_flight and self.ended != ended:
+                        # a lease ended during the take: what it held back (its domain
+                        # full, its address's next notice) may be due now
+                        continue
                     if self._over() or not self.in_flight:
                         self.changed.notify_all()  # the threads waiting stop too
                         return  # nothing due, nothing in flight
@@ -187,7 +196,8 @@ class _Run:
                 full = self._full()
                 later = (set(self.in_flight) | self.served) - full
                 recipients, room = set(self.recipients), self._room()
-            lease = leases.take(full, recipients, items=room, later=later)
+                most = None if self.limit is None else self.limit - self.taken
+            lease = leases.take(full, recipients, items=room, later=later, most=most)
             if lease is None:
                 return None
             with self.changed:
@@ -205,11 +215,15 @@ class _Run:
     def _done(self, lease: leases.Lease) -> None:
         """Let the lease's slot go. No thread waiting is woken for it: this one takes
         next, with the same view of what is full, so a waiting thread would only repeat
-        its take for nothing (a statement and the process's write lock each time)."""
+        its take for nothing (a statement and the process's write lock each time);
+        unless the run is stopping, which they must hear at once, not at their next poll."""
         with self.changed:
             self.in_flight -= Counter({lease.destination: 1})
             self.busy -= 1
+            self.ended += 1
             self.recipients -= Counter(lease.recipients)
+            if stopping.is_set():
+                self.changed.notify_all()
 
     def _room_left(self, destination: str) -> bool:
         """Whether, after a take for ``destination``, another thread might take too
