@@ -28,10 +28,11 @@ from app import metrics
 from app.config import networks, smtp_listener
 from app.delivery import destinations
 from app.domain import accounts, ingest, second_factor
-from app.extensions import db, limiter
+from app.extensions import db
 from app.mail import addresses, trace
 from app.smtp.group_commit import GroupCommit, StoreTimeout
 from app.smtp.session import Session, Sessions, data_timeout
+from app.smtp.throttle import auth_limiter
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,8 @@ class IngressHandler:
         # the message, so a domain removed meanwhile is still refused there, and one
         # just added is served at once. (Touched only on the event loop.)
         self.served_until: dict[str, float] = {}
+        # failed AUTH counted where the portal counts failed sign-ins, else in memory
+        self.auth_failures = auth_limiter(app)
 
     def trusted(self, peer) -> bool:
         """Whether the client at ``peer`` (address and port, or an address) may relay
@@ -229,18 +232,18 @@ class IngressHandler:
 
         def internal_user() -> bool | None:
             """True or False; None when this client has failed too often of late."""
-            throttled = limiter.enabled  # CCM_RATELIMIT_STORAGE, shared with the portal
-            if throttled and not all(limiter.limiter.test(limit, "smtp-auth", client)
-                                     for limit in AUTH_FAILURES):
+            throttle = self.auth_failures
+            if throttle and not all(throttle.test(limit, "smtp-auth", client)
+                                    for limit in AUTH_FAILURES):
                 return None  # not even tested: guessing stops here, whatever the account
             matched = accounts.check_credentials(email, password.decode("utf-8", "replace"))
             relaying = [user for user in matched if may_relay(user)]
             for user in relaying:  # for these, the password is the whole proof
                 accounts.clear_failures(user)
             db.session.commit()  # failed attempts count towards the lock-out
-            if throttled and not matched:
+            if throttle and not matched:
                 for limit in AUTH_FAILURES:
-                    limiter.limiter.hit(limit, "smtp-auth", client)
+                    throttle.hit(limit, "smtp-auth", client)
             return bool(relaying)
 
         try:

@@ -168,6 +168,24 @@ def ingress_server(app):
 
 
 @pytest.fixture
+def tls_client(app, gateway, ingress_server, tmp_path):
+    """Connect from outside CCM_RELAY_NETWORKS and start TLS: the ingress then offers AUTH."""
+    ca = ThrowawayCA()
+    app.config["SMTP_TLS_CERT"] = str(ca.server_files("gateway.test", tmp_path))
+    app.config["RELAY_NETWORKS"] = "192.0.2.0/24"
+
+    def connect() -> smtplib.SMTP:
+        client = ingress_server()
+        context = ca.client_context()
+        context.check_hostname = False  # smtplib names the host 127.0.0.1
+        client.starttls(context=context)
+        client.ehlo()
+        return client
+
+    return connect
+
+
+@pytest.fixture
 def signed_in_client(app, gateway, ingress_server, tmp_path):
     """Connect from outside CCM_RELAY_NETWORKS, start TLS and sign in with SMTP AUTH as
     ``login`` (a user made with the test password): a mail client on the Internet."""

@@ -435,22 +435,6 @@ def test_a_client_that_hung_up_before_its_message_was_stored_leaves_the_others_a
     assert [m.subject for m in stored()] == ["Waiting"]
 
 
-@pytest.fixture
-def tls_client(app, gateway, ingress_server, tmp_path):
-    """Connect from outside CCM_RELAY_NETWORKS and start TLS: the ingress then offers AUTH."""
-    ca = ThrowawayCA()
-    app.config["SMTP_TLS_CERT"] = str(ca.server_files("gateway.test", tmp_path))
-    app.config["RELAY_NETWORKS"] = "192.0.2.0/24"
-
-    def connect() -> smtplib.SMTP:
-        client = ingress_server()
-        client.starttls(context=_client_context(ca))
-        client.ehlo()
-        return client
-
-    return connect
-
-
 @pytest.mark.parametrize("mechanism,initial", [("PLAIN", True), ("PLAIN", False),
                                                ("LOGIN", True), ("LOGIN", False)])
 def test_auth_plain_and_login_with_and_without_an_initial_response(tls_client, mechanism,
