@@ -7,13 +7,15 @@ the test cuts to play the outage; each test has a key prefix of its own.
 from __future__ import annotations
 
 import logging
+import os
 import smtplib
+import subprocess
 import time
 import uuid
 
 import pytest
 import redis
-from servers import TcpRelay
+from servers import CCM, TcpRelay, ThrowawayCA, free_port, wait_for_port
 from support import PASSWORD
 
 from app.config import REDIS_TIMEOUT_SECONDS
@@ -123,3 +125,51 @@ def test_with_redis_down_from_the_start_the_throttle_counts_in_memory(
     assert auth(client, PASSWORD) == 454
     assert messages(caplog, "password check failed") == 0
     assert counts(store, prefix) == []
+
+
+def test_ccm_smtp_started_without_redis_throttles_in_memory_then_in_redis(
+        app, gateway, redis_relay, store, prefix, tmp_path):
+    """``ccm smtp`` as an operator runs it, its storage set by CCM_RATELIMIT_STORAGE."""
+    redis_relay.cut("refuse")
+    ca, port, log = ThrowawayCA(), free_port(), tmp_path / "ccm-smtp.log"
+    environment = {name: value for name, value in os.environ.items()
+                   if not name.startswith("CCM_")}
+    environment.update(
+        CCM_INSTANCE_PATH=str(tmp_path), CCM_DATABASE_URL=app.config["DATABASE_URL"],
+        CCM_SMTP_LISTEN=f"127.0.0.1:{port}", CCM_RELAY_NETWORKS="192.0.2.0/24",
+        CCM_SMTP_TLS_CERT=str(ca.server_files("gateway.test", tmp_path)),
+        CCM_RATELIMIT_STORAGE=f"redis://127.0.0.1:{redis_relay.port}/0",
+        CCM_RATELIMIT_PREFIX=prefix)
+    context = ca.client_context()
+    context.check_hostname = False  # smtplib names the host 127.0.0.1
+
+    def connect() -> smtplib.SMTP:
+        client = smtplib.SMTP("127.0.0.1", port, timeout=10)
+        client.starttls(context=context)
+        client.ehlo()
+        return client
+
+    with log.open("wb") as output:
+        process = subprocess.Popen([str(CCM), "smtp"], env=environment,
+                                   stdin=subprocess.DEVNULL, stdout=output,
+                                   stderr=subprocess.STDOUT)
+    try:
+        wait_for_port(port, process, log)
+        with connect() as client:
+            assert auth(client, PASSWORD) == 235
+        with connect() as client:
+            assert [auth(client, WRONG) for _ in range(11)] == [535] * 10 + [454]
+        assert log.read_text().count(FELL_BACK) == 1
+        assert counts(store, prefix) == []
+
+        redis_relay.restore()
+        deadline = time.monotonic() + GIVE_UP_SECONDS
+        with connect() as client:
+            while not counts(store, prefix) and time.monotonic() < deadline:
+                assert auth(client, WRONG) in (454, 535)
+                time.sleep(0.5)
+        assert counts(store, prefix) == [1, 1], "ccm smtp did not count in Redis again"
+        assert "Traceback" not in log.read_text()
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
