@@ -9,10 +9,12 @@ from __future__ import annotations
 import contextvars
 import os
 import shutil
+import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+import redis
 from flask import has_app_context
 from flask.testing import FlaskClient
 from sqlalchemy import create_engine, inspect, text
@@ -242,3 +244,26 @@ def every_message_agrees(monkeypatch):
     monkeypatch.setattr(parts, "scan", checked)
     # every message, however small, takes the indexed path the large ones take
     monkeypatch.setattr(parts, "INDEX_FROM", 0)
+
+
+@pytest.fixture
+def redis_store():
+    """A client of the real Redis on 127.0.0.1:6379 (the test is skipped without it)."""
+    client = redis.Redis("127.0.0.1", 6379, socket_timeout=5)
+    try:
+        client.ping()
+    except redis.ConnectionError:
+        client.close()
+        pytest.skip("Redis does not answer on 127.0.0.1:6379")
+    with client:
+        yield client
+
+
+@pytest.fixture
+def redis_prefix(redis_store):
+    """A key prefix of the test's own, so parallel runs do not count each other's
+    attempts; its keys are removed afterwards."""
+    prefix = f"ccm-test-{uuid.uuid4().hex}"
+    yield prefix
+    if keys := list(redis_store.scan_iter(f"{prefix}:*")):
+        redis_store.delete(*keys)

@@ -8,10 +8,8 @@ runs do not count each other's attempts.
 from __future__ import annotations
 
 import time
-import uuid
 
 import pytest
-import redis
 from servers import CcmWeb, TcpRelay, Visitor
 
 REDIS = ("127.0.0.1", 6379)
@@ -24,39 +22,19 @@ GIVE_UP_SECONDS = 120
 
 
 @pytest.fixture
-def store():
-    client = redis.Redis(*REDIS, socket_timeout=5)
-    try:
-        client.ping()
-    except redis.ConnectionError:
-        client.close()
-        pytest.skip("Redis does not answer on 127.0.0.1:6379")
-    with client:
-        yield client
-
-
-@pytest.fixture
-def prefix(store):
-    prefix = f"ccm-test-{uuid.uuid4().hex}"
-    yield prefix
-    if keys := list(store.scan_iter(f"{prefix}:*")):
-        store.delete(*keys)
-
-
-@pytest.fixture
 def relay():
     with TcpRelay(REDIS) as relay:
         yield relay
 
 
 @pytest.fixture
-def portals(app, tmp_path, relay, prefix):
+def portals(app, tmp_path, relay, redis_prefix):
     """Two ``ccm web`` processes on the test's database, counting in Redis via ``relay``."""
     settings = {
         "CCM_DATABASE_URL": app.config["DATABASE_URL"],
         "CCM_SECRET_KEY": "ratelimit-test-key",
         "CCM_RATELIMIT_STORAGE": f"redis://127.0.0.1:{relay.port}/0",
-        "CCM_RATELIMIT_PREFIX": prefix,
+        "CCM_RATELIMIT_PREFIX": redis_prefix,
     }
     with CcmWeb(tmp_path, settings) as first, CcmWeb(tmp_path, settings) as second:
         yield first, second
@@ -71,10 +49,10 @@ def counts(store, prefix: str, source: str) -> list[int]:
     return sorted(int(store.get(key)) for key in store.scan_iter(f"{prefix}:*/{source}/*"))
 
 
-def test_processes_share_their_counts_in_redis(portals, store, prefix):
+def test_processes_share_their_counts_in_redis(portals, redis_store, redis_prefix):
     first, second = portals
     assert [attempt(portal, "127.0.0.2") for portal in (first, second) * 5] == [200] * 10
-    assert counts(store, prefix, "127.0.0.2") == [10, 10]  # 10 a minute, 60 an hour
+    assert counts(redis_store, redis_prefix, "127.0.0.2") == [10, 10]  # 10 a minute, 60 an hour
     assert attempt(first, "127.0.0.2") == 429
     assert attempt(second, "127.0.0.2") == 429
     assert attempt(second, "127.0.0.3") == 200
@@ -82,7 +60,7 @@ def test_processes_share_their_counts_in_redis(portals, store, prefix):
 
 @pytest.mark.parametrize("outage", TcpRelay.OUTAGES)
 def test_without_redis_each_process_throttles_alone_until_redis_returns(
-        portals, relay, store, prefix, outage):
+        portals, relay, redis_store, redis_prefix, outage):
     first, second = portals
     for portal in portals:  # each now holds a connection to Redis, which the outage breaks
         assert attempt(portal, "127.0.0.5") == 200
@@ -94,15 +72,15 @@ def test_without_redis_each_process_throttles_alone_until_redis_returns(
         assert [attempt(portal, "127.0.0.2") for _ in range(11)] == [200] * 10 + [429]
         assert portal.output().count("falling back to in-memory storage") == 1
         assert "Traceback" not in portal.output()
-    assert counts(store, prefix, "127.0.0.2") == []
+    assert counts(redis_store, redis_prefix, "127.0.0.2") == []
 
     relay.restore()
     for portal, source in ((first, "127.0.0.3"), (second, "127.0.0.4")):
         deadline = time.monotonic() + GIVE_UP_SECONDS
-        while not counts(store, prefix, source) and time.monotonic() < deadline:
+        while not counts(redis_store, redis_prefix, source) and time.monotonic() < deadline:
             assert attempt(portal, source) in (200, 429)
             time.sleep(0.5)
-        assert counts(store, prefix, source), "the portal did not count in Redis again"
+        assert counts(redis_store, redis_prefix, source), "the portal did not count in Redis again"
 
     # Counting is shared again.
     assert [attempt(portal, "127.0.0.6") for portal in portals * 5] == [200] * 10

@@ -11,10 +11,8 @@ import os
 import smtplib
 import subprocess
 import time
-import uuid
 
 import pytest
-import redis
 from servers import CCM, TcpRelay, ThrowawayCA, free_port, wait_for_port
 from support import PASSWORD
 
@@ -32,33 +30,13 @@ pytestmark = pytest.mark.parametrize("app", [{"RATELIMIT_ENABLED": True}], indir
 
 
 @pytest.fixture
-def store():
-    client = redis.Redis(*REDIS, socket_timeout=5)
-    try:
-        client.ping()
-    except redis.ConnectionError:
-        client.close()
-        pytest.skip("Redis does not answer on 127.0.0.1:6379")
-    with client:
-        yield client
-
-
-@pytest.fixture
-def prefix(store):
-    prefix = f"ccm-test-{uuid.uuid4().hex}"
-    yield prefix
-    if keys := list(store.scan_iter(f"{prefix}:*")):
-        store.delete(*keys)
-
-
-@pytest.fixture
-def redis_relay(app, prefix):
+def redis_relay(app, redis_prefix):
     """Redis through a relay the test can cut, as the ingress's rate-limit storage (the
     settings app/config.py makes of CCM_RATELIMIT_STORAGE=redis://…)."""
     with TcpRelay(REDIS) as relay:
         app.config.update(
             RATELIMIT_STORAGE_URI=f"redis://127.0.0.1:{relay.port}/0",
-            RATELIMIT_STORAGE_OPTIONS={"key_prefix": prefix,
+            RATELIMIT_STORAGE_OPTIONS={"key_prefix": redis_prefix,
                                        "socket_connect_timeout": REDIS_TIMEOUT_SECONDS,
                                        "socket_timeout": REDIS_TIMEOUT_SECONDS})
         yield relay
@@ -87,11 +65,11 @@ def messages(caplog, text: str) -> int:
 
 @pytest.mark.parametrize("outage", TcpRelay.OUTAGES)
 def test_through_an_outage_users_sign_in_and_guessing_is_bounded_in_memory(
-        gateway, tls_client, redis_relay, store, prefix, caplog, outage):
+        gateway, tls_client, redis_relay, redis_store, redis_prefix, caplog, outage):
     caplog.set_level(logging.INFO, logger="app.smtp.throttle")
     client = tls_client()
     assert auth(client, WRONG) == 535
-    assert counts(store, prefix) == [1, 1]  # 10 a minute, 60 an hour
+    assert counts(redis_store, redis_prefix) == [1, 1]  # 10 a minute, 60 an hour
     redis_relay.cut(outage)
 
     # No 454 for everyone: a user with the right password gets in...
@@ -106,17 +84,17 @@ def test_through_an_outage_users_sign_in_and_guessing_is_bounded_in_memory(
 
     # Back in Redis, which knows of one failure only: 535 again, counted there.
     deadline = time.monotonic() + GIVE_UP_SECONDS
-    while counts(store, prefix) == [1, 1] and time.monotonic() < deadline:
+    while counts(redis_store, redis_prefix) == [1, 1] and time.monotonic() < deadline:
         assert auth(client, WRONG) in (454, 535)
         time.sleep(0.5)
-    assert counts(store, prefix) == [2, 2], "the ingress did not count in Redis again"
+    assert counts(redis_store, redis_prefix) == [2, 2], "the ingress did not count in Redis again"
     assert messages(caplog, CAME_BACK) == 1
     assert auth(client, PASSWORD) == 235  # memory would still say 454
 
 
 @pytest.mark.parametrize("outage", TcpRelay.OUTAGES)
 def test_with_redis_down_from_the_start_the_throttle_counts_in_memory(
-        gateway, tls_client, redis_relay, store, prefix, caplog, outage):
+        gateway, tls_client, redis_relay, redis_store, redis_prefix, caplog, outage):
     redis_relay.cut(outage)
     assert auth(tls_client(), PASSWORD) == 235
     client = tls_client()
@@ -124,11 +102,11 @@ def test_with_redis_down_from_the_start_the_throttle_counts_in_memory(
     assert messages(caplog, FELL_BACK) == 1
     assert auth(client, PASSWORD) == 454
     assert messages(caplog, "password check failed") == 0
-    assert counts(store, prefix) == []
+    assert counts(redis_store, redis_prefix) == []
 
 
 def test_ccm_smtp_started_without_redis_throttles_in_memory_then_in_redis(
-        app, gateway, redis_relay, store, prefix, tmp_path):
+        app, gateway, redis_relay, redis_store, redis_prefix, tmp_path):
     """``ccm smtp`` as an operator runs it, its storage set by CCM_RATELIMIT_STORAGE."""
     redis_relay.cut("refuse")
     ca, port, log = ThrowawayCA(), free_port(), tmp_path / "ccm-smtp.log"
@@ -139,7 +117,7 @@ def test_ccm_smtp_started_without_redis_throttles_in_memory_then_in_redis(
         CCM_SMTP_LISTEN=f"127.0.0.1:{port}", CCM_RELAY_NETWORKS="192.0.2.0/24",
         CCM_SMTP_TLS_CERT=str(ca.server_files("gateway.test", tmp_path)),
         CCM_RATELIMIT_STORAGE=f"redis://127.0.0.1:{redis_relay.port}/0",
-        CCM_RATELIMIT_PREFIX=prefix)
+        CCM_RATELIMIT_PREFIX=redis_prefix)
     context = ca.client_context()
     context.check_hostname = False  # smtplib names the host 127.0.0.1
 
@@ -160,15 +138,15 @@ def test_ccm_smtp_started_without_redis_throttles_in_memory_then_in_redis(
         with connect() as client:
             assert [auth(client, WRONG) for _ in range(11)] == [535] * 10 + [454]
         assert log.read_text().count(FELL_BACK) == 1
-        assert counts(store, prefix) == []
+        assert counts(redis_store, redis_prefix) == []
 
         redis_relay.restore()
         deadline = time.monotonic() + GIVE_UP_SECONDS
         with connect() as client:
-            while not counts(store, prefix) and time.monotonic() < deadline:
+            while not counts(redis_store, redis_prefix) and time.monotonic() < deadline:
                 assert auth(client, WRONG) in (454, 535)
                 time.sleep(0.5)
-        assert counts(store, prefix) == [1, 1], "ccm smtp did not count in Redis again"
+        assert counts(redis_store, redis_prefix) == [1, 1], "ccm smtp did not count in Redis again"
         assert "Traceback" not in log.read_text()
     finally:
         process.terminate()
