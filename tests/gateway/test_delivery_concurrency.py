@@ -179,9 +179,10 @@ def test_threads_waiting_are_not_woken_for_takes_that_find_nothing(
     assert runner.run_due() == 10
     assert len(partner.wait_for(10)) == 10
     assert set(item_states().values()) == {"done"}
-    # Each thread's first try and its last, and a few more: not one for each waiting
-    # thread each time a message is done (some sixty in all).
-    assert len(found_nothing) <= 2 * 8 + 2, len(found_nothing)
+    # Each thread's first try and its last, once more for a thread whose take found
+    # nothing while a lease ended (``_Run.work``), and a few more: not one for each
+    # waiting thread each time a message is done (some sixty in all).
+    assert len(found_nothing) <= 3 * 8 + 2, len(found_nothing)
 
 
 def test_a_take_of_generated_mail_takes_the_next_to_the_same_address_along(gateway,
