@@ -142,17 +142,10 @@ def _statement(statement, values: dict):
     return db.session.connection().execute(statement, values)
 
 
-def _not_held_back(in_flight: Collection[str]) -> list:
-    """Conditions leaving aside generated mail to the addresses in ``in_flight``."""
-    return [or_(OutboundItem.kind == "delivery",
-                func.lower(OutboundItem.rcpt_to).not_in(sorted(in_flight)))] \
-        if in_flight else []
-
-
-def _not_for(domains: Collection[str]) -> list:
-    """Conditions leaving aside the items for ``domains``."""
-    return [~func.lower(OutboundItem.rcpt_to).endswith(f"@{domain}", autoescape=True)
-            for domain in sorted(domains)]
+def _not_at(pattern):
+    """Leaving aside the items for the domain whose ``_at_domain`` pattern (a value or
+    a bound parameter) is given."""
+    return ~func.lower(OutboundItem.rcpt_to).like(pattern, escape="/")
 
 
 #: a bound list of the addresses whose generated mail is under way: their next is left
@@ -181,8 +174,7 @@ def _lead_statement(skipped: int):
     next_due = (
         select(OutboundItem.id)
         .where(due(bindparam("b_now", type_=_WHEN)), _NOT_HELD_BACK,
-               *[~func.lower(OutboundItem.rcpt_to).like(bindparam(f"b_skip{n}"), escape="/")
-                 for n in range(skipped)])
+               *[_not_at(bindparam(f"b_skip{n}")) for n in range(skipped)])
         .order_by(OutboundItem.next_attempt_at, OutboundItem.id)
         .limit(1)
         .with_for_update(skip_locked=True)
@@ -194,11 +186,11 @@ def _lead_statement(skipped: int):
 def due_elsewhere(busy: Collection[str], in_flight: Collection[str] = ()) -> bool:
     """Whether an item is due for a destination not in ``busy`` (generated mail to an
     address in ``in_flight`` left aside, as ``take`` leaves it)."""
-    not_in_flight = _not_held_back(in_flight)
     found = db.session.execute(
         select(OutboundItem.id)
-        .where(due(clock.utcnow()), *not_in_flight, *_not_for(busy))
-        .limit(1)).first()
+        .where(due(clock.utcnow()), _NOT_HELD_BACK,
+               *[_not_at(_at_domain(domain)) for domain in sorted(busy)])
+        .limit(1), {"b_held": sorted(in_flight)}).first()
     db.session.commit()  # ends the read
     return found is not None
 
@@ -241,12 +233,11 @@ def _at_domain(destination: str) -> str:
 def _companions_statement():
     """The statement of :func:`_take_companions`, built once (it runs for every take)."""
     lead_recipient = aliased(Recipient)
-    when = OutboundItem.lease_until.type
-    companions = (
+    return _leasing(
         select(OutboundItem.id)
         .join(Recipient, OutboundItem.recipient_id == Recipient.id)
         .join(lead_recipient, lead_recipient.id == bindparam("b_lead_recipient"))
-        .where(due(bindparam("b_now", type_=when)), OutboundItem.id != bindparam("b_lead"),
+        .where(due(bindparam("b_now", type_=_WHEN)), OutboundItem.id != bindparam("b_lead"),
                OutboundItem.kind == "delivery", OutboundItem.route == bindparam("b_route"),
                Recipient.message_id == lead_recipient.message_id,
                Recipient.tls.is_not_distinct_from(lead_recipient.tls),
@@ -255,11 +246,6 @@ def _companions_statement():
         .limit(RCPTS_PER_TRANSACTION - 1)
         .with_for_update(skip_locked=True, of=OutboundItem)
     )
-    return (update(OutboundItem).where(OutboundItem.id.in_(companions.scalar_subquery()))
-            .values(state="sending", lease_until=bindparam("b_until", type_=when),
-                    lease_token=bindparam("b_token"))
-            .returning(OutboundItem.id)
-            .execution_options(synchronize_session=False))
 
 
 _COMPANIONS = _companions_statement()
