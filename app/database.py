@@ -1,10 +1,13 @@
 """Database engine settings that SQLAlchemy does not set for us."""
 
+import fcntl
+import os
 import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
 import flask_migrate
@@ -65,6 +68,31 @@ def begin_writing() -> None:
     if db.engine.dialect.name == "sqlite" and not holds_write_lock():
         # on the connection: the session's own execute would first flush what is pending
         db.session.connection().execute(text("BEGIN IMMEDIATE"))
+
+
+@contextmanager
+def writers_take_turns() -> Iterator[None]:
+    """Hold this SQLite database's turn to write among the processes that ask for it,
+    until the block ends; elsewhere (PostgreSQL, SQLite in memory) nothing.
+
+    SQLite's own wait for its write lock polls, sleeping up to 100 ms a time, so two
+    ``ccm smtp`` processes sharing a port left the lock idle while each slept, and
+    together stored no more than one. A lock on a file beside the database wakes the
+    next one the moment the last lets go (and goes with a process that dies). Only
+    those that ask take turns here; every other writer still meets them in SQLite's
+    lock, so nothing depends on all of them asking.
+    """
+    path = db.engine.url.database if db.engine.dialect.name == "sqlite" else None
+    if not path or path == ":memory:" or path.startswith("file:"):
+        yield
+        return
+    turn = os.open(f"{path}-writers", os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        # bounded: the holder waits no longer than SQLite's busy timeout, then commits
+        fcntl.flock(turn, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(turn)  # lets go of the lock
 
 
 def holds_write_lock() -> bool:

@@ -228,11 +228,13 @@ class GroupCommit:
     def _turn_to_write(self) -> Iterator[None]:
         """Hold the database's write lock, this process's turn first (on SQLite), until
         the COMMIT. A first contact may already have taken it (``isolation``): it then
-        writes at once, and the other thread waits in SQLite for its COMMIT."""
+        writes at once, and the other thread waits in SQLite for its COMMIT. Other
+        ``ccm smtp`` processes on the same SQLite file take turns with this one
+        (``database.writers_take_turns``)."""
         if self.writer is None or database.holds_write_lock():
             yield
             return
-        with self.writer:
+        with self.writer, database.writers_take_turns():
             database.begin_writing()
             yield
 

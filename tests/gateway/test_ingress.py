@@ -577,6 +577,45 @@ def test_ingress_processes_can_share_a_port_only_when_asked(app, gateway):
             controller.stop()
 
 
+def test_ingress_processes_on_one_sqlite_file_take_turns_to_write(app, gateway, ingress_server):
+    """Another process holding the writers' turn (``database.writers_take_turns``) keeps
+    a message from being committed, and the message is committed the moment it lets go:
+    not after one of SQLite's own sleeps, as when only its lock stood between them."""
+    import subprocess
+    import sys
+    import time
+
+    if db.engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's writers only: PostgreSQL's write at once")
+    path = db.engine.url.database + "-writers"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, os, sys\n"
+         f"turn = os.open({path!r}, os.O_CREAT | os.O_RDWR)\n"
+         "fcntl.flock(turn, fcntl.LOCK_EX)\nprint('held', flush=True)\nsys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        answers: list[float] = []
+        client = ingress_server()
+        sending = threading.Thread(target=lambda: answers.append(
+            (client.sendmail("alice@acme.test", ["pat@partner.test"], mail().encode()),
+             time.monotonic())[1]))
+        sending.start()
+        sending.join(timeout=1.0)
+        assert answers == [] and stored() == []  # received, waiting for its turn
+        released = time.monotonic()
+        holder.stdin.close()
+        sending.join(timeout=10)
+        assert len(answers) == 1 and answers[0] - released < 0.5
+        assert [m.subject for m in stored()] == ["Quarterly figures"]
+    finally:
+        holder.kill()
+        holder.wait()
+        holder.stdout.close()
+        if not holder.stdin.closed:
+            holder.stdin.close()
+
+
 def test_a_write_committed_elsewhere_while_a_message_is_stored_does_not_refuse_it(
         app, gateway, ingress_server, monkeypatch):
     """SQLite refuses at once (no busy wait) to let a transaction that has read write
