@@ -23,6 +23,7 @@ from app.extensions import db
 from app.mail import terminal
 from app.models import Job, OutboundItem, QueueState, Tenant
 from app.smtp import ingress
+from app.smtp import processes as smtp_processes
 from app.web import serving
 
 
@@ -102,9 +103,10 @@ def _start_smtp(share_port: bool = False):
     return controller
 
 
-def _stop_signal(*wake: Callable[[], None]) -> threading.Event:
+def _stop_signal(*wake: Callable[[], None], repeat_ends: bool = True) -> threading.Event:
     """An event SIGTERM (or SIGINT, Ctrl-C) sets, calling ``wake`` too; a second signal
-    ends the process at once, status 1, for an operator who will not wait.
+    ends the process at once, status 1, for an operator who will not wait (unless not
+    ``repeat_ends``).
 
     The process then stops gracefully within CCM_SHUTDOWN_GRACE (docs/operations.md,
     "Stopping and restarting"): each command below says how.
@@ -112,7 +114,7 @@ def _stop_signal(*wake: Callable[[], None]) -> threading.Event:
     stop = threading.Event()
 
     def handle(*_) -> None:
-        if stop.is_set():
+        if stop.is_set() and repeat_ends:
             os._exit(1)
         stop.set()
         for call in wake:
@@ -177,16 +179,33 @@ def web(threads: int) -> None:
 
 
 @click.command()
+@click.option("--processes", type=click.IntRange(0, smtp_processes.MOST), default=0,
+              help="Processes receiving on the port together (default 0: one a core, "
+                   f"at most {smtp_processes.MOST}).")
 @click.option("--share-port", is_flag=True,
-              help="Share the listening port with other `ccm smtp --share-port` processes "
-                   "of this user, to use more cores (with PostgreSQL; SQLite has one writer).")
-def smtp(share_port: bool) -> None:
-    """Run the SMTP ingress only, for scale-out."""
-    database.upgrade()
-    stop = _stop_signal()
-    controller = _start_smtp(share_port)
-    stop.wait()
-    controller.shut_down(current_app.config["SHUTDOWN_GRACE"])
+              help="Also share the listening port with other `ccm smtp --share-port` "
+                   "commands of this user (their processes add to these).")
+@click.option("--sibling-of", type=int, hidden=True)
+def smtp(processes: int, share_port: bool, sibling_of: int | None) -> None:
+    """Run the SMTP ingress only, for scale-out: one process a core."""
+    count = processes or smtp_processes.default_count()
+    if sibling_of is not None:  # started by the first process, which upgraded the database
+        smtp_processes.follow_first(sibling_of)
+    else:
+        database.upgrade()
+    # a sibling lets the first decide when it is stopped at once (repeated signals reach
+    # it from the terminal, the first and systemd together); it still stops within the grace
+    stop = _stop_signal(repeat_ends=sibling_of is None)
+    current_app.config["SMTP_PROCESSES"] = count
+    controller = _start_smtp(share_port or count > 1)
+    siblings = smtp_processes.Siblings(count - 1 if sibling_of is None else 0)
+    siblings.start()
+    while not stop.wait(1.0):
+        siblings.keep_up()
+    siblings.stop()
+    grace = current_app.config["SHUTDOWN_GRACE"]
+    controller.shut_down(grace)
+    siblings.wait(grace)
     _exit(True)
 
 

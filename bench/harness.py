@@ -16,6 +16,7 @@ installed, and the latency probe of bench/expiry.py::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import os
@@ -90,6 +91,17 @@ def reset_peak_rss(pid: int) -> bool:
         return False
 
 
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants, parents first."""
+    found, place = [pid], 0
+    while place < len(found):
+        for task in Path(f"/proc/{found[place]}/task").glob("*/children"):
+            with contextlib.suppress(OSError):
+                found.extend(int(child) for child in task.read_text().split())
+        place += 1
+    return found
+
+
 def cpu_seconds(pid: int) -> float:
     """User plus system CPU time ``pid`` has used so far (all its threads)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
@@ -151,10 +163,17 @@ class Process:
     def alive(self) -> bool:
         return self.popen.poll() is None
 
+    def tree(self) -> list[int]:
+        """This process and those it started (``ccm smtp``'s siblings), while alive."""
+        return process_tree(self.pid)
+
     def kill(self) -> None:
-        """SIGKILL, as a crash would: no clean-up of any kind."""
+        """SIGKILL to it and every process it started, as a crash of them all would: no
+        clean-up of any kind (killed alone, ``ccm smtp``'s siblings would stop gracefully)."""
         if self.alive():
-            self.popen.send_signal(signal.SIGKILL)
+            for pid in reversed(self.tree()):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
         self.popen.wait()
 
     def stop(self, timeout: float = 5) -> None:

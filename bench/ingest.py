@@ -292,25 +292,27 @@ def postfix_available() -> bool:
 # --- the runs --------------------------------------------------------------------------
 
 
-def run_ccm(args, messages, warm_up, rcpts, postgres: bool, processes: int = 1) -> RunResult:
+def run_ccm(args, messages, warm_up, rcpts, postgres: bool, processes: int = 0) -> RunResult:
+    """``ccm smtp --processes N``; 0: as an operator starts it, one process a core."""
     settings = {"CCM_MAX_MESSAGE_BYTES": DATA_SIZE_LIMIT}
     if args.store_threads:
         settings["CCM_SMTP_STORE_THREADS"] = str(args.store_threads)
     with harness.Instance("ingest", postgres=postgres, env_extra=settings) as instance:
         instance.import_config(harness.tenant_yaml(ccm=True))
-        if processes == 1:
-            servers = [instance.smtp()]
-        else:  # several `ccm smtp --share-port` on one port, as an operator would run them
-            servers = [instance.start("smtp", "--share-port", ready="listening on")
-                       for _ in range(processes)]
-        smtp = servers[0]
-        label = f"ccm smtp ({instance.database})" + (f" x{processes}" if processes > 1 else "")
+        smtp = instance.start("smtp", "--processes", str(processes), port=instance.smtp_port)
+        expected_count = processes or min(8, len(os.sched_getaffinity(0)))
+        while len(smtp.tree()) < expected_count:  # the siblings start after the first
+            time.sleep(0.05)
+        time.sleep(1.0)  # ... and listen a moment later
+        servers = smtp.tree()
+        label = (f"ccm smtp ({instance.database}) x{len(servers)}"
+                 + (" (default)" if processes == 0 else ""))
         warm = send_all(instance.smtp_port, warm_up, rcpts, args.connections,
                         f"{label} warm-up")
-        cpu = sum(harness.cpu_seconds(server.pid) for server in servers)
+        cpu = sum(harness.cpu_seconds(pid) for pid in servers)
         result = send_all(instance.smtp_port, messages, rcpts, args.connections, label)
-        cpu = sum(harness.cpu_seconds(server.pid) for server in servers) - cpu
-        rss = max(harness.peak_rss(server.pid) for server in servers)
+        cpu = sum(harness.cpu_seconds(pid) for pid in servers) - cpu
+        rss = max(harness.peak_rss(pid) for pid in servers)
         stored = instance.sql("SELECT count(*) FROM message")[0][0]
         rows = instance.sql("SELECT count(*) FROM recipient")[0][0]
         queued = instance.sql("SELECT count(*) FROM outbound_item")[0][0]
@@ -404,8 +406,9 @@ def main() -> None:
                              "tenant's domain")
     parser.add_argument("--postgres", action="store_true",
                         help="also run ccm smtp on PostgreSQL (database ccm_bench)")
-    parser.add_argument("--smtp-processes", type=int, default=1, metavar="N",
-                        help="also run N `ccm smtp --share-port` processes on each database")
+    parser.add_argument("--smtp-processes", type=int, nargs="+", default=[0], metavar="N",
+                        help="run `ccm smtp --processes N` for each N on each database "
+                             "(default 0: its own default, one process a core)")
     parser.add_argument("--no-sqlite", action="store_true", help="skip the SQLite run")
     parser.add_argument("--store-threads", type=int, metavar="N",
                         help="CCM_SMTP_STORE_THREADS for ccm smtp on PostgreSQL (default "
@@ -434,16 +437,10 @@ def main() -> None:
 
     results: list[RunResult] = []
     results.append(run_server("bare", args, messages, warm_up, rcpts))
-    if not args.no_sqlite:
-        results.append(run_ccm(args, messages, warm_up, rcpts, postgres=False))
-        if args.smtp_processes > 1:
-            results.append(run_ccm(args, messages, warm_up, rcpts, postgres=False,
-                                   processes=args.smtp_processes))
-    if args.postgres:
-        results.append(run_ccm(args, messages, warm_up, rcpts, postgres=True))
-        if args.smtp_processes > 1:
-            results.append(run_ccm(args, messages, warm_up, rcpts, postgres=True,
-                                   processes=args.smtp_processes))
+    for postgres in [False] * (not args.no_sqlite) + [True] * args.postgres:
+        for processes in args.smtp_processes:
+            results.append(run_ccm(args, messages, warm_up, rcpts, postgres=postgres,
+                                   processes=processes))
     if args.no_postfix:
         print("postfix: skipped (--no-postfix)")
     elif postfix_available():
@@ -455,11 +452,11 @@ def main() -> None:
     harness.banner("results")
     bare = results[0]
     postfix = next((r for r in results if r.target.startswith("Postfix")), None)
-    print(f"{'target':<28}{'sent':>6}{'refused':>8}{'seconds':>9}{'msg/s':>9}{'MB/s':>7}"
+    print(f"{'target':<36}{'sent':>6}{'refused':>8}{'seconds':>9}{'msg/s':>9}{'MB/s':>7}"
           f"{'p50 ms':>8}{'p99 ms':>8}{'vs bare':>9}{'vs postfix':>11}")
     for r in results:
         vs_postfix = f"{r.rate / postfix.rate:.2f}x" if postfix else "-"
-        print(f"{r.target:<28}{r.sent:>6}{r.refused:>8}{r.seconds:>9.2f}{r.rate:>9.1f}"
+        print(f"{r.target:<36}{r.sent:>6}{r.refused:>8}{r.seconds:>9.2f}{r.rate:>9.1f}"
               f"{r.bytes / r.seconds / 1e6:>7.1f}"
               f"{harness.percentile(r.latencies_ms, 50):>8.1f}"
               f"{harness.percentile(r.latencies_ms, 99):>8.1f}"

@@ -34,34 +34,55 @@ class FallbackLimiter:
     The first failure switches to memory (logged once); while there, ``storage`` is asked
     again (``check()``) at most after 1, 2, 4 … 32 seconds, and counting goes back to it
     once it answers (logged once). The counts of either place are not carried over.
+
+    ``processes``: how many ``ccm smtp`` processes count apart when they count in memory
+    (``memory://``, or during an outage). Each then allows its share of a limit, so the
+    processes together allow what one would: one a core must not mean a client gets as
+    many more guesses (the kernel spreads its connections over all of them).
     """
 
-    def __init__(self, storage: Storage, strategy: str = "fixed-window"):
+    def __init__(self, storage: Storage, strategy: str = "fixed-window", processes: int = 1):
         self.storage = storage
+        self.processes = processes
+        in_memory = isinstance(storage, MemoryStorage)
         self.shared: RateLimiter = STRATEGIES[strategy](storage)
-        self.memory: RateLimiter = STRATEGIES[strategy](MemoryStorage())
+        self.memory: RateLimiter = STRATEGIES[strategy](
+            storage if in_memory else MemoryStorage())
         self.storage_dead = False
+        #: whether ``storage`` is this process's memory: then every count is a share
+        self.in_memory = in_memory
         self._lock = threading.Lock()  # AUTH checks run in several threads at once
         self._checks = 0
         self._last_check = time.monotonic()
 
     def test(self, limit: RateLimitItem, *identifiers: str) -> bool:
         """Whether one more hit of ``limit`` would still be within it."""
-        return self._counted(lambda limiter: limiter.test(limit, *identifiers))
+        return self._counted(limit, lambda limiter, limit: limiter.test(limit, *identifiers))
 
     def hit(self, limit: RateLimitItem, *identifiers: str) -> bool:
         """Count one hit of ``limit``; whether it was within it."""
-        return self._counted(lambda limiter: limiter.hit(limit, *identifiers))
+        return self._counted(limit, lambda limiter, limit: limiter.hit(limit, *identifiers))
 
-    def _counted(self, call: Callable[[RateLimiter], T]) -> T:
+    def _counted(self, limit: RateLimitItem,
+                 call: Callable[[RateLimiter, RateLimitItem], T]) -> T:
+        if self.in_memory:
+            return call(self.memory, self.share(limit))
         if self.storage_dead and self._time_to_check() and self.storage.check():
             self._revived()
         if not self.storage_dead:
             try:
-                return call(self.shared)
+                return call(self.shared, limit)
             except Exception as error:  # whatever the storage's client raises
                 self._died(error)
-        return call(self.memory)
+        return call(self.memory, self.share(limit))
+
+    def share(self, limit: RateLimitItem) -> RateLimitItem:
+        """This process's share of ``limit`` when each of ``processes`` counts alone: at
+        least one, so a client is never refused its first try."""
+        if self.processes == 1:
+            return limit
+        return type(limit)(max(1, limit.amount // self.processes), limit.multiples,
+                           limit.namespace)
 
     def _died(self, error: Exception) -> None:
         with self._lock:
@@ -94,11 +115,13 @@ class FallbackLimiter:
 
 def auth_limiter(app: Flask) -> FallbackLimiter | None:
     """The SMTP AUTH throttle's counter for ``app``: on the storage and with the strategy
-    the portal's Flask-Limiter uses (so both count in one place); None when rate limiting
-    is off (CCM's tests)."""
+    the portal's Flask-Limiter uses (so both count in one place), shared out among
+    SMTP_PROCESSES (``ccm smtp``'s processes) when counting in memory; None when rate
+    limiting is off (CCM's tests)."""
     config = app.config
     if not config.get("RATELIMIT_ENABLED", True):
         return None
     storage = storage_from_string(config["RATELIMIT_STORAGE_URI"],
                                   **config.get("RATELIMIT_STORAGE_OPTIONS", {}))
-    return FallbackLimiter(storage, config.get("RATELIMIT_STRATEGY", "fixed-window"))
+    return FallbackLimiter(storage, config.get("RATELIMIT_STRATEGY", "fixed-window"),
+                           processes=config.get("SMTP_PROCESSES", 1))

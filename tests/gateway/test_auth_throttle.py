@@ -107,7 +107,8 @@ def test_with_redis_down_from_the_start_the_throttle_counts_in_memory(
 
 def test_ccm_smtp_started_without_redis_throttles_in_memory_then_in_redis(
         app, gateway, redis_relay, redis_store, redis_prefix, tmp_path):
-    """``ccm smtp`` as an operator runs it, its storage set by CCM_RATELIMIT_STORAGE."""
+    """``ccm smtp`` as an operator runs it, its storage set by CCM_RATELIMIT_STORAGE, in
+    two processes: in memory each allows half the limit (app/smtp/processes.py)."""
     redis_relay.cut("refuse")
     ca, port, log = ThrowawayCA(), free_port(), tmp_path / "ccm-smtp.log"
     environment = {name: value for name, value in os.environ.items()
@@ -128,16 +129,18 @@ def test_ccm_smtp_started_without_redis_throttles_in_memory_then_in_redis(
         return client
 
     with log.open("wb") as output:
-        process = subprocess.Popen([str(CCM), "smtp"], env=environment,
+        process = subprocess.Popen([str(CCM), "smtp", "--processes", "2"], env=environment,
                                    stdin=subprocess.DEVNULL, stdout=output,
                                    stderr=subprocess.STDOUT)
     try:
         wait_for_port(port, process, log)
         with connect() as client:
             assert auth(client, PASSWORD) == 235
-        with connect() as client:
-            assert [auth(client, WRONG) for _ in range(11)] == [535] * 10 + [454]
-        assert log.read_text().count(FELL_BACK) == 1
+        with connect() as client:  # one connection: one process, counting its half
+            assert [auth(client, WRONG) for _ in range(6)] == [535] * 5 + [454]
+        fell_back = [line.split()[2] for line in log.read_text().splitlines()
+                     if FELL_BACK in line]  # the log line's third field is the process
+        assert fell_back and len(fell_back) == len(set(fell_back))  # once a process
         assert counts(redis_store, redis_prefix) == []
 
         redis_relay.restore()

@@ -1,0 +1,121 @@
+"""``ccm smtp`` as several processes on one port, one a core, as Postfix runs several smtpd.
+
+Python runs one thread of a process at a time, so one process receives and stores with
+one core however many the machine has. The process the operator (or systemd) starts is
+the first; it starts the others, its siblings, with the same settings, and all of them
+listen on the port together (SO_REUSEPORT: the kernel spreads new connections over them;
+on SQLite they take turns to write, ``database.writers_take_turns``).
+
+The first process keeps them running: a sibling that exits unasked is started again,
+after a pause that grows while they keep failing early (as Postfix's master throttles a
+service whose processes fail). Stopping the first stops them all, each gracefully within
+CCM_SHUTDOWN_GRACE; a first process killed outright takes them with it (the kernel
+sends each SIGTERM, ``follow_first``), so nothing is left listening on the port.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
+
+#: more processes than this buy nothing but memory (each keeps its own connections)
+MOST = 8
+#: a sibling that ran at least this long before it exited is started again at once
+LIVED = 60.0
+#: the longest pause before starting again one that keeps failing early
+LONGEST_PAUSE = 60.0
+#: Linux's prctl option: the signal a process gets when the thread that started it ends
+_PR_SET_PDEATHSIG = 1
+
+
+def default_count() -> int:
+    """One process a core this process may run on, at most MOST."""
+    return max(1, min(MOST, len(os.sched_getaffinity(0))))
+
+
+@dataclass
+class _Sibling:
+    popen: subprocess.Popen
+    started: float
+    #: seconds to wait before starting the next, when this one fails early
+    pause: float = 1.0
+    #: when the next may be started, once this one has exited unasked
+    restart_at: float | None = None
+
+
+class Siblings:
+    """The first process's siblings: started, kept running, stopped.
+
+    Every method runs in the main thread, which starts them: a sibling's tie to the first
+    process (``follow_first``) is to the thread that started it.
+    """
+
+    def __init__(self, count: int):
+        self.count = count
+        self.running: list[_Sibling] = []
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "app", "smtp", "--processes", str(self.count + 1),
+                "--sibling-of", str(os.getpid())]
+
+    def start(self) -> None:
+        self.running = [self._start() for _ in range(self.count)]
+
+    def _start(self, pause: float = 1.0) -> _Sibling:
+        # this interpreter with CCM's own arguments, nothing from outside; its output goes
+        # where the first's goes (the journal, a terminal)
+        popen = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL)  # noqa: S603
+        return _Sibling(popen, time.monotonic(), pause)
+
+    def keep_up(self) -> None:
+        """Start again each sibling that exited unasked, once its pause is over."""
+        now = time.monotonic()
+        for place, sibling in enumerate(self.running):
+            status = sibling.popen.poll()
+            if status is None:
+                continue
+            if sibling.restart_at is None:
+                lived = now - sibling.started
+                pause = 0.0 if lived >= LIVED else sibling.pause
+                sibling.restart_at = now + pause
+                log.warning("ccm smtp process %s exited (status %s) after %.0f s: starting "
+                            "another in %.0f s", sibling.popen.pid, status, lived, pause)
+            if now >= sibling.restart_at:
+                grown = 1.0 if now - sibling.started >= LIVED else min(
+                    LONGEST_PAUSE, sibling.pause * 2)
+                self.running[place] = self._start(grown)
+
+    def stop(self) -> None:
+        """Ask every sibling to stop (SIGTERM: each lets its DATA sessions finish)."""
+        for sibling in self.running:
+            if sibling.popen.poll() is None:
+                sibling.popen.send_signal(signal.SIGTERM)
+
+    def wait(self, seconds: float) -> None:
+        """Wait ``seconds`` for the siblings to end, then end those left (SIGKILL)."""
+        deadline = time.monotonic() + seconds
+        for sibling in self.running:
+            try:
+                sibling.popen.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                sibling.popen.kill()
+                sibling.popen.wait()
+
+
+def follow_first(first: int) -> None:
+    """In a sibling: be sent SIGTERM when the first process ends, however it ends; and
+    stop now if it has already gone (between starting this one and this call)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    prctl = getattr(libc, "prctl", None)
+    if prctl is not None:  # Linux; elsewhere a sibling outlives a first process killed
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != first:
+        os.kill(os.getpid(), signal.SIGTERM)

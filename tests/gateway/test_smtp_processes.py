@@ -1,0 +1,162 @@
+"""``ccm smtp`` as several processes on one port (app/smtp/processes.py): started with
+the first, serving together, started again when one fails, stopped with it.
+
+Real ``ccm smtp`` processes on the test's database; the bounds on waiting only keep a
+broken start or stop from hanging the run.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import smtplib
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from limits import parse_many
+from limits.storage import MemoryStorage, storage_from_string
+from servers import CCM, LOOPBACK, free_port, wait_for_port
+from support import mail
+
+from app.domain.accounts import SIGN_IN_LIMIT
+from app.extensions import db
+from app.models import Message
+from app.smtp.throttle import FallbackLimiter
+
+
+def siblings_of(pid: int) -> list[int]:
+    return [int(child) for task in Path(f"/proc/{pid}/task").glob("*/children")
+            for child in task.read_text().split()]
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a child not yet reaped by its parent is a zombie: ended all the same
+    return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+
+
+def until(condition, seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "not within the bound"
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def start_smtp(app, make_tenant, tmp_path):
+    make_tenant("acme", domains=["acme.test"])
+    started: list[subprocess.Popen] = []
+
+    def start(*args: str) -> tuple[subprocess.Popen, int]:
+        port = free_port()
+        environment = {name: value for name, value in os.environ.items()
+                       if not name.startswith("CCM_")}
+        environment.update(CCM_INSTANCE_PATH=str(tmp_path), CCM_SECRET_KEY="processes",
+                           CCM_DATABASE_URL=app.config["DATABASE_URL"],
+                           CCM_SMTP_LISTEN=f"{LOOPBACK}:{port}", CCM_SHUTDOWN_GRACE="10")
+        log = tmp_path / f"smtp-{port}.log"
+        with log.open("wb") as output:
+            process = subprocess.Popen([str(CCM), "smtp", *args], env=environment,
+                                       stdin=subprocess.DEVNULL, stdout=output,
+                                       stderr=subprocess.STDOUT)
+        started.append(process)
+        wait_for_port(port, process, log)
+        return process, port
+
+    yield start
+    for process in started:
+        for pid in [*siblings_of(process.pid), process.pid] if process.poll() is None else []:
+            os.kill(pid, signal.SIGKILL)
+        process.wait()
+
+
+def send(port: int, subject: str) -> None:
+    with smtplib.SMTP(LOOPBACK, port, timeout=30) as client:
+        assert client.sendmail("alice@acme.test", ["pat@partner.test"],
+                               mail(subject=subject).encode()) == {}
+
+
+def stored_subjects() -> list[str]:
+    db.session.expire_all()
+    return sorted(message.subject for message in db.session.query(Message))
+
+
+def test_by_default_one_process_a_core_serves_the_port_and_stops_with_the_first(start_smtp):
+    first, port = start_smtp()
+    cores = min(8, len(os.sched_getaffinity(0)))
+    until(lambda: len(siblings_of(first.pid)) == cores - 1)
+    siblings = siblings_of(first.pid)
+    # connections spread over the processes; every message is stored whichever took it
+    for number in range(12):
+        send(port, f"Message {number}")
+    assert stored_subjects() == sorted(f"Message {number}" for number in range(12))
+
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(timeout=40) == 0
+    assert not any(alive(pid) for pid in siblings)
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection((LOOPBACK, port), timeout=5)
+
+
+def test_a_sibling_that_fails_is_started_again_and_the_first_killed_takes_them_along(
+        start_smtp):
+    first, port = start_smtp("--processes", "3")
+    until(lambda: len(siblings_of(first.pid)) == 2)
+    failed, kept = siblings_of(first.pid)
+    os.kill(failed, signal.SIGKILL)  # a crash of one: the others serve on meanwhile
+    send(port, "While one was down")
+    until(lambda: len(siblings_of(first.pid)) == 2 and failed not in siblings_of(first.pid))
+    again = next(pid for pid in siblings_of(first.pid) if pid != kept)
+    assert alive(kept)
+
+    first.kill()  # outright: no stop to pass on, the kernel tells the siblings
+    first.wait()
+    until(lambda: not alive(kept) and not alive(again))
+    assert stored_subjects() == ["While one was down"]
+
+
+def test_processes_one_is_one_process_and_too_many_is_refused(start_smtp):
+    alone, port = start_smtp("--processes", "1")
+    send(port, "Alone")
+    time.sleep(0.5)
+    assert siblings_of(alone.pid) == []
+    refused = subprocess.run([str(CCM), "smtp", "--processes", "9"], capture_output=True,
+                             text=True, timeout=60)
+    assert refused.returncode == 2 and "--processes" in refused.stderr
+
+
+@pytest.mark.parametrize("processes", [1, 2, 3, 8])
+def test_counting_in_memory_each_process_allows_its_share_of_the_auth_limit(processes):
+    """The kernel spreads one client's connections over every process: in memory each
+    counts alone, so each allows its share and together they allow what one would."""
+    limits = parse_many(SIGN_IN_LIMIT)
+    counters = [FallbackLimiter(MemoryStorage(), processes=processes)
+                for _ in range(processes)]
+    allowed = 0
+    for attempt in range(200):  # round the processes, as the connections go
+        counter = counters[attempt % processes]
+        if all(counter.test(limit, "smtp-auth", "192.0.2.7") for limit in limits):
+            allowed += 1
+            for limit in limits:
+                counter.hit(limit, "smtp-auth", "192.0.2.7")
+    per_minute = limits[0].amount
+    assert processes <= allowed <= per_minute
+
+
+def test_a_shared_storage_counts_the_whole_limit_in_every_process(redis_store, redis_prefix):
+    limits = parse_many(SIGN_IN_LIMIT)
+    storage = storage_from_string("redis://127.0.0.1:6379", key_prefix=redis_prefix)
+    counters = [FallbackLimiter(storage, processes=2) for _ in range(2)]
+    allowed = 0
+    for attempt in range(40):
+        counter = counters[attempt % 2]
+        if counter.test(limits[0], "smtp-auth", "192.0.2.8"):
+            allowed += 1
+            counter.hit(limits[0], "smtp-auth", "192.0.2.8")
+    assert allowed == limits[0].amount
