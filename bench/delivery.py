@@ -80,7 +80,7 @@ def run_ccm(args, messages, rcpts, *, ccm_route: bool) -> dict:
                                    "ccm")
             done = wait_for(sink, expected)
             result = {"end_to_end": len(messages) / (done - started), "sent": sent.sent,
-                      "smtp_cpu": harness.cpu_seconds(smtp.pid),
+                      "smtp_cpu": smtp.cpu_seconds(),
                       "worker_cpu": harness.cpu_seconds(worker.pid)}
             if not ccm_route:
                 worker.stop()

@@ -167,6 +167,10 @@ class Process:
         """This process and those it started (``ccm smtp``'s siblings), while alive."""
         return process_tree(self.pid)
 
+    def cpu_seconds(self) -> float:
+        """The CPU time of it and the processes it started, so far."""
+        return sum(cpu_seconds(pid) for pid in self.tree())
+
     def kill(self) -> None:
         """SIGKILL to it and every process it started, as a crash of them all would: no
         clean-up of any kind (killed alone, ``ccm smtp``'s siblings would stop gracefully)."""
