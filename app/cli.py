@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -202,10 +203,12 @@ def smtp(processes: int, share_port: bool, sibling_of: int | None) -> None:
     siblings.start()
     while not stop.wait(1.0):
         siblings.keep_up()
-    siblings.stop()
+    # one grace for them all, from the stop: the service manager waits no longer
     grace = current_app.config["SHUTDOWN_GRACE"]
+    deadline = time.monotonic() + grace
+    siblings.stop()
     controller.shut_down(grace)
-    siblings.wait(grace)
+    siblings.wait(deadline)
     _exit(True)
 
 

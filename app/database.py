@@ -1,6 +1,7 @@
 """Database engine settings that SQLAlchemy does not set for us."""
 
 import fcntl
+import logging
 import os
 import sqlite3
 import threading
@@ -92,13 +93,34 @@ def writers_take_turns() -> Iterator[None]:
     if not path or path == ":memory:" or path.startswith("file:"):
         yield
         return
-    turn = os.open(f"{path}-writers", os.O_CREAT | os.O_RDWR, 0o600)
+    try:  # read only: a lock needs no more, and the file holds nothing
+        turn = os.open(f"{path}-writers", os.O_CREAT | os.O_RDONLY, 0o600)
+    except OSError as error:  # another user's (ccm run once as root, say)
+        _cannot_take_turns(f"{path}-writers", error)
+        yield
+        return
     try:
-        # bounded: the holder waits no longer than SQLite's busy timeout, then commits
+        # held by a ccm smtp only for its INSERTs and COMMIT, which SQLite's busy
+        # timeout and the disk bound; a client told 451 meanwhile sends again
         fcntl.flock(turn, fcntl.LOCK_EX)
         yield
     finally:
         os.close(turn)  # lets go of the lock
+
+
+#: the lock files this process could not open, and said so
+_CANNOT_OPEN: set[str] = set()
+
+
+def _cannot_take_turns(path: str, error: OSError) -> None:
+    """Said once a process: writing goes on, waiting in SQLite's own lock instead."""
+    if path in _CANNOT_OPEN:
+        return
+    _CANNOT_OPEN.add(path)
+    logging.getLogger(__name__).warning(
+        "cannot open %s (%s): this process waits for SQLite's write lock without taking "
+        "turns with the other ccm smtp processes; give the file to the user CCM runs as",
+        path, error.strerror or error)
 
 
 def holds_write_lock() -> bool:

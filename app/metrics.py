@@ -24,6 +24,8 @@ import fcntl
 import functools
 import glob
 import os
+import re
+import socket
 from collections.abc import Iterable, Iterator
 from types import SimpleNamespace
 
@@ -70,13 +72,13 @@ def configure(directory: str) -> str:
     os.makedirs(directory, exist_ok=True)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory  # where the value class writes
     if not getattr(values.ValueClass, "_multiprocess", False):
-        values.ValueClass = values.MultiProcessValue()
+        values.ValueClass = values.MultiProcessValue(process_identifier=_identity)
     with _locked(directory, fcntl.LOCK_EX):
         _fold_dead_processes(directory)
     _directory = directory
     _families()  # this process's series, at zero, in its own files
     # Nothing of ours is a "live" gauge today; this keeps one that is added honest.
-    atexit.register(multiprocess.mark_process_dead, os.getpid(), directory)
+    atexit.register(multiprocess.mark_process_dead, _identity(), directory)
     closing = getattr(values, "close_all_multiprocess_files", None)  # 0.22 and later
     if closing is not None:
         atexit.register(closing)
@@ -220,9 +222,27 @@ def _locked(path: str, how: int) -> Iterator[None]:
         yield
 
 
+def _identity() -> str:
+    """This process in its files' names: its id and its machine's name, as containers
+    that share the folder each have process ids of their own (``ccm smtp``'s second
+    process and another container's first could both be 7)."""
+    return f"{os.getpid()}-{_host()}"
+
+
+@functools.cache
+def _host() -> str:
+    """The machine's name as a file name may hold it (no ``_``, which ends the kind)."""
+    return re.sub(r"[^A-Za-z0-9.-]", "-", socket.gethostname()) or "-"
+
+
 def _pid(path: str) -> int | None:
+    """The id of the process of this machine that wrote ``path``; None for an archive,
+    or for a file of another machine (whose processes this one cannot see)."""
     tail = os.path.basename(path)[:-len(".db")].rpartition("_")[2]
-    return int(tail) if tail.isdigit() else None
+    pid, _, host = tail.partition("-")
+    if not pid.isdigit() or (host and host != _host()):
+        return None
+    return int(pid)
 
 
 def _running(pid: int) -> bool:

@@ -233,3 +233,23 @@ def test_two_portals_share_one_directory_and_either_shows_the_sum(app, tmp_path,
 def _pids(directory) -> frozenset[str]:
     names = (os.path.basename(path)[:-3] for path in glob.glob(f"{directory}/*.db"))
     return frozenset(name.rpartition("_")[2] for name in names) - {"archive"}
+
+
+def test_only_this_machines_dead_processes_are_folded(tmp_path):
+    """Containers sharing the folder each have their own process ids: a file of another
+    machine's process is never taken for a dead one of this machine's (and removed)."""
+    from prometheus_client.mmap_dict import MmapedDict
+
+    from app import metrics
+
+    dead = 4_000_000  # above any pid_max: no process of this machine
+    here = tmp_path / f"counter_{dead}-{metrics._host()}.db"
+    elsewhere = tmp_path / f"counter_{dead}-another-container.db"
+    before_hosts = tmp_path / f"counter_{dead + 1}.db"  # written before files named hosts
+    for path in (here, elsewhere, before_hosts):
+        MmapedDict(str(path)).close()
+    metrics._fold_dead_processes(str(tmp_path))
+    assert sorted(path.name for path in tmp_path.glob("*.db")) == [
+        elsewhere.name, "counter_archive.db"]
+    assert metrics._identity() == f"{os.getpid()}-{metrics._host()}"
+    assert "_" not in metrics._host()

@@ -37,13 +37,31 @@ _PR_SET_PDEATHSIG = 1
 
 
 def default_count() -> int:
-    """One process a core this process may run on, at most MOST."""
-    return max(1, min(MOST, len(os.sched_getaffinity(0))))
+    """One process a core this process may run on, and may use (a container's or a
+    systemd unit's CPU quota, cgroup v2's cpu.max), at most MOST."""
+    cores = len(os.sched_getaffinity(0))
+    quota = _cpu_quota()
+    if quota is not None:
+        cores = min(cores, quota)
+    return max(1, min(MOST, cores))
+
+
+def _cpu_quota(path: str = "/sys/fs/cgroup/cpu.max") -> int | None:
+    """Whole cores the cgroup may use (at least 1); None without a quota."""
+    try:
+        with open(path) as limits:
+            quota, period = limits.read().split()[:2]
+    except (OSError, ValueError):
+        return None
+    if quota == "max":
+        return None
+    return max(1, -(-int(quota) // int(period)))
 
 
 @dataclass
 class _Sibling:
-    popen: subprocess.Popen
+    #: None when it could not be started
+    popen: subprocess.Popen | None
     started: float
     #: seconds to wait before starting the next, when this one fails early
     pause: float = 1.0
@@ -63,24 +81,33 @@ class Siblings:
         self.running: list[_Sibling] = []
 
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "app", "smtp", "--processes", str(self.count + 1),
+        # -P: not the working directory first on the import path (the instance folder,
+        # which the service may write): the installed package, as the `ccm` script imports
+        return [sys.executable, "-P", "-m", "app", "smtp", "--processes", str(self.count + 1),
                 "--sibling-of", str(os.getpid())]
 
     def start(self) -> None:
         self.running = [self._start() for _ in range(self.count)]
 
     def _start(self, pause: float = 1.0) -> _Sibling:
-        # this interpreter with CCM's own arguments, nothing from outside; its output goes
-        # where the first's goes (the journal, a terminal)
-        popen = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL)  # noqa: S603
+        """A sibling started; one that could not be (no memory, the task limit) counts
+        as one that failed at once, started again after its pause."""
+        try:
+            # this interpreter with CCM's own arguments, nothing from outside; its output
+            # goes where the first's goes (the journal, a terminal)
+            popen = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL)  # noqa: S603
+        except OSError as error:
+            log.error("could not start a ccm smtp process (%s): trying again in %.0f s",
+                      error, pause)
+            return _Sibling(None, time.monotonic(), pause, restart_at=time.monotonic() + pause)
         return _Sibling(popen, time.monotonic(), pause)
 
     def keep_up(self) -> None:
         """Start again each sibling that exited unasked, once its pause is over."""
         now = time.monotonic()
         for place, sibling in enumerate(self.running):
-            status = sibling.popen.poll()
-            if status is None:
+            status = None if sibling.popen is None else sibling.popen.poll()
+            if sibling.popen is not None and status is None:
                 continue
             if sibling.restart_at is None:
                 lived = now - sibling.started
@@ -96,13 +123,15 @@ class Siblings:
     def stop(self) -> None:
         """Ask every sibling to stop (SIGTERM: each lets its DATA sessions finish)."""
         for sibling in self.running:
-            if sibling.popen.poll() is None:
+            if sibling.popen is not None and sibling.popen.poll() is None:
                 sibling.popen.send_signal(signal.SIGTERM)
 
-    def wait(self, seconds: float) -> None:
-        """Wait ``seconds`` for the siblings to end, then end those left (SIGKILL)."""
-        deadline = time.monotonic() + seconds
+    def wait(self, deadline: float) -> None:
+        """Wait until ``deadline`` (``time.monotonic()``) for the siblings to end, then
+        end those left (SIGKILL)."""
         for sibling in self.running:
+            if sibling.popen is None:
+                continue
             try:
                 sibling.popen.wait(max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:

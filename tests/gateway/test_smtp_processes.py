@@ -24,6 +24,7 @@ from support import mail
 from app.domain.accounts import SIGN_IN_LIMIT
 from app.extensions import db
 from app.models import Message
+from app.smtp import processes
 from app.smtp.throttle import FallbackLimiter
 
 
@@ -61,10 +62,10 @@ def start_smtp(app, make_tenant, tmp_path):
                            CCM_DATABASE_URL=app.config["DATABASE_URL"],
                            CCM_SMTP_LISTEN=f"{LOOPBACK}:{port}", CCM_SHUTDOWN_GRACE="10")
         log = tmp_path / f"smtp-{port}.log"
-        with log.open("wb") as output:
+        with log.open("wb") as output:  # in the instance folder, as systemd runs it
             process = subprocess.Popen([str(CCM), "smtp", *args], env=environment,
                                        stdin=subprocess.DEVNULL, stdout=output,
-                                       stderr=subprocess.STDOUT)
+                                       stderr=subprocess.STDOUT, cwd=tmp_path)
         started.append(process)
         wait_for_port(port, process, log)
         return process, port
@@ -87,7 +88,13 @@ def stored_subjects() -> list[str]:
     return sorted(message.subject for message in db.session.query(Message))
 
 
-def test_by_default_one_process_a_core_serves_the_port_and_stops_with_the_first(start_smtp):
+def test_by_default_one_process_a_core_serves_the_port_and_stops_with_the_first(
+        start_smtp, tmp_path):
+    # a package named app in the working directory (the instance folder, which the
+    # service may write) is not what the siblings run
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "__main__.py").write_text(
+        f"open({str(tmp_path / 'decoy-ran')!r}, 'w').close()\n")
     first, port = start_smtp()
     cores = min(8, len(os.sched_getaffinity(0)))
     until(lambda: len(siblings_of(first.pid)) == cores - 1)
@@ -97,6 +104,7 @@ def test_by_default_one_process_a_core_serves_the_port_and_stops_with_the_first(
         send(port, f"Message {number}")
     assert stored_subjects() == sorted(f"Message {number}" for number in range(12))
 
+    assert not (tmp_path / "decoy-ran").exists()
     first.send_signal(signal.SIGTERM)
     assert first.wait(timeout=40) == 0
     assert not any(alive(pid) for pid in siblings)
@@ -160,3 +168,48 @@ def test_a_shared_storage_counts_the_whole_limit_in_every_process(redis_store, r
             allowed += 1
             counter.hit(limits[0], "smtp-auth", "192.0.2.8")
     assert allowed == limits[0].amount
+
+
+def test_a_sibling_that_cannot_be_started_is_tried_again_after_its_pause(caplog):
+    class Unstartable(processes.Siblings):
+        def command(self) -> list[str]:
+            return ["/nonexistent/ccm"]
+
+    siblings = Unstartable(1)
+    siblings.start()  # no exception: the first serves on alone
+    assert "could not start a ccm smtp process" in caplog.text
+    (sibling,) = siblings.running
+    assert sibling.popen is None and sibling.restart_at is not None
+    caplog.clear()
+    siblings.keep_up()  # before its pause is over: not tried
+    assert caplog.text == ""
+    sibling.restart_at = time.monotonic()
+    siblings.keep_up()
+    assert "could not start" in caplog.text and siblings.running[0].pause == 2.0
+    siblings.stop()
+    siblings.wait(time.monotonic() + 1)
+
+
+@pytest.mark.parametrize(("written", "cores"), [
+    ("max 100000\n", None), ("200000 100000\n", 2), ("150000 100000\n", 2),
+    ("50000 100000\n", 1), ("", None), ("garbage", None)])
+def test_a_cpu_quota_bounds_the_default_count(tmp_path, written, cores):
+    limits = tmp_path / "cpu.max"
+    limits.write_text(written)
+    assert processes._cpu_quota(str(limits)) == cores
+    assert processes._cpu_quota(str(tmp_path / "absent")) is None
+
+
+def test_a_lock_file_that_cannot_be_opened_leaves_sqlite_to_take_turns(
+        app, gateway, ingress_server, caplog):
+    """The file beside the database made by another user (ccm run as root once): the
+    ingress stores all the same, waiting in SQLite's own lock, and says so once."""
+    if db.engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's writers only")
+    Path(db.engine.url.database + "-writers").symlink_to("/nonexistent/folder/writers")
+    client = ingress_server()
+    for number in range(2):
+        assert client.sendmail("alice@acme.test", ["pat@partner.test"],
+                               mail(subject=f"Stored {number}").encode()) == {}
+    assert stored_subjects() == ["Stored 0", "Stored 1"]
+    assert caplog.text.count("cannot open") == 1
