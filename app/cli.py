@@ -5,6 +5,7 @@ from __future__ import annotations
 import getpass
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -97,8 +98,9 @@ def _warn_at_start() -> None:
         current_app.logger.warning("%s", warning)
 
 
-def _start_smtp(share_port: bool = False):
-    controller = ingress.controller(current_app._get_current_object(), share_port=share_port)
+def _start_smtp(share_port: bool = False, sockets: list[socket.socket] | None = None):
+    controller = ingress.controller(current_app._get_current_object(), share_port=share_port,
+                                    sockets=sockets)
     controller.start()
     click.echo(f"CCM SMTP ingress listening on {current_app.config['SMTP_LISTEN']}")
     return controller
@@ -187,7 +189,9 @@ def web(threads: int) -> None:
               help="Also share the listening port with other `ccm smtp --share-port` "
                    "commands of this user (their processes add to these).")
 @click.option("--sibling-of", type=int, hidden=True)
-def smtp(processes: int, share_port: bool, sibling_of: int | None) -> None:
+@click.option("--listening", type=int, multiple=True, hidden=True)
+def smtp(processes: int, share_port: bool, sibling_of: int | None,
+         listening: tuple[int, ...]) -> None:
     """Run the SMTP ingress only, for scale-out: one process a core."""
     count = processes or smtp_processes.default_count()
     if sibling_of is not None:  # started by the first process, which upgraded the database
@@ -198,8 +202,10 @@ def smtp(processes: int, share_port: bool, sibling_of: int | None) -> None:
     # it from the terminal, the first and systemd together); it still stops within the grace
     stop = _stop_signal(repeat_ends=sibling_of is None)
     current_app.config["SMTP_PROCESSES"] = count
-    controller = _start_smtp(share_port or count > 1)
-    siblings = smtp_processes.Siblings(count - 1 if sibling_of is None else 0)
+    # a sibling accepts from the first's sockets, handed down to it
+    controller = _start_smtp(share_port, [socket.socket(fileno=fd) for fd in listening])
+    siblings = smtp_processes.Siblings(count - 1 if sibling_of is None else 0,
+                                       controller.listening())
     siblings.start()
     while not stop.wait(1.0):
         siblings.keep_up()
@@ -207,6 +213,7 @@ def smtp(processes: int, share_port: bool, sibling_of: int | None) -> None:
     grace = current_app.config["SHUTDOWN_GRACE"]
     deadline = time.monotonic() + grace
     siblings.stop()
+    siblings.let_go()
     controller.shut_down(grace)
     siblings.wait(deadline)
     _exit(True)

@@ -14,6 +14,7 @@ import base64
 import functools
 import ipaddress
 import logging
+import socket
 import ssl
 import time
 
@@ -298,15 +299,24 @@ def tls_context(app: Flask) -> ssl.SSLContext | None:
 
 
 class _Controller(Controller):
-    """aiosmtpd's controller, serving our ``Session``, optionally sharing its port with
-    other ``ccm smtp`` processes: the kernel spreads new connections over them
-    (SO_REUSEPORT, which only processes of the same user can join), and once one has
-    closed its listener to shut down, over the others only."""
+    """aiosmtpd's controller, serving our ``Session``.
 
-    def __init__(self, *args, share_port: bool = False, data_timeout: float, **kwargs):
+    It listens on a socket of its own, or on ``sockets`` another process bound and
+    handed down (``ccm smtp``'s siblings take their first process's: every process
+    accepts from the one queue, and no other process can join it). With ``share_port``
+    its own socket lets other ``ccm smtp --share-port`` commands listen on the port too:
+    the kernel spreads new connections over them (SO_REUSEPORT, which only processes of
+    the same user can join), and once one has closed its listener to shut down, over the
+    others only."""
+
+    def __init__(self, *args, share_port: bool = False, data_timeout: float,
+                 sockets: list[socket.socket] | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.share_port = share_port
         self.data_timeout = data_timeout
+        self.sockets = sockets or []
+        #: the servers on ``sockets`` past the first (``server``, aiosmtpd's)
+        self.more_servers: list[asyncio.AbstractServer] = []
         self.sessions = Sessions()
 
     def factory(self):
@@ -321,25 +331,42 @@ class _Controller(Controller):
         self.stop()
 
     async def _shut_down(self, grace: float) -> None:
-        self.server.close()  # new connections are refused from here on
+        for server in (self.server, *self.more_servers):
+            server.close()  # new connections are refused from here on
         await self.sessions.shut_down(grace)
 
     def _create_server(self):
+        if self.sockets:
+            return self._serve_on_sockets()
         return self.loop.create_server(self._factory_invoker, host=self.hostname,
                                        port=self.port, ssl=self.ssl_context,
                                        reuse_port=self.share_port or None)
 
+    async def _serve_on_sockets(self) -> asyncio.AbstractServer:
+        servers = [await self.loop.create_server(self._factory_invoker, sock=listening,
+                                                 ssl=self.ssl_context)
+                   for listening in self.sockets]
+        self.more_servers = servers[1:]
+        return servers[0]
+
+    def listening(self) -> list[int]:
+        """The file descriptors of the sockets it listens on, for siblings to take."""
+        return [listening.fileno()
+                for server in (self.server, *self.more_servers) for listening in server.sockets]
+
     def _trigger_server(self):
-        if self.share_port:
+        if self.share_port or self.sockets:
             # aiosmtpd's check connects to the port, which may reach another process
-            # sharing it: build the SMTP protocol directly instead, for the same check.
+            # listening on it: build the SMTP protocol directly instead, for the same check.
             self._factory_invoker()
         else:
             super()._trigger_server()
 
 
-def controller(app: Flask, listen: str | None = None, *, share_port: bool = False) -> Controller:
-    """An aiosmtpd controller for the ingress, not yet started."""
+def controller(app: Flask, listen: str | None = None, *, share_port: bool = False,
+               sockets: list[socket.socket] | None = None) -> Controller:
+    """An aiosmtpd controller for the ingress, not yet started: on ``sockets`` when
+    another process bound them, else on a socket of its own."""
     host, port = smtp_listener(listen or app.config["SMTP_LISTEN"])
     handler = IngressHandler(app)
     return _Controller(
@@ -355,6 +382,7 @@ def controller(app: Flask, listen: str | None = None, *, share_port: bool = Fals
         tls_context=tls_context(app),
         auth_require_tls=True,
         share_port=share_port,
+        sockets=sockets,
         timeout=app.config["SMTP_IDLE_TIMEOUT"],
         data_timeout=data_timeout(app.config["MAX_MESSAGE_BYTES"],
                                   app.config["SMTP_MIN_DATA_RATE"],

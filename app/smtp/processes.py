@@ -2,9 +2,11 @@
 
 Python runs one thread of a process at a time, so one process receives and stores with
 one core however many the machine has. The process the operator (or systemd) starts is
-the first; it starts the others, its siblings, with the same settings, and all of them
-listen on the port together (SO_REUSEPORT: the kernel spreads new connections over them;
-on SQLite they take turns to write, ``database.writers_take_turns``).
+the first: it binds the port, as a lone process would (a second ``ccm smtp`` finds it
+taken), and starts the others, its siblings, with the same settings and its listening
+socket, from which all of them accept, as Postfix's smtpd processes accept from the
+socket their master bound (on SQLite they take turns to write,
+``database.writers_take_turns``).
 
 The first process keeps them running: a sibling that exits unasked is started again,
 after a pause that grows while they keep failing early (as Postfix's master throttles a
@@ -76,15 +78,18 @@ class Siblings:
     process (``follow_first``) is to the thread that started it.
     """
 
-    def __init__(self, count: int):
+    def __init__(self, count: int, listening: list[int] = ()):
         self.count = count
+        #: the first's listening sockets (file descriptors), which each sibling accepts from
+        self.listening = tuple(listening)
         self.running: list[_Sibling] = []
 
     def command(self) -> list[str]:
         # -P: not the working directory first on the import path (the instance folder,
         # which the service may write): the installed package, as the `ccm` script imports
         return [sys.executable, "-P", "-m", "app", "smtp", "--processes", str(self.count + 1),
-                "--sibling-of", str(os.getpid())]
+                "--sibling-of", str(os.getpid()),
+                *(f"--listening={descriptor}" for descriptor in self.listening)]
 
     def start(self) -> None:
         self.running = [self._start() for _ in range(self.count)]
@@ -95,7 +100,8 @@ class Siblings:
         try:
             # this interpreter with CCM's own arguments, nothing from outside; its output
             # goes where the first's goes (the journal, a terminal)
-            popen = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL)  # noqa: S603
+            popen = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL,  # noqa: S603
+                                     pass_fds=self.listening)
         except OSError as error:
             log.error("could not start a ccm smtp process (%s): trying again in %.0f s",
                       error, pause)
@@ -126,6 +132,17 @@ class Siblings:
             if sibling.popen is not None and sibling.popen.poll() is None:
                 sibling.popen.send_signal(signal.SIGTERM)
 
+    def let_go(self, within: float = 2.0) -> None:
+        """Wait, ``within`` seconds at most, until every sibling asked to stop has closed
+        its copy of the listening sockets: the port refuses new connections only once no
+        process holds them (the first closes its own after this)."""
+        held = {f"socket:[{os.fstat(descriptor).st_ino}]" for descriptor in self.listening}
+        deadline = time.monotonic() + within
+        for sibling in self.running:
+            while (sibling.popen is not None and sibling.popen.poll() is None
+                   and _holds(sibling.popen.pid, held) and time.monotonic() < deadline):
+                time.sleep(0.01)
+
     def wait(self, deadline: float) -> None:
         """Wait until ``deadline`` (``time.monotonic()``) for the siblings to end, then
         end those left (SIGKILL)."""
@@ -137,6 +154,22 @@ class Siblings:
             except subprocess.TimeoutExpired:
                 sibling.popen.kill()
                 sibling.popen.wait()
+
+
+def _holds(pid: int, sockets: set[str]) -> bool:
+    """Whether process ``pid`` has one of ``sockets`` open (Linux's /proc; elsewhere, or
+    when it cannot be read, it is taken not to)."""
+    try:
+        descriptors = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for descriptor in descriptors:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{descriptor}") in sockets:
+                return True
+        except OSError:  # closed meanwhile
+            continue
+    return False
 
 
 def follow_first(first: int) -> None:

@@ -103,6 +103,13 @@ def test_by_default_one_process_a_core_serves_the_port_and_stops_with_the_first(
     for number in range(12):
         send(port, f"Message {number}")
     assert stored_subjects() == sorted(f"Message {number}" for number in range(12))
+    # the processes accept from the first's socket: no other process can join the port,
+    # not even one that asks to share it, and a second ccm smtp finds it taken
+    for share in (False, True):
+        intruder = socket.socket()
+        intruder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, int(share))
+        with intruder, pytest.raises(OSError, match="in use"):
+            intruder.bind((LOOPBACK, port))
 
     assert not (tmp_path / "decoy-ran").exists()
     first.send_signal(signal.SIGTERM)
