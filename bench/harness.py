@@ -277,8 +277,16 @@ class Instance:
             raise
         return process
 
-    def smtp(self, **kw) -> Process:
-        return self.start("smtp", port=self.smtp_port, **kw)
+    def smtp(self, processes: int = 0, **kw) -> Process:
+        """``ccm smtp --processes N`` (0: its default, one a core), once every process
+        of it has started and listens."""
+        from app.smtp.processes import default_count
+
+        smtp = self.start("smtp", "--processes", str(processes), port=self.smtp_port, **kw)
+        while len(smtp.tree()) < (processes or default_count()):
+            time.sleep(0.05)
+        time.sleep(1.0)  # the siblings listen a moment after they start
+        return smtp
 
     def web(self, threads: int | None = None, **kw) -> Process:
         args = ("web",) if threads is None else ("web", "--threads", str(threads))

@@ -299,11 +299,7 @@ def run_ccm(args, messages, warm_up, rcpts, postgres: bool, processes: int = 0) 
         settings["CCM_SMTP_STORE_THREADS"] = str(args.store_threads)
     with harness.Instance("ingest", postgres=postgres, env_extra=settings) as instance:
         instance.import_config(harness.tenant_yaml(ccm=True))
-        smtp = instance.start("smtp", "--processes", str(processes), port=instance.smtp_port)
-        expected_count = processes or min(8, len(os.sched_getaffinity(0)))
-        while len(smtp.tree()) < expected_count:  # the siblings start after the first
-            time.sleep(0.05)
-        time.sleep(1.0)  # ... and listen a moment later
+        smtp = instance.smtp(processes)
         servers = smtp.tree()
         label = (f"ccm smtp ({instance.database}) x{len(servers)}"
                  + (" (default)" if processes == 0 else ""))

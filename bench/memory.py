@@ -87,7 +87,7 @@ def main() -> None:
                        f"{harness.machine()}")
         instance.import_config(harness.tenant_yaml(ccm=True))
         # one process: the one measured takes every message (not the kernel's pick of two)
-        smtp = instance.start("smtp", "--processes", "1", port=instance.smtp_port)
+        smtp = instance.smtp(processes=1)
         rows = [floor]
 
         def send(message: bytes) -> None:
