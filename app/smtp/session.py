@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 
 #: what ends DATA: the CRLF that ends the last line, a dot, and the CRLF that ends it
 _END = b"\r\n.\r\n"
+#: the longest piece of DATA read at once (a line may be longer: it comes in pieces)
+_PIECE = 256 * 1024
 
 IDLE = "421 4.4.2 {host} Error: timeout exceeded"
 TOO_SLOW = "421 4.4.2 {host} Error: message transfer took too long"
@@ -113,6 +115,8 @@ class Session(SMTP):
             if content is None:
                 reply = "552 Error: Too much mail data"
             else:
+                # aiosmtpd's decoded content: the ingress decodes nothing (decode_data
+                # off), and with SMTPUTF8 on its strict-ASCII refusal never applies
                 self.envelope.original_content = content
                 self.envelope.content = (content.decode("utf-8", errors="surrogateescape")
                                          if self._decode_data else content)
@@ -138,10 +142,15 @@ class Session(SMTP):
         aiosmtpd takes (tests/gateway/test_data_reading.py holds both to it).
         """
         limit = self.data_size_limit or 0
-        reader, taken, size = self._reader, [], 0
-        # each read stops at most this far ahead: past the size limit, what it holds is
-        # dropped (the stream's own limit, kept for commands, is set back after DATA)
-        reader._limit = (limit or 2**31) + len(_END)
+        reader = self._reader
+        # one buffer, not a list of pieces: a piece may be a few bytes ("x.<CRLF>"), and
+        # an object each would cost ten times the message; it starts with the DATA
+        # command's CRLF, so that the first line's dot comes off as the others do
+        message: bytearray | None = bytearray(b"\r\n")
+        size = 0
+        # the stream buffers at most a piece ahead (its own limit, for commands, is set
+        # back after DATA): past the size limit, what comes is dropped as it is read
+        reader._limit = _PIECE
         before = b"\r\n"  # the last two bytes of what came before
         try:
             while True:
@@ -154,21 +163,23 @@ class Session(SMTP):
                     raise
                 ends = piece.endswith(b".\r\n") and (
                     piece[-5:-3] if len(piece) >= 5 else (before + piece[:-3])[-2:]) == b"\r\n"
-                before = (before + piece)[-2:]
-                if ends:
-                    piece = piece[:-3]  # the line holding one dot is not the message's
-                size += len(piece)
-                if limit and size > limit:
-                    taken = None  # too much: read to its end, keep nothing
-                elif taken is not None:
-                    taken.append(piece)
+                before = piece[-2:] if len(piece) >= 2 else (before + piece)[-2:]
+                # the line holding one dot is not the message's
+                size += len(piece) - 3 if ends else len(piece)
+                if message is not None and limit and size > limit:
+                    message = None  # too much: read to its end, keep nothing
+                elif message is not None:
+                    message += memoryview(piece)[:-3] if ends else piece
                 if ends:
                     break
         finally:
             reader._limit = self.line_length_limit  # aiosmtpd's, for commands
-        if taken is None:
+        if message is None:
             return None
-        return (b"\r\n" + b"".join(taken)).replace(b"\r\n.", b"\r\n")[2:]
+        unstuffed = message.replace(b"\r\n.", b"\r\n")
+        del message  # at most two copies at once, however large
+        del unstuffed[:2]
+        return bytes(unstuffed)
 
     async def _call_handler_hook(self, command: str, *args):
         if command == "DATA" and self._transfer is not None:

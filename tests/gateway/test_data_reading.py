@@ -154,15 +154,23 @@ TOKENS = [b".", b"..", b"...", b"\r\n", b"\n", b"\r", b"\r\n.", b".\r\n", b"\n."
     b"x" * (LIMIT * 3) + b"\r\n.\r\n",          # far over, one line
     (b"y" * 50 + b".\r\n") * 20 + b".\r\n",     # over, in lines that end in dots
     b"\r\n.\r\n",                               # a message of one empty line
+    b"x.\r\n" * 90 + b".\r\n",                   # lines of one letter and a dot
+    b"x.\r\n" * 200 + b".\r\n",                  # ... over the limit
 ])
 def test_the_message_and_the_replies_are_aiosmtpds(servers, payload):
     assert_same(servers, payload)
 
 
-def test_random_data_in_random_pieces_is_read_as_aiosmtpd_reads_it(servers):
+@pytest.mark.parametrize("piece", [256 * 1024, 5])
+def test_random_data_in_random_pieces_is_read_as_aiosmtpd_reads_it(servers, monkeypatch,
+                                                                     piece):
     """The whole class: DATA made of what could be mistaken for its end, sent at once
-    and in pieces that split the end and the dots anywhere."""
-    rng = random.Random(20261206)
+    and in pieces that split the end and the dots anywhere, and read in pieces of the
+    ingress's size (and of 5 bytes, which cut the end everywhere)."""
+    from app.smtp import session
+
+    monkeypatch.setattr(session, "_PIECE", piece)
+    rng = random.Random(20261206 + piece)
     for case in range(150):
         payload = b"".join(rng.choice(TOKENS) for _ in range(rng.randint(0, 60)))
         payload += b"\r\n.\r\n"
