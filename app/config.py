@@ -87,7 +87,8 @@ ENVIRONMENT = [
     ("SMTP_TLS_CERT", "CCM_SMTP_TLS_CERT", "",
      "certificate (PEM) the ingress offers with STARTTLS; SMTP AUTH needs it"),
     ("SMTP_TLS_KEY", "CCM_SMTP_TLS_KEY", "", "its private key (PEM)"),
-    ("WORKER_INTERVAL", "CCM_WORKER_INTERVAL", "5", "seconds between outbound queue runs"),
+    ("WORKER_INTERVAL", "CCM_WORKER_INTERVAL", "5",
+     "seconds between outbound queue runs (mail that falls due meanwhile starts one at once)"),
     ("DELIVERY_THREADS", "CCM_DELIVERY_THREADS", "8",
      "deliveries a worker makes at once (each holds a database connection: the "
      "engine's pool has 15)"),
