@@ -44,6 +44,8 @@ _running = 0
 _run_ended = threading.Condition()
 #: set while this process runs the delivery job
 _delivering = threading.Event()
+#: when (time.monotonic()) this process's last delivery run failed as a whole
+_delivery_failed_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,9 @@ def run_job(app: Flask, name: str) -> str | None:
     except Exception as error:
         db.session.rollback()
         log.exception("job %s failed", name)
+        if name == "deliver":
+            global _delivery_failed_at
+            _delivery_failed_at = time.monotonic()
         result, ok = f"failed: {type(error).__name__}: {error}", False
     job = db.session.get(Job, name)
     job.last_finished_at = clock.utcnow()
@@ -140,8 +145,10 @@ def _start_delivery_when_due(app: Flask, running: BaseScheduler) -> None:
         time.sleep(LOOK_FOR_DUE)
         if not running.running:
             return
-        if _delivering.is_set():
-            continue
+        failed = _delivery_failed_at
+        if _delivering.is_set() or (failed is not None and time.monotonic() - failed
+                                    < app.config["WORKER_INTERVAL"]):
+            continue  # a run that failed is tried again at its interval, not 4 times a second
         with app.app_context():
             try:
                 due = leases.any_due()

@@ -179,3 +179,32 @@ def test_mail_queued_between_runs_leaves_at_once_not_at_the_next_interval(
         process.terminate()
         process.wait(timeout=60)
     assert "Traceback" not in log.read_text()
+
+
+def test_a_delivery_run_that_fails_is_not_started_again_four_times_a_second(
+        app, make_tenant, monkeypatch):
+    """Mail due and every run failing (the database, say): the runs come at the interval,
+    as before, not at each look for due mail."""
+    from app.delivery import runner
+    from app.domain import ingest
+
+    make_tenant("acme", domains=["acme.test"])
+    app.config["WORKER_INTERVAL"] = 5
+    ingest.receive(mail().replace("\n", "\r\n").encode(), "alice@acme.test",
+                   ["pat@partner.test"])
+    db.session.commit()
+    runs = []
+
+    def failing(*_args, **_kwargs):
+        runs.append(time.monotonic())
+        raise RuntimeError("the database is out")
+
+    monkeypatch.setattr(runner, "run_due", failing)
+    monkeypatch.setattr(worker, "_delivery_failed_at", None)
+    scheduler = worker.scheduler(app, blocking=False)
+    scheduler.start()
+    try:
+        time.sleep(2.0)
+    finally:
+        scheduler.shutdown(wait=True)
+    assert len(runs) == 1  # the run at the start; the next at 5 s
