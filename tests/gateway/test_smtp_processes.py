@@ -120,19 +120,27 @@ def test_by_default_one_process_a_core_serves_the_port_and_stops_with_the_first(
 
 
 def test_a_sibling_that_fails_is_started_again_and_the_first_killed_takes_them_along(
-        start_smtp):
+        start_smtp, tmp_path):
     first, port = start_smtp("--processes", "3")
-    until(lambda: len(siblings_of(first.pid)) == 2)
+    log = tmp_path / f"smtp-{port}.log"
+
+    def listening() -> int:  # each process says so once it serves
+        return log.read_text().count("listening on")
+
+    until(lambda: len(siblings_of(first.pid)) == 2 and listening() == 3)
     failed, kept = siblings_of(first.pid)
     os.kill(failed, signal.SIGKILL)  # a crash of one: the others serve on meanwhile
     send(port, "While one was down")
     until(lambda: len(siblings_of(first.pid)) == 2 and failed not in siblings_of(first.pid))
     again = next(pid for pid in siblings_of(first.pid) if pid != kept)
+    # serving, so tied to the first (one killed while it starts up ends as soon as it
+    # gets that far: it finds the first gone)
+    until(lambda: listening() == 4, seconds=60)
     assert alive(kept)
 
     first.kill()  # outright: no stop to pass on, the kernel tells the siblings
     first.wait()
-    until(lambda: not alive(kept) and not alive(again))
+    until(lambda: not alive(kept) and not alive(again), seconds=60)
     assert stored_subjects() == ["While one was down"]
 
 
