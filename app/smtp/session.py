@@ -37,8 +37,6 @@ from aiosmtpd.smtp import MISSING, SMTP, syntax
 
 log = logging.getLogger(__name__)
 
-#: what ends DATA: the CRLF that ends the last line, a dot, and the CRLF that ends it
-_END = b"\r\n.\r\n"
 #: the longest piece of DATA read at once (a line may be longer: it comes in pieces)
 _PIECE = 256 * 1024
 
@@ -161,9 +159,10 @@ class Session(SMTP):
                 except asyncio.CancelledError:
                     self._writer.close()  # the connection is gone (aiosmtpd does the same)
                     raise
-                ends = piece.endswith(b".\r\n") and (
-                    piece[-5:-3] if len(piece) >= 5 else (before + piece[:-3])[-2:]) == b"\r\n"
-                before = piece[-2:] if len(piece) >= 2 else (before + piece)[-2:]
+                # the last bytes only: a piece may be 256 KiB
+                tail = before + piece[-5:]
+                ends = piece.endswith(b".\r\n") and tail[-5:-3] == b"\r\n"
+                before = tail[-2:]
                 # the line holding one dot is not the message's
                 size += len(piece) - 3 if ends else len(piece)
                 if message is not None and limit and size > limit:
