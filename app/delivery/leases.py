@@ -78,14 +78,6 @@ def due(now):
     )
 
 
-def any_due() -> bool:
-    """Whether any item is due now: one row of an index (``ix_outbound_item_due``), cheap
-    enough to ask several times a second."""
-    found = db.session.scalar(select(OutboundItem.id).where(due(clock.utcnow())).limit(1))
-    db.session.rollback()  # no transaction left open between two looks
-    return found is not None
-
-
 def take(full: Collection[str], in_flight: Collection[str] = (), items: int = 1,
          later: Collection[str] = (), most: int | None = None) -> Lease | None:
     """Lease the next due item for a destination not in ``full``, with, for a delivery,
