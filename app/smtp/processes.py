@@ -69,6 +69,16 @@ class _Sibling:
     pause: float = 1.0
     #: when the next may be started, once this one has exited unasked
     restart_at: float | None = None
+    #: the next one's pause, once this one has ended
+    next_pause: float = 1.0
+
+    def ended(self, now: float) -> None:
+        """Plan the next one, this one having ended at ``now``: after this one's pause
+        and with twice it (up to LONGEST_PAUSE) when it failed early, at once and with
+        1 s again when it had lived LIVED seconds."""
+        early = now - self.started < LIVED
+        self.restart_at = now + (self.pause if early else 0.0)
+        self.next_pause = min(LONGEST_PAUSE, self.pause * 2) if early else 1.0
 
 
 class Siblings:
@@ -105,26 +115,25 @@ class Siblings:
         except OSError as error:
             log.error("could not start a ccm smtp process (%s): trying again in %.0f s",
                       error, pause)
-            return _Sibling(None, time.monotonic(), pause, restart_at=time.monotonic() + pause)
+            unstarted = _Sibling(None, time.monotonic(), pause)
+            unstarted.ended(unstarted.started)
+            return unstarted
         return _Sibling(popen, time.monotonic(), pause)
 
     def keep_up(self) -> None:
         """Start again each sibling that exited unasked, once its pause is over."""
         now = time.monotonic()
         for place, sibling in enumerate(self.running):
-            status = None if sibling.popen is None else sibling.popen.poll()
-            if sibling.popen is not None and status is None:
-                continue
             if sibling.restart_at is None:
-                lived = now - sibling.started
-                pause = 0.0 if lived >= LIVED else sibling.pause
-                sibling.restart_at = now + pause
+                status = sibling.popen.poll()
+                if status is None:
+                    continue
+                sibling.ended(now)
                 log.warning("ccm smtp process %s exited (status %s) after %.0f s: starting "
-                            "another in %.0f s", sibling.popen.pid, status, lived, pause)
+                            "another in %.0f s", sibling.popen.pid, status,
+                            now - sibling.started, sibling.restart_at - now)
             if now >= sibling.restart_at:
-                grown = 1.0 if now - sibling.started >= LIVED else min(
-                    LONGEST_PAUSE, sibling.pause * 2)
-                self.running[place] = self._start(grown)
+                self.running[place] = self._start(sibling.next_pause)
 
     def stop(self) -> None:
         """Ask every sibling to stop (SIGTERM: each lets its DATA sessions finish)."""
