@@ -283,9 +283,12 @@ class Instance:
         from app.smtp.processes import default_count
 
         smtp = self.start("smtp", "--processes", str(processes), port=self.smtp_port, **kw)
-        while len(smtp.tree()) < (processes or default_count()):
+        count, deadline = processes or default_count(), time.monotonic() + 60
+        # each process says so once it serves (their output goes to one log)
+        while smtp.log.read_text(errors="replace").count("listening on") < count:
+            if not smtp.alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"ccm smtp did not start:\n{smtp.tail()}")
             time.sleep(0.05)
-        time.sleep(1.0)  # the siblings listen a moment after they start
         return smtp
 
     def web(self, threads: int | None = None, **kw) -> Process:

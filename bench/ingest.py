@@ -305,9 +305,9 @@ def run_ccm(args, messages, warm_up, rcpts, postgres: bool, processes: int = 0) 
                  + (" (default)" if processes == 0 else ""))
         warm = send_all(instance.smtp_port, warm_up, rcpts, args.connections,
                         f"{label} warm-up")
-        cpu = sum(harness.cpu_seconds(pid) for pid in servers)
+        cpu = smtp.cpu_seconds()
         result = send_all(instance.smtp_port, messages, rcpts, args.connections, label)
-        cpu = sum(harness.cpu_seconds(pid) for pid in servers) - cpu
+        cpu = smtp.cpu_seconds() - cpu
         rss = max(harness.peak_rss(pid) for pid in servers)
         stored = instance.sql("SELECT count(*) FROM message")[0][0]
         rows = instance.sql("SELECT count(*) FROM recipient")[0][0]
