@@ -31,6 +31,7 @@ from app.delivery import destinations
 from app.domain import accounts, ingest, second_factor
 from app.extensions import db
 from app.mail import addresses, trace
+from app.smtp.accepting import TakingTurns
 from app.smtp.group_commit import GroupCommit, StoreTimeout
 from app.smtp.session import Session, Sessions, data_timeout
 from app.smtp.throttle import auth_limiter
@@ -307,16 +308,21 @@ class _Controller(Controller):
     its own socket lets other ``ccm smtp --share-port`` commands listen on the port too:
     the kernel spreads new connections over them (SO_REUSEPORT, which only processes of
     the same user can join), and once one has closed its listener to shut down, over the
-    others only."""
+    others only. With ``siblings`` (other processes accept from its socket) it accepts
+    in turn with them (``accepting``)."""
 
     def __init__(self, *args, share_port: bool = False, data_timeout: float,
-                 sockets: list[socket.socket] | None = None, **kwargs):
+                 sockets: list[socket.socket] | None = None, siblings: bool = False,
+                 **kwargs):
         super().__init__(*args, **kwargs)
         self.share_port = share_port
         self.data_timeout = data_timeout
         self.sockets = sockets or []
+        self.siblings = siblings
         #: the servers on ``sockets`` past the first (``server``, aiosmtpd's)
         self.more_servers: list[asyncio.AbstractServer] = []
+        #: with siblings: what accepts from each listening socket, instead of the servers
+        self.turns: list[TakingTurns] = []
         self.sessions = Sessions()
 
     def factory(self):
@@ -331,21 +337,41 @@ class _Controller(Controller):
         self.stop()
 
     async def _shut_down(self, grace: float) -> None:
-        for server in (self.server, *self.more_servers):
-            server.close()  # new connections are refused from here on
+        self._stop_listening()  # new connections are refused from here on
         await self.sessions.shut_down(grace)
 
-    def _create_server(self):
-        if self.sockets:
-            return self._serve_on_sockets()
-        return self.loop.create_server(self._factory_invoker, host=self.hostname,
-                                       port=self.port, ssl=self.ssl_context,
-                                       reuse_port=self.share_port or None)
+    def _stop_listening(self) -> None:
+        self._stop_taking_turns()
+        for server in (self.server, *self.more_servers):
+            server.close()
 
-    async def _serve_on_sockets(self) -> asyncio.AbstractServer:
-        servers = [await self.loop.create_server(self._factory_invoker, sock=listening,
-                                                 ssl=self.ssl_context)
-                   for listening in self.sockets]
+    def _stop_taking_turns(self) -> None:
+        for turns in self.turns:
+            turns.close()
+        self.turns = []
+
+    def _cleanup(self):
+        self._stop_taking_turns()  # stopped without shutting down: the servers are closed
+        super()._cleanup()
+
+    async def _create_server(self) -> asyncio.AbstractServer:
+        # with siblings the servers only hold the sockets: this process accepts in turn
+        serving = not self.siblings
+        if self.sockets:
+            servers = [await self.loop.create_server(self._factory_invoker, sock=listening,
+                                                     ssl=self.ssl_context,
+                                                     start_serving=serving)
+                       for listening in self.sockets]
+        else:
+            servers = [await self.loop.create_server(
+                self._factory_invoker, host=self.hostname, port=self.port,
+                ssl=self.ssl_context, reuse_port=self.share_port or None,
+                start_serving=serving)]
+        if self.siblings:
+            self.turns = [TakingTurns(self.loop, listening.dup(), self._factory_invoker,
+                                      busy=lambda: len(self.sessions.live),
+                                      ssl_context=self.ssl_context)
+                          for server in servers for listening in server.sockets]
         self.more_servers = servers[1:]
         return servers[0]
 
@@ -383,6 +409,7 @@ def controller(app: Flask, listen: str | None = None, *, share_port: bool = Fals
         auth_require_tls=True,
         share_port=share_port,
         sockets=sockets,
+        siblings=app.config.get("SMTP_PROCESSES", 1) > 1,
         timeout=app.config["SMTP_IDLE_TIMEOUT"],
         data_timeout=data_timeout(app.config["MAX_MESSAGE_BYTES"],
                                   app.config["SMTP_MIN_DATA_RATE"],

@@ -7,6 +7,7 @@ broken start or stop from hanging the run.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import smtplib
@@ -117,6 +118,39 @@ def test_by_default_one_process_a_core_serves_the_port_and_stops_with_the_first(
     assert not any(alive(pid) for pid in siblings)
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection((LOOPBACK, port), timeout=5)
+
+
+def connections_held(pid: int, port: int) -> int:
+    """The client connections to ``port`` that process ``pid`` has accepted."""
+    sockets = set()
+    for descriptor in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):  # closed meanwhile
+            target = os.readlink(descriptor)
+            if target.startswith("socket:["):
+                sockets.add(target.removeprefix("socket:[").removesuffix("]"))
+    held = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local_port, state, inode = int(fields[1].rpartition(":")[2], 16), fields[3], fields[9]
+        held += local_port == port and state == "01" and inode in sockets  # 01: established
+    return held
+
+
+def test_connections_arriving_together_are_shared_out_over_the_processes(start_smtp, tmp_path):
+    """Clients keep their connections for many messages: one process taking a burst of
+    them all would receive with one core while the others sat idle."""
+    first, port = start_smtp("--processes", "2")
+    until(lambda: (tmp_path / f"smtp-{port}.log").read_text().count("listening on") == 2)
+    processes = [first.pid, *siblings_of(first.pid)]
+    for _ in range(3):
+        clients = [socket.create_connection((LOOPBACK, port), timeout=10) for _ in range(8)]
+        with contextlib.ExitStack() as stack:
+            for client in clients:
+                stack.enter_context(client)
+                assert client.recv(512).startswith(b"220 ")
+            held = [connections_held(pid, port) for pid in processes]
+            assert sum(held) == 8 and min(held) >= 3, held
+        until(lambda: sum(connections_held(pid, port) for pid in processes) == 0)
 
 
 def test_a_sibling_that_fails_is_started_again_and_the_first_killed_takes_them_along(

@@ -1,0 +1,107 @@
+"""Accepting in turn with sibling processes (app/smtp/accepting.py), in one event loop:
+two TakingTurns on one listening socket play two processes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+
+import pytest
+
+from app.smtp import accepting
+from app.smtp.accepting import TakingTurns
+
+LOOPBACK = "127.0.0.1"
+
+
+class Recorder(asyncio.Protocol):
+    def __init__(self, accepted: list, name: str):
+        self.accepted, self.name = accepted, name
+
+    def connection_made(self, transport):
+        self.accepted.append((self.name, time.monotonic()))
+        transport.close()
+
+
+@pytest.fixture
+def listening():
+    with socket.create_server((LOOPBACK, 0)) as server:
+        yield server
+
+
+def taking_turns(loop, listening, accepted: list, name: str, busy: int) -> TakingTurns:
+    return TakingTurns(loop, listening.dup(), lambda: Recorder(accepted, name),
+                       busy=lambda: busy)
+
+
+async def connect(listening, accepted: list, count: int) -> None:
+    port = listening.getsockname()[1]
+    for number in range(count):
+        _, writer = await asyncio.open_connection(LOOPBACK, port)
+        while len(accepted) <= number:
+            await asyncio.sleep(0.001)
+        writer.close()
+
+
+@pytest.mark.parametrize("busy", [1, 4, 100])
+def test_the_process_serving_no_session_takes_the_connection(listening, busy):
+    accepted: list = []
+
+    async def run():
+        loop = asyncio.get_running_loop()
+        turns = [taking_turns(loop, listening, accepted, "busy", busy),
+                 taking_turns(loop, listening, accepted, "idle", 0)]
+        await connect(listening, accepted, 5)
+        for each in turns:
+            each.close()
+
+    asyncio.run(run())
+    assert [name for name, _ in accepted] == ["idle"] * 5
+
+
+@pytest.mark.parametrize("busy, pause", [(3, 0.003), (100, accepting.LONGEST_STEP_BACK)])
+def test_alone_a_busy_process_takes_it_after_stepping_back(listening, busy, pause):
+    accepted: list = []
+
+    async def run():
+        loop = asyncio.get_running_loop()
+        turns = taking_turns(loop, listening, accepted, "busy", busy)
+        started = time.monotonic()
+        await connect(listening, accepted, 1)
+        turns.close()
+        return started
+
+    started = asyncio.run(run())
+    assert [name for name, _ in accepted] == ["busy"]
+    assert accepted[0][1] - started >= pause
+
+
+def test_a_closed_one_lets_go_of_the_socket(listening):
+    async def run():
+        turns = taking_turns(asyncio.get_running_loop(), listening, [], "one", 0)
+        turns.close()
+        turns.close()  # twice: stopping without shutting down closes it again
+        return turns
+
+    assert asyncio.run(run()).listening.fileno() == -1
+
+
+def test_accepting_that_fails_is_logged_and_paused_not_spun(listening, caplog):
+    accepted: list = []
+
+    async def run():
+        loop = asyncio.get_running_loop()
+        turns = taking_turns(loop, listening, accepted, "one", 0)
+        # a listening socket shut down stays ready, and every accept fails (EINVAL)
+        listening.shutdown(socket.SHUT_RDWR)
+        await asyncio.sleep(0.3)
+        turns.close()
+
+    with caplog.at_level(logging.ERROR, logger="app.smtp.accepting"):
+        asyncio.run(run())
+    failures = [record for record in caplog.records
+                if "cannot accept an SMTP connection" in record.getMessage()]
+    assert len(failures) == 1 and "accepting again in 1 s" in failures[0].getMessage()
+    assert accepted == []
