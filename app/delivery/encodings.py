@@ -49,8 +49,20 @@ def _too_long(text: bytes | str) -> bool:
     """Whether a line of ``text`` is longer than LINE_LIMIT. (Splitting is linear; a
     search for 999 characters that are not a line end tried again at every offset
     took ~8 ms on a 10 KB message, most of a delivery's CPU.)"""
-    line_end = _LINE_END if isinstance(text, bytes) else _LINE_END_TEXT
-    return len(text) > LINE_LIMIT and max(map(len, line_end.split(text))) > LINE_LIMIT
+    if len(text) <= LINE_LIMIT:
+        return False
+    if isinstance(text, bytes):
+        lines = text.split(b"\r\n") if _crlf_only(text) else _LINE_END.split(text)
+    else:
+        lines = _LINE_END_TEXT.split(text)
+    return max(map(len, lines)) > LINE_LIMIT
+
+
+def _crlf_only(data: bytes) -> bool:
+    """Whether every line end in ``data`` is a CRLF, as in what came by SMTP: three
+    counts in C, a fifth of the time a regular expression takes over it."""
+    pairs = data.count(b"\r\n")
+    return data.count(b"\n") == pairs and data.count(b"\r") == pairs
 
 
 @dataclass(frozen=True)
@@ -63,7 +75,7 @@ class Wire:
 
 def crlf(raw: bytes) -> bytes:
     """``raw`` with every line ending in CRLF, the last one too."""
-    data = _LINE_END.sub(b"\r\n", raw)
+    data = raw if _crlf_only(raw) else _LINE_END.sub(b"\r\n", raw)
     return data if data.endswith(b"\r\n") else data + b"\r\n"
 
 
