@@ -205,7 +205,7 @@ def smtp(processes: int, share_port: bool, sibling_of: int | None,
     # a sibling accepts from the first's sockets, handed down to it
     controller = _start_smtp(share_port, [socket.socket(fileno=fd) for fd in listening])
     siblings = smtp_processes.Siblings(count - 1 if sibling_of is None else 0,
-                                       controller.listening())
+                                       controller.listening(), first=sibling_of is None)
     siblings.start()
     while not stop.wait(1.0):
         siblings.keep_up()

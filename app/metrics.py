@@ -32,6 +32,7 @@ from types import SimpleNamespace
 from prometheus_client import (
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
     multiprocess,
@@ -77,7 +78,7 @@ def configure(directory: str) -> str:
         _fold_dead_processes(directory)
     _directory = directory
     _families()  # this process's series, at zero, in its own files
-    # Nothing of ours is a "live" gauge today; this keeps one that is added honest.
+    # a process that ends takes its live gauges (ccm_smtp_processes) out of the sums
     atexit.register(multiprocess.mark_process_dead, _identity(), directory)
     closing = getattr(values, "close_all_multiprocess_files", None)  # 0.22 and later
     if closing is not None:
@@ -120,6 +121,10 @@ def _families() -> SimpleNamespace:
         sign_in_failures=counter("ccm_sign_in_failures",
                                  "Failed sign-in attempts (portal and SMTP AUTH)", ["factor"]),
         lockouts=counter("ccm_lockouts", "Accounts locked after too many failures"),
+        # set by the first process of each ccm smtp command: the sum is the machine's
+        smtp_processes=Gauge("ccm_smtp_processes",
+                             "ccm smtp processes receiving, and how many were asked for",
+                             ["state"], multiprocess_mode="livesum", registry=None),
     )
     # Every series of a closed set at zero from the start: a rate or an alert on one
     # works before its first event, and a missing series means a missing process.
@@ -188,6 +193,14 @@ def notification_sent(kind: str) -> None:
     _families().notifications.labels(_known(kind, KINDS)).inc()
 
 
+def smtp_processes(running: int, wanted: int) -> None:
+    """A ``ccm smtp`` command's processes: those running now, and those it should run
+    (fewer running means one keeps failing, and is being started again)."""
+    found = _families().smtp_processes
+    found.labels("running").set(running)
+    found.labels("wanted").set(wanted)
+
+
 def request_served(endpoint: str, seconds: float) -> None:
     """One portal request; ``endpoint`` a Flask endpoint name, never a URL."""
     _families().portal.labels(endpoint).observe(seconds)
@@ -210,9 +223,24 @@ def exposition(*collectors) -> tuple[bytes, str]:
     path = _directory
     if path is None:
         raise RuntimeError("metrics.configure() was not called: no directory to read")
-    multiprocess.MultiProcessCollector(registry, path=path)
+    registry.register(_Files(path))
     with _locked(path, fcntl.LOCK_SH):  # never half-way through a fold
         return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+class _Files:
+    """Every process's files added up, as prometheus_client's own collector does, less
+    the live gauges of this machine's processes that have died without saying so (a
+    ``ccm smtp`` killed outright): what they said was true while they ran."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def collect(self):
+        files = [name for name in glob.glob(os.path.join(self.path, "*.db"))
+                 if not (os.path.basename(name).startswith("gauge_live")
+                         and (pid := _pid(name)) is not None and not _running(pid))]
+        return multiprocess.MultiProcessCollector.merge(files, accumulate=True)
 
 
 @contextlib.contextmanager

@@ -26,6 +26,8 @@ import sys
 import time
 from dataclasses import dataclass
 
+from app import metrics
+
 log = logging.getLogger(__name__)
 
 #: more processes than this buy nothing but memory (each keeps its own connections)
@@ -88,8 +90,10 @@ class Siblings:
     process (``follow_first``) is to the thread that started it.
     """
 
-    def __init__(self, count: int, listening: list[int] = ()):
+    def __init__(self, count: int, listening: list[int] = (), *, first: bool = True):
         self.count = count
+        #: the first process counts the command's processes in the metrics
+        self.first = first
         #: the first's listening sockets (file descriptors), which each sibling accepts from
         self.listening = tuple(listening)
         self.running: list[_Sibling] = []
@@ -103,6 +107,13 @@ class Siblings:
 
     def start(self) -> None:
         self.running = [self._start() for _ in range(self.count)]
+        self._count_in_metrics()
+
+    def _count_in_metrics(self) -> None:
+        if self.first:
+            alive = sum(sibling.popen is not None and sibling.popen.poll() is None
+                        for sibling in self.running)
+            metrics.smtp_processes(running=1 + alive, wanted=1 + self.count)
 
     def _start(self, pause: float = 1.0) -> _Sibling:
         """A sibling started; one that could not be (no memory, the task limit) counts
@@ -134,6 +145,7 @@ class Siblings:
                             now - sibling.started, sibling.restart_at - now)
             if now >= sibling.restart_at:
                 self.running[place] = self._start(sibling.next_pause)
+        self._count_in_metrics()
 
     def stop(self) -> None:
         """Ask every sibling to stop (SIGTERM: each lets its DATA sessions finish)."""

@@ -22,6 +22,7 @@ from limits.storage import MemoryStorage, storage_from_string
 from servers import CCM, LOOPBACK, free_port, wait_for_port
 from support import mail
 
+from app import metrics
 from app.domain.accounts import SIGN_IN_LIMIT
 from app.extensions import db
 from app.models import Message
@@ -176,6 +177,27 @@ def test_a_sibling_that_fails_is_started_again_and_the_first_killed_takes_them_a
     first.wait()
     until(lambda: not alive(kept) and not alive(again), seconds=60)
     assert stored_subjects() == ["While one was down"]
+
+
+def counted(instance: Path) -> dict[str, float]:
+    """ccm_smtp_processes as the portal's /metrics would add it up."""
+    return {sample.labels["state"]: sample.value
+            for family in metrics._Files(str(instance / "metrics")).collect()
+            if family.name == "ccm_smtp_processes" for sample in family.samples}
+
+
+def test_the_metrics_count_the_processes_running_and_wanted(start_smtp, tmp_path):
+    first, _ = start_smtp("--processes", "3")
+    until(lambda: counted(tmp_path) == {"running": 3, "wanted": 3})
+    failed = siblings_of(first.pid)[0]
+    os.kill(failed, signal.SIGKILL)  # one fails: seen until it is started again
+    until(lambda: counted(tmp_path) == {"running": 2, "wanted": 3})
+    until(lambda: counted(tmp_path) == {"running": 3, "wanted": 3})
+    # killed outright, the command says nothing more: what it said no longer counts
+    for pid in [*siblings_of(first.pid), first.pid]:
+        os.kill(pid, signal.SIGKILL)
+    first.wait()
+    assert counted(tmp_path) == {}
 
 
 def test_processes_one_is_one_process_and_too_many_is_refused(start_smtp):
