@@ -15,6 +15,7 @@ import http.client
 import os
 import re
 import select
+import signal
 import socket
 import socketserver
 import ssl
@@ -851,6 +852,60 @@ def wait_for_port(port: int, process: subprocess.Popen, log: Path, *,
 CCM = Path(sys.executable).with_name("ccm")
 
 
+def ccm_environment(directory: Path, **settings: str) -> dict[str, str]:
+    """The environment of a ``ccm`` command with the instance folder ``directory``:
+    ``settings`` (``CCM_*`` variables) and none of the test run's own ``CCM_*``."""
+    environment = {name: value for name, value in os.environ.items()
+                   if not name.startswith("CCM_")}
+    environment.update(CCM_INSTANCE_PATH=str(directory), **settings)
+    return environment
+
+
+class Ccm:
+    """``ccm COMMAND ARGS…`` in a process of its own on the test's database, its output
+    in a log in the instance folder (the application's, or ``directory``); when given
+    ``port``, started once it listens there. Killed at the end of the ``with`` block if
+    still running."""
+
+    def __init__(self, app, command: str, *args: str, port: int | None = None,
+                 directory: Path | None = None, **settings: str):
+        self.directory = Path(directory or app.instance_path)
+        self.arguments = [command, *args]
+        self.port = port
+        self.settings = {"CCM_DATABASE_URL": app.config["DATABASE_URL"],
+                         "CCM_SECRET_KEY": "ccm-under-test", **settings}
+        self.process: subprocess.Popen | None = None
+        self.log = self.directory / f"ccm-{command}-{port or free_port()}.log"
+
+    def __enter__(self) -> Ccm:
+        with self.log.open("wb") as log:
+            # in the instance folder, as a service runs
+            self.process = subprocess.Popen(
+                [str(CCM), *self.arguments], env=ccm_environment(self.directory, **self.settings),
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                cwd=self.directory)
+        if self.port is not None:
+            try:
+                wait_for_port(self.port, self.process, self.log)
+            except BaseException:
+                self.__exit__()
+                raise
+        return self
+
+    def stop(self, within: float) -> int:
+        """SIGTERM; the exit status, which must come within ``within`` seconds."""
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=within)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def __exit__(self, *exc) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
 class CcmWeb(_ServerProcess):
     """``ccm web`` in a process of its own, on a loopback port.
 
@@ -867,10 +922,8 @@ class CcmWeb(_ServerProcess):
 
     def __enter__(self) -> CcmWeb:
         self.port = free_port()
-        environment = {name: value for name, value in os.environ.items()
-                       if not name.startswith("CCM_")}
-        environment.update(CCM_INSTANCE_PATH=str(self.directory),
-                           CCM_HTTP_LISTEN=f"{LOOPBACK}:{self.port}", **self.settings)
+        environment = ccm_environment(self.directory, CCM_HTTP_LISTEN=f"{LOOPBACK}:{self.port}",
+                                      **self.settings)
         self._log = self.directory / f"ccm-web-{self.port}.log"
         with self._log.open("wb") as log:
             self._process = subprocess.Popen([str(CCM), "web", "--threads", "2"],

@@ -9,16 +9,14 @@ broken stop from hanging the run.
 from __future__ import annotations
 
 import http.client
-import os
 import re
 import signal
 import smtplib
 import socket
-import subprocess
 from pathlib import Path
 
 import pytest
-from servers import CCM, LOOPBACK, SmtpSink, free_port, wait_for_port
+from servers import LOOPBACK, Ccm, SmtpSink, free_port, wait_for_port
 from support import mail
 
 from app.extensions import db
@@ -26,44 +24,6 @@ from app.models import Message, OutboundItem
 
 #: seconds a stop may take beyond its grace period (starting Python, closing up)
 SLACK = 20
-
-
-class Ccm:
-    """``ccm COMMAND`` in a process of its own on the test's database and instance."""
-
-    def __init__(self, app, command: str, *, port: int | None = None, **settings: str):
-        self.directory = Path(app.instance_path)
-        self.command = command
-        self.port = port
-        self.settings = {"CCM_DATABASE_URL": app.config["DATABASE_URL"],
-                         "CCM_SECRET_KEY": "graceful-test", **settings}
-        self.process: subprocess.Popen | None = None
-        self.log = self.directory / f"ccm-{command}-{free_port()}.log"
-
-    def __enter__(self) -> Ccm:
-        environment = {name: value for name, value in os.environ.items()
-                       if not name.startswith("CCM_")}
-        environment.update(CCM_INSTANCE_PATH=str(self.directory), **self.settings)
-        with self.log.open("wb") as log:
-            self.process = subprocess.Popen([str(CCM), self.command], env=environment,
-                                            stdin=subprocess.DEVNULL, stdout=log,
-                                            stderr=subprocess.STDOUT)
-        if self.port is not None:
-            wait_for_port(self.port, self.process, self.log)
-        return self
-
-    def stop(self, grace: float) -> int:
-        """SIGTERM; the exit status, which must come within the grace period and a bit."""
-        self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=grace + SLACK)
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def __exit__(self, *exc) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
 
 
 def queue_one_message(make_tenant) -> int:
@@ -99,7 +59,7 @@ def test_a_worker_stopped_mid_delivery_leaves_nothing_sending(app, make_tenant, 
         with Ccm(app, "worker", **settings) as worker:
             sink.wait_for_command("DATA")  # the message is on the wire
             assert item(item_id).state == "sending"
-            assert worker.stop(grace) == 0, worker.output()
+            assert worker.stop(grace + SLACK) == 0, worker.output()
         assert "Traceback" not in worker.output()
         assert item(item_id).state == outcome
         assert item(item_id).lease_token is None
@@ -109,7 +69,7 @@ def test_a_worker_stopped_mid_delivery_leaves_nothing_sending(app, make_tenant, 
             sink.delay(0)
             with Ccm(app, "worker", **settings) as successor:
                 assert len(sink.wait_for(1)) == 1
-                assert successor.stop(grace) == 0, successor.output()
+                assert successor.stop(grace + SLACK) == 0, successor.output()
             assert item(item_id).state == "done"
         assert len(sink.messages) == 1
 
@@ -202,7 +162,7 @@ def test_serve_stops_all_three_at_once(app, make_tenant):
             client = smtplib.SMTP(LOOPBACK, smtp, timeout=30)
             client.ehlo("idle.test")
             sink.wait_for_command("DATA")
-            assert serve.stop(1) == 0, serve.output()
+            assert serve.stop(1 + SLACK) == 0, serve.output()
             assert client.getreply()[0] == 421
             client.close()
         assert "Traceback" not in serve.output()

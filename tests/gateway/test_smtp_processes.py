@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from limits import parse_many
 from limits.storage import MemoryStorage, storage_from_string
-from servers import CCM, LOOPBACK, free_port, wait_for_port
+from servers import CCM, LOOPBACK, Ccm, free_port
 from support import mail
 
 from app import metrics
@@ -53,30 +53,30 @@ def until(condition, seconds: float = 20) -> None:
 
 @pytest.fixture
 def start_smtp(app, make_tenant, tmp_path):
+    """``ccm smtp ARGS…`` in the instance folder ``tmp_path`` (as systemd runs it): its
+    first process and port; its log is ``log_of(tmp_path, port)``."""
     make_tenant("acme", domains=["acme.test"])
-    started: list[subprocess.Popen] = []
+    with contextlib.ExitStack() as stack:
+        def start(*args: str) -> tuple[subprocess.Popen, int]:
+            port = free_port()
+            smtp = stack.enter_context(Ccm(app, "smtp", *args, port=port, directory=tmp_path,
+                                           CCM_SMTP_LISTEN=f"{LOOPBACK}:{port}",
+                                           CCM_SHUTDOWN_GRACE="10"))
+            stack.callback(kill_all, smtp.process)  # before the first alone is killed
+            return smtp.process, port
 
-    def start(*args: str) -> tuple[subprocess.Popen, int]:
-        port = free_port()
-        environment = {name: value for name, value in os.environ.items()
-                       if not name.startswith("CCM_")}
-        environment.update(CCM_INSTANCE_PATH=str(tmp_path), CCM_SECRET_KEY="processes",
-                           CCM_DATABASE_URL=app.config["DATABASE_URL"],
-                           CCM_SMTP_LISTEN=f"{LOOPBACK}:{port}", CCM_SHUTDOWN_GRACE="10")
-        log = tmp_path / f"smtp-{port}.log"
-        with log.open("wb") as output:  # in the instance folder, as systemd runs it
-            process = subprocess.Popen([str(CCM), "smtp", *args], env=environment,
-                                       stdin=subprocess.DEVNULL, stdout=output,
-                                       stderr=subprocess.STDOUT, cwd=tmp_path)
-        started.append(process)
-        wait_for_port(port, process, log)
-        return process, port
+        yield start
 
-    yield start
-    for process in started:
-        for pid in [*siblings_of(process.pid), process.pid] if process.poll() is None else []:
-            os.kill(pid, signal.SIGKILL)
-        process.wait()
+
+def kill_all(first: subprocess.Popen) -> None:
+    """The first process and its siblings, at once."""
+    for pid in [*siblings_of(first.pid), first.pid] if first.poll() is None else []:
+        os.kill(pid, signal.SIGKILL)
+    first.wait()
+
+
+def log_of(instance: Path, port: int) -> Path:
+    return instance / f"ccm-smtp-{port}.log"
 
 
 def send(port: int, subject: str) -> None:
@@ -141,7 +141,7 @@ def test_connections_arriving_together_are_shared_out_over_the_processes(start_s
     """Clients keep their connections for many messages: one process taking a burst of
     them all would receive with one core while the others sat idle."""
     first, port = start_smtp("--processes", "2")
-    until(lambda: (tmp_path / f"smtp-{port}.log").read_text().count("listening on") == 2)
+    until(lambda: (log_of(tmp_path, port)).read_text().count("listening on") == 2)
     processes = [first.pid, *siblings_of(first.pid)]
     for _ in range(3):
         clients = [socket.create_connection((LOOPBACK, port), timeout=10) for _ in range(8)]
@@ -157,7 +157,7 @@ def test_connections_arriving_together_are_shared_out_over_the_processes(start_s
 def test_a_sibling_that_fails_is_started_again_and_the_first_killed_takes_them_along(
         start_smtp, tmp_path):
     first, port = start_smtp("--processes", "3")
-    log = tmp_path / f"smtp-{port}.log"
+    log = log_of(tmp_path, port)
 
     def listening() -> int:  # each process says so once it serves
         return log.read_text().count("listening on")

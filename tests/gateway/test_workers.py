@@ -143,28 +143,17 @@ def test_mail_queued_between_runs_leaves_at_once_not_at_the_next_interval(
     """A real ``ccm worker`` with the default 5 s between runs: mail queued after its run
     has ended (by ``ccm smtp``, say) is sent within a fraction of a second, not at the
     next run (app/worker.py, ``_start_delivery_when_due``)."""
-    import os
-    import subprocess
-
-    from servers import CCM
+    from servers import Ccm
 
     from app.domain import ingest
 
     make_tenant("acme", domains=["acme.test"])
-    environment = {name: value for name, value in os.environ.items()
-                   if not name.startswith("CCM_")}
-    environment.update(CCM_INSTANCE_PATH=str(tmp_path), CCM_SECRET_KEY="prompt-delivery",
-                       CCM_DATABASE_URL=app.config["DATABASE_URL"],
-                       CCM_OUTBOUND=f"smtp://127.0.0.1:{relay.port}", CCM_WORKER_INTERVAL="5")
-    log = tmp_path / "worker.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen([str(CCM), "worker"], env=environment, cwd=tmp_path,
-                                   stdin=subprocess.DEVNULL, stdout=output,
-                                   stderr=subprocess.STDOUT)
-    try:
+    with Ccm(app, "worker", directory=tmp_path, CCM_WORKER_INTERVAL="5",
+             CCM_OUTBOUND=f"smtp://127.0.0.1:{relay.port}") as worker:
         deadline = time.monotonic() + 30
-        while "CCM worker started" not in log.read_text():
-            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+        while "CCM worker started" not in worker.output():
+            assert worker.process.poll() is None and time.monotonic() < deadline, \
+                worker.output()
             time.sleep(0.05)
         time.sleep(1.0)  # its first run, at the start, has found nothing and ended
         for number in range(3):
@@ -175,10 +164,8 @@ def test_mail_queued_between_runs_leaves_at_once_not_at_the_next_interval(
             assert len(relay.wait_for(number + 1, timeout=10)) == number + 1
             assert time.monotonic() - queued < 2.0, "sent only at the next run"
             time.sleep(0.5)  # that run ends: the next message comes between runs again
-    finally:
-        process.terminate()
-        process.wait(timeout=60)
-    assert "Traceback" not in log.read_text()
+        assert worker.stop(60) == 0
+    assert "Traceback" not in worker.output()
 
 
 def test_a_delivery_run_that_fails_is_not_started_again_four_times_a_second(
