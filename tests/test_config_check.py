@@ -6,19 +6,16 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import trustme
+from servers import CCM, ccm_environment
 from sqlalchemy import func, select
 
 from app import config, create_app
 from app.domain import config_checks
 from app.extensions import db
 from app.models import Tenant, User
-
-CCM = Path(sys.executable).with_name("ccm")
 
 #: for each kind of setting, values that cannot be read: the whole class, not one example
 NOT_WHOLE_NUMBERS = ["sixty", "4.5", "1e3", "0x10", "5 s", "٣", "--1", "1_000"]
@@ -123,9 +120,8 @@ def test_every_variable_is_checked_or_is_free_text():
 
 
 def ccm(tmp_path, *args, **environ) -> subprocess.CompletedProcess:
-    env = {name: value for name, value in os.environ.items() if not name.startswith("CCM_")}
-    env.update(CCM_INSTANCE_PATH=str(tmp_path), **environ)
-    return subprocess.run([str(CCM), *args], env=env, capture_output=True, text=True,
+    return subprocess.run([str(CCM), *args], env=ccm_environment(tmp_path, **environ),
+                          capture_output=True, text=True,
                           timeout=60)
 
 

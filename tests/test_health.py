@@ -16,7 +16,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from servers import CCM, CcmWeb, TcpRelay, Visitor, free_port
+from servers import CCM, CcmWeb, TcpRelay, Visitor, ccm_environment, free_port
 from sqlalchemy.engine import make_url
 
 from app import create_app
@@ -212,8 +212,7 @@ def test_ccm_web_on_sqlite_through_an_outage(tmp_path):
 
 def test_a_process_whose_database_is_down_at_start_says_so_in_one_line(tmp_path):
     """As a process manager sees it: status 1 and one line, then it tries again later."""
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("CCM_")},
-           "CCM_INSTANCE_PATH": str(tmp_path)}
+    env = ccm_environment(tmp_path)
     for url in (f"sqlite:///{tmp_path / 'unmounted' / 'ccm.sqlite3'}",
                 f"postgresql+psycopg://ccm@127.0.0.1:{free_port()}/ccm"):
         for command in (["web"], ["db", "upgrade"]):

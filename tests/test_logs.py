@@ -4,13 +4,11 @@ process id, as text or as JSON (CCM_LOG_FORMAT), from the real ``ccm`` commands.
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
-CCM = Path(sys.executable).with_name("ccm")
+from servers import CCM, ccm_environment
 
 ACME = """\
 tenants:
@@ -31,9 +29,8 @@ Attached.\r
 
 
 def ccm(instance: Path, *args: str, **environ: str) -> subprocess.CompletedProcess:
-    env = {name: value for name, value in os.environ.items() if not name.startswith("CCM_")}
-    env.update(CCM_INSTANCE_PATH=str(instance), **environ)
-    done = subprocess.run([str(CCM), *args], env=env, capture_output=True, text=True,
+    done = subprocess.run([str(CCM), *args], env=ccm_environment(instance, **environ),
+                          capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0, done.stderr
     return done

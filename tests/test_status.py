@@ -3,22 +3,16 @@ delivers, asked of real processes as a process manager's health check asks."""
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
-from servers import LOOPBACK, free_port, wait_for_port
-
-CCM = Path(sys.executable).with_name("ccm")
+from servers import CCM, LOOPBACK, ccm_environment, free_port, wait_for_port
 
 
 def environment(instance: Path, **settings: str) -> dict:
-    env = {name: value for name, value in os.environ.items() if not name.startswith("CCM_")}
-    env.update(CCM_INSTANCE_PATH=str(instance), **settings)
-    return env
+    return ccm_environment(instance, **settings)
 
 
 def status(env: dict, *parts: str) -> subprocess.CompletedProcess:

@@ -7,13 +7,12 @@ the test cuts to play the outage; each test has a key prefix of its own.
 from __future__ import annotations
 
 import logging
-import os
 import smtplib
 import subprocess
 import time
 
 import pytest
-from servers import CCM, TcpRelay, ThrowawayCA, free_port, wait_for_port
+from servers import CCM, TcpRelay, ThrowawayCA, ccm_environment, free_port, wait_for_port
 from support import PASSWORD
 
 from app.config import REDIS_TIMEOUT_SECONDS
@@ -111,10 +110,8 @@ def test_ccm_smtp_started_without_redis_throttles_in_memory_then_in_redis(
     two processes: in memory each allows half the limit (app/smtp/processes.py)."""
     redis_relay.cut("refuse")
     ca, port, log = ThrowawayCA(), free_port(), tmp_path / "ccm-smtp.log"
-    environment = {name: value for name, value in os.environ.items()
-                   if not name.startswith("CCM_")}
-    environment.update(
-        CCM_INSTANCE_PATH=str(tmp_path), CCM_DATABASE_URL=app.config["DATABASE_URL"],
+    environment = ccm_environment(
+        tmp_path, CCM_DATABASE_URL=app.config["DATABASE_URL"],
         CCM_SMTP_LISTEN=f"127.0.0.1:{port}", CCM_RELAY_NETWORKS="192.0.2.0/24",
         CCM_SMTP_TLS_CERT=str(ca.server_files("gateway.test", tmp_path)),
         CCM_RATELIMIT_STORAGE=f"redis://127.0.0.1:{redis_relay.port}/0",
