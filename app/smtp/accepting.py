@@ -22,8 +22,10 @@ log = logging.getLogger(__name__)
 
 #: seconds a process steps back for each session it serves before it accepts
 STEP_BACK = 0.001
-#: the longest step back: a new connection never waits longer for a busy gateway
-LONGEST_STEP_BACK = 0.02
+#: the longest step back. It bounds how fast a busy process accepts (one connection a
+#: step back: 200 a second, each process), so it is short: a sibling with no session
+#: takes a connection at once, and beyond 5 sessions the busy ones take turns by chance
+LONGEST_STEP_BACK = 0.005
 #: connections the kernel keeps waiting to be accepted (asyncio's own default)
 BACKLOG = 100
 #: seconds to stop accepting when accept fails (no file descriptor or memory left for
