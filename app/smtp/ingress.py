@@ -308,17 +308,18 @@ class _Controller(Controller):
     its own socket lets other ``ccm smtp --share-port`` commands listen on the port too:
     the kernel spreads new connections over them (SO_REUSEPORT, which only processes of
     the same user can join), and once one has closed its listener to shut down, over the
-    others only. With ``siblings`` (other processes accept from its socket) it accepts
-    in turn with them (``accepting``)."""
+    others only. With ``take_turns`` (the number of processes accepting from its socket,
+    when more than one) it accepts in turn with the others (``accepting``)."""
 
     def __init__(self, *args, share_port: bool = False, data_timeout: float,
-                 sockets: list[socket.socket] | None = None, siblings: bool = False,
+                 sockets: list[socket.socket] | None = None, take_turns: int = 0,
                  **kwargs):
         super().__init__(*args, **kwargs)
         self.share_port = share_port
         self.data_timeout = data_timeout
         self.sockets = sockets or []
-        self.siblings = siblings
+        # (implicit TLS, aiosmtpd's ssl_context, is not CCM's: STARTTLS is)
+        self.take_turns = take_turns if self.ssl_context is None else 0
         #: the servers on ``sockets`` past the first (``server``, aiosmtpd's)
         self.more_servers: list[asyncio.AbstractServer] = []
         #: with siblings: what accepts from each listening socket, instead of the servers
@@ -355,8 +356,8 @@ class _Controller(Controller):
         super()._cleanup()
 
     async def _create_server(self) -> asyncio.AbstractServer:
-        # with siblings the servers only hold the sockets: this process accepts in turn
-        serving = not self.siblings
+        # taking turns, the servers only hold the sockets: this process accepts in turn
+        serving = not self.take_turns
         if self.sockets:
             servers = [await self.loop.create_server(self._factory_invoker, sock=listening,
                                                      ssl=self.ssl_context,
@@ -367,10 +368,10 @@ class _Controller(Controller):
                 self._factory_invoker, host=self.hostname, port=self.port,
                 ssl=self.ssl_context, reuse_port=self.share_port or None,
                 start_serving=serving)]
-        if self.siblings:
+        if self.take_turns:
             self.turns = [TakingTurns(self.loop, listening.dup(), self._factory_invoker,
                                       busy=lambda: len(self.sessions.live),
-                                      ssl_context=self.ssl_context)
+                                      processes=self.take_turns)
                           for server in servers for listening in server.sockets]
         self.more_servers = servers[1:]
         return servers[0]
@@ -395,6 +396,8 @@ def controller(app: Flask, listen: str | None = None, *, share_port: bool = Fals
     another process bound them, else on a socket of its own."""
     host, port = smtp_listener(listen or app.config["SMTP_LISTEN"])
     handler = IngressHandler(app)
+    # ccm smtp's processes, which all accept from one socket
+    processes = app.config.get("SMTP_PROCESSES", 1)
     return _Controller(
         handler,
         hostname=host,
@@ -409,7 +412,7 @@ def controller(app: Flask, listen: str | None = None, *, share_port: bool = Fals
         auth_require_tls=True,
         share_port=share_port,
         sockets=sockets,
-        siblings=app.config.get("SMTP_PROCESSES", 1) > 1,
+        take_turns=processes if processes > 1 else 0,
         timeout=app.config["SMTP_IDLE_TIMEOUT"],
         data_timeout=data_timeout(app.config["MAX_MESSAGE_BYTES"],
                                   app.config["SMTP_MIN_DATA_RATE"],

@@ -4,6 +4,7 @@ two TakingTurns on one listening socket play two processes."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import socket
 import time
@@ -31,9 +32,10 @@ def listening():
         yield server
 
 
-def taking_turns(loop, listening, accepted: list, name: str, busy: int) -> TakingTurns:
+def taking_turns(loop, listening, accepted: list, name: str, busy: int,
+                 processes: int = 2) -> TakingTurns:
     return TakingTurns(loop, listening.dup(), lambda: Recorder(accepted, name),
-                       busy=lambda: busy)
+                       busy=lambda: busy, processes=processes)
 
 
 async def connect(listening, accepted: list, count: int) -> None:
@@ -104,4 +106,75 @@ def test_accepting_that_fails_is_logged_and_paused_not_spun(listening, caplog):
     failures = [record for record in caplog.records
                 if "cannot accept an SMTP connection" in record.getMessage()]
     assert len(failures) == 1 and "accepting again in 1 s" in failures[0].getMessage()
+    assert "the socket failed" in failures[0].getMessage()
     assert accepted == []
+
+
+@pytest.mark.parametrize("processes, most", [(1, 1), (2, 7)])
+def test_a_busy_process_takes_its_share_of_a_flood_after_one_step_back(listening, processes,
+                                                                       most):
+    """Stepping back before each connection would accept 200 a second at most: after a
+    step back it takes what waits divided by the processes."""
+    accepted: list = []
+    port = listening.getsockname()[1]
+    clients = [socket.create_connection((LOOPBACK, port)) for _ in range(40)]
+
+    async def run():
+        loop = asyncio.get_running_loop()
+        turns = taking_turns(loop, listening, accepted, "busy", 100, processes)
+        steps = []
+        after = turns._after_stepping_back
+        turns._after_stepping_back = lambda: (steps.append(1), after())
+        while len(accepted) < 40:
+            await asyncio.sleep(0.001)
+        turns.close()
+        return len(steps)
+
+    try:
+        assert asyncio.run(run()) <= most
+    finally:
+        for client in clients:
+            client.close()
+
+
+class Failing:
+    """A listening socket whose next accepts fail with ``errors`` first."""
+
+    def __init__(self, listening: socket.socket, errors: list[int]):
+        self.listening, self.errors = listening, errors
+
+    def accept(self):
+        if self.errors:
+            raise OSError(self.errors.pop(0), "as the kernel says")
+        return self.listening.accept()
+
+    def __getattr__(self, name):
+        return getattr(self.listening, name)
+
+
+@pytest.mark.parametrize("errors, paused", [
+    ([errno.EPROTO, errno.ENETDOWN, errno.EHOSTUNREACH], False),  # the connection's
+    ([errno.EMFILE], True), ([errno.ENOBUFS], True),              # out of resources
+])
+def test_an_error_of_one_connection_is_tried_again_and_no_resources_pause(
+        listening, caplog, errors, paused):
+    accepted: list = []
+
+    async def run():
+        loop = asyncio.get_running_loop()
+        turns = TakingTurns(loop, Failing(listening.dup(), list(errors)),
+                            lambda: Recorder(accepted, "one"), busy=lambda: 0, processes=1)
+        client = socket.create_connection(listening.getsockname())
+        await asyncio.sleep(0.3)
+        turns.close()
+        client.close()
+
+    with caplog.at_level(logging.ERROR, logger="app.smtp.accepting"):
+        asyncio.run(run())
+    failures = [record.getMessage() for record in caplog.records
+                if "cannot accept" in record.getMessage()]
+    if paused:
+        assert len(failures) == 1 and "no resources left" in failures[0]
+        assert accepted == []  # not within the pause
+    else:
+        assert failures == [] and [name for name, _ in accepted] == ["one"]

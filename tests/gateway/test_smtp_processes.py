@@ -150,7 +150,7 @@ def test_connections_arriving_together_are_shared_out_over_the_processes(start_s
                 stack.enter_context(client)
                 assert client.recv(512).startswith(b"220 ")
             held = [connections_held(pid, port) for pid in processes]
-            assert sum(held) == 8 and min(held) >= 3, held
+            assert sum(held) == 8 and min(held) >= 2, held  # 8/0, 7/1 before
         until(lambda: sum(connections_held(pid, port) for pid in processes) == 0)
 
 
