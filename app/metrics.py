@@ -26,6 +26,7 @@ import glob
 import os
 import re
 import socket
+import time
 from collections.abc import Iterable, Iterator
 from types import SimpleNamespace
 
@@ -58,6 +59,8 @@ SMTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 #: a portal page
 PORTAL_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
+#: seconds a live gauge's file counts after its process last wrote it
+LIVE_GAUGE_FRESH = 10.0
 _LOCK = ".lock"
 _directory: str | None = None
 
@@ -72,8 +75,11 @@ def configure(directory: str) -> str:
     directory = os.path.abspath(directory)
     os.makedirs(directory, exist_ok=True)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory  # where the value class writes
-    if not getattr(values.ValueClass, "_multiprocess", False):
+    if not getattr(values.ValueClass, "_ccm_identity", False):
+        # also when prometheus_client found the variable set at its import (ccm smtp's
+        # siblings inherit it): it then named files by the process id alone
         values.ValueClass = values.MultiProcessValue(process_identifier=_identity)
+        values.ValueClass._ccm_identity = True
     with _locked(directory, fcntl.LOCK_EX):
         _fold_dead_processes(directory)
     _directory = directory
@@ -195,10 +201,14 @@ def notification_sent(kind: str) -> None:
 
 def smtp_processes(running: int, wanted: int) -> None:
     """A ``ccm smtp`` command's processes: those running now, and those it should run
-    (fewer running means one keeps failing, and is being started again)."""
+    (fewer running means one keeps failing, and is being started again). Said again at
+    least every LIVE_GAUGE_FRESH seconds, or it no longer counts."""
     found = _families().smtp_processes
     found.labels("running").set(running)
     found.labels("wanted").set(wanted)
+    if _directory is not None:
+        with contextlib.suppress(OSError):  # fresh: its process is alive, on any machine
+            os.utime(os.path.join(_directory, f"gauge_livesum_{_identity()}.db"))
 
 
 def request_served(endpoint: str, seconds: float) -> None:
@@ -230,17 +240,28 @@ def exposition(*collectors) -> tuple[bytes, str]:
 
 class _Files:
     """Every process's files added up, as prometheus_client's own collector does, less
-    the live gauges of this machine's processes that have died without saying so (a
-    ``ccm smtp`` killed outright): what they said was true while they ran."""
+    the live gauges of processes that have died without saying so (a ``ccm smtp``
+    killed outright, or its container): what they said was true while they ran. One of
+    this machine's is known dead by its process id; another machine's by its file, not
+    written for LIVE_GAUGE_FRESH seconds."""
 
     def __init__(self, path: str):
         self.path = path
 
     def collect(self):
         files = [name for name in glob.glob(os.path.join(self.path, "*.db"))
-                 if not (os.path.basename(name).startswith("gauge_live")
-                         and (pid := _pid(name)) is not None and not _running(pid))]
+                 if not (os.path.basename(name).startswith("gauge_live") and _dead(name))]
         return multiprocess.MultiProcessCollector.merge(files, accumulate=True)
+
+
+def _dead(path: str) -> bool:
+    pid = _pid(path)
+    if pid is not None and not _running(pid):
+        return True
+    try:
+        return time.time() - os.path.getmtime(path) > LIVE_GAUGE_FRESH
+    except OSError:  # folded away meanwhile
+        return True
 
 
 @contextlib.contextmanager

@@ -254,3 +254,29 @@ def test_only_this_machines_dead_processes_are_folded(tmp_path):
         elsewhere.name, "counter_archive.db"]
     assert metrics._identity() == f"{os.getpid()}-{metrics._host()}"
     assert "_" not in metrics._host()
+
+
+def test_a_live_gauge_of_another_machine_counts_while_its_process_writes_it(tmp_path):
+    """A ccm smtp in another container, killed with it, cannot be asked whether it runs:
+    its file counts while it is written (every second), not once it is left alone."""
+    import time
+
+    from prometheus_client.mmap_dict import MmapedDict, mmap_key
+
+    def gauge(path, value):
+        written = MmapedDict(str(path))
+        written.write_value(mmap_key("ccm_smtp_processes", "ccm_smtp_processes", ["state"],
+                                     ["running"], "processes"), value, 0.0)
+        written.close()
+
+    def counted() -> float:
+        return sum(sample.value for family in metrics._Files(str(tmp_path)).collect()
+                   for sample in family.samples if sample.name == "ccm_smtp_processes")
+
+    alive = tmp_path / "gauge_livesum_7-another-container.db"
+    gone = tmp_path / "gauge_livesum_8-a-container-killed.db"
+    gauge(alive, 2)
+    gauge(gone, 3)
+    stale = time.time() - metrics.LIVE_GAUGE_FRESH - 1
+    os.utime(gone, (stale, stale))
+    assert counted() == 2

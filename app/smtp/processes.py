@@ -36,6 +36,8 @@ MOST = 8
 LIVED = 60.0
 #: the longest pause before starting again one that keeps failing early
 LONGEST_PAUSE = 60.0
+#: seconds a sibling runs before the metrics count it as running
+STEADY = 5.0
 #: Linux's prctl option: the signal a process gets when the thread that started it ends
 _PR_SET_PDEATHSIG = 1
 
@@ -110,10 +112,13 @@ class Siblings:
         self._count_in_metrics()
 
     def _count_in_metrics(self) -> None:
+        """Count the processes running (a sibling once it has run STEADY seconds: one
+        that keeps failing soon after its start never shows as running) and wanted."""
         if self.first:
-            alive = sum(sibling.popen is not None and sibling.popen.poll() is None
-                        for sibling in self.running)
-            metrics.smtp_processes(running=1 + alive, wanted=1 + self.count)
+            now = time.monotonic()
+            steady = sum(sibling.popen is not None and sibling.popen.poll() is None
+                         and now - sibling.started >= STEADY for sibling in self.running)
+            metrics.smtp_processes(running=1 + steady, wanted=1 + self.count)
 
     def _start(self, pause: float = 1.0) -> _Sibling:
         """A sibling started; one that could not be (no memory, the task limit) counts

@@ -193,6 +193,11 @@ def test_the_metrics_count_the_processes_running_and_wanted(start_smtp, tmp_path
     os.kill(failed, signal.SIGKILL)  # one fails: seen until it is started again
     until(lambda: counted(tmp_path) == {"running": 2, "wanted": 3})
     until(lambda: counted(tmp_path) == {"running": 3, "wanted": 3})
+    # every process's files are named by its machine too (the siblings find the
+    # metrics folder's variable set: prometheus_client's own naming would be by pid)
+    names = [path.name for path in (tmp_path / "metrics").glob("*.db")
+             if not path.name.endswith("_archive.db")]  # the killed one's, folded
+    assert names and all(name.endswith(f"-{metrics._host()}.db") for name in names), names
     # killed outright, the command says nothing more: what it said no longer counts
     for pid in [*siblings_of(first.pid), first.pid]:
         os.kill(pid, signal.SIGKILL)
@@ -270,6 +275,35 @@ def test_a_sibling_that_fails_early_puts_off_the_next_longer_each_time(
     sibling = processes._Sibling(None, started=1000.0, pause=pause)
     sibling.ended(1000.0 + lived)
     assert (sibling.restart_at - 1000.0 - lived, sibling.next_pause) == (after, next_pause)
+
+
+class Running:
+    """A sibling's process that runs (``poll`` None) or has ended."""
+
+    def __init__(self, running: bool):
+        self.running = running
+
+    def poll(self):
+        return None if self.running else 1
+
+
+@pytest.mark.parametrize("first", [True, False])
+def test_the_metrics_count_a_sibling_once_it_has_run_a_while(monkeypatch, first):
+    """One that keeps failing soon after its start never shows as running: its restarts
+    would otherwise make running equal wanted for a moment, again and again."""
+    said = []
+    monkeypatch.setattr(metrics, "smtp_processes", lambda **counts: said.append(counts))
+    now = time.monotonic()
+    siblings = processes.Siblings(4, first=first)
+    siblings.running = [
+        processes._Sibling(Running(True), started=now - processes.STEADY - 1),  # counted
+        processes._Sibling(Running(True), started=now - 1),    # just started again
+        processes._Sibling(Running(False), started=now - 60),  # ended, not yet seen
+        processes._Sibling(None, started=now - 60),            # could not be started
+    ]
+    siblings._count_in_metrics()
+    # only the first counts, for the whole command
+    assert said == ([{"running": 2, "wanted": 5}] if first else [])
 
 
 @pytest.mark.parametrize(("written", "cores"), [
