@@ -203,12 +203,13 @@ def smtp_processes(running: int, wanted: int) -> None:
     """A ``ccm smtp`` command's processes: those running now, and those it should run
     (fewer running means one keeps failing, and is being started again). Said again at
     least every LIVE_GAUGE_FRESH seconds, or it no longer counts."""
+    if _directory is None:
+        return  # not configured: the families would be built with values kept nowhere
     found = _families().smtp_processes
     found.labels("running").set(running)
     found.labels("wanted").set(wanted)
-    if _directory is not None:
-        with contextlib.suppress(OSError):  # fresh: its process is alive, on any machine
-            os.utime(os.path.join(_directory, f"gauge_livesum_{_identity()}.db"))
+    with contextlib.suppress(OSError):  # fresh: its process is alive, on any machine
+        os.utime(os.path.join(_directory, f"gauge_livesum_{_identity()}.db"))
 
 
 def request_served(endpoint: str, seconds: float) -> None:
@@ -241,9 +242,10 @@ def exposition(*collectors) -> tuple[bytes, str]:
 class _Files:
     """Every process's files added up, as prometheus_client's own collector does, less
     the live gauges of processes that have died without saying so (a ``ccm smtp``
-    killed outright, or its container): what they said was true while they ran. One of
-    this machine's is known dead by its process id; another machine's by its file, not
-    written for LIVE_GAUGE_FRESH seconds."""
+    killed outright, or its container): what they said was true while they ran. A file
+    is taken for a dead process's when one of this machine's has no process of its id,
+    or when it has not been written for LIVE_GAUGE_FRESH seconds (another machine's,
+    or a reused id's; the machines sharing the folder keep their clocks in step)."""
 
     def __init__(self, path: str):
         self.path = path

@@ -12,6 +12,7 @@ import email
 import email.policy
 import errno
 import http.client
+import itertools
 import os
 import re
 import select
@@ -861,6 +862,10 @@ def ccm_environment(directory: Path, **settings: str) -> dict[str, str]:
     return environment
 
 
+#: a log's number when it has no port to be named by
+_LOG_NUMBERS = itertools.count(1)
+
+
 class Ccm:
     """``ccm COMMAND ARGS…`` in a process of its own on the test's database, its output
     in a log in the instance folder (the application's, or ``directory``); when given
@@ -875,7 +880,7 @@ class Ccm:
         self.settings = {"CCM_DATABASE_URL": app.config["DATABASE_URL"],
                          "CCM_SECRET_KEY": "ccm-under-test", **settings}
         self.process: subprocess.Popen | None = None
-        self.log = self.directory / f"ccm-{command}-{port or free_port()}.log"
+        self.log = self.directory / f"ccm-{command}-{port or next(_LOG_NUMBERS)}.log"
 
     def __enter__(self) -> Ccm:
         with self.log.open("wb") as log:

@@ -21,12 +21,13 @@ from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
-#: seconds a process steps back for each session it serves before it accepts
-STEP_BACK = 0.001
+#: seconds a process steps back for each session it serves before it accepts: long
+#: enough for a sibling kept off the CPU a while (a loaded machine) to get there first
+STEP_BACK = 0.002
 #: the longest step back: a sibling with no session takes a connection at once, and
-#: beyond 5 sessions the busy ones take turns by chance (each then takes its share of
+#: beyond 10 sessions the busy ones take turns by chance (each then takes its share of
 #: what waits, so a flood is not accepted one connection a step back)
-LONGEST_STEP_BACK = 0.005
+LONGEST_STEP_BACK = 0.02
 #: connections the kernel keeps waiting to be accepted (asyncio's own default)
 BACKLOG = 100
 #: seconds to stop accepting when the system has no file descriptor or memory left for
@@ -55,8 +56,9 @@ class TakingTurns:
         self.processes = processes
         #: the step back or the pause after failing, while one is under way
         self._timer: asyncio.TimerHandle | None = None
-        #: sessions being set up (asyncio keeps only weak references to its tasks)
-        self._starting: set[asyncio.Task] = set()
+        #: connections accepted whose sessions are being set up (and asyncio keeps only
+        #: weak references to its tasks)
+        self.starting: set[asyncio.Task] = set()
         listening.setblocking(False)
         listening.listen(BACKLOG)  # as a server that starts serving would
         self._watch()
@@ -75,7 +77,8 @@ class TakingTurns:
         self.loop.add_reader(self.listening.fileno(), self._ready)
 
     def _ready(self) -> None:
-        pause = min(LONGEST_STEP_BACK, STEP_BACK * self.busy())
+        # a connection just accepted is not a session yet, but it is this process's
+        pause = min(LONGEST_STEP_BACK, STEP_BACK * (self.busy() + len(self.starting)))
         if not pause:
             self._accept_share()
             return
@@ -92,16 +95,18 @@ class TakingTurns:
         for _ in range(max(1, waiting(self.listening) // self.processes)):
             try:
                 connection, _ = self.listening.accept()
-            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
-                return True  # a sibling took them, or their clients gave up
+            except BlockingIOError:
+                return True  # a sibling took them
+            except ConnectionAbortedError:
+                continue  # its client gave up
             except OSError as error:
                 if error.errno in _CONNECTION_ERRORS:
                     continue
                 return self._pause(error)
             connection.setblocking(False)
             task = self.loop.create_task(self._serve(connection))
-            self._starting.add(task)
-            task.add_done_callback(self._starting.discard)
+            self.starting.add(task)
+            task.add_done_callback(self.starting.discard)
         return True
 
     def _pause(self, error: OSError) -> bool:
@@ -116,9 +121,12 @@ class TakingTurns:
     async def _serve(self, connection: socket.socket) -> None:
         try:
             await self.loop.connect_accepted_socket(self.protocol_factory, connection)
-        except OSError as error:  # the client was gone before its session began
+        except Exception as error:  # the client gone before its session began, say
             log.info("an SMTP connection ended before its session began: %s", error)
             connection.close()
+        except asyncio.CancelledError:  # stopped without a graceful shutdown
+            connection.close()
+            raise
 
 
 def waiting(listening: socket.socket) -> int:

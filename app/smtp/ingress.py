@@ -338,7 +338,10 @@ class _Controller(Controller):
         self.stop()
 
     async def _shut_down(self, grace: float) -> None:
+        starting = [task for turns in self.turns for task in turns.starting]
         self._stop_listening()  # new connections are refused from here on
+        if starting:  # accepted: their sessions begin, to be told 421 with the others
+            await asyncio.wait(starting, timeout=grace)
         await self.sessions.shut_down(grace)
 
     def _stop_listening(self) -> None:

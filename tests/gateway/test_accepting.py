@@ -48,7 +48,10 @@ async def connect(listening, accepted: list, count: int) -> None:
 
 
 @pytest.mark.parametrize("busy", [1, 4, 100])
-def test_the_process_serving_no_session_takes_the_connection(listening, busy):
+def test_the_process_serving_no_session_takes_the_connection(listening, busy, monkeypatch):
+    # a step back long enough that no timer comes due while the idle one accepts
+    monkeypatch.setattr(accepting, "STEP_BACK", 1.0)
+    monkeypatch.setattr(accepting, "LONGEST_STEP_BACK", 1.0)
     accepted: list = []
 
     async def run():
@@ -63,7 +66,8 @@ def test_the_process_serving_no_session_takes_the_connection(listening, busy):
     assert [name for name, _ in accepted] == ["idle"] * 5
 
 
-@pytest.mark.parametrize("busy, pause", [(3, 0.003), (100, accepting.LONGEST_STEP_BACK)])
+@pytest.mark.parametrize("busy, pause", [(3, 3 * accepting.STEP_BACK),
+                                         (100, accepting.LONGEST_STEP_BACK)])
 def test_alone_a_busy_process_takes_it_after_stepping_back(listening, busy, pause):
     accepted: list = []
 
@@ -110,7 +114,7 @@ def test_accepting_that_fails_is_logged_and_paused_not_spun(listening, caplog):
     assert accepted == []
 
 
-@pytest.mark.parametrize("processes, most", [(1, 1), (2, 7)])
+@pytest.mark.parametrize("processes, most", [(1, 3), (2, 12)])  # one a step: 40
 def test_a_busy_process_takes_its_share_of_a_flood_after_one_step_back(listening, processes,
                                                                        most):
     """Stepping back before each connection would accept 200 a second at most: after a
@@ -132,6 +136,48 @@ def test_a_busy_process_takes_its_share_of_a_flood_after_one_step_back(listening
 
     try:
         assert asyncio.run(run()) <= most
+    finally:
+        for client in clients:
+            client.close()
+
+
+class Counting:
+    """A listening socket that counts the connections accepted from it."""
+
+    def __init__(self, listening: socket.socket):
+        self.listening, self.accepted = listening, 0
+
+    def accept(self):
+        taken = self.listening.accept()
+        self.accepted += 1
+        return taken
+
+    def __getattr__(self, name):
+        return getattr(self.listening, name)
+
+
+def test_a_connection_accepted_counts_as_busy_before_its_session_begins(listening):
+    """Its session begins a few turns of the loop later: until then the process would
+    take another share at once, as if it served nobody."""
+    port = listening.getsockname()[1]
+    clients = [socket.create_connection((LOOPBACK, port)) for _ in range(8)]
+
+    async def run():
+        loop = asyncio.get_running_loop()
+        counting = Counting(listening.dup())
+        turns = TakingTurns(loop, counting, lambda: Recorder([], "idle"), busy=lambda: 0,
+                            processes=2)
+        first_step_back = []
+        after = turns._after_stepping_back
+        turns._after_stepping_back = lambda: (first_step_back.append(counting.accepted),
+                                              after())
+        while not first_step_back:
+            await asyncio.sleep(0.001)
+        turns.close()
+        return first_step_back[0]
+
+    try:
+        assert asyncio.run(run()) == 4  # its share of 8 for 2 processes, then a step back
     finally:
         for client in clients:
             client.close()

@@ -143,6 +143,7 @@ def test_connections_arriving_together_are_shared_out_over_the_processes(start_s
     first, port = start_smtp("--processes", "2")
     until(lambda: (log_of(tmp_path, port)).read_text().count("listening on") == 2)
     processes = [first.pid, *siblings_of(first.pid)]
+    shared = []
     for _ in range(3):
         clients = [socket.create_connection((LOOPBACK, port), timeout=10) for _ in range(8)]
         with contextlib.ExitStack() as stack:
@@ -150,8 +151,13 @@ def test_connections_arriving_together_are_shared_out_over_the_processes(start_s
                 stack.enter_context(client)
                 assert client.recv(512).startswith(b"220 ")
             held = [connections_held(pid, port) for pid in processes]
-            assert sum(held) == 8 and min(held) >= 2, held  # 8/0, 7/1 before
+            assert sum(held) == 8, held
+            shared.append(held)
         until(lambda: sum(connections_held(pid, port) for pid in processes) == 0)
+    # 4/4 or 5/3 on a quiet machine, a round astray now and then under load (a process
+    # kept off the CPU for longer than a step back); asyncio's own accepting gave 8/0,
+    # 7/1, 2/6, 1/7, 1/7 on a quiet machine
+    assert sum(min(held) for held in shared) >= 6, shared
 
 
 def test_a_sibling_that_fails_is_started_again_and_the_first_killed_takes_them_along(
