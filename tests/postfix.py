@@ -13,6 +13,7 @@ so the directory is one of ``/tmp``'s, readable by them, not pytest's private on
 
 from __future__ import annotations
 
+import contextlib
 import email
 import email.policy
 import os
@@ -132,6 +133,15 @@ class Postfix(_ServerProcess):
 
     def __exit__(self, *exc) -> None:
         try:
+            # ``postfix start-fg`` runs its master as a child of a shell: ending the
+            # shell we started would leave the master running, an orphan. Stop the
+            # master, and the shell ends once it has reaped it.
+            subprocess.run([str(POSTFIX), "-c", str(self.directory / "etc"), "abort"],
+                           check=False, stdin=subprocess.DEVNULL, capture_output=True,
+                           timeout=30)
+            if self._process is not None:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self._process.wait(timeout=10)
             super().__exit__()
         finally:
             shutil.rmtree(self.directory, ignore_errors=True)
