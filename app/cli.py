@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
+import select
 import signal
 import socket
 import sys
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -106,15 +107,42 @@ def _start_smtp(share_port: bool = False, sockets: list[socket.socket] | None = 
     return controller
 
 
-def _stop_signal(*wake: Callable[[], None], repeat_ends: bool = True) -> threading.Event:
-    """An event SIGTERM (or SIGINT, Ctrl-C) sets, calling ``wake`` too; a second signal
-    ends the process at once, status 1, for an operator who will not wait (unless not
-    ``repeat_ends``).
+class StopSignal:
+    """Whether SIGTERM (or SIGINT) has come, set by the signal handler: a flag and a
+    byte in a pipe, never a lock. A handler runs in the main thread between two of its
+    steps, perhaps while it holds a lock: ``threading.Event.set`` there waited for the
+    lock its own thread held in ``Event.wait``, forever (a ccm smtp process that never
+    stopped, still holding the port)."""
+
+    def __init__(self):
+        self._set = False
+        self._reader, self._writer = os.pipe()
+        os.set_blocking(self._writer, False)
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        self._set = True
+        with contextlib.suppress(BlockingIOError):  # the pipe full: it is readable already
+            os.write(self._writer, b"\0")
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Whether it is set, once it is or ``timeout`` seconds have passed."""
+        if not self._set:
+            select.select([self._reader], [], [], timeout)
+        return self._set
+
+
+def _stop_signal(*wake: Callable[[], None], repeat_ends: bool = True) -> StopSignal:
+    """What SIGTERM (or SIGINT, Ctrl-C) sets, calling ``wake`` too (each safe in a
+    signal handler); a second signal ends the process at once, status 1, for an
+    operator who will not wait (unless not ``repeat_ends``).
 
     The process then stops gracefully within CCM_SHUTDOWN_GRACE (docs/operations.md,
     "Stopping and restarting"): each command below says how.
     """
-    stop = threading.Event()
+    stop = StopSignal()
 
     def handle(*_) -> None:
         if stop.is_set() and repeat_ends:
@@ -157,7 +185,7 @@ def serve() -> None:
     stop = _stop_signal(portal.wake)
     jobs = worker.scheduler(app, blocking=False)
     jobs.start()
-    portal.serve_until(stop)
+    portal.serve_until(stop.is_set)
     # All three stop at once, each within the grace period.
     grace = app.config["SHUTDOWN_GRACE"]
     with ThreadPoolExecutor(2) as stopping:
@@ -176,7 +204,7 @@ def web(threads: int) -> None:
     """Run the portal only, for scale-out behind a load balancer."""
     database.upgrade()
     portal = _portal(threads=threads)
-    portal.serve_until(_stop_signal(portal.wake))
+    portal.serve_until(_stop_signal(portal.wake).is_set)
     portal.drain(current_app.config["SHUTDOWN_GRACE"])
     _exit(True)
 

@@ -13,6 +13,9 @@ import re
 import signal
 import smtplib
 import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -182,3 +185,37 @@ def test_service_managers_wait_longer_than_the_grace_period():
         assert timeout and int(timeout[1]) >= grace + 10, unit.name
     compose = re.search(r"stop_grace_period: (\d+)s", (deploy / "compose.yaml").read_text())
     assert compose and int(compose[1]) >= grace + 10
+
+
+STORM = """
+import sys, time
+from app import cli
+stop = cli._stop_signal(repeat_ends=False)
+print("waiting", flush=True)
+until = time.monotonic() + 2
+while time.monotonic() < until:  # waits in short slices, as ccm smtp's main loop does
+    stop.wait(0.0001)
+print("stopped" if stop.is_set() else "not stopped", flush=True)
+"""
+
+
+def test_a_storm_of_stop_signals_never_wedges_the_wait_for_them():
+    """Signals can land at any step of the main thread, a lock held among them: the
+    handler must take none (``threading.Event.set`` there waited forever for the lock
+    its own thread held in ``Event.wait``: a ccm smtp sibling never stopped)."""
+    process = subprocess.Popen([sys.executable, "-c", STORM], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True,
+                               cwd=Path(__file__).parent.parent)
+    try:
+        assert process.stdout.readline().strip() == "waiting"
+        until = time.monotonic() + 1.5
+        while time.monotonic() < until and process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            time.sleep(0.0003)
+        output, errors = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, errors[-2000:]
+    assert output.strip() == "stopped"

@@ -13,8 +13,8 @@ sent, closing each idle keep-alive connection, for the grace period at most
 from __future__ import annotations
 
 import logging
-import threading
 import time
+from collections.abc import Callable
 
 import waitress
 from flask import Flask
@@ -38,9 +38,9 @@ class Portal:
         self.adj = self.server.adj
         self.listeners = [d for d in self.map.values() if isinstance(d, BaseWSGIServer)]
 
-    def serve_until(self, stop: threading.Event) -> None:
-        """Serve until ``stop`` is set (and :meth:`wake` called, to end the wait now)."""
-        while not stop.is_set():
+    def serve_until(self, stopped: Callable[[], bool]) -> None:
+        """Serve until ``stopped()`` (and :meth:`wake` called, to end the wait now)."""
+        while not stopped():
             wasyncore.loop(timeout=self.adj.asyncore_loop_timeout, map=self.map,
                            use_poll=self.adj.asyncore_use_poll, count=1)
 
