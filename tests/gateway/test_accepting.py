@@ -8,6 +8,7 @@ import errno
 import logging
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -24,6 +25,13 @@ class Recorder(asyncio.Protocol):
     def connection_made(self, transport):
         self.accepted.append((self.name, time.monotonic()))
         transport.close()
+
+
+def in_a_loop_of_its_own(main):
+    """``asyncio.run(main())`` in a thread of its own: the browser tests' Playwright
+    keeps an event loop running in this one."""
+    with ThreadPoolExecutor(1) as thread:
+        return thread.submit(asyncio.run, main()).result()
 
 
 @pytest.fixture
@@ -62,7 +70,7 @@ def test_the_process_serving_no_session_takes_the_connection(listening, busy, mo
         for each in turns:
             each.close()
 
-    asyncio.run(run())
+    in_a_loop_of_its_own(run)
     assert [name for name, _ in accepted] == ["idle"] * 5
 
 
@@ -79,7 +87,7 @@ def test_alone_a_busy_process_takes_it_after_stepping_back(listening, busy, paus
         turns.close()
         return started
 
-    started = asyncio.run(run())
+    started = in_a_loop_of_its_own(run)
     assert [name for name, _ in accepted] == ["busy"]
     assert accepted[0][1] - started >= pause
 
@@ -91,7 +99,7 @@ def test_a_closed_one_lets_go_of_the_socket(listening):
         turns.close()  # twice: stopping without shutting down closes it again
         return turns
 
-    assert asyncio.run(run()).listening.fileno() == -1
+    assert in_a_loop_of_its_own(run).listening.fileno() == -1
 
 
 def test_accepting_that_fails_is_logged_and_paused_not_spun(listening, caplog):
@@ -106,7 +114,7 @@ def test_accepting_that_fails_is_logged_and_paused_not_spun(listening, caplog):
         turns.close()
 
     with caplog.at_level(logging.ERROR, logger="app.smtp.accepting"):
-        asyncio.run(run())
+        in_a_loop_of_its_own(run)
     failures = [record for record in caplog.records
                 if "cannot accept an SMTP connection" in record.getMessage()]
     assert len(failures) == 1 and "accepting again in 1 s" in failures[0].getMessage()
@@ -135,7 +143,7 @@ def test_a_busy_process_takes_its_share_of_a_flood_after_one_step_back(listening
         return len(steps)
 
     try:
-        assert asyncio.run(run()) <= most
+        assert in_a_loop_of_its_own(run) <= most
     finally:
         for client in clients:
             client.close()
@@ -177,7 +185,7 @@ def test_a_connection_accepted_counts_as_busy_before_its_session_begins(listenin
         return first_step_back[0]
 
     try:
-        assert asyncio.run(run()) == 4  # its share of 8 for 2 processes, then a step back
+        assert in_a_loop_of_its_own(run) == 4  # its share of 8 for 2 processes, then a step back
     finally:
         for client in clients:
             client.close()
@@ -216,7 +224,7 @@ def test_an_error_of_one_connection_is_tried_again_and_no_resources_pause(
         client.close()
 
     with caplog.at_level(logging.ERROR, logger="app.smtp.accepting"):
-        asyncio.run(run())
+        in_a_loop_of_its_own(run)
     failures = [record.getMessage() for record in caplog.records
                 if "cannot accept" in record.getMessage()]
     if paused:
