@@ -122,6 +122,30 @@ def test_accepting_that_fails_is_logged_and_paused_not_spun(listening, caplog):
     assert accepted == []
 
 
+class Watched:
+    """A listening socket that counts the connections accepted from it, its first
+    accepts failing with ``errors``."""
+
+    def __init__(self, listening: socket.socket, errors: list[int] = ()):
+        self.listening, self.errors, self.accepted = listening, list(errors), 0
+
+    def accept(self):
+        if self.errors:
+            raise OSError(self.errors.pop(0), "as the kernel says")
+        taken = self.listening.accept()
+        self.accepted += 1
+        return taken
+
+    def __getattr__(self, name):
+        return getattr(self.listening, name)
+
+
+def on_stepping_back(turns: TakingTurns, note) -> None:
+    """Call ``note()`` each time ``turns`` has stepped back, before it accepts."""
+    after = turns._after_stepping_back
+    turns._after_stepping_back = lambda: (note(), after())
+
+
 @pytest.mark.parametrize("processes, most", [(1, 3), (2, 12)])  # one a step: 40
 def test_a_busy_process_takes_its_share_of_a_flood_after_one_step_back(listening, processes,
                                                                        most):
@@ -135,8 +159,7 @@ def test_a_busy_process_takes_its_share_of_a_flood_after_one_step_back(listening
         loop = asyncio.get_running_loop()
         turns = taking_turns(loop, listening, accepted, "busy", 100, processes)
         steps = []
-        after = turns._after_stepping_back
-        turns._after_stepping_back = lambda: (steps.append(1), after())
+        on_stepping_back(turns, lambda: steps.append(1))
         while len(accepted) < 40:
             await asyncio.sleep(0.001)
         turns.close()
@@ -149,21 +172,6 @@ def test_a_busy_process_takes_its_share_of_a_flood_after_one_step_back(listening
             client.close()
 
 
-class Counting:
-    """A listening socket that counts the connections accepted from it."""
-
-    def __init__(self, listening: socket.socket):
-        self.listening, self.accepted = listening, 0
-
-    def accept(self):
-        taken = self.listening.accept()
-        self.accepted += 1
-        return taken
-
-    def __getattr__(self, name):
-        return getattr(self.listening, name)
-
-
 def test_a_connection_accepted_counts_as_busy_before_its_session_begins(listening):
     """Its session begins a few turns of the loop later: until then the process would
     take another share at once, as if it served nobody."""
@@ -172,38 +180,21 @@ def test_a_connection_accepted_counts_as_busy_before_its_session_begins(listenin
 
     async def run():
         loop = asyncio.get_running_loop()
-        counting = Counting(listening.dup())
-        turns = TakingTurns(loop, counting, lambda: Recorder([], "idle"), busy=lambda: 0,
+        watched = Watched(listening.dup())
+        turns = TakingTurns(loop, watched, lambda: Recorder([], "idle"), busy=lambda: 0,
                             processes=2)
         first_step_back = []
-        after = turns._after_stepping_back
-        turns._after_stepping_back = lambda: (first_step_back.append(counting.accepted),
-                                              after())
-        while not first_step_back:
+        on_stepping_back(turns, lambda: first_step_back.append(watched.accepted))
+        while not first_step_back and watched.accepted < 8:  # bounded: no step back at all
             await asyncio.sleep(0.001)
         turns.close()
-        return first_step_back[0]
+        return first_step_back[0] if first_step_back else watched.accepted
 
     try:
         assert in_a_loop_of_its_own(run) == 4  # its share of 8 for 2 processes, then a step back
     finally:
         for client in clients:
             client.close()
-
-
-class Failing:
-    """A listening socket whose next accepts fail with ``errors`` first."""
-
-    def __init__(self, listening: socket.socket, errors: list[int]):
-        self.listening, self.errors = listening, errors
-
-    def accept(self):
-        if self.errors:
-            raise OSError(self.errors.pop(0), "as the kernel says")
-        return self.listening.accept()
-
-    def __getattr__(self, name):
-        return getattr(self.listening, name)
 
 
 @pytest.mark.parametrize("errors, paused", [
@@ -216,7 +207,7 @@ def test_an_error_of_one_connection_is_tried_again_and_no_resources_pause(
 
     async def run():
         loop = asyncio.get_running_loop()
-        turns = TakingTurns(loop, Failing(listening.dup(), list(errors)),
+        turns = TakingTurns(loop, Watched(listening.dup(), errors),
                             lambda: Recorder(accepted, "one"), busy=lambda: 0, processes=1)
         client = socket.create_connection(listening.getsockname())
         await asyncio.sleep(0.3)
