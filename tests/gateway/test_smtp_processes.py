@@ -8,6 +8,7 @@ broken start or stop from hanging the run.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import signal
 import smtplib
@@ -186,10 +187,14 @@ def test_a_sibling_that_fails_is_started_again_and_the_first_killed_takes_them_a
 
 
 def counted(instance: Path) -> dict[str, float]:
-    """ccm_smtp_processes as the portal's /metrics would add it up."""
-    return {sample.labels["state"]: sample.value
-            for family in metrics._Files(str(instance / "metrics")).collect()
-            if family.name == "ccm_smtp_processes" for sample in family.samples}
+    """ccm_smtp_processes as the portal's /metrics would add it up: under the shared
+    lock, as a process starting folds the files of one that died (the one killed here)
+    under the exclusive one."""
+    folder = str(instance / "metrics")
+    with metrics._locked(folder, fcntl.LOCK_SH):
+        return {sample.labels["state"]: sample.value
+                for family in metrics._Files(folder).collect()
+                if family.name == "ccm_smtp_processes" for sample in family.samples}
 
 
 def test_the_metrics_count_the_processes_running_and_wanted(start_smtp, tmp_path):
