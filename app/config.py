@@ -73,7 +73,8 @@ ENVIRONMENT = [
     ("SMTP_STORE_THREADS", "CCM_SMTP_STORE_THREADS", "2",
      "on PostgreSQL, threads of a `ccm smtp` process that store received messages: one "
      "receives a group while the others commit theirs, at once; more help where a COMMIT "
-     "waits long (a slow disk, a distant database). SQLite always has 2, one writing"),
+     "waits long (a slow disk, a distant database). SQLite always has 1: it writes one "
+     "transaction at a time"),
     ("DATABASE_CONNECT_TIMEOUT", "CCM_DATABASE_CONNECT_TIMEOUT", "10",
      "seconds to wait for a connection to PostgreSQL"),
     ("DATABASE_STATEMENT_TIMEOUT", "CCM_DATABASE_STATEMENT_TIMEOUT", "30",

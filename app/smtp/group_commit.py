@@ -46,9 +46,9 @@ class Job:
 
 
 class GroupCommit:
-    """Stores received messages, those that arrived together in one commit, in several
-    threads: one receives a group while the others commit theirs (``_store``), two on
-    SQLite, which writes one transaction at a time, CCM_SMTP_STORE_THREADS on PostgreSQL.
+    """Stores received messages, those that arrived together in one commit: on
+    PostgreSQL in CCM_SMTP_STORE_THREADS threads, one receiving a group while the others
+    commit theirs (``_store``); on SQLite, which writes one transaction at a time, in one.
 
     A commit waits for the disk, and SQLite lets one transaction write at a time: rather
     than connections queueing for the lock, the messages that arrived meanwhile are
@@ -82,8 +82,12 @@ class GroupCommit:
 
     MAX_MESSAGES = 50
     MAX_BYTES = 16 * 1024 * 1024
-    #: on SQLite: one receives a group while the other writes and commits the last
-    ONE_WRITER_THREADS = 2
+    #: on SQLite: a second thread, receiving while the first commits, made ``ccm smtp``
+    #: slower (a fifth fewer messages a second, a sixth more CPU a message, in four
+    #: pairs of runs of bench/ingest.py): its groups were smaller, it waited for the same
+    #: write lock, and the threads took turns for the GIL. Sibling processes use the
+    #: CPU while one waits for its COMMIT.
+    ONE_WRITER_THREADS = 1
 
     def __init__(self, app: Flask, deadline: float | None = None):
         self.app = app
@@ -101,9 +105,10 @@ class GroupCommit:
                                          thread_name_prefix="ccm-store")
         #: held by the thread receiving a group, from taking it until it is received
         self.receiving = threading.Lock()
-        #: SQLite writes one transaction at a time: this process's threads take turns
-        #: here, where the next wakes as soon as the last one's COMMIT is done (SQLite's
-        #: own wait for its lock sleeps in steps of up to 100 ms); None elsewhere
+        #: SQLite writes one transaction at a time: this process's storing threads (if
+        #: ever more than one) take turns here, where the next wakes as soon as the last
+        #: one's COMMIT is done (SQLite's own wait for its lock sleeps in steps of up to
+        #: 100 ms); None elsewhere
         self.writer = threading.Lock() if one_writer else None
 
     async def __call__(self, raw: bytes, mail_from: str, rcpt_tos: list[str],
@@ -177,13 +182,13 @@ class GroupCommit:
         receive comes: each job's outcome, or None when one was given up and nothing
         was committed.
 
-        **One thread receiving while the others commit.** A thread receives its group
-        (parsing, routing, the reads) while the other threads' groups are being written
-        and committed, which is mostly a wait for the disk, and takes what arrived
-        meanwhile only once the last thread has received its own: groups stay as large
-        as one thread would make them. On PostgreSQL several groups commit at once.
+        **One thread receiving while the others commit** (PostgreSQL's several). A
+        thread receives its group (parsing, routing, the reads) while the other threads'
+        groups are being written and committed, which is mostly a wait for the disk, and
+        takes what arrived meanwhile only once the last thread has received its own:
+        groups stay as large as one thread would make them, and several commit at once.
 
-        So the messages are received before the transaction writes: on SQLite each read
+        The messages are received before the transaction writes: on SQLite each read
         sees the database as last committed, as on PostgreSQL (READ COMMITTED), and the
         write lock is taken only for the inserts and the COMMIT. What another writer
         committed in between and contradicts a read (an account created or removed
