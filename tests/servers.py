@@ -74,6 +74,8 @@ class Delivery:
     data: bytes
     tls_version: str | None = None  # e.g. "TLSv1.3" when the session was encrypted
     mail_options: list[str] = field(default_factory=list)  # e.g. ["BODY=8BITMIME"]
+    #: the client's address and port: one for each session (connection)
+    peer: tuple | None = None
 
     @property
     def message(self) -> EmailMessage:
@@ -129,6 +131,7 @@ class _Handler:
             data=envelope.original_content,
             tls_version=ssl_object.version() if ssl_object else None,
             mail_options=list(envelope.mail_options),
+            peer=tuple(session.peer) if session.peer else None,
         ))
         return REPLY_QUEUED
 

@@ -3,6 +3,7 @@ per recipient, each recipient's outcome its own, and one session carrying messag
 message to the same server."""
 
 import ipaddress
+from collections import Counter
 from datetime import timedelta
 
 import pytest
@@ -103,8 +104,11 @@ def test_a_session_carries_a_bounded_number_of_messages(app, gateway, partner, p
     for n in range(5):
         gateway.send(mail(subject=f"number {n}"), ["pat@partner.test"])
     gateway.run_queue()
-    assert len(partner.wait_for(5)) == 5
-    assert partner.sessions == 3
+    by_session = Counter(delivery.peer for delivery in partner.wait_for(5))
+    # 2 + 2 + 1. A session more (seen once, with two test suites loading the machine:
+    # four sessions, not reproduced since) is not the fault this looks for; a third
+    # message in one session is.
+    assert max(by_session.values()) == 2 and len(by_session) >= 3
 
 
 def test_notifications_go_out_over_the_same_session(gateway, partner, patient):
