@@ -105,11 +105,9 @@ class GroupCommit:
                                          thread_name_prefix="ccm-store")
         #: held by the thread receiving a group, from taking it until it is received
         self.receiving = threading.Lock()
-        #: SQLite writes one transaction at a time: this process's storing threads (if
-        #: ever more than one) take turns here, where the next wakes as soon as the last
-        #: one's COMMIT is done (SQLite's own wait for its lock sleeps in steps of up to
-        #: 100 ms); None elsewhere
-        self.writer = threading.Lock() if one_writer else None
+        #: SQLite writes one transaction at a time: its writers take turns
+        #: (``_turn_to_write``)
+        self.one_writer = one_writer
 
     async def __call__(self, raw: bytes, mail_from: str, rcpt_tos: list[str],
                        **arrival) -> None:
@@ -231,15 +229,15 @@ class GroupCommit:
 
     @contextmanager
     def _turn_to_write(self) -> Iterator[None]:
-        """Hold the database's write lock, this process's turn first (on SQLite), until
-        the COMMIT. A first contact may already have taken it (``isolation``): it then
-        writes at once, and the other thread waits in SQLite for its COMMIT. Other
-        ``ccm smtp`` processes on the same SQLite file take turns with this one
-        (``database.writers_take_turns``)."""
-        if self.writer is None or database.holds_write_lock():
+        """Hold the database's write lock until the COMMIT, on SQLite after this
+        process's turn among the ``ccm smtp`` processes on the same file
+        (``database.writers_take_turns``, which wakes the next the moment the last
+        commits; SQLite's own wait sleeps in steps of up to 100 ms). A first contact may
+        already have taken the lock (``isolation``): it then writes at once."""
+        if not self.one_writer or database.holds_write_lock():
             yield
             return
-        with self.writer, database.writers_take_turns():
+        with database.writers_take_turns():
             database.begin_writing()
             yield
 
