@@ -105,10 +105,10 @@ def test_a_session_carries_a_bounded_number_of_messages(app, gateway, partner, p
         gateway.send(mail(subject=f"number {n}"), ["pat@partner.test"])
     gateway.run_queue()
     by_session = Counter(delivery.peer for delivery in partner.wait_for(5))
-    # 2 + 2 + 1. A session more (seen once, with two test suites loading the machine:
-    # four sessions, not reproduced since) is not the fault this looks for; a third
-    # message in one session is.
-    assert max(by_session.values()) == 2 and len(by_session) >= 3
+    # 2 + 2 + 1, so at least three sessions, and one was used again. A session more
+    # (seen once, with two test suites loading the machine: four, not reproduced since)
+    # is not the fault this looks for; a third message in one session is.
+    assert max(by_session.values()) == 2
 
 
 def test_notifications_go_out_over_the_same_session(gateway, partner, patient):
